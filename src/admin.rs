@@ -1,0 +1,106 @@
+//! The admin listener: `/healthz` (the process is alive), `/readyz` (config loaded and the
+//! proxy listener accepts connections), `/metrics` (Prometheus text format). Keep it on a
+//! private address (localhost or the pod network): it is not authenticated.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::proxy::GatewayState;
+
+/// The admin HTTP application.
+pub struct AdminApp {
+    state: Arc<GatewayState>,
+    /// Where `/readyz` checks that the proxy listener accepts connections.
+    proxy_addr: SocketAddr,
+}
+
+impl AdminApp {
+    /// `proxy_listen` is the proxy's listen address; a wildcard address is checked on
+    /// loopback.
+    pub fn new(state: Arc<GatewayState>, proxy_listen: SocketAddr) -> Self {
+        let mut proxy_addr = proxy_listen;
+        if proxy_addr.ip().is_unspecified() {
+            proxy_addr.set_ip(match proxy_addr {
+                SocketAddr::V4(_) => [127, 0, 0, 1].into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        AdminApp { state, proxy_addr }
+    }
+
+    async fn proxy_accepts(&self) -> bool {
+        let connect = tokio::net::TcpStream::connect(self.proxy_addr);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), connect).await,
+            Ok(Ok(_))
+        )
+    }
+
+    async fn metrics(&self) -> Vec<u8> {
+        self.state.cache.sync().await;
+        let m = &self.state.metrics;
+        m.cache_entries
+            .with_label_values(&["positive"])
+            .set(self.state.cache.entry_count() as i64);
+        m.cache_entries
+            .with_label_values(&["negative"])
+            .set(self.state.cache.negative_entry_count() as i64);
+        m.render()
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .expect("static header names and values are valid")
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let head = req.method == Method::HEAD;
+        if req.method != Method::GET && !head {
+            return reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"use GET\n".to_vec(),
+            );
+        }
+        let path = req.uri.path().to_string();
+        let mut resp = match path.as_str() {
+            "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/readyz" => {
+                if self.proxy_accepts().await {
+                    reply(StatusCode::OK, "text/plain", b"ready\n".to_vec())
+                } else {
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        b"proxy listener not accepting connections\n".to_vec(),
+                    )
+                }
+            }
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics().await,
+            ),
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+        };
+        if head {
+            resp.body_mut().clear();
+        }
+        resp
+    }
+}

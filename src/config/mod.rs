@@ -1,0 +1,122 @@
+//! Configuration: the YAML file ([`file`]) is parsed strictly, then [`validate`] turns it
+//! into [`Settings`], the checked runtime form the gateway is built from. Every error names
+//! the key (`routes[1].upstream`) and, for syntax and unknown keys, the line and column.
+
+pub mod duration;
+pub mod file;
+pub mod secret;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use secret::Secret;
+
+use crate::cache::CacheSettings;
+use crate::headers::IdentityHeaders;
+use crate::provider::Provider;
+use crate::route::UpstreamTarget;
+
+/// A configuration problem: where it is and what is wrong. Never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `providers.idp.url`; empty for the whole file.
+    pub path: String,
+    /// 1-based line and column, when the parser knows them.
+    pub location: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error at key `path`.
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            location: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((line, col)) = self.location {
+            write!(f, "line {line} column {col}: ")?;
+        }
+        if self.path.is_empty() || self.path == "." {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One route, checked: its provider and upstream exist.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    pub name: String,
+    pub path_prefix: String,
+    pub host: Option<String>,
+    /// `None` for `auth: none`.
+    pub provider: Option<String>,
+    pub upstream: UpstreamTarget,
+}
+
+/// Log settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: file::LogFormat,
+    pub level: String,
+}
+
+/// The validated configuration the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub admin_listen: String,
+    pub threads: usize,
+    pub shutdown_grace_period: Duration,
+    pub providers: BTreeMap<String, Arc<dyn Provider>>,
+    pub cache: CacheSettings,
+    pub routes: Vec<RouteSettings>,
+    pub identity_headers: IdentityHeaders,
+    pub log: LogSettings,
+}
+
+/// Parses YAML text into the file structs, with key paths and positions in errors.
+pub fn parse(text: &str) -> Result<file::FileConfig, ConfigError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let location = inner.location().map(|l| (l.line(), l.column()));
+        // serde_yaml_ng appends "at line L column C"; the location is shown once, up front.
+        let mut message = inner.to_string();
+        if let Some(i) = message.find(" at line ") {
+            message.truncate(i);
+        }
+        ConfigError {
+            path,
+            location,
+            message,
+        }
+    })
+}
+
+/// Parses and validates YAML text; relative `*_file` paths are resolved from `base_dir`.
+pub fn from_str(text: &str, base_dir: &Path) -> Result<Settings, ConfigError> {
+    validate::validate(parse(text)?, base_dir)
+}
+
+/// Reads, parses and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::at("", format!("cannot read {}: {e}", path.display())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    from_str(&text, base)
+}

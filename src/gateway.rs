@@ -1,0 +1,195 @@
+//! Assembly: validated [`Settings`] → shared state → a Pingora `Server` with two services
+//! (the proxy and the admin listener), and running it until a shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use tokio::sync::Notify;
+
+use crate::admin::AdminApp;
+use crate::cache::IdentityCache;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::provider::metered::Metered;
+use crate::provider::Provider;
+use crate::proxy::{GatewayState, Proxy};
+use crate::route::{Route, RouteAuth, RouteTable};
+use crate::token::TokenHasher;
+
+/// A gateway ready to run.
+pub struct Gateway {
+    settings: Settings,
+    state: Arc<GatewayState>,
+}
+
+impl Gateway {
+    /// Builds the shared state: metrics, instrumented providers, routes, cache.
+    pub fn new(settings: Settings) -> Self {
+        let metrics = Metrics::new();
+        let routes = settings
+            .routes
+            .iter()
+            .map(|r| Route {
+                name: r.name.as_str().into(),
+                path_prefix: r.path_prefix.clone(),
+                host: r.host.clone(),
+                auth: match &r.provider {
+                    None => RouteAuth::None,
+                    Some(name) => {
+                        let inner = settings.providers[name].clone();
+                        let name: Arc<str> = name.as_str().into();
+                        let provider: Arc<dyn Provider> =
+                            Arc::new(Metered::new(name.clone(), inner, metrics.clone()));
+                        RouteAuth::Provider { name, provider }
+                    }
+                },
+                upstream: r.upstream.clone(),
+            })
+            .collect();
+        let state = Arc::new(GatewayState {
+            routes: RouteTable::new(routes),
+            cache: IdentityCache::new(settings.cache.clone()),
+            hasher: TokenHasher::random(),
+            identity_headers: settings.identity_headers.clone(),
+            metrics,
+        });
+        Gateway { settings, state }
+    }
+
+    /// State shared by the proxy and admin services.
+    pub fn state(&self) -> &Arc<GatewayState> {
+        &self.state
+    }
+
+    /// The Pingora server with both services added.
+    pub fn into_server(self) -> Server {
+        let grace = self.settings.shutdown_grace_period;
+        let conf = ServerConf {
+            threads: self.settings.threads,
+            // Pingora counts whole seconds; round up so a grace period is never cut short.
+            grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
+            graceful_shutdown_timeout_seconds: Some(1),
+            pid_file: "/tmp/sessiongate.pid".into(),
+            upgrade_sock: "/tmp/sessiongate_upgrade.sock".into(),
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+
+        let mut proxy = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            Proxy::new(self.state.clone()),
+            "sessiongate proxy",
+        );
+        proxy.add_tcp(&self.settings.listen);
+
+        let proxy_addr: SocketAddr = self
+            .settings
+            .listen
+            .parse()
+            .expect("validated as a socket address");
+        let mut admin = Service::new(
+            "sessiongate admin".to_string(),
+            AdminApp::new(self.state.clone(), proxy_addr),
+        );
+        admin.add_tcp(&self.settings.admin_listen);
+        // The admin listener needs no more than one thread.
+        admin.threads = Some(1);
+
+        server.add_service(proxy);
+        server.add_service(admin);
+        server
+    }
+
+    /// Runs until SIGTERM (graceful), SIGINT (fast) or SIGQUIT (hand-over), then returns.
+    pub fn run(self) {
+        self.into_server().run(RunArgs::default());
+    }
+
+    /// Runs on a new thread until [`GatewayHandle::shutdown`] (tests and embedding).
+    pub fn spawn(self) -> GatewayHandle {
+        let proxy_addr = self.settings.listen.parse().expect("validated");
+        let admin_addr = self.settings.admin_listen.parse().expect("validated");
+        let state = self.state.clone();
+        let stop = Arc::new(Notify::new());
+        let signal = NotifiedShutdown(stop.clone());
+        let thread = std::thread::spawn(move || {
+            self.into_server().run(RunArgs {
+                shutdown_signal: Box::new(signal),
+            });
+        });
+        GatewayHandle {
+            proxy_addr,
+            admin_addr,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+struct NotifiedShutdown(Arc<Notify>);
+
+#[async_trait]
+impl ShutdownSignalWatch for NotifiedShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notified().await;
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// A gateway running on its own thread.
+pub struct GatewayHandle {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<GatewayState>,
+    stop: Arc<Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GatewayHandle {
+    /// Waits until the admin `/readyz` answers 200 (both listeners up), or `timeout`.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        use std::io::{Read, Write};
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(self.admin_addr) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let req = "GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
+                let mut buf = String::new();
+                if s.write_all(req.as_bytes()).is_ok()
+                    && s.read_to_string(&mut buf).is_ok()
+                    && buf.starts_with("HTTP/1.1 200")
+                {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Asks the gateway to stop gracefully and waits for its thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.notify_one();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for GatewayHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}

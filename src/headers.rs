@@ -1,0 +1,291 @@
+//! Header hygiene and identity headers.
+//!
+//! The upstream trusts identity headers only because the gateway guarantees that every
+//! copy it receives was set by the gateway. So, on every route (`auth: none` included):
+//! - every client header whose name starts with the identity prefix is removed, compared
+//!   case-insensitively and with `_` read as `-` (CGI/WSGI backends merge the two);
+//! - `Connection` keeps only `close`, `keep-alive` and (for WebSocket) `upgrade`, so a client
+//!   cannot name the gateway's own headers as hop-by-hop and have a later proxy drop them;
+//! - `Upgrade` other than `websocket` (e.g. `h2c`, which would let later streams skip auth)
+//!   is removed, with `HTTP2-Settings`.
+//!
+//! Identity values come from the provider and are not trusted to be header-safe: bytes
+//! outside printable ASCII, and `%`, are percent-encoded, so CR/LF can never split a header.
+
+use http::header::{HeaderName, HeaderValue, CONNECTION, UPGRADE};
+use pingora::http::RequestHeader;
+
+use crate::identity::Identity;
+
+/// Default identity header prefix.
+pub const DEFAULT_PREFIX: &str = "X-Auth-";
+
+/// The request id header, kept from the client when well-formed, else generated.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The identity header names derived from one prefix.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    /// Lower-case prefix with `_` read as `-`, for stripping.
+    prefix_lower: String,
+    pub subject: HeaderName,
+    pub session_id: HeaderName,
+    pub scopes: HeaderName,
+    pub organizations: HeaderName,
+    pub expires: HeaderName,
+    pub provider: HeaderName,
+}
+
+impl IdentityHeaders {
+    /// Header names for `prefix` (e.g. `X-Auth-`). Fails when the prefix makes an invalid
+    /// header name.
+    pub fn new(prefix: &str) -> Result<Self, String> {
+        if prefix.is_empty() {
+            return Err("the prefix cannot be empty".into());
+        }
+        let name = |suffix: &str| {
+            HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes())
+                .map_err(|_| format!("{prefix:?} does not make valid header names"))
+        };
+        Ok(IdentityHeaders {
+            prefix_lower: normalize_name(prefix),
+            subject: name("Subject")?,
+            session_id: name("Session-Id")?,
+            scopes: name("Scopes")?,
+            organizations: name("Organizations")?,
+            expires: name("Expires")?,
+            provider: name("Provider")?,
+        })
+    }
+
+    /// True when a client-sent header `name` must be stripped.
+    pub fn is_reserved(&self, name: &str) -> bool {
+        name.len() >= self.prefix_lower.len()
+            && normalize_name(&name[..self.prefix_lower.len()]) == self.prefix_lower
+    }
+
+    /// The headers describing `identity` resolved by `provider`, in a fixed order.
+    pub fn values(&self, identity: &Identity, provider: &str) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(6);
+        out.push((self.subject.clone(), encode(&identity.subject, b"")));
+        if let Some(sid) = &identity.session_id {
+            out.push((self.session_id.clone(), encode(sid, b"")));
+        }
+        out.push((self.scopes.clone(), encode_list(&identity.scopes, b' ')));
+        out.push((
+            self.organizations.clone(),
+            encode_list(&identity.organizations, b','),
+        ));
+        if let Some(exp) = identity.expires_unix() {
+            out.push((self.expires.clone(), HeaderValue::from(exp)));
+        }
+        out.push((self.provider.clone(), encode(provider, b"")));
+        out
+    }
+}
+
+fn normalize_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            b => b.to_ascii_lowercase() as char,
+        })
+        .collect()
+}
+
+/// Percent-encodes bytes outside printable ASCII, `%`, and any byte in `also`.
+pub fn encode(value: &str, also: &[u8]) -> HeaderValue {
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' && !also.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&out).expect("only printable ASCII remains after encoding")
+}
+
+fn encode_list(items: &[String], separator: u8) -> HeaderValue {
+    let mut joined = String::new();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            joined.push(separator as char);
+        }
+        let enc = encode(item, &[separator, b' ', b',']);
+        joined.push_str(enc.to_str().expect("encoded values are ASCII"));
+    }
+    HeaderValue::from_str(&joined).expect("only printable ASCII remains after encoding")
+}
+
+/// Cleans a client request in place before anything is forwarded (see the module docs).
+pub fn sanitize_request(req: &mut RequestHeader, identity: &IdentityHeaders) {
+    let reserved: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| identity.is_reserved(name.as_str()))
+        .cloned()
+        .collect();
+    for name in reserved {
+        req.remove_header(&name);
+    }
+
+    let websocket = req
+        .headers
+        .get_all(UPGRADE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !websocket && req.headers.contains_key(UPGRADE) {
+        req.remove_header(&UPGRADE);
+        req.remove_header("http2-settings");
+    }
+
+    if req.headers.contains_key(CONNECTION) {
+        let kept: Vec<String> = req
+            .headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| t == "close" || t == "keep-alive" || (websocket && t == "upgrade"))
+            .collect();
+        req.remove_header(&CONNECTION);
+        if !kept.is_empty() {
+            let value = HeaderValue::from_str(&kept.join(", ")).expect("tokens are ASCII");
+            let _ = req.insert_header(CONNECTION, value);
+        }
+    }
+}
+
+/// Sets the identity headers on an outgoing request, replacing any value already there.
+pub fn set_identity(
+    req: &mut RequestHeader,
+    names: &IdentityHeaders,
+    identity: &Identity,
+    provider: &str,
+) {
+    for (name, value) in names.values(identity, provider) {
+        // insert_header only fails on invalid names/values, which `values` never yields.
+        let _ = req.insert_header(name, value);
+    }
+}
+
+/// A client's `X-Request-Id` is kept when it is 1..=128 characters of `[A-Za-z0-9._:-]`.
+pub fn well_formed_request_id(value: &[u8]) -> bool {
+    (1..=128).contains(&value.len())
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// A new random request id (32 hex characters).
+pub fn new_request_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> IdentityHeaders {
+        IdentityHeaders::new("X-Auth-").unwrap()
+    }
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in headers {
+            req.append_header(k.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn strips_every_spelling_of_identity_headers() {
+        let mut req = request(&[
+            ("X-Auth-Subject", "evil"),
+            ("x-auth-subject", "evil2"),
+            ("X-AUTH-SCOPES", "admin"),
+            ("X_Auth_Subject", "evil3"),
+            ("x-auth-anything-new", "y"),
+            ("X-Authz", "kept"),
+            ("Authorization", "Bearer t"),
+        ]);
+        sanitize_request(&mut req, &names());
+        let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["authorization", "x-authz"]);
+    }
+
+    #[test]
+    fn connection_and_upgrade_hygiene() {
+        let mut req = request(&[
+            ("Connection", "close, X-Auth-Subject"),
+            ("Connection", "x-request-id"),
+            ("Upgrade", "h2c"),
+            ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
+        ]);
+        sanitize_request(&mut req, &names());
+        assert_eq!(req.headers.get("connection").unwrap(), "close");
+        assert!(req.headers.get("upgrade").is_none());
+        assert!(req.headers.get("http2-settings").is_none());
+
+        let mut ws = request(&[
+            ("Connection", "Upgrade, X-Auth-Subject"),
+            ("Upgrade", "websocket"),
+        ]);
+        sanitize_request(&mut ws, &names());
+        assert_eq!(ws.headers.get("connection").unwrap(), "upgrade");
+        assert_eq!(ws.headers.get("upgrade").unwrap(), "websocket");
+
+        let mut only_evil = request(&[("Connection", "X-Auth-Subject")]);
+        sanitize_request(&mut only_evil, &names());
+        assert!(only_evil.headers.get("connection").is_none());
+    }
+
+    #[test]
+    fn identity_values_cannot_inject_headers() {
+        let id = Identity {
+            subject: "alice\r\nX-Auth-Scopes: admin".into(),
+            session_id: Some("s%1".into()),
+            scopes: vec!["read".into(), "wallet_spend:abc".into(), "odd scope".into()],
+            organizations: vec!["o1".into(), "o,2".into(), "ö".into()],
+            expires_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(42)),
+            ..Default::default()
+        };
+        let got: Vec<(String, String)> = names()
+            .values(&id, "idp")
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        let want = [
+            ("x-auth-subject", "alice%0D%0AX-Auth-Scopes: admin"),
+            ("x-auth-session-id", "s%251"),
+            ("x-auth-scopes", "read wallet_spend:abc odd%20scope"),
+            ("x-auth-organizations", "o1,o%2C2,%C3%B6"),
+            ("x-auth-expires", "42"),
+            ("x-auth-provider", "idp"),
+        ];
+        let got: Vec<(&str, &str)> = got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn request_ids() {
+        assert!(well_formed_request_id(b"abc-123_x.y:z"));
+        assert!(!well_formed_request_id(b""));
+        assert!(!well_formed_request_id(b"a b"));
+        assert!(!well_formed_request_id(b"a\r\nb"));
+        assert!(!well_formed_request_id("x".repeat(129).as_bytes()));
+        let id = new_request_id();
+        assert_eq!(id.len(), 32);
+        assert!(well_formed_request_id(id.as_bytes()));
+    }
+
+    #[test]
+    fn bad_prefixes_are_refused() {
+        assert!(IdentityHeaders::new("").is_err());
+        assert!(IdentityHeaders::new("X Auth").is_err());
+        assert!(IdentityHeaders::new("X-User-").is_ok());
+    }
+}

@@ -1,0 +1,41 @@
+//! # sessiongate
+//!
+//! A reverse-proxy authentication gateway on Pingora: each request's bearer token is
+//! resolved to an [`identity::Identity`] by an identity provider (through a cache), and the
+//! request is forwarded upstream with identity headers the backend can trust.
+//!
+//! # Layout
+//!
+//! - [`config`]: the YAML file, strictly parsed, validated into [`config::Settings`].
+//! - [`token`]: reading the bearer token; the keyed hash that stands for it everywhere.
+//! - [`provider`]: identity providers (`static`, and HTTP session endpoints by preset).
+//! - [`cache`]: token key → identity, with negative caching and single-flight misses.
+//! - [`route`]: path normalization and longest-prefix routing.
+//! - [`headers`]: client header hygiene and the identity headers.
+//! - [`proxy`]: the Pingora `ProxyHttp` phases that tie the above together.
+//! - [`respond`]: the JSON error responses the gateway writes itself.
+//! - [`echo`]: the built-in `echo` upstream.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`]: the Prometheus metrics.
+//! - [`gateway`]: assembling and running the Pingora server.
+//! - [`logging`]: `tracing` setup.
+//! - [`net`]: IP addresses and CIDR blocks.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cache;
+pub mod config;
+pub mod echo;
+pub mod gateway;
+pub mod headers;
+pub mod identity;
+pub mod logging;
+pub mod metrics;
+pub mod net;
+pub mod provider;
+pub mod proxy;
+pub mod respond;
+pub mod route;
+pub mod token;
+
+pub use gateway::{Gateway, GatewayHandle};

@@ -1,0 +1,96 @@
+//! Identity providers: something that turns a token into an [`Identity`], or says it is not
+//! valid, or fails. The three answers are kept apart all the way to the client: a valid
+//! identity may pass, an invalid token is a 401 (and is negative-cached), a failure is a
+//! 503 (never cached, never an allow).
+//!
+//! - [`static_tokens`]: tokens listed in the config.
+//! - [`http`]: any JSON "get session" / introspection endpoint, described by a request
+//!   template and a response mapping; [`presets`] holds the built-in descriptions.
+
+pub mod http;
+pub mod mapping;
+pub mod metered;
+pub mod presets;
+pub mod static_tokens;
+
+use async_trait::async_trait;
+
+use crate::identity::Identity;
+
+/// What a provider said about a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The token is valid and belongs to this identity.
+    Valid(Identity),
+    /// The provider says the token is not valid (unknown, revoked, expired, inactive).
+    Invalid(InvalidReason),
+}
+
+/// Why a provider refused a token; goes to logs, never to a metric label beyond these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidReason {
+    /// The provider does not know the token.
+    Unknown,
+    /// The provider answered a status configured as "token not valid" (e.g. BitGo 401).
+    RejectedStatus(u16),
+    /// The provider's "active" predicate was false (RFC 7662 `active: false`).
+    Inactive,
+    /// The identity's own expiry has passed.
+    Expired,
+}
+
+impl std::fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvalidReason::Unknown => f.write_str("unknown token"),
+            InvalidReason::RejectedStatus(s) => write!(f, "provider answered {s}"),
+            InvalidReason::Inactive => f.write_str("token is not active"),
+            InvalidReason::Expired => f.write_str("token has expired"),
+        }
+    }
+}
+
+/// The provider could not give an answer. Messages never contain the token (URLs that may
+/// carry it are dropped from transport errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("provider unreachable: {0}")]
+    Unreachable(String),
+    #[error("provider did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("provider answered HTTP {0}")]
+    Status(u16),
+    #[error("provider rejected the gateway's own credential (HTTP {0}): check client_id / client_secret")]
+    CredentialRejected(u16),
+    #[error("provider response larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("provider response is not JSON: {0}")]
+    NotJson(String),
+    #[error("provider response at {pointer}: {problem}")]
+    Mapping { pointer: String, problem: String },
+}
+
+impl ProviderError {
+    /// Bounded label for metrics: what kind of failure this was.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::Unreachable(_) => "unreachable",
+            ProviderError::Timeout(_) => "timeout",
+            ProviderError::Status(_) => "bad_status",
+            ProviderError::CredentialRejected(_) => "credential_rejected",
+            ProviderError::TooLarge(_) => "too_large",
+            ProviderError::NotJson(_) => "not_json",
+            ProviderError::Mapping { .. } => "bad_response",
+        }
+    }
+}
+
+/// An identity provider. Implementations are cheap to share (`Arc<dyn Provider>`).
+#[async_trait]
+pub trait Provider: Send + Sync + std::fmt::Debug {
+    /// The `kind` this provider was configured with, for logs.
+    fn kind(&self) -> &'static str;
+
+    /// Resolves one token. Called only on a cache miss, at most once per token at a time.
+    async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError>;
+}

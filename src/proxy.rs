@@ -1,0 +1,370 @@
+//! The request path, as Pingora `ProxyHttp` phases:
+//!
+//! ```text
+//! request_filter ─ request id (client's if well-formed, else new)
+//!   │             ─ normalize path (400 if ambiguous) ─ pick route (404 if none)
+//!   │             ─ [auth route] bearer token ─ keyed hash ─ identity cache ─ provider
+//!   │                   valid → continue · invalid → 401 · malformed → 401/400 · provider down → 503
+//!   │             ─ strip client identity headers, hop-by-hop tricks, h2c upgrades (every route)
+//!   │             ─ [echo upstream] answer with what the upstream would have received
+//! upstream_peer ─ the route's upstream
+//! upstream_request_filter ─ normalized path, identity headers, X-Request-Id
+//! response_filter ─ X-Request-Id on the response
+//! logging ─ metrics and one access-log event per request (denials included)
+//! ```
+//!
+//! Denials are responses written in `request_filter` (which then returns `Ok(true)`); they
+//! never reach an upstream.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::cache::{CacheStatus, IdentityCache, Lookup};
+use crate::echo;
+use crate::headers::{self, IdentityHeaders};
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::provider::{InvalidReason, Provider};
+use crate::respond::Refusal;
+use crate::route::{normalize_path, Route, RouteAuth, RouteTable, UpstreamTarget};
+use crate::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
+
+/// Route label for requests that matched no route.
+pub const UNMATCHED: &str = "_unmatched";
+
+/// Upstream connect timeout.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything the proxy and the admin listener share.
+pub struct GatewayState {
+    pub routes: RouteTable,
+    pub cache: IdentityCache,
+    pub hasher: TokenHasher,
+    pub identity_headers: IdentityHeaders,
+    pub metrics: Metrics,
+}
+
+/// Per-request state, carried from phase to phase.
+pub struct RequestCtx {
+    started: Instant,
+    request_id: String,
+    route: Option<Arc<Route>>,
+    /// The normalized path, when it differs from what the client sent.
+    rewritten_path: Option<String>,
+    identity: Option<Arc<Identity>>,
+    provider: Option<Arc<str>>,
+    cache: Option<CacheStatus>,
+    /// Short keyed-hash prefix of the token, for logs.
+    token_ref: Option<String>,
+    outcome: &'static str,
+    auth_time: Option<Duration>,
+}
+
+/// The Pingora proxy application.
+pub struct Proxy {
+    state: Arc<GatewayState>,
+}
+
+impl Proxy {
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        Proxy { state }
+    }
+
+    /// Writes `refusal`, records `outcome`, and tells Pingora the request is answered.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        outcome: &'static str,
+        refusal: Refusal,
+    ) -> Result<bool> {
+        ctx.outcome = outcome;
+        refusal.send(session, &ctx.request_id).await?;
+        Ok(true)
+    }
+
+    /// Resolves the request's token with `provider`; `Err` carries the refusal to send.
+    async fn authenticate(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        name: &Arc<str>,
+        provider: &Arc<dyn Provider>,
+    ) -> std::result::Result<Arc<Identity>, (&'static str, Refusal)> {
+        let req = session.req_header();
+        let token = extract_bearer(
+            req.headers
+                .get_all(AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes()),
+            req.uri.query(),
+            DEFAULT_MAX_TOKEN_BYTES,
+        )
+        .map_err(|e| (e.reason(), Refusal::bearer(e.rfc6750_code(), e.to_string())))?;
+        let key = self.state.hasher.key(name, token);
+        ctx.token_ref = Some(key.short());
+        ctx.provider = Some(name.clone());
+        let (status, lookup) = self.state.cache.lookup(key, token, provider.as_ref()).await;
+        ctx.cache = Some(status);
+        self.state
+            .metrics
+            .cache_lookups
+            .with_label_values(&[status.as_str()])
+            .inc();
+        match lookup {
+            Lookup::Valid(identity) => Ok(identity),
+            Lookup::Invalid(InvalidReason::Expired) => Err((
+                "expired",
+                Refusal::bearer("invalid_token", "the token has expired"),
+            )),
+            Lookup::Invalid(_) => Err((
+                "invalid_token",
+                Refusal::bearer("invalid_token", "the token is not valid"),
+            )),
+            Lookup::Failed(_) => Err(("provider_unavailable", Refusal::provider_unavailable())),
+        }
+    }
+
+    /// What the upstream receives, applied to `req` (the upstream request, or a copy of the
+    /// client request for the echo upstream).
+    fn prepare_upstream_request(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+        if let Some(path) = &ctx.rewritten_path {
+            let target = match req.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            req.set_raw_path(target.as_bytes())?;
+        }
+        if let (Some(identity), Some(provider)) = (&ctx.identity, &ctx.provider) {
+            headers::set_identity(req, &self.state.identity_headers, identity, provider);
+        }
+        req.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    fn route_label(ctx: &RequestCtx) -> &str {
+        ctx.route.as_ref().map_or(UNMATCHED, |r| &r.name)
+    }
+}
+
+fn request_id(req: &RequestHeader) -> String {
+    match req.headers.get(headers::REQUEST_ID) {
+        Some(v) if headers::well_formed_request_id(v.as_bytes()) => {
+            // Well-formed ids are ASCII.
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        }
+        _ => headers::new_request_id(),
+    }
+}
+
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.host())
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            request_id: String::new(),
+            route: None,
+            rewritten_path: None,
+            identity: None,
+            provider: None,
+            cache: None,
+            token_ref: None,
+            outcome: "allowed",
+            auth_time: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.request_id = request_id(session.req_header());
+        let raw_path = session.req_header().uri.path();
+        let path = match normalize_path(raw_path) {
+            Ok(p) => p,
+            Err(e) => {
+                let refusal = Refusal::plain(400, "invalid_path", e.to_string());
+                return self.refuse(session, ctx, "bad_request", refusal).await;
+            }
+        };
+        if path != raw_path {
+            ctx.rewritten_path = Some(path.clone());
+        }
+        let host = request_host(session.req_header());
+        let Some(route) = self.state.routes.find(host, &path).cloned() else {
+            let refusal = Refusal::plain(404, "no_route", "no route matches this request");
+            return self.refuse(session, ctx, "no_route", refusal).await;
+        };
+        ctx.route = Some(route.clone());
+
+        if let RouteAuth::Provider { name, provider } = &route.auth {
+            let started = Instant::now();
+            let result = self.authenticate(session, ctx, name, provider).await;
+            ctx.auth_time = Some(started.elapsed());
+            self.state
+                .metrics
+                .auth_duration
+                .with_label_values(&[&*route.name])
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(identity) => ctx.identity = Some(identity),
+                Err((outcome, refusal)) => {
+                    return self.refuse(session, ctx, outcome, refusal).await
+                }
+            }
+        }
+
+        headers::sanitize_request(session.req_header_mut(), &self.state.identity_headers);
+
+        if route.upstream == UpstreamTarget::Echo {
+            let mut forwarded = session.req_header().clone();
+            self.prepare_upstream_request(&mut forwarded, ctx)?;
+            let body_bytes = echo::drain_body(session).await?;
+            let body = Bytes::from(echo::render(&forwarded, body_bytes));
+            let mut resp = ResponseHeader::build(200, Some(4))?;
+            resp.insert_header("content-type", "application/json")?;
+            resp.insert_header("content-length", body.len().to_string())?;
+            resp.insert_header("cache-control", "no-store")?;
+            resp.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(body), true).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        match ctx.route.as_ref().map(|r| &r.upstream) {
+            Some(UpstreamTarget::Http(up)) => {
+                let mut peer = HttpPeer::new(up.address.as_str(), up.tls, up.host.clone());
+                peer.options.connection_timeout = Some(UPSTREAM_CONNECT_TIMEOUT);
+                Ok(Box::new(peer))
+            }
+            // request_filter answers every request that has no HTTP upstream.
+            _ => Error::e_explain(
+                ErrorType::InternalError,
+                "no HTTP upstream for this request",
+            ),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        self.prepare_upstream_request(upstream_request, ctx)
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if let Some(UpstreamTarget::Http(up)) = ctx.route.as_ref().map(|r| &r.upstream) {
+            if code == 502 || code == 504 {
+                self.state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[up.name.as_str()])
+                    .inc();
+                tracing::warn!(request_id = %ctx.request_id, upstream = %up.name, error = %e, "upstream failed");
+            }
+        }
+        if code > 0 {
+            let refusal = match code {
+                502 | 504 => Refusal::plain(
+                    code,
+                    "upstream_unavailable",
+                    "the upstream could not be reached",
+                ),
+                400..=499 => Refusal::plain(code, "bad_request", "the request could not be read"),
+                _ => Refusal::plain(
+                    code,
+                    "internal_error",
+                    "the gateway failed to handle the request",
+                ),
+            };
+            if let Err(write_err) = refusal.send(session, &ctx.request_id).await {
+                tracing::debug!(error = %write_err, "could not write the error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let route = Self::route_label(ctx);
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let metrics = &self.state.metrics;
+        metrics
+            .requests
+            .with_label_values(&[route, ctx.outcome])
+            .inc();
+        let total = ctx.started.elapsed();
+        metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(total.as_secs_f64());
+        let req = session.req_header();
+        tracing::info!(
+            target: "sessiongate::access",
+            request_id = %ctx.request_id,
+            route,
+            method = %req.method,
+            path = ctx.rewritten_path.as_deref().unwrap_or(req.uri.path()),
+            status,
+            outcome = ctx.outcome,
+            subject = ctx.identity.as_deref().map(|i| i.subject.as_str()),
+            provider = ctx.provider.as_deref(),
+            cache = ctx.cache.map(CacheStatus::as_str),
+            token = ctx.token_ref.as_deref(),
+            auth_ms = ctx.auth_time.map(|d| d.as_secs_f64() * 1e3),
+            total_ms = total.as_secs_f64() * 1e3,
+            error = e.map(|e| e.to_string()),
+            "request"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Responses the gateway writes itself: denials (401/400/403), failures (503/502) and
+//! routing errors (404). Each has a small JSON body `{error, error_description,
+//! request_id}`, `Cache-Control: no-store`, and for bearer-token problems an RFC 6750
+//! `WWW-Authenticate` challenge. Nothing from the token is ever echoed.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+/// The realm in `WWW-Authenticate` challenges.
+pub const REALM: &str = "sessiongate";
+
+/// Seconds a client is asked to wait after a 503.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// A response the gateway writes instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    /// Machine-readable code (`invalid_token`, `provider_unavailable`, …).
+    pub error: &'static str,
+    /// Human-readable explanation; never contains the token.
+    pub description: String,
+    /// RFC 6750 error code for a `WWW-Authenticate: Bearer` challenge, if any.
+    pub challenge: Option<&'static str>,
+    /// Sends `Retry-After`.
+    pub retry_after: bool,
+}
+
+impl Refusal {
+    /// 401 (or 400 for `invalid_request`) with a Bearer challenge.
+    pub fn bearer(rfc6750_code: &'static str, description: impl Into<String>) -> Self {
+        Refusal {
+            status: if rfc6750_code == "invalid_request" {
+                400
+            } else {
+                401
+            },
+            error: rfc6750_code,
+            description: description.into(),
+            challenge: Some(rfc6750_code),
+            retry_after: false,
+        }
+    }
+
+    /// 503: the identity provider could not answer; the request was not forwarded.
+    pub fn provider_unavailable() -> Self {
+        Refusal {
+            status: 503,
+            error: "provider_unavailable",
+            description:
+                "the identity provider could not be reached; the request was not forwarded".into(),
+            challenge: None,
+            retry_after: true,
+        }
+    }
+
+    /// Any other status with a plain error code.
+    pub fn plain(status: u16, error: &'static str, description: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            error,
+            description: description.into(),
+            challenge: None,
+            retry_after: false,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self, request_id: &str) -> Bytes {
+        let body = serde_json::json!({
+            "error": self.error,
+            "error_description": self.description,
+            "request_id": request_id,
+        });
+        Bytes::from(serde_json::to_vec(&body).expect("a JSON value always serializes"))
+    }
+
+    /// The response header, for `body_len` bytes of JSON.
+    pub fn header(&self, request_id: &str, body_len: usize) -> Result<ResponseHeader> {
+        let mut resp = ResponseHeader::build(self.status, Some(8))?;
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", body_len.to_string())?;
+        resp.insert_header("cache-control", "no-store")?;
+        resp.insert_header("x-request-id", request_id)?;
+        if let Some(code) = self.challenge {
+            // The description is ours (fixed ASCII text), so quoting it is safe.
+            let value = format!(
+                "Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{}\"",
+                self.description.replace(['"', '\\'], "'")
+            );
+            resp.insert_header("www-authenticate", value)?;
+        }
+        if self.retry_after {
+            resp.insert_header("retry-after", RETRY_AFTER_SECS.to_string())?;
+        }
+        Ok(resp)
+    }
+
+    /// Writes the response and closes the connection afterwards (the request body, if any,
+    /// was not read, so the connection cannot be reused safely).
+    pub async fn send(&self, session: &mut Session, request_id: &str) -> Result<()> {
+        let body = self.body(request_id);
+        let header = self.header(request_id, body.len())?;
+        session
+            .as_downstream_mut()
+            .write_error_response(header, body)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenge_and_body() {
+        let r = Refusal::bearer("invalid_token", "the token is not valid");
+        assert_eq!(r.status, 401);
+        let h = r.header("rid-1", 10).unwrap();
+        assert_eq!(
+            h.headers.get("www-authenticate").unwrap(),
+            "Bearer realm=\"sessiongate\", error=\"invalid_token\", error_description=\"the token is not valid\""
+        );
+        assert_eq!(h.headers.get("cache-control").unwrap(), "no-store");
+        let body: serde_json::Value = serde_json::from_slice(&r.body("rid-1")).unwrap();
+        assert_eq!(body["error"], "invalid_token");
+        assert_eq!(body["request_id"], "rid-1");
+        assert_eq!(Refusal::bearer("invalid_request", "x").status, 400);
+    }
+
+    #[test]
+    fn unavailable_has_retry_after() {
+        let r = Refusal::provider_unavailable();
+        let h = r.header("r", 1).unwrap();
+        assert_eq!(h.status.as_u16(), 503);
+        assert_eq!(h.headers.get("retry-after").unwrap(), "1");
+        assert!(h.headers.get("www-authenticate").is_none());
+    }
+}

@@ -1,0 +1,218 @@
+//! Reading the bearer token from a request, and the keyed hash that stands for it
+//! everywhere after (cache keys, log fields). The raw token is only ever held long enough
+//! to hash it and, on a cache miss, to send it to its provider.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Longest token accepted by default, in bytes (large JWTs stay well under this).
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+
+/// Why no usable token was found. None of these carry the token text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no Authorization header")]
+    Missing,
+    #[error("the Authorization scheme is not Bearer")]
+    NotBearer,
+    #[error("the bearer token is empty")]
+    Empty,
+    #[error("the bearer token is too long")]
+    TooLong,
+    #[error("the bearer token contains characters a token cannot contain")]
+    BadCharacters,
+    /// RFC 6750 §3.1 `invalid_request`: more than one way of sending credentials.
+    #[error("more than one Authorization header or token was sent")]
+    Ambiguous,
+}
+
+impl TokenError {
+    /// RFC 6750 error code for the `WWW-Authenticate` header.
+    pub fn rfc6750_code(self) -> &'static str {
+        match self {
+            TokenError::Ambiguous => "invalid_request",
+            _ => "invalid_token",
+        }
+    }
+
+    /// The deny reason used in metrics and logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            TokenError::Missing | TokenError::NotBearer => "missing_token",
+            TokenError::Ambiguous => "invalid_request",
+            _ => "invalid_token",
+        }
+    }
+}
+
+/// Extracts the token from the `Authorization` header values of one request.
+///
+/// `values` are all `Authorization` headers the client sent; `query` the raw query string
+/// (a token sent in both the header and an `access_token` query parameter is ambiguous).
+/// The scheme is matched case-insensitively; the token must be 1..=`max_len` visible
+/// ASCII characters (RFC 6750 `b64token` and the opaque tokens real providers issue).
+pub fn extract_bearer<'a>(
+    mut values: impl Iterator<Item = &'a [u8]>,
+    query: Option<&str>,
+    max_len: usize,
+) -> Result<&'a str, TokenError> {
+    let value = values.next().ok_or(TokenError::Missing)?;
+    if values.next().is_some() || query.is_some_and(has_access_token_param) {
+        return Err(TokenError::Ambiguous);
+    }
+    let value = trim_ows(value);
+    if value.is_empty() {
+        return Err(TokenError::Missing);
+    }
+    let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
+        Some(i) => (&value[..i], &value[i + 1..]),
+        None => (value, &value[value.len()..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Err(TokenError::NotBearer);
+    }
+    let token = trim_ows(rest);
+    if token.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if token.len() > max_len {
+        return Err(TokenError::TooLong);
+    }
+    if !token.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(TokenError::BadCharacters);
+    }
+    // All bytes are ASCII, so this cannot fail.
+    std::str::from_utf8(token).map_err(|_| TokenError::BadCharacters)
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+fn has_access_token_param(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("access_token"))
+}
+
+/// A keyed SHA-256 (HMAC) of (provider name, token): the only form in which a token is
+/// kept. The key is random per process, so the digests mean nothing outside it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenKey([u8; 32]);
+
+impl TokenKey {
+    /// The first 12 hex characters: enough to tell tokens apart in logs, useless to an attacker.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..6])
+    }
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenKey({})", self.short())
+    }
+}
+
+/// Derives [`TokenKey`]s with one process-wide secret.
+#[derive(Clone)]
+pub struct TokenHasher {
+    mac: Hmac<Sha256>,
+}
+
+impl TokenHasher {
+    /// A hasher with a fresh random key.
+    pub fn random() -> Self {
+        let key: [u8; 32] = rand::random();
+        Self::with_key(&key)
+    }
+
+    /// A hasher with a given key (benchmarks and tests).
+    pub fn with_key(key: &[u8; 32]) -> Self {
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
+        TokenHasher { mac }
+    }
+
+    /// The key for `token` as resolved by `provider`.
+    pub fn key(&self, provider: &str, token: &str) -> TokenKey {
+        let mut mac = self.mac.clone();
+        mac.update(&(provider.len() as u64).to_be_bytes());
+        mac.update(provider.as_bytes());
+        mac.update(token.as_bytes());
+        TokenKey(mac.finalize().into_bytes().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extract(values: &[&str], query: Option<&str>) -> Result<String, TokenError> {
+        extract_bearer(values.iter().map(|v| v.as_bytes()), query, 64).map(str::to_string)
+    }
+
+    #[test]
+    fn accepts_bearer_forms() {
+        let ok = [
+            ("Bearer abc", "abc"),
+            ("bearer abc", "abc"),
+            ("BEARER abc", "abc"),
+            ("Bearer  abc ", "abc"),
+            ("Bearer eyJ.a-b_c~d+e/f==", "eyJ.a-b_c~d+e/f=="),
+            ("Bearer v2x:wallet", "v2x:wallet"),
+        ];
+        for (header, token) in ok {
+            assert_eq!(extract(&[header], None).as_deref(), Ok(token), "{header}");
+        }
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        let long = format!("Bearer {}", "a".repeat(65));
+        let table: [(&[&str], Option<&str>, TokenError); 10] = [
+            (&[], None, TokenError::Missing),
+            (&[""], None, TokenError::Missing),
+            (&["Basic dXNlcjpwYXNz"], None, TokenError::NotBearer),
+            (&["Bearer"], None, TokenError::Empty),
+            (&["Bearer   "], None, TokenError::Empty),
+            (&["Bearertoken"], None, TokenError::NotBearer),
+            (&[long.as_str()], None, TokenError::TooLong),
+            (&["Bearer a b"], None, TokenError::BadCharacters),
+            (&["Bearer a", "Bearer b"], None, TokenError::Ambiguous),
+            (
+                &["Bearer a"],
+                Some("x=1&access_token=b"),
+                TokenError::Ambiguous,
+            ),
+        ];
+        for (values, query, want) in table {
+            assert_eq!(extract(values, query), Err(want), "{values:?} {query:?}");
+        }
+        let nonascii = extract_bearer([b"Bearer t\xc3\xa9".as_slice()].into_iter(), None, 64);
+        assert_eq!(nonascii, Err(TokenError::BadCharacters));
+        let ctl = extract_bearer([b"Bearer t\x01x".as_slice()].into_iter(), None, 64);
+        assert_eq!(ctl, Err(TokenError::BadCharacters));
+    }
+
+    #[test]
+    fn keys_depend_on_provider_token_and_process_key() {
+        let h = TokenHasher::with_key(&[7; 32]);
+        assert_eq!(h.key("a", "t"), h.key("a", "t"));
+        assert_ne!(h.key("a", "t"), h.key("b", "t"));
+        assert_ne!(h.key("a", "t"), h.key("a", "u"));
+        // Length prefix: ("ab", "c") and ("a", "bc") must differ.
+        assert_ne!(h.key("ab", "c"), h.key("a", "bc"));
+        assert_ne!(
+            h.key("a", "t"),
+            TokenHasher::with_key(&[8; 32]).key("a", "t")
+        );
+        let k = h.key("a", "secret-token");
+        assert_eq!(k.short().len(), 12);
+        assert!(!format!("{k:?}").contains("secret"));
+    }
+}
