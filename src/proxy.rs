@@ -335,6 +335,18 @@ impl ProxyHttp for Proxy {
         }
     }
 
+    /// Used by Pingora in its own error logs: method and path only, never the query string
+    /// (which may carry secrets) or headers.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        format!(
+            "{} {} request_id={}",
+            req.method,
+            ctx.rewritten_path.as_deref().unwrap_or(req.uri.path()),
+            ctx.request_id
+        )
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let route = Self::route_label(ctx);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());

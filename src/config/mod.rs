@@ -95,10 +95,21 @@ pub fn parse(text: &str) -> Result<file::FileConfig, ConfigError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let location = inner.location().map(|l| (l.line(), l.column()));
-        // serde_yaml_ng appends "at line L column C"; the location is shown once, up front.
+        // serde_yaml_ng writes "<its path>: <message> at line L column C"; the location is
+        // shown once, up front, and the path once, from serde_path_to_error (which also
+        // names the unknown key itself).
         let mut message = inner.to_string();
         if let Some(i) = message.find(" at line ") {
             message.truncate(i);
+        }
+        if let Some((head, rest)) = message.split_once(": ") {
+            let looks_like_path = !head.is_empty()
+                && head
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-[]".contains(&b));
+            if looks_like_path {
+                message = rest.to_string();
+            }
         }
         ConfigError {
             path,

@@ -1,0 +1,184 @@
+//! Configuration: `sessiongate --check` on every shipped config, and bad configs rejected
+//! with a message that names the key (and, where the parser knows it, the line).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sessiongate");
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn check_accepts_every_shipped_config() {
+    let mut files = Vec::new();
+    yaml_files(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .as_path(),
+        &mut files,
+    );
+    assert!(!files.is_empty());
+    for file in files {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&file)
+            .arg("--check")
+            // Example configs read their secrets from these.
+            .env("RFC7662_CLIENT_SECRET", "example-secret")
+            .env("SERVICE_TOKEN", "example-service-token")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn check_text(text: &str) -> (i32, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "sg-config-{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .arg("--check")
+        .env_remove("SG_UNSET_SECRET")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const BASE: &str = "listen: 127.0.0.1:18080\nadmin_listen: 127.0.0.1:19090\n";
+
+#[test]
+fn check_rejects_bad_configs_naming_the_key() {
+    let table: &[(&str, &[&str])] = &[
+        // Unknown keys, at every level, with their position.
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\nlisten_port: 1\n",
+            &["listen_port", "line 5"],
+        ),
+        (
+            "routes:\n  - path_prefix: /\n    provider: p\n    upstream: echo\n    require_scope: [a]\nproviders:\n  p: { kind: static, tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }] }\n",
+            &["routes[0]", "require_scope", "line 7"],
+        ),
+        (
+            "providers:\n  p:\n    kind: bitgo\n    url: http://127.0.0.1:1/s\n    timout: 2s\nroutes:\n  - { path_prefix: /, provider: p, upstream: echo }\n",
+            &["providers.p", "timout", "line 7"],
+        ),
+        // Wrong values.
+        (
+            "cache: { ttl: 60 }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["cache.ttl", "60s"],
+        ),
+        (
+            "cache: { ttl: 1minute }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["cache.ttl", "not a valid duration"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: maybe, upstream: echo }\n",
+            &["routes[0].auth", "maybe"],
+        ),
+        (
+            "providers:\n  p: { kind: keycloak, url: http://x }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["providers.p.kind", "keycloak"],
+        ),
+        // References.
+        (
+            "routes:\n  - { path_prefix: /, provider: nope, upstream: echo }\n",
+            &["routes[0].provider", "nope"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: ap }\n",
+            &["routes[0].upstream", "ap"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, upstream: echo }\n",
+            &["routes[0].provider", "required"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /a/../b, auth: none, upstream: echo }\n",
+            &["routes[0].path_prefix"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["routes[1].path_prefix", "already"],
+        ),
+        // Secrets are never inline; missing env vars are named.
+        (
+            "providers:\n  i: { kind: rfc7662, url: http://127.0.0.1:1/i, client_id: gw, client_secret: hunter2 }\nroutes:\n  - { path_prefix: /, provider: i, upstream: echo }\n",
+            &["providers.i.client_secret", "${ENV_VAR}"],
+        ),
+        (
+            "providers:\n  i: { kind: rfc7662, url: http://127.0.0.1:1/i, client_id: gw, client_secret: '${SG_UNSET_SECRET}' }\nroutes:\n  - { path_prefix: /, provider: i, upstream: echo }\n",
+            &["providers.i.client_secret", "SG_UNSET_SECRET", "not set"],
+        ),
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token: plain-token, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo }\n",
+            &["providers.s.tokens[0].token"],
+        ),
+        (
+            "providers:\n  s: { kind: static, url: http://x, tokens: [] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo }\n",
+            &["providers.s.url", "static"],
+        ),
+        (
+            "upstreams: { app: 'ftp://x' }\nroutes:\n  - { path_prefix: /, auth: none, upstream: app }\n",
+            &["upstreams.app", "ftp"],
+        ),
+        (
+            "routes: [\n",
+            &["line"],
+        ),
+    ];
+    for (body, wants) in table {
+        let text = format!("{BASE}{body}");
+        let (code, stderr) = check_text(&text);
+        assert_eq!(code, 64, "should be rejected:\n{text}\n{stderr}");
+        assert!(
+            stderr.starts_with("sessiongate: invalid configuration in "),
+            "{stderr}"
+        );
+        for want in *wants {
+            assert!(stderr.contains(want), "missing {want:?} in: {stderr}");
+        }
+        assert!(
+            !stderr.contains("hunter2") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/sessiongate.yaml", "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot read /nonexistent/sessiongate.yaml"),
+        "{stderr}"
+    );
+}

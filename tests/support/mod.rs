@@ -1,0 +1,278 @@
+//! Test fixtures that are real servers on 127.0.0.1: a fake identity provider, a fake
+//! upstream (both small hyper servers whose behaviour each test scripts), and the gateway
+//! itself started in-process from a YAML config.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use sessiongate::{Gateway, GatewayHandle};
+
+/// A port that was free a moment ago (the gateway binds it itself).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A request as a fake server received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    /// Lower-case header names; repeated headers keep every value.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// All values of header `name` (lower-case).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The single value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let all = self.all(name);
+        assert!(
+            all.len() <= 1,
+            "header {name} appears {} times: {all:?}",
+            all.len()
+        );
+        all.first().copied()
+    }
+}
+
+/// What a fake answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        Reply {
+            status,
+            body: serde_json::to_vec(&body).unwrap(),
+            content_type: "application/json",
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn raw(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Reply {
+            status,
+            body: body.into(),
+            content_type,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+type Handler = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
+
+/// A scripted HTTP/1.1 server on 127.0.0.1 that records every request.
+pub struct Fake {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    calls: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Fake {
+    /// Starts a fake answering with `handler`. Must be called inside a tokio runtime.
+    pub async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Fake {
+        let handler: Handler = Arc::new(handler);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (seen2, calls2) = (seen.clone(), calls.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (handler, seen, calls) = (handler.clone(), seen2.clone(), calls2.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (handler, seen, calls) = (handler.clone(), seen.clone(), calls.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let request = Seen {
+                                method: parts.method.to_string(),
+                                uri: parts.uri.to_string(),
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (
+                                            k.as_str().to_string(),
+                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                        )
+                                    })
+                                    .collect(),
+                                body: body.to_vec(),
+                            };
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            seen.lock().unwrap().push(request.clone());
+                            let reply = handler(&request);
+                            if !reply.delay.is_zero() {
+                                tokio::time::sleep(reply.delay).await;
+                            }
+                            let resp = hyper::Response::builder()
+                                .status(reply.status)
+                                .header("content-type", reply.content_type)
+                                .body(Full::new(Bytes::from(reply.body)))
+                                .unwrap();
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Fake {
+            addr,
+            seen,
+            calls,
+            task,
+        }
+    }
+
+    /// A fake upstream that answers 200 `upstream ok` to everything.
+    pub async fn upstream() -> Fake {
+        Fake::start(|_| Reply::raw(200, "text/plain", "upstream ok")).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The last request received.
+    pub fn last(&self) -> Seen {
+        self.seen().last().cloned().expect("no request received")
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a gateway from `yaml` after replacing `{listen}` and `{admin}` with free ports and
+/// every `{key}` in `vars`. Panics with the config error if the YAML is invalid.
+pub fn start_gateway(yaml: &str, vars: &[(&str, String)]) -> GatewayHandle {
+    let mut text = yaml
+        .replace("{listen}", &format!("127.0.0.1:{}", free_port()))
+        .replace("{admin}", &format!("127.0.0.1:{}", free_port()));
+    for (k, v) in vars {
+        text = text.replace(&format!("{{{k}}}"), v);
+    }
+    let settings = sessiongate::config::from_str(&text, std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
+    let handle = Gateway::new(settings).spawn();
+    assert!(
+        handle.wait_ready(Duration::from_secs(20)),
+        "gateway did not become ready"
+    );
+    handle
+}
+
+/// A client that never pools connections between tests and follows no redirects.
+pub fn client() -> reqwest::Client {
+    sessiongate::provider::http::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// `http://<proxy>` + path.
+pub fn at(g: &GatewayHandle, path: &str) -> String {
+    format!("http://{}{path}", g.proxy_addr)
+}
+
+/// The admin listener URL for `path`.
+pub fn admin(g: &GatewayHandle, path: &str) -> String {
+    format!("http://{}{path}", g.admin_addr)
+}
+
+/// Reads one counter/gauge sample from the gateway's `/metrics`, e.g.
+/// `sessiongate_requests_total{outcome="allowed",route="api"}`; 0 when absent.
+pub async fn metric(g: &GatewayHandle, sample: &str) -> f64 {
+    let text = client()
+        .get(admin(g, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Headers of a response as a map (lower-case names, last value wins).
+pub fn header_map(resp: &reqwest::Response) -> HashMap<String, String> {
+    resp.headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+/// Sends `request` (raw HTTP/1.1 bytes, sent exactly as given) and returns the whole
+/// response text. For hostile requests an HTTP client library would tidy up.
+pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
