@@ -175,3 +175,76 @@ routes:
     assert_eq!(send("svc-token-2").await.unwrap().status(), 401);
     assert_eq!(upstream.calls(), 2);
 }
+
+const HTTPS_PROVIDER: &str = r#"
+listen: {listen}
+admin_listen: {admin}
+shutdown_grace_period: 0s
+providers:
+  idp:
+    kind: bitgo
+    url: https://localhost:{port}/api/v2/user/session
+    {ca}
+upstreams: { app: {upstream} }
+routes:
+  - { path_prefix: /, provider: idp, upstream: app }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_provider_with_a_private_ca() {
+    let (ca_pem, acceptor) = test_ca();
+    let dir = std::env::temp_dir().join(format!("sg-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+
+    let provider = Fake::start_tls(
+        |_| {
+            Reply::json(
+                200,
+                json!({"session": {"id": "s", "user": "tls-user", "expires": "2099-01-01T00:00:00Z"}}),
+            )
+        },
+        acceptor,
+    )
+    .await;
+    let upstream = Fake::upstream().await;
+    let port = provider.addr.port().to_string();
+
+    // Trusted through `ca_file`: the call succeeds over TLS.
+    let g = start_gateway(
+        HTTPS_PROVIDER,
+        &[
+            ("port", port.clone()),
+            ("ca", format!("ca_file: {}", ca_file.display())),
+            ("upstream", upstream.url()),
+        ],
+    );
+    let send = |g: &sessiongate::GatewayHandle| {
+        client()
+            .get(at(g, "/x"))
+            .header("authorization", "Bearer t")
+            .send()
+    };
+    assert_eq!(send(&g).await.unwrap().status(), 200);
+    assert_eq!(upstream.last().header("x-auth-subject"), Some("tls-user"));
+    assert_eq!(provider.calls(), 1);
+
+    // Without the private CA the certificate is not trusted: fail closed, nothing sent.
+    let g2 = start_gateway(
+        HTTPS_PROVIDER,
+        &[
+            ("port", port),
+            ("ca", String::new()),
+            ("upstream", upstream.url()),
+        ],
+    );
+    assert_eq!(send(&g2).await.unwrap().status(), 503);
+    assert_eq!(
+        provider.calls(),
+        1,
+        "no request may reach an untrusted provider"
+    );
+    assert_eq!(upstream.calls(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -104,60 +104,39 @@ pub struct Fake {
 impl Fake {
     /// Starts a fake answering with `handler`. Must be called inside a tokio runtime.
     pub async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Fake {
-        let handler: Handler = Arc::new(handler);
+        Fake::serve(Arc::new(handler), None).await
+    }
+
+    /// Like [`Fake::start`], over HTTPS with the given certificate chain and key.
+    pub async fn start_tls(
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+        tls: tokio_rustls::TlsAcceptor,
+    ) -> Fake {
+        Fake::serve(Arc::new(handler), Some(tls)).await
+    }
+
+    async fn serve(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Fake {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let calls = Arc::new(AtomicUsize::new(0));
-        let (seen2, calls2) = (seen.clone(), calls.clone());
+        let state = (handler, seen.clone(), calls.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (handler, seen, calls) = (handler.clone(), seen2.clone(), calls2.clone());
+                let state = state.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (handler, seen, calls) = (handler.clone(), seen.clone(), calls.clone());
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let request = Seen {
-                                method: parts.method.to_string(),
-                                uri: parts.uri.to_string(),
-                                headers: parts
-                                    .headers
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        (
-                                            k.as_str().to_string(),
-                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                                        )
-                                    })
-                                    .collect(),
-                                body: body.to_vec(),
-                            };
-                            calls.fetch_add(1, Ordering::SeqCst);
-                            seen.lock().unwrap().push(request.clone());
-                            let reply = handler(&request);
-                            if !reply.delay.is_zero() {
-                                tokio::time::sleep(reply.delay).await;
+                    match tls {
+                        None => serve_connection(stream, state).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve_connection(stream, state).await
                             }
-                            let resp = hyper::Response::builder()
-                                .status(reply.status)
-                                .header("content-type", reply.content_type)
-                                .body(Full::new(Bytes::from(reply.body)))
-                                .unwrap();
-                            Ok::<_, Infallible>(resp)
                         }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    }
                 });
             }
         });
@@ -192,6 +171,82 @@ impl Fake {
     pub fn last(&self) -> Seen {
         self.seen().last().cloned().expect("no request received")
     }
+}
+
+type FakeState = (Handler, Arc<Mutex<Vec<Seen>>>, Arc<AtomicUsize>);
+
+async fn serve_connection<IO>(io: IO, (handler, seen, calls): FakeState)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (handler, seen, calls) = (handler.clone(), seen.clone(), calls.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let request = Seen {
+                method: parts.method.to_string(),
+                uri: parts.uri.to_string(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                        (k.as_str().to_string(), v)
+                    })
+                    .collect(),
+                body: body.to_vec(),
+            };
+            calls.fetch_add(1, Ordering::SeqCst);
+            seen.lock().unwrap().push(request.clone());
+            let reply = handler(&request);
+            if !reply.delay.is_zero() {
+                tokio::time::sleep(reply.delay).await;
+            }
+            let resp = hyper::Response::builder()
+                .status(reply.status)
+                .header("content-type", reply.content_type)
+                .body(Full::new(Bytes::from(reply.body)))
+                .unwrap();
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// A test certificate authority and a `localhost` / `127.0.0.1` server certificate it
+/// signed: (CA certificate PEM, TLS acceptor for the server).
+pub fn test_ca() -> (String, tokio_rustls::TlsAcceptor) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    sessiongate::provider::http::install_crypto_provider();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sessiongate test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone(), ca_cert.der().clone()], key)
+        .unwrap();
+    (
+        ca_cert.pem(),
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    )
 }
 
 impl Drop for Fake {
