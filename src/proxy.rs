@@ -168,7 +168,6 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
     req.headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.host())
 }
 
 #[async_trait]
@@ -200,7 +199,17 @@ impl ProxyHttp for Proxy {
                 return self.refuse(session, ctx, "bad_request", refusal).await;
             }
         };
-        if path != raw_path {
+        // An absolute-form target (`GET http://host/path`) is forwarded in origin-form, so
+        // the upstream reads the host only from `Host`, which is what routing used (Pingora
+        // refuses a `Host` that differs from the target's authority, RFC 9112 §3.2.2). A
+        // URI that still carries an authority (HTTP/2 style) sets `Host` the same way.
+        if let Some(authority) = session.req_header().uri.authority().cloned() {
+            session
+                .req_header_mut()
+                .insert_header(http::header::HOST, authority.as_str())?;
+        }
+        let origin_form = session.req_header().raw_path().starts_with(b"/");
+        if !origin_form || path != session.req_header().uri.path() {
             ctx.rewritten_path = Some(path.clone());
         }
         let host = request_host(session.req_header());

@@ -618,3 +618,49 @@ routes:
     assert_eq!(resp.status(), 404, "prefixes match on segment boundaries");
     assert_eq!(upstream.calls(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_target_routes_on_its_own_host() {
+    let provider = bitgo().await;
+    let upstream = Fake::upstream().await;
+    let config = r#"
+listen: {listen}
+admin_listen: {admin}
+shutdown_grace_period: 0s
+providers:
+  idp: { kind: bitgo, url: "{provider}/api/v2/user/session" }
+upstreams: { app: {upstream} }
+routes:
+  - { name: admin, host: admin.example, path_prefix: /, provider: idp, upstream: app }
+  - { name: public, path_prefix: /, auth: none, upstream: app }
+"#;
+    let g = start_gateway(
+        config,
+        &[("provider", provider.url()), ("upstream", upstream.url())],
+    );
+    // Host says public, the request target says admin: refused (Pingora rejects the
+    // mismatch RFC 9112 §3.2.2 forbids), never forwarded.
+    let sneaky =
+        "GET http://admin.example/x HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n";
+    let response = raw_http(g.proxy_addr, sneaky).await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert_eq!(upstream.calls(), 0);
+
+    // Absolute-form naming the guarded host is judged as that host.
+    let admin_abs =
+        "GET http://admin.example/x HTTP/1.1\r\nHost: admin.example\r\nConnection: close\r\n\r\n";
+    let response = raw_http(g.proxy_addr, admin_abs).await;
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    assert_eq!(upstream.calls(), 0);
+
+    let public = "GET http://public.example/y?z=1 HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n";
+    let response = raw_http(g.proxy_addr, public).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let up = upstream.last();
+    assert_eq!(up.uri, "/y?z=1", "forwarded in origin-form");
+    assert_eq!(up.header("host"), Some("public.example"));
+
+    let guarded = "GET /x HTTP/1.1\r\nHost: ADMIN.example:8080\r\nConnection: close\r\n\r\n";
+    let response = raw_http(g.proxy_addr, guarded).await;
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+}
