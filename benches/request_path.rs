@@ -30,6 +30,7 @@ fn identity() -> Identity {
         expires_at: Some(SystemTime::now() + std::time::Duration::from_secs(3600)),
         ip_restrict: vec![],
         organizations: vec!["org1".into(), "ent1".into()],
+        claims: vec![],
     }
 }
 

@@ -26,6 +26,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// The identity header names derived from one prefix.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
+    /// The prefix as configured, for claim headers.
+    prefix: String,
     /// Lower-case prefix with `_` read as `-`, for stripping.
     prefix_lower: String,
     pub subject: HeaderName,
@@ -48,6 +50,7 @@ impl IdentityHeaders {
                 .map_err(|_| format!("{prefix:?} does not make valid header names"))
         };
         Ok(IdentityHeaders {
+            prefix: prefix.to_string(),
             prefix_lower: normalize_name(prefix),
             subject: name("Subject")?,
             session_id: name("Session-Id")?,
@@ -80,6 +83,14 @@ impl IdentityHeaders {
             out.push((self.expires.clone(), HeaderValue::from(exp)));
         }
         out.push((self.provider.clone(), encode(provider, b"")));
+        for (claim, value) in &identity.claims {
+            // Claim names are checked at config time to make valid header names.
+            if let Ok(name) =
+                HeaderName::from_bytes(format!("{}Claim-{claim}", self.prefix).as_bytes())
+            {
+                out.push((name, encode(value, b"")));
+            }
+        }
         out
     }
 }
@@ -251,6 +262,7 @@ mod tests {
             scopes: vec!["read".into(), "wallet_spend:abc".into(), "odd scope".into()],
             organizations: vec!["o1".into(), "o,2".into(), "ö".into()],
             expires_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(42)),
+            claims: vec![("email".into(), "a@b.c\r\nX: y".into())],
             ..Default::default()
         };
         let got: Vec<(String, String)> = names()
@@ -265,6 +277,7 @@ mod tests {
             ("x-auth-organizations", "o1,o%2C2,%C3%B6"),
             ("x-auth-expires", "42"),
             ("x-auth-provider", "idp"),
+            ("x-auth-claim-email", "a@b.c%0D%0AX: y"),
         ];
         let got: Vec<(&str, &str)> = got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         assert_eq!(got, want);

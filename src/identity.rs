@@ -23,6 +23,8 @@ pub struct Identity {
     pub ip_restrict: Vec<String>,
     /// Organizations / enterprises the subject belongs to.
     pub organizations: Vec<String>,
+    /// Extra provider values the config asked to forward: (claim name, text).
+    pub claims: Vec<(String, String)>,
 }
 
 impl Identity {

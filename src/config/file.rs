@@ -43,19 +43,46 @@ pub struct FileConfig {
 pub enum ProviderKind {
     /// Tokens and their identities listed in the config.
     Static,
+    /// Any JSON session endpoint, described entirely by `token` and `response`.
+    Http,
     /// RFC 7662 token introspection.
     Rfc7662,
     /// BitGo `GET /api/v2/user/session`.
     Bitgo,
+    /// Krystal Identity `POST /api/v1/user/authorization`.
+    Krystal,
+    /// Prefactor `GET /api/v1/session/{session_id}`.
+    Prefactor,
+    /// EnOS IAM `POST /enos-iam-service/v2.0/session/info`.
+    Enos,
+    /// OIDC UserInfo.
+    Userinfo,
+}
+
+impl ProviderKind {
+    /// The name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Static => "static",
+            ProviderKind::Http => "http",
+            ProviderKind::Rfc7662 => "rfc7662",
+            ProviderKind::Bitgo => "bitgo",
+            ProviderKind::Krystal => "krystal",
+            ProviderKind::Prefactor => "prefactor",
+            ProviderKind::Enos => "enos",
+            ProviderKind::Userinfo => "userinfo",
+        }
+    }
 }
 
 /// One `providers.<name>` entry. Which keys apply depends on `kind`; the validator
-/// rejects keys that do not belong to the kind, naming them.
+/// rejects keys that do not belong to the kind, naming them. For the HTTP kinds every
+/// request/response key overrides the preset's value for that key only.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderFile {
     pub kind: ProviderKind,
-    /// Session / introspection endpoint (http kinds).
+    /// Session / introspection endpoint (http kinds); may contain `{token}` in the path.
     pub url: Option<String>,
     /// Per-call timeout (http kinds). Default 2s.
     pub timeout: Option<ConfigDuration>,
@@ -63,6 +90,18 @@ pub struct ProviderFile {
     pub max_response_bytes: Option<usize>,
     /// Extra PEM CA bundle trusted for this provider (private CAs), on top of the system store.
     pub ca_file: Option<String>,
+    /// `GET` or `POST`.
+    pub method: Option<String>,
+    /// Where the user's token goes.
+    pub token: Option<TokenFile>,
+    /// Static request headers (not secrets: use `credential`).
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Static fields added to a form or JSON body.
+    pub body: Option<BTreeMap<String, serde_json::Value>>,
+    /// The gateway's own credential for the provider.
+    pub credential: Option<CredentialFile>,
+    /// How answers are judged and mapped to an identity.
+    pub response: Option<ResponseFile>,
     /// rfc7662: client id for HTTP Basic authentication.
     pub client_id: Option<String>,
     /// rfc7662: client secret, as `${ENV_VAR}`.
@@ -71,6 +110,123 @@ pub struct ProviderFile {
     pub client_secret_file: Option<String>,
     /// static: the tokens this provider knows.
     pub tokens: Option<Vec<StaticTokenFile>>,
+}
+
+/// Where the user's token goes in the provider request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenIn {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `Authorization: <token>` (the raw value).
+    Authorization,
+    /// The header `name`.
+    Header,
+    /// The query parameter `name`.
+    Query,
+    /// The form field `name` (default `token`).
+    Form,
+    /// The top-level JSON body field `name` (default `token`).
+    Json,
+    /// `{token}` in the URL path.
+    Path,
+}
+
+/// `token: { in: …, name: … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    #[serde(rename = "in")]
+    pub location: TokenIn,
+    pub name: Option<String>,
+}
+
+/// `credential:` — either a bearer key or HTTP Basic, secrets from env or files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialFile {
+    pub bearer: Option<String>,
+    pub bearer_file: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+}
+
+/// One JSON pointer or several (tried in order).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Pointers {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// What `if_missing` does when a predicate's pointer is absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IfMissing {
+    Pass,
+    Fail,
+}
+
+/// A check on the value at `pointer`: exactly one of `equals`, `one_of`, `not_one_of`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredicateFile {
+    pub pointer: String,
+    pub equals: Option<serde_json::Value>,
+    pub one_of: Option<Vec<serde_json::Value>>,
+    pub not_one_of: Option<Vec<serde_json::Value>>,
+    pub if_missing: Option<IfMissing>,
+}
+
+/// A rule: HTTP statuses and/or one body predicate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub status: Option<Vec<u16>>,
+    pub pointer: Option<String>,
+    pub equals: Option<serde_json::Value>,
+    pub one_of: Option<Vec<serde_json::Value>>,
+    pub not_one_of: Option<Vec<serde_json::Value>>,
+    pub if_missing: Option<IfMissing>,
+}
+
+/// How an expiry is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryFormatFile {
+    Rfc3339,
+    UnixSeconds,
+    UnixMillis,
+    LifetimeSeconds,
+}
+
+/// `expires: { pointer, format, base }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiresFile {
+    pub pointer: String,
+    pub format: ExpiryFormatFile,
+    /// For `lifetime_seconds`: pointer to the Unix-seconds start; absent = time of answer.
+    pub base: Option<String>,
+}
+
+/// `response:` — classification rules and the identity mapping.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseFile {
+    pub invalid_when: Option<Vec<RuleFile>>,
+    pub broken_when: Option<Vec<RuleFile>>,
+    pub success: Option<Vec<PredicateFile>>,
+    pub active: Option<Vec<PredicateFile>>,
+    pub subject: Option<Pointers>,
+    pub session_id: Option<String>,
+    pub scopes: Option<String>,
+    pub expires: Option<ExpiresFile>,
+    pub ip_restrict: Option<String>,
+    pub organizations: Option<Vec<String>>,
+    /// Claim name → pointer; forwarded as `<prefix>Claim-<Name>`.
+    pub claims: Option<BTreeMap<String, String>>,
 }
 
 /// One token of a `static` provider. Exactly one of `token`, `token_file`, `token_sha256`.

@@ -4,6 +4,8 @@
 
 pub mod duration;
 pub mod file;
+pub mod http_provider;
+pub mod providers;
 pub mod secret;
 pub mod validate;
 

@@ -5,22 +5,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use super::file::{AuthMode, FileConfig, ProviderFile, ProviderKind, RouteFile, StaticTokenFile};
-use super::{secret, ConfigError, LogSettings, RouteSettings, Settings};
+use super::file::{AuthMode, FileConfig, RouteFile};
+use super::{ConfigError, LogSettings, RouteSettings, Settings};
 use crate::cache::CacheSettings;
 use crate::headers::{IdentityHeaders, DEFAULT_PREFIX};
-use crate::identity::Identity;
-use crate::net::IpNet;
-use crate::provider::http::{Credential, HttpProvider, HttpProviderSpec};
-use crate::provider::presets::{self, Preset};
-use crate::provider::static_tokens::{token_digest, StaticProvider};
 use crate::provider::Provider;
 use crate::route::{normalize_path, Upstream, UpstreamTarget};
 
-const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(2);
-const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 
 /// The name of the built-in echo upstream.
@@ -45,7 +38,10 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
     for (name, p) in &file.providers {
         let path = format!("providers.{name}");
         check_name(&path, name)?;
-        providers.insert(name.clone(), provider(&path, p, base_dir)?);
+        providers.insert(
+            name.clone(),
+            super::providers::provider(&path, p, base_dir)?,
+        );
     }
 
     let mut upstreams: BTreeMap<String, UpstreamTarget> = BTreeMap::new();
@@ -129,7 +125,7 @@ fn socket_addr(path: &str, value: &str) -> Result<SocketAddr> {
 }
 
 /// Names end up in metric labels and headers: keep them plain.
-fn check_name(path: &str, name: &str) -> Result<()> {
+pub(super) fn check_name(path: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -166,252 +162,6 @@ fn cache(file: &FileConfig) -> Result<CacheSettings> {
             d.negative_max_entries,
         )?,
     })
-}
-
-/// Keys that only some kinds accept; a key given to another kind is an error.
-fn reject_keys(path: &str, kind: &str, keys: &[(&str, bool)]) -> Result<()> {
-    match keys.iter().find(|(_, given)| *given) {
-        Some((key, _)) => Err(ConfigError::at(
-            format!("{path}.{key}"),
-            format!("not used by kind `{kind}`"),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
-    match p.kind {
-        ProviderKind::Static => {
-            reject_keys(
-                path,
-                "static",
-                &[
-                    ("url", p.url.is_some()),
-                    ("timeout", p.timeout.is_some()),
-                    ("max_response_bytes", p.max_response_bytes.is_some()),
-                    ("ca_file", p.ca_file.is_some()),
-                    ("client_id", p.client_id.is_some()),
-                    ("client_secret", p.client_secret.is_some()),
-                    ("client_secret_file", p.client_secret_file.is_some()),
-                ],
-            )?;
-            static_provider(path, p, base_dir)
-        }
-        ProviderKind::Bitgo => {
-            reject_keys(
-                path,
-                "bitgo",
-                &[
-                    ("tokens", p.tokens.is_some()),
-                    ("client_id", p.client_id.is_some()),
-                    ("client_secret", p.client_secret.is_some()),
-                    ("client_secret_file", p.client_secret_file.is_some()),
-                ],
-            )?;
-            http_provider(
-                path,
-                "bitgo",
-                presets::bitgo(),
-                Credential::None,
-                p,
-                base_dir,
-            )
-        }
-        ProviderKind::Rfc7662 => {
-            reject_keys(path, "rfc7662", &[("tokens", p.tokens.is_some())])?;
-            let user = p.client_id.clone().ok_or_else(|| {
-                ConfigError::at(
-                    format!("{path}.client_id"),
-                    "required: introspection endpoints authenticate the gateway (HTTP Basic)",
-                )
-            })?;
-            let password = secret::resolve(
-                &format!("{path}.client_secret"),
-                p.client_secret.as_deref(),
-                p.client_secret_file.as_deref(),
-                base_dir,
-            )?
-            .ok_or_else(|| {
-                ConfigError::at(
-                    format!("{path}.client_secret"),
-                    "required: give `client_secret: ${ENV_VAR}` or `client_secret_file`",
-                )
-            })?;
-            let credential = Credential::Basic { user, password };
-            http_provider(path, "rfc7662", presets::rfc7662(), credential, p, base_dir)
-        }
-    }
-}
-
-fn http_provider(
-    path: &str,
-    kind: &'static str,
-    preset: Preset,
-    credential: Credential,
-    p: &ProviderFile,
-    base_dir: &Path,
-) -> Result<Arc<dyn Provider>> {
-    let url_text = p
-        .url
-        .as_deref()
-        .ok_or_else(|| ConfigError::at(format!("{path}.url"), "required for this kind"))?;
-    let url = reqwest::Url::parse(url_text)
-        .map_err(|e| ConfigError::at(format!("{path}.url"), format!("not a valid URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(ConfigError::at(
-            format!("{path}.url"),
-            "must be an http:// or https:// URL with a host",
-        ));
-    }
-    let timeout = p.timeout.map_or(DEFAULT_PROVIDER_TIMEOUT, |d| d.0);
-    if timeout.is_zero() {
-        return Err(ConfigError::at(
-            format!("{path}.timeout"),
-            "must be more than 0",
-        ));
-    }
-    let max_response_bytes = p.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
-    if max_response_bytes == 0 {
-        return Err(ConfigError::at(
-            format!("{path}.max_response_bytes"),
-            "must be at least 1",
-        ));
-    }
-    let extra_roots = match &p.ca_file {
-        None => Vec::new(),
-        Some(file) => {
-            let key = format!("{path}.ca_file");
-            let full = base_dir.join(file);
-            let pem = std::fs::read(&full).map_err(|e| {
-                ConfigError::at(&key, format!("cannot read {}: {e}", full.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                ConfigError::at(&key, format!("{} is not a PEM bundle: {e}", full.display()))
-            })?;
-            if certs.is_empty() {
-                return Err(ConfigError::at(
-                    &key,
-                    format!("{} holds no certificate", full.display()),
-                ));
-            }
-            certs
-        }
-    };
-    let spec = HttpProviderSpec {
-        kind,
-        method: preset.method,
-        url,
-        token: preset.token,
-        credential,
-        statuses: preset.statuses,
-        mapping: preset.mapping,
-        timeout,
-        max_response_bytes,
-        extra_roots,
-    };
-    let provider = HttpProvider::new(spec)
-        .map_err(|e| ConfigError::at(path, format!("cannot build the HTTP client: {e}")))?;
-    Ok(Arc::new(provider))
-}
-
-fn static_provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
-    let tokens = p
-        .tokens
-        .as_ref()
-        .ok_or_else(|| ConfigError::at(format!("{path}.tokens"), "required for kind `static`"))?;
-    if tokens.is_empty() {
-        return Err(ConfigError::at(
-            format!("{path}.tokens"),
-            "list at least one token",
-        ));
-    }
-    let mut entries = Vec::with_capacity(tokens.len());
-    let mut seen = HashSet::new();
-    for (i, t) in tokens.iter().enumerate() {
-        let tpath = format!("{path}.tokens[{i}]");
-        let digest = static_digest(&tpath, t, base_dir)?;
-        if !seen.insert(digest) {
-            return Err(ConfigError::at(tpath, "the same token is listed twice"));
-        }
-        entries.push((digest, static_identity(&format!("{tpath}.identity"), t)?));
-    }
-    Ok(Arc::new(StaticProvider::new(entries)))
-}
-
-fn static_digest(path: &str, t: &StaticTokenFile, base_dir: &Path) -> Result<[u8; 32]> {
-    let given = [
-        t.token.is_some(),
-        t.token_file.is_some(),
-        t.token_sha256.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() != 1 {
-        return Err(ConfigError::at(
-            path,
-            "give exactly one of `token: ${ENV_VAR}`, `token_file` or `token_sha256`",
-        ));
-    }
-    if let Some(hex_digest) = &t.token_sha256 {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hex_digest.trim(), &mut out).map_err(|_| {
-            ConfigError::at(
-                format!("{path}.token_sha256"),
-                "must be 64 hex characters (e.g. `printf %s \"$TOKEN\" | sha256sum`)",
-            )
-        })?;
-        return Ok(out);
-    }
-    let token = secret::resolve(
-        &format!("{path}.token"),
-        t.token.as_deref(),
-        t.token_file.as_deref(),
-        base_dir,
-    )?
-    .expect("one of token / token_file was given");
-    Ok(token_digest(token.expose()))
-}
-
-fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
-    let id = &t.identity;
-    if id.subject.is_empty() {
-        return Err(ConfigError::at(
-            format!("{path}.subject"),
-            "cannot be empty",
-        ));
-    }
-    let expires_at = match &id.expires_at {
-        None => None,
-        Some(text) => {
-            let t =
-                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                    .map_err(|_| {
-                    ConfigError::at(
-                        format!("{path}.expires_at"),
-                        format!("{text:?} is not an RFC 3339 time such as 2030-01-01T00:00:00Z"),
-                    )
-                })?;
-            let secs = u64::try_from(t.unix_timestamp()).unwrap_or(0);
-            Some(UNIX_EPOCH + Duration::from_secs(secs))
-        }
-    };
-    for (i, entry) in id.ip_restrict.iter().enumerate() {
-        IpNet::parse(entry)
-            .map_err(|e| ConfigError::at(format!("{path}.ip_restrict[{i}]"), e.to_string()))?;
-    }
-    let identity = Identity {
-        subject: id.subject.clone(),
-        session_id: id.session_id.clone(),
-        scopes: id.scopes.clone(),
-        expires_at,
-        ip_restrict: id.ip_restrict.clone(),
-        organizations: id.organizations.clone(),
-    };
-    if identity.is_expired_at(SystemTime::now()) {
-        tracing::warn!(
-            key = path,
-            "static identity has already expired; its token is refused"
-        );
-    }
-    Ok(identity)
 }
 
 fn upstream(path: &str, name: &str, text: &str) -> Result<Upstream> {

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 
-use super::mapping::ResponseMapping;
+use super::mapping::{Outcome, ResponseMapping, Verdict};
 use super::{InvalidReason, Provider, ProviderError, Resolution};
 use crate::config::Secret;
 
@@ -16,13 +16,32 @@ use crate::config::Secret;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenPlacement {
     /// `Authorization: Bearer <token>` (BitGo, OIDC UserInfo).
-    BearerHeader,
-    /// An `application/x-www-form-urlencoded` body field (RFC 7662 `token=`), with fixed
-    /// extra fields such as `token_type_hint=access_token`.
-    FormField {
-        name: String,
-        extra: Vec<(String, String)>,
-    },
+    Bearer,
+    /// `Authorization: <token>`, the raw value (EnOS).
+    Authorization,
+    /// Another request header.
+    Header(http::HeaderName),
+    /// A query parameter.
+    Query(String),
+    /// An `application/x-www-form-urlencoded` body field (RFC 7662 `token=`).
+    Form(String),
+    /// A top-level field of a JSON body (Krystal `{"token": …}`).
+    Json(String),
+    /// The `{token}` placeholder in the URL path, percent-encoded (Prefactor).
+    Path,
+}
+
+impl TokenPlacement {
+    /// True when the token occupies the `Authorization` header.
+    pub fn uses_authorization(&self) -> bool {
+        matches!(self, TokenPlacement::Bearer | TokenPlacement::Authorization)
+            || matches!(self, TokenPlacement::Header(h) if h == http::header::AUTHORIZATION)
+    }
+
+    /// True when the token goes in a request body.
+    pub fn uses_body(&self) -> bool {
+        matches!(self, TokenPlacement::Form(_) | TokenPlacement::Json(_))
+    }
 }
 
 /// How the gateway authenticates itself to the provider.
@@ -30,15 +49,7 @@ pub enum TokenPlacement {
 pub enum Credential {
     None,
     Basic { user: String, password: Secret },
-}
-
-/// Which answers mean what, besides 2xx.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatusMapping {
-    /// Statuses that mean "this token is not valid": 401 to the client, negative-cached.
-    pub invalid_token: Vec<u16>,
-    /// Statuses that mean "the gateway's own credential is wrong": 503, logged loudly.
-    pub credential_rejected: Vec<u16>,
+    Bearer(Secret),
 }
 
 /// Everything needed to build an [`HttpProvider`].
@@ -46,10 +57,15 @@ pub struct StatusMapping {
 pub struct HttpProviderSpec {
     pub kind: &'static str,
     pub method: Method,
-    pub url: reqwest::Url,
+    /// The endpoint; with `TokenPlacement::Path` it contains `{token}`.
+    pub url: String,
     pub token: TokenPlacement,
+    /// Static request headers (never secrets: those go in `credential`).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Static body fields sent with a form or JSON token.
+    pub body: Vec<(String, serde_json::Value)>,
     pub credential: Credential,
-    pub statuses: StatusMapping,
+    pub outcome: Outcome,
     pub mapping: ResponseMapping,
     pub timeout: Duration,
     pub max_response_bytes: usize,
@@ -94,17 +110,37 @@ impl HttpProvider {
 
     fn request(&self, token: &str) -> reqwest::RequestBuilder {
         let s = &self.spec;
+        let url = match &s.token {
+            TokenPlacement::Path => s.url.replace("{token}", &encode_path_segment(token)),
+            TokenPlacement::Query(name) => {
+                let mut url = url::Url::parse(&s.url).expect("validated as a URL");
+                url.query_pairs_mut().append_pair(name, token);
+                url.into()
+            }
+            _ => s.url.clone(),
+        };
         let mut req = self
             .client
-            .request(s.method.clone(), s.url.clone())
+            .request(s.method.clone(), url)
             .header(reqwest::header::ACCEPT, "application/json");
-        req = match &s.token {
-            TokenPlacement::BearerHeader => req.bearer_auth(token),
-            TokenPlacement::FormField { name, extra } => {
+        for (name, value) in &s.headers {
+            req = req.header(name, value);
+        }
+        req = match &s.credential {
+            Credential::None => req,
+            Credential::Basic { user, password } => req.basic_auth(user, Some(password.expose())),
+            Credential::Bearer(key) => req.bearer_auth(key.expose()),
+        };
+        match &s.token {
+            TokenPlacement::Bearer => req.bearer_auth(token),
+            TokenPlacement::Authorization => req.header(reqwest::header::AUTHORIZATION, token),
+            TokenPlacement::Header(name) => req.header(name, token),
+            TokenPlacement::Query(_) | TokenPlacement::Path => req,
+            TokenPlacement::Form(name) => {
                 let mut form = url::form_urlencoded::Serializer::new(String::new());
                 form.append_pair(name, token);
-                for (k, v) in extra {
-                    form.append_pair(k, v);
+                for (k, v) in &s.body {
+                    form.append_pair(k, &v.as_str().map_or_else(|| v.to_string(), str::to_string));
                 }
                 req.header(
                     reqwest::header::CONTENT_TYPE,
@@ -112,10 +148,16 @@ impl HttpProvider {
                 )
                 .body(form.finish())
             }
-        };
-        match &s.credential {
-            Credential::None => req,
-            Credential::Basic { user, password } => req.basic_auth(user, Some(password.expose())),
+            TokenPlacement::Json(field) => {
+                let mut body = serde_json::Map::new();
+                for (k, v) in &s.body {
+                    body.insert(k.clone(), v.clone());
+                }
+                body.insert(field.clone(), serde_json::Value::String(token.to_string()));
+                let bytes = serde_json::to_vec(&body).expect("a JSON map always serializes");
+                req.header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(bytes)
+            }
         }
     }
 
@@ -142,20 +184,19 @@ impl HttpProvider {
             ProviderError::Unreachable(error_chain(&e.without_url()))
         }
     }
+}
 
-    fn classify(&self, status: StatusCode) -> Option<Result<Resolution, ProviderError>> {
-        let code = status.as_u16();
-        if self.spec.statuses.invalid_token.contains(&code) {
-            return Some(Ok(Resolution::Invalid(InvalidReason::RejectedStatus(code))));
+/// Percent-encodes everything but RFC 3986 unreserved characters, for a path segment.
+fn encode_path_segment(token: &str) -> String {
+    let mut out = String::with_capacity(token.len());
+    for b in token.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
-        if self.spec.statuses.credential_rejected.contains(&code) {
-            return Some(Err(ProviderError::CredentialRejected(code)));
-        }
-        if !status.is_success() {
-            return Some(Err(ProviderError::Status(code)));
-        }
-        None
     }
+    out
 }
 
 /// A transport error with its causes, e.g. "error sending request: connection refused".
@@ -185,17 +226,51 @@ impl Provider for HttpProvider {
             .send()
             .await
             .map_err(|e| self.transport_error(e))?;
-        if let Some(decided) = self.classify(resp.status()) {
-            return decided;
-        }
-        let body = self.read_body(resp).await?;
-        let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            if body.is_empty() {
-                ProviderError::NotJson("empty body".into())
-            } else {
-                ProviderError::NotJson(e.to_string())
+        let status = resp.status();
+        let body = match self.read_body(resp).await {
+            Ok(body) => body,
+            // An oversized error page still has a status the rules can judge.
+            Err(ProviderError::TooLarge(_)) if !status.is_success() => BytesMut::new(),
+            Err(e) => return Err(e),
+        };
+        let doc: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+        match self.spec.outcome.verdict(status.as_u16(), doc.as_ref()) {
+            Verdict::Invalid => {
+                return Ok(Resolution::Invalid(InvalidReason::RejectedStatus(
+                    status.as_u16(),
+                )))
             }
-        })?;
+            Verdict::Broken => return Err(ProviderError::CredentialRejected(status.as_u16())),
+            Verdict::Undecided if !status.is_success() => {
+                return Err(ProviderError::Status(status.as_u16()))
+            }
+            Verdict::Undecided => {}
+        }
+        let doc = match doc {
+            Some(doc) => doc,
+            None if body.is_empty() => return Err(ProviderError::NotJson("empty body".into())),
+            None => {
+                let e = serde_json::from_slice::<serde_json::Value>(&body)
+                    .err()
+                    .map_or_else(String::new, |e| e.to_string());
+                return Err(ProviderError::NotJson(e));
+            }
+        };
+        self.spec.outcome.check_success(&doc)?;
         self.spec.mapping.apply(&doc, SystemTime::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_tokens_are_encoded_as_one_segment() {
+        assert_eq!(encode_path_segment("013xrzp12g3nqk8n"), "013xrzp12g3nqk8n");
+        assert_eq!(
+            encode_path_segment("a/../b?c#d e%"),
+            "a%2F..%2Fb%3Fc%23d%20e%25"
+        );
     }
 }

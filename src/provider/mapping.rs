@@ -10,25 +10,158 @@ use serde_json::Value;
 use super::{InvalidReason, ProviderError, Resolution};
 use crate::identity::Identity;
 
-/// A check on the response: the value at `pointer` must equal one of `any_of`.
+/// How a [`Predicate`] compares the value at its pointer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    /// Equal to one of these (numbers compare by value: `0` equals `0.0`).
+    OneOf(Vec<Value>),
+    /// Present and equal to none of these.
+    NoneOf(Vec<Value>),
+}
+
+/// A check on a provider answer: the value at `pointer` passes `test`. When the pointer is
+/// absent (or `null`), the predicate holds only if `if_missing` says so.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Predicate {
     pub pointer: String,
-    pub any_of: Vec<Value>,
+    pub test: Test,
+    pub if_missing: bool,
 }
 
 impl Predicate {
-    /// `pointer == value`.
+    /// `pointer == value`, failing when absent.
     pub fn equals(pointer: &str, value: Value) -> Self {
         Predicate {
             pointer: pointer.to_string(),
-            any_of: vec![value],
+            test: Test::OneOf(vec![value]),
+            if_missing: false,
         }
     }
 
-    fn holds(&self, doc: &Value) -> bool {
-        doc.pointer(&self.pointer)
-            .is_some_and(|v| self.any_of.contains(v))
+    /// `pointer` is one of `values`, failing when absent.
+    pub fn one_of(pointer: &str, values: Vec<Value>) -> Self {
+        Predicate {
+            pointer: pointer.to_string(),
+            test: Test::OneOf(values),
+            if_missing: false,
+        }
+    }
+
+    /// The same test, but holding when the pointer is absent.
+    pub fn or_missing(mut self) -> Self {
+        self.if_missing = true;
+        self
+    }
+
+    /// Evaluates the predicate on `doc`.
+    pub fn holds(&self, doc: &Value) -> bool {
+        match present(doc, &self.pointer) {
+            None => self.if_missing,
+            Some(v) => match &self.test {
+                Test::OneOf(values) => values.iter().any(|w| same(v, w)),
+                Test::NoneOf(values) => !values.iter().any(|w| same(v, w)),
+            },
+        }
+    }
+}
+
+/// JSON equality with numbers compared by value.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// A rule deciding an answer before the mapping: it matches when the status is one of
+/// `statuses` (any status if empty) and every predicate holds on the JSON body (a rule
+/// with predicates never matches a body that is not JSON).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rule {
+    pub statuses: Vec<u16>,
+    pub predicates: Vec<Predicate>,
+}
+
+impl Rule {
+    /// A rule matching these statuses whatever the body.
+    pub fn status(statuses: &[u16]) -> Self {
+        Rule {
+            statuses: statuses.to_vec(),
+            predicates: Vec::new(),
+        }
+    }
+
+    /// A rule matching a body predicate (on any status).
+    pub fn body(predicate: Predicate) -> Self {
+        Rule {
+            statuses: Vec::new(),
+            predicates: vec![predicate],
+        }
+    }
+
+    /// Adds a status restriction.
+    pub fn with_status(mut self, statuses: &[u16]) -> Self {
+        self.statuses = statuses.to_vec();
+        self
+    }
+
+    /// True when the rule matches an answer with `status` and parsed body `doc`.
+    pub fn matches(&self, status: u16, doc: Option<&Value>) -> bool {
+        if !self.statuses.is_empty() && !self.statuses.contains(&status) {
+            return false;
+        }
+        match doc {
+            Some(doc) => self.predicates.iter().all(|p| p.holds(doc)),
+            None => self.predicates.is_empty(),
+        }
+    }
+}
+
+/// How a provider's answers are classified before the identity is mapped.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Outcome {
+    /// Any match: the token is not valid (401 to the client, negative-cached).
+    pub invalid_when: Vec<Rule>,
+    /// Any match: the provider or the gateway's credential is broken (503, not cached).
+    pub broken_when: Vec<Rule>,
+    /// On a 2xx answer, all must hold; otherwise the answer is a failure (503). For
+    /// providers that answer 200 with an error inside (EnOS `status != 0`).
+    pub success: Vec<Predicate>,
+}
+
+/// What an answer means before mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Invalid,
+    Broken,
+    /// Not decided by a rule: a non-2xx status is a failure, a 2xx is mapped.
+    Undecided,
+}
+
+impl Outcome {
+    /// Applies the rules, `invalid_when` first.
+    pub fn verdict(&self, status: u16, doc: Option<&Value>) -> Verdict {
+        if self.invalid_when.iter().any(|r| r.matches(status, doc)) {
+            Verdict::Invalid
+        } else if self.broken_when.iter().any(|r| r.matches(status, doc)) {
+            Verdict::Broken
+        } else {
+            Verdict::Undecided
+        }
+    }
+
+    /// Checks the success predicates on a 2xx body.
+    pub fn check_success(&self, doc: &Value) -> Result<(), ProviderError> {
+        match self.success.iter().find(|p| !p.holds(doc)) {
+            None => Ok(()),
+            Some(p) => Err(mapping_error(
+                p.pointer.clone(),
+                format!(
+                    "the provider reported a failure (found {})",
+                    present(doc, &p.pointer).map_or("nothing".to_string(), |v| v.to_string())
+                ),
+            )),
+        }
     }
 }
 
@@ -41,6 +174,9 @@ pub enum ExpiryFormat {
     UnixSeconds,
     /// Unix time in milliseconds.
     UnixMillis,
+    /// A lifetime in seconds, added to the Unix-seconds value at `base`, or to the time of
+    /// the answer when `base` is `None` (EnOS: `refreshTime + expires`).
+    LifetimeSeconds { base: Option<String> },
 }
 
 /// Where the expiry is and how it is written.
@@ -53,8 +189,8 @@ pub struct ExpiryMapping {
 /// Pointers from a provider response to identity fields.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResponseMapping {
-    /// When given and false, the token is not active (RFC 7662 `/active == true`).
-    pub active: Option<Predicate>,
+    /// All must hold, else the token is not active (RFC 7662 `/active == true`).
+    pub active: Vec<Predicate>,
     /// Tried in order; the first present one is the subject. Required.
     pub subject: Vec<String>,
     pub session_id: Option<String>,
@@ -65,15 +201,15 @@ pub struct ResponseMapping {
     pub ip_restrict: Option<String>,
     /// Each pointer may hold a string or an array of strings; all are collected, in order.
     pub organizations: Vec<String>,
+    /// Extra values forwarded as `<prefix>Claim-<name>` headers: (name, pointer).
+    pub claims: Vec<(String, String)>,
 }
 
 impl ResponseMapping {
     /// Maps a parsed 2xx response to a resolution, as seen at `now`.
     pub fn apply(&self, doc: &Value, now: SystemTime) -> Result<Resolution, ProviderError> {
-        if let Some(active) = &self.active {
-            if !active.holds(doc) {
-                return Ok(Resolution::Invalid(InvalidReason::Inactive));
-            }
+        if !self.active.iter().all(|p| p.holds(doc)) {
+            return Ok(Resolution::Invalid(InvalidReason::Inactive));
         }
         let subject = self
             .subject
@@ -89,12 +225,15 @@ impl ResponseMapping {
             session_id: optional(doc, self.session_id.as_deref(), scalar_string)?,
             scopes: optional(doc, self.scopes.as_deref(), scopes)?.unwrap_or_default(),
             expires_at: match &self.expires {
-                Some(m) => optional(doc, Some(&m.pointer), |p, v| expiry(p, v, &m.format))?,
+                Some(m) => optional(doc, Some(&m.pointer), |p, v| {
+                    expiry(doc, p, v, &m.format, now)
+                })?,
                 None => None,
             },
             ip_restrict: optional(doc, self.ip_restrict.as_deref(), string_list)?
                 .unwrap_or_default(),
             organizations: self.organizations(doc)?,
+            claims: self.claims(doc)?,
         };
         if identity.is_expired_at(now) {
             return Ok(Resolution::Invalid(InvalidReason::Expired));
@@ -102,19 +241,28 @@ impl ResponseMapping {
         Ok(Resolution::Valid(identity))
     }
 
+    fn claims(&self, doc: &Value) -> Result<Vec<(String, String)>, ProviderError> {
+        let mut out = Vec::new();
+        for (name, pointer) in &self.claims {
+            if let Some(value) = present(doc, pointer) {
+                out.push((name.clone(), claim_text(value)));
+            }
+        }
+        Ok(out)
+    }
+
     fn organizations(&self, doc: &Value) -> Result<Vec<String>, ProviderError> {
         let mut out: Vec<String> = Vec::new();
         for pointer in &self.organizations {
-            let Some(value) = present(doc, pointer) else {
-                continue;
-            };
-            let items = match value {
-                Value::Array(_) => string_list(pointer, value)?,
-                _ => vec![scalar_string(pointer, value)?],
-            };
-            for item in items {
-                if !item.is_empty() && !out.contains(&item) {
-                    out.push(item);
+            for (at, value) in select(doc, pointer) {
+                let items = match value {
+                    Value::Array(_) => string_list(&at, value)?,
+                    _ => vec![scalar_string(&at, value)?],
+                };
+                for item in items {
+                    if !item.is_empty() && !out.contains(&item) {
+                        out.push(item);
+                    }
                 }
             }
         }
@@ -127,6 +275,39 @@ fn mapping_error(pointer: impl Into<String>, problem: impl Into<String>) -> Prov
         pointer: pointer.into(),
         problem: problem.into(),
     }
+}
+
+/// Every non-null value at `pointer`, with its concrete pointer. A `*` segment stands for
+/// each element of an array (`/user/organizations/*/organization_id`); elsewhere the pointer
+/// is plain RFC 6901.
+fn select<'a>(doc: &'a Value, pointer: &str) -> Vec<(String, &'a Value)> {
+    if !pointer.split('/').any(|seg| seg == "*") {
+        return present(doc, pointer)
+            .map(|v| vec![(pointer.to_string(), v)])
+            .unwrap_or_default();
+    }
+    let mut current: Vec<(String, &Value)> = vec![(String::new(), doc)];
+    for seg in pointer.split('/').skip(1) {
+        let mut next = Vec::new();
+        for (at, v) in current {
+            match (seg, v) {
+                ("*", Value::Array(items)) => next.extend(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, it)| (format!("{at}/{i}"), it)),
+                ),
+                (seg, v) => {
+                    if let Some(child) = v.pointer(&format!("/{seg}")) {
+                        next.push((format!("{at}/{seg}"), child));
+                    }
+                }
+            }
+        }
+        current = next;
+    }
+    current.retain(|(_, v)| !v.is_null());
+    current
 }
 
 /// The value at `pointer`, treating JSON `null` as absent.
@@ -196,7 +377,27 @@ fn scopes(pointer: &str, v: &Value) -> Result<Vec<String>, ProviderError> {
     }
 }
 
-fn expiry(pointer: &str, v: &Value, format: &ExpiryFormat) -> Result<SystemTime, ProviderError> {
+/// A claim as header text: strings as they are, other scalars as JSON, arrays of scalars
+/// comma-joined, objects as compact JSON.
+fn claim_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
+}
+
+fn expiry(
+    doc: &Value,
+    pointer: &str,
+    v: &Value,
+    format: &ExpiryFormat,
+    now: SystemTime,
+) -> Result<SystemTime, ProviderError> {
     let bad = |what: &str| mapping_error(pointer, format!("expected {what}, found {v}"));
     match format {
         ExpiryFormat::Rfc3339 => {
@@ -213,6 +414,23 @@ fn expiry(pointer: &str, v: &Value, format: &ExpiryFormat) -> Result<SystemTime,
         }
         ExpiryFormat::UnixSeconds => unix(v, 1.0).ok_or_else(|| bad("Unix seconds")),
         ExpiryFormat::UnixMillis => unix(v, 1_000.0).ok_or_else(|| bad("Unix milliseconds")),
+        ExpiryFormat::LifetimeSeconds { base } => {
+            let lifetime = v
+                .as_f64()
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .ok_or_else(|| bad("a lifetime in seconds"))?;
+            let start = match base {
+                None => now,
+                Some(bp) => {
+                    let b = present(doc, bp)
+                        .ok_or_else(|| mapping_error(bp.clone(), "required field is missing"))?;
+                    unix(b, 1.0).ok_or_else(|| {
+                        mapping_error(bp.clone(), format!("expected Unix seconds, found {b}"))
+                    })?
+                }
+            };
+            Ok(start + Duration::from_secs_f64(lifetime.min(16_725_225_600.0)))
+        }
     }
 }
 
@@ -239,7 +457,7 @@ mod tests {
 
     fn introspection() -> ResponseMapping {
         ResponseMapping {
-            active: Some(Predicate::equals("/active", json!(true))),
+            active: vec![Predicate::equals("/active", json!(true))],
             subject: vec!["/sub".into(), "/client_id".into()],
             session_id: Some("/jti".into()),
             scopes: Some("/scope".into()),
@@ -322,6 +540,22 @@ mod tests {
         assert!(
             matches!(m.apply(&bad, now()), Err(ProviderError::Mapping { pointer, .. }) if pointer == "/orgs/0")
         );
+        let wild = ResponseMapping {
+            subject: vec!["/u".into()],
+            organizations: vec!["/user/organizations/*/organization_id".into()],
+            ..Default::default()
+        };
+        let doc = json!({"u": "x", "user": {"organizations": [
+            {"organization_id": "k1", "owner": true}, {"organization_id": "k2"}, {"owner": false}
+        ]}});
+        let Resolution::Valid(id) = wild.apply(&doc, now()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(id.organizations, ["k1", "k2"]);
+        let bad = json!({"u": "x", "user": {"organizations": [{"organization_id": {"x": 1}}]}});
+        assert!(
+            matches!(wild.apply(&bad, now()), Err(ProviderError::Mapping { pointer, .. }) if pointer == "/user/organizations/0/organization_id")
+        );
         let bad_ips = json!({"u": "x", "ips": "10.0.0.1"});
         assert!(
             matches!(m.apply(&bad_ips, now()), Err(ProviderError::Mapping { pointer, .. }) if pointer == "/ips")
@@ -332,12 +566,119 @@ mod tests {
     fn unix_formats() {
         let secs = ExpiryFormat::UnixSeconds;
         let ms = ExpiryFormat::UnixMillis;
+        let doc = json!({"refreshTime": 1_562_850_052});
+        let at = |v: Value, f: &ExpiryFormat| expiry(&doc, "/e", &v, f, now());
         assert_eq!(
-            expiry("/e", &json!(1_700_000_000_500u64), &ms).unwrap(),
+            at(json!(1_700_000_000_500u64), &ms).unwrap(),
             UNIX_EPOCH + Duration::from_millis(1_700_000_000_500)
         );
-        assert!(expiry("/e", &json!(-5), &secs).is_err());
-        assert!(expiry("/e", &json!(true), &secs).is_err());
-        assert!(expiry("/e", &json!("2030-01-01"), &ExpiryFormat::Rfc3339).is_err());
+        assert!(at(json!(-5), &secs).is_err());
+        assert!(at(json!(true), &secs).is_err());
+        assert!(at(json!("2030-01-01"), &ExpiryFormat::Rfc3339).is_err());
+        let enos = ExpiryFormat::LifetimeSeconds {
+            base: Some("/refreshTime".into()),
+        };
+        assert_eq!(
+            at(json!(7200), &enos).unwrap(),
+            UNIX_EPOCH + Duration::from_secs(1_562_850_052 + 7200)
+        );
+        let from_now = ExpiryFormat::LifetimeSeconds { base: None };
+        assert_eq!(
+            at(json!(60), &from_now).unwrap(),
+            now() + Duration::from_secs(60)
+        );
+        let missing_base = ExpiryFormat::LifetimeSeconds {
+            base: Some("/nope".into()),
+        };
+        assert!(
+            matches!(at(json!(60), &missing_base), Err(ProviderError::Mapping { pointer, .. }) if pointer == "/nope")
+        );
+    }
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn predicates() {
+        let doc = json!({"status": 0, "session": {"active": true, "trusted": null}, "f": 1.0});
+        assert!(Predicate::equals("/status", json!(0)).holds(&doc));
+        assert!(
+            Predicate::equals("/f", json!(1)).holds(&doc),
+            "numbers by value"
+        );
+        assert!(!Predicate::equals("/status", json!("0")).holds(&doc));
+        assert!(!Predicate::equals("/missing", json!(0)).holds(&doc));
+        assert!(Predicate::equals("/missing", json!(0))
+            .or_missing()
+            .holds(&doc));
+        let not_false = Predicate {
+            pointer: "/session/trusted".into(),
+            test: Test::NoneOf(vec![json!(false)]),
+            if_missing: true,
+        };
+        assert!(not_false.holds(&doc), "null counts as missing");
+        assert!(!not_false.holds(&json!({"session": {"trusted": false}})));
+        assert!(not_false.holds(&json!({"session": {"trusted": true}})));
+    }
+
+    #[test]
+    fn rules_and_verdicts() {
+        let outcome = Outcome {
+            invalid_when: vec![
+                Rule::status(&[401]),
+                Rule::body(Predicate::one_of(
+                    "/error/code",
+                    vec![json!("session_not_found")],
+                ))
+                .with_status(&[404]),
+            ],
+            broken_when: vec![Rule::status(&[403])],
+            success: vec![Predicate::equals("/status", json!(0))],
+        };
+        let not_found = json!({"error": {"code": "session_not_found"}});
+        let org = json!({"error": {"code": "organization_not_found"}});
+        assert_eq!(outcome.verdict(401, None), Verdict::Invalid);
+        assert_eq!(outcome.verdict(404, Some(&not_found)), Verdict::Invalid);
+        assert_eq!(outcome.verdict(400, Some(&not_found)), Verdict::Undecided);
+        assert_eq!(outcome.verdict(404, Some(&org)), Verdict::Undecided);
+        assert_eq!(outcome.verdict(404, None), Verdict::Undecided);
+        assert_eq!(outcome.verdict(403, Some(&org)), Verdict::Broken);
+        assert!(outcome.check_success(&json!({"status": 0})).is_ok());
+        let err = outcome
+            .check_success(&json!({"status": 30401}))
+            .unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Mapping { ref pointer, .. } if pointer == "/status"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn claims_are_text() {
+        let m = ResponseMapping {
+            subject: vec!["/sub".into()],
+            claims: vec![
+                ("email".into(), "/email".into()),
+                ("roles".into(), "/roles".into()),
+                ("verified".into(), "/v".into()),
+                ("absent".into(), "/nope".into()),
+            ],
+            ..Default::default()
+        };
+        let doc = json!({"sub": "u", "email": "a@b.c", "roles": ["r1", "r2"], "v": true});
+        let Resolution::Valid(id) = m.apply(&doc, SystemTime::now()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            id.claims,
+            [
+                ("email".to_string(), "a@b.c".to_string()),
+                ("roles".to_string(), "r1,r2".to_string()),
+                ("verified".to_string(), "true".to_string())
+            ]
+        );
     }
 }

@@ -1,20 +1,71 @@
-//! Built-in descriptions of known session endpoints (see `PROVIDERS.md`). Each preset is
-//! only data for the generic [`super::http::HttpProvider`]: method, where the token goes,
-//! which statuses mean what, and where each identity field is in the answer.
+//! Built-in descriptions of known session endpoints (see `PROVIDERS.md`). A preset is only
+//! data for the generic [`super::http::HttpProvider`] — method, where the token goes, which
+//! answers mean "invalid token" or "broken", and where each identity field is — and every
+//! part of it can be overridden in the config.
+//!
+//! Behaviour marked "inferred" below is not documented by the provider; it is configurable
+//! for that reason (`invalid_when` / `broken_when`).
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::http::{StatusMapping, TokenPlacement};
-use super::mapping::{ExpiryFormat, ExpiryMapping, Predicate, ResponseMapping};
+use super::http::TokenPlacement;
+use super::mapping::{
+    ExpiryFormat, ExpiryMapping, Outcome, Predicate, ResponseMapping, Rule, Test,
+};
 
 /// The request and response shape of one provider kind.
 #[derive(Debug, Clone)]
 pub struct Preset {
     pub method: Method,
     pub token: TokenPlacement,
-    pub statuses: StatusMapping,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<(String, Value)>,
+    pub outcome: Outcome,
     pub mapping: ResponseMapping,
+}
+
+impl Preset {
+    /// The preset for a provider `kind`, or `None` for kinds that are not HTTP presets.
+    pub fn for_kind(kind: &str) -> Option<Preset> {
+        Some(match kind {
+            "http" => http(),
+            "bitgo" => bitgo(),
+            "rfc7662" => rfc7662(),
+            "krystal" => krystal(),
+            "prefactor" => prefactor(),
+            "enos" => enos(),
+            "userinfo" => userinfo(),
+            _ => return None,
+        })
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<Value> {
+    items.iter().map(|s| json!(s)).collect()
+}
+
+fn expires(pointer: &str, format: ExpiryFormat) -> Option<ExpiryMapping> {
+    Some(ExpiryMapping {
+        pointer: pointer.into(),
+        format,
+    })
+}
+
+/// `kind: http`: nothing built in but `GET` with `Authorization: Bearer <token>`, 401 as
+/// "invalid token" and 2xx as success. The config must at least map `subject`.
+pub fn http() -> Preset {
+    Preset {
+        method: Method::GET,
+        token: TokenPlacement::Bearer,
+        headers: vec![],
+        body: vec![],
+        outcome: Outcome {
+            invalid_when: vec![Rule::status(&[401])],
+            ..Default::default()
+        },
+        mapping: ResponseMapping::default(),
+    }
 }
 
 /// BitGo `GET /api/v2/user/session` with `Authorization: Bearer <token>`.
@@ -25,25 +76,24 @@ pub struct Preset {
 pub fn bitgo() -> Preset {
     Preset {
         method: Method::GET,
-        token: TokenPlacement::BearerHeader,
-        statuses: StatusMapping {
-            invalid_token: vec![401],
-            credential_rejected: vec![],
+        token: TokenPlacement::Bearer,
+        headers: vec![],
+        body: vec![],
+        outcome: Outcome {
+            invalid_when: vec![Rule::status(&[401])],
+            ..Default::default()
         },
         mapping: ResponseMapping {
-            active: None,
             subject: vec!["/session/user".into()],
             session_id: Some("/session/id".into()),
             scopes: Some("/session/scope".into()),
-            expires: Some(ExpiryMapping {
-                pointer: "/session/expires".into(),
-                format: ExpiryFormat::Rfc3339,
-            }),
+            expires: expires("/session/expires", ExpiryFormat::Rfc3339),
             ip_restrict: Some("/session/ipRestrict".into()),
             organizations: vec![
                 "/session/organizations".into(),
                 "/session/enterprise".into(),
             ],
+            ..Default::default()
         },
     }
 }
@@ -54,27 +104,173 @@ pub fn bitgo() -> Preset {
 pub fn rfc7662() -> Preset {
     Preset {
         method: Method::POST,
-        token: TokenPlacement::FormField {
-            name: "token".into(),
-            extra: vec![("token_type_hint".into(), "access_token".into())],
-        },
-        statuses: StatusMapping {
-            invalid_token: vec![],
-            credential_rejected: vec![401, 403],
+        token: TokenPlacement::Form("token".into()),
+        headers: vec![],
+        body: vec![("token_type_hint".into(), json!("access_token"))],
+        outcome: Outcome {
+            broken_when: vec![Rule::status(&[401, 403])],
+            ..Default::default()
         },
         mapping: ResponseMapping {
-            active: Some(Predicate::equals("/active", json!(true))),
+            active: vec![Predicate::equals("/active", json!(true))],
             // Client-credentials tokens often carry no `sub`: fall back to the user name,
             // then to the client id.
             subject: vec!["/sub".into(), "/username".into(), "/client_id".into()],
             session_id: Some("/jti".into()),
             scopes: Some("/scope".into()),
-            expires: Some(ExpiryMapping {
-                pointer: "/exp".into(),
-                format: ExpiryFormat::UnixSeconds,
-            }),
+            expires: expires("/exp", ExpiryFormat::UnixSeconds),
+            ..Default::default()
+        },
+    }
+}
+
+/// Krystal Identity `POST /api/v1/user/authorization` with JSON `{"token": "<token>"}`,
+/// the gateway calling with its own Identity API key (`credential.bearer`).
+///
+/// Documented: `404 session_not_found` (invalid), `403 scope_not_granted` and 401 from
+/// the authenticator (the gateway's key is wrong: broken). Inferred: an unknown or expired
+/// `token` argument answers 404 with a `*_not_found` / `invalid_token` code; other errors
+/// (`400 invalid_argument`, `404 organization_not_found`) stay failures (503).
+pub fn krystal() -> Preset {
+    let error_code = |codes: &[&str]| Rule::body(Predicate::one_of("/error/code", strings(codes)));
+    Preset {
+        method: Method::POST,
+        token: TokenPlacement::Json("token".into()),
+        headers: vec![],
+        body: vec![],
+        outcome: Outcome {
+            invalid_when: vec![error_code(&[
+                "session_not_found",
+                "token_not_found",
+                "invalid_token",
+                "token_expired",
+                "token_invalid",
+            ])
+            .with_status(&[400, 404, 422])],
+            broken_when: vec![Rule::status(&[401, 403])],
+            ..Default::default()
+        },
+        mapping: ResponseMapping {
+            // `session` may be absent (then the expiry decides); when present it must be
+            // active, and not explicitly untrusted.
+            active: vec![
+                Predicate::equals("/session/active", json!(true)).or_missing(),
+                Predicate {
+                    pointer: "/session/trusted".into(),
+                    test: Test::NoneOf(vec![json!(false)]),
+                    if_missing: true,
+                },
+            ],
+            subject: vec!["/user/id".into()],
+            session_id: None,
+            scopes: Some("/scopes".into()),
+            expires: expires("/expiry", ExpiryFormat::UnixSeconds),
             ip_restrict: None,
-            organizations: vec![],
+            organizations: vec!["/user/organizations/*/organization_id".into()],
+            ..Default::default()
+        },
+    }
+}
+
+/// Prefactor `GET {base}/api/v1/session/{token}` (the session id in the path), the gateway
+/// calling with its API key (`credential.bearer`). `summary.status` must be
+/// `authenticated`. Errors are `{code, message, status: "error"}`: `not_found`,
+/// `invalid_value`, `bad_request` mean the session id is not valid; `bad_authtoken`,
+/// `not_authenticated`, `not_permitted` concern the gateway's own key (broken).
+/// No expiry and no scopes are returned.
+pub fn prefactor() -> Preset {
+    Preset {
+        method: Method::GET,
+        token: TokenPlacement::Path,
+        headers: vec![],
+        body: vec![],
+        outcome: Outcome {
+            invalid_when: vec![Rule::body(Predicate::one_of(
+                "/code",
+                strings(&[
+                    "not_found",
+                    "invalid_value",
+                    "bad_request",
+                    "required_value",
+                ]),
+            ))],
+            broken_when: vec![
+                Rule::body(Predicate::one_of(
+                    "/code",
+                    strings(&["bad_authtoken", "not_authenticated", "not_permitted"]),
+                )),
+                Rule::status(&[401, 403]),
+            ],
+            ..Default::default()
+        },
+        mapping: ResponseMapping {
+            active: vec![Predicate::equals("/summary/status", json!("authenticated"))],
+            subject: vec!["/summary/authenticated_identity_id".into()],
+            session_id: Some("/summary/id".into()),
+            organizations: vec!["/summary/domain_id".into(), "/summary/pool_id".into()],
+            ..Default::default()
+        },
+    }
+}
+
+/// EnOS IAM `POST /enos-iam-service/v2.0/session/info` with the raw session id as
+/// `Authorization` and no body. Answers HTTP 200 with `status` 0 on success; `status`
+/// 30401 / 30404 (or 401 / 404) mean the session is not valid, any other non-zero status
+/// is a failure. Expiry is `refreshTime + expires` (a lifetime); no scopes are returned.
+pub fn enos() -> Preset {
+    Preset {
+        method: Method::POST,
+        token: TokenPlacement::Authorization,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: vec![],
+        outcome: Outcome {
+            invalid_when: vec![
+                Rule::body(Predicate::one_of(
+                    "/status",
+                    vec![json!(30401), json!(30404), json!(401), json!(404)],
+                )),
+                Rule::status(&[401]),
+            ],
+            broken_when: vec![Rule::status(&[403])],
+            success: vec![
+                Predicate::equals("/status", json!(0)),
+                Predicate::equals("/success", json!(true)).or_missing(),
+            ],
+        },
+        mapping: ResponseMapping {
+            subject: vec!["/session/user/id".into()],
+            session_id: Some("/session/id".into()),
+            expires: expires(
+                "/session/expires",
+                ExpiryFormat::LifetimeSeconds {
+                    base: Some("/session/refreshTime".into()),
+                },
+            ),
+            organizations: vec![
+                "/session/workingOrganization/id".into(),
+                "/session/residentOrganization/id".into(),
+            ],
+            ..Default::default()
+        },
+    }
+}
+
+/// OIDC UserInfo (`GET userinfo_endpoint`, `Authorization: Bearer <token>`). 401 and 403
+/// (`insufficient_scope`: the token cannot read UserInfo) mean not valid. Only `sub` is
+/// guaranteed; no expiry and no scopes. JSON answers only (not signed `application/jwt`).
+pub fn userinfo() -> Preset {
+    Preset {
+        method: Method::GET,
+        token: TokenPlacement::Bearer,
+        headers: vec![],
+        body: vec![],
+        outcome: Outcome {
+            invalid_when: vec![Rule::status(&[401, 403])],
+            ..Default::default()
+        },
+        mapping: ResponseMapping {
+            subject: vec!["/sub".into()],
+            ..Default::default()
         },
     }
 }
@@ -136,5 +332,21 @@ mod tests {
             panic!()
         };
         assert_eq!((id.subject.as_str(), id.scopes.len()), ("svc", 2));
+    }
+
+    #[test]
+    fn every_kind_has_a_preset() {
+        for kind in [
+            "http",
+            "bitgo",
+            "rfc7662",
+            "krystal",
+            "prefactor",
+            "enos",
+            "userinfo",
+        ] {
+            assert!(Preset::for_kind(kind).is_some(), "{kind}");
+        }
+        assert!(Preset::for_kind("static").is_none());
     }
 }

@@ -1,0 +1,540 @@
+//! The HTTP provider kinds (`http`, `bitgo`, `rfc7662`, `krystal`, `prefactor`, `enos`,
+//! `userinfo`): the kind's preset, with every key the config gives replacing the preset's
+//! value for that key, checked and turned into an [`HttpProviderSpec`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::file::{
+    CredentialFile, ExpiresFile, ExpiryFormatFile, IfMissing, Pointers, PredicateFile,
+    ProviderFile, ProviderKind, ResponseFile, RuleFile, TokenIn,
+};
+use super::providers::reject_keys;
+use super::{secret, ConfigError};
+use crate::provider::http::{Credential, HttpProvider, HttpProviderSpec, TokenPlacement};
+use crate::provider::mapping::{ExpiryFormat, ExpiryMapping, Predicate, Rule, Test};
+use crate::provider::presets::Preset;
+use crate::provider::Provider;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Request headers the config may not set: framing, routing, and `Authorization` (which
+/// is the token's or the credential's).
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
+/// Builds the HTTP provider at `path` from its preset and the config's overrides.
+pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
+    let kind = p.kind.as_str();
+    let preset = Preset::for_kind(kind).expect("every non-static kind has a preset");
+    if p.kind != ProviderKind::Rfc7662 {
+        reject_keys(
+            path,
+            kind,
+            &[
+                ("client_id", p.client_id.is_some()),
+                ("client_secret", p.client_secret.is_some()),
+                ("client_secret_file", p.client_secret_file.is_some()),
+            ],
+        )?;
+    }
+
+    let url = p
+        .url
+        .clone()
+        .ok_or_else(|| ConfigError::at(format!("{path}.url"), "required for this kind"))?;
+    let method = match &p.method {
+        None => preset.method.clone(),
+        Some(m) => match m.to_ascii_uppercase().as_str() {
+            "GET" => reqwest::Method::GET,
+            "POST" => reqwest::Method::POST,
+            _ => {
+                return Err(ConfigError::at(
+                    format!("{path}.method"),
+                    format!("{m:?}: use GET or POST"),
+                ))
+            }
+        },
+    };
+    let token = match &p.token {
+        None => preset.token.clone(),
+        Some(t) => placement(&format!("{path}.token"), t.location, t.name.as_deref())?,
+    };
+    check_url(&format!("{path}.url"), &url, &token)?;
+
+    let mut headers = preset.headers.clone();
+    for (name, value) in p.headers.iter().flatten() {
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        headers.push((name.clone(), value.clone()));
+    }
+    let headers = headers
+        .into_iter()
+        .map(|(name, value)| header(&format!("{path}.headers.{name}"), &name, &value))
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut body = preset.body.clone();
+    if let Some(extra) = &p.body {
+        if !token.uses_body() {
+            return Err(ConfigError::at(
+                format!("{path}.body"),
+                "body fields are sent only when `token.in` is `form` or `json`",
+            ));
+        }
+        for (k, v) in extra {
+            body.retain(|(n, _)| n != k);
+            body.push((k.clone(), v.clone()));
+        }
+    }
+
+    let credential = credential(path, p, base_dir)?;
+    if matches!(p.kind, ProviderKind::Krystal | ProviderKind::Prefactor)
+        && matches!(credential, Credential::None)
+    {
+        return Err(ConfigError::at(
+            format!("{path}.credential"),
+            format!("required: {kind} is called with the gateway's own API key (`bearer: ${{ENV_VAR}}`)"),
+        ));
+    }
+    if !matches!(credential, Credential::None) && token.uses_authorization() {
+        return Err(ConfigError::at(
+            format!("{path}.credential"),
+            "the token already occupies the Authorization header; send it elsewhere (`token.in`)",
+        ));
+    }
+
+    let mut outcome = preset.outcome.clone();
+    let mut mapping = preset.mapping.clone();
+    if let Some(r) = &p.response {
+        apply_response(&format!("{path}.response"), r, &mut outcome, &mut mapping)?;
+    }
+    if mapping.subject.is_empty() {
+        return Err(ConfigError::at(
+            format!("{path}.response.subject"),
+            "required: the JSON pointer of the subject in the provider's answer",
+        ));
+    }
+
+    let timeout = p.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
+    if timeout.is_zero() {
+        return Err(ConfigError::at(
+            format!("{path}.timeout"),
+            "must be more than 0",
+        ));
+    }
+    let max_response_bytes = p.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+    if max_response_bytes == 0 {
+        return Err(ConfigError::at(
+            format!("{path}.max_response_bytes"),
+            "must be at least 1",
+        ));
+    }
+    let spec = HttpProviderSpec {
+        kind,
+        method,
+        url,
+        token,
+        headers,
+        body,
+        credential,
+        outcome,
+        mapping,
+        timeout,
+        max_response_bytes,
+        extra_roots: ca_roots(path, p.ca_file.as_deref(), base_dir)?,
+    };
+    let provider = HttpProvider::new(spec)
+        .map_err(|e| ConfigError::at(path, format!("cannot build the HTTP client: {e}")))?;
+    Ok(Arc::new(provider))
+}
+
+fn placement(path: &str, location: TokenIn, name: Option<&str>) -> Result<TokenPlacement> {
+    let needs_name = |what: &str| {
+        name.filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ConfigError::at(format!("{path}.name"), format!("required: the {what} name"))
+            })
+    };
+    let no_name = || match name {
+        Some(_) => Err(ConfigError::at(
+            format!("{path}.name"),
+            "not used with this `in`",
+        )),
+        None => Ok(()),
+    };
+    Ok(match location {
+        TokenIn::Bearer => no_name().map(|_| TokenPlacement::Bearer)?,
+        TokenIn::Authorization => no_name().map(|_| TokenPlacement::Authorization)?,
+        TokenIn::Path => no_name().map(|_| TokenPlacement::Path)?,
+        TokenIn::Header => {
+            let n = needs_name("header")?;
+            let h = http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+                ConfigError::at(
+                    format!("{path}.name"),
+                    format!("{n:?} is not a header name"),
+                )
+            })?;
+            TokenPlacement::Header(h)
+        }
+        TokenIn::Query => TokenPlacement::Query(needs_name("query parameter")?),
+        TokenIn::Form => TokenPlacement::Form(name.unwrap_or("token").to_string()),
+        TokenIn::Json => TokenPlacement::Json(name.unwrap_or("token").to_string()),
+    })
+}
+
+fn check_url(path: &str, url: &str, token: &TokenPlacement) -> Result<()> {
+    let has_placeholder = url.contains("{token}");
+    let parsed = reqwest::Url::parse(&url.replace("{token}", "token"))
+        .map_err(|e| ConfigError::at(path, format!("not a valid URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ConfigError::at(
+            path,
+            "must be an http:// or https:// URL with a host",
+        ));
+    }
+    match (token == &TokenPlacement::Path, has_placeholder) {
+        (true, false) => Err(ConfigError::at(
+            path,
+            "`token.in: path` needs `{token}` in the URL path",
+        )),
+        (false, true) => Err(ConfigError::at(
+            path,
+            "`{token}` in the URL needs `token: { in: path }`",
+        )),
+        (true, true) if !placeholder_in_path(url) => Err(ConfigError::at(
+            path,
+            "`{token}` may appear only in the URL path",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// True when every `{token}` sits between the authority and the query/fragment.
+fn placeholder_in_path(url: &str) -> bool {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let path_start = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    let path_end = url[path_start..]
+        .find(['?', '#'])
+        .map_or(url.len(), |i| path_start + i);
+    url.match_indices("{token}")
+        .all(|(i, _)| i >= path_start && i < path_end)
+}
+
+fn header(path: &str, name: &str, value: &str) -> Result<(http::HeaderName, http::HeaderValue)> {
+    let n = http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| ConfigError::at(path, "not a valid header name"))?;
+    if RESERVED_HEADERS.contains(&n.as_str()) {
+        return Err(ConfigError::at(
+            path,
+            "set by the gateway (use `credential` for the gateway's own key)",
+        ));
+    }
+    let v = http::HeaderValue::from_str(value)
+        .map_err(|_| ConfigError::at(path, "not a valid header value"))?;
+    Ok((n, v))
+}
+
+fn credential(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Credential> {
+    let shorthand =
+        p.client_id.is_some() || p.client_secret.is_some() || p.client_secret_file.is_some();
+    match (&p.credential, shorthand) {
+        (Some(_), true) => Err(ConfigError::at(
+            format!("{path}.credential"),
+            "give either `credential` or `client_id`/`client_secret`, not both",
+        )),
+        (Some(c), false) => credential_block(&format!("{path}.credential"), c, base_dir),
+        (None, true) => {
+            let user = p.client_id.clone().ok_or_else(|| {
+                ConfigError::at(format!("{path}.client_id"), "required with client_secret")
+            })?;
+            let password = secret::resolve(
+                &format!("{path}.client_secret"),
+                p.client_secret.as_deref(),
+                p.client_secret_file.as_deref(),
+                base_dir,
+            )?
+            .ok_or_else(|| {
+                ConfigError::at(
+                    format!("{path}.client_secret"),
+                    "required: give `client_secret: ${ENV_VAR}` or `client_secret_file`",
+                )
+            })?;
+            Ok(Credential::Basic { user, password })
+        }
+        (None, false) if p.kind == ProviderKind::Rfc7662 => Err(ConfigError::at(
+            format!("{path}.client_id"),
+            "required: introspection endpoints authenticate the gateway (HTTP Basic), or give `credential`",
+        )),
+        (None, false) => Ok(Credential::None),
+    }
+}
+
+fn credential_block(path: &str, c: &CredentialFile, base_dir: &Path) -> Result<Credential> {
+    let bearer = secret::resolve(
+        &format!("{path}.bearer"),
+        c.bearer.as_deref(),
+        c.bearer_file.as_deref(),
+        base_dir,
+    )?;
+    let password = secret::resolve(
+        &format!("{path}.password"),
+        c.password.as_deref(),
+        c.password_file.as_deref(),
+        base_dir,
+    )?;
+    match (bearer, &c.username, password) {
+        (Some(key), None, None) => Ok(Credential::Bearer(key)),
+        (None, Some(user), Some(password)) => Ok(Credential::Basic {
+            user: user.clone(),
+            password,
+        }),
+        (None, Some(_), None) => Err(ConfigError::at(
+            format!("{path}.password"),
+            "required with `username`",
+        )),
+        (None, None, Some(_)) => Err(ConfigError::at(
+            format!("{path}.username"),
+            "required with `password`",
+        )),
+        (None, None, None) => Err(ConfigError::at(
+            path,
+            "give `bearer` (or `bearer_file`), or `username` with `password` (or `password_file`)",
+        )),
+        (Some(_), _, _) => Err(ConfigError::at(
+            path,
+            "give either a bearer key or username/password, not both",
+        )),
+    }
+}
+
+fn pointer(path: &str, p: &str) -> Result<String> {
+    if p.is_empty() || p.starts_with('/') {
+        Ok(p.to_string())
+    } else {
+        Err(ConfigError::at(
+            path,
+            format!("{p:?} is not a JSON pointer: write it like /session/user"),
+        ))
+    }
+}
+
+fn predicate(
+    path: &str,
+    ptr: &str,
+    equals: &Option<Value>,
+    one_of: &Option<Vec<Value>>,
+    not_one_of: &Option<Vec<Value>>,
+    if_missing: Option<IfMissing>,
+) -> Result<Predicate> {
+    let test = match (equals, one_of, not_one_of) {
+        (Some(v), None, None) => Test::OneOf(vec![v.clone()]),
+        (None, Some(vs), None) => Test::OneOf(vs.clone()),
+        (None, None, Some(vs)) => Test::NoneOf(vs.clone()),
+        _ => {
+            return Err(ConfigError::at(
+                path,
+                "give exactly one of `equals`, `one_of`, `not_one_of`",
+            ))
+        }
+    };
+    Ok(Predicate {
+        pointer: pointer(&format!("{path}.pointer"), ptr)?,
+        test,
+        if_missing: if_missing == Some(IfMissing::Pass),
+    })
+}
+
+fn predicates(path: &str, list: &[PredicateFile]) -> Result<Vec<Predicate>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            predicate(
+                &format!("{path}[{i}]"),
+                &p.pointer,
+                &p.equals,
+                &p.one_of,
+                &p.not_one_of,
+                p.if_missing,
+            )
+        })
+        .collect()
+}
+
+fn rules(path: &str, list: &[RuleFile]) -> Result<Vec<Rule>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let rpath = format!("{path}[{i}]");
+            let predicates = match &r.pointer {
+                Some(ptr) => vec![predicate(
+                    &rpath,
+                    ptr,
+                    &r.equals,
+                    &r.one_of,
+                    &r.not_one_of,
+                    r.if_missing,
+                )?],
+                None if r.equals.is_some() || r.one_of.is_some() || r.not_one_of.is_some() => {
+                    return Err(ConfigError::at(
+                        format!("{rpath}.pointer"),
+                        "required with equals / one_of / not_one_of",
+                    ))
+                }
+                None => Vec::new(),
+            };
+            let statuses = r.status.clone().unwrap_or_default();
+            if statuses.iter().any(|s| !(100..=599).contains(s)) {
+                return Err(ConfigError::at(
+                    format!("{rpath}.status"),
+                    "HTTP statuses are 100..599",
+                ));
+            }
+            if statuses.is_empty() && predicates.is_empty() {
+                return Err(ConfigError::at(
+                    rpath,
+                    "a rule needs `status` and/or a `pointer` check",
+                ));
+            }
+            Ok(Rule {
+                statuses,
+                predicates,
+            })
+        })
+        .collect()
+}
+
+fn expires(path: &str, e: &ExpiresFile) -> Result<ExpiryMapping> {
+    let format = match (e.format, &e.base) {
+        (ExpiryFormatFile::LifetimeSeconds, base) => ExpiryFormat::LifetimeSeconds {
+            base: base
+                .as_deref()
+                .map(|b| pointer(&format!("{path}.base"), b))
+                .transpose()?,
+        },
+        (_, Some(_)) => {
+            return Err(ConfigError::at(
+                format!("{path}.base"),
+                "only used with `format: lifetime_seconds`",
+            ))
+        }
+        (ExpiryFormatFile::Rfc3339, None) => ExpiryFormat::Rfc3339,
+        (ExpiryFormatFile::UnixSeconds, None) => ExpiryFormat::UnixSeconds,
+        (ExpiryFormatFile::UnixMillis, None) => ExpiryFormat::UnixMillis,
+    };
+    Ok(ExpiryMapping {
+        pointer: pointer(&format!("{path}.pointer"), &e.pointer)?,
+        format,
+    })
+}
+
+fn apply_response(
+    path: &str,
+    r: &ResponseFile,
+    outcome: &mut crate::provider::mapping::Outcome,
+    mapping: &mut crate::provider::mapping::ResponseMapping,
+) -> Result<()> {
+    if let Some(list) = &r.invalid_when {
+        outcome.invalid_when = rules(&format!("{path}.invalid_when"), list)?;
+    }
+    if let Some(list) = &r.broken_when {
+        outcome.broken_when = rules(&format!("{path}.broken_when"), list)?;
+    }
+    if let Some(list) = &r.success {
+        outcome.success = predicates(&format!("{path}.success"), list)?;
+    }
+    if let Some(list) = &r.active {
+        mapping.active = predicates(&format!("{path}.active"), list)?;
+    }
+    if let Some(subject) = &r.subject {
+        let list = match subject {
+            Pointers::One(p) => vec![p.clone()],
+            Pointers::Many(ps) => ps.clone(),
+        };
+        if list.is_empty() {
+            return Err(ConfigError::at(
+                format!("{path}.subject"),
+                "cannot be empty",
+            ));
+        }
+        mapping.subject = list
+            .iter()
+            .map(|p| pointer(&format!("{path}.subject"), p))
+            .collect::<Result<_>>()?;
+    }
+    let single = |key: &str, v: &Option<String>| -> Result<Option<String>> {
+        v.as_deref()
+            .map(|p| pointer(&format!("{path}.{key}"), p))
+            .transpose()
+    };
+    if r.session_id.is_some() {
+        mapping.session_id = single("session_id", &r.session_id)?;
+    }
+    if r.scopes.is_some() {
+        mapping.scopes = single("scopes", &r.scopes)?;
+    }
+    if r.ip_restrict.is_some() {
+        mapping.ip_restrict = single("ip_restrict", &r.ip_restrict)?;
+    }
+    if let Some(e) = &r.expires {
+        mapping.expires = Some(expires(&format!("{path}.expires"), e)?);
+    }
+    if let Some(orgs) = &r.organizations {
+        mapping.organizations = orgs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| pointer(&format!("{path}.organizations[{i}]"), p))
+            .collect::<Result<_>>()?;
+    }
+    if let Some(claims) = &r.claims {
+        mapping.claims = claims
+            .iter()
+            .map(|(name, p)| {
+                let key = format!("{path}.claims.{name}");
+                let ok = !name.is_empty()
+                    && name.len() <= 64
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !ok {
+                    return Err(ConfigError::at(
+                        key,
+                        "claim names may use only letters, digits and `-` (they become header names)",
+                    ));
+                }
+                Ok((name.clone(), pointer(&key, p)?))
+            })
+            .collect::<Result<_>>()?;
+    }
+    Ok(())
+}
+
+fn ca_roots(path: &str, file: Option<&str>, base_dir: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let Some(file) = file else {
+        return Ok(Vec::new());
+    };
+    let key = format!("{path}.ca_file");
+    let full = base_dir.join(file);
+    let pem = std::fs::read(&full)
+        .map_err(|e| ConfigError::at(&key, format!("cannot read {}: {e}", full.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        ConfigError::at(&key, format!("{} is not a PEM bundle: {e}", full.display()))
+    })?;
+    if certs.is_empty() {
+        return Err(ConfigError::at(
+            &key,
+            format!("{} holds no certificate", full.display()),
+        ));
+    }
+    Ok(certs)
+}

@@ -1,0 +1,160 @@
+//! `providers.<name>`: dispatch on `kind`; the `static` kind's token table. The HTTP kinds
+//! are built in [`super::http_provider`].
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::file::{ProviderFile, ProviderKind, StaticTokenFile};
+use super::{secret, ConfigError};
+use crate::identity::Identity;
+use crate::net::IpNet;
+use crate::provider::static_tokens::{token_digest, StaticProvider};
+use crate::provider::Provider;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Builds the provider at `path` (e.g. `providers.idp`).
+pub fn provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
+    match p.kind {
+        ProviderKind::Static => {
+            reject_keys(
+                path,
+                "static",
+                &[
+                    ("url", p.url.is_some()),
+                    ("timeout", p.timeout.is_some()),
+                    ("max_response_bytes", p.max_response_bytes.is_some()),
+                    ("ca_file", p.ca_file.is_some()),
+                    ("method", p.method.is_some()),
+                    ("token", p.token.is_some()),
+                    ("headers", p.headers.is_some()),
+                    ("body", p.body.is_some()),
+                    ("credential", p.credential.is_some()),
+                    ("response", p.response.is_some()),
+                    ("client_id", p.client_id.is_some()),
+                    ("client_secret", p.client_secret.is_some()),
+                    ("client_secret_file", p.client_secret_file.is_some()),
+                ],
+            )?;
+            static_provider(path, p, base_dir)
+        }
+        kind => {
+            reject_keys(path, kind.as_str(), &[("tokens", p.tokens.is_some())])?;
+            super::http_provider::build(path, p, base_dir)
+        }
+    }
+}
+
+/// Keys that only some kinds accept; a key given to another kind is an error.
+pub(super) fn reject_keys(path: &str, kind: &str, keys: &[(&str, bool)]) -> Result<()> {
+    match keys.iter().find(|(_, given)| *given) {
+        Some((key, _)) => Err(ConfigError::at(
+            format!("{path}.{key}"),
+            format!("not used by kind `{kind}`"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn static_provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
+    let tokens = p
+        .tokens
+        .as_ref()
+        .ok_or_else(|| ConfigError::at(format!("{path}.tokens"), "required for kind `static`"))?;
+    if tokens.is_empty() {
+        return Err(ConfigError::at(
+            format!("{path}.tokens"),
+            "list at least one token",
+        ));
+    }
+    let mut entries = Vec::with_capacity(tokens.len());
+    let mut seen = HashSet::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let tpath = format!("{path}.tokens[{i}]");
+        let digest = static_digest(&tpath, t, base_dir)?;
+        if !seen.insert(digest) {
+            return Err(ConfigError::at(tpath, "the same token is listed twice"));
+        }
+        entries.push((digest, static_identity(&format!("{tpath}.identity"), t)?));
+    }
+    Ok(Arc::new(StaticProvider::new(entries)))
+}
+
+fn static_digest(path: &str, t: &StaticTokenFile, base_dir: &Path) -> Result<[u8; 32]> {
+    let given = [
+        t.token.is_some(),
+        t.token_file.is_some(),
+        t.token_sha256.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(ConfigError::at(
+            path,
+            "give exactly one of `token: ${ENV_VAR}`, `token_file` or `token_sha256`",
+        ));
+    }
+    if let Some(hex_digest) = &t.token_sha256 {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex_digest.trim(), &mut out).map_err(|_| {
+            ConfigError::at(
+                format!("{path}.token_sha256"),
+                "must be 64 hex characters (e.g. `printf %s \"$TOKEN\" | sha256sum`)",
+            )
+        })?;
+        return Ok(out);
+    }
+    let token = secret::resolve(
+        &format!("{path}.token"),
+        t.token.as_deref(),
+        t.token_file.as_deref(),
+        base_dir,
+    )?
+    .expect("one of token / token_file was given");
+    Ok(token_digest(token.expose()))
+}
+
+fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
+    let id = &t.identity;
+    if id.subject.is_empty() {
+        return Err(ConfigError::at(
+            format!("{path}.subject"),
+            "cannot be empty",
+        ));
+    }
+    let expires_at = match &id.expires_at {
+        None => None,
+        Some(text) => {
+            let t =
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| {
+                    ConfigError::at(
+                        format!("{path}.expires_at"),
+                        format!("{text:?} is not an RFC 3339 time such as 2030-01-01T00:00:00Z"),
+                    )
+                })?;
+            let secs = u64::try_from(t.unix_timestamp()).unwrap_or(0);
+            Some(UNIX_EPOCH + Duration::from_secs(secs))
+        }
+    };
+    for (i, entry) in id.ip_restrict.iter().enumerate() {
+        IpNet::parse(entry)
+            .map_err(|e| ConfigError::at(format!("{path}.ip_restrict[{i}]"), e.to_string()))?;
+    }
+    let identity = Identity {
+        subject: id.subject.clone(),
+        session_id: id.session_id.clone(),
+        scopes: id.scopes.clone(),
+        expires_at,
+        ip_restrict: id.ip_restrict.clone(),
+        organizations: id.organizations.clone(),
+        claims: Vec::new(),
+    };
+    if identity.is_expired_at(SystemTime::now()) {
+        tracing::warn!(
+            key = path,
+            "static identity has already expired; its token is refused"
+        );
+    }
+    Ok(identity)
+}
