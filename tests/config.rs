@@ -35,6 +35,10 @@ fn check_accepts_every_shipped_config() {
             // Example configs read their secrets from these.
             .env("RFC7662_CLIENT_SECRET", "example-secret")
             .env("SERVICE_TOKEN", "example-service-token")
+            .env("KRYSTAL_API_KEY", "example-krystal-key")
+            .env("PREFACTOR_API_KEY", "example-prefactor-key")
+            .env("SESSIONS_PASSWORD", "example-password")
+            .current_dir(file.parent().unwrap())
             .output()
             .unwrap();
         assert!(
@@ -149,6 +153,51 @@ fn check_rejects_bad_configs_naming_the_key() {
         (
             "routes: [\n",
             &["line"],
+        ),
+        // The generic http provider and preset overrides.
+        (
+            "providers:\n  h: { kind: http, url: \"http://127.0.0.1:1/s\" }\nroutes:\n  - { path_prefix: /, provider: h, upstream: echo }\n",
+            &["providers.h.response.subject", "required"],
+        ),
+        (
+            "providers:\n  h: { kind: http, url: \"http://127.0.0.1:1/s\", token: { in: path }, response: { subject: /u } }\nroutes:\n  - { path_prefix: /, provider: h, upstream: echo }\n",
+            &["providers.h.url", "{token}"],
+        ),
+        (
+            "providers:\n  h: { kind: http, url: \"http://127.0.0.1:1/s?t={token}\", token: { in: path }, response: { subject: /u } }\nroutes:\n  - { path_prefix: /, provider: h, upstream: echo }\n",
+            &["providers.h.url", "only in the URL path"],
+        ),
+        (
+            "providers:\n  h: { kind: http, url: \"http://127.0.0.1:1/s\", token: { in: header }, response: { subject: /u } }\nroutes:\n  - { path_prefix: /, provider: h, upstream: echo }\n",
+            &["providers.h.token.name", "required"],
+        ),
+        (
+            "providers:\n  h: { kind: http, url: \"http://127.0.0.1:1/s\", response: { subject: session.user } }\nroutes:\n  - { path_prefix: /, provider: h, upstream: echo }\n",
+            &["providers.h.response.subject", "JSON pointer"],
+        ),
+        (
+            "providers:\n  k: { kind: krystal, url: \"http://127.0.0.1:1/a\" }\nroutes:\n  - { path_prefix: /, provider: k, upstream: echo }\n",
+            &["providers.k.credential", "required"],
+        ),
+        (
+            "providers:\n  b: { kind: bitgo, url: \"http://127.0.0.1:1/a\", credential: { bearer: '${SG_UNSET_SECRET}' } }\nroutes:\n  - { path_prefix: /, provider: b, upstream: echo }\n",
+            &["providers.b.credential.bearer", "SG_UNSET_SECRET"],
+        ),
+        (
+            "providers:\n  b: { kind: bitgo, url: \"http://127.0.0.1:1/a\", headers: { Authorization: x } }\nroutes:\n  - { path_prefix: /, provider: b, upstream: echo }\n",
+            &["providers.b.headers.Authorization", "credential"],
+        ),
+        (
+            "providers:\n  e: { kind: enos, url: \"http://127.0.0.1:1/a\", response: { success: [{ pointer: /status, equals: 0, one_of: [1] }] } }\nroutes:\n  - { path_prefix: /, provider: e, upstream: echo }\n",
+            &["providers.e.response.success[0]", "exactly one"],
+        ),
+        (
+            "providers:\n  e: { kind: enos, url: \"http://127.0.0.1:1/a\", response: { expires: { pointer: /e, format: unix_seconds, base: /b } } }\nroutes:\n  - { path_prefix: /, provider: e, upstream: echo }\n",
+            &["providers.e.response.expires.base", "lifetime_seconds"],
+        ),
+        (
+            "providers:\n  u: { kind: userinfo, url: \"http://127.0.0.1:1/a\", response: { claims: { 'e mail': /email } } }\nroutes:\n  - { path_prefix: /, provider: u, upstream: echo }\n",
+            &["providers.u.response.claims.e mail"],
         ),
     ];
     for (body, wants) in table {

@@ -208,8 +208,22 @@ pub struct ResponseMapping {
 impl ResponseMapping {
     /// Maps a parsed 2xx response to a resolution, as seen at `now`.
     pub fn apply(&self, doc: &Value, now: SystemTime) -> Result<Resolution, ProviderError> {
-        if !self.active.iter().all(|p| p.holds(doc)) {
-            return Ok(Resolution::Invalid(InvalidReason::Inactive));
+        // A status field that is present but says "not active" is an invalid token; one
+        // that is missing (and not marked `if_missing: pass`) is a malformed answer.
+        for p in &self.active {
+            match present(doc, &p.pointer) {
+                None if p.if_missing => {}
+                None => {
+                    return Err(mapping_error(
+                        p.pointer.clone(),
+                        "required field is missing",
+                    ))
+                }
+                Some(_) if !p.holds(doc) => {
+                    return Ok(Resolution::Invalid(InvalidReason::Inactive))
+                }
+                Some(_) => {}
+            }
         }
         let subject = self
             .subject
@@ -487,7 +501,7 @@ mod tests {
         let table: [(Value, Result<&str, &str>); 9] = [
             (json!({"active": false}), Ok("inactive")),
             (json!({"active": "true", "sub": "u"}), Ok("inactive")),
-            (json!({}), Ok("inactive")),
+            (json!({}), Err("/active")),
             (
                 json!({"active": true, "sub": "u", "exp": 1_600_000_000}),
                 Ok("expired"),
