@@ -126,7 +126,7 @@ async fn rfc7662_endpoint_rejecting_the_gateway_is_a_503_not_a_401() {
     assert_eq!(upstream.calls(), 0);
     let rejected = metric(
         &g,
-        "sessiongate_provider_calls_total{provider=\"oauth\",result=\"credential_rejected\"}",
+        "sessiongate_provider_calls_total{provider=\"oauth\",result=\"refused\"}",
     )
     .await;
     assert_eq!(rejected, 2.0);

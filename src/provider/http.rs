@@ -240,7 +240,7 @@ impl Provider for HttpProvider {
                     status.as_u16(),
                 )))
             }
-            Verdict::Broken => return Err(ProviderError::CredentialRejected(status.as_u16())),
+            Verdict::Broken => return Err(ProviderError::Refused(status.as_u16())),
             Verdict::Undecided if !status.is_success() => {
                 return Err(ProviderError::Status(status.as_u16()))
             }

@@ -60,8 +60,10 @@ pub enum ProviderError {
     Timeout(std::time::Duration),
     #[error("provider answered HTTP {0}")]
     Status(u16),
-    #[error("provider rejected the gateway's own credential (HTTP {0}): check client_id / client_secret")]
-    CredentialRejected(u16),
+    /// A `broken_when` rule matched: typically the gateway's own credential or permissions
+    /// are wrong (an RFC 7662 endpoint's 401, Krystal `403 scope_not_granted`).
+    #[error("provider refused the gateway's request (HTTP {0}): check the gateway's credential and the provider settings")]
+    Refused(u16),
     #[error("provider response larger than {0} bytes")]
     TooLarge(usize),
     #[error("provider response is not JSON: {0}")]
@@ -77,7 +79,7 @@ impl ProviderError {
             ProviderError::Unreachable(_) => "unreachable",
             ProviderError::Timeout(_) => "timeout",
             ProviderError::Status(_) => "bad_status",
-            ProviderError::CredentialRejected(_) => "credential_rejected",
+            ProviderError::Refused(_) => "refused",
             ProviderError::TooLarge(_) => "too_large",
             ProviderError::NotJson(_) => "not_json",
             ProviderError::Mapping { .. } => "bad_response",
