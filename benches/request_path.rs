@@ -86,6 +86,8 @@ fn routing(c: &mut Criterion) {
         host: None,
         auth: RouteAuth::None,
         upstream: UpstreamTarget::Echo,
+        policy: Default::default(),
+        forward_authorization: true,
     };
     let table = RouteTable::new(vec![
         route("/"),

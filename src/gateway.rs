@@ -50,6 +50,8 @@ impl Gateway {
                     }
                 },
                 upstream: r.upstream.clone(),
+                policy: r.policy.clone(),
+                forward_authorization: r.forward_authorization,
             })
             .collect();
         let state = Arc::new(GatewayState {
@@ -57,6 +59,7 @@ impl Gateway {
             cache: IdentityCache::new(settings.cache.clone()),
             hasher: TokenHasher::random(),
             identity_headers: settings.identity_headers.clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
             metrics,
         });
         Gateway { settings, state }

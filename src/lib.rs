@@ -11,6 +11,8 @@
 //! - [`provider`]: identity providers (`static`, and HTTP session endpoints by preset).
 //! - [`cache`]: token key → identity, with negative caching and single-flight misses.
 //! - [`route`]: path normalization and longest-prefix routing.
+//! - [`policy`]: scopes and IP rules, judged on every request (pure functions).
+//! - [`forwarded`]: the client address (trusted proxies, `X-Forwarded-For`).
 //! - [`headers`]: client header hygiene and the identity headers.
 //! - [`proxy`]: the Pingora `ProxyHttp` phases that tie the above together.
 //! - [`respond`]: the JSON error responses the gateway writes itself.
@@ -26,12 +28,14 @@ pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod echo;
+pub mod forwarded;
 pub mod gateway;
 pub mod headers;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod policy;
 pub mod provider;
 pub mod proxy;
 pub mod respond;

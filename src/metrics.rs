@@ -14,6 +14,8 @@ pub struct Metrics {
     registry: Registry,
     /// `sessiongate_requests_total{route, outcome}`.
     pub requests: IntCounterVec,
+    /// `sessiongate_policy_would_deny_total{route, reason}`: report-only routes.
+    pub would_deny: IntCounterVec,
     /// `sessiongate_request_duration_seconds{route}`: whole request, as the gateway saw it.
     pub request_duration: HistogramVec,
     /// `sessiongate_auth_duration_seconds{route}`: token → identity, cache included.
@@ -79,6 +81,11 @@ impl Metrics {
                 "sessiongate_requests_total",
                 "Requests by route and outcome (allowed or the deny/failure reason).",
                 &["route", "outcome"],
+            ),
+            would_deny: counter(
+                "sessiongate_policy_would_deny_total",
+                "Requests a report-only route let through that its policy would have denied, by reason.",
+                &["route", "reason"],
             ),
             request_duration: histogram(
                 "sessiongate_request_duration_seconds",

@@ -16,8 +16,9 @@
 //! Denials are responses written in `request_filter` (which then returns `Ok(true)`); they
 //! never reach an upstream.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,9 +29,11 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::cache::{CacheStatus, IdentityCache, Lookup};
 use crate::echo;
+use crate::forwarded::TrustedProxies;
 use crate::headers::{self, IdentityHeaders};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
+use crate::policy::{self, Denial, Mode};
 use crate::provider::{InvalidReason, Provider};
 use crate::respond::Refusal;
 use crate::route::{normalize_path, Route, RouteAuth, RouteTable, UpstreamTarget};
@@ -48,6 +51,7 @@ pub struct GatewayState {
     pub cache: IdentityCache,
     pub hasher: TokenHasher,
     pub identity_headers: IdentityHeaders,
+    pub trusted_proxies: TrustedProxies,
     pub metrics: Metrics,
 }
 
@@ -65,6 +69,12 @@ pub struct RequestCtx {
     token_ref: Option<String>,
     outcome: &'static str,
     auth_time: Option<Duration>,
+    /// The TCP peer.
+    peer: Option<IpAddr>,
+    /// The client address (the peer, or read through trusted proxies); `None` if unknown.
+    client: Option<IpAddr>,
+    /// On a report-mode route: the reason the request would have been denied.
+    would_deny: Option<&'static str>,
 }
 
 /// The Pingora proxy application.
@@ -88,6 +98,48 @@ impl Proxy {
         ctx.outcome = outcome;
         refusal.send(session, &ctx.request_id).await?;
         Ok(true)
+    }
+
+    /// Applies a policy denial: on an enforcing route writes the 403 (or the 401 for an
+    /// expired identity) and returns `Some(true)`; on a report-only route records what
+    /// would have happened and returns `None`, letting the request continue.
+    async fn deny(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        route: &Route,
+        denial: Denial,
+    ) -> Result<Option<bool>> {
+        let reason = denial.reason();
+        if route.policy.mode == Mode::Report && denial != Denial::Expired {
+            tracing::info!(
+                request_id = %ctx.request_id,
+                route = %route.name,
+                would_deny = reason,
+                detail = ?denial,
+                "report-only route: request would have been denied"
+            );
+            ctx.would_deny.get_or_insert(reason);
+            self.state
+                .metrics
+                .would_deny
+                .with_label_values(&[&*route.name, reason])
+                .inc();
+            return Ok(None);
+        }
+        let refusal = match &denial {
+            Denial::Expired => Refusal::bearer("invalid_token", "the token has expired"),
+            Denial::InsufficientScope { required } => Refusal::insufficient_scope(required),
+            Denial::IpNotAllowed { detail } => {
+                tracing::info!(request_id = %ctx.request_id, route = %route.name, detail, "client address not allowed");
+                Refusal::plain(
+                    403,
+                    "ip_not_allowed",
+                    "requests from this client address are not allowed here",
+                )
+            }
+        };
+        self.refuse(session, ctx, reason, refusal).await.map(Some)
     }
 
     /// Resolves the request's token with `provider`; `Err` carries the refusal to send.
@@ -145,7 +197,61 @@ impl Proxy {
         if let (Some(identity), Some(provider)) = (&ctx.identity, &ctx.provider) {
             headers::set_identity(req, &self.state.identity_headers, identity, provider);
         }
+        if ctx.route.as_ref().is_some_and(|r| !r.forward_authorization) {
+            req.remove_header(&AUTHORIZATION);
+        }
+        self.set_forwarded(req, ctx)?;
         req.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    /// `X-Forwarded-For` gets the peer appended (a chain from an untrusted peer is
+    /// replaced, not extended); `X-Forwarded-Proto` / `-Host` are kept only from trusted
+    /// proxies; `X-Real-IP` is the client address the gateway decided on; `Forwarded`
+    /// from an untrusted peer is dropped.
+    fn set_forwarded(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+        let trusted = ctx
+            .peer
+            .is_some_and(|p| self.state.trusted_proxies.contains(p));
+        let prior: Vec<String> = if trusted {
+            req.headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_string)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        req.remove_header("x-forwarded-for");
+        if let Some(peer) = ctx.peer {
+            let mut chain = prior.join(", ");
+            if !chain.is_empty() {
+                chain.push_str(", ");
+            }
+            chain.push_str(&peer.to_string());
+            req.insert_header("x-forwarded-for", chain)?;
+        }
+        if !trusted || !req.headers.contains_key("x-forwarded-proto") {
+            req.insert_header("x-forwarded-proto", "http")?;
+        }
+        if !trusted || !req.headers.contains_key("x-forwarded-host") {
+            match req.headers.get(http::header::HOST).cloned() {
+                Some(host) => req.insert_header("x-forwarded-host", host)?,
+                None => {
+                    req.remove_header("x-forwarded-host");
+                }
+            }
+        }
+        if !trusted {
+            req.remove_header("forwarded");
+        }
+        match ctx.client {
+            Some(ip) => req.insert_header("x-real-ip", ip.to_string())?,
+            None => {
+                req.remove_header("x-real-ip");
+            }
+        }
         Ok(())
     }
 
@@ -186,6 +292,9 @@ impl ProxyHttp for Proxy {
             token_ref: None,
             outcome: "allowed",
             auth_time: None,
+            peer: None,
+            client: None,
+            would_deny: None,
         }
     }
 
@@ -219,6 +328,24 @@ impl ProxyHttp for Proxy {
         };
         ctx.route = Some(route.clone());
 
+        let req = session.req_header();
+        ctx.peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.client = self.state.trusted_proxies.client_address(
+            ctx.peer,
+            req.headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        if let Err(denial) = policy::check_network(&route.policy, ctx.client) {
+            if let Some(done) = self.deny(session, ctx, &route, denial).await? {
+                return Ok(done);
+            }
+        }
+
         if let RouteAuth::Provider { name, provider } = &route.auth {
             let started = Instant::now();
             let result = self.authenticate(session, ctx, name, provider).await;
@@ -228,10 +355,24 @@ impl ProxyHttp for Proxy {
                 .auth_duration
                 .with_label_values(&[&*route.name])
                 .observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(identity) => ctx.identity = Some(identity),
+            let identity = match result {
+                Ok(identity) => identity,
                 Err((outcome, refusal)) => {
                     return self.refuse(session, ctx, outcome, refusal).await
+                }
+            };
+            let method = &session.req_header().method;
+            let denials = policy::identity_denials(
+                &route.policy,
+                &identity,
+                ctx.client,
+                method,
+                SystemTime::now(),
+            );
+            ctx.identity = Some(identity);
+            for denial in denials {
+                if let Some(done) = self.deny(session, ctx, &route, denial).await? {
+                    return Ok(done);
                 }
             }
         }
@@ -382,6 +523,8 @@ impl ProxyHttp for Proxy {
             provider = ctx.provider.as_deref(),
             cache = ctx.cache.map(CacheStatus::as_str),
             token = ctx.token_ref.as_deref(),
+            client = ctx.client.map(|c| c.to_string()),
+            would_deny = ctx.would_deny,
             auth_ms = ctx.auth_time.map(|d| d.as_secs_f64() * 1e3),
             total_ms = total.as_secs_f64() * 1e3,
             error = e.map(|e| e.to_string()),

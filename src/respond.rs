@@ -26,6 +26,8 @@ pub struct Refusal {
     pub challenge: Option<&'static str>,
     /// Sends `Retry-After`.
     pub retry_after: bool,
+    /// The `scope` parameter of an `insufficient_scope` challenge.
+    pub scope: Option<String>,
 }
 
 impl Refusal {
@@ -41,6 +43,19 @@ impl Refusal {
             description: description.into(),
             challenge: Some(rfc6750_code),
             retry_after: false,
+            scope: None,
+        }
+    }
+
+    /// 403 `insufficient_scope` (RFC 6750 §3.1), naming the scopes the route requires.
+    pub fn insufficient_scope(required: &[String]) -> Self {
+        Refusal {
+            status: 403,
+            error: "insufficient_scope",
+            description: "the token lacks the scopes this request requires".into(),
+            challenge: Some("insufficient_scope"),
+            retry_after: false,
+            scope: Some(required.join(" ")),
         }
     }
 
@@ -53,6 +68,7 @@ impl Refusal {
                 "the identity provider could not be reached; the request was not forwarded".into(),
             challenge: None,
             retry_after: true,
+            scope: None,
         }
     }
 
@@ -64,6 +80,7 @@ impl Refusal {
             description: description.into(),
             challenge: None,
             retry_after: false,
+            scope: None,
         }
     }
 
@@ -86,10 +103,14 @@ impl Refusal {
         resp.insert_header("x-request-id", request_id)?;
         if let Some(code) = self.challenge {
             // The description is ours (fixed ASCII text), so quoting it is safe.
-            let value = format!(
+            let mut value = format!(
                 "Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{}\"",
                 self.description.replace(['"', '\\'], "'")
             );
+            if let Some(scope) = &self.scope {
+                // Scopes are checked at config time: no quotes, backslashes or controls.
+                value.push_str(&format!(", scope=\"{scope}\""));
+            }
             resp.insert_header("www-authenticate", value)?;
         }
         if self.retry_after {

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::policy::RoutePolicy;
 use crate::provider::Provider;
 
 /// Why a request path was refused (400).
@@ -140,6 +141,9 @@ pub struct Route {
     pub host: Option<String>,
     pub auth: RouteAuth,
     pub upstream: UpstreamTarget,
+    pub policy: RoutePolicy,
+    /// Whether the client's `Authorization` header reaches the upstream.
+    pub forward_authorization: bool,
 }
 
 /// All routes, in matching order.
@@ -245,6 +249,8 @@ mod tests {
             host: host.map(str::to_string),
             auth: RouteAuth::None,
             upstream: UpstreamTarget::Echo,
+            policy: RoutePolicy::default(),
+            forward_authorization: true,
         }
     }
 

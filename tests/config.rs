@@ -154,6 +154,31 @@ fn check_rejects_bad_configs_naming_the_key() {
             "routes: [\n",
             &["line"],
         ),
+        // Route policy.
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo, require_scopes: { all_of: [a] } }\n",
+            &["routes[0].require_scopes", "auth: none"],
+        ),
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, require_scopes: { all_of: [\"read write\"] } }\n",
+            &["routes[0].require_scopes.all_of[0]", "not a scope"],
+        ),
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, method_scopes: [{ methods: [\"GE T\"], all_of: [a] }] }\n",
+            &["routes[0].method_scopes[0].methods"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo, allow_cidrs: [10.0.0.0/33] }\n",
+            &["routes[0].allow_cidrs[0]"],
+        ),
+        (
+            "trusted_proxies: [proxy.local]\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["trusted_proxies[0]"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo, mode: shadow }\n",
+            &["routes[0].mode", "shadow"],
+        ),
         // The generic http provider and preset overrides.
         (
             "providers:\n  h: { kind: http, url: \"http://127.0.0.1:1/s\" }\nroutes:\n  - { path_prefix: /, provider: h, upstream: echo }\n",

@@ -111,6 +111,7 @@ async fn run_preset(p: &'static Preset) {
     let config = format!(
         "listen: {{listen}}\nadmin_listen: {{admin}}\nshutdown_grace_period: 0s\n\
          cache: {{ negative_ttl: 0 }}\n\
+         trusted_proxies: [127.0.0.1/32]\n\
          providers:\n  p:\n    kind: {}\n    url: \"{{provider}}{}\"\n{}\
          upstreams: {{ app: \"{{upstream}}\" }}\n\
          routes:\n  - {{ path_prefix: /, provider: p, upstream: app }}\n",
@@ -126,6 +127,9 @@ async fn run_preset(p: &'static Preset) {
         let resp = c
             .get(at(&g, "/resource"))
             .header("authorization", format!("Bearer {}", case.token))
+            // The client, as a trusted proxy in front reports it: inside the BitGo
+            // fixture's ipRestrict (203.0.113.0/24), which the gateway enforces.
+            .header("x-forwarded-for", "203.0.113.7")
             .send()
             .await
             .unwrap();

@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub cache: CacheFile,
     #[serde(default)]
     pub upstreams: BTreeMap<String, String>,
+    /// Peers (addresses / CIDR blocks) whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     pub routes: Vec<RouteFile>,
     #[serde(default)]
     pub identity_headers: IdentityHeadersFile,
@@ -291,6 +294,47 @@ pub struct RouteFile {
     pub auth: Option<AuthMode>,
     pub provider: Option<String>,
     pub upstream: String,
+    /// Scopes every request on the route needs.
+    pub require_scopes: Option<ScopeRuleFile>,
+    /// Extra scopes for some methods, on top of `require_scopes`.
+    pub method_scopes: Option<Vec<MethodScopesFile>>,
+    /// Client addresses allowed on the route (empty: any).
+    pub allow_cidrs: Option<Vec<String>>,
+    /// Client addresses refused on the route.
+    pub deny_cidrs: Option<Vec<String>>,
+    /// `enforce` (default) or `report`.
+    pub mode: Option<ModeFile>,
+    /// Whether the client's `Authorization` header reaches the upstream (default true).
+    pub forward_authorization: Option<bool>,
+}
+
+/// `require_scopes: { all_of, any_of }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeRuleFile {
+    #[serde(default)]
+    pub all_of: Vec<String>,
+    #[serde(default)]
+    pub any_of: Vec<String>,
+}
+
+/// One `method_scopes` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodScopesFile {
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub all_of: Vec<String>,
+    #[serde(default)]
+    pub any_of: Vec<String>,
+}
+
+/// Route policy mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeFile {
+    Enforce,
+    Report,
 }
 
 /// `identity_headers:` section.

@@ -18,7 +18,9 @@ use std::time::Duration;
 pub use secret::Secret;
 
 use crate::cache::CacheSettings;
+use crate::forwarded::TrustedProxies;
 use crate::headers::IdentityHeaders;
+use crate::policy::RoutePolicy;
 use crate::provider::Provider;
 use crate::route::UpstreamTarget;
 
@@ -67,6 +69,8 @@ pub struct RouteSettings {
     /// `None` for `auth: none`.
     pub provider: Option<String>,
     pub upstream: UpstreamTarget,
+    pub policy: RoutePolicy,
+    pub forward_authorization: bool,
 }
 
 /// Log settings.
@@ -86,6 +90,7 @@ pub struct Settings {
     pub providers: BTreeMap<String, Arc<dyn Provider>>,
     pub cache: CacheSettings,
     pub routes: Vec<RouteSettings>,
+    pub trusted_proxies: TrustedProxies,
     pub identity_headers: IdentityHeaders,
     pub log: LogSettings,
 }

@@ -7,10 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{AuthMode, FileConfig, RouteFile};
+use super::file::{AuthMode, FileConfig, MethodScopesFile, ModeFile, RouteFile, ScopeRuleFile};
 use super::{ConfigError, LogSettings, RouteSettings, Settings};
 use crate::cache::CacheSettings;
+use crate::forwarded::TrustedProxies;
 use crate::headers::{IdentityHeaders, DEFAULT_PREFIX};
+use crate::net::IpNet;
+use crate::policy::{MethodScopes, Mode, RoutePolicy, ScopeRule};
 use crate::provider::Provider;
 use crate::route::{normalize_path, Upstream, UpstreamTarget};
 
@@ -107,6 +110,7 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         providers,
         cache: cache(&file)?,
         routes,
+        trusted_proxies: TrustedProxies(cidrs("trusted_proxies", &file.trusted_proxies)?),
         identity_headers,
         log: LogSettings {
             format: file.log.format,
@@ -269,6 +273,9 @@ fn route(
             ),
         )
     })?;
+    let authenticated = provider.is_some();
+    let policy = route_policy(path, r, authenticated)?;
+    let forward_authorization = r.forward_authorization.unwrap_or(true);
     let name = match &r.name {
         Some(n) => {
             check_name(&format!("{path}.name"), n)?;
@@ -282,5 +289,115 @@ fn route(
         host,
         provider,
         upstream,
+        policy,
+        forward_authorization,
+    })
+}
+
+fn cidrs(path: &str, list: &[String]) -> Result<Vec<IpNet>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            IpNet::parse(s).map_err(|e| ConfigError::at(format!("{path}[{i}]"), e.to_string()))
+        })
+        .collect()
+}
+
+fn scope_rule(path: &str, all_of: &[String], any_of: &[String]) -> Result<ScopeRule> {
+    for (key, list) in [("all_of", all_of), ("any_of", any_of)] {
+        for (i, scope) in list.iter().enumerate() {
+            let bad = scope.is_empty()
+                || scope
+                    .bytes()
+                    .any(|b| b <= b' ' || b == b'"' || b == b'\\' || b >= 0x7f)
+                || scope.strip_suffix('*').unwrap_or(scope).contains('*');
+            if bad {
+                return Err(ConfigError::at(
+                    format!("{path}.{key}[{i}]"),
+                    format!("{scope:?} is not a scope (no spaces, quotes or backslashes; `*` only at the end)"),
+                ));
+            }
+        }
+    }
+    Ok(ScopeRule {
+        all_of: all_of.to_vec(),
+        any_of: any_of.to_vec(),
+    })
+}
+
+fn route_policy(path: &str, r: &RouteFile, authenticated: bool) -> Result<RoutePolicy> {
+    if !authenticated {
+        for (key, given) in [
+            ("require_scopes", r.require_scopes.is_some()),
+            ("method_scopes", r.method_scopes.is_some()),
+        ] {
+            if given {
+                return Err(ConfigError::at(
+                    format!("{path}.{key}"),
+                    "a route with `auth: none` has no identity to check scopes on",
+                ));
+            }
+        }
+    }
+    let scopes = match &r.require_scopes {
+        Some(ScopeRuleFile { all_of, any_of }) => {
+            if all_of.is_empty() && any_of.is_empty() {
+                return Err(ConfigError::at(
+                    format!("{path}.require_scopes"),
+                    "give `all_of` and/or `any_of`",
+                ));
+            }
+            scope_rule(&format!("{path}.require_scopes"), all_of, any_of)?
+        }
+        None => ScopeRule::default(),
+    };
+    let mut method_scopes = Vec::new();
+    for (i, m) in r.method_scopes.iter().flatten().enumerate() {
+        let mpath = format!("{path}.method_scopes[{i}]");
+        let MethodScopesFile {
+            methods,
+            all_of,
+            any_of,
+        } = m;
+        if methods.is_empty() {
+            return Err(ConfigError::at(
+                format!("{mpath}.methods"),
+                "list at least one method",
+            ));
+        }
+        if all_of.is_empty() && any_of.is_empty() {
+            return Err(ConfigError::at(mpath, "give `all_of` and/or `any_of`"));
+        }
+        let methods = methods
+            .iter()
+            .map(|name| {
+                http::Method::from_bytes(name.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                    ConfigError::at(
+                        format!("{mpath}.methods"),
+                        format!("{name:?} is not an HTTP method"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        method_scopes.push(MethodScopes {
+            methods,
+            rule: scope_rule(&mpath, all_of, any_of)?,
+        });
+    }
+    Ok(RoutePolicy {
+        scopes,
+        method_scopes,
+        allow_cidrs: cidrs(
+            &format!("{path}.allow_cidrs"),
+            r.allow_cidrs.as_deref().unwrap_or(&[]),
+        )?,
+        deny_cidrs: cidrs(
+            &format!("{path}.deny_cidrs"),
+            r.deny_cidrs.as_deref().unwrap_or(&[]),
+        )?,
+        mode: match r.mode {
+            Some(ModeFile::Report) => Mode::Report,
+            Some(ModeFile::Enforce) | None => Mode::Enforce,
+        },
     })
 }

@@ -1,0 +1,403 @@
+//! Authorization policy: may *this* request pass, given the identity its token resolved to?
+//!
+//! The cache holds identities, never decisions: these functions are evaluated on every
+//! request, so one cached identity is judged afresh against each route. They are pure
+//! (identity, client address, route policy, method, clock) → decision, with no I/O.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use http::Method;
+
+use crate::identity::Identity;
+use crate::net::IpNet;
+
+/// Scopes a request needs: every `all_of` entry and at least one `any_of` entry (each
+/// part optional). An entry ending in `*` matches any scope with that prefix
+/// (`wallet_view_*`); any other entry matches exactly (`wallet_spend:<walletId>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeRule {
+    pub all_of: Vec<String>,
+    pub any_of: Vec<String>,
+}
+
+impl ScopeRule {
+    fn satisfied_by(&self, scopes: &[String]) -> bool {
+        let has = |want: &String| scopes.iter().any(|s| scope_matches(want, s));
+        self.all_of.iter().all(has) && (self.any_of.is_empty() || self.any_of.iter().any(has))
+    }
+
+    fn required(&self) -> impl Iterator<Item = &String> {
+        self.all_of.iter().chain(self.any_of.iter())
+    }
+}
+
+/// True when granted scope `have` satisfies rule entry `want`.
+pub fn scope_matches(want: &str, have: &str) -> bool {
+    match want.strip_suffix('*') {
+        Some(prefix) => have.starts_with(prefix),
+        None => want == have,
+    }
+}
+
+/// Extra scopes for some HTTP methods, required on top of the route's own rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodScopes {
+    pub methods: Vec<Method>,
+    pub rule: ScopeRule,
+}
+
+/// Enforce decisions, or only report what would have been denied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    /// Compute, log and count the decision; let the request pass.
+    Report,
+}
+
+/// The policy of one route.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutePolicy {
+    pub scopes: ScopeRule,
+    pub method_scopes: Vec<MethodScopes>,
+    /// When non-empty, the client address must be inside one of these.
+    pub allow_cidrs: Vec<IpNet>,
+    /// The client address must be inside none of these.
+    pub deny_cidrs: Vec<IpNet>,
+    pub mode: Mode,
+}
+
+/// Why a request is refused by policy (403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// The identity lacks scopes; `required` lists the rule entries that apply.
+    InsufficientScope { required: Vec<String> },
+    /// The client address is outside what the route or the identity allows.
+    IpNotAllowed { detail: String },
+    /// The identity's own expiry has passed.
+    Expired,
+}
+
+impl Denial {
+    /// The deny reason used in metrics, logs and the JSON `error`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denial::InsufficientScope { .. } => "insufficient_scope",
+            Denial::IpNotAllowed { .. } => "ip_not_allowed",
+            Denial::Expired => "expired",
+        }
+    }
+}
+
+/// The route's static network rules, checked before any token is read. `client` is `None`
+/// when the address could not be determined; then any rule denies (fail closed).
+pub fn check_network(policy: &RoutePolicy, client: Option<IpAddr>) -> Result<(), Denial> {
+    if policy.allow_cidrs.is_empty() && policy.deny_cidrs.is_empty() {
+        return Ok(());
+    }
+    let Some(ip) = client else {
+        return Err(Denial::IpNotAllowed {
+            detail: "the client address could not be determined".into(),
+        });
+    };
+    if policy.deny_cidrs.iter().any(|n| n.contains(ip)) {
+        return Err(Denial::IpNotAllowed {
+            detail: format!("{ip} is in the route's deny_cidrs"),
+        });
+    }
+    if !policy.allow_cidrs.is_empty() && !policy.allow_cidrs.iter().any(|n| n.contains(ip)) {
+        return Err(Denial::IpNotAllowed {
+            detail: format!("{ip} is not in the route's allow_cidrs"),
+        });
+    }
+    Ok(())
+}
+
+/// Judges a resolved identity for one request: its own expiry, its own IP restrictions,
+/// then the route's scope rules for this method. The first denial, if any.
+pub fn check_identity(
+    policy: &RoutePolicy,
+    identity: &Identity,
+    client: Option<IpAddr>,
+    method: &Method,
+    now: SystemTime,
+) -> Result<(), Denial> {
+    match identity_denials(policy, identity, client, method, now)
+        .into_iter()
+        .next()
+    {
+        Some(denial) => Err(denial),
+        None => Ok(()),
+    }
+}
+
+/// Every reason the identity would be refused, in the order they are enforced (a
+/// report-only route counts them all).
+pub fn identity_denials(
+    policy: &RoutePolicy,
+    identity: &Identity,
+    client: Option<IpAddr>,
+    method: &Method,
+    now: SystemTime,
+) -> Vec<Denial> {
+    let mut out = Vec::new();
+    if identity.is_expired_at(now) {
+        out.push(Denial::Expired);
+    }
+    if let Err(denial) = check_ip_restrict(identity, client) {
+        out.push(denial);
+    }
+    let method_rules = policy
+        .method_scopes
+        .iter()
+        .filter(|m| m.methods.contains(method))
+        .map(|m| &m.rule);
+    let rules: Vec<&ScopeRule> = std::iter::once(&policy.scopes)
+        .chain(method_rules)
+        .collect();
+    if !rules.iter().all(|r| r.satisfied_by(&identity.scopes)) {
+        let mut required: Vec<String> = Vec::new();
+        for entry in rules.iter().flat_map(|r| r.required()) {
+            if !required.contains(entry) {
+                required.push(entry.clone());
+            }
+        }
+        out.push(Denial::InsufficientScope { required });
+    }
+    out
+}
+
+/// The identity's own allow-list (BitGo `ipRestrict`). Empty means unrestricted; a
+/// malformed entry denies (it is never skipped), as does an unknown client address.
+fn check_ip_restrict(identity: &Identity, client: Option<IpAddr>) -> Result<(), Denial> {
+    if identity.ip_restrict.is_empty() {
+        return Ok(());
+    }
+    let mut nets = Vec::with_capacity(identity.ip_restrict.len());
+    for entry in &identity.ip_restrict {
+        match IpNet::parse(entry) {
+            Ok(net) => nets.push(net),
+            Err(e) => {
+                return Err(Denial::IpNotAllowed {
+                    detail: format!("the identity's IP restriction list is malformed: {e}"),
+                })
+            }
+        }
+    }
+    match client {
+        Some(ip) if nets.iter().any(|n| n.contains(ip)) => Ok(()),
+        Some(ip) => Err(Denial::IpNotAllowed {
+            detail: format!("{ip} is not in the identity's IP restrictions"),
+        }),
+        None => Err(Denial::IpNotAllowed {
+            detail: "the client address could not be determined".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| IpNet::parse(s).unwrap()).collect()
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn identity(scopes: &[&str], ips: &[&str]) -> Identity {
+        Identity {
+            subject: "u".into(),
+            scopes: strings(scopes),
+            ip_restrict: strings(ips),
+            expires_at: Some(UNIX_EPOCH + Duration::from_secs(2_000)),
+            ..Default::default()
+        }
+    }
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_000)
+    }
+
+    fn wallets() -> RoutePolicy {
+        RoutePolicy {
+            scopes: ScopeRule {
+                all_of: vec![],
+                any_of: strings(&["wallet_view_*", "admin"]),
+            },
+            method_scopes: vec![MethodScopes {
+                methods: vec![Method::POST, Method::PUT, Method::DELETE],
+                rule: ScopeRule {
+                    all_of: strings(&["wallet_spend_all"]),
+                    any_of: vec![],
+                },
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn scope_decisions() {
+        let p = wallets();
+        let table: [(&[&str], Method, Option<&str>); 8] = [
+            (&["wallet_view_all"], Method::GET, None),
+            (&["wallet_view_enterprise"], Method::GET, None),
+            (&["admin"], Method::GET, None),
+            (
+                &["wallet_spend_all"],
+                Method::GET,
+                Some("insufficient_scope"),
+            ),
+            (
+                &["wallet_view_all"],
+                Method::POST,
+                Some("insufficient_scope"),
+            ),
+            (&["wallet_view_all", "wallet_spend_all"], Method::POST, None),
+            (&["wallet_view"], Method::GET, Some("insufficient_scope")),
+            (&[], Method::GET, Some("insufficient_scope")),
+        ];
+        for (scopes, method, want) in table {
+            let got = check_identity(
+                &p,
+                &identity(scopes, &[]),
+                ip("203.0.113.9"),
+                &method,
+                now(),
+            );
+            assert_eq!(
+                got.as_ref().err().map(Denial::reason),
+                want,
+                "{scopes:?} {method}"
+            );
+        }
+        let err = check_identity(&p, &identity(&[], &[]), None, &Method::POST, now()).unwrap_err();
+        assert_eq!(
+            err,
+            Denial::InsufficientScope {
+                required: strings(&["wallet_view_*", "admin", "wallet_spend_all"])
+            }
+        );
+    }
+
+    #[test]
+    fn exact_and_wallet_bound_scopes() {
+        let p = RoutePolicy {
+            scopes: ScopeRule {
+                all_of: strings(&["wallet_spend:abc123", "openid"]),
+                any_of: vec![],
+            },
+            ..Default::default()
+        };
+        let ok = identity(&["openid", "wallet_spend:abc123"], &[]);
+        assert!(check_identity(&p, &ok, None, &Method::GET, now()).is_ok());
+        let other_wallet = identity(&["openid", "wallet_spend:abc1234"], &[]);
+        assert!(check_identity(&p, &other_wallet, None, &Method::GET, now()).is_err());
+        assert!(scope_matches("wallet_spend:*", "wallet_spend:abc"));
+        assert!(!scope_matches("wallet_spend", "wallet_spend:abc"));
+    }
+
+    #[test]
+    fn identity_ip_restrictions() {
+        let p = RoutePolicy::default();
+        let table: [(&[&str], Option<&str>, bool); 9] = [
+            (&[], Some("198.51.100.1"), true),
+            (&[], None, true),
+            (&["203.0.113.0/24"], Some("203.0.113.77"), true),
+            (&["203.0.113.0/24"], Some("203.0.114.1"), false),
+            (
+                &["198.51.100.4", "2001:db8::/32"],
+                Some("2001:db8::9"),
+                true,
+            ),
+            (&["198.51.100.4"], Some("::ffff:198.51.100.4"), true),
+            (&["198.51.100.4"], None, false),
+            // One malformed entry denies even an address another entry allows.
+            (
+                &["203.0.113.0/24", "not-an-ip"],
+                Some("203.0.113.77"),
+                false,
+            ),
+            (&["203.0.113.0/33"], Some("203.0.113.77"), false),
+        ];
+        for (ips, client, allowed) in table {
+            let got = check_identity(
+                &p,
+                &identity(&[], ips),
+                client.and_then(ip),
+                &Method::GET,
+                now(),
+            );
+            assert_eq!(got.is_ok(), allowed, "{ips:?} from {client:?}: {got:?}");
+            if let Err(d) = got {
+                assert_eq!(d.reason(), "ip_not_allowed");
+            }
+        }
+    }
+
+    #[test]
+    fn expiry_is_checked_on_every_request() {
+        let p = RoutePolicy::default();
+        let id = identity(&[], &[]);
+        let later = UNIX_EPOCH + Duration::from_secs(2_000);
+        assert_eq!(
+            check_identity(&p, &id, None, &Method::GET, later),
+            Err(Denial::Expired)
+        );
+    }
+
+    #[test]
+    fn every_denial_is_listed_for_report_mode() {
+        let p = RoutePolicy {
+            scopes: ScopeRule {
+                all_of: strings(&["admin"]),
+                any_of: vec![],
+            },
+            ..Default::default()
+        };
+        let id = identity(&["openid"], &["203.0.113.0/24"]);
+        let reasons: Vec<&str> = identity_denials(&p, &id, ip("127.0.0.1"), &Method::GET, now())
+            .iter()
+            .map(Denial::reason)
+            .collect();
+        assert_eq!(reasons, ["ip_not_allowed", "insufficient_scope"]);
+        assert_eq!(
+            check_identity(&p, &id, ip("127.0.0.1"), &Method::GET, now()).map_err(|d| d.reason()),
+            Err("ip_not_allowed")
+        );
+    }
+
+    #[test]
+    fn route_network_rules() {
+        let p = RoutePolicy {
+            allow_cidrs: nets(&["10.0.0.0/8", "2001:db8::/32"]),
+            deny_cidrs: nets(&["10.9.0.0/16"]),
+            ..Default::default()
+        };
+        let table = [
+            (ip("10.1.2.3"), true),
+            (ip("10.9.2.3"), false),
+            (ip("192.0.2.1"), false),
+            (ip("2001:db8::1"), true),
+            (None, false),
+        ];
+        for (client, allowed) in table {
+            assert_eq!(check_network(&p, client).is_ok(), allowed, "{client:?}");
+        }
+        assert!(check_network(&RoutePolicy::default(), None).is_ok());
+        let deny_only = RoutePolicy {
+            deny_cidrs: nets(&["192.0.2.0/24"]),
+            ..Default::default()
+        };
+        assert!(check_network(&deny_only, ip("198.51.100.1")).is_ok());
+        assert!(check_network(&deny_only, ip("192.0.2.1")).is_err());
+    }
+}
