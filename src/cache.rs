@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 use moka::Expiry;
+use prometheus::IntCounterVec;
 
 use crate::identity::Identity;
 use crate::provider::{InvalidReason, Provider, ProviderError, Resolution};
@@ -117,15 +119,43 @@ pub struct IdentityCache {
     settings: CacheSettings,
 }
 
+/// Counts removals the cache made on its own, as `{cache, cause}` (`size`, `expired`).
+fn count_removals<V>(
+    counter: Option<IntCounterVec>,
+    cache: &'static str,
+) -> impl Fn(Arc<TokenKey>, V, RemovalCause) + Send + Sync + 'static {
+    move |_, _, cause| {
+        let cause = match cause {
+            RemovalCause::Size => "size",
+            RemovalCause::Expired => "expired",
+            RemovalCause::Explicit | RemovalCause::Replaced => return,
+        };
+        if let Some(c) = &counter {
+            c.with_label_values(&[cache, cause]).inc();
+        }
+    }
+}
+
 impl IdentityCache {
+    /// A cache without eviction metrics (tests, benches).
     pub fn new(settings: CacheSettings) -> Self {
+        Self::with_eviction_counter(settings, None)
+    }
+
+    /// A cache that counts its evictions in `evictions{cache, cause}`.
+    pub fn with_eviction_counter(
+        settings: CacheSettings,
+        evictions: Option<IntCounterVec>,
+    ) -> Self {
         let positive = Cache::builder()
             .max_capacity(settings.max_entries)
             .expire_after(FreshUntil)
+            .eviction_listener(count_removals(evictions.clone(), "positive"))
             .build();
         let negative = Cache::builder()
             .max_capacity(settings.negative_max_entries)
             .time_to_live(settings.negative_ttl.max(Duration::from_millis(1)))
+            .eviction_listener(count_removals(evictions, "negative"))
             .build();
         IdentityCache {
             positive,
@@ -327,6 +357,42 @@ mod tests {
             statuses.iter().filter(|s| **s == CacheStatus::Miss).count(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn size_evictions_are_counted_and_negatives_are_bounded_apart() {
+        let counter =
+            IntCounterVec::new(prometheus::Opts::new("e", "e"), &["cache", "cause"]).unwrap();
+        let settings = CacheSettings {
+            max_entries: 5,
+            negative_max_entries: 5,
+            ..CacheSettings::default()
+        };
+        let c = IdentityCache::with_eviction_counter(settings, Some(counter.clone()));
+        let p = Counting::default();
+        let h = TokenHasher::random();
+        for i in 0..5 {
+            look(&c, &p, &h, &format!("valid-{i}")).await;
+        }
+        // A flood of random (invalid) tokens...
+        for i in 0..50 {
+            look(&c, &p, &h, &format!("random-{i}")).await;
+        }
+        c.sync().await;
+        assert!(
+            c.negative_entry_count() <= 5,
+            "{}",
+            c.negative_entry_count()
+        );
+        assert!(counter.with_label_values(&["negative", "size"]).get() >= 45);
+        // ...evicted none of the valid identities.
+        assert_eq!(counter.with_label_values(&["positive", "size"]).get(), 0);
+        for i in 0..5 {
+            assert_eq!(
+                look(&c, &p, &h, &format!("valid-{i}")).await,
+                CacheStatus::Hit
+            );
+        }
     }
 
     #[tokio::test]

@@ -16,10 +16,11 @@ use crate::admin::AdminApp;
 use crate::cache::IdentityCache;
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::policy::Mode;
 use crate::provider::metered::Metered;
 use crate::provider::Provider;
 use crate::proxy::{GatewayState, Proxy};
-use crate::route::{Route, RouteAuth, RouteTable};
+use crate::route::{Route, RouteAuth, RouteTable, UpstreamTarget};
 use crate::token::TokenHasher;
 
 /// A gateway ready to run.
@@ -54,9 +55,36 @@ impl Gateway {
                 forward_authorization: r.forward_authorization,
             })
             .collect();
+        let routes: Vec<Route> = routes;
+        let upstreams: Vec<&str> = routes
+            .iter()
+            .filter_map(|r| match &r.upstream {
+                UpstreamTarget::Http(u) => Some(u.name.as_str()),
+                UpstreamTarget::Echo => None,
+            })
+            .collect();
+        metrics.init_series(
+            routes.iter().map(|r| &*r.name),
+            routes.iter().filter_map(|r| match &r.auth {
+                RouteAuth::Provider { name, .. } => Some(&**name),
+                RouteAuth::None => None,
+            }),
+            upstreams,
+        );
+        for r in routes.iter().filter(|r| r.auth_duration_applies()) {
+            metrics.auth_duration.with_label_values(&[&*r.name]);
+        }
+        for r in routes.iter().filter(|r| r.policy.mode == Mode::Report) {
+            for reason in ["insufficient_scope", "ip_not_allowed"] {
+                metrics.would_deny.with_label_values(&[&*r.name, reason]);
+            }
+        }
         let state = Arc::new(GatewayState {
             routes: RouteTable::new(routes),
-            cache: IdentityCache::new(settings.cache.clone()),
+            cache: IdentityCache::with_eviction_counter(
+                settings.cache.clone(),
+                Some(metrics.cache_evictions.clone()),
+            ),
             hasher: TokenHasher::random(),
             identity_headers: settings.identity_headers.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),

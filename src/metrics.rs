@@ -28,6 +28,8 @@ pub struct Metrics {
     pub provider_in_flight: IntGaugeVec,
     /// `sessiongate_cache_lookups_total{result}`: hit, miss, negative_hit, coalesced.
     pub cache_lookups: IntCounterVec,
+    /// `sessiongate_cache_evictions_total{cache, cause}`: size / expired removals.
+    pub cache_evictions: IntCounterVec,
     /// `sessiongate_cache_entries{cache}`: positive / negative, set at scrape time.
     pub cache_entries: IntGaugeVec,
     /// `sessiongate_upstream_errors_total{upstream}`.
@@ -117,6 +119,11 @@ impl Metrics {
                 "Identity cache lookups by result (hit, miss, negative_hit, coalesced).",
                 &["result"],
             ),
+            cache_evictions: counter(
+                "sessiongate_cache_evictions_total",
+                "Entries the caches removed on their own: size (capacity) or expired.",
+                &["cache", "cause"],
+            ),
             cache_entries: gauge(
                 "sessiongate_cache_entries",
                 "Entries currently in the identity cache (positive) and the invalid-token cache (negative).",
@@ -129,6 +136,40 @@ impl Metrics {
             ),
             build_info,
             registry,
+        }
+    }
+
+    /// Creates the series every dashboard and alert expects, at zero, so that a quiet
+    /// gateway exposes them too (a series that appears only on its first event breaks
+    /// `rate()` and "absent" alerts).
+    pub fn init_series<'a>(
+        &self,
+        routes: impl IntoIterator<Item = &'a str>,
+        providers: impl IntoIterator<Item = &'a str>,
+        upstreams: impl IntoIterator<Item = &'a str>,
+    ) {
+        for route in routes {
+            self.requests.with_label_values(&[route, "allowed"]);
+            self.request_duration.with_label_values(&[route]);
+        }
+        for provider in providers {
+            for result in ["valid", "invalid"] {
+                self.provider_calls.with_label_values(&[provider, result]);
+            }
+            self.provider_duration.with_label_values(&[provider]);
+            self.provider_in_flight.with_label_values(&[provider]);
+        }
+        for upstream in upstreams {
+            self.upstream_errors.with_label_values(&[upstream]);
+        }
+        for result in ["hit", "miss", "negative_hit", "coalesced"] {
+            self.cache_lookups.with_label_values(&[result]);
+        }
+        for cache in ["positive", "negative"] {
+            self.cache_entries.with_label_values(&[cache]);
+            for cause in ["size", "expired"] {
+                self.cache_evictions.with_label_values(&[cache, cause]);
+            }
         }
     }
 

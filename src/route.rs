@@ -146,6 +146,13 @@ pub struct Route {
     pub forward_authorization: bool,
 }
 
+impl Route {
+    /// True when requests on this route resolve a token (and so have an auth phase).
+    pub fn auth_duration_applies(&self) -> bool {
+        matches!(self.auth, RouteAuth::Provider { .. })
+    }
+}
+
 /// All routes, in matching order.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {

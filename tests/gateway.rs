@@ -109,10 +109,17 @@ async fn get(s: &Setup, path: &str, headers: &[(&str, &str)]) -> reqwest::Respon
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_request_carries_identity_headers_upstream() {
     let s = setup().await;
+    let trace = [
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+    ];
     let resp = get(
         &s,
         "/wallets?limit=5",
-        &[("authorization", "Bearer good-alice")],
+        &[("authorization", "Bearer good-alice"), trace[0], trace[1]],
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -148,6 +155,10 @@ async fn allowed_request_carries_identity_headers_upstream() {
         "{expires} vs {now}"
     );
     assert!(up.header("x-request-id").is_some());
+    // W3C trace context passes through unchanged.
+    for (name, value) in trace {
+        assert_eq!(up.header(name), Some(value));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
