@@ -75,6 +75,10 @@ pub enum Denial {
     InsufficientScope { required: Vec<String> },
     /// The client address is outside what the route or the identity allows.
     IpNotAllowed { detail: String },
+    /// The identity's own IP restriction list has an entry that is not an address or
+    /// CIDR block: the identity is refused everywhere (fail closed), and it is logged as a
+    /// provider data problem.
+    IpRestrictMalformed { detail: String },
     /// The identity's own expiry has passed.
     Expired,
 }
@@ -84,7 +88,7 @@ impl Denial {
     pub fn reason(&self) -> &'static str {
         match self {
             Denial::InsufficientScope { .. } => "insufficient_scope",
-            Denial::IpNotAllowed { .. } => "ip_not_allowed",
+            Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. } => "ip_not_allowed",
             Denial::Expired => "expired",
         }
     }
@@ -179,7 +183,7 @@ fn check_ip_restrict(identity: &Identity, client: Option<IpAddr>) -> Result<(), 
         match IpNet::parse(entry) {
             Ok(net) => nets.push(net),
             Err(e) => {
-                return Err(Denial::IpNotAllowed {
+                return Err(Denial::IpRestrictMalformed {
                     detail: format!("the identity's IP restriction list is malformed: {e}"),
                 })
             }

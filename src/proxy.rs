@@ -130,8 +130,19 @@ impl Proxy {
         let refusal = match &denial {
             Denial::Expired => Refusal::bearer("invalid_token", "the token has expired"),
             Denial::InsufficientScope { required } => Refusal::insufficient_scope(required),
-            Denial::IpNotAllowed { detail } => {
-                tracing::info!(request_id = %ctx.request_id, route = %route.name, detail, "client address not allowed");
+            Denial::IpNotAllowed { detail } | Denial::IpRestrictMalformed { detail } => {
+                if matches!(denial, Denial::IpRestrictMalformed { .. }) {
+                    tracing::warn!(
+                        request_id = %ctx.request_id,
+                        route = %route.name,
+                        provider = ctx.provider.as_deref(),
+                        subject = ctx.identity.as_deref().map(|i| i.subject.as_str()),
+                        detail,
+                        "identity refused: its IP restriction list is malformed"
+                    );
+                } else {
+                    tracing::info!(request_id = %ctx.request_id, route = %route.name, detail, "client address not allowed");
+                }
                 Refusal::plain(
                     403,
                     "ip_not_allowed",
