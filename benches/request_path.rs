@@ -13,9 +13,13 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion};
 use pingora::http::RequestHeader;
-use sessiongate::cache::{CacheSettings, IdentityCache};
+use std::net::IpAddr;
+
+use http::Method;
+use sessiongate::cache::{CacheSettings, IdentityCache, Lookup};
 use sessiongate::headers::{sanitize_request, set_identity, IdentityHeaders};
 use sessiongate::identity::Identity;
+use sessiongate::policy::{check_identity, MethodScopes, RoutePolicy, ScopeRule};
 use sessiongate::provider::{presets, Provider, ProviderError, Resolution};
 use sessiongate::route::{normalize_path, Route, RouteAuth, RouteTable, UpstreamTarget};
 use sessiongate::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
@@ -146,12 +150,99 @@ fn bitgo_mapping(c: &mut Criterion) {
     });
 }
 
+/// The target in BENCHMARKS.md: token → cache hit → policy decision → header build.
+fn whole_hit_path(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = IdentityCache::new(CacheSettings::default());
+    let mut id = identity();
+    id.ip_restrict = vec!["203.0.113.0/24".into()];
+    let provider = Fixed(id);
+    let hasher = TokenHasher::with_key(&[9; 32]);
+    let names = IdentityHeaders::new("X-Auth-").unwrap();
+    let policy = RoutePolicy {
+        scopes: ScopeRule {
+            all_of: vec![],
+            any_of: vec!["wallet_view_*".into()],
+        },
+        method_scopes: vec![MethodScopes {
+            methods: vec![Method::POST],
+            rule: ScopeRule {
+                all_of: vec!["wallet_spend_all".into()],
+                any_of: vec![],
+            },
+        }],
+        ..Default::default()
+    };
+    let client: IpAddr = "203.0.113.9".parse().unwrap();
+    let header = format!("Bearer {TOKEN}");
+    let mut base = RequestHeader::build("GET", b"/api/v2/wallets", None).unwrap();
+    for (k, v) in [
+        ("host", "api.example.com"),
+        ("authorization", header.as_str()),
+        ("accept", "application/json"),
+        ("user-agent", "bench/1.0"),
+    ] {
+        base.append_header(k, v).unwrap();
+    }
+    rt.block_on(cache.lookup(hasher.key("idp", TOKEN), TOKEN, &provider));
+    c.bench_function("hit path: token + cache hit + decision + headers", |b| {
+        b.to_async(&rt).iter(|| async {
+            let token = extract_bearer(
+                std::iter::once(black_box(header.as_bytes())),
+                None,
+                DEFAULT_MAX_TOKEN_BYTES,
+            )
+            .unwrap();
+            let (_, lookup) = cache
+                .lookup(hasher.key("idp", token), token, &provider)
+                .await;
+            let Lookup::Valid(identity) = lookup else {
+                panic!("expected a hit")
+            };
+            check_identity(
+                &policy,
+                &identity,
+                Some(client),
+                &Method::GET,
+                SystemTime::now(),
+            )
+            .unwrap();
+            let mut req = base.clone();
+            sanitize_request(&mut req, &names);
+            set_identity(&mut req, &names, &identity, "idp");
+            black_box(req)
+        })
+    });
+}
+
+/// The request header clone every header benchmark starts from, measured alone so it
+/// can be subtracted.
+fn header_clone(c: &mut Criterion) {
+    let mut base = RequestHeader::build("GET", b"/api/v2/wallets", None).unwrap();
+    for (k, v) in [
+        ("host", "api.example.com"),
+        ("authorization", "Bearer x"),
+        ("accept", "application/json"),
+        ("user-agent", "bench/1.0"),
+    ] {
+        base.append_header(k, v).unwrap();
+    }
+    c.bench_function("baseline: clone a 4-header request", |b| {
+        b.iter(|| black_box(base.clone()))
+    });
+}
+
 criterion_group!(
     benches,
     token_and_hash,
     cache_hit,
     routing,
     headers,
-    bitgo_mapping
+    bitgo_mapping,
+    whole_hit_path,
+    header_clone
 );
 criterion_main!(benches);

@@ -61,10 +61,14 @@ impl IdentityHeaders {
         })
     }
 
-    /// True when a client-sent header `name` must be stripped.
+    /// True when a client-sent header `name` must be stripped (no allocation: this runs
+    /// for every header of every request).
     pub fn is_reserved(&self, name: &str) -> bool {
         name.len() >= self.prefix_lower.len()
-            && normalize_name(&name[..self.prefix_lower.len()]) == self.prefix_lower
+            && name
+                .bytes()
+                .zip(self.prefix_lower.bytes())
+                .all(|(have, want)| normalize_byte(have) == want)
     }
 
     /// The headers describing `identity` resolved by `provider`, in a fixed order.
@@ -95,38 +99,52 @@ impl IdentityHeaders {
     }
 }
 
+fn normalize_byte(b: u8) -> u8 {
+    match b {
+        b'_' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
 fn normalize_name(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'_' => '-',
-            b => b.to_ascii_lowercase() as char,
-        })
-        .collect()
+    name.bytes().map(|b| normalize_byte(b) as char).collect()
+}
+
+/// True when `b` can appear in a header value as is.
+fn plain(b: u8, also: &[u8]) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'%' && !also.contains(&b)
 }
 
 /// Percent-encodes bytes outside printable ASCII, `%`, and any byte in `also`.
 pub fn encode(value: &str, also: &[u8]) -> HeaderValue {
     let mut out = String::with_capacity(value.len());
+    push_encoded(&mut out, value, also);
+    HeaderValue::try_from(out).expect("only printable ASCII remains after encoding")
+}
+
+/// Appends `value` to `out`, percent-encoding what [`encode`] encodes.
+fn push_encoded(out: &mut String, value: &str, also: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in value.as_bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' && !also.contains(&b) {
+        if plain(b, also) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
         }
     }
-    HeaderValue::from_str(&out).expect("only printable ASCII remains after encoding")
 }
 
 fn encode_list(items: &[String], separator: u8) -> HeaderValue {
-    let mut joined = String::new();
+    let mut joined = String::with_capacity(items.iter().map(|i| i.len() + 1).sum());
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             joined.push(separator as char);
         }
-        let enc = encode(item, &[separator, b' ', b',']);
-        joined.push_str(enc.to_str().expect("encoded values are ASCII"));
+        push_encoded(&mut joined, item, &[separator, b' ', b',']);
     }
-    HeaderValue::from_str(&joined).expect("only printable ASCII remains after encoding")
+    HeaderValue::try_from(joined).expect("only printable ASCII remains after encoding")
 }
 
 /// Cleans a client request in place before anything is forwarded (see the module docs).

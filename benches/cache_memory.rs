@@ -1,0 +1,112 @@
+//! Memory per cached identity: fills the identity cache with N BitGo-sized identities
+//! (5 scopes, 1 organization, 1 CIDR, distinct subject and session ids) and reports the
+//! growth of the process's resident set divided by N.
+//!
+//! Run: `cargo bench --bench cache_memory` (N = 1,000,000; `SG_BENCH_IDENTITIES=N` to
+//! change). Target: ≤ 512 bytes per identity.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use sessiongate::cache::{CacheSettings, IdentityCache};
+use sessiongate::identity::Identity;
+use sessiongate::provider::{Provider, ProviderError, Resolution};
+use sessiongate::token::TokenHasher;
+
+/// A BitGo-shaped identity for a token `tok-<n>`, every string its own allocation as a
+/// real provider answer would give.
+#[derive(Debug)]
+struct BitgoSized;
+
+#[async_trait]
+impl Provider for BitgoSized {
+    fn kind(&self) -> &'static str {
+        "bench"
+    }
+    async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError> {
+        let n: u64 = token[4..].parse().unwrap_or(0);
+        Ok(Resolution::Valid(Identity {
+            subject: format!("{n:032x}"),
+            session_id: Some(format!("{:032x}", n ^ 0xdead_beef)),
+            scopes: [
+                "wallet_view_all",
+                "wallet_spend_all",
+                "openid",
+                "profile",
+                "user_manage",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            expires_at: Some(SystemTime::now() + Duration::from_secs(7200)),
+            ip_restrict: vec!["203.0.113.0/24".to_string()],
+            organizations: vec![format!("{:032x}", n.wrapping_mul(31))],
+            claims: vec![],
+        }))
+    }
+}
+
+/// The allocator the sessiongate binary uses, so the figure is the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+fn main() {
+    // `cargo bench` passes flags such as --bench; only the env var configures this.
+    let n: u64 = std::env::var("SG_BENCH_IDENTITIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = IdentityCache::new(CacheSettings {
+        ttl: Duration::from_secs(3600),
+        max_entries: n * 2,
+        ..CacheSettings::default()
+    });
+    let hasher = TokenHasher::with_key(&[1; 32]);
+    let provider = BitgoSized;
+    // 1. N identities in the identity cache (keys, entries, moka's
+    //    bookkeeping included).
+    let cache_before = rss_bytes();
+    rt.block_on(async {
+        for i in 0..n {
+            let token = format!("tok-{i}");
+            cache
+                .lookup(hasher.key("bitgo", &token), &token, &provider)
+                .await;
+        }
+        cache.sync().await;
+    });
+    let cache_after = rss_bytes();
+    let entries = cache.entry_count();
+    let per = (cache_after.saturating_sub(cache_before)) as f64 / entries.max(1) as f64;
+    // 2. For comparison, the identities alone, as the provider mapping produces them
+    //    (measured second: freed memory is kept by the allocator and would be reused).
+    let before = rss_bytes();
+    let alone: Vec<Identity> = rt.block_on(async {
+        let mut v = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            if let Ok(Resolution::Valid(id)) = provider.resolve(&format!("tok-{i}")).await {
+                v.push(id);
+            }
+        }
+        v
+    });
+    let identity_bytes = rss_bytes().saturating_sub(before) as f64 / n as f64;
+    drop(alone);
+
+    println!("cache_memory: the identity alone (Vec<Identity>): {identity_bytes:.0} bytes");
+    println!(
+        "cache_memory: {entries} identities cached, RSS {:.1} MiB -> {:.1} MiB, {per:.0} bytes per cached identity (target <= 512)",
+        cache_before as f64 / 1048576.0,
+        cache_after as f64 / 1048576.0
+    );
+}

@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# Side-by-side load harness: sessiongate vs nginx auth_request + proxy_cache, on loopback.
+#
+#   benches/load/run.sh                      # full run: 3 interleaved rounds x 10 s per case
+#   ROUNDS=1 DURATION=2 benches/load/run.sh  # smoke run (what .ci/run does)
+#   PROFILE=/tmp/sg.perf benches/load/run.sh # also: perf profile of the first cache-hit run
+#
+# Starts, each as its own process with one worker: a static upstream (nginx), a fake
+# BitGo provider (nginx serving one session document, counting calls in its access log),
+# sessiongate (release build), and nginx with auth_request + proxy_cache keyed on
+# $http_authorization against the same provider and upstream. Then runs wrk -t1 -c64
+# against, interleaved A B A B … per round:
+#   1 upstream       the upstream directly (the ceiling)
+#   2 sg-none        sessiongate, auth: none route (our own proxy cost)
+#   3 sg-hit         sessiongate, cache hits, with scope and IP checks
+#   4 nginx-hit      nginx auth_request, cache hits
+#   5 sg-miss        sessiongate, 10,000 distinct valid tokens (cache misses), counting
+#                    provider calls
+# and prints one table (req/s, p50, p99 per case and round; ratios 3/4 and 3/2 per round
+# with their median). With OUT=FILE the table is also written there (BENCHMARKS.md uses
+# it). The proxies under test run on CPU 0, wrk and the helper servers on CPU 1.
+# Needs: nginx, wrk (Debian packages), python3, a release build (cargo build --release).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+BIN=${SESSIONGATE_BIN:-target/release/sessiongate}
+OUT=${OUT:-}
+for tool in nginx wrk python3 taskset; do
+    command -v "$tool" >/dev/null || { echo "load: $tool is not installed" >&2; exit 1; }
+done
+[ -x "$BIN" ] || { echo "load: $BIN missing: cargo build --release" >&2; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); PROV=$(free_port); SG=$(free_port); SGADMIN=$(free_port); NGX=$(free_port)
+mkdir -p "$work/nginx"
+# nginx workers run as the invoking user, with their temp files in the work dir.
+NGINX_COMMON="user $(id -un) $(id -gn);
+worker_processes 1;
+daemon off;
+events { worker_connections 4096; }"
+NGINX_HTTP_COMMON="access_log off;
+    keepalive_requests 100000;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;"
+TOKEN="bench-token-0123456789abcdef"
+
+# --- the static upstream and the fake provider: one nginx, two servers, CPU 1 ---
+cat > "$work/helpers.conf" <<CONF
+$NGINX_COMMON
+pid $work/helpers.pid;
+error_log $work/helpers-error.log warn;
+http {
+    $NGINX_HTTP_COMMON
+    server {
+        listen 127.0.0.1:$UP;
+        location / { return 200 "upstream ok\n"; }
+    }
+    server {
+        listen 127.0.0.1:$PROV;
+        access_log $work/provider-access.log;
+        location / {
+            default_type application/json;
+            return 200 '{"session":{"id":"0f3a9c1e5b7d2f4a6c8e0b1d3f5a7c90","user":"59cd72485007a239fb00282ed480da1f","client":"bitgo","created":"2026-11-01T10:00:00.000Z","expires":"2099-01-01T00:00:00.000Z","scope":["wallet_view_all","wallet_spend_all","openid","profile","user_manage"],"ipRestrict":["127.0.0.0/8"],"organizations":["6b2c3d4e5f60718293a4b5c6d7e8f9a0"],"isExtensible":false}}';
+        }
+    }
+}
+CONF
+taskset -c 1 nginx -p "$work/nginx" -c "$work/helpers.conf" &
+pids+=($!)
+
+# --- nginx auth_request + proxy_cache, the usual alternative, CPU 0 ---
+cat > "$work/authreq.conf" <<CONF
+$NGINX_COMMON
+pid $work/authreq.pid;
+error_log $work/authreq-error.log warn;
+http {
+    $NGINX_HTTP_COMMON
+    proxy_cache_path $work/authcache levels=1:2 keys_zone=auth:10m max_size=100m inactive=10m;
+    upstream app { server 127.0.0.1:$UP; keepalive 64; }
+    upstream idp { server 127.0.0.1:$PROV; keepalive 16; }
+    server {
+        listen 127.0.0.1:$NGX;
+        location / {
+            auth_request /_auth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://app;
+        }
+        location = /_auth {
+            internal;
+            proxy_pass http://idp/api/v2/user/session;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_cache auth;
+            proxy_cache_key \$http_authorization;
+            proxy_cache_valid 200 60s;
+            proxy_cache_lock on;
+        }
+    }
+}
+CONF
+taskset -c 0 nginx -p "$work/nginx" -c "$work/authreq.conf" &
+pids+=($!)
+
+# --- sessiongate, CPU 0 ---
+cat > "$work/sessiongate.yaml" <<YAML
+listen: 127.0.0.1:$SG
+admin_listen: 127.0.0.1:$SGADMIN
+threads: 1
+shutdown_grace_period: 0s
+providers:
+  bitgo:
+    kind: bitgo
+    url: http://127.0.0.1:$PROV/api/v2/user/session
+cache: { ttl: 600s, max_entries: 100000 }
+upstreams:
+  app: http://127.0.0.1:$UP
+routes:
+  - { name: none, path_prefix: /none, auth: none, upstream: app }
+  - name: api
+    path_prefix: /
+    provider: bitgo
+    upstream: app
+    require_scopes: { any_of: [wallet_view_*] }
+    method_scopes: [{ methods: [POST], all_of: [wallet_spend_all] }]
+log: { level: warn }
+YAML
+start_sessiongate() {
+    taskset -c 0 "$BIN" --config "$work/sessiongate.yaml" 2>>"$work/sessiongate.log" &
+    SG_PID=$!
+    pids+=($SG_PID)
+    for _ in $(seq 200); do
+        curl -fs -o /dev/null "http://127.0.0.1:$SGADMIN/readyz" && return 0
+        sleep 0.05
+    done
+    echo "load: sessiongate did not start" >&2; cat "$work/sessiongate.log" >&2; exit 1
+}
+start_sessiongate
+for port in $UP $PROV $NGX; do
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
+done
+
+# Warm both caches with the hot token, and check every path answers 200.
+for url in "http://127.0.0.1:$SG/api/x" "http://127.0.0.1:$NGX/api/x"; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url")
+    [ "$code" = 200 ] || { echo "load: $url answered $code" >&2; exit 1; }
+done
+curl -fs -o /dev/null "http://127.0.0.1:$SG/none/x"
+
+cat > "$work/hot.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+cat > "$work/miss.lua" <<'LUA'
+local n = 0
+request = function()
+    n = n + 1
+    if n > 10000 then n = 1 end
+    return wrk.format("GET", "/api/x", { ["Authorization"] = "Bearer miss-token-" .. n })
+end
+done = function(summary, latency, requests)
+    io.write(string.format("REQUESTS %d\n", summary.requests))
+end
+LUA
+
+results="$work/results.tsv"
+: > "$results"
+run_wrk() { # case round url [script]
+    local name=$1 round=$2 url=$3 script=${4:-$work/hot.lua}
+    local out
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$script" "$url")
+    local rps p50 p99 errors
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    errors=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" "${errors:-0}" >> "$results"
+    echo "$out" > "$work/wrk-$name-$round.txt"
+}
+
+for round in $(seq "$ROUNDS"); do
+    run_wrk upstream "$round" "http://127.0.0.1:$UP/api/x"
+    run_wrk sg-none "$round" "http://127.0.0.1:$SG/none/x"
+    if [ -n "${PROFILE:-}" ] && [ "$round" = 1 ]; then
+        # PROFILE=FILE: a perf profile of sessiongate during the first cache-hit run.
+        perf record -F 1999 -g -p "$SG_PID" -o "$work/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+        perf_pid=$!
+        run_wrk sg-hit "$round" "http://127.0.0.1:$SG/api/x"
+        wait "$perf_pid" || true
+        perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.05 \
+            --sort symbol 2>/dev/null > "$work/perf.txt" || true
+        python3 - "$work/perf.txt" > "$PROFILE" <<'PY'
+import re, sys, collections
+groups = collections.Counter()
+rows = []
+for line in open(sys.argv[1]):
+    m = re.match(r"\s*([\d.]+)%\s+\[(.)\]\s+(.*)", line)
+    if not m:
+        continue
+    pct, kind, sym = float(m.group(1)), m.group(2), m.group(3).strip()
+    rows.append((pct, kind, sym))
+    if kind == "k":
+        g = "kernel (TCP, syscalls, scheduling)"
+    elif "sessiongate" in sym:
+        g = "sessiongate (our request path)"
+    elif "pingora" in sym:
+        g = "pingora"
+    elif re.search(r"\bmi_|_mi_|malloc|free\b", sym):
+        g = "allocator (mimalloc)"
+    elif "tokio" in sym:
+        g = "tokio"
+    elif re.search(r"\bhttp::|\bbytes::|httparse", sym):
+        g = "http / bytes / httparse"
+    elif "memmove" in sym or "memcpy" in sym or "memset" in sym or "memcmp" in sym:
+        g = "libc mem*"
+    else:
+        g = "other"
+    groups[g] += pct
+print("share of sessiongate CPU samples by component (perf, cache-hit load):")
+for g, pct in groups.most_common():
+    print(f"  {pct:5.1f}%  {g}")
+print("\ntop symbols:")
+for pct, kind, sym in sorted(rows, reverse=True)[:25]:
+    print(f"  {pct:5.2f}%  [{kind}] {sym[:110]}")
+PY
+    else
+        run_wrk sg-hit "$round" "http://127.0.0.1:$SG/api/x"
+    fi
+    run_wrk nginx-hit "$round" "http://127.0.0.1:$NGX/api/x"
+    # Cache misses: a fresh gateway, 10,000 distinct tokens; count provider calls.
+    kill "$SG_PID"; wait "$SG_PID" 2>/dev/null || true
+    : > "$work/provider-access.log"
+    kill -USR1 "$(cat "$work/helpers.pid")"   # reopen the access log
+    sleep 0.2
+    start_sessiongate
+    : > "$work/provider-access.log"
+    run_wrk sg-miss "$round" "http://127.0.0.1:$SG/api/x" "$work/miss.lua"
+    sent=$(awk '/^REQUESTS/ {print $2}' "$work/wrk-sg-miss-$round.txt")
+    distinct=$(( sent < 10000 ? sent : 10000 ))
+    sleep 0.3
+    calls=$(grep -c 'user/session' "$work/provider-access.log" || true)
+    printf 'miss\t%s\t%s\t%s\t%s\n' "$round" "$sent" "$distinct" "$calls" >> "$work/misses.tsv"
+done
+
+python3 - "$results" "$work/misses.tsv" "$ROUNDS" "$DURATION" "$CONNS" "$OUT" <<'PY'
+import statistics, sys, platform, os, datetime, subprocess
+results, misses, rounds, duration, conns, out = sys.argv[1:7]
+rows = [l.rstrip("\n").split("\t") for l in open(results)]
+def ms(v):
+    if v.endswith("us"): return float(v[:-2]) / 1000
+    if v.endswith("ms"): return float(v[:-2])
+    if v.endswith("s"): return float(v[:-1]) * 1000
+    return float(v)
+data = {}
+for name, rnd, rps, p50, p99, errors in rows:
+    data.setdefault(name, {})[int(rnd)] = (float(rps), ms(p50), ms(p99), int(errors))
+lines = []
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+lines.append(f"Date: {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC')}  ")
+lines.append(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}  ")
+lines.append(f"Load: wrk -t1 -c{conns} -d{duration}s on loopback, {rounds} interleaved round(s); "
+             "one worker each (sessiongate threads: 1, nginx worker_processes 1); proxies under test "
+             "pinned to CPU 0, wrk + upstream + provider to CPU 1.")
+lines.append("")
+lines.append("| case | round | req/s | p50 ms | p99 ms | non-2xx |")
+lines.append("|---|---|---|---|---|---|")
+names = ["upstream", "sg-none", "sg-hit", "nginx-hit", "sg-miss"]
+for name in names:
+    for rnd in sorted(data.get(name, {})):
+        rps, p50, p99, err = data[name][rnd]
+        lines.append(f"| {name} | {rnd} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {err} |")
+lines.append("")
+r34 = [data["sg-hit"][r][0] / data["nginx-hit"][r][0] for r in sorted(data["sg-hit"])]
+r32 = [data["sg-hit"][r][0] / data["sg-none"][r][0] for r in sorted(data["sg-hit"])]
+p99_34 = [data["sg-hit"][r][2] / data["nginx-hit"][r][2] for r in sorted(data["sg-hit"])]
+fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
+lines.append(f"- ratio 3/4 (sessiongate cache hit ÷ nginx auth_request hit, req/s): {fmt(r34)}; median **{statistics.median(r34):.2f}** (target ≥ 1.10)")
+lines.append(f"- ratio 3/2 (sessiongate cache hit ÷ sessiongate auth: none, req/s): {fmt(r32)}; median **{statistics.median(r32):.2f}** (target ≥ 0.95)")
+lines.append(f"- p99 sessiongate hit ÷ nginx hit: {fmt(p99_34)}; median **{statistics.median(p99_34):.2f}** (target ≤ 1.00)")
+for l in open(misses):
+    _, rnd, sent, distinct, calls = l.split()
+    ok = "exactly one per token" if int(calls) == int(distinct) else "MISMATCH"
+    lines.append(f"- cache misses, round {rnd}: {sent} requests, {distinct} distinct tokens, {calls} provider calls ({ok})")
+text = "\n".join(lines) + "\n"
+print(text)
+if out:
+    open(out, "w").write(text)
+PY
+echo "load: $(wc -l < "$results") passed, 0 failed"
