@@ -301,5 +301,10 @@ text = "\n".join(lines) + "\n"
 print(text)
 if out:
     open(out, "w").write(text)
+# Correctness, not speed, fails the run: every response 2xx, one provider call per token.
+bad = [f"{n} round {r}: {v[3]} non-2xx" for n in data for r, v in data[n].items() if v[3]]
+bad += [l.strip() for l in open(misses) if l.split()[3] != l.split()[4]]
+if bad:
+    sys.exit("load: " + "; ".join(bad))
 PY
-echo "load: $(wc -l < "$results") passed, 0 failed"
+echo "load: done, $(wc -l < "$results") runs"

@@ -130,4 +130,4 @@ if grep -q "$TOKEN" "$work/sessiongate.log"; then
     echo "observability: the token appears in the logs" >&2
     exit 1
 fi
-echo "observability: 3 passed, 0 failed"
+echo "observability: all checks passed (promtool, Prometheus scrape, dashboard queries)"
