@@ -1,6 +1,7 @@
 //! Assembly: validated [`Settings`] → shared state → a Pingora `Server` with two services
 //! (the proxy and the admin listener), and running it until a shutdown signal.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::admin::AdminApp;
 use crate::cache::IdentityCache;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::policy::Mode;
 use crate::provider::metered::Metered;
@@ -30,9 +31,22 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds the shared state: metrics, instrumented providers, routes, cache.
-    pub fn new(settings: Settings) -> Self {
+    /// Builds the shared state: metrics, instrumented providers, routes, cache. Upstream
+    /// host names are resolved here, once; a name that does not resolve is an error
+    /// naming the upstream.
+    pub fn new(settings: Settings) -> Result<Self, ConfigError> {
         let metrics = Metrics::new();
+        let mut resolved: HashMap<String, UpstreamTarget> = HashMap::new();
+        for r in &settings.routes {
+            if let UpstreamTarget::Http(up) = &r.upstream {
+                if !resolved.contains_key(&up.name) {
+                    let up2 = up
+                        .resolved()
+                        .map_err(|e| ConfigError::at(format!("upstreams.{}", up.name), e))?;
+                    resolved.insert(up.name.clone(), UpstreamTarget::Http(Arc::new(up2)));
+                }
+            }
+        }
         let routes = settings
             .routes
             .iter()
@@ -50,7 +64,10 @@ impl Gateway {
                         RouteAuth::Provider { name, provider }
                     }
                 },
-                upstream: r.upstream.clone(),
+                upstream: match &r.upstream {
+                    UpstreamTarget::Http(up) => resolved[&up.name].clone(),
+                    UpstreamTarget::Echo => UpstreamTarget::Echo,
+                },
                 policy: r.policy.clone(),
                 forward_authorization: r.forward_authorization,
             })
@@ -90,7 +107,7 @@ impl Gateway {
             trusted_proxies: settings.trusted_proxies.clone(),
             metrics,
         });
-        Gateway { settings, state }
+        Ok(Gateway { settings, state })
     }
 
     /// State shared by the proxy and admin services.

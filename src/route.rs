@@ -124,7 +124,8 @@ pub enum UpstreamTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     pub name: String,
-    /// `host:port` to connect to.
+    /// `ip:port` to connect to once the gateway has started (`host:port` before the host
+    /// name is resolved).
     pub address: String,
     pub tls: bool,
     /// Server name for TLS and the default `Host`.
@@ -144,6 +145,24 @@ pub struct Route {
     pub policy: RoutePolicy,
     /// Whether the client's `Authorization` header reaches the upstream.
     pub forward_authorization: bool,
+}
+
+impl Upstream {
+    /// This upstream with its host name resolved to one address, once, so that requests
+    /// never wait on DNS.
+    pub fn resolved(&self) -> Result<Upstream, String> {
+        use std::net::ToSocketAddrs;
+        let addr = self
+            .address
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve `{}`: {e}", self.address))?
+            .next()
+            .ok_or_else(|| format!("`{}` resolves to no address", self.address))?;
+        Ok(Upstream {
+            address: addr.to_string(),
+            ..self.clone()
+        })
+    }
 }
 
 impl Route {

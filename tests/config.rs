@@ -256,3 +256,40 @@ fn missing_file_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn unresolvable_upstream_passes_check_but_stops_the_start_naming_it() {
+    let dir = std::env::temp_dir().join(format!("sg-dns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gw.yaml");
+    std::fs::write(
+        &file,
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:1\n\
+         upstreams: { app: 'http://no-such-host.invalid:8080' }\n\
+         routes:\n  - { path_prefix: /, auth: none, upstream: app }\n",
+    )
+    .unwrap();
+    let check = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let run = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("upstreams.app") && stderr.contains("no-such-host.invalid"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

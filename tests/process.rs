@@ -98,6 +98,21 @@ log: {{ format: json, level: trace }}
         }
     }
 
+    // The container HEALTHCHECK form: no curl needed in the image.
+    let probe = |path: &str| {
+        Command::new(BIN)
+            .args([
+                "--healthcheck",
+                &format!("http://127.0.0.1:{admin_port}{path}"),
+            ])
+            .output()
+            .unwrap()
+    };
+    assert!(probe("/healthz").status.success());
+    let missing = probe("/nope");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+
     let pid = child.id().to_string();
     let stopped = Instant::now();
     assert!(Command::new("kill")

@@ -1,4 +1,6 @@
 //! `sessiongate --config FILE [--check]`: validate the config, then run the gateway.
+//! `sessiongate --healthcheck URL`: probe a local admin endpoint (container HEALTHCHECK,
+//! for images without curl).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,30 +20,47 @@ const EXIT_BAD_CONFIG: u8 = 64;
 #[command(version, about)]
 struct Args {
     /// Path of the YAML configuration file.
-    #[arg(short, long, env = "SESSIONGATE_CONFIG")]
-    config: PathBuf,
+    #[arg(
+        short,
+        long,
+        env = "SESSIONGATE_CONFIG",
+        required_unless_present = "healthcheck"
+    )]
+    config: Option<PathBuf>,
     /// Validate the configuration and exit: 0 when valid, 64 with the error otherwise.
     #[arg(long)]
     check: bool,
+    /// GET this plain-HTTP URL (e.g. http://127.0.0.1:9090/healthz) and exit 0 on a 200.
+    #[arg(long, value_name = "URL", conflicts_with = "check")]
+    healthcheck: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let settings = match sessiongate::config::load(&args.config) {
+    if let Some(url) = &args.healthcheck {
+        return match sessiongate::admin::probe(url, std::time::Duration::from_secs(3)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sessiongate: healthcheck {url}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = args
+        .config
+        .expect("clap requires --config without --healthcheck");
+    let settings = match sessiongate::config::load(&config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
                 "sessiongate: invalid configuration in {}: {e}",
-                args.config.display()
+                config.display()
             );
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
     if args.check {
-        println!(
-            "sessiongate: configuration {} is valid",
-            args.config.display()
-        );
+        println!("sessiongate: configuration {} is valid", config.display());
         return ExitCode::SUCCESS;
     }
     sessiongate::logging::init(&settings.log);
@@ -52,6 +71,13 @@ fn main() -> ExitCode {
         providers = settings.providers.len(),
         "sessiongate starting"
     );
-    sessiongate::Gateway::new(settings).run();
+    match sessiongate::Gateway::new(settings) {
+        Ok(gateway) => gateway.run(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("sessiongate: cannot start with {}: {e}", config.display());
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -2,7 +2,7 @@
 //! references checked, secrets resolved, URLs and addresses parsed. Each error names its key.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -201,15 +201,15 @@ fn upstream(path: &str, name: &str, text: &str) -> Result<Upstream> {
     let port = url
         .port_or_known_default()
         .unwrap_or(if tls { 443 } else { 80 });
-    // Resolved once at start: the proxy must never block on DNS per request.
-    let address = (host.as_str(), port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| ConfigError::at(path, format!("cannot resolve host `{host}`")))?;
+    // Host names are resolved when the gateway starts (`Gateway::new`), not here, so
+    // `--check` works where the upstreams' names do not resolve (CI, another cluster).
+    let address = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => std::net::SocketAddr::new(ip, port).to_string(),
+        Err(_) => format!("{host}:{port}"),
+    };
     Ok(Upstream {
         name: name.to_string(),
-        address: address.to_string(),
+        address,
         tls,
         host,
     })

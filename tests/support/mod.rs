@@ -266,7 +266,9 @@ pub fn start_gateway(yaml: &str, vars: &[(&str, String)]) -> GatewayHandle {
     }
     let settings = sessiongate::config::from_str(&text, std::path::Path::new("."))
         .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
-    let handle = Gateway::new(settings).spawn();
+    let handle = Gateway::new(settings)
+        .unwrap_or_else(|e| panic!("gateway cannot start: {e}"))
+        .spawn();
     assert!(
         handle.wait_ready(Duration::from_secs(20)),
         "gateway did not become ready"
