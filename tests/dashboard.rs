@@ -54,14 +54,7 @@ routes:
   - { name: api, path_prefix: /, provider: demo, upstream: app }
 "#;
     let g = start_gateway(config, &[("upstream", upstream.url())]);
-    let text = client()
-        .get(admin(&g, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&g).await;
     let names = dashboard_metric_names();
     assert!(names.len() >= 10, "{names:?}");
     let missing: Vec<&String> = names

@@ -494,12 +494,7 @@ async fn provider_down_fails_closed() {
             ("upstream", upstream.url()),
         ],
     );
-    let resp = client()
-        .get(at(&gateway, "/a"))
-        .header("authorization", "Bearer good-x")
-        .send()
-        .await
-        .unwrap();
+    let resp = get_bearer(&gateway, "/a", "good-x").await;
     assert_eq!(resp.status(), 503);
     assert_eq!(upstream.calls(), 0);
 }

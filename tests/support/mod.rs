@@ -296,18 +296,34 @@ pub fn admin(g: &GatewayHandle, path: &str) -> String {
     format!("http://{}{path}", g.admin_addr)
 }
 
-/// Reads one counter/gauge sample from the gateway's `/metrics`, e.g.
-/// `sessiongate_requests_total{outcome="allowed",route="api"}`; 0 when absent.
-pub async fn metric(g: &GatewayHandle, sample: &str) -> f64 {
-    let text = client()
+/// The gateway's whole `/metrics` text.
+pub async fn metrics_text(g: &GatewayHandle) -> String {
+    client()
         .get(admin(g, "/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// `GET path` through the gateway with `Authorization: Bearer <token>`.
+pub async fn get_bearer(g: &GatewayHandle, path: &str, token: &str) -> reqwest::Response {
+    client()
+        .get(at(g, path))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Reads one counter/gauge sample from the gateway's `/metrics`, e.g.
+/// `sessiongate_requests_total{outcome="allowed",route="api"}`; 0 when absent.
+pub async fn metric(g: &GatewayHandle, sample: &str) -> f64 {
+    metrics_text(g)
+        .await
+        .lines()
         .find_map(|l| {
             l.strip_prefix(sample)
                 .and_then(|rest| rest.trim().parse().ok())
