@@ -54,15 +54,21 @@ impl Gateway {
                 name: r.name.as_str().into(),
                 path_prefix: r.path_prefix.clone(),
                 host: r.host.clone(),
-                auth: match &r.provider {
-                    None => RouteAuth::None,
-                    Some(name) => {
-                        let inner = settings.providers[name].clone();
-                        let name: Arc<str> = name.as_str().into();
-                        let provider: Arc<dyn Provider> =
-                            Arc::new(Metered::new(name.clone(), inner, metrics.clone()));
-                        RouteAuth::Provider { name, provider }
-                    }
+                auth: if r.providers.is_empty() {
+                    RouteAuth::None
+                } else {
+                    RouteAuth::Providers(
+                        r.providers
+                            .iter()
+                            .map(|name| {
+                                let inner = settings.providers[name].clone();
+                                let name: Arc<str> = name.as_str().into();
+                                let provider: Arc<dyn Provider> =
+                                    Arc::new(Metered::new(name.clone(), inner, metrics.clone()));
+                                (name, provider)
+                            })
+                            .collect(),
+                    )
                 },
                 upstream: match &r.upstream {
                     UpstreamTarget::Http(up) => resolved[&up.name].clone(),
@@ -82,9 +88,9 @@ impl Gateway {
             .collect();
         metrics.init_series(
             routes.iter().map(|r| &*r.name),
-            routes.iter().filter_map(|r| match &r.auth {
-                RouteAuth::Provider { name, .. } => Some(&**name),
-                RouteAuth::None => None,
+            routes.iter().flat_map(|r| match &r.auth {
+                RouteAuth::Providers(list) => list.iter().map(|(n, _)| &**n).collect::<Vec<_>>(),
+                RouteAuth::None => Vec::new(),
             }),
             upstreams,
         );

@@ -158,8 +158,7 @@ impl Proxy {
         &self,
         session: &Session,
         ctx: &mut RequestCtx,
-        name: &Arc<str>,
-        provider: &Arc<dyn Provider>,
+        providers: &[(Arc<str>, Arc<dyn Provider>)],
     ) -> std::result::Result<Arc<Identity>, (&'static str, Refusal)> {
         let req = session.req_header();
         let token = extract_bearer(
@@ -171,6 +170,12 @@ impl Proxy {
             DEFAULT_MAX_TOKEN_BYTES,
         )
         .map_err(|e| (e.reason(), Refusal::bearer(e.rfc6750_code(), e.to_string())))?;
+        let Some((name, provider)) = providers.iter().find(|(_, p)| p.accepts(token)) else {
+            return Err((
+                "invalid_token",
+                Refusal::bearer("invalid_token", "the token is not valid"),
+            ));
+        };
         let key = self.state.hasher.key(name, token);
         ctx.token_ref = Some(key.short());
         ctx.provider = Some(name.clone());
@@ -357,9 +362,9 @@ impl ProxyHttp for Proxy {
             }
         }
 
-        if let RouteAuth::Provider { name, provider } = &route.auth {
+        if let RouteAuth::Providers(providers) = &route.auth {
             let started = Instant::now();
-            let result = self.authenticate(session, ctx, name, provider).await;
+            let result = self.authenticate(session, ctx, providers).await;
             ctx.auth_time = Some(started.elapsed());
             self.state
                 .metrics

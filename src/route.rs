@@ -104,11 +104,8 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 pub enum RouteAuth {
     /// No token read; identity headers are still stripped.
     None,
-    /// A valid token for this provider.
-    Provider {
-        name: Arc<str>,
-        provider: Arc<dyn Provider>,
-    },
+    /// A valid token for the first of these providers that accepts its shape.
+    Providers(Vec<(Arc<str>, Arc<dyn Provider>)>),
 }
 
 /// Where a route sends allowed requests.
@@ -168,7 +165,7 @@ impl Upstream {
 impl Route {
     /// True when requests on this route resolve a token (and so have an auth phase).
     pub fn auth_duration_applies(&self) -> bool {
-        matches!(self.auth, RouteAuth::Provider { .. })
+        matches!(self.auth, RouteAuth::Providers(_))
     }
 }
 

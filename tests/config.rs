@@ -38,6 +38,7 @@ fn check_accepts_every_shipped_config() {
             .env("KRYSTAL_API_KEY", "example-krystal-key")
             .env("PREFACTOR_API_KEY", "example-prefactor-key")
             .env("SESSIONS_PASSWORD", "example-password")
+            .env("INTROSPECTION_CLIENT_SECRET", "example-secret")
             .current_dir(file.parent().unwrap())
             .output()
             .unwrap();
@@ -178,6 +179,23 @@ fn check_rejects_bad_configs_naming_the_key() {
         (
             "routes:\n  - { path_prefix: /, auth: none, upstream: echo, mode: shadow }\n",
             &["routes[0].mode", "shadow"],
+        ),
+        // JWT providers.
+        (
+            "providers:\n  j: { kind: jwt, issuer: https://i/, audiences: [a], algorithms: [HS256], jwks_url: \"http://127.0.0.1:1/k\" }\nroutes:\n  - { path_prefix: /, provider: j, upstream: echo }\n",
+            &["providers.j.algorithms[0]", "HMAC"],
+        ),
+        (
+            "providers:\n  j: { kind: jwt, issuer: https://i/, algorithms: [ES256], jwks_url: \"http://127.0.0.1:1/k\" }\nroutes:\n  - { path_prefix: /, provider: j, upstream: echo }\n",
+            &["providers.j.audiences", "required"],
+        ),
+        (
+            "providers:\n  j: { kind: jwt, issuer: https://i/, audiences: [a], algorithms: [ES256] }\nroutes:\n  - { path_prefix: /, provider: j, upstream: echo }\n",
+            &["providers.j.jwks_url"],
+        ),
+        (
+            "providers:\n  j: { kind: jwt, issuer: https://i/, audiences: [a], algorithms: [ES256], jwks_url: \"http://127.0.0.1:1/k\" }\nroutes:\n  - { path_prefix: /, provider: [j, nope], upstream: echo }\n",
+            &["routes[0].provider", "nope"],
         ),
         // The generic http provider and preset overrides.
         (

@@ -60,6 +60,8 @@ pub enum ProviderKind {
     Enos,
     /// OIDC UserInfo.
     Userinfo,
+    /// JWT access tokens verified locally against a JWKS.
+    Jwt,
 }
 
 impl ProviderKind {
@@ -74,6 +76,7 @@ impl ProviderKind {
             ProviderKind::Prefactor => "prefactor",
             ProviderKind::Enos => "enos",
             ProviderKind::Userinfo => "userinfo",
+            ProviderKind::Jwt => "jwt",
         }
     }
 }
@@ -113,6 +116,22 @@ pub struct ProviderFile {
     pub client_secret_file: Option<String>,
     /// static: the tokens this provider knows.
     pub tokens: Option<Vec<StaticTokenFile>>,
+    /// jwt: the required `iss`.
+    pub issuer: Option<String>,
+    /// jwt: accepted `aud` values (a token must carry one).
+    pub audiences: Option<Vec<String>>,
+    /// jwt: allowed algorithms (asymmetric only).
+    pub algorithms: Option<Vec<String>>,
+    /// jwt: where the verification keys are published.
+    pub jwks_url: Option<String>,
+    /// jwt: a JWKS file instead of a URL.
+    pub jwks_file: Option<String>,
+    /// jwt: how often the JWKS is fetched again (default 10m).
+    pub jwks_refresh: Option<ConfigDuration>,
+    /// jwt: least time between fetches caused by unknown `kid`s (default 30s).
+    pub jwks_min_refresh_interval: Option<ConfigDuration>,
+    /// jwt: clock skew allowed on `nbf` / `iat` (default 30s).
+    pub leeway: Option<ConfigDuration>,
 }
 
 /// Where the user's token goes in the provider request.
@@ -155,10 +174,10 @@ pub struct CredentialFile {
     pub password_file: Option<String>,
 }
 
-/// One JSON pointer or several (tried in order).
+/// One value or a list (JSON pointers tried in order, provider names tried in order).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum Pointers {
+pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
@@ -222,9 +241,9 @@ pub struct ResponseFile {
     pub broken_when: Option<Vec<RuleFile>>,
     pub success: Option<Vec<PredicateFile>>,
     pub active: Option<Vec<PredicateFile>>,
-    pub subject: Option<Pointers>,
-    pub session_id: Option<String>,
-    pub scopes: Option<String>,
+    pub subject: Option<OneOrMany>,
+    pub session_id: Option<OneOrMany>,
+    pub scopes: Option<OneOrMany>,
     pub expires: Option<ExpiresFile>,
     pub ip_restrict: Option<String>,
     pub organizations: Option<Vec<String>>,
@@ -292,7 +311,8 @@ pub struct RouteFile {
     /// Match only requests for this host (the `Host` header, port ignored).
     pub host: Option<String>,
     pub auth: Option<AuthMode>,
-    pub provider: Option<String>,
+    /// A provider name, or a list tried in order by token shape (`[jwt, introspection]`).
+    pub provider: Option<OneOrMany>,
     pub upstream: String,
     /// Scopes every request on the route needs.
     pub require_scopes: Option<ScopeRuleFile>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::file::{
-    CredentialFile, ExpiresFile, ExpiryFormatFile, IfMissing, Pointers, PredicateFile,
+    CredentialFile, ExpiresFile, ExpiryFormatFile, IfMissing, OneOrMany, PredicateFile,
     ProviderFile, ProviderKind, ResponseFile, RuleFile, TokenIn,
 };
 use super::providers::reject_keys;
@@ -331,6 +331,18 @@ fn pointer(path: &str, p: &str) -> Result<String> {
     }
 }
 
+/// One pointer or a non-empty list of pointers (tried in order).
+fn pointer_list(path: &str, ps: &OneOrMany) -> Result<Vec<String>> {
+    let list = match ps {
+        OneOrMany::One(p) => vec![p.clone()],
+        OneOrMany::Many(ps) => ps.clone(),
+    };
+    if list.is_empty() {
+        return Err(ConfigError::at(path, "cannot be empty"));
+    }
+    list.iter().map(|p| pointer(path, p)).collect()
+}
+
 fn predicate(
     path: &str,
     ptr: &str,
@@ -440,7 +452,7 @@ fn expires(path: &str, e: &ExpiresFile) -> Result<ExpiryMapping> {
     })
 }
 
-fn apply_response(
+pub(super) fn apply_response(
     path: &str,
     r: &ResponseFile,
     outcome: &mut crate::provider::mapping::Outcome,
@@ -459,31 +471,18 @@ fn apply_response(
         mapping.active = predicates(&format!("{path}.active"), list)?;
     }
     if let Some(subject) = &r.subject {
-        let list = match subject {
-            Pointers::One(p) => vec![p.clone()],
-            Pointers::Many(ps) => ps.clone(),
-        };
-        if list.is_empty() {
-            return Err(ConfigError::at(
-                format!("{path}.subject"),
-                "cannot be empty",
-            ));
-        }
-        mapping.subject = list
-            .iter()
-            .map(|p| pointer(&format!("{path}.subject"), p))
-            .collect::<Result<_>>()?;
+        mapping.subject = pointer_list(&format!("{path}.subject"), subject)?;
     }
     let single = |key: &str, v: &Option<String>| -> Result<Option<String>> {
         v.as_deref()
             .map(|p| pointer(&format!("{path}.{key}"), p))
             .transpose()
     };
-    if r.session_id.is_some() {
-        mapping.session_id = single("session_id", &r.session_id)?;
+    if let Some(ps) = &r.session_id {
+        mapping.session_id = pointer_list(&format!("{path}.session_id"), ps)?;
     }
-    if r.scopes.is_some() {
-        mapping.scopes = single("scopes", &r.scopes)?;
+    if let Some(ps) = &r.scopes {
+        mapping.scopes = pointer_list(&format!("{path}.scopes"), ps)?;
     }
     if r.ip_restrict.is_some() {
         mapping.ip_restrict = single("ip_restrict", &r.ip_restrict)?;
@@ -519,7 +518,11 @@ fn apply_response(
     Ok(())
 }
 
-fn ca_roots(path: &str, file: Option<&str>, base_dir: &Path) -> Result<Vec<reqwest::Certificate>> {
+pub(super) fn ca_roots(
+    path: &str,
+    file: Option<&str>,
+    base_dir: &Path,
+) -> Result<Vec<reqwest::Certificate>> {
     let Some(file) = file else {
         return Ok(Vec::new());
     };

@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod file;
 pub mod http_provider;
+pub mod jwt_provider;
 pub mod providers;
 pub mod secret;
 pub mod validate;
@@ -66,8 +67,8 @@ pub struct RouteSettings {
     pub name: String,
     pub path_prefix: String,
     pub host: Option<String>,
-    /// `None` for `auth: none`.
-    pub provider: Option<String>,
+    /// Provider names, tried in order by token shape; empty for `auth: none`.
+    pub providers: Vec<String>,
     pub upstream: UpstreamTarget,
     pub policy: RoutePolicy,
     pub forward_authorization: bool,

@@ -36,12 +36,35 @@ pub fn provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn
                     ("client_id", p.client_id.is_some()),
                     ("client_secret", p.client_secret.is_some()),
                     ("client_secret_file", p.client_secret_file.is_some()),
+                    ("issuer", p.issuer.is_some()),
+                    ("audiences", p.audiences.is_some()),
+                    ("algorithms", p.algorithms.is_some()),
+                    ("jwks_url", p.jwks_url.is_some()),
+                    ("jwks_file", p.jwks_file.is_some()),
                 ],
             )?;
             static_provider(path, p, base_dir)
         }
+        ProviderKind::Jwt => super::jwt_provider::build(path, p, base_dir),
         kind => {
-            reject_keys(path, kind.as_str(), &[("tokens", p.tokens.is_some())])?;
+            reject_keys(
+                path,
+                kind.as_str(),
+                &[
+                    ("tokens", p.tokens.is_some()),
+                    ("issuer", p.issuer.is_some()),
+                    ("audiences", p.audiences.is_some()),
+                    ("algorithms", p.algorithms.is_some()),
+                    ("jwks_url", p.jwks_url.is_some()),
+                    ("jwks_file", p.jwks_file.is_some()),
+                    ("jwks_refresh", p.jwks_refresh.is_some()),
+                    (
+                        "jwks_min_refresh_interval",
+                        p.jwks_min_refresh_interval.is_some(),
+                    ),
+                    ("leeway", p.leeway.is_some()),
+                ],
+            )?;
             super::http_provider::build(path, p, base_dir)
         }
     }

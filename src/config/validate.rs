@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{AuthMode, FileConfig, MethodScopesFile, ModeFile, RouteFile, ScopeRuleFile};
+use super::file::{
+    AuthMode, FileConfig, MethodScopesFile, ModeFile, OneOrMany, RouteFile, ScopeRuleFile,
+};
 use super::{ConfigError, LogSettings, RouteSettings, Settings};
 use crate::cache::CacheSettings;
 use crate::forwarded::TrustedProxies;
@@ -242,27 +244,39 @@ fn route(
         Some(h) => Some(h.to_ascii_lowercase()),
         None => None,
     };
-    let provider = match (r.auth.unwrap_or(AuthMode::Required), &r.provider) {
+    let names: Option<Vec<String>> = r.provider.as_ref().map(|p| match p {
+        OneOrMany::One(n) => vec![n.clone()],
+        OneOrMany::Many(ns) => ns.clone(),
+    });
+    let providers = match (r.auth.unwrap_or(AuthMode::Required), &names) {
         (AuthMode::None, Some(_)) => {
             return Err(ConfigError::at(
                 format!("{path}.provider"),
                 "a route with `auth: none` reads no token; remove `provider`",
             ))
         }
-        (AuthMode::None, None) => None,
+        (AuthMode::None, None) => Vec::new(),
         (AuthMode::Required, None) => {
             return Err(ConfigError::at(
                 format!("{path}.provider"),
                 "required (or set `auth: none` for a public route)",
             ))
         }
-        (AuthMode::Required, Some(name)) if !providers.contains_key(name) => {
+        (AuthMode::Required, Some(list)) if list.is_empty() => {
             return Err(ConfigError::at(
                 format!("{path}.provider"),
-                format!("no provider named `{name}` under `providers`"),
+                "name at least one provider",
             ))
         }
-        (AuthMode::Required, Some(name)) => Some(name.clone()),
+        (AuthMode::Required, Some(list)) => {
+            if let Some(name) = list.iter().find(|n| !providers.contains_key(*n)) {
+                return Err(ConfigError::at(
+                    format!("{path}.provider"),
+                    format!("no provider named `{name}` under `providers`"),
+                ));
+            }
+            list.clone()
+        }
     };
     let upstream = upstreams.get(&r.upstream).cloned().ok_or_else(|| {
         ConfigError::at(
@@ -273,7 +287,7 @@ fn route(
             ),
         )
     })?;
-    let authenticated = provider.is_some();
+    let authenticated = !providers.is_empty();
     let policy = route_policy(path, r, authenticated)?;
     let forward_authorization = r.forward_authorization.unwrap_or(true);
     let name = match &r.name {
@@ -287,7 +301,7 @@ fn route(
         name,
         path_prefix: prefix.clone(),
         host,
-        provider,
+        providers,
         upstream,
         policy,
         forward_authorization,

@@ -193,9 +193,11 @@ pub struct ResponseMapping {
     pub active: Vec<Predicate>,
     /// Tried in order; the first present one is the subject. Required.
     pub subject: Vec<String>,
-    pub session_id: Option<String>,
-    /// A JSON array of strings, or one space-delimited string.
-    pub scopes: Option<String>,
+    /// Tried in order; the first present one is the session id.
+    pub session_id: Vec<String>,
+    /// Tried in order; the first present one holds the scopes: a JSON array of strings,
+    /// or one space-delimited string (JWT `scope` vs `scp`).
+    pub scopes: Vec<String>,
     pub expires: Option<ExpiryMapping>,
     /// A JSON array of addresses / CIDR blocks.
     pub ip_restrict: Option<String>,
@@ -236,8 +238,8 @@ impl ResponseMapping {
         }
         let identity = Identity {
             subject,
-            session_id: optional(doc, self.session_id.as_deref(), scalar_string)?,
-            scopes: optional(doc, self.scopes.as_deref(), scopes)?.unwrap_or_default(),
+            session_id: optional(doc, first_present(doc, &self.session_id), scalar_string)?,
+            scopes: optional(doc, first_present(doc, &self.scopes), scopes)?.unwrap_or_default(),
             expires_at: match &self.expires {
                 Some(m) => optional(doc, Some(&m.pointer), |p, v| {
                     expiry(doc, p, v, &m.format, now)
@@ -322,6 +324,14 @@ fn select<'a>(doc: &'a Value, pointer: &str) -> Vec<(String, &'a Value)> {
     }
     current.retain(|(_, v)| !v.is_null());
     current
+}
+
+/// The first of `pointers` with a value in `doc`.
+fn first_present<'a>(doc: &Value, pointers: &'a [String]) -> Option<&'a str> {
+    pointers
+        .iter()
+        .find(|p| present(doc, p).is_some())
+        .map(String::as_str)
 }
 
 /// The value at `pointer`, treating JSON `null` as absent.
@@ -473,8 +483,8 @@ mod tests {
         ResponseMapping {
             active: vec![Predicate::equals("/active", json!(true))],
             subject: vec!["/sub".into(), "/client_id".into()],
-            session_id: Some("/jti".into()),
-            scopes: Some("/scope".into()),
+            session_id: vec!["/jti".into()],
+            scopes: vec!["/scope".into()],
             expires: Some(ExpiryMapping {
                 pointer: "/exp".into(),
                 format: ExpiryFormat::UnixSeconds,

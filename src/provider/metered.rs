@@ -42,6 +42,10 @@ impl Provider for Metered {
         self.inner.kind()
     }
 
+    fn accepts(&self, token: &str) -> bool {
+        self.inner.accepts(token)
+    }
+
     async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError> {
         let gauge = self
             .metrics

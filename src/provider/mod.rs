@@ -8,6 +8,7 @@
 //!   template and a response mapping; [`presets`] holds the built-in descriptions.
 
 pub mod http;
+pub mod jwt;
 pub mod mapping;
 pub mod metered;
 pub mod presets;
@@ -92,6 +93,13 @@ impl ProviderError {
 pub trait Provider: Send + Sync + std::fmt::Debug {
     /// The `kind` this provider was configured with, for logs.
     fn kind(&self) -> &'static str;
+
+    /// Whether this provider handles tokens of this shape. When a route lists several
+    /// providers, the first that accepts a token resolves it (a `jwt` provider accepts
+    /// only JWT-shaped tokens, so opaque ones fall through to an introspection provider).
+    fn accepts(&self, _token: &str) -> bool {
+        true
+    }
 
     /// Resolves one token. Called only on a cache miss, at most once per token at a time.
     async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError>;

@@ -85,8 +85,8 @@ pub fn bitgo() -> Preset {
         },
         mapping: ResponseMapping {
             subject: vec!["/session/user".into()],
-            session_id: Some("/session/id".into()),
-            scopes: Some("/session/scope".into()),
+            session_id: vec!["/session/id".into()],
+            scopes: vec!["/session/scope".into()],
             expires: expires("/session/expires", ExpiryFormat::Rfc3339),
             ip_restrict: Some("/session/ipRestrict".into()),
             organizations: vec![
@@ -116,8 +116,8 @@ pub fn rfc7662() -> Preset {
             // Client-credentials tokens often carry no `sub`: fall back to the user name,
             // then to the client id.
             subject: vec!["/sub".into(), "/username".into(), "/client_id".into()],
-            session_id: Some("/jti".into()),
-            scopes: Some("/scope".into()),
+            session_id: vec!["/jti".into()],
+            scopes: vec!["/scope".into()],
             expires: expires("/exp", ExpiryFormat::UnixSeconds),
             ..Default::default()
         },
@@ -162,8 +162,8 @@ pub fn krystal() -> Preset {
                 },
             ],
             subject: vec!["/user/id".into()],
-            session_id: None,
-            scopes: Some("/scopes".into()),
+            session_id: vec![],
+            scopes: vec!["/scopes".into()],
             expires: expires("/expiry", ExpiryFormat::UnixSeconds),
             ip_restrict: None,
             organizations: vec!["/user/organizations/*/organization_id".into()],
@@ -206,7 +206,7 @@ pub fn prefactor() -> Preset {
         mapping: ResponseMapping {
             active: vec![Predicate::equals("/summary/status", json!("authenticated"))],
             subject: vec!["/summary/authenticated_identity_id".into()],
-            session_id: Some("/summary/id".into()),
+            session_id: vec!["/summary/id".into()],
             organizations: vec!["/summary/domain_id".into(), "/summary/pool_id".into()],
             ..Default::default()
         },
@@ -239,7 +239,7 @@ pub fn enos() -> Preset {
         },
         mapping: ResponseMapping {
             subject: vec!["/session/user/id".into()],
-            session_id: Some("/session/id".into()),
+            session_id: vec!["/session/id".into()],
             expires: expires(
                 "/session/expires",
                 ExpiryFormat::LifetimeSeconds {

@@ -1,0 +1,160 @@
+//! `kind: jwt`: checked settings for [`crate::provider::jwt::JwtProvider`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use super::file::ProviderFile;
+use super::http_provider::{apply_response, ca_roots};
+use super::providers::reject_keys;
+use super::ConfigError;
+use crate::provider::jwt::{JwtProvider, JwtSpec, KeySource};
+use crate::provider::mapping::{ExpiryFormat, ExpiryMapping, Outcome, ResponseMapping};
+use crate::provider::Provider;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// The standard claims of an access token (RFC 9068 / RFC 7519), overridable by `response`.
+fn default_mapping() -> ResponseMapping {
+    ResponseMapping {
+        subject: vec!["/sub".into()],
+        session_id: vec!["/sid".into(), "/jti".into()],
+        scopes: vec!["/scope".into(), "/scp".into()],
+        expires: Some(ExpiryMapping {
+            pointer: "/exp".into(),
+            format: ExpiryFormat::UnixSeconds,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Builds the JWT provider at `path`.
+pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
+    reject_keys(
+        path,
+        "jwt",
+        &[
+            ("url", p.url.is_some()),
+            ("method", p.method.is_some()),
+            ("token", p.token.is_some()),
+            ("headers", p.headers.is_some()),
+            ("body", p.body.is_some()),
+            ("credential", p.credential.is_some()),
+            ("client_id", p.client_id.is_some()),
+            ("client_secret", p.client_secret.is_some()),
+            ("client_secret_file", p.client_secret_file.is_some()),
+            ("tokens", p.tokens.is_some()),
+        ],
+    )?;
+    let issuer =
+        p.issuer.clone().filter(|i| !i.is_empty()).ok_or_else(|| {
+            ConfigError::at(format!("{path}.issuer"), "required: the tokens' `iss`")
+        })?;
+    let audiences = p.audiences.clone().unwrap_or_default();
+    if audiences.is_empty() {
+        return Err(ConfigError::at(
+            format!("{path}.audiences"),
+            "required: the `aud` values this gateway accepts",
+        ));
+    }
+    let names = p.algorithms.clone().unwrap_or_default();
+    if names.is_empty() {
+        return Err(ConfigError::at(
+            format!("{path}.algorithms"),
+            "required: an explicit allow-list such as [RS256, ES256, EdDSA]",
+        ));
+    }
+    let mut algorithms = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("{path}.algorithms[{i}]");
+        let alg: Algorithm = name
+            .parse()
+            .map_err(|_| ConfigError::at(&key, format!("{name:?} is not a JWS algorithm")))?;
+        if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+            return Err(ConfigError::at(
+                key,
+                "HMAC algorithms are not accepted: shared secrets invite algorithm confusion; use RS*/PS*/ES*/EdDSA",
+            ));
+        }
+        algorithms.push(alg);
+    }
+    let http = |what: &str| {
+        ConfigError::at(
+            format!("{path}.{what}"),
+            "give either `jwks_url` or `jwks_file`",
+        )
+    };
+    let keys = match (&p.jwks_url, &p.jwks_file) {
+        (Some(_), Some(_)) | (None, None) => return Err(http("jwks_url")),
+        (Some(url), None) => {
+            let parsed = reqwest::Url::parse(url).map_err(|e| {
+                ConfigError::at(format!("{path}.jwks_url"), format!("not a valid URL: {e}"))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::at(
+                    format!("{path}.jwks_url"),
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            crate::provider::http::install_crypto_provider();
+            let timeout = p.timeout.map_or(Duration::from_secs(5), |d| d.0);
+            let client = reqwest::Client::builder()
+                .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::limited(3))
+                .tls_certs_merge(ca_roots(path, p.ca_file.as_deref(), base_dir)?)
+                .build()
+                .map_err(|e| ConfigError::at(path, format!("cannot build the HTTP client: {e}")))?;
+            KeySource::Url {
+                url: parsed,
+                client,
+                max_bytes: p.max_response_bytes.unwrap_or(256 * 1024),
+            }
+        }
+        (None, Some(file)) => {
+            let full = base_dir.join(file);
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                ConfigError::at(
+                    format!("{path}.jwks_file"),
+                    format!("cannot read {}: {e}", full.display()),
+                )
+            })?;
+            let set = serde_json::from_str(&text).map_err(|e| {
+                ConfigError::at(
+                    format!("{path}.jwks_file"),
+                    format!("not a JWKS document: {e}"),
+                )
+            })?;
+            KeySource::Static(set)
+        }
+    };
+    let mut mapping = default_mapping();
+    if let Some(r) = &p.response {
+        if r.invalid_when.is_some() || r.broken_when.is_some() || r.success.is_some() {
+            return Err(ConfigError::at(
+                format!("{path}.response"),
+                "a jwt provider takes only mapping keys (subject, session_id, scopes, expires, ip_restrict, organizations, claims, active)",
+            ));
+        }
+        apply_response(
+            &format!("{path}.response"),
+            r,
+            &mut Outcome::default(),
+            &mut mapping,
+        )?;
+    }
+    Ok(Arc::new(JwtProvider::new(JwtSpec {
+        issuer,
+        audiences,
+        algorithms,
+        keys,
+        refresh: p.jwks_refresh.map_or(Duration::from_secs(600), |d| d.0),
+        min_refresh_interval: p
+            .jwks_min_refresh_interval
+            .map_or(Duration::from_secs(30), |d| d.0),
+        leeway: p.leeway.map_or(Duration::from_secs(30), |d| d.0),
+        mapping,
+    })))
+}
