@@ -92,6 +92,7 @@ fn routing(c: &mut Criterion) {
         upstream: UpstreamTarget::Echo,
         policy: Default::default(),
         forward_authorization: true,
+        assertion: None,
     };
     let table = RouteTable::new(vec![
         route("/"),

@@ -91,6 +91,11 @@ impl ServeHttp for AdminApp {
                     )
                 }
             }
+            "/.well-known/jwks.json" => reply(
+                StatusCode::OK,
+                "application/jwk-set+json",
+                self.state.jwks.clone(),
+            ),
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",

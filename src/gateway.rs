@@ -14,6 +14,7 @@ use pingora::services::listening::Service;
 use tokio::sync::Notify;
 
 use crate::admin::AdminApp;
+use crate::assertion::AssertionCache;
 use crate::cache::IdentityCache;
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;
@@ -76,6 +77,7 @@ impl Gateway {
                 },
                 policy: r.policy.clone(),
                 forward_authorization: r.forward_authorization,
+                assertion: r.assertion.clone(),
             })
             .collect();
         let routes: Vec<Route> = routes;
@@ -111,6 +113,8 @@ impl Gateway {
             hasher: TokenHasher::random(),
             identity_headers: settings.identity_headers.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
+            assertions: AssertionCache::default(),
+            jwks: crate::assertion::jwks(&settings.assertion_keys),
             metrics,
         });
         Ok(Gateway { settings, state })

@@ -17,7 +17,8 @@
 //! - [`proxy`]: the Pingora `ProxyHttp` phases that tie the above together.
 //! - [`respond`]: the JSON error responses the gateway writes itself.
 //! - [`echo`]: the built-in `echo` upstream.
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/.well-known/jwks.json`.
+//! - [`assertion`]: signed identity assertions (JWT) for upstreams.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`gateway`]: assembling and running the Pingora server.
 //! - [`logging`]: `tracing` setup.
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod assertion;
 pub mod cache;
 pub mod config;
 pub mod echo;

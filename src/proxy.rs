@@ -23,10 +23,12 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::assertion::AssertionCache;
 use crate::cache::{CacheStatus, IdentityCache, Lookup};
 use crate::echo;
 use crate::forwarded::TrustedProxies;
@@ -37,7 +39,7 @@ use crate::policy::{self, Denial, Mode};
 use crate::provider::{InvalidReason, Provider};
 use crate::respond::Refusal;
 use crate::route::{normalize_path, Route, RouteAuth, RouteTable, UpstreamTarget};
-use crate::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
+use crate::token::{extract_bearer, TokenHasher, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
 
 /// Route label for requests that matched no route.
 pub const UNMATCHED: &str = "_unmatched";
@@ -52,6 +54,9 @@ pub struct GatewayState {
     pub hasher: TokenHasher,
     pub identity_headers: IdentityHeaders,
     pub trusted_proxies: TrustedProxies,
+    pub assertions: AssertionCache,
+    /// The JWKS document of the assertion keys, served by the admin listener.
+    pub jwks: Vec<u8>,
     pub metrics: Metrics,
 }
 
@@ -75,6 +80,10 @@ pub struct RequestCtx {
     client: Option<IpAddr>,
     /// On a report-mode route: the reason the request would have been denied.
     would_deny: Option<&'static str>,
+    /// The keyed hash of the token, once read.
+    token_key: Option<TokenKey>,
+    /// The signed identity assertion for the upstream, on routes that have one.
+    assertion: Option<(HeaderName, HeaderValue)>,
 }
 
 /// The Pingora proxy application.
@@ -178,6 +187,7 @@ impl Proxy {
         };
         let key = self.state.hasher.key(name, token);
         ctx.token_ref = Some(key.short());
+        ctx.token_key = Some(key);
         ctx.provider = Some(name.clone());
         let (status, lookup) = self.state.cache.lookup(key, token, provider.as_ref()).await;
         ctx.cache = Some(status);
@@ -212,6 +222,9 @@ impl Proxy {
         }
         if let (Some(identity), Some(provider)) = (&ctx.identity, &ctx.provider) {
             headers::set_identity(req, &self.state.identity_headers, identity, provider);
+        }
+        if let Some((name, value)) = &ctx.assertion {
+            req.insert_header(name.clone(), value.clone())?;
         }
         if ctx.route.as_ref().is_some_and(|r| !r.forward_authorization) {
             req.remove_header(&AUTHORIZATION);
@@ -311,6 +324,8 @@ impl ProxyHttp for Proxy {
             peer: None,
             client: None,
             would_deny: None,
+            token_key: None,
+            assertion: None,
         }
     }
 
@@ -389,6 +404,31 @@ impl ProxyHttp for Proxy {
             for denial in denials {
                 if let Some(done) = self.deny(session, ctx, &route, denial).await? {
                     return Ok(done);
+                }
+            }
+            if let (Some(spec), Some(key), Some(identity), Some(provider)) = (
+                &route.assertion,
+                ctx.token_key,
+                &ctx.identity,
+                &ctx.provider,
+            ) {
+                match self
+                    .state
+                    .assertions
+                    .get(key, &route.name, spec, identity, provider)
+                    .await
+                {
+                    Ok(value) => ctx.assertion = Some((spec.header.clone(), value)),
+                    // Never forward without the assertion the upstream expects.
+                    Err(e) => {
+                        tracing::error!(request_id = %ctx.request_id, route = %route.name, error = %e, "cannot sign the identity assertion");
+                        let refusal = Refusal::plain(
+                            500,
+                            "internal_error",
+                            "the gateway could not sign the identity assertion",
+                        );
+                        return self.refuse(session, ctx, "assertion_failed", refusal).await;
+                    }
                 }
             }
         }

@@ -142,6 +142,8 @@ pub struct Route {
     pub policy: RoutePolicy,
     /// Whether the client's `Authorization` header reaches the upstream.
     pub forward_authorization: bool,
+    /// A signed identity assertion to set on the upstream request.
+    pub assertion: Option<Arc<crate::assertion::AssertionSpec>>,
 }
 
 impl Upstream {
@@ -274,6 +276,7 @@ mod tests {
             upstream: UpstreamTarget::Echo,
             policy: RoutePolicy::default(),
             forward_authorization: true,
+            assertion: None,
         }
     }
 

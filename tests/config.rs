@@ -180,6 +180,15 @@ fn check_rejects_bad_configs_naming_the_key() {
             "routes:\n  - { path_prefix: /, auth: none, upstream: echo, mode: shadow }\n",
             &["routes[0].mode", "shadow"],
         ),
+        // Identity assertions.
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, assertion: { audience: app } }\n",
+            &["routes[0].assertion", "assertion_keys"],
+        ),
+        (
+            "assertion_keys: [{ kid: k, algorithm: HS256, key_file: k.pem }]\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["assertion_keys[0]"],
+        ),
         // JWT providers.
         (
             "providers:\n  j: { kind: jwt, issuer: https://i/, audiences: [a], algorithms: [HS256], jwks_url: \"http://127.0.0.1:1/k\" }\nroutes:\n  - { path_prefix: /, provider: j, upstream: echo }\n",

@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub cache: CacheFile,
     #[serde(default)]
     pub upstreams: BTreeMap<String, String>,
+    /// Keys that sign identity assertions; all are published on the admin JWKS.
+    #[serde(default)]
+    pub assertion_keys: Vec<AssertionKeyFile>,
     /// Peers (addresses / CIDR blocks) whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -326,6 +329,35 @@ pub struct RouteFile {
     pub mode: Option<ModeFile>,
     /// Whether the client's `Authorization` header reaches the upstream (default true).
     pub forward_authorization: Option<bool>,
+    /// A signed identity assertion for the upstream.
+    pub assertion: Option<AssertionFile>,
+}
+
+/// One `assertion_keys` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionKeyFile {
+    pub kid: String,
+    /// ES256, EdDSA, RS256 or PS256.
+    pub algorithm: String,
+    /// PEM private key.
+    pub key_file: String,
+}
+
+/// A route's `assertion:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionFile {
+    /// Upstream header (default `<prefix>Assertion`).
+    pub header: Option<String>,
+    /// `kid` of the signing key (default: the first of `assertion_keys`).
+    pub key: Option<String>,
+    /// Lifetime (default 60s), never past the identity's own expiry.
+    pub ttl: Option<ConfigDuration>,
+    /// `aud`: who the assertion is for (usually the upstream's name).
+    pub audience: String,
+    /// `iss` (default `sessiongate`).
+    pub issuer: Option<String>,
 }
 
 /// `require_scopes: { all_of, any_of }`.

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use secret::Secret;
 
+use crate::assertion::{AssertionSpec, SigningKey};
 use crate::cache::CacheSettings;
 use crate::forwarded::TrustedProxies;
 use crate::headers::IdentityHeaders;
@@ -72,6 +73,7 @@ pub struct RouteSettings {
     pub upstream: UpstreamTarget,
     pub policy: RoutePolicy,
     pub forward_authorization: bool,
+    pub assertion: Option<Arc<AssertionSpec>>,
 }
 
 /// Log settings.
@@ -92,6 +94,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub routes: Vec<RouteSettings>,
     pub trusted_proxies: TrustedProxies,
+    /// Every assertion signing key (published on the admin JWKS).
+    pub assertion_keys: Vec<Arc<SigningKey>>,
     pub identity_headers: IdentityHeaders,
     pub log: LogSettings,
 }

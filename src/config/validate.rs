@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::{
-    AuthMode, FileConfig, MethodScopesFile, ModeFile, OneOrMany, RouteFile, ScopeRuleFile,
+    AssertionFile, AuthMode, FileConfig, MethodScopesFile, ModeFile, OneOrMany, RouteFile,
+    ScopeRuleFile,
 };
 use super::{ConfigError, LogSettings, RouteSettings, Settings};
+use crate::assertion::{AssertionSpec, SigningKey};
 use crate::cache::CacheSettings;
 use crate::forwarded::TrustedProxies;
 use crate::headers::{IdentityHeaders, DEFAULT_PREFIX};
@@ -66,6 +68,8 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         );
     }
 
+    let assertion_keys = assertion_keys(&file, base_dir)?;
+
     if file.routes.is_empty() {
         return Err(ConfigError::at("routes", "at least one route is needed"));
     }
@@ -74,7 +78,16 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
     let mut names = HashSet::new();
     for (i, r) in file.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
-        let route = route(&path, r, &providers, &upstreams)?;
+        let mut route = route(&path, r, &providers, &upstreams)?;
+        if let Some(a) = &r.assertion {
+            route.assertion = Some(assertion(
+                &path,
+                a,
+                &assertion_keys,
+                &identity_prefix(&file),
+                !route.providers.is_empty(),
+            )?);
+        }
         if !seen.insert((route.host.clone(), route.path_prefix.clone())) {
             return Err(ConfigError::at(
                 format!("{path}.path_prefix"),
@@ -113,6 +126,7 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         cache: cache(&file)?,
         routes,
         trusted_proxies: TrustedProxies(cidrs("trusted_proxies", &file.trusted_proxies)?),
+        assertion_keys,
         identity_headers,
         log: LogSettings {
             format: file.log.format,
@@ -305,7 +319,112 @@ fn route(
         upstream,
         policy,
         forward_authorization,
+        assertion: None,
     })
+}
+
+fn identity_prefix(file: &FileConfig) -> String {
+    file.identity_headers
+        .prefix
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PREFIX.to_string())
+}
+
+fn assertion_keys(file: &FileConfig, base_dir: &Path) -> Result<Vec<Arc<SigningKey>>> {
+    let mut keys: Vec<Arc<SigningKey>> = Vec::new();
+    for (i, k) in file.assertion_keys.iter().enumerate() {
+        let path = format!("assertion_keys[{i}]");
+        if k.kid.is_empty() || keys.iter().any(|o| o.kid == k.kid) {
+            return Err(ConfigError::at(
+                format!("{path}.kid"),
+                "kids must be non-empty and unique",
+            ));
+        }
+        let algorithm: jsonwebtoken::Algorithm = k.algorithm.parse().map_err(|_| {
+            ConfigError::at(
+                format!("{path}.algorithm"),
+                format!("{:?}: use ES256, EdDSA, RS256 or PS256", k.algorithm),
+            )
+        })?;
+        let full = base_dir.join(&k.key_file);
+        let pem = std::fs::read_to_string(&full).map_err(|e| {
+            ConfigError::at(
+                format!("{path}.key_file"),
+                format!("cannot read {}: {e}", full.display()),
+            )
+        })?;
+        let key = SigningKey::from_pem(&k.kid, algorithm, &pem)
+            .map_err(|e| ConfigError::at(format!("{path}.key_file"), e))?;
+        keys.push(Arc::new(key));
+    }
+    Ok(keys)
+}
+
+fn assertion(
+    path: &str,
+    a: &AssertionFile,
+    keys: &[Arc<SigningKey>],
+    prefix: &str,
+    authenticated: bool,
+) -> Result<Arc<AssertionSpec>> {
+    let path = format!("{path}.assertion");
+    if !authenticated {
+        return Err(ConfigError::at(
+            path,
+            "a route with `auth: none` has no identity to assert",
+        ));
+    }
+    let key = match &a.key {
+        Some(kid) => keys
+            .iter()
+            .find(|k| &k.kid == kid)
+            .cloned()
+            .ok_or_else(|| {
+                ConfigError::at(
+                    format!("{path}.key"),
+                    format!("no `assertion_keys` entry with kid `{kid}`"),
+                )
+            })?,
+        None => keys.first().cloned().ok_or_else(|| {
+            ConfigError::at(
+                path.clone(),
+                "needs a signing key: add one under `assertion_keys`",
+            )
+        })?,
+    };
+    let header = a
+        .header
+        .clone()
+        .unwrap_or_else(|| format!("{prefix}Assertion"));
+    let normalized = |s: &str| s.to_ascii_lowercase().replace('_', "-");
+    if !normalized(&header).starts_with(&normalized(prefix)) {
+        return Err(ConfigError::at(
+            format!("{path}.header"),
+            format!("must start with the identity header prefix `{prefix}`, so client-sent copies are always stripped"),
+        ));
+    }
+    let header = http::HeaderName::from_bytes(header.as_bytes())
+        .map_err(|_| ConfigError::at(format!("{path}.header"), "not a valid header name"))?;
+    let ttl = a.ttl.map_or(Duration::from_secs(60), |d| d.0);
+    if ttl < Duration::from_secs(1) {
+        return Err(ConfigError::at(
+            format!("{path}.ttl"),
+            "must be at least 1s",
+        ));
+    }
+    if a.audience.is_empty() {
+        return Err(ConfigError::at(
+            format!("{path}.audience"),
+            "cannot be empty",
+        ));
+    }
+    Ok(Arc::new(AssertionSpec {
+        header,
+        key,
+        ttl,
+        audience: a.audience.clone(),
+        issuer: a.issuer.clone().unwrap_or_else(|| "sessiongate".into()),
+    }))
 }
 
 fn cidrs(path: &str, list: &[String]) -> Result<Vec<IpNet>> {
