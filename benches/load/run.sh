@@ -22,6 +22,7 @@
 # Needs: nginx, wrk (Debian packages), python3, a release build (cargo build --release).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/e2e/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
@@ -42,7 +43,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); PROV=$(free_port); SG=$(free_port); SGADMIN=$(free_port); NGX=$(free_port)
 mkdir -p "$work/nginx"
 # nginx workers run as the invoking user, with their temp files in the work dir.

@@ -4,6 +4,7 @@
 # with openssl. Run by .ci/run. Needs python3 (venv + pip), openssl, curl, a built binary.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/e2e/lib.sh
 BIN=${SESSIONGATE_BIN:-target/debug/sessiongate}
 VENV=${PYJWT_VENV:-target/pyjwt-venv}
 if ! "$VENV/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
@@ -19,7 +20,6 @@ trap cleanup EXIT
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/es.pem" 2>/dev/null
 openssl genpkey -algorithm ed25519 -out "$work/ed.pem" 2>/dev/null
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rsa.pem" 2>/dev/null
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 LISTEN=$(free_port); ADMIN=$(free_port)
 TOKEN="assertion-e2e-token"
 DIGEST=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
@@ -45,7 +45,7 @@ log: { level: warn }
 YAML
 "$BIN" --config "$work/gw.yaml" 2>"$work/gw.log" &
 pid=$!
-for _ in $(seq 200); do curl -fs -o /dev/null "http://127.0.0.1:$ADMIN/readyz" && break; sleep 0.05; done
+wait_http "http://127.0.0.1:$ADMIN/readyz" 10
 curl -fs "http://127.0.0.1:$ADMIN/.well-known/jwks.json" > "$work/jwks.json"
 for kind in es ed rsa; do
     curl -fs -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$LISTEN/$kind/x" > "$work/echo-$kind.json"

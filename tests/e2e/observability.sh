@@ -8,6 +8,7 @@
 # python3, and a built binary (SESSIONGATE_BIN, default target/debug/sessiongate).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/e2e/lib.sh
 
 BIN=${SESSIONGATE_BIN:-target/debug/sessiongate}
 for tool in promtool prometheus curl python3; do
@@ -24,7 +25,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 LISTEN=$(free_port); ADMIN=$(free_port); PROM=$(free_port)
 TOKEN="e2e-valid-token-$RANDOM$RANDOM"
 DIGEST=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
@@ -47,15 +47,7 @@ YAML
 "$BIN" --config "$work/sessiongate.yaml" 2>"$work/sessiongate.log" &
 pids+=($!)
 
-wait_for() { # url, seconds
-    for _ in $(seq 1 $(( $2 * 10 ))); do
-        curl -fs -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "observability: $1 did not answer" >&2
-    return 1
-}
-wait_for "http://127.0.0.1:$ADMIN/readyz" 30
+wait_http "http://127.0.0.1:$ADMIN/readyz" 30
 
 ALLOWED=7; INVALID=3; MISSING=2
 for _ in $(seq $ALLOWED); do
@@ -86,7 +78,7 @@ YAML
 prometheus --config.file="$work/prometheus.yml" --web.listen-address="127.0.0.1:$PROM" \
     --storage.tsdb.path="$work/tsdb" >"$work/prometheus.log" 2>&1 &
 pids+=($!)
-wait_for "http://127.0.0.1:$PROM/-/ready" 60
+wait_http "http://127.0.0.1:$PROM/-/ready" 60
 
 query() { # expr → the single value, or "none"
     curl -fs "http://127.0.0.1:$PROM/api/v1/query" --data-urlencode "query=$1" |
