@@ -160,8 +160,23 @@ impl Gateway {
         // The admin listener needs no more than one thread.
         admin.threads = Some(1);
 
+        let providers: Vec<(Arc<str>, Arc<dyn Provider>)> = self
+            .state
+            .routes
+            .iter()
+            .flat_map(|r| match &r.auth {
+                RouteAuth::Providers(list) => list.clone(),
+                RouteAuth::None => Vec::new(),
+            })
+            .collect();
+        let warm_up = pingora::services::background::background_service(
+            "sessiongate warm-up",
+            WarmUp { providers },
+        );
+
         server.add_service(proxy);
         server.add_service(admin);
+        server.add_service(warm_up);
         server
     }
 
@@ -189,6 +204,29 @@ impl Gateway {
             stop,
             thread: Some(thread),
         }
+    }
+}
+
+/// Runs each provider's warm-up (JWKS fetches) once at start, then idles until shutdown
+/// so that connections it opened stay served by its runtime.
+struct WarmUp {
+    providers: Vec<(Arc<str>, Arc<dyn Provider>)>,
+}
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for WarmUp {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut done: Vec<&str> = Vec::new();
+        for (name, provider) in &self.providers {
+            if done.contains(&&**name) {
+                continue;
+            }
+            done.push(name);
+            if let Err(e) = provider.warm_up().await {
+                tracing::warn!(provider = %name, error = %e, "warm-up failed; the first request will try again");
+            }
+        }
+        let _ = shutdown.changed().await;
     }
 }
 

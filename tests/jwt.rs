@@ -139,6 +139,16 @@ async fn jwt_tokens_are_verified_locally_and_opaque_ones_introspected() {
         ],
     );
 
+    // The JWKS is fetched at start, before any token arrives.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while jwks_server.calls() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "JWKS not fetched at start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
     // Each algorithm, accepted; identity from the claims.
     for (key, sub) in [(&es, "es-user"), (&ed, "ed-user"), (&rsa, "rsa-user")] {
         let token = sign(key, &claims(sub));

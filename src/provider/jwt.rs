@@ -205,6 +205,19 @@ impl Provider for JwtProvider {
         looks_like_jwt(token)
     }
 
+    /// Fetches the JWKS at start, so the first token does not wait for it.
+    async fn warm_up(&self) -> Result<(), ProviderError> {
+        if !matches!(self.spec.keys, KeySource::Url { .. }) {
+            return Ok(());
+        }
+        let mut keys = self.keys.lock().await;
+        if keys.fetched.is_none() {
+            keys.last_attempt = Some(Instant::now());
+            *keys = load(&self.fetch().await?);
+        }
+        Ok(())
+    }
+
     async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError> {
         let invalid = Ok(Resolution::Invalid(InvalidReason::Unknown));
         let Ok(header) = jsonwebtoken::decode_header(token) else {

@@ -46,6 +46,10 @@ impl Provider for Metered {
         self.inner.accepts(token)
     }
 
+    async fn warm_up(&self) -> Result<(), ProviderError> {
+        self.inner.warm_up().await
+    }
+
     async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError> {
         let gauge = self
             .metrics

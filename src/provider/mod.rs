@@ -101,6 +101,12 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         true
     }
 
+    /// Prepares what the provider needs before the first request (a JWKS fetch), once,
+    /// when the gateway starts. A failure is logged and the first request tries again.
+    async fn warm_up(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Resolves one token. Called only on a cache miss, at most once per token at a time.
     async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError>;
 }
