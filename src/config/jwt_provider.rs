@@ -98,15 +98,12 @@ pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Pr
                     "must be an http:// or https:// URL",
                 ));
             }
-            crate::provider::http::install_crypto_provider();
-            let timeout = p.timeout.map_or(Duration::from_secs(5), |d| d.0);
-            let client = reqwest::Client::builder()
-                .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
-                .timeout(timeout)
-                .redirect(reqwest::redirect::Policy::limited(3))
-                .tls_certs_merge(ca_roots(path, p.ca_file.as_deref(), base_dir)?)
-                .build()
-                .map_err(|e| ConfigError::at(path, format!("cannot build the HTTP client: {e}")))?;
+            let client = crate::provider::http::client(
+                p.timeout.map_or(Duration::from_secs(5), |d| d.0),
+                ca_roots(path, p.ca_file.as_deref(), base_dir)?,
+                reqwest::redirect::Policy::limited(3),
+            )
+            .map_err(|e| ConfigError::at(path, format!("cannot build the HTTP client: {e}")))?;
             KeySource::Url {
                 url: parsed,
                 client,

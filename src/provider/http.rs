@@ -86,20 +86,54 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The HTTP client every outbound call of the gateway uses (providers, JWKS): our user
+/// agent, `timeout` for the whole call, the system CA store plus `extra_roots`.
+pub fn client(
+    timeout: Duration,
+    extra_roots: Vec<reqwest::Certificate>,
+    redirect: reqwest::redirect::Policy,
+) -> Result<reqwest::Client, String> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
+        .redirect(redirect)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tls_certs_merge(extra_roots)
+        .build()
+        .map_err(|e| error_chain(&e))
+}
+
+/// Reads a response body of at most `limit` bytes, refusing a larger one as soon as its
+/// `Content-Length` or its running size says so (never buffering it whole).
+pub async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+    transport_error: impl Fn(reqwest::Error) -> ProviderError,
+) -> Result<BytesMut, ProviderError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(ProviderError::TooLarge(limit));
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(&transport_error)? {
+        if body.len() + chunk.len() > limit {
+            return Err(ProviderError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 impl HttpProvider {
     /// Builds the client: no redirects (a token must not follow a redirect), the system CA
     /// store plus `extra_roots`, the spec's timeout for the whole call.
     pub fn new(spec: HttpProviderSpec) -> Result<Self, String> {
-        install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(spec.timeout)
-            .connect_timeout(spec.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tls_certs_merge(spec.extra_roots.clone())
-            .build()
-            .map_err(|e| error_chain(&e))?;
+        let client = client(
+            spec.timeout,
+            spec.extra_roots.clone(),
+            reqwest::redirect::Policy::none(),
+        )?;
         Ok(HttpProvider { spec, client })
     }
 
@@ -161,21 +195,6 @@ impl HttpProvider {
         }
     }
 
-    async fn read_body(&self, mut resp: reqwest::Response) -> Result<BytesMut, ProviderError> {
-        let limit = self.spec.max_response_bytes;
-        if resp.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(ProviderError::TooLarge(limit));
-        }
-        let mut body = BytesMut::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
-            if body.len() + chunk.len() > limit {
-                return Err(ProviderError::TooLarge(limit));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
-
     fn transport_error(&self, e: reqwest::Error) -> ProviderError {
         if e.is_timeout() {
             ProviderError::Timeout(self.spec.timeout)
@@ -227,7 +246,8 @@ impl Provider for HttpProvider {
             .await
             .map_err(|e| self.transport_error(e))?;
         let status = resp.status();
-        let body = match self.read_body(resp).await {
+        let limit = self.spec.max_response_bytes;
+        let body = match read_limited(resp, limit, |e| self.transport_error(e)).await {
             Ok(body) => body,
             // An oversized error page still has a status the rules can judge.
             Err(ProviderError::TooLarge(_)) if !status.is_success() => BytesMut::new(),

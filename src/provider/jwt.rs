@@ -149,13 +149,10 @@ impl JwtProvider {
         if !resp.status().is_success() {
             return Err(ProviderError::Status(resp.status().as_u16()));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ProviderError::Unreachable(format!("JWKS: {}", e.without_url())))?;
-        if body.len() > *max_bytes {
-            return Err(ProviderError::TooLarge(*max_bytes));
-        }
+        let body = super::http::read_limited(resp, *max_bytes, |e| {
+            ProviderError::Unreachable(format!("JWKS: {}", e.without_url()))
+        })
+        .await?;
         serde_json::from_slice(&body).map_err(|e| ProviderError::NotJson(format!("JWKS: {e}")))
     }
 
