@@ -109,19 +109,25 @@ fn routing(c: &mut Criterion) {
     });
 }
 
+/// `GET /api/v2/wallets` with the four headers a typical API client sends, plus `extra`.
+fn sample_request(authorization: &str, extra: &[(&str, &str)]) -> RequestHeader {
+    let mut req = RequestHeader::build("GET", b"/api/v2/wallets", None).unwrap();
+    let common = [
+        ("host", "api.example.com"),
+        ("authorization", authorization),
+        ("accept", "application/json"),
+        ("user-agent", "bench/1.0"),
+    ];
+    for (k, v) in common.iter().chain(extra) {
+        req.append_header(k.to_string(), *v).unwrap();
+    }
+    req
+}
+
 fn headers(c: &mut Criterion) {
     let names = IdentityHeaders::new("X-Auth-").unwrap();
     let id = identity();
-    let mut base = RequestHeader::build("GET", b"/api/v2/wallets", None).unwrap();
-    for (k, v) in [
-        ("host", "api.example.com"),
-        ("authorization", "Bearer x"),
-        ("accept", "application/json"),
-        ("user-agent", "bench/1.0"),
-        ("x-auth-subject", "spoofed"),
-    ] {
-        base.append_header(k, v).unwrap();
-    }
+    let base = sample_request("Bearer x", &[("x-auth-subject", "spoofed")]);
     c.bench_function("headers: sanitize + set identity", |b| {
         b.iter(|| {
             let mut req = base.clone();
@@ -179,15 +185,7 @@ fn whole_hit_path(c: &mut Criterion) {
     };
     let client: IpAddr = "203.0.113.9".parse().unwrap();
     let header = format!("Bearer {TOKEN}");
-    let mut base = RequestHeader::build("GET", b"/api/v2/wallets", None).unwrap();
-    for (k, v) in [
-        ("host", "api.example.com"),
-        ("authorization", header.as_str()),
-        ("accept", "application/json"),
-        ("user-agent", "bench/1.0"),
-    ] {
-        base.append_header(k, v).unwrap();
-    }
+    let base = sample_request(&header, &[]);
     rt.block_on(cache.lookup(hasher.key("idp", TOKEN), TOKEN, &provider));
     c.bench_function("hit path: token + cache hit + decision + headers", |b| {
         b.to_async(&rt).iter(|| async {
@@ -222,15 +220,7 @@ fn whole_hit_path(c: &mut Criterion) {
 /// The request header clone every header benchmark starts from, measured alone so it
 /// can be subtracted.
 fn header_clone(c: &mut Criterion) {
-    let mut base = RequestHeader::build("GET", b"/api/v2/wallets", None).unwrap();
-    for (k, v) in [
-        ("host", "api.example.com"),
-        ("authorization", "Bearer x"),
-        ("accept", "application/json"),
-        ("user-agent", "bench/1.0"),
-    ] {
-        base.append_header(k, v).unwrap();
-    }
+    let base = sample_request("Bearer x", &[]);
     c.bench_function("baseline: clone a 4-header request", |b| {
         b.iter(|| black_box(base.clone()))
     });

@@ -29,19 +29,8 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 BIN=${SESSIONGATE_BIN:-target/release/sessiongate}
 OUT=${OUT:-}
-for tool in nginx wrk python3 taskset; do
-    command -v "$tool" >/dev/null || { echo "load: $tool is not installed" >&2; exit 1; }
-done
+require_tools load nginx wrk python3 taskset curl
 [ -x "$BIN" ] || { echo "load: $BIN missing: cargo build --release" >&2; exit 1; }
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 UP=$(free_port); PROV=$(free_port); SG=$(free_port); SGADMIN=$(free_port); NGX=$(free_port)
 mkdir -p "$work/nginx"

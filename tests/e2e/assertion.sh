@@ -12,10 +12,7 @@ if ! "$VENV/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
     "$VENV/bin/pip" install -q 'pyjwt[crypto]>=2.10'
 fi
 [ -x "$BIN" ] || { echo "assertion: $BIN not built" >&2; exit 1; }
-work=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+require_tools assertion python3 openssl curl
 
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/es.pem" 2>/dev/null
 openssl genpkey -algorithm ed25519 -out "$work/ed.pem" 2>/dev/null
@@ -44,7 +41,7 @@ routes:
 log: { level: warn }
 YAML
 "$BIN" --config "$work/gw.yaml" 2>"$work/gw.log" &
-pid=$!
+pids+=($!)
 wait_http "http://127.0.0.1:$ADMIN/readyz" 10
 curl -fs "http://127.0.0.1:$ADMIN/.well-known/jwks.json" > "$work/jwks.json"
 for kind in es ed rsa; do

@@ -15,3 +15,23 @@ wait_http() {
     echo "$1 did not answer within $2 s" >&2
     return 1
 }
+
+# require_tools NAME TOOL...: fail, naming the script, when a tool is missing.
+require_tools() {
+    local name=$1 tool
+    shift
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "$name: $tool is not installed" >&2; exit 1; }
+    done
+}
+
+# A work directory in $work; background processes whose PIDs are added to the array
+# `pids` are stopped, and the directory removed, when the script exits.
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT

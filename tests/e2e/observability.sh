@@ -11,19 +11,8 @@ cd "$(dirname "$0")/../.."
 . tests/e2e/lib.sh
 
 BIN=${SESSIONGATE_BIN:-target/debug/sessiongate}
-for tool in promtool prometheus curl python3; do
-    command -v "$tool" >/dev/null || { echo "observability: $tool is not installed" >&2; exit 1; }
-done
+require_tools observability promtool prometheus curl python3
 [ -x "$BIN" ] || { echo "observability: $BIN not built (run cargo build)" >&2; exit 1; }
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 LISTEN=$(free_port); ADMIN=$(free_port); PROM=$(free_port)
 TOKEN="e2e-valid-token-$RANDOM$RANDOM"
