@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use sessiongate::cache::{CacheSettings, IdentityCache};
+use sessiongate::cache::{CacheSettings, IdentityCache, LookupRequest};
 use sessiongate::identity::Identity;
 use sessiongate::provider::{Provider, ProviderError, Resolution};
 use sessiongate::token::TokenHasher;
@@ -72,7 +72,8 @@ fn main() {
         ..CacheSettings::default()
     });
     let hasher = TokenHasher::with_key(&[1; 32]);
-    let provider = BitgoSized;
+    let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(BitgoSized);
+    let provider_id: std::sync::Arc<str> = "bitgo#0".into();
     // 1. N identities in the identity cache (keys, entries, moka's
     //    bookkeeping included).
     let cache_before = rss_bytes();
@@ -80,7 +81,14 @@ fn main() {
         for i in 0..n {
             let token = format!("tok-{i}");
             cache
-                .lookup(hasher.key("bitgo", &token), &token, &provider)
+                .lookup(LookupRequest {
+                    key: hasher.key("bitgo", &token),
+                    token: &token,
+                    provider_id: &provider_id,
+                    provider: &provider,
+                    stale_if_error: Duration::ZERO,
+                    client: None,
+                })
                 .await;
         }
         cache.sync().await;

@@ -8,7 +8,8 @@
 //! `auth_request` is a separate load harness.
 
 use std::hint::black_box;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -16,13 +17,13 @@ use pingora::http::RequestHeader;
 use std::net::IpAddr;
 
 use http::Method;
-use sessiongate::cache::{CacheSettings, IdentityCache, Lookup};
+use sessiongate::cache::{CacheSettings, IdentityCache, Lookup, LookupRequest};
 use sessiongate::headers::{sanitize_request, set_identity, IdentityHeaders};
 use sessiongate::identity::Identity;
 use sessiongate::policy::{check_identity, MethodScopes, RoutePolicy, ScopeRule};
 use sessiongate::provider::{presets, Provider, ProviderError, Resolution};
 use sessiongate::route::{normalize_path, Route, RouteAuth, RouteTable, UpstreamTarget};
-use sessiongate::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
+use sessiongate::token::{extract_bearer, TokenHasher, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
 
 const TOKEN: &str = "v2x8f3a9c1e5b7d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3";
 
@@ -67,19 +68,37 @@ fn token_and_hash(c: &mut Criterion) {
     });
 }
 
+/// A lookup as the proxy makes it on a route without a stale budget.
+fn request<'a>(
+    key: TokenKey,
+    token: &'a str,
+    provider_id: &'a Arc<str>,
+    provider: &'a Arc<dyn Provider>,
+) -> LookupRequest<'a> {
+    LookupRequest {
+        key,
+        token,
+        provider_id,
+        provider,
+        stale_if_error: Duration::ZERO,
+        client: None,
+    }
+}
+
 fn cache_hit(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let cache = IdentityCache::new(CacheSettings::default());
-    let provider = Fixed(identity());
+    let provider: Arc<dyn Provider> = Arc::new(Fixed(identity()));
+    let id: Arc<str> = "idp#0".into();
     let hasher = TokenHasher::with_key(&[9; 32]);
     let key = hasher.key("idp", TOKEN);
-    rt.block_on(cache.lookup(key, TOKEN, &provider));
+    rt.block_on(cache.lookup(request(key, TOKEN, &id, &provider)));
     c.bench_function("cache: hit", |b| {
         b.to_async(&rt)
-            .iter(|| async { black_box(cache.lookup(key, TOKEN, &provider).await) })
+            .iter(|| async { black_box(cache.lookup(request(key, TOKEN, &id, &provider)).await) })
     });
 }
 
@@ -93,6 +112,7 @@ fn routing(c: &mut Criterion) {
         policy: Default::default(),
         forward_authorization: true,
         assertion: None,
+        stale_if_error: Duration::ZERO,
     };
     let table = RouteTable::new(vec![
         route("/"),
@@ -166,7 +186,8 @@ fn whole_hit_path(c: &mut Criterion) {
     let cache = IdentityCache::new(CacheSettings::default());
     let mut id = identity();
     id.ip_restrict = vec!["203.0.113.0/24".into()];
-    let provider = Fixed(id);
+    let provider: Arc<dyn Provider> = Arc::new(Fixed(id));
+    let provider_id: Arc<str> = "idp#0".into();
     let hasher = TokenHasher::with_key(&[9; 32]);
     let names = IdentityHeaders::new("X-Auth-").unwrap();
     let policy = RoutePolicy {
@@ -186,7 +207,12 @@ fn whole_hit_path(c: &mut Criterion) {
     let client: IpAddr = "203.0.113.9".parse().unwrap();
     let header = format!("Bearer {TOKEN}");
     let base = sample_request(&header, &[]);
-    rt.block_on(cache.lookup(hasher.key("idp", TOKEN), TOKEN, &provider));
+    rt.block_on(cache.lookup(request(
+        hasher.key("idp", TOKEN),
+        TOKEN,
+        &provider_id,
+        &provider,
+    )));
     c.bench_function("hit path: token + cache hit + decision + headers", |b| {
         b.to_async(&rt).iter(|| async {
             let token = extract_bearer(
@@ -195,10 +221,15 @@ fn whole_hit_path(c: &mut Criterion) {
                 DEFAULT_MAX_TOKEN_BYTES,
             )
             .unwrap();
-            let (_, lookup) = cache
-                .lookup(hasher.key("idp", token), token, &provider)
+            let outcome = cache
+                .lookup(request(
+                    hasher.key("idp", token),
+                    token,
+                    &provider_id,
+                    &provider,
+                ))
                 .await;
-            let Lookup::Valid(identity) = lookup else {
+            let Lookup::Valid(identity) = outcome.lookup else {
                 panic!("expected a hit")
             };
             check_identity(

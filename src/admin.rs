@@ -1,6 +1,9 @@
 //! The admin listener: `/healthz` (the process is alive), `/readyz` (config loaded and the
-//! proxy listener accepts connections), `/metrics` (Prometheus text format). Keep it on a
-//! private address (localhost or the pod network): it is not authenticated.
+//! proxy listener accepts connections), `/metrics` (Prometheus text format),
+//! `/.well-known/jwks.json`, and the admin API (`POST /admin/purge`, `/admin/explain`,
+//! `/admin/reload`, see [`crate::admin_api`]), which requires the admin bearer token.
+//! Keep the listener on a private address (localhost or the pod network): the read-only
+//! endpoints are not authenticated.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +35,10 @@ impl AdminApp {
             });
         }
         AdminApp { state, proxy_addr }
+    }
+
+    pub(crate) fn state(&self) -> &GatewayState {
+        &self.state
     }
 
     async fn proxy_accepts(&self) -> bool {
@@ -70,6 +77,10 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         let head = req.method == Method::HEAD;
+        let path = req.uri.path().to_string();
+        if path.starts_with("/admin/") {
+            return self.admin_api(session, &path).await;
+        }
         if req.method != Method::GET && !head {
             return reply(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -77,7 +88,6 @@ impl ServeHttp for AdminApp {
                 b"use GET\n".to_vec(),
             );
         }
-        let path = req.uri.path().to_string();
         let mut resp = match path.as_str() {
             "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             "/readyz" => {
@@ -94,7 +104,7 @@ impl ServeHttp for AdminApp {
             "/.well-known/jwks.json" => reply(
                 StatusCode::OK,
                 "application/jwk-set+json",
-                self.state.jwks.clone(),
+                self.state.snapshot().jwks.clone(),
             ),
             "/metrics" => reply(
                 StatusCode::OK,

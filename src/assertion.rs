@@ -6,7 +6,7 @@
 //! Minted assertions are cached per (token, route) until shortly before they expire:
 //! signing on every request was Oathkeeper's bottleneck (their issue #364).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -155,11 +155,16 @@ impl AssertionSpec {
     }
 }
 
-/// Minted assertions, reused per (token, route) until shortly before they expire.
+/// Minted assertions, reused per (token, route) until shortly before they expire, and
+/// only for the very identity they were minted from: a refreshed or re-fetched identity
+/// (new scopes, a purge) gets a new assertion.
 #[derive(Clone)]
 pub struct AssertionCache {
-    cache: Cache<(TokenKey, Arc<str>), (HeaderValue, Instant)>,
+    cache: Cache<(TokenKey, Arc<str>), Minted>,
 }
+
+/// A minted assertion, reusable until the instant, for the identity it was minted from.
+type Minted = (HeaderValue, Instant, Weak<Identity>);
 
 impl Default for AssertionCache {
     fn default() -> Self {
@@ -180,12 +185,14 @@ impl AssertionCache {
         key: TokenKey,
         route: &Arc<str>,
         spec: &AssertionSpec,
-        identity: &Identity,
+        identity: &Arc<Identity>,
         provider: &str,
     ) -> Result<HeaderValue, String> {
         let cache_key = (key, route.clone());
-        if let Some((value, reuse_until)) = self.cache.get(&cache_key).await {
-            if Instant::now() < reuse_until {
+        if let Some((value, reuse_until, minted_from)) = self.cache.get(&cache_key).await {
+            if Instant::now() < reuse_until
+                && std::ptr::eq(minted_from.as_ptr(), Arc::as_ptr(identity))
+            {
                 return Ok(value);
             }
         }
@@ -196,7 +203,11 @@ impl AssertionCache {
         self.cache
             .insert(
                 cache_key,
-                (value.clone(), Instant::now() + left.saturating_sub(margin)),
+                (
+                    value.clone(),
+                    Instant::now() + left.saturating_sub(margin),
+                    Arc::downgrade(identity),
+                ),
             )
             .await;
         Ok(value)

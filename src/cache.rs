@@ -1,31 +1,46 @@
 //! The identity cache: token key → identity, so a hot token costs no provider call.
 //!
 //! - Keys are [`TokenKey`]s (keyed hashes), never raw tokens.
-//! - A found identity is kept until `min(ttl, identity expiry)`; an identity past its expiry
-//!   is never returned, even if it is still stored.
+//! - A found identity is *fresh* until `min(fetched + ttl, identity expiry)`. A fresh entry
+//!   is served; an entry past the identity's own expiry is never served.
+//! - **Refresh-ahead**: a fresh entry used in the last `refresh_ahead` part of its
+//!   freshness window (with jitter) is refreshed in the background, once, so a hot token's
+//!   refresh never lands on a client's request.
+//! - **Stale-if-error**: a lapsed entry is kept (until the identity expires, at most the
+//!   longest route budget past freshness) and served only when the provider *fails* and
+//!   the route's `stale_if_error` budget covers its lateness. A provider that says
+//!   "invalid" always wins.
 //! - A definite "invalid token" answer is kept in a separate, separately bounded negative
 //!   cache for `negative_ttl`, so a flood of random tokens cannot evict valid identities.
 //! - Provider failures are never cached.
-//! - Concurrent misses for one key make one provider call (moka's `try_get_with`); the
-//!   other callers wait for it and are reported as `Coalesced`.
+//! - Concurrent misses for one key make one provider call; the other callers wait for it
+//!   and are reported as `Coalesced`.
+//! - A secondary index (subject → keys, session id → keys) lets an operator purge every
+//!   cached identity of a user or a session at once.
+//! - Optionally, cache misses are rate-limited per client address, so one client cannot
+//!   turn random tokens into provider load.
 //!
-//! Entries carry `fetched_at` and `fresh_until` so that later features (stale-if-error,
-//! refresh-ahead, purge) can be added without changing the shape.
+//! Decisions use the [`Clock`](crate::clock::Clock) (tests step it by hand); moka only
+//! bounds how long entries are stored.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::Expiry;
-use prometheus::IntCounterVec;
 
+use crate::clock::{self, SharedClock};
 use crate::identity::Identity;
+use crate::metrics::Metrics;
 use crate::provider::{InvalidReason, Provider, ProviderError, Resolution};
 use crate::token::TokenKey;
 
 /// Cache sizes and lifetimes (`cache:` in the config).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheSettings {
     /// Longest time a found identity is served without asking the provider again.
     pub ttl: Duration,
@@ -35,6 +50,13 @@ pub struct CacheSettings {
     pub max_entries: u64,
     /// Bound on remembered invalid tokens.
     pub negative_max_entries: u64,
+    /// Last part of the freshness window (0–1) in which a use triggers a background
+    /// refresh; 0 turns refresh-ahead off.
+    pub refresh_ahead: f64,
+    /// Cache misses (provider calls) one client address may cause per second; 0: no limit.
+    pub client_miss_rate: u32,
+    /// Burst allowance for `client_miss_rate`.
+    pub client_miss_burst: u32,
 }
 
 impl Default for CacheSettings {
@@ -44,31 +66,47 @@ impl Default for CacheSettings {
             negative_ttl: Duration::from_secs(5),
             max_entries: 100_000,
             negative_max_entries: 10_000,
+            refresh_ahead: 0.2,
+            client_miss_rate: 0,
+            client_miss_burst: 0,
         }
     }
 }
 
 /// One cached identity and its freshness.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CachedIdentity {
     pub identity: Arc<Identity>,
-    /// Wall-clock time of the provider answer.
+    /// The provider's key id (config name and definition fingerprint).
+    pub provider: Arc<str>,
+    /// When the provider answered.
     pub fetched_at: SystemTime,
-    /// The entry is served until this instant: `min(fetched + ttl, identity expiry)`.
-    pub fresh_until: Instant,
+    /// Served without asking the provider until then: `min(fetched + ttl, expiry)`.
+    pub fresh_until: SystemTime,
+    /// From then on a use starts a background refresh (`None`: refresh-ahead off).
+    refresh_at: Option<SystemTime>,
+    /// How long moka stores the entry (freshness plus the longest stale budget, never
+    /// past the identity's expiry).
+    keep_for: Duration,
+    /// Set by the one request that starts this entry's background refresh.
+    refreshing: AtomicBool,
 }
 
-/// How a lookup was answered, for metrics and the access log.
+/// How a lookup was answered, for metrics, the access log and `explain`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
-    /// Served from the identity cache.
+    /// Served fresh from the identity cache.
     Hit,
+    /// The provider failed; a lapsed identity was served within the route's stale budget.
+    Stale,
     /// Served from the negative cache (known-invalid token).
     NegativeHit,
     /// This request called the provider.
     Miss,
     /// Another request was already calling the provider for this token; this one waited.
     Coalesced,
+    /// The client exceeded its cache-miss rate; the provider was not called.
+    Throttled,
 }
 
 impl CacheStatus {
@@ -76,11 +114,23 @@ impl CacheStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             CacheStatus::Hit => "hit",
+            CacheStatus::Stale => "stale",
             CacheStatus::NegativeHit => "negative_hit",
             CacheStatus::Miss => "miss",
             CacheStatus::Coalesced => "coalesced",
+            CacheStatus::Throttled => "throttled",
         }
     }
+
+    /// Every label value, for creating metric series up front.
+    pub const ALL: [&'static str; 6] = [
+        "hit",
+        "stale",
+        "negative_hit",
+        "miss",
+        "coalesced",
+        "throttled",
+    ];
 }
 
 /// The answer for one token.
@@ -89,6 +139,55 @@ pub enum Lookup {
     Valid(Arc<Identity>),
     Invalid(InvalidReason),
     Failed(Arc<ProviderError>),
+    /// Too many cache misses from this client: answer 429, nothing was asked.
+    Throttled,
+}
+
+/// One lookup's question.
+pub struct LookupRequest<'a> {
+    pub key: TokenKey,
+    pub token: &'a str,
+    /// Provider key id (see [`CachedIdentity::provider`]).
+    pub provider_id: &'a Arc<str>,
+    pub provider: &'a Arc<dyn Provider>,
+    /// How long past freshness an identity may serve while the provider fails.
+    pub stale_if_error: Duration,
+    /// The client address, for the per-client miss limit.
+    pub client: Option<IpAddr>,
+}
+
+/// One lookup's answer.
+#[derive(Debug, Clone)]
+pub struct LookupOutcome {
+    pub status: CacheStatus,
+    pub lookup: Lookup,
+    /// For `Stale`: how old the served identity is (since the provider last confirmed it).
+    pub stale_age: Option<Duration>,
+    /// Whether this lookup started a background refresh.
+    pub refresh_started: bool,
+    /// What the cache held for this key before the lookup (`explain`).
+    pub prior: Prior,
+}
+
+/// The cache state for a key before a lookup, as `explain` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prior {
+    Fresh,
+    /// Lapsed but kept for the stale budget.
+    Lapsed,
+    Negative,
+    Absent,
+}
+
+impl Prior {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prior::Fresh => "fresh",
+            Prior::Lapsed => "stale",
+            Prior::Negative => "negative",
+            Prior::Absent => "miss",
+        }
+    }
 }
 
 /// What the single-flight fetch hands to every waiter when it does not produce an entry.
@@ -98,152 +197,471 @@ enum FetchFailure {
     Provider(ProviderError),
 }
 
-struct FreshUntil;
+struct KeepFor;
 
-impl Expiry<TokenKey, CachedIdentity> for FreshUntil {
+impl Expiry<TokenKey, Arc<CachedIdentity>> for KeepFor {
     fn expire_after_create(
         &self,
         _key: &TokenKey,
-        value: &CachedIdentity,
-        created_at: Instant,
+        value: &Arc<CachedIdentity>,
+        _created_at: Instant,
     ) -> Option<Duration> {
-        Some(value.fresh_until.saturating_duration_since(created_at))
+        Some(value.keep_for)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &TokenKey,
+        value: &Arc<CachedIdentity>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.keep_for)
+    }
+}
+
+/// subject → keys and session id → keys, for purges. Entries are removed when moka drops
+/// the key; a purge re-checks each key's current entry, so a leftover is harmless.
+#[derive(Default)]
+struct PurgeIndex {
+    subjects: HashMap<String, HashSet<TokenKey>>,
+    sessions: HashMap<String, HashSet<TokenKey>>,
+}
+
+impl PurgeIndex {
+    fn add(&mut self, key: TokenKey, identity: &Identity) {
+        self.subjects
+            .entry(identity.subject.clone())
+            .or_default()
+            .insert(key);
+        if let Some(sid) = &identity.session_id {
+            self.sessions.entry(sid.clone()).or_default().insert(key);
+        }
+    }
+
+    fn remove(&mut self, key: &TokenKey, identity: &Identity) {
+        fn drop_from(map: &mut HashMap<String, HashSet<TokenKey>>, name: &str, key: &TokenKey) {
+            if let Some(set) = map.get_mut(name) {
+                set.remove(key);
+                if set.is_empty() {
+                    map.remove(name);
+                }
+            }
+        }
+        drop_from(&mut self.subjects, &identity.subject, key);
+        if let Some(sid) = &identity.session_id {
+            drop_from(&mut self.sessions, sid, key);
+        }
+    }
+}
+
+/// What to purge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeBy {
+    /// The keys of one token (one per provider that could have resolved it).
+    Keys(Vec<TokenKey>),
+    Subject(String),
+    SessionId(String),
+}
+
+/// A token bucket per client address, for `client_miss_rate`.
+struct MissLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Cache<IpAddr, Arc<Mutex<(f64, Instant)>>>,
+}
+
+impl MissLimiter {
+    async fn allow(&self, client: IpAddr) -> bool {
+        let bucket = self
+            .buckets
+            .get_with(client, async {
+                Arc::new(Mutex::new((self.burst, Instant::now())))
+            })
+            .await;
+        let mut b = bucket.lock().expect("limiter lock");
+        let now = Instant::now();
+        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * self.rate).min(self.burst);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 
 /// Positive and negative identity caches for all providers (keys include the provider).
 #[derive(Clone)]
 pub struct IdentityCache {
-    positive: Cache<TokenKey, CachedIdentity>,
+    positive: Cache<TokenKey, Arc<CachedIdentity>>,
     negative: Cache<TokenKey, InvalidReason>,
+    /// In-flight provider calls, for single-flight; entries live only while a call runs
+    /// (plus a one-second safety net).
+    flights: Cache<TokenKey, Arc<CachedIdentity>>,
+    index: Arc<Mutex<PurgeIndex>>,
+    limiter: Option<Arc<MissLimiter>>,
+    /// The longest `stale_if_error` of any route, in milliseconds: how long past
+    /// freshness entries are stored.
+    stale_horizon_ms: Arc<AtomicU64>,
     settings: CacheSettings,
-}
-
-/// Counts removals the cache made on its own, as `{cache, cause}` (`size`, `expired`).
-fn count_removals<V>(
-    counter: Option<IntCounterVec>,
-    cache: &'static str,
-) -> impl Fn(Arc<TokenKey>, V, RemovalCause) + Send + Sync + 'static {
-    move |_, _, cause| {
-        let cause = match cause {
-            RemovalCause::Size => "size",
-            RemovalCause::Expired => "expired",
-            RemovalCause::Explicit | RemovalCause::Replaced => return,
-        };
-        if let Some(c) = &counter {
-            c.with_label_values(&[cache, cause]).inc();
-        }
-    }
+    clock: SharedClock,
+    metrics: Option<Metrics>,
 }
 
 impl IdentityCache {
-    /// A cache without eviction metrics (tests, benches).
+    /// A cache on the system clock without metrics (tests, benches).
     pub fn new(settings: CacheSettings) -> Self {
-        Self::with_eviction_counter(settings, None)
+        Self::build(settings, clock::system(), None)
     }
 
-    /// A cache that counts its evictions in `evictions{cache, cause}`.
-    pub fn with_eviction_counter(
-        settings: CacheSettings,
-        evictions: Option<IntCounterVec>,
-    ) -> Self {
+    /// A cache deciding on `clock` and counting into `metrics`.
+    pub fn build(settings: CacheSettings, clock: SharedClock, metrics: Option<Metrics>) -> Self {
+        let index = Arc::new(Mutex::new(PurgeIndex::default()));
+        let evictions = metrics.as_ref().map(|m| m.cache_evictions.clone());
+        let positive_evictions = evictions.clone();
+        let listener_index = index.clone();
         let positive = Cache::builder()
             .max_capacity(settings.max_entries)
-            .expire_after(FreshUntil)
-            .eviction_listener(count_removals(evictions.clone(), "positive"))
+            .expire_after(KeepFor)
+            .eviction_listener(
+                move |key: Arc<TokenKey>, value: Arc<CachedIdentity>, cause| {
+                    if cause != RemovalCause::Replaced {
+                        listener_index
+                            .lock()
+                            .expect("index lock")
+                            .remove(&key, &value.identity);
+                    }
+                    count_removal(positive_evictions.as_ref(), "positive", cause);
+                },
+            )
             .build();
         let negative = Cache::builder()
             .max_capacity(settings.negative_max_entries)
             .time_to_live(settings.negative_ttl.max(Duration::from_millis(1)))
-            .eviction_listener(count_removals(evictions, "negative"))
+            .eviction_listener(move |_, _, cause| {
+                count_removal(evictions.as_ref(), "negative", cause)
+            })
             .build();
+        let flights = Cache::builder()
+            .max_capacity(1_000_000)
+            .time_to_live(Duration::from_secs(1))
+            .build();
+        let limiter = (settings.client_miss_rate > 0).then(|| {
+            Arc::new(MissLimiter {
+                rate: f64::from(settings.client_miss_rate),
+                burst: f64::from(settings.client_miss_burst.max(settings.client_miss_rate)),
+                buckets: Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_idle(Duration::from_secs(60))
+                    .build(),
+            })
+        });
         IdentityCache {
             positive,
             negative,
+            flights,
+            index,
+            limiter,
+            stale_horizon_ms: Arc::new(AtomicU64::new(0)),
             settings,
+            clock,
+            metrics,
         }
     }
 
-    /// Resolves `token` (whose key is `key`) through the cache, calling `provider` at most
-    /// once for all concurrent callers with the same key.
-    pub async fn lookup(
-        &self,
-        key: TokenKey,
-        token: &str,
-        provider: &dyn Provider,
-    ) -> (CacheStatus, Lookup) {
-        if let Some(entry) = self.positive.get(&key).await {
-            if self.usable(&entry) {
-                return (CacheStatus::Hit, Lookup::Valid(entry.identity));
+    /// Sets how long past freshness entries are kept: the longest route `stale_if_error`.
+    pub fn set_stale_horizon(&self, horizon: Duration) {
+        self.stale_horizon_ms
+            .store(horizon.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The settings this cache was built with.
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    /// Resolves a token through the cache (see the module docs for the rules).
+    pub async fn lookup(&self, req: LookupRequest<'_>) -> LookupOutcome {
+        let now = self.clock.now();
+        let mut lapsed: Option<Arc<CachedIdentity>> = None;
+        if let Some(entry) = self.positive.get(&req.key).await {
+            if !entry.identity.is_expired_at(now) {
+                if now < entry.fresh_until {
+                    let refresh_started = self.maybe_refresh(&entry, &req, now);
+                    return LookupOutcome {
+                        status: CacheStatus::Hit,
+                        lookup: Lookup::Valid(entry.identity.clone()),
+                        stale_age: None,
+                        refresh_started,
+                        prior: Prior::Fresh,
+                    };
+                }
+                lapsed = Some(entry);
+            } else {
+                self.positive.invalidate(&req.key).await;
             }
-            self.positive.invalidate(&key).await;
         }
-        if let Some(reason) = self.negative.get(&key).await {
-            return (CacheStatus::NegativeHit, Lookup::Invalid(reason));
+        let prior = if lapsed.is_some() {
+            Prior::Lapsed
+        } else {
+            Prior::Absent
+        };
+        if lapsed.is_none() {
+            if let Some(reason) = self.negative.get(&req.key).await {
+                return LookupOutcome {
+                    status: CacheStatus::NegativeHit,
+                    lookup: Lookup::Invalid(reason),
+                    stale_age: None,
+                    refresh_started: false,
+                    prior: Prior::Negative,
+                };
+            }
         }
-        let mut called = false;
-        let result = self
-            .positive
-            .try_get_with(key, async {
-                called = true;
-                self.fetch(key, token, provider).await
-            })
+        if let (Some(limiter), Some(client)) = (&self.limiter, req.client) {
+            if !limiter.allow(client).await {
+                return LookupOutcome {
+                    status: CacheStatus::Throttled,
+                    lookup: Lookup::Throttled,
+                    stale_age: None,
+                    refresh_started: false,
+                    prior,
+                };
+            }
+        }
+        let (called, result) = self
+            .fetch_shared(req.key, req.token, req.provider_id, req.provider)
             .await;
         let status = if called {
             CacheStatus::Miss
         } else {
             CacheStatus::Coalesced
         };
+        let now = self.clock.now();
         let lookup = match result {
             // Just fetched (or fetched by the call we waited for): valid unless the identity
             // itself has expired meanwhile. Freshness matters only for later hits, so a
             // `ttl` of zero still lets the token through, it just caches nothing.
-            Ok(entry) if !entry.identity.is_expired_at(SystemTime::now()) => {
-                Lookup::Valid(entry.identity)
+            Ok(entry) if !entry.identity.is_expired_at(now) => {
+                Lookup::Valid(entry.identity.clone())
             }
             Ok(_) => Lookup::Invalid(InvalidReason::Expired),
             Err(failure) => match &*failure {
                 FetchFailure::Invalid(reason) => Lookup::Invalid(*reason),
-                FetchFailure::Provider(e) => Lookup::Failed(Arc::new(e.clone())),
+                FetchFailure::Provider(e) => {
+                    if let Some(entry) =
+                        lapsed.filter(|e| self.stale_usable(e, req.stale_if_error, now))
+                    {
+                        return LookupOutcome {
+                            status: CacheStatus::Stale,
+                            lookup: Lookup::Valid(entry.identity.clone()),
+                            stale_age: Some(
+                                now.duration_since(entry.fetched_at).unwrap_or_default(),
+                            ),
+                            refresh_started: false,
+                            prior,
+                        };
+                    }
+                    Lookup::Failed(Arc::new(e.clone()))
+                }
             },
         };
-        (status, lookup)
+        LookupOutcome {
+            status,
+            lookup,
+            stale_age: None,
+            refresh_started: false,
+            prior,
+        }
     }
 
-    fn usable(&self, entry: &CachedIdentity) -> bool {
-        Instant::now() < entry.fresh_until && !entry.identity.is_expired_at(SystemTime::now())
+    /// A lapsed entry may serve while the provider fails: within the route's budget past
+    /// freshness, and never past the identity's own expiry.
+    fn stale_usable(&self, entry: &CachedIdentity, budget: Duration, now: SystemTime) -> bool {
+        !budget.is_zero() && !entry.identity.is_expired_at(now) && now < entry.fresh_until + budget
+    }
+
+    /// Starts the background refresh of a fresh entry in its refresh window, once.
+    fn maybe_refresh(
+        &self,
+        entry: &Arc<CachedIdentity>,
+        req: &LookupRequest<'_>,
+        now: SystemTime,
+    ) -> bool {
+        let Some(at) = entry.refresh_at else {
+            return false;
+        };
+        if now < at
+            || entry.refreshing.load(Ordering::Relaxed)
+            || entry.refreshing.swap(true, Ordering::AcqRel)
+        {
+            return false;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let cache = self.clone();
+        let key = req.key;
+        let token = req.token.to_string();
+        let provider_id = req.provider_id.clone();
+        let provider = req.provider.clone();
+        handle.spawn(async move {
+            let (_, result) = cache.fetch_shared(key, &token, &provider_id, &provider).await;
+            let label = match &result {
+                Ok(_) => "ok",
+                Err(f) => match &**f {
+                    FetchFailure::Invalid(_) => "invalid",
+                    FetchFailure::Provider(e) => {
+                        tracing::warn!(provider = %provider_id, error = %e, "background refresh failed; the cached identity serves until it lapses");
+                        "failed"
+                    }
+                },
+            };
+            if let Some(m) = &cache.metrics {
+                m.cache_refreshes.with_label_values(&[label]).inc();
+            }
+        });
+        true
+    }
+
+    /// One provider call for all concurrent callers of `key`; `true` for the caller that
+    /// made it.
+    async fn fetch_shared(
+        &self,
+        key: TokenKey,
+        token: &str,
+        provider_id: &Arc<str>,
+        provider: &Arc<dyn Provider>,
+    ) -> (bool, Result<Arc<CachedIdentity>, Arc<FetchFailure>>) {
+        let mut called = false;
+        let result = self
+            .flights
+            .try_get_with(key, async {
+                called = true;
+                self.fetch(key, token, provider_id, provider.as_ref()).await
+            })
+            .await;
+        if called {
+            self.flights.invalidate(&key).await;
+        }
+        (called, result)
     }
 
     async fn fetch(
         &self,
         key: TokenKey,
         token: &str,
+        provider_id: &Arc<str>,
         provider: &dyn Provider,
-    ) -> Result<CachedIdentity, FetchFailure> {
+    ) -> Result<Arc<CachedIdentity>, FetchFailure> {
         let reason = match provider.resolve(token).await {
             Ok(Resolution::Valid(identity)) => {
-                let now = SystemTime::now();
-                let lifetime = match identity.remaining(now) {
-                    Some(left) => left.min(self.settings.ttl),
-                    None => self.settings.ttl,
-                };
+                let now = self.clock.now();
                 if identity.is_expired_at(now) {
                     InvalidReason::Expired
                 } else {
-                    return Ok(CachedIdentity {
-                        identity: Arc::new(identity),
-                        fetched_at: now,
-                        fresh_until: Instant::now() + lifetime,
-                    });
+                    let entry = Arc::new(self.entry(identity, provider_id.clone(), now));
+                    self.negative.invalidate(&key).await;
+                    if !entry.keep_for.is_zero() {
+                        self.index
+                            .lock()
+                            .expect("index lock")
+                            .add(key, &entry.identity);
+                        self.positive.insert(key, entry.clone()).await;
+                    }
+                    return Ok(entry);
                 }
             }
             Ok(Resolution::Invalid(reason)) => reason,
             Err(e) => return Err(FetchFailure::Provider(e)),
         };
+        // The provider says no: forget any identity kept for this token.
+        self.positive.invalidate(&key).await;
         if !self.settings.negative_ttl.is_zero() {
             self.negative.insert(key, reason).await;
         }
         Err(FetchFailure::Invalid(reason))
+    }
+
+    fn entry(&self, identity: Identity, provider: Arc<str>, now: SystemTime) -> CachedIdentity {
+        let fresh_for = match identity.remaining(now) {
+            Some(left) => left.min(self.settings.ttl),
+            None => self.settings.ttl,
+        };
+        let horizon = Duration::from_millis(self.stale_horizon_ms.load(Ordering::Relaxed));
+        let keep_for = if fresh_for.is_zero() {
+            Duration::ZERO
+        } else {
+            let keep = fresh_for + horizon;
+            identity.remaining(now).map_or(keep, |left| keep.min(left))
+        };
+        let refresh_at = (self.settings.refresh_ahead > 0.0 && !fresh_for.is_zero()).then(|| {
+            // The window starts between 50% and 100% of its configured length before the
+            // end of freshness, so tokens fetched together do not refresh together.
+            let jitter = 0.5 + rand::random::<f64>() * 0.5;
+            let window = fresh_for.mul_f64(self.settings.refresh_ahead.min(1.0) * jitter);
+            now + (fresh_for - window)
+        });
+        CachedIdentity {
+            identity: Arc::new(identity),
+            provider,
+            fetched_at: now,
+            fresh_until: now + fresh_for,
+            refresh_at,
+            keep_for,
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    /// Removes every matching entry (identities, and for a token its negative entries
+    /// too); returns how many cached identities were removed.
+    pub async fn purge(&self, by: &PurgeBy, provider: Option<&str>) -> usize {
+        let keys: Vec<TokenKey> = match by {
+            PurgeBy::Keys(keys) => {
+                for k in keys {
+                    self.negative.invalidate(k).await;
+                }
+                keys.clone()
+            }
+            PurgeBy::Subject(s) => {
+                let index = self.index.lock().expect("index lock");
+                index
+                    .subjects
+                    .get(s)
+                    .map(|k| k.iter().copied().collect())
+                    .unwrap_or_default()
+            }
+            PurgeBy::SessionId(s) => {
+                let index = self.index.lock().expect("index lock");
+                index
+                    .sessions
+                    .get(s)
+                    .map(|k| k.iter().copied().collect())
+                    .unwrap_or_default()
+            }
+        };
+        let mut removed = 0;
+        for key in keys {
+            let Some(entry) = self.positive.get(&key).await else {
+                continue;
+            };
+            let matches = match by {
+                PurgeBy::Keys(_) => true,
+                PurgeBy::Subject(s) => entry.identity.subject == *s,
+                PurgeBy::SessionId(s) => entry.identity.session_id.as_deref() == Some(s),
+            };
+            let provider_ok = provider.is_none_or(|p| provider_name(&entry.provider) == p);
+            if matches && provider_ok && self.positive.remove(&key).await.is_some() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// The cached entry for `key`, if any (`explain`; does not count as a use).
+    pub async fn peek(&self, key: &TokenKey) -> Option<Arc<CachedIdentity>> {
+        self.positive.get(key).await
     }
 
     /// Applies moka's pending bookkeeping (expirations, evictions) so counts are current.
@@ -263,96 +681,191 @@ impl IdentityCache {
     }
 }
 
+/// The config name in a provider key id (`name#fingerprint`).
+pub fn provider_name(id: &str) -> &str {
+    id.split_once('#').map_or(id, |(name, _)| name)
+}
+
+/// Counts removals the cache made on its own, as `{cache, cause}` (`size`, `expired`).
+fn count_removal(counter: Option<&prometheus::IntCounterVec>, cache: &str, cause: RemovalCause) {
+    let cause = match cause {
+        RemovalCause::Size => "size",
+        RemovalCause::Expired => "expired",
+        RemovalCause::Explicit | RemovalCause::Replaced => return,
+    };
+    if let Some(c) = counter {
+        c.with_label_values(&[cache, cause]).inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, ManualClock};
     use crate::token::TokenHasher;
     use async_trait::async_trait;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU8, AtomicUsize};
 
-    /// Answers by token text: `valid-*`, `short-*` (expires in 300 ms), `fail`, else invalid.
-    #[derive(Debug, Default)]
-    struct Counting {
+    const VALID: u8 = 0;
+    const FAIL: u8 = 1;
+    const INVALID: u8 = 2;
+
+    /// Answers by token text — `valid-*`, `exp<secs>-*` (expires `secs` after the clock's
+    /// start), `past`, anything else unknown — unless switched to fail or invalid.
+    #[derive(Debug)]
+    struct Scripted {
         calls: AtomicUsize,
+        mode: AtomicU8,
+        start: SystemTime,
     }
 
     #[async_trait]
-    impl Provider for Counting {
+    impl Provider for Scripted {
         fn kind(&self) -> &'static str {
             "test"
         }
         async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
+            match self.mode.load(Ordering::SeqCst) {
+                FAIL => return Err(ProviderError::Status(502)),
+                INVALID => return Ok(Resolution::Invalid(InvalidReason::Inactive)),
+                _ => {}
+            }
             let id = |exp: Option<SystemTime>| Identity {
-                subject: token.to_string(),
+                subject: token.split('-').next_back().unwrap_or("").to_string(),
+                session_id: Some(format!("sid-{token}")),
                 expires_at: exp,
                 ..Default::default()
             };
             match token {
                 t if t.starts_with("valid") => Ok(Resolution::Valid(id(None))),
-                t if t.starts_with("short") => Ok(Resolution::Valid(id(Some(
-                    SystemTime::now() + Duration::from_millis(300),
-                )))),
+                t if t.starts_with("exp") => {
+                    let secs: u64 = t[3..].split('-').next().unwrap().parse().unwrap();
+                    Ok(Resolution::Valid(id(Some(
+                        self.start + Duration::from_secs(secs),
+                    ))))
+                }
                 "past" => Ok(Resolution::Valid(id(Some(SystemTime::UNIX_EPOCH)))),
-                "fail" => Err(ProviderError::Status(502)),
                 _ => Ok(Resolution::Invalid(InvalidReason::Unknown)),
             }
         }
     }
 
-    fn setup() -> (IdentityCache, Arc<Counting>, TokenHasher) {
-        let cache = IdentityCache::new(CacheSettings::default());
-        (cache, Arc::new(Counting::default()), TokenHasher::random())
+    struct Setup {
+        cache: IdentityCache,
+        provider: Arc<Scripted>,
+        dyn_provider: Arc<dyn Provider>,
+        hasher: TokenHasher,
+        clock: ManualClock,
+        metrics: Metrics,
+        id: Arc<str>,
     }
 
-    async fn look(c: &IdentityCache, p: &Counting, h: &TokenHasher, t: &str) -> CacheStatus {
-        c.lookup(h.key("p", t), t, p).await.0
+    fn setup_with(settings: CacheSettings) -> Setup {
+        let clock = ManualClock::new();
+        let metrics = Metrics::new();
+        let cache = IdentityCache::build(settings, Arc::new(clock.clone()), Some(metrics.clone()));
+        cache.set_stale_horizon(Duration::from_secs(300));
+        let provider = Arc::new(Scripted {
+            calls: AtomicUsize::new(0),
+            mode: AtomicU8::new(VALID),
+            start: clock.now(),
+        });
+        Setup {
+            cache,
+            dyn_provider: provider.clone(),
+            provider,
+            hasher: TokenHasher::random(),
+            clock,
+            metrics,
+            id: "p#1".into(),
+        }
+    }
+
+    fn setup() -> Setup {
+        setup_with(CacheSettings {
+            refresh_ahead: 0.0,
+            ..CacheSettings::default()
+        })
+    }
+
+    impl Setup {
+        async fn look_with(
+            &self,
+            token: &str,
+            stale: Duration,
+            client: Option<IpAddr>,
+        ) -> LookupOutcome {
+            self.cache
+                .lookup(LookupRequest {
+                    key: self.hasher.key("p", token),
+                    token,
+                    provider_id: &self.id,
+                    provider: &self.dyn_provider,
+                    stale_if_error: stale,
+                    client,
+                })
+                .await
+        }
+        async fn look(&self, token: &str) -> CacheStatus {
+            self.look_with(token, Duration::ZERO, None).await.status
+        }
+        fn calls(&self) -> usize {
+            self.provider.calls.load(Ordering::SeqCst)
+        }
+        fn set(&self, mode: u8) {
+            self.provider.mode.store(mode, Ordering::SeqCst);
+        }
     }
 
     #[tokio::test]
     async fn hit_after_miss_and_negative_caching() {
-        let (c, p, h) = setup();
-        assert_eq!(look(&c, &p, &h, "valid-a").await, CacheStatus::Miss);
-        assert_eq!(look(&c, &p, &h, "valid-a").await, CacheStatus::Hit);
-        assert_eq!(look(&c, &p, &h, "nope").await, CacheStatus::Miss);
-        assert_eq!(look(&c, &p, &h, "nope").await, CacheStatus::NegativeHit);
-        assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+        let s = setup();
+        assert_eq!(s.look("valid-a").await, CacheStatus::Miss);
+        assert_eq!(s.look("valid-a").await, CacheStatus::Hit);
+        assert_eq!(s.look("nope").await, CacheStatus::Miss);
+        assert_eq!(s.look("nope").await, CacheStatus::NegativeHit);
+        assert_eq!(s.calls(), 2);
     }
 
     #[tokio::test]
     async fn failures_are_not_cached() {
-        let (c, p, h) = setup();
+        let s = setup();
+        s.set(FAIL);
         for _ in 0..3 {
-            let (status, lookup) = c.lookup(h.key("p", "fail"), "fail", &*p).await;
-            assert_eq!(status, CacheStatus::Miss);
-            assert!(matches!(lookup, Lookup::Failed(_)));
+            let out = s.look_with("valid-a", Duration::from_secs(300), None).await;
+            assert_eq!(out.status, CacheStatus::Miss);
+            assert!(matches!(out.lookup, Lookup::Failed(_)));
         }
-        assert_eq!(p.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(s.calls(), 3);
     }
 
     #[tokio::test]
     async fn already_expired_identity_is_invalid_and_not_cached_as_valid() {
-        let (c, p, h) = setup();
-        let (_, lookup) = c.lookup(h.key("p", "past"), "past", &*p).await;
-        assert!(matches!(lookup, Lookup::Invalid(InvalidReason::Expired)));
-        assert_eq!(look(&c, &p, &h, "past").await, CacheStatus::NegativeHit);
+        let s = setup();
+        let out = s.look_with("past", Duration::ZERO, None).await;
+        assert!(matches!(
+            out.lookup,
+            Lookup::Invalid(InvalidReason::Expired)
+        ));
+        assert_eq!(s.look("past").await, CacheStatus::NegativeHit);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_misses_make_one_call() {
-        let (c, p, h) = setup();
+        let s = Arc::new(setup());
         let tasks: Vec<_> = (0..100)
             .map(|_| {
-                let (c, p, h) = (c.clone(), p.clone(), h.clone());
-                tokio::spawn(async move { look(&c, &p, &h, "valid-b").await })
+                let s = s.clone();
+                tokio::spawn(async move { s.look("valid-b").await })
             })
             .collect();
         let mut statuses = Vec::new();
         for t in tasks {
             statuses.push(t.await.unwrap());
         }
-        assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(s.calls(), 1);
         assert_eq!(
             statuses.iter().filter(|s| **s == CacheStatus::Miss).count(),
             1
@@ -360,49 +873,255 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn size_evictions_are_counted_and_negatives_are_bounded_apart() {
-        let counter =
-            IntCounterVec::new(prometheus::Opts::new("e", "e"), &["cache", "cause"]).unwrap();
-        let settings = CacheSettings {
+    async fn random_token_flood_is_bounded_apart_from_identities() {
+        let s = setup_with(CacheSettings {
             max_entries: 5,
             negative_max_entries: 5,
             ..CacheSettings::default()
-        };
-        let c = IdentityCache::with_eviction_counter(settings, Some(counter.clone()));
-        let p = Counting::default();
-        let h = TokenHasher::random();
+        });
         for i in 0..5 {
-            look(&c, &p, &h, &format!("valid-{i}")).await;
+            s.look(&format!("valid-{i}")).await;
         }
-        // A flood of random (invalid) tokens...
-        for i in 0..50 {
-            look(&c, &p, &h, &format!("random-{i}")).await;
+        for i in 0..200 {
+            s.look(&format!("random-{i}")).await;
         }
-        c.sync().await;
+        s.cache.sync().await;
         assert!(
-            c.negative_entry_count() <= 5,
+            s.cache.negative_entry_count() <= 5,
             "{}",
-            c.negative_entry_count()
+            s.cache.negative_entry_count()
         );
-        assert!(counter.with_label_values(&["negative", "size"]).get() >= 45);
-        // ...evicted none of the valid identities.
-        assert_eq!(counter.with_label_values(&["positive", "size"]).get(), 0);
+        let ev = &s.metrics.cache_evictions;
+        assert!(ev.with_label_values(&["negative", "size"]).get() >= 195);
+        assert_eq!(ev.with_label_values(&["positive", "size"]).get(), 0);
         for i in 0..5 {
-            assert_eq!(
-                look(&c, &p, &h, &format!("valid-{i}")).await,
-                CacheStatus::Hit
-            );
+            assert_eq!(s.look(&format!("valid-{i}")).await, CacheStatus::Hit);
         }
+        // Every random token cost exactly one provider call, none more.
+        assert_eq!(s.calls(), 205);
     }
 
     #[tokio::test]
-    async fn ttl_is_capped_by_identity_expiry() {
-        let (c, p, h) = setup();
-        assert_eq!(look(&c, &p, &h, "short-x").await, CacheStatus::Miss);
-        assert_eq!(look(&c, &p, &h, "short-x").await, CacheStatus::Hit);
-        tokio::time::sleep(Duration::from_millis(350)).await;
-        // Expired in the cache: asked again, not served.
-        assert_eq!(look(&c, &p, &h, "short-x").await, CacheStatus::Miss);
-        assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+    async fn freshness_is_capped_by_identity_expiry() {
+        let s = setup();
+        assert_eq!(s.look("exp30-x").await, CacheStatus::Miss);
+        s.clock.advance(Duration::from_secs(29));
+        assert_eq!(s.look("exp30-x").await, CacheStatus::Hit);
+        s.clock.advance(Duration::from_secs(2));
+        // Past its own expiry: asked again, and the provider's (stale) answer is refused.
+        let out = s.look_with("exp30-x", Duration::from_secs(300), None).await;
+        assert_eq!(out.status, CacheStatus::Miss);
+        assert!(matches!(
+            out.lookup,
+            Lookup::Invalid(InvalidReason::Expired)
+        ));
+        assert_eq!(s.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn ttl_lapses_on_the_clock() {
+        let s = setup();
+        assert_eq!(s.look("valid-a").await, CacheStatus::Miss);
+        s.clock.advance(Duration::from_secs(59));
+        assert_eq!(s.look("valid-a").await, CacheStatus::Hit);
+        s.clock.advance(Duration::from_secs(1));
+        assert_eq!(s.look("valid-a").await, CacheStatus::Miss);
+    }
+
+    #[tokio::test]
+    async fn stale_if_error_serves_within_budget_only_when_the_provider_fails() {
+        let s = setup();
+        let budget = Duration::from_secs(300);
+        s.look("valid-a").await;
+        s.clock.advance(Duration::from_secs(61));
+        s.set(FAIL);
+        let out = s.look_with("valid-a", budget, None).await;
+        assert_eq!(out.status, CacheStatus::Stale);
+        assert_eq!(out.prior, Prior::Lapsed);
+        assert_eq!(out.stale_age, Some(Duration::from_secs(61)));
+        assert!(matches!(out.lookup, Lookup::Valid(_)));
+        // A route without a budget fails closed on the same entry.
+        let out = s.look_with("valid-a", Duration::ZERO, None).await;
+        assert!(matches!(out.lookup, Lookup::Failed(_)));
+        // The budget counts from the end of freshness (60 s): 60 + 300 is the last moment.
+        s.clock.advance(Duration::from_secs(298));
+        assert_eq!(
+            s.look_with("valid-a", budget, None).await.status,
+            CacheStatus::Stale
+        );
+        s.clock.advance(Duration::from_secs(2));
+        assert!(matches!(
+            s.look_with("valid-a", budget, None).await.lookup,
+            Lookup::Failed(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn stale_never_outlives_the_identity_or_an_invalid_answer() {
+        let s = setup();
+        let budget = Duration::from_secs(300);
+        s.look("exp90-a").await;
+        s.look("valid-b").await;
+        s.clock.advance(Duration::from_secs(91));
+        s.set(FAIL);
+        assert!(matches!(
+            s.look_with("exp90-a", budget, None).await.lookup,
+            Lookup::Failed(_)
+        ));
+        // The provider says the token is no longer valid: the kept entry is dropped.
+        s.set(INVALID);
+        assert!(matches!(
+            s.look_with("valid-b", budget, None).await.lookup,
+            Lookup::Invalid(_)
+        ));
+        s.set(FAIL);
+        assert_eq!(
+            s.look_with("valid-b", budget, None).await.status,
+            CacheStatus::NegativeHit
+        );
+    }
+
+    async fn settle(s: &Setup, calls: usize) {
+        for _ in 0..200 {
+            if s.calls() >= calls {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refresh_ahead_refreshes_once_in_the_background() {
+        let s = setup_with(CacheSettings::default()); // ttl 60 s, last 20 %
+        s.look("valid-a").await;
+        s.clock.advance(Duration::from_secs(40));
+        assert!(
+            !s.look_with("valid-a", Duration::ZERO, None)
+                .await
+                .refresh_started
+        );
+        // 54 s is inside the window whatever the jitter (it starts at 48–54 s).
+        s.clock.advance(Duration::from_secs(14));
+        let mut started = 0;
+        for _ in 0..20 {
+            let out = s.look_with("valid-a", Duration::ZERO, None).await;
+            assert_eq!(out.status, CacheStatus::Hit);
+            started += usize::from(out.refresh_started);
+        }
+        assert_eq!(started, 1);
+        settle(&s, 2).await;
+        assert_eq!(s.calls(), 2);
+        assert_eq!(
+            s.metrics.cache_refreshes.with_label_values(&["ok"]).get(),
+            1
+        );
+        // The refreshed entry is fresh past the old entry's end (60 s).
+        s.clock.advance(Duration::from_secs(10));
+        assert_eq!(s.look("valid-a").await, CacheStatus::Hit);
+        assert_eq!(s.calls(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_refresh_keeps_the_entry_until_it_lapses() {
+        let s = setup_with(CacheSettings::default());
+        s.look("valid-a").await;
+        s.set(FAIL);
+        s.clock.advance(Duration::from_secs(55));
+        assert!(
+            s.look_with("valid-a", Duration::ZERO, None)
+                .await
+                .refresh_started
+        );
+        settle(&s, 2).await;
+        assert_eq!(
+            s.metrics
+                .cache_refreshes
+                .with_label_values(&["failed"])
+                .get(),
+            1
+        );
+        assert_eq!(s.look("valid-a").await, CacheStatus::Hit);
+        s.clock.advance(Duration::from_secs(5));
+        assert!(matches!(
+            s.look_with("valid-a", Duration::ZERO, None).await.lookup,
+            Lookup::Failed(_)
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refresh_that_finds_the_token_revoked_drops_it() {
+        let s = setup_with(CacheSettings::default());
+        s.look("valid-a").await;
+        s.set(INVALID);
+        s.clock.advance(Duration::from_secs(55));
+        assert!(
+            s.look_with("valid-a", Duration::ZERO, None)
+                .await
+                .refresh_started
+        );
+        settle(&s, 2).await;
+        assert_eq!(s.look("valid-a").await, CacheStatus::NegativeHit);
+    }
+
+    #[tokio::test]
+    async fn purge_by_subject_session_and_token() {
+        let s = setup();
+        for t in ["valid-1-alice", "valid-2-alice", "valid-3-bob"] {
+            s.look(t).await;
+        }
+        let by_subject = PurgeBy::Subject("alice".into());
+        assert_eq!(s.cache.purge(&by_subject, Some("other")).await, 0);
+        assert_eq!(s.cache.purge(&by_subject, None).await, 2);
+        assert_eq!(s.cache.purge(&by_subject, None).await, 0);
+        assert_eq!(s.look("valid-1-alice").await, CacheStatus::Miss);
+        assert_eq!(s.look("valid-3-bob").await, CacheStatus::Hit);
+        let by_sid = PurgeBy::SessionId("sid-valid-3-bob".into());
+        assert_eq!(s.cache.purge(&by_sid, Some("p")).await, 1);
+        assert_eq!(s.look("valid-3-bob").await, CacheStatus::Miss);
+        let by_key = PurgeBy::Keys(vec![s.hasher.key("p", "valid-1-alice")]);
+        assert_eq!(s.cache.purge(&by_key, None).await, 1);
+        assert_eq!(s.look("valid-1-alice").await, CacheStatus::Miss);
+        s.look("nope").await;
+        s.cache
+            .purge(&PurgeBy::Keys(vec![s.hasher.key("p", "nope")]), None)
+            .await;
+        assert_eq!(s.look("nope").await, CacheStatus::Miss);
+    }
+
+    #[tokio::test]
+    async fn misses_are_limited_per_client_but_hits_are_not() {
+        let s = setup_with(CacheSettings {
+            client_miss_rate: 2,
+            client_miss_burst: 2,
+            refresh_ahead: 0.0,
+            ..CacheSettings::default()
+        });
+        let a = Some(IpAddr::from([10, 0, 0, 1]));
+        let b = Some(IpAddr::from([10, 0, 0, 2]));
+        assert_eq!(
+            s.look_with("valid-1", Duration::ZERO, a).await.status,
+            CacheStatus::Miss
+        );
+        assert_eq!(
+            s.look_with("r1", Duration::ZERO, a).await.status,
+            CacheStatus::Miss
+        );
+        let out = s.look_with("r2", Duration::ZERO, a).await;
+        assert_eq!(out.status, CacheStatus::Throttled);
+        assert!(matches!(out.lookup, Lookup::Throttled));
+        assert_eq!(
+            s.look_with("valid-1", Duration::ZERO, a).await.status,
+            CacheStatus::Hit
+        );
+        assert_eq!(
+            s.look_with("r1", Duration::ZERO, a).await.status,
+            CacheStatus::NegativeHit
+        );
+        assert_eq!(
+            s.look_with("r2", Duration::ZERO, b).await.status,
+            CacheStatus::Miss
+        );
+        assert_eq!(s.calls(), 3);
     }
 }

@@ -1,8 +1,8 @@
 //! Assembly: validated [`Settings`] → shared state → a Pingora `Server` with two services
 //! (the proxy and the admin listener), and running it until a shutdown signal.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,21 +14,17 @@ use pingora::services::listening::Service;
 use tokio::sync::Notify;
 
 use crate::admin::AdminApp;
-use crate::assertion::AssertionCache;
-use crate::cache::IdentityCache;
+use crate::clock::{self, SharedClock};
 use crate::config::{ConfigError, Settings};
-use crate::metrics::Metrics;
-use crate::policy::Mode;
-use crate::provider::metered::Metered;
-use crate::provider::Provider;
-use crate::proxy::{GatewayState, Proxy};
-use crate::route::{Route, RouteAuth, RouteTable, UpstreamTarget};
-use crate::token::TokenHasher;
+use crate::proxy::Proxy;
+use crate::state::GatewayState;
 
 /// A gateway ready to run.
 pub struct Gateway {
     settings: Settings,
     state: Arc<GatewayState>,
+    /// Take the listeners over from a running instance (Pingora's `-u`).
+    upgrade: bool,
 }
 
 impl Gateway {
@@ -36,88 +32,29 @@ impl Gateway {
     /// host names are resolved here, once; a name that does not resolve is an error
     /// naming the upstream.
     pub fn new(settings: Settings) -> Result<Self, ConfigError> {
-        let metrics = Metrics::new();
-        let mut resolved: HashMap<String, UpstreamTarget> = HashMap::new();
-        for r in &settings.routes {
-            if let UpstreamTarget::Http(up) = &r.upstream {
-                if !resolved.contains_key(&up.name) {
-                    let up2 = up
-                        .resolved()
-                        .map_err(|e| ConfigError::at(format!("upstreams.{}", up.name), e))?;
-                    resolved.insert(up.name.clone(), UpstreamTarget::Http(Arc::new(up2)));
-                }
-            }
-        }
-        let routes = settings
-            .routes
-            .iter()
-            .map(|r| Route {
-                name: r.name.as_str().into(),
-                path_prefix: r.path_prefix.clone(),
-                host: r.host.clone(),
-                auth: if r.providers.is_empty() {
-                    RouteAuth::None
-                } else {
-                    RouteAuth::Providers(
-                        r.providers
-                            .iter()
-                            .map(|name| {
-                                let inner = settings.providers[name].clone();
-                                let name: Arc<str> = name.as_str().into();
-                                let provider: Arc<dyn Provider> =
-                                    Arc::new(Metered::new(name.clone(), inner, metrics.clone()));
-                                (name, provider)
-                            })
-                            .collect(),
-                    )
-                },
-                upstream: match &r.upstream {
-                    UpstreamTarget::Http(up) => resolved[&up.name].clone(),
-                    UpstreamTarget::Echo => UpstreamTarget::Echo,
-                },
-                policy: r.policy.clone(),
-                forward_authorization: r.forward_authorization,
-                assertion: r.assertion.clone(),
-            })
-            .collect();
-        let routes: Vec<Route> = routes;
-        let upstreams: Vec<&str> = routes
-            .iter()
-            .filter_map(|r| match &r.upstream {
-                UpstreamTarget::Http(u) => Some(u.name.as_str()),
-                UpstreamTarget::Echo => None,
-            })
-            .collect();
-        metrics.init_series(
-            routes.iter().map(|r| &*r.name),
-            routes.iter().flat_map(|r| match &r.auth {
-                RouteAuth::Providers(list) => list.iter().map(|(n, _)| &**n).collect::<Vec<_>>(),
-                RouteAuth::None => Vec::new(),
-            }),
-            upstreams,
-        );
-        for r in routes.iter().filter(|r| r.auth_duration_applies()) {
-            metrics.auth_duration.with_label_values(&[&*r.name]);
-        }
-        for r in routes.iter().filter(|r| r.policy.mode == Mode::Report) {
-            for reason in ["insufficient_scope", "ip_not_allowed"] {
-                metrics.would_deny.with_label_values(&[&*r.name, reason]);
-            }
-        }
-        let state = Arc::new(GatewayState {
-            routes: RouteTable::new(routes),
-            cache: IdentityCache::with_eviction_counter(
-                settings.cache.clone(),
-                Some(metrics.cache_evictions.clone()),
-            ),
-            hasher: TokenHasher::random(),
-            identity_headers: settings.identity_headers.clone(),
-            trusted_proxies: settings.trusted_proxies.clone(),
-            assertions: AssertionCache::default(),
-            jwks: crate::assertion::jwks(&settings.assertion_keys),
-            metrics,
-        });
-        Ok(Gateway { settings, state })
+        Self::with_options(settings, None, clock::system())
+    }
+
+    /// Like [`Gateway::new`], remembering the config file for reloads (SIGHUP,
+    /// `POST /admin/reload`) and deciding on `clock`.
+    pub fn with_options(
+        settings: Settings,
+        config_path: Option<PathBuf>,
+        clock: SharedClock,
+    ) -> Result<Self, ConfigError> {
+        let state = Arc::new(GatewayState::new(settings.clone(), clock, config_path)?);
+        Ok(Gateway {
+            settings,
+            state,
+            upgrade: false,
+        })
+    }
+
+    /// Start by taking over the listening sockets of a running instance that is told to
+    /// hand them over with SIGQUIT (zero-downtime binary upgrade).
+    pub fn upgrade(mut self, upgrade: bool) -> Self {
+        self.upgrade = upgrade;
+        self
     }
 
     /// State shared by the proxy and admin services.
@@ -133,11 +70,15 @@ impl Gateway {
             // Pingora counts whole seconds; round up so a grace period is never cut short.
             grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
             graceful_shutdown_timeout_seconds: Some(1),
-            pid_file: "/tmp/sessiongate.pid".into(),
-            upgrade_sock: "/tmp/sessiongate_upgrade.sock".into(),
+            pid_file: self.settings.pid_file.clone(),
+            upgrade_sock: self.settings.upgrade_sock.clone(),
             ..ServerConf::default()
         };
-        let mut server = Server::new_with_opt_and_conf(None, conf);
+        let opt = Opt {
+            upgrade: self.upgrade,
+            ..Opt::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
         server.bootstrap();
 
         let mut proxy = pingora::proxy::http_proxy_service_with_name(
@@ -160,18 +101,11 @@ impl Gateway {
         // The admin listener needs no more than one thread.
         admin.threads = Some(1);
 
-        let providers: Vec<(Arc<str>, Arc<dyn Provider>)> = self
-            .state
-            .routes
-            .iter()
-            .flat_map(|r| match &r.auth {
-                RouteAuth::Providers(list) => list.clone(),
-                RouteAuth::None => Vec::new(),
-            })
-            .collect();
         let warm_up = pingora::services::background::background_service(
-            "sessiongate warm-up",
-            WarmUp { providers },
+            "sessiongate warm-up and reload",
+            WarmUpAndReload {
+                state: self.state.clone(),
+            },
         );
 
         server.add_service(proxy);
@@ -207,26 +141,41 @@ impl Gateway {
     }
 }
 
-/// Runs each provider's warm-up (JWKS fetches) once at start, then idles until shutdown
-/// so that connections it opened stay served by its runtime.
-struct WarmUp {
-    providers: Vec<(Arc<str>, Arc<dyn Provider>)>,
+/// Runs each provider's warm-up (JWKS fetches) once at start, then reloads the
+/// configuration on every SIGHUP until shutdown. Connections it opened stay served by its
+/// runtime.
+struct WarmUpAndReload {
+    state: Arc<GatewayState>,
 }
 
 #[async_trait]
-impl pingora::services::background::BackgroundService for WarmUp {
+impl pingora::services::background::BackgroundService for WarmUpAndReload {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let mut done: Vec<&str> = Vec::new();
-        for (name, provider) in &self.providers {
-            if done.contains(&&**name) {
-                continue;
+        // Installed first: SIGHUP's default action would end the process.
+        let mut hangups = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        ) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /admin/reload");
+                None
             }
-            done.push(name);
-            if let Err(e) = provider.warm_up().await {
-                tracing::warn!(provider = %name, error = %e, "warm-up failed; the first request will try again");
+        };
+        for p in &self.state.snapshot().providers {
+            if let Err(e) = p.provider.warm_up().await {
+                tracing::warn!(provider = %p.name, error = %e, "warm-up failed; the first request will try again");
             }
         }
-        let _ = shutdown.changed().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = async { match &mut hangups { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    // Errors are logged and counted by the reload itself.
+                    let _ = self.state.reload_from_file().await;
+                }
+            }
+        }
     }
 }
 

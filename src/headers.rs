@@ -36,6 +36,8 @@ pub struct IdentityHeaders {
     pub organizations: HeaderName,
     pub expires: HeaderName,
     pub provider: HeaderName,
+    /// Set only when the identity was served stale (stale-if-error): its age in seconds.
+    pub stale: HeaderName,
 }
 
 impl IdentityHeaders {
@@ -58,6 +60,7 @@ impl IdentityHeaders {
             organizations: name("Organizations")?,
             expires: name("Expires")?,
             provider: name("Provider")?,
+            stale: name("Stale")?,
         })
     }
 

@@ -26,9 +26,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admin_api;
 pub mod assertion;
 pub mod cache;
+pub mod clock;
 pub mod config;
+pub mod decision;
 pub mod echo;
 pub mod forwarded;
 pub mod gateway;
@@ -42,6 +45,7 @@ pub mod provider;
 pub mod proxy;
 pub mod respond;
 pub mod route;
+pub mod state;
 pub mod token;
 
 pub use gateway::{Gateway, GatewayHandle};

@@ -36,6 +36,24 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     /// `sessiongate_build_info{version}` = 1.
     pub build_info: IntGauge,
+    /// `sessiongate_cache_refreshes_total{result}`: background refreshes (ok, invalid, failed).
+    pub cache_refreshes: IntCounterVec,
+    /// `sessiongate_stale_served_total{route, provider}`: lapsed identities served because
+    /// the provider failed (stale-if-error).
+    pub stale_served: IntCounterVec,
+    /// `sessiongate_cache_purged_total{by}`: identities removed by the admin purge.
+    pub cache_purged: IntCounterVec,
+    /// `sessiongate_provider_rejected_total{provider, reason}`: calls not made to protect
+    /// the provider (`circuit_open`, `queue_timeout`).
+    pub provider_rejected: IntCounterVec,
+    /// `sessiongate_provider_circuit_state{provider}`: 0 closed, 1 half-open, 2 open.
+    pub provider_circuit_state: IntGaugeVec,
+    /// `sessiongate_config_last_reload_success`: 1 if the last reload (or the start) applied.
+    pub config_last_reload_success: IntGauge,
+    /// `sessiongate_config_last_reload_success_timestamp_seconds`.
+    pub config_last_reload_success_time: IntGauge,
+    /// `sessiongate_config_reloads_total{result}`: applied or rejected.
+    pub config_reloads: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -78,7 +96,52 @@ impl Metrics {
             .register(Box::new(build_info.clone()))
             .expect("registered once");
         build_info.set(1);
+        let plain_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+            g
+        };
         Metrics {
+            cache_refreshes: counter(
+                "sessiongate_cache_refreshes_total",
+                "Background refresh-ahead calls by result (ok, invalid, failed).",
+                &["result"],
+            ),
+            stale_served: counter(
+                "sessiongate_stale_served_total",
+                "Requests served with a lapsed identity because the provider failed (stale-if-error).",
+                &["route", "provider"],
+            ),
+            cache_purged: counter(
+                "sessiongate_cache_purged_total",
+                "Cached identities removed through the admin purge, by what was purged (token, subject, session_id).",
+                &["by"],
+            ),
+            provider_rejected: counter(
+                "sessiongate_provider_rejected_total",
+                "Provider calls not made to protect the provider: circuit_open or queue_timeout.",
+                &["provider", "reason"],
+            ),
+            provider_circuit_state: gauge(
+                "sessiongate_provider_circuit_state",
+                "Provider circuit breaker state: 0 closed, 1 half-open, 2 open.",
+                &["provider"],
+            ),
+            config_last_reload_success: plain_gauge(
+                "sessiongate_config_last_reload_success",
+                "1 if the last configuration reload (or the start) applied, 0 if it was rejected.",
+            ),
+            config_last_reload_success_time: plain_gauge(
+                "sessiongate_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last configuration that applied (start or reload).",
+            ),
+            config_reloads: counter(
+                "sessiongate_config_reloads_total",
+                "Configuration reloads by result (applied, rejected).",
+                &["result"],
+            ),
             requests: counter(
                 "sessiongate_requests_total",
                 "Requests by route and outcome (allowed or the deny/failure reason).",
@@ -116,7 +179,7 @@ impl Metrics {
             ),
             cache_lookups: counter(
                 "sessiongate_cache_lookups_total",
-                "Identity cache lookups by result (hit, miss, negative_hit, coalesced).",
+                "Identity cache lookups by result (hit, stale, miss, negative_hit, coalesced, throttled).",
                 &["result"],
             ),
             cache_evictions: counter(
@@ -158,12 +221,26 @@ impl Metrics {
             }
             self.provider_duration.with_label_values(&[provider]);
             self.provider_in_flight.with_label_values(&[provider]);
+            self.provider_circuit_state.with_label_values(&[provider]);
+            for reason in ["circuit_open", "queue_timeout"] {
+                self.provider_rejected
+                    .with_label_values(&[provider, reason]);
+            }
         }
         for upstream in upstreams {
             self.upstream_errors.with_label_values(&[upstream]);
         }
-        for result in ["hit", "miss", "negative_hit", "coalesced"] {
+        for result in crate::cache::CacheStatus::ALL {
             self.cache_lookups.with_label_values(&[result]);
+        }
+        for result in ["ok", "invalid", "failed"] {
+            self.cache_refreshes.with_label_values(&[result]);
+        }
+        for by in ["token", "subject", "session_id"] {
+            self.cache_purged.with_label_values(&[by]);
+        }
+        for result in ["applied", "rejected"] {
+            self.config_reloads.with_label_values(&[result]);
         }
         for cache in ["positive", "negative"] {
             self.cache_entries.with_label_values(&[cache]);

@@ -10,6 +10,12 @@ pub struct IpNet {
     prefix: u8,
 }
 
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 /// Why an entry is not an address or CIDR block.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not an IP address or CIDR block (e.g. 203.0.113.7 or 203.0.113.0/24)")]

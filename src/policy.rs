@@ -152,14 +152,7 @@ pub fn identity_denials(
     if let Err(denial) = check_ip_restrict(identity, client) {
         out.push(denial);
     }
-    let method_rules = policy
-        .method_scopes
-        .iter()
-        .filter(|m| m.methods.contains(method))
-        .map(|m| &m.rule);
-    let rules: Vec<&ScopeRule> = std::iter::once(&policy.scopes)
-        .chain(method_rules)
-        .collect();
+    let rules = rules_for(policy, method);
     if !rules.iter().all(|r| r.satisfied_by(&identity.scopes)) {
         let mut required: Vec<String> = Vec::new();
         for entry in rules.iter().flat_map(|r| r.required()) {
@@ -170,6 +163,18 @@ pub fn identity_denials(
         out.push(Denial::InsufficientScope { required });
     }
     out
+}
+
+/// The scope rules that apply to `method` on a route: its own, then matching method rules.
+pub fn rules_for<'a>(policy: &'a RoutePolicy, method: &Method) -> Vec<&'a ScopeRule> {
+    let method_rules = policy
+        .method_scopes
+        .iter()
+        .filter(|m| m.methods.contains(method))
+        .map(|m| &m.rule);
+    std::iter::once(&policy.scopes)
+        .chain(method_rules)
+        .collect()
 }
 
 /// The identity's own allow-list (BitGo `ipRestrict`). Empty means unrestricted; a

@@ -18,7 +18,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,18 +28,16 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::assertion::AssertionCache;
-use crate::cache::{CacheStatus, IdentityCache, Lookup};
+use crate::cache::CacheStatus;
+use crate::decision::{decide, DecisionInput, Verdict};
 use crate::echo;
-use crate::forwarded::TrustedProxies;
-use crate::headers::{self, IdentityHeaders};
+use crate::headers;
 use crate::identity::Identity;
-use crate::metrics::Metrics;
-use crate::policy::{self, Denial, Mode};
-use crate::provider::{InvalidReason, Provider};
+use crate::policy::Denial;
 use crate::respond::Refusal;
-use crate::route::{normalize_path, Route, RouteAuth, RouteTable, UpstreamTarget};
-use crate::token::{extract_bearer, TokenHasher, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
+use crate::route::{Route, RouteAuth, UpstreamTarget};
+pub use crate::state::GatewayState;
+use crate::state::Snapshot;
 
 /// Route label for requests that matched no route.
 pub const UNMATCHED: &str = "_unmatched";
@@ -47,29 +45,20 @@ pub const UNMATCHED: &str = "_unmatched";
 /// Upstream connect timeout.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Everything the proxy and the admin listener share.
-pub struct GatewayState {
-    pub routes: RouteTable,
-    pub cache: IdentityCache,
-    pub hasher: TokenHasher,
-    pub identity_headers: IdentityHeaders,
-    pub trusted_proxies: TrustedProxies,
-    pub assertions: AssertionCache,
-    /// The JWKS document of the assertion keys, served by the admin listener.
-    pub jwks: Vec<u8>,
-    pub metrics: Metrics,
-}
-
 /// Per-request state, carried from phase to phase.
 pub struct RequestCtx {
     started: Instant,
     request_id: String,
+    /// The configuration this request started under (kept across a reload).
+    snapshot: Option<Arc<Snapshot>>,
     route: Option<Arc<Route>>,
     /// The normalized path, when it differs from what the client sent.
     rewritten_path: Option<String>,
     identity: Option<Arc<Identity>>,
     provider: Option<Arc<str>>,
     cache: Option<CacheStatus>,
+    /// Seconds since the provider confirmed a stale identity.
+    stale_age: Option<u64>,
     /// Short keyed-hash prefix of the token, for logs.
     token_ref: Option<String>,
     outcome: &'static str,
@@ -80,8 +69,6 @@ pub struct RequestCtx {
     client: Option<IpAddr>,
     /// On a report-mode route: the reason the request would have been denied.
     would_deny: Option<&'static str>,
-    /// The keyed hash of the token, once read.
-    token_key: Option<TokenKey>,
     /// The signed identity assertion for the upstream, on routes that have one.
     assertion: Option<(HeaderName, HeaderValue)>,
 }
@@ -109,18 +96,24 @@ impl Proxy {
         Ok(true)
     }
 
-    /// Applies a policy denial: on an enforcing route writes the 403 (or the 401 for an
-    /// expired identity) and returns `Some(true)`; on a report-only route records what
-    /// would have happened and returns `None`, letting the request continue.
-    async fn deny(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        route: &Route,
-        denial: Denial,
-    ) -> Result<Option<bool>> {
+    /// Logs and counts a denial: a refused one, or one a report-only route let through.
+    fn record_denial(&self, ctx: &RequestCtx, route: &Route, denial: &Denial, enforced: bool) {
         let reason = denial.reason();
-        if route.policy.mode == Mode::Report && denial != Denial::Expired {
+        match denial {
+            Denial::IpRestrictMalformed { detail } => tracing::warn!(
+                request_id = %ctx.request_id,
+                route = %route.name,
+                provider = ctx.provider.as_deref(),
+                subject = ctx.identity.as_deref().map(|i| i.subject.as_str()),
+                detail,
+                "identity refused: its IP restriction list is malformed"
+            ),
+            Denial::IpNotAllowed { detail } if enforced => {
+                tracing::info!(request_id = %ctx.request_id, route = %route.name, detail, "client address not allowed")
+            }
+            _ => {}
+        }
+        if !enforced {
             tracing::info!(
                 request_id = %ctx.request_id,
                 route = %route.name,
@@ -128,91 +121,20 @@ impl Proxy {
                 detail = ?denial,
                 "report-only route: request would have been denied"
             );
-            ctx.would_deny.get_or_insert(reason);
             self.state
                 .metrics
                 .would_deny
                 .with_label_values(&[&*route.name, reason])
                 .inc();
-            return Ok(None);
-        }
-        let refusal = match &denial {
-            Denial::Expired => Refusal::bearer("invalid_token", "the token has expired"),
-            Denial::InsufficientScope { required } => Refusal::insufficient_scope(required),
-            Denial::IpNotAllowed { detail } | Denial::IpRestrictMalformed { detail } => {
-                if matches!(denial, Denial::IpRestrictMalformed { .. }) {
-                    tracing::warn!(
-                        request_id = %ctx.request_id,
-                        route = %route.name,
-                        provider = ctx.provider.as_deref(),
-                        subject = ctx.identity.as_deref().map(|i| i.subject.as_str()),
-                        detail,
-                        "identity refused: its IP restriction list is malformed"
-                    );
-                } else {
-                    tracing::info!(request_id = %ctx.request_id, route = %route.name, detail, "client address not allowed");
-                }
-                Refusal::plain(
-                    403,
-                    "ip_not_allowed",
-                    "requests from this client address are not allowed here",
-                )
-            }
-        };
-        self.refuse(session, ctx, reason, refusal).await.map(Some)
-    }
-
-    /// Resolves the request's token with `provider`; `Err` carries the refusal to send.
-    async fn authenticate(
-        &self,
-        session: &Session,
-        ctx: &mut RequestCtx,
-        providers: &[(Arc<str>, Arc<dyn Provider>)],
-    ) -> std::result::Result<Arc<Identity>, (&'static str, Refusal)> {
-        let req = session.req_header();
-        let token = extract_bearer(
-            req.headers
-                .get_all(AUTHORIZATION)
-                .iter()
-                .map(|v| v.as_bytes()),
-            req.uri.query(),
-            DEFAULT_MAX_TOKEN_BYTES,
-        )
-        .map_err(|e| (e.reason(), Refusal::bearer(e.rfc6750_code(), e.to_string())))?;
-        let Some((name, provider)) = providers.iter().find(|(_, p)| p.accepts(token)) else {
-            return Err((
-                "invalid_token",
-                Refusal::bearer("invalid_token", "the token is not valid"),
-            ));
-        };
-        let key = self.state.hasher.key(name, token);
-        ctx.token_ref = Some(key.short());
-        ctx.token_key = Some(key);
-        ctx.provider = Some(name.clone());
-        let (status, lookup) = self.state.cache.lookup(key, token, provider.as_ref()).await;
-        ctx.cache = Some(status);
-        self.state
-            .metrics
-            .cache_lookups
-            .with_label_values(&[status.as_str()])
-            .inc();
-        match lookup {
-            Lookup::Valid(identity) => Ok(identity),
-            Lookup::Invalid(InvalidReason::Expired) => Err((
-                "expired",
-                Refusal::bearer("invalid_token", "the token has expired"),
-            )),
-            Lookup::Invalid(_) => Err((
-                "invalid_token",
-                Refusal::bearer("invalid_token", "the token is not valid"),
-            )),
-            Lookup::Failed(_) => Err(("provider_unavailable", Refusal::provider_unavailable())),
         }
     }
 
     /// What the upstream receives, applied to `req` (the upstream request, or a copy of the
     /// client request for the echo upstream).
     fn prepare_upstream_request(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+        let Some(snap) = &ctx.snapshot else {
+            return Error::e_explain(ErrorType::InternalError, "no configuration snapshot");
+        };
         if let Some(path) = &ctx.rewritten_path {
             let target = match req.uri.query() {
                 Some(q) => format!("{path}?{q}"),
@@ -221,7 +143,10 @@ impl Proxy {
             req.set_raw_path(target.as_bytes())?;
         }
         if let (Some(identity), Some(provider)) = (&ctx.identity, &ctx.provider) {
-            headers::set_identity(req, &self.state.identity_headers, identity, provider);
+            headers::set_identity(req, &snap.identity_headers, identity, provider);
+            if let Some(age) = ctx.stale_age {
+                req.insert_header(snap.identity_headers.stale.clone(), age.to_string())?;
+            }
         }
         if let Some((name, value)) = &ctx.assertion {
             req.insert_header(name.clone(), value.clone())?;
@@ -229,7 +154,7 @@ impl Proxy {
         if ctx.route.as_ref().is_some_and(|r| !r.forward_authorization) {
             req.remove_header(&AUTHORIZATION);
         }
-        self.set_forwarded(req, ctx)?;
+        self.set_forwarded(req, ctx, snap)?;
         req.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
     }
@@ -238,10 +163,13 @@ impl Proxy {
     /// replaced, not extended); `X-Forwarded-Proto` / `-Host` are kept only from trusted
     /// proxies; `X-Real-IP` is the client address the gateway decided on; `Forwarded`
     /// from an untrusted peer is dropped.
-    fn set_forwarded(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
-        let trusted = ctx
-            .peer
-            .is_some_and(|p| self.state.trusted_proxies.contains(p));
+    fn set_forwarded(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &RequestCtx,
+        snap: &Snapshot,
+    ) -> Result<()> {
+        let trusted = ctx.peer.is_some_and(|p| snap.trusted_proxies.contains(p));
         let prior: Vec<String> = if trusted {
             req.headers
                 .get_all("x-forwarded-for")
@@ -313,6 +241,8 @@ impl ProxyHttp for Proxy {
         RequestCtx {
             started: Instant::now(),
             request_id: String::new(),
+            snapshot: None,
+            stale_age: None,
             route: None,
             rewritten_path: None,
             identity: None,
@@ -324,21 +254,14 @@ impl ProxyHttp for Proxy {
             peer: None,
             client: None,
             would_deny: None,
-            token_key: None,
             assertion: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = request_id(session.req_header());
-        let raw_path = session.req_header().uri.path();
-        let path = match normalize_path(raw_path) {
-            Ok(p) => p,
-            Err(e) => {
-                let refusal = Refusal::plain(400, "invalid_path", e.to_string());
-                return self.refuse(session, ctx, "bad_request", refusal).await;
-            }
-        };
+        let snap = self.state.snapshot();
+        ctx.snapshot = Some(snap.clone());
         // An absolute-form target (`GET http://host/path`) is forwarded in origin-form, so
         // the upstream reads the host only from `Host`, which is what routing used (Pingora
         // refuses a `Host` that differs from the target's authority, RFC 9112 §3.2.2). A
@@ -348,92 +271,122 @@ impl ProxyHttp for Proxy {
                 .req_header_mut()
                 .insert_header(http::header::HOST, authority.as_str())?;
         }
-        let origin_form = session.req_header().raw_path().starts_with(b"/");
-        if !origin_form || path != session.req_header().uri.path() {
-            ctx.rewritten_path = Some(path.clone());
-        }
-        let host = request_host(session.req_header());
-        let Some(route) = self.state.routes.find(host, &path).cloned() else {
-            let refusal = Refusal::plain(404, "no_route", "no route matches this request");
-            return self.refuse(session, ctx, "no_route", refusal).await;
-        };
-        ctx.route = Some(route.clone());
-
-        let req = session.req_header();
         ctx.peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        ctx.client = self.state.trusted_proxies.client_address(
-            ctx.peer,
-            req.headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .map(|v| v.as_bytes()),
-        );
-        if let Err(denial) = policy::check_network(&route.policy, ctx.client) {
-            if let Some(done) = self.deny(session, ctx, &route, denial).await? {
-                return Ok(done);
+        let req = session.req_header();
+        let auth_started = Instant::now();
+        let decision = decide(
+            &self.state,
+            &snap,
+            &DecisionInput {
+                method: &req.method,
+                host: request_host(req),
+                path: req.uri.path(),
+                query: req.uri.query(),
+                peer: ctx.peer,
+                headers: &req.headers,
+            },
+        )
+        .await;
+        if let Some(path) = &decision.path {
+            let origin_form = req.raw_path().starts_with(b"/");
+            if !origin_form || path != req.uri.path() {
+                ctx.rewritten_path = Some(path.clone());
             }
         }
-
-        if let RouteAuth::Providers(providers) = &route.auth {
-            let started = Instant::now();
-            let result = self.authenticate(session, ctx, providers).await;
-            ctx.auth_time = Some(started.elapsed());
+        ctx.route = decision.route.clone();
+        ctx.client = decision.client;
+        ctx.identity = decision.identity.clone();
+        ctx.provider = decision.provider.as_ref().map(|p| p.name.clone());
+        ctx.token_ref = decision.token_key.map(|k| k.short());
+        if let Some(outcome) = &decision.cache {
+            ctx.cache = Some(outcome.status);
             self.state
                 .metrics
-                .auth_duration
-                .with_label_values(&[&*route.name])
-                .observe(started.elapsed().as_secs_f64());
-            let identity = match result {
-                Ok(identity) => identity,
-                Err((outcome, refusal)) => {
-                    return self.refuse(session, ctx, outcome, refusal).await
-                }
-            };
-            let method = &session.req_header().method;
-            let denials = policy::identity_denials(
-                &route.policy,
-                &identity,
-                ctx.client,
-                method,
-                SystemTime::now(),
-            );
-            ctx.identity = Some(identity);
-            for denial in denials {
-                if let Some(done) = self.deny(session, ctx, &route, denial).await? {
-                    return Ok(done);
-                }
+                .cache_lookups
+                .with_label_values(&[outcome.status.as_str()])
+                .inc();
+        }
+        if let Some(route) = &decision.route {
+            if matches!(route.auth, RouteAuth::Providers(_)) {
+                let took = auth_started.elapsed();
+                ctx.auth_time = Some(took);
+                self.state
+                    .metrics
+                    .auth_duration
+                    .with_label_values(&[&*route.name])
+                    .observe(took.as_secs_f64());
             }
-            if let (Some(spec), Some(key), Some(identity), Some(provider)) = (
-                &route.assertion,
-                ctx.token_key,
-                &ctx.identity,
-                &ctx.provider,
-            ) {
-                match self
-                    .state
-                    .assertions
-                    .get(key, &route.name, spec, identity, provider)
-                    .await
-                {
-                    Ok(value) => ctx.assertion = Some((spec.header.clone(), value)),
-                    // Never forward without the assertion the upstream expects.
-                    Err(e) => {
-                        tracing::error!(request_id = %ctx.request_id, route = %route.name, error = %e, "cannot sign the identity assertion");
-                        let refusal = Refusal::plain(
-                            500,
-                            "internal_error",
-                            "the gateway could not sign the identity assertion",
-                        );
-                        return self.refuse(session, ctx, "assertion_failed", refusal).await;
-                    }
+            for denial in &decision.would_deny {
+                self.record_denial(ctx, route, denial, false);
+            }
+            ctx.would_deny = decision.would_deny.first().map(Denial::reason);
+        }
+        let route = match (decision.verdict, decision.route) {
+            (
+                Verdict::Refuse {
+                    outcome,
+                    refusal,
+                    denial,
+                },
+                route,
+            ) => {
+                if let (Some(route), Some(denial)) = (&route, &denial) {
+                    self.record_denial(ctx, route, denial, true);
+                }
+                return self.refuse(session, ctx, outcome, refusal).await;
+            }
+            (Verdict::Allow, Some(route)) => route,
+            (Verdict::Allow, None) => {
+                return Error::e_explain(ErrorType::InternalError, "allowed without a route")
+            }
+        };
+        if let Some(age) = decision.cache.as_ref().and_then(|c| c.stale_age) {
+            let secs = age.as_secs();
+            ctx.stale_age = Some(secs);
+            let provider = ctx.provider.as_deref().unwrap_or("");
+            self.state
+                .metrics
+                .stale_served
+                .with_label_values(&[&*route.name, provider])
+                .inc();
+            tracing::warn!(
+                request_id = %ctx.request_id,
+                route = %route.name,
+                provider,
+                stale_age_s = secs,
+                "provider failing: serving a stale identity within the route's stale_if_error budget"
+            );
+        }
+        if let (Some(spec), Some(key), Some(identity), Some(provider)) = (
+            &route.assertion,
+            decision.token_key,
+            &ctx.identity,
+            &ctx.provider,
+        ) {
+            match self
+                .state
+                .assertions
+                .get(key, &route.name, spec, identity, provider)
+                .await
+            {
+                Ok(value) => ctx.assertion = Some((spec.header.clone(), value)),
+                // Never forward without the assertion the upstream expects.
+                Err(e) => {
+                    tracing::error!(request_id = %ctx.request_id, route = %route.name, error = %e, "cannot sign the identity assertion");
+                    let refusal = Refusal::plain(
+                        500,
+                        "internal_error",
+                        "the gateway could not sign the identity assertion",
+                    );
+                    return self.refuse(session, ctx, "assertion_failed", refusal).await;
                 }
             }
         }
 
-        headers::sanitize_request(session.req_header_mut(), &self.state.identity_headers);
+        headers::sanitize_request(session.req_header_mut(), &snap.identity_headers);
 
         if route.upstream == UpstreamTarget::Echo {
             let mut forwarded = session.req_header().clone();
@@ -578,6 +531,7 @@ impl ProxyHttp for Proxy {
             subject = ctx.identity.as_deref().map(|i| i.subject.as_str()),
             provider = ctx.provider.as_deref(),
             cache = ctx.cache.map(CacheStatus::as_str),
+            stale_age_s = ctx.stale_age,
             token = ctx.token_ref.as_deref(),
             client = ctx.client.map(|c| c.to_string()),
             would_deny = ctx.would_deny,

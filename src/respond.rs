@@ -72,6 +72,18 @@ impl Refusal {
         }
     }
 
+    /// 429 with `Retry-After` (a client over its cache-miss rate).
+    pub fn too_many_requests(description: impl Into<String>) -> Self {
+        Refusal {
+            status: 429,
+            error: "too_many_requests",
+            description: description.into(),
+            challenge: None,
+            retry_after: true,
+            scope: None,
+        }
+    }
+
     /// Any other status with a plain error code.
     pub fn plain(status: u16, error: &'static str, description: impl Into<String>) -> Self {
         Refusal {

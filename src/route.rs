@@ -105,7 +105,19 @@ pub enum RouteAuth {
     /// No token read; identity headers are still stripped.
     None,
     /// A valid token for the first of these providers that accepts its shape.
-    Providers(Vec<(Arc<str>, Arc<dyn Provider>)>),
+    Providers(Vec<Arc<ProviderEntry>>),
+}
+
+/// A provider as routes use it: wrapped (metrics, protection) and with its token format.
+#[derive(Debug)]
+pub struct ProviderEntry {
+    /// The config name (metric labels, logs).
+    pub name: Arc<str>,
+    /// `name#fingerprint`: what token keys are derived from, so cached identities survive
+    /// a reload exactly while the provider's definition is unchanged.
+    pub key_id: Arc<str>,
+    pub provider: Arc<dyn Provider>,
+    pub format: crate::provider::format::TokenFormat,
 }
 
 /// Where a route sends allowed requests.
@@ -144,6 +156,8 @@ pub struct Route {
     pub forward_authorization: bool,
     /// A signed identity assertion to set on the upstream request.
     pub assertion: Option<Arc<crate::assertion::AssertionSpec>>,
+    /// Outage budget past freshness while the provider fails (zero: off).
+    pub stale_if_error: std::time::Duration,
 }
 
 impl Upstream {
@@ -277,6 +291,7 @@ mod tests {
             policy: RoutePolicy::default(),
             forward_authorization: true,
             assertion: None,
+            stale_if_error: std::time::Duration::ZERO,
         }
     }
 

@@ -1,4 +1,5 @@
 //! `sessiongate --config FILE [--check]`: validate the config, then run the gateway.
+//! `sessiongate --config FILE --upgrade`: take the listeners over from a running instance.
 //! `sessiongate --healthcheck URL`: probe a local admin endpoint (container HEALTHCHECK,
 //! for images without curl).
 
@@ -33,6 +34,11 @@ struct Args {
     /// GET this plain-HTTP URL (e.g. http://127.0.0.1:9090/healthz) and exit 0 on a 200.
     #[arg(long, value_name = "URL", conflicts_with = "check")]
     healthcheck: Option<String>,
+    /// Zero-downtime upgrade: take over the listening sockets of the running instance,
+    /// which hands them over when it receives SIGQUIT (both must use the same
+    /// `upgrade_sock`).
+    #[arg(short = 'u', long, conflicts_with_all = ["check", "healthcheck"])]
+    upgrade: bool,
 }
 
 fn main() -> ExitCode {
@@ -71,8 +77,11 @@ fn main() -> ExitCode {
         providers = settings.providers.len(),
         "sessiongate starting"
     );
-    match sessiongate::Gateway::new(settings) {
-        Ok(gateway) => gateway.run(),
+    // Reloads (SIGHUP, POST /admin/reload) read the same file, whatever the working
+    // directory is by then.
+    let path = std::path::absolute(&config).unwrap_or(config.clone());
+    match sessiongate::Gateway::with_options(settings, Some(path), sessiongate::clock::system()) {
+        Ok(gateway) => gateway.upgrade(args.upgrade).run(),
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             eprintln!("sessiongate: cannot start with {}: {e}", config.display());

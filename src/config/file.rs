@@ -41,6 +41,47 @@ pub struct FileConfig {
     pub identity_headers: IdentityHeadersFile,
     #[serde(default)]
     pub log: LogFile,
+    #[serde(default)]
+    pub admin: AdminFile,
+    /// Where the process id is written (default `/tmp/sessiongate.pid`).
+    pub pid_file: Option<String>,
+    /// The Unix socket listeners are handed over on for a zero-downtime upgrade (default
+    /// `/tmp/sessiongate_upgrade.sock`); the old and the new process must agree on it.
+    pub upgrade_sock: Option<String>,
+}
+
+/// `admin:` — the admin API's mutating endpoints (`/admin/purge`, `/admin/explain`,
+/// `/admin/reload`) need this bearer token; without one they are disabled.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// `${ENV_VAR}` holding the admin token.
+    pub token: Option<String>,
+    /// A file holding the admin token.
+    pub token_file: Option<String>,
+}
+
+/// `providers.<name>.protection`: concurrency bound and circuit breaker.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectionFile {
+    pub max_concurrent: Option<usize>,
+    pub queue_timeout: Option<ConfigDuration>,
+    pub failures: Option<u32>,
+    pub open_for: Option<ConfigDuration>,
+    pub half_open_probes: Option<u32>,
+}
+
+/// `providers.<name>.token_format`: the syntactic check a token passes before any call.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFormatFile {
+    pub min_length: Option<usize>,
+    pub max_length: Option<usize>,
+    /// `visible` (default), `b64token`, `base64url`, `hex`, `alphanumeric`, or `jwt`.
+    pub charset: Option<String>,
+    /// A prefix every token starts with (`v2x` for BitGo access tokens, say).
+    pub prefix: Option<String>,
 }
 
 /// What kind of identity provider a `providers.<name>` entry is.
@@ -135,6 +176,10 @@ pub struct ProviderFile {
     pub jwks_min_refresh_interval: Option<ConfigDuration>,
     /// jwt: clock skew allowed on `nbf` / `iat` (default 30s).
     pub leeway: Option<ConfigDuration>,
+    /// Concurrency bound and circuit breaker for calls to this provider (http, jwt kinds).
+    pub protection: Option<ProtectionFile>,
+    /// Syntactic token check before any call.
+    pub token_format: Option<TokenFormatFile>,
 }
 
 /// Where the user's token goes in the provider request.
@@ -292,6 +337,11 @@ pub struct CacheFile {
     pub negative_ttl: Option<ConfigDuration>,
     pub max_entries: Option<u64>,
     pub negative_max_entries: Option<u64>,
+    /// Fraction (0–1) of the freshness window at its end in which a use refreshes.
+    pub refresh_ahead: Option<f64>,
+    /// Cache misses per second one client address may cause (0: unlimited).
+    pub client_miss_rate: Option<u32>,
+    pub client_miss_burst: Option<u32>,
 }
 
 /// Whether a route requires a token.
@@ -331,6 +381,8 @@ pub struct RouteFile {
     pub forward_authorization: Option<bool>,
     /// A signed identity assertion for the upstream.
     pub assertion: Option<AssertionFile>,
+    /// How long past freshness a cached identity may serve while the provider fails.
+    pub stale_if_error: Option<ConfigDuration>,
 }
 
 /// One `assertion_keys` entry.

@@ -23,6 +23,8 @@ use crate::cache::CacheSettings;
 use crate::forwarded::TrustedProxies;
 use crate::headers::IdentityHeaders;
 use crate::policy::RoutePolicy;
+use crate::provider::format::TokenFormat;
+use crate::provider::guard::Protection;
 use crate::provider::Provider;
 use crate::route::UpstreamTarget;
 
@@ -74,6 +76,21 @@ pub struct RouteSettings {
     pub policy: RoutePolicy,
     pub forward_authorization: bool,
     pub assertion: Option<Arc<AssertionSpec>>,
+    /// Outage budget: how long past freshness a cached identity may serve while the
+    /// provider fails (zero: off).
+    pub stale_if_error: Duration,
+}
+
+/// One provider, built, with what the gateway wraps around it.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub provider: Arc<dyn Provider>,
+    /// Concurrency bound and breaker (`None` for `static`, which calls nothing).
+    pub protection: Option<Protection>,
+    pub token_format: TokenFormat,
+    /// Hash of the provider's definition as written: cached identities survive a reload
+    /// while it is unchanged.
+    pub fingerprint: u64,
 }
 
 /// Log settings.
@@ -90,7 +107,7 @@ pub struct Settings {
     pub admin_listen: String,
     pub threads: usize,
     pub shutdown_grace_period: Duration,
-    pub providers: BTreeMap<String, Arc<dyn Provider>>,
+    pub providers: BTreeMap<String, ProviderSettings>,
     pub cache: CacheSettings,
     pub routes: Vec<RouteSettings>,
     pub trusted_proxies: TrustedProxies,
@@ -98,6 +115,10 @@ pub struct Settings {
     pub assertion_keys: Vec<Arc<SigningKey>>,
     pub identity_headers: IdentityHeaders,
     pub log: LogSettings,
+    /// Bearer token for the admin API's mutating endpoints; `None` disables them.
+    pub admin_token: Option<Secret>,
+    pub pid_file: String,
+    pub upgrade_sock: String,
 }
 
 /// Parses YAML text into the file structs, with key paths and positions in errors.

@@ -7,18 +7,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::duration::ConfigDuration;
 use super::file::{
-    AssertionFile, AuthMode, FileConfig, MethodScopesFile, ModeFile, OneOrMany, RouteFile,
-    ScopeRuleFile,
+    AssertionFile, AuthMode, FileConfig, MethodScopesFile, ModeFile, OneOrMany, ProviderFile,
+    ProviderKind, RouteFile, ScopeRuleFile,
 };
-use super::{ConfigError, LogSettings, RouteSettings, Settings};
+use super::{ConfigError, LogSettings, ProviderSettings, RouteSettings, Settings};
 use crate::assertion::{AssertionSpec, SigningKey};
 use crate::cache::CacheSettings;
 use crate::forwarded::TrustedProxies;
 use crate::headers::{IdentityHeaders, DEFAULT_PREFIX};
 use crate::net::IpNet;
 use crate::policy::{MethodScopes, Mode, RoutePolicy, ScopeRule};
-use crate::provider::Provider;
+use crate::provider::format::{Charset, TokenFormat};
+use crate::provider::guard::Protection;
 use crate::route::{normalize_path, Upstream, UpstreamTarget};
 
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
@@ -41,13 +43,21 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         None => 1,
     };
 
-    let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+    let mut providers: BTreeMap<String, ProviderSettings> = BTreeMap::new();
     for (name, p) in &file.providers {
         let path = format!("providers.{name}");
         check_name(&path, name)?;
+        let provider = super::providers::provider(&path, p, base_dir)?;
+        let protection = protection(&path, p)?;
+        let token_format = token_format(&path, p)?;
         providers.insert(
             name.clone(),
-            super::providers::provider(&path, p, base_dir)?,
+            ProviderSettings {
+                provider,
+                protection,
+                token_format,
+                fingerprint: fingerprint(p),
+            },
         );
     }
 
@@ -115,6 +125,26 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
     tracing_subscriber::EnvFilter::try_new(&level)
         .map_err(|e| ConfigError::at("log.level", format!("not a valid log filter: {e}")))?;
 
+    let admin_token = super::secret::resolve(
+        "admin.token",
+        file.admin.token.as_deref(),
+        file.admin.token_file.as_deref(),
+        base_dir,
+    )?;
+    if let Some(t) = &admin_token {
+        if t.expose().len() < 16 {
+            let key = if file.admin.token.is_some() {
+                "admin.token"
+            } else {
+                "admin.token_file"
+            };
+            return Err(ConfigError::at(
+                key,
+                "the admin token must be at least 16 characters",
+            ));
+        }
+    }
+
     Ok(Settings {
         listen: listen.to_string(),
         admin_listen: admin_listen.to_string(),
@@ -132,6 +162,117 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
             format: file.log.format,
             level,
         },
+        admin_token,
+        pid_file: file
+            .pid_file
+            .clone()
+            .unwrap_or_else(|| "/tmp/sessiongate.pid".into()),
+        upgrade_sock: file
+            .upgrade_sock
+            .clone()
+            .unwrap_or_else(|| "/tmp/sessiongate_upgrade.sock".into()),
+    })
+}
+
+/// A stable hash of a provider's definition as written (secret *references*, not values).
+fn fingerprint(p: &ProviderFile) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{p:?}").as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+fn protection(path: &str, p: &ProviderFile) -> Result<Option<Protection>> {
+    let d = Protection::default();
+    let Some(f) = &p.protection else {
+        return Ok((p.kind != ProviderKind::Static).then_some(d));
+    };
+    if p.kind == ProviderKind::Static {
+        return Err(ConfigError::at(
+            format!("{path}.protection"),
+            "not used by kind `static` (it calls nothing)",
+        ));
+    }
+    let positive = |key: &str, v: Option<ConfigDuration>, default: Duration| match v {
+        Some(d) if d.0.is_zero() => Err(ConfigError::at(
+            format!("{path}.protection.{key}"),
+            "must be longer than zero",
+        )),
+        Some(d) => Ok(d.0),
+        None => Ok(default),
+    };
+    Ok(Some(Protection {
+        max_concurrent: f.max_concurrent.unwrap_or(d.max_concurrent),
+        queue_timeout: positive("queue_timeout", f.queue_timeout, d.queue_timeout)?,
+        failures: f.failures.unwrap_or(d.failures),
+        open_for: positive("open_for", f.open_for, d.open_for)?,
+        half_open_probes: match f.half_open_probes {
+            Some(0) => {
+                return Err(ConfigError::at(
+                    format!("{path}.protection.half_open_probes"),
+                    "must be at least 1",
+                ))
+            }
+            Some(n) => n,
+            None => d.half_open_probes,
+        },
+    }))
+}
+
+fn token_format(path: &str, p: &ProviderFile) -> Result<TokenFormat> {
+    let d = if p.kind == ProviderKind::Jwt {
+        TokenFormat::jwt()
+    } else {
+        TokenFormat::opaque()
+    };
+    let Some(f) = &p.token_format else {
+        return Ok(d);
+    };
+    let key = |k: &str| format!("{path}.token_format.{k}");
+    let charset = match &f.charset {
+        Some(c) => Charset::parse(c).ok_or_else(|| {
+            ConfigError::at(
+                key("charset"),
+                format!("unknown charset {c:?}: use visible, b64token, base64url, hex, alphanumeric or jwt"),
+            )
+        })?,
+        None => d.charset,
+    };
+    if p.kind == ProviderKind::Jwt && charset != Charset::Jwt {
+        return Err(ConfigError::at(
+            key("charset"),
+            "a `jwt` provider only takes JWT-shaped tokens: use `jwt` or leave it out",
+        ));
+    }
+    let min_length = f.min_length.unwrap_or(d.min_length).max(1);
+    let max_length = f.max_length.unwrap_or(d.max_length);
+    if max_length > crate::token::DEFAULT_MAX_TOKEN_BYTES {
+        return Err(ConfigError::at(
+            key("max_length"),
+            format!(
+                "at most {} (longer tokens are refused before any provider sees them)",
+                crate::token::DEFAULT_MAX_TOKEN_BYTES
+            ),
+        ));
+    }
+    if min_length > max_length {
+        return Err(ConfigError::at(
+            key("min_length"),
+            "must not exceed max_length",
+        ));
+    }
+    if let Some(prefix) = &f.prefix {
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::at(
+                key("prefix"),
+                "must be visible ASCII characters",
+            ));
+        }
+    }
+    Ok(TokenFormat {
+        min_length,
+        max_length,
+        charset,
+        prefix: f.prefix.clone(),
     })
 }
 
@@ -172,7 +313,34 @@ fn cache(file: &FileConfig) -> Result<CacheSettings> {
         Some(n) => Ok(n),
         None => Ok(default),
     };
+    let refresh_ahead = match c.refresh_ahead {
+        Some(f) if !(0.0..1.0).contains(&f) => {
+            return Err(ConfigError::at(
+                "cache.refresh_ahead",
+                "a fraction of the ttl from 0 (off) up to, not including, 1 (e.g. 0.2)",
+            ))
+        }
+        Some(f) => f,
+        None => d.refresh_ahead,
+    };
+    let client_miss_rate = c.client_miss_rate.unwrap_or(d.client_miss_rate);
+    let client_miss_burst = c.client_miss_burst.unwrap_or(client_miss_rate);
+    if c.client_miss_burst.is_some() && client_miss_rate == 0 {
+        return Err(ConfigError::at(
+            "cache.client_miss_burst",
+            "set `client_miss_rate` too (the burst of an unlimited rate means nothing)",
+        ));
+    }
+    if client_miss_rate > 0 && client_miss_burst < client_miss_rate {
+        return Err(ConfigError::at(
+            "cache.client_miss_burst",
+            "must be at least client_miss_rate",
+        ));
+    }
     Ok(CacheSettings {
+        refresh_ahead,
+        client_miss_rate,
+        client_miss_burst,
         ttl: c.ttl.map_or(d.ttl, |v| v.0),
         negative_ttl: c.negative_ttl.map_or(d.negative_ttl, |v| v.0),
         max_entries: positive("max_entries", c.max_entries, d.max_entries)?,
@@ -234,7 +402,7 @@ fn upstream(path: &str, name: &str, text: &str) -> Result<Upstream> {
 fn route(
     path: &str,
     r: &RouteFile,
-    providers: &BTreeMap<String, Arc<dyn Provider>>,
+    providers: &BTreeMap<String, ProviderSettings>,
     upstreams: &BTreeMap<String, UpstreamTarget>,
 ) -> Result<RouteSettings> {
     let prefix = &r.path_prefix;
@@ -304,6 +472,13 @@ fn route(
     let authenticated = !providers.is_empty();
     let policy = route_policy(path, r, authenticated)?;
     let forward_authorization = r.forward_authorization.unwrap_or(true);
+    let stale_if_error = r.stale_if_error.map_or(Duration::ZERO, |d| d.0);
+    if !authenticated && !stale_if_error.is_zero() {
+        return Err(ConfigError::at(
+            format!("{path}.stale_if_error"),
+            "a route with `auth: none` has no identity to serve stale; remove it",
+        ));
+    }
     let name = match &r.name {
         Some(n) => {
             check_name(&format!("{path}.name"), n)?;
@@ -320,6 +495,7 @@ fn route(
         policy,
         forward_authorization,
         assertion: None,
+        stale_if_error,
     })
 }
 

@@ -7,6 +7,8 @@
 //! - [`http`]: any JSON "get session" / introspection endpoint, described by a request
 //!   template and a response mapping; [`presets`] holds the built-in descriptions.
 
+pub mod format;
+pub mod guard;
 pub mod http;
 pub mod jwt;
 pub mod mapping;
@@ -71,6 +73,12 @@ pub enum ProviderError {
     NotJson(String),
     #[error("provider response at {pointer}: {problem}")]
     Mapping { pointer: String, problem: String },
+    /// The provider's circuit breaker is open: the call was not made.
+    #[error("provider circuit open after repeated failures; not called")]
+    CircuitOpen,
+    /// Every call slot stayed busy for the queue wait limit: the call was not made.
+    #[error("provider busy: no call slot free within {0:?}")]
+    Overloaded(std::time::Duration),
 }
 
 impl ProviderError {
@@ -84,6 +92,8 @@ impl ProviderError {
             ProviderError::TooLarge(_) => "too_large",
             ProviderError::NotJson(_) => "not_json",
             ProviderError::Mapping { .. } => "bad_response",
+            ProviderError::CircuitOpen => "circuit_open",
+            ProviderError::Overloaded(_) => "queue_timeout",
         }
     }
 }

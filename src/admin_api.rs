@@ -1,0 +1,458 @@
+//! The admin API on the admin listener. Every endpoint needs
+//! `Authorization: Bearer <admin token>` (`admin.token` / `admin.token_file`); without a
+//! configured token the API is disabled (403). Bodies are JSON, at most 64 KiB.
+//!
+//! - `POST /admin/purge` — `{"token": "..."}`, `{"subject": "..."}` or
+//!   `{"session_id": "..."}`, optionally `"provider": "<name>"`: removes every matching
+//!   cached identity at once (a logout or revocation takes effect before the TTL) and
+//!   answers `{"removed": n}`. A token is hashed as the proxy hashes it, never stored or
+//!   echoed.
+//! - `POST /admin/explain` — `{"method", "path", "host"?, "client_ip"?, "token"?,
+//!   "headers"?}`: runs the proxy's own decision for that request without forwarding it
+//!   and answers the trace (route, client address, token provider, cache state before
+//!   and after, whether the provider was called, the identity, scopes required and
+//!   present, IP checks, outcome). A miss calls the provider and caches the answer, as
+//!   the request would.
+//! - `POST /admin/reload` — reads the config file again (like SIGHUP) and answers what
+//!   changed, or the error (the old configuration keeps serving).
+
+// The admin API is a cold path: its helpers return the ready error response as `Err`.
+#![allow(clippy::result_large_err)]
+
+use std::net::IpAddr;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::admin::AdminApp;
+use crate::cache::{CacheStatus, PurgeBy};
+use crate::decision::{decide, DecisionInput, Verdict};
+use crate::policy::{self, Denial, Mode};
+use crate::route::RouteAuth;
+use crate::token::extract_bearer;
+
+const MAX_BODY: usize = 64 * 1024;
+
+fn json_reply(status: StatusCode, body: Value) -> Response<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(&body).expect("JSON values serialize");
+    bytes.push(b'\n');
+    let mut resp = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("content-length", bytes.len())
+        .header("cache-control", "no-store");
+    if status == StatusCode::UNAUTHORIZED {
+        resp = resp.header("www-authenticate", "Bearer realm=\"sessiongate-admin\"");
+    }
+    resp.body(bytes)
+        .expect("static header names and values are valid")
+}
+
+fn error(status: StatusCode, code: &str, description: impl Into<String>) -> Response<Vec<u8>> {
+    json_reply(
+        status,
+        json!({"error": code, "error_description": description.into()}),
+    )
+}
+
+/// Constant-time comparison of the presented token with the configured one (through
+/// their digests, so lengths leak nothing either).
+fn token_matches(presented: &str, expected: &str) -> bool {
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let mut body = BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        format!("admin request bodies are limited to {MAX_BODY} bytes"),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.to_vec()),
+            Err(_) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the request body could not be read",
+                ))
+            }
+        }
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, Response<Vec<u8>>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body must be a JSON object",
+        )),
+        // serde_json's message names a position, never the input text.
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// A string field, or an error naming the field.
+fn string_field<'a>(
+    map: &'a serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a str>, Response<Vec<u8>>> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("`{key}` must be a string"),
+        )),
+    }
+}
+
+fn unknown_fields(
+    map: &serde_json::Map<String, Value>,
+    known: &[&str],
+) -> Result<(), Response<Vec<u8>>> {
+    match map.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("unknown field `{k}` (known: {})", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+impl AdminApp {
+    /// Dispatches `/admin/*` after checking the method and the admin token.
+    pub(crate) async fn admin_api(
+        &self,
+        session: &mut ServerSession,
+        path: &str,
+    ) -> Response<Vec<u8>> {
+        let snap = self.state().snapshot();
+        let Some(expected) = &snap.admin_token else {
+            return error(
+                StatusCode::FORBIDDEN,
+                "admin_api_disabled",
+                "the admin API is disabled: set admin.token or admin.token_file",
+            );
+        };
+        let req = session.req_header();
+        let presented = extract_bearer(
+            req.headers
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes()),
+            None,
+            4096,
+        );
+        match presented {
+            Ok(t) if token_matches(t, expected.expose()) => {}
+            _ => {
+                tracing::warn!(path, "admin API request without a valid admin token");
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "a valid admin bearer token is required",
+                );
+            }
+        }
+        if req.method != Method::POST {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use POST",
+            );
+        }
+        let body = match read_body(session).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
+        match path {
+            "/admin/purge" => self.purge(&body).await.unwrap_or_else(|e| e),
+            "/admin/explain" => self.explain(&body).await.unwrap_or_else(|e| e),
+            "/admin/reload" => self.reload().await,
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such admin endpoint (purge, explain, reload)",
+            ),
+        }
+    }
+
+    async fn purge(&self, body: &[u8]) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
+        let map = parse_object(body)?;
+        unknown_fields(&map, &["token", "subject", "session_id", "provider"])?;
+        let token = string_field(&map, "token")?;
+        let subject = string_field(&map, "subject")?;
+        let session_id = string_field(&map, "session_id")?;
+        let provider = string_field(&map, "provider")?;
+        let snap = self.state().snapshot();
+        if let Some(p) = provider {
+            if !snap.providers.iter().any(|e| &*e.name == p) {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("no provider named `{p}`"),
+                ));
+            }
+        }
+        let (by, label) = match (token, subject, session_id) {
+            (Some(t), None, None) if !t.is_empty() => {
+                let keys = snap
+                    .providers
+                    .iter()
+                    .filter(|e| provider.is_none_or(|p| &*e.name == p))
+                    .map(|e| self.state().hasher.key(&e.key_id, t))
+                    .collect();
+                (PurgeBy::Keys(keys), "token")
+            }
+            (None, Some(s), None) if !s.is_empty() => (PurgeBy::Subject(s.to_string()), "subject"),
+            (None, None, Some(s)) if !s.is_empty() => {
+                (PurgeBy::SessionId(s.to_string()), "session_id")
+            }
+            _ => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "give exactly one non-empty `token`, `subject` or `session_id`",
+                ))
+            }
+        };
+        let filter = if matches!(by, PurgeBy::Keys(_)) {
+            None
+        } else {
+            provider
+        };
+        let removed = self.state().cache.purge(&by, filter).await;
+        self.state()
+            .metrics
+            .cache_purged
+            .with_label_values(&[label])
+            .inc_by(removed as u64);
+        tracing::info!(by = label, provider, removed, "admin purge");
+        Ok(json_reply(
+            StatusCode::OK,
+            json!({"removed": removed, "by": label}),
+        ))
+    }
+
+    async fn reload(&self) -> Response<Vec<u8>> {
+        match self.state().reload_from_file().await {
+            Ok(report) => json_reply(
+                StatusCode::OK,
+                json!({
+                    "applied": true,
+                    "routes": report.routes,
+                    "providers_changed": report.providers_changed,
+                    "needs_restart": report.needs_restart,
+                }),
+            ),
+            Err(e) => json_reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"applied": false, "error": e.to_string()}),
+            ),
+        }
+    }
+
+    async fn explain(&self, body: &[u8]) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
+        let map = parse_object(body)?;
+        unknown_fields(
+            &map,
+            &["method", "path", "host", "client_ip", "token", "headers"],
+        )?;
+        let bad = |m: String| error(StatusCode::BAD_REQUEST, "bad_request", m);
+        let method = string_field(&map, "method")?.unwrap_or("GET");
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| bad("`method` is not an HTTP method".into()))?;
+        let target = string_field(&map, "path")?.ok_or_else(|| bad("`path` is required".into()))?;
+        if !target.starts_with('/') {
+            return Err(bad("`path` must start with /".into()));
+        }
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        let host = string_field(&map, "host")?;
+        let peer: Option<IpAddr> = match string_field(&map, "client_ip")? {
+            Some(ip) => Some(
+                ip.parse()
+                    .map_err(|_| bad("`client_ip` is not an IP address".into()))?,
+            ),
+            None => None,
+        };
+        let mut headers = HeaderMap::new();
+        match map.get("headers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(h)) => {
+                for (name, value) in h {
+                    let (Ok(name), Some(Ok(value))) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        value.as_str().map(HeaderValue::from_str),
+                    ) else {
+                        return Err(bad(format!(
+                            "header `{name}` is not a valid header with a string value"
+                        )));
+                    };
+                    headers.append(name, value);
+                }
+            }
+            Some(_) => return Err(bad("`headers` must be an object of strings".into())),
+        }
+        if let Some(token) = string_field(&map, "token")? {
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| bad("`token` contains characters a header cannot carry".into()))?;
+            headers.append(http::header::AUTHORIZATION, value);
+        }
+        let state = self.state();
+        let snap = state.snapshot();
+        let d = decide(
+            state,
+            &snap,
+            &DecisionInput {
+                method: &method,
+                host,
+                path,
+                query,
+                peer,
+                headers: &headers,
+            },
+        )
+        .await;
+
+        let route = d.route.as_ref().map(|r| {
+            json!({
+                "name": &*r.name,
+                "path_prefix": r.path_prefix,
+                "host": r.host,
+                "mode": if r.policy.mode == Mode::Report { "report" } else { "enforce" },
+                "providers": match &r.auth {
+                    RouteAuth::Providers(list) => list.iter().map(|p| Value::from(&*p.name)).collect(),
+                    RouteAuth::None => Vec::new(),
+                },
+                "auth": if matches!(r.auth, RouteAuth::None) { "none" } else { "required" },
+                "stale_if_error_s": r.stale_if_error.as_secs(),
+                "allow_cidrs": r.policy.allow_cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                "deny_cidrs": r.policy.deny_cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            })
+        });
+        let cache = d.cache.as_ref().map(|c| {
+            json!({
+                "before": c.prior.as_str(),
+                "result": c.status.as_str(),
+                "provider_called": c.status == CacheStatus::Miss,
+                "stale_age_s": c.stale_age.map(|a| a.as_secs()),
+            })
+        });
+        let identity = d.identity.as_ref().map(|i| {
+            json!({
+                "subject": i.subject,
+                "session_id": i.session_id,
+                "scopes": i.scopes,
+                "expires_at": i.expires_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+                "ip_restrict": i.ip_restrict,
+                "organizations": i.organizations,
+            })
+        });
+        // Every policy finding, not only the first that decided (pure re-evaluation).
+        let policy_json = match (&d.route, &d.identity) {
+            (Some(r), Some(i)) => {
+                let denials =
+                    policy::identity_denials(&r.policy, i, d.client, &method, state.clock.now());
+                let rules: Vec<Value> = policy::rules_for(&r.policy, &method)
+                    .iter()
+                    .map(|rule| json!({"all_of": rule.all_of, "any_of": rule.any_of}))
+                    .collect();
+                json!({
+                    "scopes_required": rules,
+                    "scopes_present": i.scopes,
+                    "scopes_ok": !denials.iter().any(|d| matches!(d, Denial::InsufficientScope { .. })),
+                    "ip_restrict_ok": !denials.iter().any(|d| matches!(d, Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. })),
+                    "findings": denials.iter().map(denial_json).collect::<Vec<_>>(),
+                })
+            }
+            _ => Value::Null,
+        };
+        let (outcome, status, error_code, description) = match &d.verdict {
+            Verdict::Allow => ("allowed", 200, None, None),
+            Verdict::Refuse {
+                outcome, refusal, ..
+            } => (
+                *outcome,
+                refusal.status,
+                Some(refusal.error),
+                Some(refusal.description.clone()),
+            ),
+        };
+        let trace = json!({
+            "request": {
+                "method": method.as_str(),
+                "path": path,
+                "host": host,
+                "client_ip": peer.map(|p| p.to_string()),
+            },
+            "normalized_path": d.path,
+            "route": route,
+            "client": d.client.map(|c| c.to_string()),
+            "network_ok": d.route.as_ref().map(|r| policy::check_network(&r.policy, d.client).is_ok()),
+            "token": d.provider.as_ref().map(|p| json!({
+                "provider": &*p.name,
+                "ref": d.token_key.map(|k| k.short()),
+            })),
+            "cache": cache,
+            "identity": identity,
+            "policy": policy_json,
+            "would_deny": d.would_deny.iter().map(denial_json).collect::<Vec<_>>(),
+            "decision": {
+                "outcome": outcome,
+                "status": status,
+                "error": error_code,
+                "description": description,
+                "stale": d.stale_age().map(|a: Duration| a.as_secs()),
+            },
+        });
+        Ok(json_reply(StatusCode::OK, trace))
+    }
+}
+
+fn denial_json(d: &Denial) -> Value {
+    let detail = match d {
+        Denial::InsufficientScope { required } => format!("requires {}", required.join(" ")),
+        Denial::IpNotAllowed { detail } | Denial::IpRestrictMalformed { detail } => detail.clone(),
+        Denial::Expired => "the identity has expired".into(),
+    };
+    json!({"reason": d.reason(), "detail": detail})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_token_comparison() {
+        assert!(token_matches("0123456789abcdef", "0123456789abcdef"));
+        assert!(!token_matches("0123456789abcdeF", "0123456789abcdef"));
+        assert!(!token_matches("", "0123456789abcdef"));
+    }
+}

@@ -1,0 +1,61 @@
+//! The wall clock the identity cache and the provider breakers decide with.
+//!
+//! moka keeps its own clock (it does not follow tokio's paused time), so freshness, the
+//! stale budget, refresh-ahead and breaker cool-downs are decided on this clock instead;
+//! moka only bounds how long an entry may be *stored*. Tests use [`ManualClock`] to step
+//! through time without sleeping.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// A source of "now".
+pub trait Clock: Send + Sync + Debug {
+    fn now(&self) -> SystemTime;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that moves only when told to (tests).
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<Mutex<SystemTime>>);
+
+impl ManualClock {
+    /// A clock reading the current system time, frozen there.
+    pub fn new() -> Self {
+        ManualClock(Arc::new(Mutex::new(SystemTime::now())))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock().expect("clock lock") += by;
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
+/// The shared clock handle.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The system clock as a [`SharedClock`].
+pub fn system() -> SharedClock {
+    Arc::new(SystemClock)
+}

@@ -1,0 +1,244 @@
+//! The gateway's decision for one request, from what the client sent to allow or refuse:
+//! path → route → client address and network rules → token → provider and format →
+//! identity cache (and provider) → identity policy.
+//!
+//! The proxy and the admin `explain` endpoint both call [`decide`], so `explain` reports
+//! exactly what a request would get. Side effects are limited to the identity cache (a
+//! miss calls the provider and caches the answer); logging and metrics are the caller's.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Method};
+
+use crate::cache::{CacheStatus, Lookup, LookupOutcome, LookupRequest};
+use crate::identity::Identity;
+use crate::policy::{self, Denial, Mode};
+use crate::provider::InvalidReason;
+use crate::respond::Refusal;
+use crate::route::{normalize_path, ProviderEntry, Route, RouteAuth};
+use crate::state::{GatewayState, Snapshot};
+use crate::token::{extract_bearer, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
+
+/// What the decision looks at.
+pub struct DecisionInput<'a> {
+    pub method: &'a Method,
+    /// The `Host` header (port included or not).
+    pub host: Option<&'a str>,
+    /// The request path as sent (before normalization), without the query.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// The TCP peer.
+    pub peer: Option<IpAddr>,
+    /// The request headers (`Authorization`, `X-Forwarded-For` are read).
+    pub headers: &'a HeaderMap,
+}
+
+/// Allow, or the response to send instead.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Allow,
+    Refuse {
+        /// The outcome label for metrics and logs.
+        outcome: &'static str,
+        refusal: Refusal,
+        /// The policy denial behind a 403, when there is one.
+        denial: Option<Denial>,
+    },
+}
+
+/// The decision and everything learnt on the way (for headers, logs and `explain`).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The normalized path, when it could be normalized.
+    pub path: Option<String>,
+    pub route: Option<Arc<Route>>,
+    /// The client address (the peer, or read through trusted proxies).
+    pub client: Option<IpAddr>,
+    /// The provider that judged the token.
+    pub provider: Option<Arc<ProviderEntry>>,
+    pub token_key: Option<TokenKey>,
+    pub cache: Option<LookupOutcome>,
+    pub identity: Option<Arc<Identity>>,
+    /// On a report-only route: the denials that were let through.
+    pub would_deny: Vec<Denial>,
+    pub verdict: Verdict,
+}
+
+impl Decision {
+    fn refuse(mut self, outcome: &'static str, refusal: Refusal) -> Self {
+        self.verdict = Verdict::Refuse {
+            outcome,
+            refusal,
+            denial: None,
+        };
+        self
+    }
+
+    /// The cache status label, when the cache was consulted.
+    pub fn cache_status(&self) -> Option<CacheStatus> {
+        self.cache.as_ref().map(|c| c.status)
+    }
+
+    /// For a stale identity: its age.
+    pub fn stale_age(&self) -> Option<Duration> {
+        self.cache.as_ref().and_then(|c| c.stale_age)
+    }
+}
+
+/// The refusal for a policy denial.
+pub fn refusal_for(denial: &Denial) -> Refusal {
+    match denial {
+        Denial::Expired => Refusal::bearer("invalid_token", "the token has expired"),
+        Denial::InsufficientScope { required } => Refusal::insufficient_scope(required),
+        Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. } => Refusal::plain(
+            403,
+            "ip_not_allowed",
+            "requests from this client address are not allowed here",
+        ),
+    }
+}
+
+/// Decides one request (see the module docs).
+pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput<'_>) -> Decision {
+    let mut d = Decision {
+        path: None,
+        route: None,
+        client: None,
+        provider: None,
+        token_key: None,
+        cache: None,
+        identity: None,
+        would_deny: Vec::new(),
+        verdict: Verdict::Allow,
+    };
+    let path = match normalize_path(input.path) {
+        Ok(p) => p,
+        Err(e) => {
+            return d.refuse(
+                "bad_request",
+                Refusal::plain(400, "invalid_path", e.to_string()),
+            );
+        }
+    };
+    let route = snap.routes.find(input.host, &path).cloned();
+    d.path = Some(path);
+    let Some(route) = route else {
+        return d.refuse(
+            "no_route",
+            Refusal::plain(404, "no_route", "no route matches this request"),
+        );
+    };
+    d.route = Some(route.clone());
+    d.client = snap.trusted_proxies.client_address(
+        input.peer,
+        input
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
+    if let Err(denial) = policy::check_network(&route.policy, d.client) {
+        if route.policy.mode == Mode::Report {
+            d.would_deny.push(denial);
+        } else {
+            d.verdict = Verdict::Refuse {
+                outcome: denial.reason(),
+                refusal: refusal_for(&denial),
+                denial: Some(denial),
+            };
+            return d;
+        }
+    }
+    let RouteAuth::Providers(providers) = &route.auth else {
+        return d;
+    };
+
+    let token = match extract_bearer(
+        input
+            .headers
+            .get_all(AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes()),
+        input.query,
+        DEFAULT_MAX_TOKEN_BYTES,
+    ) {
+        Ok(t) => t,
+        Err(e) => return d.refuse(e.reason(), Refusal::bearer(e.rfc6750_code(), e.to_string())),
+    };
+    let Some(entry) = providers
+        .iter()
+        .find(|p| p.format.check(token).is_ok() && p.provider.accepts(token))
+    else {
+        return d.refuse(
+            "malformed_token",
+            Refusal::bearer("invalid_token", "the token is not valid"),
+        );
+    };
+    let key = state.hasher.key(&entry.key_id, token);
+    d.token_key = Some(key);
+    d.provider = Some(entry.clone());
+    let outcome = state
+        .cache
+        .lookup(LookupRequest {
+            key,
+            token,
+            provider_id: &entry.key_id,
+            provider: &entry.provider,
+            stale_if_error: route.stale_if_error,
+            client: d.client,
+        })
+        .await;
+    let lookup = outcome.lookup.clone();
+    d.cache = Some(outcome);
+    let identity = match lookup {
+        Lookup::Valid(identity) => identity,
+        Lookup::Invalid(InvalidReason::Expired) => {
+            return d.refuse(
+                "expired",
+                Refusal::bearer("invalid_token", "the token has expired"),
+            )
+        }
+        Lookup::Invalid(_) => {
+            return d.refuse(
+                "invalid_token",
+                Refusal::bearer("invalid_token", "the token is not valid"),
+            )
+        }
+        Lookup::Failed(_) => {
+            return d.refuse("provider_unavailable", Refusal::provider_unavailable())
+        }
+        Lookup::Throttled => {
+            return d.refuse(
+                "client_throttled",
+                Refusal::too_many_requests(
+                    "too many unknown tokens from this client address; slow down",
+                ),
+            )
+        }
+    };
+    let denials = policy::identity_denials(
+        &route.policy,
+        &identity,
+        d.client,
+        input.method,
+        state.clock.now(),
+    );
+    d.identity = Some(identity);
+    for denial in denials {
+        // An expired identity is refused even on a report-only route.
+        if route.policy.mode == Mode::Report && denial != Denial::Expired {
+            d.would_deny.push(denial);
+            continue;
+        }
+        d.verdict = Verdict::Refuse {
+            outcome: denial.reason(),
+            refusal: refusal_for(&denial),
+            denial: Some(denial),
+        };
+        return d;
+    }
+    d
+}
