@@ -276,6 +276,44 @@ pub fn start_gateway(yaml: &str, vars: &[(&str, String)]) -> GatewayHandle {
     handle
 }
 
+/// Writes `yaml` (placeholders filled as [`start_gateway`] does) to `path` and starts a
+/// gateway from that file (so it can reload) deciding on `clock`.
+pub fn start_gateway_from_file(
+    yaml: &str,
+    vars: &[(&str, String)],
+    path: &std::path::Path,
+    clock: sessiongate::clock::SharedClock,
+) -> GatewayHandle {
+    let mut text = yaml
+        .replace("{listen}", &format!("127.0.0.1:{}", free_port()))
+        .replace("{admin}", &format!("127.0.0.1:{}", free_port()));
+    for (k, v) in vars {
+        text = text.replace(&format!("{{{k}}}"), v);
+    }
+    std::fs::write(path, &text).unwrap();
+    let settings = sessiongate::config::load(path)
+        .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
+    let handle = Gateway::with_options(settings, Some(path.to_path_buf()), clock)
+        .unwrap_or_else(|e| panic!("gateway cannot start: {e}"))
+        .spawn();
+    assert!(
+        handle.wait_ready(Duration::from_secs(20)),
+        "gateway did not become ready"
+    );
+    handle
+}
+
+/// A fresh temporary directory for one test (removed by the OS's tmp cleaning).
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sessiongate-test-{name}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A client that never pools connections between tests and follows no redirects.
 pub fn client() -> reqwest::Client {
     sessiongate::provider::http::install_crypto_provider();
