@@ -253,32 +253,47 @@ impl Provider for HttpProvider {
             Err(ProviderError::TooLarge(_)) if !status.is_success() => BytesMut::new(),
             Err(e) => return Err(e),
         };
-        let doc: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
-        match self.spec.outcome.verdict(status.as_u16(), doc.as_ref()) {
-            Verdict::Invalid => {
-                return Ok(Resolution::Invalid(InvalidReason::RejectedStatus(
-                    status.as_u16(),
-                )))
-            }
-            Verdict::Broken => return Err(ProviderError::Refused(status.as_u16())),
-            Verdict::Undecided if !status.is_success() => {
-                return Err(ProviderError::Status(status.as_u16()))
-            }
-            Verdict::Undecided => {}
-        }
-        let doc = match doc {
-            Some(doc) => doc,
-            None if body.is_empty() => return Err(ProviderError::NotJson("empty body".into())),
-            None => {
-                let e = serde_json::from_slice::<serde_json::Value>(&body)
-                    .err()
-                    .map_or_else(String::new, |e| e.to_string());
-                return Err(ProviderError::NotJson(e));
-            }
-        };
-        self.spec.outcome.check_success(&doc)?;
-        self.spec.mapping.apply(&doc, SystemTime::now())
+        judge(
+            &self.spec.outcome,
+            &self.spec.mapping,
+            status.as_u16(),
+            &body,
+            SystemTime::now(),
+        )
     }
+}
+
+/// Judges one provider answer (status and body) with a kind's rules and mapping: the pure
+/// part of [`HttpProvider::resolve`], also what the fuzz target drives. A status outside
+/// 2xx never yields a valid identity.
+pub fn judge(
+    outcome: &Outcome,
+    mapping: &ResponseMapping,
+    status: u16,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Resolution, ProviderError> {
+    let doc: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    match outcome.verdict(status, doc.as_ref()) {
+        Verdict::Invalid => return Ok(Resolution::Invalid(InvalidReason::RejectedStatus(status))),
+        Verdict::Broken => return Err(ProviderError::Refused(status)),
+        Verdict::Undecided if !(200..300).contains(&status) => {
+            return Err(ProviderError::Status(status))
+        }
+        Verdict::Undecided => {}
+    }
+    let doc = match doc {
+        Some(doc) => doc,
+        None if body.is_empty() => return Err(ProviderError::NotJson("empty body".into())),
+        None => {
+            let e = serde_json::from_slice::<serde_json::Value>(body)
+                .err()
+                .map_or_else(String::new, |e| e.to_string());
+            return Err(ProviderError::NotJson(e));
+        }
+    };
+    outcome.check_success(&doc)?;
+    mapping.apply(&doc, now)
 }
 
 #[cfg(test)]

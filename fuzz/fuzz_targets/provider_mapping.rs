@@ -1,0 +1,46 @@
+//! Every preset's answer judging and response mapping on arbitrary answers: the first two
+//! bytes pick the HTTP status, the rest is the body. No input panics, and no status
+//! outside 2xx ever yields a valid identity; a valid identity always has a subject.
+#![no_main]
+
+use std::time::SystemTime;
+
+use libfuzzer_sys::fuzz_target;
+use sessiongate::provider::http::judge;
+use sessiongate::provider::presets::Preset;
+use sessiongate::provider::Resolution;
+
+const KINDS: [&str; 7] = [
+    "http",
+    "bitgo",
+    "rfc7662",
+    "krystal",
+    "prefactor",
+    "enos",
+    "userinfo",
+];
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 2 {
+        return;
+    }
+    let status = 100 + u16::from_le_bytes([data[0], data[1]]) % 500;
+    let body = &data[2..];
+    for kind in KINDS {
+        let preset = Preset::for_kind(kind).expect("known kind");
+        let result = judge(
+            &preset.outcome,
+            &preset.mapping,
+            status,
+            body,
+            SystemTime::now(),
+        );
+        if let Ok(Resolution::Valid(identity)) = &result {
+            assert!(
+                (200..300).contains(&status),
+                "{kind}: valid identity from HTTP {status}"
+            );
+            assert!(!identity.subject.is_empty(), "{kind}: empty subject");
+        }
+    }
+});

@@ -1,0 +1,41 @@
+//! `Authorization` parsing and the token pre-check on arbitrary bytes: header values are
+//! split on 0x00, an optional query string follows 0x01. A token that comes out is
+//! 1..=8192 visible ASCII characters; no input panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sessiongate::provider::format::{Charset, TokenFormat};
+use sessiongate::token::{extract_bearer, TokenHasher};
+
+fuzz_target!(|data: &[u8]| {
+    let (headers, query) = match data.iter().position(|b| *b == 1) {
+        Some(i) => (&data[..i], std::str::from_utf8(&data[i + 1..]).ok()),
+        None => (data, None),
+    };
+    let values: Vec<&[u8]> = if headers.is_empty() {
+        Vec::new()
+    } else {
+        headers.split(|b| *b == 0).collect()
+    };
+    if let Ok(token) = extract_bearer(values.iter().copied(), query, 8192) {
+        assert!(!token.is_empty() && token.len() <= 8192);
+        assert!(token.bytes().all(|b| b.is_ascii_graphic()), "{token:?}");
+        let _ = TokenHasher::with_key(&[7; 32]).key("p", token);
+        for charset in [
+            Charset::Visible,
+            Charset::B64token,
+            Charset::Base64url,
+            Charset::Hex,
+            Charset::Alphanumeric,
+            Charset::Jwt,
+        ] {
+            let format = TokenFormat {
+                min_length: 1,
+                max_length: 8192,
+                charset,
+                prefix: Some("v2x".into()),
+            };
+            let _ = format.check(token);
+        }
+    }
+});
