@@ -25,6 +25,8 @@ pub struct Gateway {
     state: Arc<GatewayState>,
     /// Take the listeners over from a running instance (Pingora's `-u`).
     upgrade: bool,
+    /// Poll the config file this often and reload when its content changes.
+    watch: Option<Duration>,
 }
 
 impl Gateway {
@@ -47,6 +49,7 @@ impl Gateway {
             settings,
             state,
             upgrade: false,
+            watch: None,
         })
     }
 
@@ -54,6 +57,13 @@ impl Gateway {
     /// hand them over with SIGQUIT (zero-downtime binary upgrade).
     pub fn upgrade(mut self, upgrade: bool) -> Self {
         self.upgrade = upgrade;
+        self
+    }
+
+    /// Also reload when the config file's content changes, checked every `interval`
+    /// (a ConfigMap update replaces the file behind a symlink: content is what counts).
+    pub fn watch_config(mut self, interval: Option<Duration>) -> Self {
+        self.watch = interval.filter(|i| !i.is_zero());
         self
     }
 
@@ -105,6 +115,7 @@ impl Gateway {
             "sessiongate warm-up and reload",
             WarmUpAndReload {
                 state: self.state.clone(),
+                watch: self.watch,
             },
         );
 
@@ -146,6 +157,13 @@ impl Gateway {
 /// runtime.
 struct WarmUpAndReload {
     state: Arc<GatewayState>,
+    watch: Option<Duration>,
+}
+
+/// A digest of the config file's content, `None` when it cannot be read.
+fn file_digest(path: &std::path::Path) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
 }
 
 #[async_trait]
@@ -166,6 +184,13 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
                 tracing::warn!(provider = %p.name, error = %e, "warm-up failed; the first request will try again");
             }
         }
+        let watched = self.watch.zip(self.state.config_path.clone());
+        let mut last_digest = watched.as_ref().and_then(|(_, p)| file_digest(p));
+        let mut ticks = watched.as_ref().map(|(every, _)| {
+            let mut t = tokio::time::interval(*every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -173,6 +198,17 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
                     tracing::info!("SIGHUP: reloading the configuration");
                     // Errors are logged and counted by the reload itself.
                     let _ = self.state.reload_from_file().await;
+                    last_digest = watched.as_ref().and_then(|(_, p)| file_digest(p));
+                }
+                _ = async { match &mut ticks { Some(t) => { t.tick().await; } None => std::future::pending::<()>().await } } => {
+                    let Some((_, path)) = &watched else { continue };
+                    let digest = file_digest(path);
+                    // A file being replaced may be briefly unreadable: wait for content.
+                    if digest.is_some() && digest != last_digest {
+                        last_digest = digest;
+                        tracing::info!(path = %path.display(), "config file changed: reloading");
+                        let _ = self.state.reload_from_file().await;
+                    }
                 }
             }
         }

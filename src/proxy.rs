@@ -310,7 +310,16 @@ impl ProxyHttp for Proxy {
                 .inc();
         }
         if let Some(route) = &decision.route {
-            if matches!(route.auth, RouteAuth::Providers(_)) {
+            // Requests refused by the route's network rules never reached the token.
+            let network_refused = decision.identity.is_none()
+                && matches!(
+                    &decision.verdict,
+                    Verdict::Refuse {
+                        denial: Some(Denial::IpNotAllowed { .. }),
+                        ..
+                    }
+                );
+            if matches!(route.auth, RouteAuth::Providers(_)) && !network_refused {
                 let took = auth_started.elapsed();
                 ctx.auth_time = Some(took);
                 self.state
@@ -352,12 +361,14 @@ impl ProxyHttp for Proxy {
                 .stale_served
                 .with_label_values(&[&*route.name, provider])
                 .inc();
-            tracing::warn!(
+            // Visible per request in the access log (`cache=stale`, `stale_age_s`) and the
+            // metric; the provider failure itself is logged once per call by the provider.
+            tracing::debug!(
                 request_id = %ctx.request_id,
                 route = %route.name,
                 provider,
                 stale_age_s = secs,
-                "provider failing: serving a stale identity within the route's stale_if_error budget"
+                "serving a stale identity within the route's stale_if_error budget"
             );
         }
         if let (Some(spec), Some(key), Some(identity), Some(provider)) = (

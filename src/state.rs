@@ -150,12 +150,9 @@ impl GatewayState {
                 return Err(e);
             }
         };
-        let fresh: Vec<&Arc<ProviderEntry>> = snapshot
-            .providers
-            .iter()
-            .filter(|p| !old.providers.iter().any(|o| o.key_id == p.key_id))
-            .collect();
-        for p in fresh {
+        // Every provider of the new snapshot is a new instance (secret files are read
+        // again, so a rotated credential takes effect): each warms up before the swap.
+        for p in &snapshot.providers {
             match tokio::time::timeout(RELOAD_WARM_UP_LIMIT, p.provider.warm_up()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {

@@ -39,6 +39,7 @@ fn check_accepts_every_shipped_config() {
             .env("PREFACTOR_API_KEY", "example-prefactor-key")
             .env("SESSIONS_PASSWORD", "example-password")
             .env("INTROSPECTION_CLIENT_SECRET", "example-secret")
+            .env("SESSIONGATE_ADMIN_TOKEN", "example-admin-token-0123456789")
             .current_dir(file.parent().unwrap())
             .output()
             .unwrap();

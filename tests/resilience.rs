@@ -83,6 +83,14 @@ struct Setup {
 }
 
 async fn setup(name: &str, overrides: &[(&'static str, &str)]) -> Setup {
+    setup_watching(name, overrides, None).await
+}
+
+async fn setup_watching(
+    name: &str,
+    overrides: &[(&'static str, &str)],
+    watch: Option<Duration>,
+) -> Setup {
     let mode = Arc::new(AtomicU8::new(NORMAL));
     let idp = provider(mode.clone()).await;
     let dir = temp_dir(name);
@@ -108,6 +116,7 @@ async fn setup(name: &str, overrides: &[(&'static str, &str)]) -> Setup {
         &vars,
         &dir.join("sessiongate.yaml"),
         Arc::new(clock.clone()),
+        watch,
     );
     Setup {
         gw,
@@ -555,4 +564,38 @@ async fn reload_applies_routes_keeps_identities_and_rejects_bad_files() {
         metric(&s.gw, "sessiongate_config_last_reload_success").await,
         1.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_config_file_reloads_when_its_content_changes() {
+    let s = setup_watching("watch", &[], Some(Duration::from_millis(100))).await;
+    assert_eq!(s.get("/extra", "t-alice").await.status(), 404);
+    s.rewrite(
+        &[(
+            "extra_routes",
+            "  - { name: extra, path_prefix: /extra, provider: idp, upstream: echo }",
+        )],
+        "",
+    );
+    let mut status = 0;
+    for _ in 0..100 {
+        status = s.get("/extra", "t-alice").await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "the changed file was not applied");
+    // A broken edit is rejected once, and the gateway keeps serving.
+    s.rewrite(&[], "bogus_key: 1\n");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        metric(
+            &s.gw,
+            "sessiongate_config_reloads_total{result=\"rejected\"}"
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(s.get("/extra", "t-alice").await.status(), 200);
 }

@@ -39,6 +39,10 @@ struct Args {
     /// `upgrade_sock`).
     #[arg(short = 'u', long, conflicts_with_all = ["check", "healthcheck"])]
     upgrade: bool,
+    /// Also reload when the config file's content changes, checked every SECONDS
+    /// (besides SIGHUP and POST /admin/reload). 0 or absent: no watch.
+    #[arg(long, value_name = "SECONDS", conflicts_with_all = ["check", "healthcheck"])]
+    watch_config: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -81,7 +85,10 @@ fn main() -> ExitCode {
     // directory is by then.
     let path = std::path::absolute(&config).unwrap_or(config.clone());
     match sessiongate::Gateway::with_options(settings, Some(path), sessiongate::clock::system()) {
-        Ok(gateway) => gateway.upgrade(args.upgrade).run(),
+        Ok(gateway) => gateway
+            .upgrade(args.upgrade)
+            .watch_config(args.watch_config.map(std::time::Duration::from_secs))
+            .run(),
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             eprintln!("sessiongate: cannot start with {}: {e}", config.display());

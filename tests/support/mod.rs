@@ -277,12 +277,14 @@ pub fn start_gateway(yaml: &str, vars: &[(&str, String)]) -> GatewayHandle {
 }
 
 /// Writes `yaml` (placeholders filled as [`start_gateway`] does) to `path` and starts a
-/// gateway from that file (so it can reload) deciding on `clock`.
+/// gateway from that file (so it can reload) deciding on `clock`, watching the file every
+/// `watch` if given.
 pub fn start_gateway_from_file(
     yaml: &str,
     vars: &[(&str, String)],
     path: &std::path::Path,
     clock: sessiongate::clock::SharedClock,
+    watch: Option<Duration>,
 ) -> GatewayHandle {
     let mut text = yaml
         .replace("{listen}", &format!("127.0.0.1:{}", free_port()))
@@ -295,6 +297,7 @@ pub fn start_gateway_from_file(
         .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
     let handle = Gateway::with_options(settings, Some(path.to_path_buf()), clock)
         .unwrap_or_else(|e| panic!("gateway cannot start: {e}"))
+        .watch_config(watch)
         .spawn();
     assert!(
         handle.wait_ready(Duration::from_secs(20)),
