@@ -23,9 +23,9 @@
 //! Decisions use the [`Clock`](crate::clock::Clock) (tests step it by hand); moka only
 //! bounds how long entries are stored.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -73,23 +73,42 @@ impl Default for CacheSettings {
     }
 }
 
-/// One cached identity and its freshness.
-#[derive(Debug)]
+/// One cached identity and its freshness. Times after `fetched_at` are kept as
+/// milliseconds (`u32`: up to 49 days, more than any sensible ttl) to keep entries small.
+#[derive(Debug, Clone)]
 pub struct CachedIdentity {
     pub identity: Arc<Identity>,
     /// The provider's key id (config name and definition fingerprint).
     pub provider: Arc<str>,
     /// When the provider answered.
     pub fetched_at: SystemTime,
-    /// Served without asking the provider until then: `min(fetched + ttl, expiry)`.
-    pub fresh_until: SystemTime,
-    /// From then on a use starts a background refresh (`None`: refresh-ahead off).
-    refresh_at: Option<SystemTime>,
+    /// Served without asking the provider for this long: `min(ttl, time to expiry)`.
+    fresh_ms: u32,
+    /// From this offset on a use starts a background refresh (`u32::MAX`: never).
+    refresh_ms: u32,
     /// How long moka stores the entry (freshness plus the longest stale budget, never
     /// past the identity's expiry).
-    keep_for: Duration,
-    /// Set by the one request that starts this entry's background refresh.
-    refreshing: AtomicBool,
+    keep_ms: u32,
+}
+
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX - 1)
+}
+
+impl CachedIdentity {
+    /// Served without asking the provider until then.
+    pub fn fresh_until(&self) -> SystemTime {
+        self.fetched_at + Duration::from_millis(self.fresh_ms.into())
+    }
+
+    fn refresh_at(&self) -> Option<SystemTime> {
+        (self.refresh_ms != u32::MAX)
+            .then(|| self.fetched_at + Duration::from_millis(self.refresh_ms.into()))
+    }
+
+    fn keep_for(&self) -> Duration {
+        Duration::from_millis(self.keep_ms.into())
+    }
 }
 
 /// How a lookup was answered, for metrics, the access log and `explain`.
@@ -199,58 +218,121 @@ enum FetchFailure {
 
 struct KeepFor;
 
-impl Expiry<TokenKey, Arc<CachedIdentity>> for KeepFor {
+impl Expiry<TokenKey, CachedIdentity> for KeepFor {
     fn expire_after_create(
         &self,
         _key: &TokenKey,
-        value: &Arc<CachedIdentity>,
+        value: &CachedIdentity,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(value.keep_for)
+        Some(value.keep_for())
     }
 
     fn expire_after_update(
         &self,
         _key: &TokenKey,
-        value: &Arc<CachedIdentity>,
+        value: &CachedIdentity,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.keep_for)
+        Some(value.keep_for())
     }
 }
 
-/// subject → keys and session id → keys, for purges. Entries are removed when moka drops
-/// the key; a purge re-checks each key's current entry, so a leftover is harmless.
-#[derive(Default)]
+/// subject → keys and session id → keys, for purges, kept small: names are stored as
+/// keyed 64-bit hashes (no string copies) and one key inline. A purge re-checks each
+/// key's current entry, so a hash collision or a leftover key removes nothing it should
+/// not. Keys are dropped from the index when moka drops the entry.
 struct PurgeIndex {
-    subjects: HashMap<String, HashSet<TokenKey>>,
-    sessions: HashMap<String, HashSet<TokenKey>>,
+    hasher: std::collections::hash_map::RandomState,
+    names: HashMap<u64, Keys>,
+}
+
+/// The keys under one indexed name: almost always one.
+enum Keys {
+    One(TokenKey),
+    Many(Vec<TokenKey>),
+}
+
+impl Default for PurgeIndex {
+    fn default() -> Self {
+        PurgeIndex {
+            hasher: std::collections::hash_map::RandomState::new(),
+            names: HashMap::new(),
+        }
+    }
+}
+
+/// What an index name is: the same text as subject and as session id are different names.
+#[derive(Clone, Copy)]
+enum NameKind {
+    Subject = 1,
+    Session = 2,
 }
 
 impl PurgeIndex {
+    fn name(&self, kind: NameKind, value: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((kind as u8, value))
+    }
+
     fn add(&mut self, key: TokenKey, identity: &Identity) {
-        self.subjects
-            .entry(identity.subject.clone())
-            .or_default()
-            .insert(key);
-        if let Some(sid) = &identity.session_id {
-            self.sessions.entry(sid.clone()).or_default().insert(key);
+        let subject = self.name(NameKind::Subject, &identity.subject);
+        let session = identity
+            .session_id
+            .as_deref()
+            .map(|sid| self.name(NameKind::Session, sid));
+        let mut insert = |name: u64| match self.names.get_mut(&name) {
+            None => {
+                self.names.insert(name, Keys::One(key));
+            }
+            Some(Keys::One(k)) if *k == key => {}
+            Some(slot @ Keys::One(_)) => {
+                let Keys::One(k) = *slot else { unreachable!() };
+                *slot = Keys::Many(vec![k, key]);
+            }
+            Some(Keys::Many(v)) => {
+                if !v.contains(&key) {
+                    v.push(key);
+                }
+            }
+        };
+        insert(subject);
+        if let Some(session) = session {
+            insert(session);
         }
     }
 
     fn remove(&mut self, key: &TokenKey, identity: &Identity) {
-        fn drop_from(map: &mut HashMap<String, HashSet<TokenKey>>, name: &str, key: &TokenKey) {
-            if let Some(set) = map.get_mut(name) {
-                set.remove(key);
-                if set.is_empty() {
-                    map.remove(name);
+        let subject = self.name(NameKind::Subject, &identity.subject);
+        let session = identity
+            .session_id
+            .as_deref()
+            .map(|sid| self.name(NameKind::Session, sid));
+        let mut drop_from = |name: u64| {
+            let empty = match self.names.get_mut(&name) {
+                Some(Keys::One(k)) => k == key,
+                Some(Keys::Many(v)) => {
+                    v.retain(|k| k != key);
+                    v.is_empty()
                 }
+                None => false,
+            };
+            if empty {
+                self.names.remove(&name);
             }
+        };
+        drop_from(subject);
+        if let Some(session) = session {
+            drop_from(session);
         }
-        drop_from(&mut self.subjects, &identity.subject, key);
-        if let Some(sid) = &identity.session_id {
-            drop_from(&mut self.sessions, sid, key);
+    }
+
+    fn keys(&self, kind: NameKind, value: &str) -> Vec<TokenKey> {
+        match self.names.get(&self.name(kind, value)) {
+            Some(Keys::One(k)) => vec![*k],
+            Some(Keys::Many(v)) => v.clone(),
+            None => Vec::new(),
         }
     }
 }
@@ -295,11 +377,13 @@ impl MissLimiter {
 /// Positive and negative identity caches for all providers (keys include the provider).
 #[derive(Clone)]
 pub struct IdentityCache {
-    positive: Cache<TokenKey, Arc<CachedIdentity>>,
+    positive: Cache<TokenKey, CachedIdentity>,
     negative: Cache<TokenKey, InvalidReason>,
     /// In-flight provider calls, for single-flight; entries live only while a call runs
     /// (plus a one-second safety net).
-    flights: Cache<TokenKey, Arc<CachedIdentity>>,
+    flights: Cache<TokenKey, CachedIdentity>,
+    /// Keys whose background refresh is running, or failed less than 5 s ago.
+    refreshing: Cache<TokenKey, ()>,
     index: Arc<Mutex<PurgeIndex>>,
     limiter: Option<Arc<MissLimiter>>,
     /// The longest `stale_if_error` of any route, in milliseconds: how long past
@@ -325,17 +409,15 @@ impl IdentityCache {
         let positive = Cache::builder()
             .max_capacity(settings.max_entries)
             .expire_after(KeepFor)
-            .eviction_listener(
-                move |key: Arc<TokenKey>, value: Arc<CachedIdentity>, cause| {
-                    if cause != RemovalCause::Replaced {
-                        listener_index
-                            .lock()
-                            .expect("index lock")
-                            .remove(&key, &value.identity);
-                    }
-                    count_removal(positive_evictions.as_ref(), "positive", cause);
-                },
-            )
+            .eviction_listener(move |key: Arc<TokenKey>, value: CachedIdentity, cause| {
+                if cause != RemovalCause::Replaced {
+                    listener_index
+                        .lock()
+                        .expect("index lock")
+                        .remove(&key, &value.identity);
+                }
+                count_removal(positive_evictions.as_ref(), "positive", cause);
+            })
             .build();
         let negative = Cache::builder()
             .max_capacity(settings.negative_max_entries)
@@ -343,6 +425,10 @@ impl IdentityCache {
             .eviction_listener(move |_, _, cause| {
                 count_removal(evictions.as_ref(), "negative", cause)
             })
+            .build();
+        let refreshing = Cache::builder()
+            .max_capacity(1_000_000)
+            .time_to_live(Duration::from_secs(5))
             .build();
         let flights = Cache::builder()
             .max_capacity(1_000_000)
@@ -362,6 +448,7 @@ impl IdentityCache {
             positive,
             negative,
             flights,
+            refreshing,
             index,
             limiter,
             stale_horizon_ms: Arc::new(AtomicU64::new(0)),
@@ -385,11 +472,11 @@ impl IdentityCache {
     /// Resolves a token through the cache (see the module docs for the rules).
     pub async fn lookup(&self, req: LookupRequest<'_>) -> LookupOutcome {
         let now = self.clock.now();
-        let mut lapsed: Option<Arc<CachedIdentity>> = None;
+        let mut lapsed: Option<CachedIdentity> = None;
         if let Some(entry) = self.positive.get(&req.key).await {
             if !entry.identity.is_expired_at(now) {
-                if now < entry.fresh_until {
-                    let refresh_started = self.maybe_refresh(&entry, &req, now);
+                if now < entry.fresh_until() {
+                    let refresh_started = self.maybe_refresh(&entry, &req, now).await;
                     return LookupOutcome {
                         status: CacheStatus::Hit,
                         lookup: Lookup::Valid(entry.identity.clone()),
@@ -479,22 +566,30 @@ impl IdentityCache {
     /// A lapsed entry may serve while the provider fails: within the route's budget past
     /// freshness, and never past the identity's own expiry.
     fn stale_usable(&self, entry: &CachedIdentity, budget: Duration, now: SystemTime) -> bool {
-        !budget.is_zero() && !entry.identity.is_expired_at(now) && now < entry.fresh_until + budget
+        !budget.is_zero()
+            && !entry.identity.is_expired_at(now)
+            && now < entry.fresh_until() + budget
     }
 
     /// Starts the background refresh of a fresh entry in its refresh window, once.
-    fn maybe_refresh(
+    async fn maybe_refresh(
         &self,
-        entry: &Arc<CachedIdentity>,
+        entry: &CachedIdentity,
         req: &LookupRequest<'_>,
         now: SystemTime,
     ) -> bool {
-        let Some(at) = entry.refresh_at else {
-            return false;
-        };
-        if now < at
-            || entry.refreshing.load(Ordering::Relaxed)
-            || entry.refreshing.swap(true, Ordering::AcqRel)
+        match entry.refresh_at() {
+            Some(at) if now >= at => {}
+            _ => return false,
+        }
+        // One refresh per key: the first caller in the window inserts the marker.
+        if self.refreshing.contains_key(&req.key)
+            || !self
+                .refreshing
+                .entry(req.key)
+                .or_insert(())
+                .await
+                .is_fresh()
         {
             return false;
         }
@@ -508,6 +603,11 @@ impl IdentityCache {
         let provider = req.provider.clone();
         handle.spawn(async move {
             let (_, result) = cache.fetch_shared(key, &token, &provider_id, &provider).await;
+            if !matches!(&result, Err(f) if matches!(**f, FetchFailure::Provider(_))) {
+                // Done (a new entry, or the token is gone). A failure keeps the marker until
+                // it expires: at most one retry per 5 s while the old entry stays fresh.
+                cache.refreshing.invalidate(&key).await;
+            }
             let label = match &result {
                 Ok(_) => "ok",
                 Err(f) => match &**f {
@@ -533,7 +633,7 @@ impl IdentityCache {
         token: &str,
         provider_id: &Arc<str>,
         provider: &Arc<dyn Provider>,
-    ) -> (bool, Result<Arc<CachedIdentity>, Arc<FetchFailure>>) {
+    ) -> (bool, Result<CachedIdentity, Arc<FetchFailure>>) {
         let mut called = false;
         let result = self
             .flights
@@ -554,16 +654,16 @@ impl IdentityCache {
         token: &str,
         provider_id: &Arc<str>,
         provider: &dyn Provider,
-    ) -> Result<Arc<CachedIdentity>, FetchFailure> {
+    ) -> Result<CachedIdentity, FetchFailure> {
         let reason = match provider.resolve(token).await {
             Ok(Resolution::Valid(identity)) => {
                 let now = self.clock.now();
                 if identity.is_expired_at(now) {
                     InvalidReason::Expired
                 } else {
-                    let entry = Arc::new(self.entry(identity, provider_id.clone(), now));
+                    let entry = self.entry(identity, provider_id.clone(), now);
                     self.negative.invalidate(&key).await;
-                    if !entry.keep_for.is_zero() {
+                    if entry.keep_ms > 0 {
                         self.index
                             .lock()
                             .expect("index lock")
@@ -596,21 +696,22 @@ impl IdentityCache {
             let keep = fresh_for + horizon;
             identity.remaining(now).map_or(keep, |left| keep.min(left))
         };
-        let refresh_at = (self.settings.refresh_ahead > 0.0 && !fresh_for.is_zero()).then(|| {
+        let refresh_ms = if self.settings.refresh_ahead > 0.0 && !fresh_for.is_zero() {
             // The window starts between 50% and 100% of its configured length before the
             // end of freshness, so tokens fetched together do not refresh together.
             let jitter = 0.5 + rand::random::<f64>() * 0.5;
             let window = fresh_for.mul_f64(self.settings.refresh_ahead.min(1.0) * jitter);
-            now + (fresh_for - window)
-        });
+            millis(fresh_for - window)
+        } else {
+            u32::MAX
+        };
         CachedIdentity {
             identity: Arc::new(identity),
             provider,
             fetched_at: now,
-            fresh_until: now + fresh_for,
-            refresh_at,
-            keep_for,
-            refreshing: AtomicBool::new(false),
+            fresh_ms: millis(fresh_for),
+            refresh_ms,
+            keep_ms: millis(keep_for),
         }
     }
 
@@ -624,22 +725,16 @@ impl IdentityCache {
                 }
                 keys.clone()
             }
-            PurgeBy::Subject(s) => {
-                let index = self.index.lock().expect("index lock");
-                index
-                    .subjects
-                    .get(s)
-                    .map(|k| k.iter().copied().collect())
-                    .unwrap_or_default()
-            }
-            PurgeBy::SessionId(s) => {
-                let index = self.index.lock().expect("index lock");
-                index
-                    .sessions
-                    .get(s)
-                    .map(|k| k.iter().copied().collect())
-                    .unwrap_or_default()
-            }
+            PurgeBy::Subject(s) => self
+                .index
+                .lock()
+                .expect("index lock")
+                .keys(NameKind::Subject, s),
+            PurgeBy::SessionId(s) => self
+                .index
+                .lock()
+                .expect("index lock")
+                .keys(NameKind::Session, s),
         };
         let mut removed = 0;
         for key in keys {
@@ -660,7 +755,7 @@ impl IdentityCache {
     }
 
     /// The cached entry for `key`, if any (`explain`; does not count as a use).
-    pub async fn peek(&self, key: &TokenKey) -> Option<Arc<CachedIdentity>> {
+    pub async fn peek(&self, key: &TokenKey) -> Option<CachedIdentity> {
         self.positive.get(key).await
     }
 
