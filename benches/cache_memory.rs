@@ -57,6 +57,9 @@ fn rss_bytes() -> u64 {
 }
 
 fn main() {
+    if std::env::var_os("SG_BENCH_FLOOD_CHILD").is_some() {
+        return flood();
+    }
     // `cargo bench` passes flags such as --bench; only the env var configures this.
     let n: u64 = std::env::var("SG_BENCH_IDENTITIES")
         .ok()
@@ -112,9 +115,106 @@ fn main() {
     drop(alone);
 
     println!("cache_memory: the identity alone (Vec<Identity>): {identity_bytes:.0} bytes");
+    // The random-token flood, in a child process with a fresh heap.
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("SG_BENCH_FLOOD_CHILD", "1")
+        .status()
+        .unwrap();
+    assert!(status.success());
     println!(
         "cache_memory: {entries} identities cached, RSS {:.1} MiB -> {:.1} MiB, {per:.0} bytes per cached identity (target <= 512)",
         cache_before as f64 / 1048576.0,
         cache_after as f64 / 1048576.0
+    );
+}
+
+/// Answers every `tok-<n>` with a BitGo-sized identity and everything else as unknown.
+#[derive(Debug, Default)]
+struct Counting {
+    calls: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait]
+impl Provider for Counting {
+    fn kind(&self) -> &'static str {
+        "bench"
+    }
+    async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if token.starts_with("tok-") {
+            BitgoSized.resolve(token).await
+        } else {
+            Ok(Resolution::Invalid(
+                sessiongate::provider::InvalidReason::Unknown,
+            ))
+        }
+    }
+}
+
+/// A flood of random tokens against the default cache bounds, in its own process (a fresh
+/// heap, so RSS is not blurred by what the identity measurement freed): provider calls,
+/// negative entries, memory, and whether the valid identities survived.
+fn flood() {
+    let n: u64 = std::env::var("SG_BENCH_FLOOD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = CacheSettings::default();
+    let cache = IdentityCache::new(settings.clone());
+    let hasher = TokenHasher::with_key(&[2; 32]);
+    let counting = std::sync::Arc::new(Counting::default());
+    let provider: std::sync::Arc<dyn Provider> = counting.clone();
+    let provider_id: std::sync::Arc<str> = "bitgo#0".into();
+    let look = |token: String| {
+        let cache = &cache;
+        let provider = &provider;
+        let provider_id = &provider_id;
+        let key = hasher.key("bitgo", &token);
+        async move {
+            cache
+                .lookup(LookupRequest {
+                    key,
+                    token: &token,
+                    provider_id,
+                    provider,
+                    stale_if_error: Duration::ZERO,
+                    client: None,
+                })
+                .await
+                .status
+        }
+    };
+    let valid = 1_000;
+    let (before, after, still) = rt.block_on(async {
+        for i in 0..valid {
+            look(format!("tok-{i}")).await;
+        }
+        cache.sync().await;
+        let before = rss_bytes();
+        for _ in 0..n {
+            look(hex::encode(rand::random::<[u8; 16]>())).await;
+        }
+        cache.sync().await;
+        let after = rss_bytes();
+        let mut still = 0;
+        for i in 0..valid {
+            if look(format!("tok-{i}")).await == sessiongate::cache::CacheStatus::Hit {
+                still += 1;
+            }
+        }
+        (before, after, still)
+    });
+    println!(
+        "cache_memory: flood of {n} random tokens (negative_max_entries {}): {} provider calls, {} negative entries kept, RSS {:.1} MiB -> {:.1} MiB, {still}/{valid} valid identities still cached",
+        settings.negative_max_entries,
+        counting.calls.load(std::sync::atomic::Ordering::Relaxed) - valid,
+        cache.negative_entry_count(),
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
     );
 }

@@ -45,11 +45,12 @@ pub struct TokenFormat {
 }
 
 impl TokenFormat {
-    /// The default for opaque tokens: 1–4096 visible characters.
+    /// The default for opaque tokens: 1–8192 visible characters (what `Authorization`
+    /// parsing accepts anyway: large JWTs sent to an introspection endpoint fit).
     pub fn opaque() -> Self {
         TokenFormat {
             min_length: 1,
-            max_length: 4096,
+            max_length: crate::token::DEFAULT_MAX_TOKEN_BYTES,
             charset: Charset::Visible,
             prefix: None,
         }
