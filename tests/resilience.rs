@@ -359,6 +359,10 @@ async fn purge_removes_every_matching_identity_at_once() {
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error_description"].is_string());
     }
+    // An oversized body is refused whole, not truncated and parsed.
+    let huge = format!(r#"{{"subject":"{}"}}"#, "a".repeat(70 * 1024));
+    let (status, body) = s.admin_post("/admin/purge", &huge).await;
+    assert_eq!(status, 413, "{body}");
     let get = client()
         .get(admin(&s.gw, "/admin/purge"))
         .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
