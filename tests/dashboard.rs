@@ -51,8 +51,11 @@ providers:
 upstreams: { app: "{upstream}" }
 routes:
   - { name: shadow, path_prefix: /shadow, provider: demo, upstream: app, mode: report, require_scopes: { all_of: [x] } }
-  - { name: api, path_prefix: /, provider: demo, upstream: app }
+  - { name: api, path_prefix: /, provider: demo, upstream: app, stale_if_error: 1m }
 "#;
+    // Per-route series exist for what the route uses: report mode (would_deny) and an
+    // outage budget (stale_served) are both configured here so the dashboard's panels
+    // for them have series to find.
     let g = start_gateway(config, &[("upstream", upstream.url())]);
     let text = metrics_text(&g).await;
     let names = dashboard_metric_names();

@@ -98,7 +98,7 @@ dash = json.load(open("deploy/grafana/sessiongate.json"))
 with open(sys.argv[1], "w") as out:
     for panel in dash["panels"]:
         for t in panel["targets"]:
-            expr = t["expr"].replace("$__rate_interval", "1m").replace("$job", ".*")
+            expr = t["expr"].replace("$__rate_interval", "1m").replace("$__range", "1h").replace("$job", ".*")
             out.write(expr + "\n")
 PY
 while IFS= read -r expr; do
