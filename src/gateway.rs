@@ -126,8 +126,18 @@ impl Gateway {
     }
 
     /// Runs until SIGTERM (graceful), SIGINT (fast) or SIGQUIT (hand-over), then returns.
+    ///
+    /// Writes the process id to `pid_file` once the listeners are set up — for an
+    /// `--upgrade` start, only after the old process handed its sockets over, so until
+    /// then the file still names the old process (the one to send SIGQUIT to). Pingora
+    /// itself writes it only when daemonizing, which sessiongate never does.
     pub fn run(self) {
-        self.into_server().run(RunArgs::default());
+        let pid_file = self.settings.pid_file.clone();
+        let server = self.into_server();
+        if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+            tracing::warn!(pid_file = %pid_file, error = %e, "cannot write the pid file");
+        }
+        server.run(RunArgs::default());
     }
 
     /// Runs on a new thread until [`GatewayHandle::shutdown`] (tests and embedding).

@@ -105,12 +105,15 @@ pids+=($SECOND)
 # The new process waits on the upgrade socket; give it a moment to listen there.
 for _ in $(seq 100); do [ -S "$work/upgrade.sock" ] && break; sleep 0.05; done
 sleep 0.3
-kill -QUIT "$FIRST"
+# The documented way: the pid file still names the old process until the hand-over.
+[ "$(cat "$work/sessiongate.pid")" = "$FIRST" ] || { echo "operations: pid file does not name the running process" >&2; exit 1; }
+kill -QUIT "$(cat "$work/sessiongate.pid")"
 wait "$WRK"
 # The old process finishes its in-flight requests and exits.
 for _ in $(seq 100); do kill -0 "$FIRST" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$FIRST" 2>/dev/null; then echo "operations: the old process did not exit" >&2; exit 1; fi
 kill -0 "$SECOND" || { echo "operations: the new process is not running" >&2; cat "$work/second.log" >&2; exit 1; }
+[ "$(cat "$work/sessiongate.pid")" = "$SECOND" ] || { echo "operations: pid file not updated by the new process" >&2; exit 1; }
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$LISTEN/api/z")
 [ "$code" = 200 ] || { echo "operations: new process answered $code" >&2; exit 1; }
 curl -fs "http://127.0.0.1:$ADMIN/readyz" >/dev/null
