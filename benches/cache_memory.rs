@@ -84,14 +84,12 @@ fn main() {
         for i in 0..n {
             let token = format!("tok-{i}");
             cache
-                .lookup(LookupRequest {
-                    key: hasher.key("bitgo", &token),
-                    token: &token,
-                    provider_id: &provider_id,
-                    provider: &provider,
-                    stale_if_error: Duration::ZERO,
-                    client: None,
-                })
+                .lookup(LookupRequest::new(
+                    hasher.key("bitgo", &token),
+                    &token,
+                    &provider_id,
+                    &provider,
+                ))
                 .await;
         }
         cache.sync().await;
@@ -177,14 +175,7 @@ fn flood() {
         let key = hasher.key("bitgo", &token);
         async move {
             cache
-                .lookup(LookupRequest {
-                    key,
-                    token: &token,
-                    provider_id,
-                    provider,
-                    stale_if_error: Duration::ZERO,
-                    client: None,
-                })
+                .lookup(LookupRequest::new(key, &token, provider_id, provider))
                 .await
                 .status
         }

@@ -23,7 +23,7 @@ use sessiongate::identity::Identity;
 use sessiongate::policy::{check_identity, MethodScopes, RoutePolicy, ScopeRule};
 use sessiongate::provider::{presets, Provider, ProviderError, Resolution};
 use sessiongate::route::{normalize_path, Route, RouteAuth, RouteTable, UpstreamTarget};
-use sessiongate::token::{extract_bearer, TokenHasher, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
+use sessiongate::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
 
 const TOKEN: &str = "v2x8f3a9c1e5b7d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3";
 
@@ -68,23 +68,6 @@ fn token_and_hash(c: &mut Criterion) {
     });
 }
 
-/// A lookup as the proxy makes it on a route without a stale budget.
-fn request<'a>(
-    key: TokenKey,
-    token: &'a str,
-    provider_id: &'a Arc<str>,
-    provider: &'a Arc<dyn Provider>,
-) -> LookupRequest<'a> {
-    LookupRequest {
-        key,
-        token,
-        provider_id,
-        provider,
-        stale_if_error: Duration::ZERO,
-        client: None,
-    }
-}
-
 fn cache_hit(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -95,10 +78,15 @@ fn cache_hit(c: &mut Criterion) {
     let id: Arc<str> = "idp#0".into();
     let hasher = TokenHasher::with_key(&[9; 32]);
     let key = hasher.key("idp", TOKEN);
-    rt.block_on(cache.lookup(request(key, TOKEN, &id, &provider)));
+    rt.block_on(cache.lookup(LookupRequest::new(key, TOKEN, &id, &provider)));
     c.bench_function("cache: hit", |b| {
-        b.to_async(&rt)
-            .iter(|| async { black_box(cache.lookup(request(key, TOKEN, &id, &provider)).await) })
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                cache
+                    .lookup(LookupRequest::new(key, TOKEN, &id, &provider))
+                    .await,
+            )
+        })
     });
 }
 
@@ -207,7 +195,7 @@ fn whole_hit_path(c: &mut Criterion) {
     let client: IpAddr = "203.0.113.9".parse().unwrap();
     let header = format!("Bearer {TOKEN}");
     let base = sample_request(&header, &[]);
-    rt.block_on(cache.lookup(request(
+    rt.block_on(cache.lookup(LookupRequest::new(
         hasher.key("idp", TOKEN),
         TOKEN,
         &provider_id,
@@ -222,7 +210,7 @@ fn whole_hit_path(c: &mut Criterion) {
             )
             .unwrap();
             let outcome = cache
-                .lookup(request(
+                .lookup(LookupRequest::new(
                     hasher.key("idp", token),
                     token,
                     &provider_id,

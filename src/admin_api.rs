@@ -26,12 +26,12 @@ use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::admin::AdminApp;
 use crate::cache::{CacheStatus, PurgeBy};
 use crate::decision::{decide, DecisionInput, Verdict};
 use crate::policy::{self, Denial, Mode};
+use crate::provider::static_tokens::token_digest;
 use crate::route::RouteAuth;
 use crate::token::extract_bearer;
 
@@ -62,8 +62,7 @@ fn error(status: StatusCode, code: &str, description: impl Into<String>) -> Resp
 /// Constant-time comparison of the presented token with the configured one (through
 /// their digests, so lengths leak nothing either).
 fn token_matches(presented: &str, expected: &str) -> bool {
-    let a = Sha256::digest(presented.as_bytes());
-    let b = Sha256::digest(expected.as_bytes());
+    let (a, b) = (token_digest(presented), token_digest(expected));
     a.iter()
         .zip(b.iter())
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))

@@ -175,6 +175,25 @@ pub struct LookupRequest<'a> {
     pub client: Option<IpAddr>,
 }
 
+impl<'a> LookupRequest<'a> {
+    /// A lookup with no stale budget and no client address (set the fields to add them).
+    pub fn new(
+        key: TokenKey,
+        token: &'a str,
+        provider_id: &'a Arc<str>,
+        provider: &'a Arc<dyn Provider>,
+    ) -> Self {
+        LookupRequest {
+            key,
+            token,
+            provider_id,
+            provider,
+            stale_if_error: Duration::ZERO,
+            client: None,
+        }
+    }
+}
+
 /// One lookup's answer.
 #[derive(Debug, Clone)]
 pub struct LookupOutcome {
@@ -186,6 +205,19 @@ pub struct LookupOutcome {
     pub refresh_started: bool,
     /// What the cache held for this key before the lookup (`explain`).
     pub prior: Prior,
+}
+
+impl LookupOutcome {
+    /// An outcome with no stale age and no refresh started.
+    fn new(status: CacheStatus, lookup: Lookup, prior: Prior) -> Self {
+        LookupOutcome {
+            status,
+            lookup,
+            stale_age: None,
+            refresh_started: false,
+            prior,
+        }
+    }
 }
 
 /// The cache state for a key before a lookup, as `explain` reports it.
@@ -476,14 +508,13 @@ impl IdentityCache {
         if let Some(entry) = self.positive.get(&req.key).await {
             if !entry.identity.is_expired_at(now) {
                 if now < entry.fresh_until() {
-                    let refresh_started = self.maybe_refresh(&entry, &req, now).await;
-                    return LookupOutcome {
-                        status: CacheStatus::Hit,
-                        lookup: Lookup::Valid(entry.identity.clone()),
-                        stale_age: None,
-                        refresh_started,
-                        prior: Prior::Fresh,
-                    };
+                    let mut out = LookupOutcome::new(
+                        CacheStatus::Hit,
+                        Lookup::Valid(entry.identity.clone()),
+                        Prior::Fresh,
+                    );
+                    out.refresh_started = self.maybe_refresh(&entry, &req, now).await;
+                    return out;
                 }
                 lapsed = Some(entry);
             } else {
@@ -492,29 +523,15 @@ impl IdentityCache {
         }
         let prior = if lapsed.is_some() {
             Prior::Lapsed
+        } else if let Some(reason) = self.negative.get(&req.key).await {
+            let lookup = Lookup::Invalid(reason);
+            return LookupOutcome::new(CacheStatus::NegativeHit, lookup, Prior::Negative);
         } else {
             Prior::Absent
         };
-        if lapsed.is_none() {
-            if let Some(reason) = self.negative.get(&req.key).await {
-                return LookupOutcome {
-                    status: CacheStatus::NegativeHit,
-                    lookup: Lookup::Invalid(reason),
-                    stale_age: None,
-                    refresh_started: false,
-                    prior: Prior::Negative,
-                };
-            }
-        }
         if let (Some(limiter), Some(client)) = (&self.limiter, req.client) {
             if !limiter.allow(client).await {
-                return LookupOutcome {
-                    status: CacheStatus::Throttled,
-                    lookup: Lookup::Throttled,
-                    stale_age: None,
-                    refresh_started: false,
-                    prior,
-                };
+                return LookupOutcome::new(CacheStatus::Throttled, Lookup::Throttled, prior);
             }
         }
         let (called, result) = self
@@ -540,27 +557,20 @@ impl IdentityCache {
                     if let Some(entry) =
                         lapsed.filter(|e| self.stale_usable(e, req.stale_if_error, now))
                     {
-                        return LookupOutcome {
-                            status: CacheStatus::Stale,
-                            lookup: Lookup::Valid(entry.identity.clone()),
-                            stale_age: Some(
-                                now.duration_since(entry.fetched_at).unwrap_or_default(),
-                            ),
-                            refresh_started: false,
+                        let mut out = LookupOutcome::new(
+                            CacheStatus::Stale,
+                            Lookup::Valid(entry.identity.clone()),
                             prior,
-                        };
+                        );
+                        out.stale_age =
+                            Some(now.duration_since(entry.fetched_at).unwrap_or_default());
+                        return out;
                     }
                     Lookup::Failed(Arc::new(e.clone()))
                 }
             },
         };
-        LookupOutcome {
-            status,
-            lookup,
-            stale_age: None,
-            refresh_started: false,
-            prior,
-        }
+        LookupOutcome::new(status, lookup, prior)
     }
 
     /// A lapsed entry may serve while the provider fails: within the route's budget past

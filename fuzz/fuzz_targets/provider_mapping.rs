@@ -7,18 +7,8 @@ use std::time::SystemTime;
 
 use libfuzzer_sys::fuzz_target;
 use sessiongate::provider::http::judge;
-use sessiongate::provider::presets::Preset;
+use sessiongate::provider::presets::{Preset, KINDS};
 use sessiongate::provider::Resolution;
-
-const KINDS: [&str; 7] = [
-    "http",
-    "bitgo",
-    "rfc7662",
-    "krystal",
-    "prefactor",
-    "enos",
-    "userinfo",
-];
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {

@@ -25,6 +25,17 @@ pub struct Preset {
     pub mapping: ResponseMapping,
 }
 
+/// Every provider `kind` that has an HTTP preset.
+pub const KINDS: [&str; 7] = [
+    "http",
+    "bitgo",
+    "rfc7662",
+    "krystal",
+    "prefactor",
+    "enos",
+    "userinfo",
+];
+
 impl Preset {
     /// The preset for a provider `kind`, or `None` for kinds that are not HTTP presets.
     pub fn for_kind(kind: &str) -> Option<Preset> {
@@ -336,15 +347,7 @@ mod tests {
 
     #[test]
     fn every_kind_has_a_preset() {
-        for kind in [
-            "http",
-            "bitgo",
-            "rfc7662",
-            "krystal",
-            "prefactor",
-            "enos",
-            "userinfo",
-        ] {
+        for kind in KINDS {
             assert!(Preset::for_kind(kind).is_some(), "{kind}");
         }
         assert!(Preset::for_kind("static").is_none());
