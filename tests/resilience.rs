@@ -106,10 +106,7 @@ async fn setup_watching(
         ("cache_extra", String::new()),
         ("extra_routes", String::new()),
     ];
-    for (k, v) in overrides {
-        vars.retain(|(key, _)| key != k);
-        vars.push((k, v.to_string()));
-    }
+    override_vars(&mut vars, overrides);
     let clock = ManualClock::new();
     let gw = start_gateway_from_file(
         CONFIG,
@@ -154,18 +151,23 @@ impl Setup {
     fn rewrite(&self, overrides: &[(&'static str, &str)], raw_suffix: &str) {
         let path = self.dir.join("sessiongate.yaml");
         let mut vars = self.vars.clone();
-        for (k, v) in overrides {
-            vars.retain(|(key, _)| key != k);
-            vars.push((k, v.to_string()));
-        }
-        let mut text = CONFIG
-            .replace("{listen}", &self.gw.proxy_addr.to_string())
-            .replace("{admin}", &self.gw.admin_addr.to_string());
-        for (k, v) in &vars {
-            text = text.replace(&format!("{{{k}}}"), v);
-        }
+        override_vars(&mut vars, overrides);
+        let mut text = render_config(
+            CONFIG,
+            &self.gw.proxy_addr.to_string(),
+            &self.gw.admin_addr.to_string(),
+            &vars,
+        );
         text.push_str(raw_suffix);
         std::fs::write(path, text).unwrap();
+    }
+}
+
+/// Replaces (or adds) the given placeholder values.
+fn override_vars(vars: &mut Vec<(&'static str, String)>, overrides: &[(&'static str, &str)]) {
+    for (k, v) in overrides {
+        vars.retain(|(key, _)| key != k);
+        vars.push((k, v.to_string()));
     }
 }
 

@@ -258,12 +258,7 @@ impl Drop for Fake {
 /// Starts a gateway from `yaml` after replacing `{listen}` and `{admin}` with free ports and
 /// every `{key}` in `vars`. Panics with the config error if the YAML is invalid.
 pub fn start_gateway(yaml: &str, vars: &[(&str, String)]) -> GatewayHandle {
-    let mut text = yaml
-        .replace("{listen}", &format!("127.0.0.1:{}", free_port()))
-        .replace("{admin}", &format!("127.0.0.1:{}", free_port()));
-    for (k, v) in vars {
-        text = text.replace(&format!("{{{k}}}"), v);
-    }
+    let text = render_config(yaml, &free_address(), &free_address(), vars);
     let settings = sessiongate::config::from_str(&text, std::path::Path::new("."))
         .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
     let handle = Gateway::new(settings)
@@ -276,6 +271,21 @@ pub fn start_gateway(yaml: &str, vars: &[(&str, String)]) -> GatewayHandle {
     handle
 }
 
+/// `127.0.0.1:<a port that was free a moment ago>`.
+pub fn free_address() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// `yaml` with `{listen}` and `{admin}` replaced by these addresses and every `{key}` by
+/// its value in `vars`.
+pub fn render_config(yaml: &str, listen: &str, admin: &str, vars: &[(&str, String)]) -> String {
+    let mut text = yaml.replace("{listen}", listen).replace("{admin}", admin);
+    for (k, v) in vars {
+        text = text.replace(&format!("{{{k}}}"), v);
+    }
+    text
+}
+
 /// Writes `yaml` (placeholders filled as [`start_gateway`] does) to `path` and starts a
 /// gateway from that file (so it can reload) deciding on `clock`, watching the file every
 /// `watch` if given.
@@ -286,12 +296,7 @@ pub fn start_gateway_from_file(
     clock: sessiongate::clock::SharedClock,
     watch: Option<Duration>,
 ) -> GatewayHandle {
-    let mut text = yaml
-        .replace("{listen}", &format!("127.0.0.1:{}", free_port()))
-        .replace("{admin}", &format!("127.0.0.1:{}", free_port()));
-    for (k, v) in vars {
-        text = text.replace(&format!("{{{k}}}"), v);
-    }
+    let text = render_config(yaml, &free_address(), &free_address(), vars);
     std::fs::write(path, &text).unwrap();
     let settings = sessiongate::config::load(path)
         .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
