@@ -18,11 +18,12 @@ use std::net::IpAddr;
 
 use http::Method;
 use sessiongate::cache::{CacheSettings, IdentityCache, Lookup, LookupRequest};
+use sessiongate::canonical::normalize_path;
 use sessiongate::headers::{sanitize_request, set_identity, IdentityHeaders};
 use sessiongate::identity::Identity;
 use sessiongate::policy::{check_identity, MethodScopes, RoutePolicy, ScopeRule};
 use sessiongate::provider::{presets, Provider, ProviderError, Resolution};
-use sessiongate::route::{normalize_path, Route, RouteAuth, RouteTable, UpstreamTarget};
+use sessiongate::route::{Route, RouteAuth, RouteTable, UpstreamTarget};
 use sessiongate::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
 
 const TOKEN: &str = "v2x8f3a9c1e5b7d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3";
@@ -101,18 +102,22 @@ fn routing(c: &mut Criterion) {
         forward_authorization: true,
         assertion: None,
         stale_if_error: Duration::ZERO,
+        allow_encoded_slashes: false,
     };
-    let table = RouteTable::new(vec![
-        route("/"),
-        route("/healthz"),
-        route("/api/v1"),
-        route("/api/v2"),
-        route("/admin"),
-    ]);
+    let table = RouteTable::new(
+        vec![
+            route("/"),
+            route("/healthz"),
+            route("/api/v1"),
+            route("/api/v2"),
+            route("/admin"),
+        ],
+        false,
+    );
     c.bench_function("route: normalize + longest prefix", |b| {
         b.iter(|| {
             let path = normalize_path(black_box("/api/v2/wallets/abc/transfers")).unwrap();
-            black_box(table.find(Some("api.example.com"), &path).is_some())
+            black_box(table.find(Some("api.example.com"), &path.routing).is_some())
         })
     });
 }

@@ -16,17 +16,29 @@ use pingora::protocols::http::ServerSession;
 
 use crate::proxy::GatewayState;
 
+/// What an admin listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRole {
+    /// Probes, metrics and JWKS, and the admin API (no `admin.listen` configured).
+    All,
+    /// Probes, metrics and JWKS only (`admin_listen` when `admin.listen` is set).
+    Observe,
+    /// The admin API only (`admin.listen`).
+    Api,
+}
+
 /// The admin HTTP application.
 pub struct AdminApp {
     state: Arc<GatewayState>,
     /// Where `/readyz` checks that the proxy listener accepts connections.
     proxy_addr: SocketAddr,
+    role: AdminRole,
 }
 
 impl AdminApp {
     /// `proxy_listen` is the proxy's listen address; a wildcard address is checked on
     /// loopback.
-    pub fn new(state: Arc<GatewayState>, proxy_listen: SocketAddr) -> Self {
+    pub fn new(state: Arc<GatewayState>, proxy_listen: SocketAddr, role: AdminRole) -> Self {
         let mut proxy_addr = proxy_listen;
         if proxy_addr.ip().is_unspecified() {
             proxy_addr.set_ip(match proxy_addr {
@@ -34,7 +46,11 @@ impl AdminApp {
                 SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
-        AdminApp { state, proxy_addr }
+        AdminApp {
+            state,
+            proxy_addr,
+            role,
+        }
     }
 
     pub(crate) fn state(&self) -> &GatewayState {
@@ -78,7 +94,16 @@ impl ServeHttp for AdminApp {
         let req = session.req_header();
         let head = req.method == Method::HEAD;
         let path = req.uri.path().to_string();
-        if path.starts_with("/admin/") {
+        let api = path.starts_with("/admin/");
+        let served = match self.role {
+            AdminRole::All => true,
+            AdminRole::Observe => !api,
+            AdminRole::Api => api,
+        };
+        if !served {
+            return reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec());
+        }
+        if api {
             return self.admin_api(session, &path).await;
         }
         if req.method != Method::GET && !head {

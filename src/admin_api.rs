@@ -331,7 +331,7 @@ impl AdminApp {
             &snap,
             &DecisionInput {
                 method: &method,
-                host,
+                host: host.map(str::as_bytes),
                 path,
                 query,
                 peer,

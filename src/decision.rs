@@ -14,19 +14,22 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
 use crate::cache::{CacheStatus, Lookup, LookupOutcome, LookupRequest};
+use crate::canonical::{
+    self, canonical_host, normalize_path, without_parameters, PathError, Rejection,
+};
 use crate::identity::Identity;
 use crate::policy::{self, Denial, Mode};
 use crate::provider::InvalidReason;
 use crate::respond::Refusal;
-use crate::route::{normalize_path, ProviderEntry, Route, RouteAuth};
+use crate::route::{ProviderEntry, Route, RouteAuth};
 use crate::state::{GatewayState, Snapshot};
 use crate::token::{extract_bearer, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
 
 /// What the decision looks at.
 pub struct DecisionInput<'a> {
     pub method: &'a Method,
-    /// The `Host` header (port included or not).
-    pub host: Option<&'a str>,
+    /// The `Host` header (port included or not; canonicalized here).
+    pub host: Option<&'a [u8]>,
     /// The request path as sent (before normalization), without the query.
     pub path: &'a str,
     pub query: Option<&'a str>,
@@ -52,8 +55,11 @@ pub enum Verdict {
 /// The decision and everything learnt on the way (for headers, logs and `explain`).
 #[derive(Debug, Clone)]
 pub struct Decision {
-    /// The normalized path, when it could be normalized.
+    /// The canonical path forwarded upstream, when it could be normalized.
     pub path: Option<String>,
+    /// Why the request has no canonical form (a 400), when it has none.
+    pub rejection: Option<Rejection>,
+
     pub route: Option<Arc<Route>>,
     /// The client address (the peer, or read through trusted proxies).
     pub client: Option<IpAddr>,
@@ -68,6 +74,12 @@ pub struct Decision {
 }
 
 impl Decision {
+    fn reject(mut self, rejection: Rejection) -> Self {
+        let refusal = Refusal::plain(400, rejection.code(), rejection.to_string());
+        self.rejection = Some(rejection);
+        self.refuse("bad_request", refusal)
+    }
+
     fn refuse(mut self, outcome: &'static str, refusal: Refusal) -> Self {
         self.verdict = Verdict::Refuse {
             outcome,
@@ -101,10 +113,43 @@ pub fn refusal_for(denial: &Denial) -> Refusal {
     }
 }
 
+/// True when an identity value the gateway forwards contains the token itself.
+fn carries_token(identity: &Identity, token: &str) -> bool {
+    identity.subject.contains(token)
+        || identity
+            .session_id
+            .as_deref()
+            .is_some_and(|s| s.contains(token))
+        || identity.claims.iter().any(|(_, v)| v.contains(token))
+}
+
+/// `identity` with every forwarded value that contains `token` replaced by `stand_in` (a
+/// keyed hash of the token: stable for the life of the process, useless elsewhere).
+fn hide_token(identity: &Identity, token: &str, stand_in: &str) -> Identity {
+    let hide = |v: &str| {
+        if v.contains(token) {
+            stand_in.to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    Identity {
+        subject: hide(&identity.subject),
+        session_id: identity.session_id.as_deref().map(hide),
+        claims: identity
+            .claims
+            .iter()
+            .map(|(k, v)| (k.clone(), hide(v)))
+            .collect(),
+        ..identity.clone()
+    }
+}
+
 /// Decides one request (see the module docs).
 pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput<'_>) -> Decision {
     let mut d = Decision {
         path: None,
+        rejection: None,
         route: None,
         client: None,
         provider: None,
@@ -114,23 +159,38 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         would_deny: Vec::new(),
         verdict: Verdict::Allow,
     };
+    if let Err(e) = canonical::check_method(input.method) {
+        return d.reject(e);
+    }
+    let host = match input.host.map(canonical_host).transpose() {
+        Ok(h) => h,
+        Err(e) => return d.reject(e),
+    };
+    let host = host.as_ref().map(|h| h.name.as_str());
     let path = match normalize_path(input.path) {
         Ok(p) => p,
-        Err(e) => {
-            return d.refuse(
-                "bad_request",
-                Refusal::plain(400, "invalid_path", e.to_string()),
-            );
-        }
+        Err(e) => return d.reject(e.into()),
     };
-    let route = snap.routes.find(input.host, &path).cloned();
-    d.path = Some(path);
+    let route = snap.routes.find(host, &path.routing).cloned();
+    // Tomcat and Spring route `/admin;x/users` as `/admin/users`: a parameter must not
+    // move the request to another route.
+    if let Some(bare) = without_parameters(&path.routing) {
+        let other = snap.routes.find(host, &bare);
+        if other.map(Arc::as_ptr) != route.as_ref().map(Arc::as_ptr) {
+            return d.reject(PathError::Parameter.into());
+        }
+    }
+    d.path = Some(path.forward);
     let Some(route) = route else {
         return d.refuse(
             "no_route",
             Refusal::plain(404, "no_route", "no route matches this request"),
         );
     };
+    if path.encoded_slash && !route.allow_encoded_slashes {
+        d.route = Some(route);
+        return d.reject(PathError::EncodedSlash.into());
+    }
     d.route = Some(route.clone());
     d.client = snap.trusted_proxies.client_address(
         input.peer,
@@ -218,6 +278,13 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
                 ),
             )
         }
+    };
+    // The session id *is* the token for Prefactor and EnOS: on a route that keeps the
+    // token from the upstream, it must not arrive under another name either.
+    let identity = if !route.forward_authorization && carries_token(&identity, token) {
+        Arc::new(hide_token(&identity, token, &key.hex()))
+    } else {
+        identity
     };
     let denials = policy::identity_denials(
         &route.policy,

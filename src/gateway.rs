@@ -13,9 +13,10 @@ use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use tokio::sync::Notify;
 
-use crate::admin::AdminApp;
+use crate::admin::{AdminApp, AdminRole};
 use crate::clock::{self, SharedClock};
 use crate::config::{ConfigError, Settings};
+use crate::connection::Limited;
 use crate::proxy::Proxy;
 use crate::state::GatewayState;
 
@@ -91,10 +92,11 @@ impl Gateway {
         let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
         server.bootstrap();
 
-        let mut proxy = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            Proxy::new(self.state.clone()),
-            "sessiongate proxy",
+        let proxy_app =
+            pingora::proxy::http_proxy(&server.configuration, Proxy::new(self.state.clone()));
+        let mut proxy = Service::new(
+            "sessiongate proxy".to_string(),
+            Limited::new(proxy_app, self.state.clone()),
         );
         proxy.add_tcp(&self.settings.listen);
 
@@ -103,13 +105,28 @@ impl Gateway {
             .listen
             .parse()
             .expect("validated as a socket address");
+        let api_listen = self.settings.admin_api_listen;
+        let role = if api_listen.is_some() {
+            AdminRole::Observe
+        } else {
+            AdminRole::All
+        };
         let mut admin = Service::new(
             "sessiongate admin".to_string(),
-            AdminApp::new(self.state.clone(), proxy_addr),
+            AdminApp::new(self.state.clone(), proxy_addr, role),
         );
         admin.add_tcp(&self.settings.admin_listen);
         // The admin listener needs no more than one thread.
         admin.threads = Some(1);
+        if let Some(addr) = api_listen {
+            let mut api = Service::new(
+                "sessiongate admin api".to_string(),
+                AdminApp::new(self.state.clone(), proxy_addr, AdminRole::Api),
+            );
+            api.add_tcp(&addr.to_string());
+            api.threads = Some(1);
+            server.add_service(api);
+        }
 
         let warm_up = pingora::services::background::background_service(
             "sessiongate warm-up and reload",

@@ -10,7 +10,9 @@
 //! - [`token`]: reading the bearer token; the keyed hash that stands for it everywhere.
 //! - [`provider`]: identity providers (`static`, and HTTP session endpoints by preset).
 //! - [`cache`]: token key → identity, with negative caching and single-flight misses.
-//! - [`route`]: path normalization and longest-prefix routing.
+//! - [`canonical`]: the one reading of method, host, path and headers that is both
+//!   authorized and forwarded; what has no single reading is refused.
+//! - [`route`]: longest-prefix routing on the canonical path and host.
 //! - [`policy`]: scopes and IP rules, judged on every request (pure functions).
 //! - [`forwarded`]: the client address (trusted proxies, `X-Forwarded-For`).
 //! - [`headers`]: client header hygiene and the identity headers.
@@ -20,6 +22,7 @@
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/.well-known/jwks.json`.
 //! - [`assertion`]: signed identity assertions (JWT) for upstreams.
 //! - [`metrics`]: the Prometheus metrics.
+//! - [`connection`]: limits on client connections (count, header deadline, idle).
 //! - [`gateway`]: assembling and running the Pingora server.
 //! - [`logging`]: `tracing` setup.
 //! - [`net`]: IP addresses and CIDR blocks.
@@ -29,8 +32,10 @@ pub mod admin;
 pub mod admin_api;
 pub mod assertion;
 pub mod cache;
+pub mod canonical;
 pub mod clock;
 pub mod config;
+pub mod connection;
 pub mod decision;
 pub mod echo;
 pub mod forwarded;

@@ -54,6 +54,14 @@ pub struct Metrics {
     pub config_last_reload_success_time: IntGauge,
     /// `sessiongate_config_reloads_total{result}`: applied or rejected.
     pub config_reloads: IntCounterVec,
+    /// `sessiongate_requests_rejected_total{reason}`: requests without a canonical form
+    /// (400 before routing; see `canonical`).
+    pub rejected_requests: IntCounterVec,
+    /// `sessiongate_downstream_connections`: client connections open on the proxy listener.
+    pub downstream_connections: IntGauge,
+    /// `sessiongate_connections_closed_total{reason}`: client connections the gateway
+    /// closed for a limit (header_timeout, idle_timeout, body_timeout, over_limit).
+    pub connections_closed: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -197,6 +205,20 @@ impl Metrics {
                 "Requests that failed while connecting to or talking with an upstream.",
                 &["upstream"],
             ),
+            rejected_requests: counter(
+                "sessiongate_requests_rejected_total",
+                "Requests refused with 400 because they have no single canonical reading, by reason.",
+                &["reason"],
+            ),
+            downstream_connections: plain_gauge(
+                "sessiongate_downstream_connections",
+                "Client connections currently open on the proxy listener.",
+            ),
+            connections_closed: counter(
+                "sessiongate_connections_closed_total",
+                "Client connections closed by a limit: header_timeout, idle_timeout, body_timeout, over_limit.",
+                &["reason"],
+            ),
             build_info,
             registry,
         }
@@ -241,6 +263,17 @@ impl Metrics {
         }
         for result in ["applied", "rejected"] {
             self.config_reloads.with_label_values(&[result]);
+        }
+        for reason in crate::canonical::Rejection::REASONS {
+            self.rejected_requests.with_label_values(&[reason]);
+        }
+        for reason in [
+            "header_timeout",
+            "idle_timeout",
+            "body_timeout",
+            "over_limit",
+        ] {
+            self.connections_closed.with_label_values(&[reason]);
         }
         for cache in ["positive", "negative"] {
             self.cache_entries.with_label_values(&[cache]);

@@ -18,14 +18,44 @@ impl std::fmt::Display for IpNet {
 
 /// Why an entry is not an address or CIDR block.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an IP address or CIDR block (e.g. 203.0.113.7 or 203.0.113.0/24)")]
+#[error("{0}")]
 pub struct IpNetError(String);
+
+impl IpNetError {
+    fn garbage(text: &str) -> Self {
+        IpNetError(format!(
+            "{text:?} is not an IP address or CIDR block (e.g. 203.0.113.7 or 203.0.113.0/24)"
+        ))
+    }
+}
 
 impl IpNet {
     /// Parses `addr` or `addr/prefix`. Host bits beyond the prefix are ignored, as most
-    /// tools do (`10.0.0.7/24` is `10.0.0.0/24`).
+    /// tools do (`10.0.0.7/24` is `10.0.0.0/24`). An IPv4-mapped IPv6 block
+    /// (`::ffff:10.0.0.0/104`) becomes the IPv4 block it stands for (`10.0.0.0/8`), since
+    /// client addresses are compared in IPv4 form; one whose prefix is shorter than 96
+    /// also covers non-mapped IPv6 space and is refused as ambiguous.
     pub fn parse(text: &str) -> Result<Self, IpNetError> {
-        let err = || IpNetError(text.to_string());
+        let net = Self::parse_as_written(text)?;
+        match net.addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if net.prefix >= 96 => Ok(IpNet {
+                    addr: IpAddr::V4(v4),
+                    prefix: net.prefix - 96,
+                }),
+                Some(_) => Err(IpNetError(format!(
+                    "{text:?} is an IPv4-mapped IPv6 block with a prefix under 96, which also \
+                     covers plain IPv6 addresses; write the IPv4 block (e.g. 127.0.0.0/8) and \
+                     the IPv6 block separately"
+                ))),
+                None => Ok(net),
+            },
+            IpAddr::V4(_) => Ok(net),
+        }
+    }
+
+    fn parse_as_written(text: &str) -> Result<Self, IpNetError> {
+        let err = || IpNetError::garbage(text);
         let t = text.trim();
         let (addr, prefix) = match t.split_once('/') {
             Some((a, p)) => {
@@ -102,6 +132,12 @@ mod tests {
             ("203.0.113.0/24", "::ffff:203.0.113.5", true),
             ("203.0.113.0/24", "2001:db8::1", false),
             ("2001:db8::/32", "203.0.113.5", false),
+            // IPv4-mapped rules match IPv4 clients, in either form.
+            ("::ffff:127.0.0.0/104", "127.0.0.1", true),
+            ("::ffff:127.0.0.0/104", "::ffff:127.0.0.1", true),
+            ("::ffff:127.0.0.0/104", "128.0.0.1", false),
+            ("::ffff:203.0.113.7", "203.0.113.7", true),
+            ("::ffff:0.0.0.0/96", "198.51.100.1", true),
         ];
         for (net, addr, want) in table {
             assert_eq!(
@@ -110,6 +146,18 @@ mod tests {
                 "{net} ∋ {addr}"
             );
         }
+    }
+
+    #[test]
+    fn mapped_blocks_become_ipv4() {
+        assert_eq!(
+            IpNet::parse("::ffff:127.0.0.0/104").unwrap().to_string(),
+            "127.0.0.0/8"
+        );
+        assert_eq!(
+            IpNet::parse("::FFFF:10.1.2.3").unwrap().to_string(),
+            "10.1.2.3/32"
+        );
     }
 
     #[test]
@@ -125,6 +173,9 @@ mod tests {
             "example.com",
             "1.2.3.4/8/8",
             "1.2.3.4/0008",
+            // Mapped space with a prefix that also covers plain IPv6 addresses.
+            "::ffff:0.0.0.0/95",
+            "::ffff:127.0.0.1/64",
         ] {
             assert!(IpNet::parse(bad).is_err(), "{bad:?}");
         }

@@ -67,6 +67,8 @@ pub struct RequestCtx {
     peer: Option<IpAddr>,
     /// The client address (the peer, or read through trusted proxies); `None` if unknown.
     client: Option<IpAddr>,
+    /// The request had no canonical form (refused with 400).
+    rejection: Option<crate::canonical::Rejection>,
     /// On a report-mode route: the reason the request would have been denied.
     would_deny: Option<&'static str>,
     /// The signed identity assertion for the upstream, on routes that have one.
@@ -92,7 +94,8 @@ impl Proxy {
         refusal: Refusal,
     ) -> Result<bool> {
         ctx.outcome = outcome;
-        refusal.send(session, &ctx.request_id).await?;
+        let keep_alive = ctx.rejection.is_none() && body_is_safe_to_skip(session);
+        refusal.send(session, &ctx.request_id, keep_alive).await?;
         Ok(true)
     }
 
@@ -212,6 +215,28 @@ impl Proxy {
         Ok(())
     }
 
+    /// Refuses a request that has no canonical form (400, closing the connection: a
+    /// client sending such a request may not frame the next one as we would).
+    async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        rejection: crate::canonical::Rejection,
+    ) -> Result<bool> {
+        self.count_rejection(&rejection);
+        let refusal = Refusal::plain(400, rejection.code(), rejection.to_string());
+        ctx.rejection = Some(rejection);
+        self.refuse(session, ctx, "bad_request", refusal).await
+    }
+
+    fn count_rejection(&self, rejection: &crate::canonical::Rejection) {
+        self.state
+            .metrics
+            .rejected_requests
+            .with_label_values(&[rejection.reason()])
+            .inc();
+    }
+
     fn route_label(ctx: &RequestCtx) -> &str {
         ctx.route.as_ref().map_or(UNMATCHED, |r| &r.name)
     }
@@ -227,10 +252,42 @@ fn request_id(req: &RequestHeader) -> String {
     }
 }
 
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
+/// Host and header rules of the canonical request, applied in place: `Host` rewritten to
+/// its canonical form (what routing saw is what the upstream gets).
+fn canonicalize_headers(
+    req: &mut RequestHeader,
+    snap: &Snapshot,
+) -> std::result::Result<(), crate::canonical::Rejection> {
+    for name in crate::canonical::unwanted_headers(&req.headers, &snap.settings.requests.hygiene)? {
+        req.remove_header(&name);
+    }
+    if let Some(host) = crate::canonical::request_host(&req.headers, req.version)? {
+        let value = host.header_value();
+        if req.headers.get(http::header::HOST).map(|v| v.as_bytes()) != Some(value.as_bytes()) {
+            // A canonical host is ASCII: always a valid header value.
+            let _ = req.insert_header(http::header::HOST, value);
+        }
+    }
+    Ok(())
+}
+
+/// True when a denial can leave the connection open: the request has no body, or a small
+/// one that Pingora drains before reading the next request. A large or unframed body
+/// would have to be read just to throw it away: close instead.
+fn body_is_safe_to_skip(session: &mut Session) -> bool {
+    const DRAIN_LIMIT: u64 = 64 * 1024;
+    let req = session.req_header();
+    if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return false;
+    }
+    let small = match req.headers.get(http::header::CONTENT_LENGTH) {
+        None => true,
+        Some(v) => std::str::from_utf8(v.as_bytes())
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|n| n <= DRAIN_LIMIT),
+    };
+    small && session.get_keepalive().is_some()
 }
 
 #[async_trait]
@@ -255,6 +312,7 @@ impl ProxyHttp for Proxy {
             client: None,
             would_deny: None,
             assertion: None,
+            rejection: None,
         }
     }
 
@@ -262,6 +320,13 @@ impl ProxyHttp for Proxy {
         ctx.request_id = request_id(session.req_header());
         let snap = self.state.snapshot();
         ctx.snapshot = Some(snap.clone());
+        let limits = &snap.settings.connections;
+        // Idle keep-alive connections close after `idle_timeout` (Pingora's default keeps
+        // them forever); a request body may pause at most `body_idle_timeout`.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
+        }
+        session.set_read_timeout(Some(limits.body_idle_timeout));
         // An absolute-form target (`GET http://host/path`) is forwarded in origin-form, so
         // the upstream reads the host only from `Host`, which is what routing used (Pingora
         // refuses a `Host` that differs from the target's authority, RFC 9112 §3.2.2). A
@@ -271,10 +336,15 @@ impl ProxyHttp for Proxy {
                 .req_header_mut()
                 .insert_header(http::header::HOST, authority.as_str())?;
         }
+        // A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`: rules, logs and
+        // forwarded headers use the IPv4 form.
         ctx.peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+            .map(|a| a.ip().to_canonical());
+        if let Err(rejection) = canonicalize_headers(session.req_header_mut(), &snap) {
+            return self.reject(session, ctx, rejection).await;
+        }
         let req = session.req_header();
         let auth_started = Instant::now();
         let decision = decide(
@@ -282,7 +352,7 @@ impl ProxyHttp for Proxy {
             &snap,
             &DecisionInput {
                 method: &req.method,
-                host: request_host(req),
+                host: req.headers.get(http::header::HOST).map(|h| h.as_bytes()),
                 path: req.uri.path(),
                 query: req.uri.query(),
                 peer: ctx.peer,
@@ -298,6 +368,10 @@ impl ProxyHttp for Proxy {
         }
         ctx.route = decision.route.clone();
         ctx.client = decision.client;
+        if let Some(rejection) = &decision.rejection {
+            self.count_rejection(rejection);
+            ctx.rejection = Some(rejection.clone());
+        }
         ctx.identity = decision.identity.clone();
         ctx.provider = decision.provider.as_ref().map(|p| p.name.clone());
         ctx.token_ref = decision.token_key.map(|k| k.short());
@@ -495,7 +569,7 @@ impl ProxyHttp for Proxy {
                     "the gateway failed to handle the request",
                 ),
             };
-            if let Err(write_err) = refusal.send(session, &ctx.request_id).await {
+            if let Err(write_err) = refusal.send(session, &ctx.request_id, false).await {
                 tracing::debug!(error = %write_err, "could not write the error response");
             }
         }

@@ -131,15 +131,27 @@ impl Refusal {
         Ok(resp)
     }
 
-    /// Writes the response and closes the connection afterwards (the request body, if any,
-    /// was not read, so the connection cannot be reused safely).
-    pub async fn send(&self, session: &mut Session, request_id: &str) -> Result<()> {
+    /// Writes the response. With `keep_alive` the connection stays open for the next
+    /// request (the caller checked that the request body is absent or small enough to be
+    /// drained); otherwise it is closed afterwards.
+    pub async fn send(
+        &self,
+        session: &mut Session,
+        request_id: &str,
+        keep_alive: bool,
+    ) -> Result<()> {
         let body = self.body(request_id);
         let header = self.header(request_id, body.len())?;
-        session
-            .as_downstream_mut()
-            .write_error_response(header, body)
-            .await
+        let downstream = session.as_downstream_mut();
+        if !keep_alive {
+            return downstream.write_error_response(header, body).await;
+        }
+        if downstream.response_written().is_some() {
+            return Ok(());
+        }
+        downstream.write_response_header(Box::new(header)).await?;
+        downstream.write_response_body(body, true).await?;
+        downstream.finish_body().await
     }
 }
 

@@ -2,98 +2,25 @@
 //! boundaries: `/api` matches `/api` and `/api/x`, not `/apix`); a route with a `host`
 //! beats one without at the same prefix length.
 //!
-//! The route is chosen on a normalized path, and that same path is what the upstream
-//! receives, so `/public/../admin`, `/public/%2e%2e/admin` or `//admin` cannot reach an
-//! upstream path that a different route guards. Paths that upstream servers are known to
-//! read differently from us (`..;`, backslashes, encoded NULs) are refused outright.
+//! The route is chosen on the canonical path ([`crate::canonical`]), and that same path is
+//! what the upstream receives, so `/public/../admin`, `/public/%2e%2e/admin` or `//admin`
+//! cannot reach an upstream path that a different route guards.
 
 use std::sync::Arc;
 
 use crate::policy::RoutePolicy;
 use crate::provider::Provider;
 
-/// Why a request path was refused (400).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
-    #[error("the request path must start with /")]
-    NotAbsolute,
-    #[error("the request path has a malformed percent-escape")]
-    BadEscape,
-    #[error("the request path contains a segment servers read in different ways")]
-    Ambiguous,
-}
-
-/// Normalizes a request path (no query): decodes percent-escaped unreserved characters,
-/// upper-cases the other escapes, merges repeated slashes and removes `.` / `..` segments
-/// (RFC 3986 §5.2.4, never climbing above the root).
-pub fn normalize_path(raw: &str) -> Result<String, PathError> {
-    if !raw.starts_with('/') {
-        return Err(PathError::NotAbsolute);
-    }
-    let decoded = decode_unreserved(raw)?;
-    let mut out: Vec<&str> = Vec::new();
-    let trailing_slash =
-        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
-    for segment in decoded.split('/') {
-        let base = segment.split(';').next().unwrap_or(segment);
-        if (base == "." || base == "..") && segment != base {
-            return Err(PathError::Ambiguous); // `..;/` (Tomcat reads it as `..`)
-        }
-        match segment {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s),
-        }
-    }
-    let mut path = String::with_capacity(decoded.len());
-    for s in &out {
-        path.push('/');
-        path.push_str(s);
-    }
-    if path.is_empty() || (trailing_slash && !out.is_empty()) {
-        path.push('/');
-    }
-    Ok(path)
-}
-
-fn decode_unreserved(raw: &str) -> Result<String, PathError> {
-    let bytes = raw.as_bytes();
-    let mut out = String::with_capacity(raw.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or(PathError::BadEscape)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| PathError::BadEscape)?;
-                let v = u8::from_str_radix(hex, 16).map_err(|_| PathError::BadEscape)?;
-                match v {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        out.push(v as char)
-                    }
-                    // Encoded NUL, control characters and backslashes: no good reading.
-                    0..=0x1f | 0x7f | b'\\' => return Err(PathError::Ambiguous),
-                    _ => {
-                        out.push('%');
-                        out.push_str(&hex.to_ascii_uppercase());
-                    }
-                }
-                i += 3;
-            }
-            b'\\' => return Err(PathError::Ambiguous),
-            b => {
-                out.push(b as char);
-                i += 1;
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// True when `prefix` matches `path` on a segment boundary.
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    path.starts_with(prefix)
+/// True when `prefix` matches `path` on a segment boundary (ASCII case ignored when
+/// `fold_case`).
+pub fn prefix_matches(prefix: &str, path: &str, fold_case: bool) -> bool {
+    let head = path.as_bytes().get(..prefix.len());
+    let starts = match head {
+        Some(h) if fold_case => h.eq_ignore_ascii_case(prefix.as_bytes()),
+        Some(h) => h == prefix.as_bytes(),
+        None => false,
+    };
+    starts
         && (path.len() == prefix.len()
             || prefix.ends_with('/')
             || path.as_bytes()[prefix.len()] == b'/')
@@ -158,6 +85,9 @@ pub struct Route {
     pub assertion: Option<Arc<crate::assertion::AssertionSpec>>,
     /// Outage budget past freshness while the provider fails (zero: off).
     pub stale_if_error: std::time::Duration,
+    /// Paths with encoded slashes (`%2F`, `%5C`) are accepted and forwarded as sent; the
+    /// route is still chosen on the decoded form.
+    pub allow_encoded_slashes: bool,
 }
 
 impl Upstream {
@@ -189,11 +119,13 @@ impl Route {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
+    /// Path prefixes match ignoring ASCII case (for case-insensitive backends).
+    fold_case: bool,
 }
 
 impl RouteTable {
     /// Orders the routes for matching: longest prefix first, host-specific first on ties.
-    pub fn new(mut routes: Vec<Route>) -> Self {
+    pub fn new(mut routes: Vec<Route>, fold_case: bool) -> Self {
         routes.sort_by(|a, b| {
             b.path_prefix
                 .len()
@@ -202,14 +134,15 @@ impl RouteTable {
         });
         RouteTable {
             routes: routes.into_iter().map(Arc::new).collect(),
+            fold_case,
         }
     }
 
-    /// The route for a normalized `path` on `host` (any case, port allowed).
+    /// The route for a canonical `path` on a canonical host name (no port: see
+    /// [`crate::canonical::canonical_host`]).
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
-        let host = host.map(strip_port);
         self.routes.iter().find(|r| {
-            prefix_matches(&r.path_prefix, path)
+            prefix_matches(&r.path_prefix, path, self.fold_case)
                 && match (&r.host, host) {
                     (None, _) => true,
                     (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
@@ -224,62 +157,9 @@ impl RouteTable {
     }
 }
 
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        // [v6]:port
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normalization_table() {
-        let table = [
-            ("/", "/"),
-            ("/a/b", "/a/b"),
-            ("/a/b/", "/a/b/"),
-            ("//admin", "/admin"),
-            ("/public/../admin", "/admin"),
-            ("/public/%2e%2e/admin", "/admin"),
-            ("/public/%2E%2e/admin", "/admin"),
-            ("/public/.%2e/admin", "/admin"),
-            ("/a/./b/.", "/a/b/"),
-            ("/../../etc", "/etc"),
-            ("/..", "/"),
-            ("/%61dmin", "/admin"),
-            ("/a%2fb", "/a%2Fb"),
-            ("/a%20b", "/a%20b"),
-            ("/a;v=1/b", "/a;v=1/b"),
-        ];
-        for (raw, want) in table {
-            assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
-        }
-    }
-
-    #[test]
-    fn refused_paths() {
-        let table = [
-            ("admin", PathError::NotAbsolute),
-            ("*", PathError::NotAbsolute),
-            ("/a%zz", PathError::BadEscape),
-            ("/a%2", PathError::BadEscape),
-            ("/public/..;/admin", PathError::Ambiguous),
-            ("/public/.;x/admin", PathError::Ambiguous),
-            ("/public\\..\\admin", PathError::Ambiguous),
-            ("/a%5cb", PathError::Ambiguous),
-            ("/a%00b", PathError::Ambiguous),
-        ];
-        for (raw, want) in table {
-            assert_eq!(normalize_path(raw), Err(want), "{raw}");
-        }
-    }
 
     fn route(prefix: &str, host: Option<&str>) -> Route {
         Route {
@@ -292,18 +172,22 @@ mod tests {
             forward_authorization: true,
             assertion: None,
             stale_if_error: std::time::Duration::ZERO,
+            allow_encoded_slashes: false,
         }
     }
 
     #[test]
     fn longest_prefix_on_segment_boundaries_and_host() {
-        let t = RouteTable::new(vec![
-            route("/", None),
-            route("/healthz", None),
-            route("/api", None),
-            route("/api", Some("api.example.com")),
-            route("/api/v2/", None),
-        ]);
+        let t = RouteTable::new(
+            vec![
+                route("/", None),
+                route("/healthz", None),
+                route("/api", None),
+                route("/api", Some("api.example.com")),
+                route("/api/v2/", None),
+            ],
+            false,
+        );
         let find = |host: Option<&str>, path: &str| t.find(host, path).map(|r| r.name.to_string());
         assert_eq!(find(None, "/healthz").as_deref(), Some("/healthz"));
         assert_eq!(find(None, "/healthzfoo").as_deref(), Some("/"));
@@ -311,19 +195,22 @@ mod tests {
         assert_eq!(find(None, "/api/v2/x").as_deref(), Some("/api/v2/"));
         assert_eq!(find(None, "/api/v2").as_deref(), Some("/api"));
         assert_eq!(
-            find(Some("API.example.com:8080"), "/api/x").as_deref(),
+            find(Some("api.example.com"), "/api/x").as_deref(),
             Some("api.example.com/api")
         );
+        assert_eq!(find(None, "/API/x").as_deref(), Some("/"));
         assert_eq!(find(Some("other"), "/api/x").as_deref(), Some("/api"));
         assert_eq!(find(None, "/x").as_deref(), Some("/"));
-        let no_root = RouteTable::new(vec![route("/api", None)]);
+        let no_root = RouteTable::new(vec![route("/api", None)], false);
         assert!(no_root.find(None, "/x").is_none());
     }
 
     #[test]
-    fn ports_are_stripped_from_hosts() {
-        assert_eq!(strip_port("a.example:80"), "a.example");
-        assert_eq!(strip_port("a.example"), "a.example");
-        assert_eq!(strip_port("[::1]:80"), "::1");
+    fn case_folding_is_a_table_wide_switch() {
+        let t = RouteTable::new(vec![route("/", None), route("/Admin", None)], true);
+        let find = |path: &str| t.find(None, path).map(|r| r.name.to_string());
+        assert_eq!(find("/ADMIN/x").as_deref(), Some("/Admin"));
+        assert_eq!(find("/admin").as_deref(), Some("/Admin"));
+        assert_eq!(find("/adminx").as_deref(), Some("/"));
     }
 }

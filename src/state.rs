@@ -212,6 +212,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if old.admin_listen != new.admin_listen {
         out.push("admin_listen");
     }
+    if old.admin_api_listen != new.admin_api_listen {
+        out.push("admin.listen");
+    }
     if old.threads != new.threads {
         out.push("threads");
     }
@@ -306,6 +309,7 @@ pub fn build(
             forward_authorization: r.forward_authorization,
             assertion: r.assertion.clone(),
             stale_if_error: r.stale_if_error,
+            allow_encoded_slashes: r.allow_encoded_slashes,
         })
         .collect();
     let upstreams: Vec<&str> = routes
@@ -338,7 +342,7 @@ pub fn build(
         }
     }
     Ok(Snapshot {
-        routes: RouteTable::new(routes),
+        routes: RouteTable::new(routes, settings.requests.case_insensitive_paths),
         providers,
         identity_headers: settings.identity_headers.clone(),
         trusted_proxies: settings.trusted_proxies.clone(),

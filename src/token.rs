@@ -111,6 +111,11 @@ impl TokenKey {
     pub fn short(&self) -> String {
         hex::encode(&self.0[..6])
     }
+
+    /// All 64 hex characters: what stands in for a token an identity value repeats.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
 }
 
 impl std::fmt::Debug for TokenKey {

@@ -70,10 +70,16 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
+        for warning in settings.warnings() {
+            eprintln!("sessiongate: warning: {warning}");
+        }
         println!("sessiongate: configuration {} is valid", config.display());
         return ExitCode::SUCCESS;
     }
     sessiongate::logging::init(&settings.log);
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         listen = %settings.listen,
         admin_listen = %settings.admin_listen,

@@ -28,6 +28,12 @@ pub struct FileConfig {
     pub providers: BTreeMap<String, ProviderFile>,
     #[serde(default)]
     pub cache: CacheFile,
+    /// How requests are read into their canonical form.
+    #[serde(default)]
+    pub requests: RequestsFile,
+    /// Limits on downstream connections.
+    #[serde(default)]
+    pub connections: ConnectionsFile,
     #[serde(default)]
     pub upstreams: BTreeMap<String, String>,
     /// Keys that sign identity assertions; all are published on the admin JWKS.
@@ -50,11 +56,42 @@ pub struct FileConfig {
     pub upgrade_sock: Option<String>,
 }
 
+/// `requests:` — the canonical request (see the README, "Canonical requests").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsFile {
+    /// Match route prefixes regardless of ASCII case (default false): set it when a
+    /// backend routes `/ADMIN` like `/admin` (IIS, some Spring setups).
+    pub case_insensitive_paths: Option<bool>,
+    /// Override headers (`X-Original-URL`, `X-HTTP-Method-Override`, …) a backend needs
+    /// from clients; every other one is removed.
+    #[serde(default)]
+    pub keep_override_headers: Vec<String>,
+}
+
+/// `connections:` — limits on downstream connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsFile {
+    /// From the first byte of a request to the end of its headers (default 10s).
+    pub header_timeout: Option<ConfigDuration>,
+    /// Idle keep-alive connections are closed after this (default 60s).
+    pub idle_timeout: Option<ConfigDuration>,
+    /// Longest pause while a request body arrives (default 30s).
+    pub body_idle_timeout: Option<ConfigDuration>,
+    /// Connections open at once on the proxy listener (default 10000).
+    pub max_connections: Option<usize>,
+}
+
 /// `admin:` — the admin API's mutating endpoints (`/admin/purge`, `/admin/explain`,
 /// `/admin/reload`) need this bearer token; without one they are disabled.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
+    /// Where the admin API listens, apart from the probes and metrics of `admin_listen`
+    /// (e.g. `127.0.0.1:9091`, reachable only from inside the pod). Absent: the API is
+    /// served on `admin_listen` too.
+    pub listen: Option<String>,
     /// `${ENV_VAR}` holding the admin token.
     pub token: Option<String>,
     /// A file holding the admin token.
@@ -383,6 +420,9 @@ pub struct RouteFile {
     pub assertion: Option<AssertionFile>,
     /// How long past freshness a cached identity may serve while the provider fails.
     pub stale_if_error: Option<ConfigDuration>,
+    /// Accept paths with encoded slashes (`%2F`, `%5C`, e.g. object keys) and forward them
+    /// as sent; the route is still chosen on the decoded path (default false: 400).
+    pub allow_encoded_slashes: Option<bool>,
 }
 
 /// One `assertion_keys` entry.

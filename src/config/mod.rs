@@ -79,6 +79,40 @@ pub struct RouteSettings {
     /// Outage budget: how long past freshness a cached identity may serve while the
     /// provider fails (zero: off).
     pub stale_if_error: Duration,
+    /// Accept (and forward as sent) paths with `%2F` / `%5C`, routed on the decoded form.
+    pub allow_encoded_slashes: bool,
+}
+
+/// `requests:` — how the canonical request is read (see [`crate::canonical`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestSettings {
+    /// Route prefixes match regardless of ASCII case (backends that route that way).
+    pub case_insensitive_paths: bool,
+    pub hygiene: crate::canonical::HeaderHygiene,
+}
+
+/// `connections:` — limits on downstream connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From the first byte of a request to the end of its headers.
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection (between requests) is closed after this.
+    pub idle_timeout: Duration,
+    /// Longest pause while a request body is being received.
+    pub body_idle_timeout: Duration,
+    /// Connections open at once on the proxy listener; more are answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
 }
 
 /// One provider, built, with what the gateway wraps around it.
@@ -109,6 +143,8 @@ pub struct Settings {
     pub shutdown_grace_period: Duration,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub cache: CacheSettings,
+    pub requests: RequestSettings,
+    pub connections: ConnectionLimits,
     pub routes: Vec<RouteSettings>,
     pub trusted_proxies: TrustedProxies,
     /// Every assertion signing key (published on the admin JWKS).
@@ -117,8 +153,40 @@ pub struct Settings {
     pub log: LogSettings,
     /// Bearer token for the admin API's mutating endpoints; `None` disables them.
     pub admin_token: Option<Secret>,
+    /// `admin.listen`: the admin API's own listener; `None` serves it on `admin_listen`.
+    pub admin_api_listen: Option<std::net::SocketAddr>,
     pub pid_file: String,
     pub upgrade_sock: String,
+}
+
+impl Settings {
+    /// Where the admin API (purge, explain, reload) is reachable, when it is enabled.
+    pub fn admin_api_address(&self) -> Option<std::net::SocketAddr> {
+        self.admin_token.as_ref()?;
+        self.admin_api_listen
+            .or_else(|| self.admin_listen.parse().ok())
+    }
+
+    /// Things that are valid but probably not what the operator wants (`--check` prints
+    /// them; the gateway logs them at start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(addr) = self.admin_api_address() {
+            if !addr.ip().is_loopback() {
+                let key = if self.admin_api_listen.is_some() {
+                    "admin.listen"
+                } else {
+                    "admin_listen"
+                };
+                out.push(format!(
+                    "{key}: the admin API (purge, explain, reload) listens on {addr}, reachable \
+                     from the network; set `admin.listen` to a loopback address such as \
+                     127.0.0.1:9091 so that only the pod (or host) can use it"
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// Parses YAML text into the file structs, with key paths and positions in errors.

@@ -12,16 +12,20 @@ use super::file::{
     AssertionFile, AuthMode, FileConfig, MethodScopesFile, ModeFile, OneOrMany, ProviderFile,
     ProviderKind, RouteFile, ScopeRuleFile,
 };
-use super::{ConfigError, LogSettings, ProviderSettings, RouteSettings, Settings};
+use super::{
+    ConfigError, ConnectionLimits, LogSettings, ProviderSettings, RequestSettings, RouteSettings,
+    Settings,
+};
 use crate::assertion::{AssertionSpec, SigningKey};
 use crate::cache::CacheSettings;
+use crate::canonical::{canonical_host, normalize_path, HeaderHygiene, OVERRIDE_HEADERS};
 use crate::forwarded::TrustedProxies;
 use crate::headers::{IdentityHeaders, DEFAULT_PREFIX};
 use crate::net::IpNet;
 use crate::policy::{MethodScopes, Mode, RoutePolicy, ScopeRule};
 use crate::provider::format::{Charset, TokenFormat};
 use crate::provider::guard::Protection;
-use crate::route::{normalize_path, Upstream, UpstreamTarget};
+use crate::route::{Upstream, UpstreamTarget};
 
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 
@@ -37,6 +41,19 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
     if listen == admin_listen {
         return Err(ConfigError::at("admin_listen", "must differ from `listen`"));
     }
+    let admin_api_listen = match &file.admin.listen {
+        Some(a) => {
+            let addr = socket_addr("admin.listen", a)?;
+            if addr == listen || addr == admin_listen {
+                return Err(ConfigError::at(
+                    "admin.listen",
+                    "must differ from `listen` and `admin_listen`",
+                ));
+            }
+            Some(addr)
+        }
+        None => None,
+    };
     let threads = match file.threads {
         Some(0) => return Err(ConfigError::at("threads", "must be at least 1")),
         Some(n) => n,
@@ -154,6 +171,8 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
             .map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
         providers,
         cache: cache(&file)?,
+        requests: requests(&file)?,
+        connections: connections(&file)?,
         routes,
         trusted_proxies: TrustedProxies(cidrs("trusted_proxies", &file.trusted_proxies)?),
         assertion_keys,
@@ -163,6 +182,7 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
             level,
         },
         admin_token,
+        admin_api_listen,
         pid_file: file
             .pid_file
             .clone()
@@ -406,7 +426,10 @@ fn route(
     upstreams: &BTreeMap<String, UpstreamTarget>,
 ) -> Result<RouteSettings> {
     let prefix = &r.path_prefix;
-    let normalized = normalize_path(prefix).ok();
+    let normalized = normalize_path(prefix)
+        .ok()
+        .filter(|n| !n.encoded_slash)
+        .map(|n| n.forward);
     let is_normal = normalized
         .as_deref()
         .is_some_and(|n| n == prefix || format!("{n}/") == *prefix);
@@ -417,13 +440,16 @@ fn route(
         ));
     }
     let host = match &r.host {
-        Some(h) if h.is_empty() || h.contains(['/', ':', ' ']) => {
-            return Err(ConfigError::at(
-                format!("{path}.host"),
-                "give a host name without scheme or port, such as api.example.com",
-            ))
-        }
-        Some(h) => Some(h.to_ascii_lowercase()),
+        // Compared with the request's canonical host name: lower-case, no trailing dot.
+        Some(h) => match canonical_host(h.as_bytes()) {
+            Ok(c) if c.port.is_none() => Some(c.name),
+            _ => {
+                return Err(ConfigError::at(
+                    format!("{path}.host"),
+                    "give a host name without scheme or port, such as api.example.com",
+                ))
+            }
+        },
         None => None,
     };
     let names: Option<Vec<String>> = r.provider.as_ref().map(|p| match p {
@@ -496,7 +522,65 @@ fn route(
         forward_authorization,
         assertion: None,
         stale_if_error,
+        allow_encoded_slashes: r.allow_encoded_slashes.unwrap_or(false),
     })
+}
+
+fn requests(file: &FileConfig) -> Result<RequestSettings> {
+    let r = &file.requests;
+    let mut keep_override = Vec::new();
+    for (i, name) in r.keep_override_headers.iter().enumerate() {
+        let lower = name.to_ascii_lowercase();
+        if !OVERRIDE_HEADERS.contains(&lower.as_str()) {
+            return Err(ConfigError::at(
+                format!("requests.keep_override_headers[{i}]"),
+                format!(
+                    "{name:?} is not an override header; choose from {}",
+                    OVERRIDE_HEADERS.join(", ")
+                ),
+            ));
+        }
+        keep_override.push(http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
+            ConfigError::at(
+                format!("requests.keep_override_headers[{i}]"),
+                "not a header name",
+            )
+        })?);
+    }
+    Ok(RequestSettings {
+        case_insensitive_paths: r.case_insensitive_paths.unwrap_or(false),
+        hygiene: HeaderHygiene { keep_override },
+    })
+}
+
+fn connections(file: &FileConfig) -> Result<ConnectionLimits> {
+    let c = &file.connections;
+    let d = ConnectionLimits::default();
+    let limits = ConnectionLimits {
+        header_timeout: c.header_timeout.map_or(d.header_timeout, |x| x.0),
+        idle_timeout: c.idle_timeout.map_or(d.idle_timeout, |x| x.0),
+        body_idle_timeout: c.body_idle_timeout.map_or(d.body_idle_timeout, |x| x.0),
+        max_connections: c.max_connections.unwrap_or(d.max_connections),
+    };
+    for (key, v) in [
+        ("header_timeout", limits.header_timeout),
+        ("idle_timeout", limits.idle_timeout),
+        ("body_idle_timeout", limits.body_idle_timeout),
+    ] {
+        if v < Duration::from_millis(100) {
+            return Err(ConfigError::at(
+                format!("connections.{key}"),
+                "must be at least 100ms",
+            ));
+        }
+    }
+    if limits.max_connections == 0 {
+        return Err(ConfigError::at(
+            "connections.max_connections",
+            "must be at least 1",
+        ));
+    }
+    Ok(limits)
 }
 
 fn identity_prefix(file: &FileConfig) -> String {

@@ -239,7 +239,17 @@ impl Provider for HttpProvider {
         self.spec.kind
     }
 
+    /// A token placed in the URL path must stay one segment: `.` and `..` would be read as
+    /// dot segments (by the URL parser already) and call another endpoint with the
+    /// gateway's own credential. Such tokens are refused without a call.
+    fn accepts(&self, token: &str) -> bool {
+        !(self.spec.token == TokenPlacement::Path && matches!(token, "." | ".." | ""))
+    }
+
     async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError> {
+        if !self.accepts(token) {
+            return Ok(Resolution::Invalid(InvalidReason::RejectedStatus(404)));
+        }
         let resp = self
             .request(token)
             .send()
@@ -253,13 +263,21 @@ impl Provider for HttpProvider {
             Err(ProviderError::TooLarge(_)) if !status.is_success() => BytesMut::new(),
             Err(e) => return Err(e),
         };
-        judge(
+        match judge(
             &self.spec.outcome,
             &self.spec.mapping,
             status.as_u16(),
             &body,
             SystemTime::now(),
-        )
+        ) {
+            // The URL was built from the client's token: "no such resource" means no such
+            // session (Prefactor answers 404 for unknown ids), never a provider failure, or
+            // unknown tokens would open the circuit breaker for every user.
+            Err(ProviderError::Status(404)) if self.spec.token == TokenPlacement::Path => {
+                Ok(Resolution::Invalid(InvalidReason::RejectedStatus(404)))
+            }
+            other => other,
+        }
     }
 }
 

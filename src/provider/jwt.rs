@@ -4,17 +4,24 @@
 //!   EdDSA); `none` and HMAC algorithms are refused at config time, so an RSA public key
 //!   can never be used as an HMAC secret (algorithm confusion), and a key is only used
 //!   with the algorithm family its JWK declares.
-//! - Keys come from a JWKS URL (fetched on first use, refreshed every `jwks_refresh`, and
-//!   again when an unknown `kid` arrives, at most once per `jwks_min_refresh_interval`) or
-//!   from a JWKS file.
+//! - Keys come from a JWKS file, or from a JWKS URL: fetched at start, refreshed in the
+//!   background every `jwks_refresh` (jittered; after a failure retried with exponential
+//!   backoff from `jwks_min_refresh_interval` up to `jwks_refresh`, the old keys kept).
+//!   Requests read the current key set without waiting for any scheduled refresh. A token
+//!   with an unknown `kid` triggers at most one fetch per `jwks_min_refresh_interval`
+//!   (and none during a failure backoff); concurrent requests share that fetch. The key
+//!   set is swapped atomically, so no lock is held while a JWKS is fetched.
 //! - `iss`, `aud`, `exp` (required) and `nbf` are checked with `leeway`; `typ`, when
 //!   present, must be `JWT` or `at+jwt` (RFC 9068).
 //! - The claims map to the identity like an HTTP provider's answer ([`ResponseMapping`]);
 //!   the identity is cached until `exp`, so a signature is verified once per token.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -49,24 +56,45 @@ pub struct JwtSpec {
     pub mapping: ResponseMapping,
 }
 
+#[derive(Default)]
 struct Keys {
     by_kid: HashMap<String, (DecodingKey, Option<Algorithm>)>,
     /// Keys without a `kid`, usable only when a token names none.
     anonymous: Vec<(DecodingKey, Option<Algorithm>)>,
-    fetched: Option<Instant>,
+    /// False until a key set was loaded.
+    loaded: bool,
+}
+
+/// Who may fetch the JWKS next, and when.
+#[derive(Default)]
+struct FetchState {
+    /// Bumped by every finished fetch: a request that waited for another's fetch sees it
+    /// changed and does not fetch again.
+    generation: u64,
     last_attempt: Option<Instant>,
+    /// Failures in a row; the next attempt waits `backoff(failures)`.
+    failures: u32,
+}
+
+/// The key set and its fetching, shared with the background refresh task.
+struct KeyStore {
+    spec: JwtSpec,
+    /// Read by every request without a lock; replaced whole by a fetch.
+    keys: ArcSwap<Keys>,
+    /// Held by the one fetch in progress (never by readers of `keys`).
+    fetch: Mutex<FetchState>,
 }
 
 /// The JWT provider.
 pub struct JwtProvider {
-    spec: JwtSpec,
-    keys: Mutex<Keys>,
+    store: Arc<KeyStore>,
+    refresher_started: AtomicBool,
 }
 
 impl std::fmt::Debug for JwtProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtProvider")
-            .field("issuer", &self.spec.issuer)
+            .field("issuer", &self.store.spec.issuer)
             .finish_non_exhaustive()
     }
 }
@@ -110,36 +138,86 @@ fn load(set: &JwkSet) -> Keys {
     Keys {
         by_kid,
         anonymous,
-        fetched: Some(Instant::now()),
-        last_attempt: Some(Instant::now()),
+        loaded: true,
     }
 }
 
-impl JwtProvider {
-    pub fn new(spec: JwtSpec) -> Self {
-        let keys = match &spec.keys {
-            KeySource::Static(set) => load(set),
-            KeySource::Url { .. } => Keys {
-                by_kid: HashMap::new(),
-                anonymous: Vec::new(),
-                fetched: None,
-                last_attempt: None,
-            },
-        };
-        JwtProvider {
-            spec,
-            keys: Mutex::new(keys),
+/// How long after `failures` failed fetches in a row the next may start: the minimum
+/// interval doubled per failure, capped at the refresh period.
+fn backoff(min: Duration, cap: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        return min;
+    }
+    let factor = 1u32 << failures.min(16);
+    min.saturating_mul(factor).min(cap.max(min))
+}
+
+/// `d` scaled by a random factor in [0.8, 1.0]: replicas started together spread their
+/// refreshes out.
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(0.8 + rand::random::<f64>() * 0.2)
+}
+
+impl KeyStore {
+    fn lookup(&self, kid: Option<&str>) -> Option<(DecodingKey, Option<Algorithm>)> {
+        let k = self.keys.load();
+        match kid {
+            Some(kid) => k.by_kid.get(kid).cloned(),
+            None if k.anonymous.len() == 1 && k.by_kid.is_empty() => k.anonymous.first().cloned(),
+            None => None,
         }
     }
 
-    async fn fetch(&self) -> Result<JwkSet, ProviderError> {
+    fn is_url(&self) -> bool {
+        matches!(self.spec.keys, KeySource::Url { .. })
+    }
+
+    /// Fetches the JWKS unless a fetch that started after `seen_generation` already
+    /// finished, or the rate limit / failure backoff says not yet (`force` skips the rate
+    /// limit: the scheduled refresh). Returns the error of a fetch made here.
+    async fn refetch(&self, seen_generation: u64, force: bool) -> Result<(), ProviderError> {
+        let mut state = self.fetch.lock().await;
+        if state.generation != seen_generation {
+            return Ok(()); // someone else fetched while we waited
+        }
+        let wait = backoff(
+            self.spec.min_refresh_interval,
+            self.spec.refresh,
+            state.failures,
+        );
+        if !force && state.last_attempt.is_some_and(|t| t.elapsed() < wait) {
+            return Ok(());
+        }
+        state.last_attempt = Some(Instant::now());
+        let result = self.fetch_set().await;
+        state.generation += 1;
+        match result {
+            Ok(set) => {
+                self.keys.store(Arc::new(load(&set)));
+                state.failures = 0;
+                Ok(())
+            }
+            Err(e) => {
+                state.failures = state.failures.saturating_add(1);
+                Err(e)
+            }
+        }
+    }
+
+    fn generation_hint(&self) -> u64 {
+        self.fetch.try_lock().map_or(u64::MAX, |s| s.generation)
+    }
+
+    async fn fetch_set(&self) -> Result<JwkSet, ProviderError> {
         let KeySource::Url {
             url,
             client,
             max_bytes,
         } = &self.spec.keys
         else {
-            unreachable!("only URL key sources are fetched")
+            return Err(ProviderError::Unreachable(
+                "JWKS: no URL to fetch keys from".into(),
+            ));
         };
         let resp = client
             .get(url.clone())
@@ -155,40 +233,77 @@ impl JwtProvider {
         .await?;
         serde_json::from_slice(&body).map_err(|e| ProviderError::NotJson(format!("JWKS: {e}")))
     }
+}
 
-    /// The key for `kid`, fetching or refreshing the JWKS as the schedule and the rate
-    /// limit allow. `Ok(None)`: no such key (the token is not valid).
+/// Refreshes the keys every `refresh` (jittered) while the provider exists; after a
+/// failure, retries with backoff.
+async fn refresh_loop(store: Weak<KeyStore>) {
+    loop {
+        let delay = {
+            let Some(s) = store.upgrade() else { return };
+            let failures = s.fetch.lock().await.failures;
+            if failures == 0 {
+                jittered(s.spec.refresh)
+            } else {
+                jittered(backoff(
+                    s.spec.min_refresh_interval,
+                    s.spec.refresh,
+                    failures,
+                ))
+            }
+        };
+        tokio::time::sleep(delay).await;
+        let Some(s) = store.upgrade() else { return };
+        let generation = s.fetch.lock().await.generation;
+        if let Err(e) = s.refetch(generation, true).await {
+            tracing::warn!(issuer = %s.spec.issuer, error = %e, "JWKS refresh failed; keeping the previous keys");
+        }
+    }
+}
+
+impl JwtProvider {
+    pub fn new(spec: JwtSpec) -> Self {
+        let keys = match &spec.keys {
+            KeySource::Static(set) => load(set),
+            KeySource::Url { .. } => Keys::default(),
+        };
+        JwtProvider {
+            store: Arc::new(KeyStore {
+                spec,
+                keys: ArcSwap::from_pointee(keys),
+                fetch: Mutex::new(FetchState::default()),
+            }),
+            refresher_started: AtomicBool::new(false),
+        }
+    }
+
+    /// The key for `kid`. `Ok(None)`: no such key (the token is not valid). Only an
+    /// unknown `kid` (or no key set yet) can make a request wait, for one shared fetch.
     async fn key(
         &self,
         kid: Option<&str>,
     ) -> Result<Option<(DecodingKey, Option<Algorithm>)>, ProviderError> {
-        let mut keys = self.keys.lock().await;
-        let is_url = matches!(self.spec.keys, KeySource::Url { .. });
-        let find = |k: &Keys| match kid {
-            Some(kid) => k.by_kid.get(kid).cloned(),
-            None if k.anonymous.len() == 1 && k.by_kid.is_empty() => k.anonymous.first().cloned(),
-            None => None,
-        };
-        let stale = keys
-            .fetched
-            .is_none_or(|t| t.elapsed() >= self.spec.refresh);
-        let found = find(&keys);
-        let may_retry = keys
-            .last_attempt
-            .is_none_or(|t| t.elapsed() >= self.spec.min_refresh_interval);
-        if is_url && (stale || (found.is_none() && may_retry)) {
-            keys.last_attempt = Some(Instant::now());
-            match self.fetch().await {
-                Ok(set) => *keys = load(&set),
-                // With no keys at all, the provider cannot answer: fail closed (503).
-                Err(e) if keys.fetched.is_none() => return Err(e),
-                Err(e) => {
-                    tracing::warn!(error = %e, "JWKS refresh failed; keeping the previous keys")
-                }
-            }
-            return Ok(find(&keys));
+        let store = &self.store;
+        if let Some(found) = store.lookup(kid) {
+            return Ok(Some(found));
         }
-        Ok(found)
+        if !store.is_url() {
+            return Ok(None);
+        }
+        let seen = store.generation_hint();
+        let fetched = store.refetch(seen, false).await;
+        match (fetched, store.keys.load().loaded) {
+            // With no keys at all, the provider cannot answer: fail closed (503).
+            (Err(e), false) => Err(e),
+            (Ok(()), false) => Err(ProviderError::Unreachable(
+                "JWKS: no keys loaded yet (fetch failing, retried with backoff)".into(),
+            )),
+            (Err(e), true) => {
+                tracing::warn!(error = %e, "JWKS fetch for an unknown kid failed; keeping the previous keys");
+                Ok(store.lookup(kid))
+            }
+            (Ok(()), true) => Ok(store.lookup(kid)),
+        }
     }
 }
 
@@ -202,17 +317,20 @@ impl Provider for JwtProvider {
         looks_like_jwt(token)
     }
 
-    /// Fetches the JWKS at start, so the first token does not wait for it.
+    /// Fetches the JWKS at start, so the first token does not wait for it, and starts the
+    /// background refresh (which ends when the provider is dropped, e.g. by a reload).
     async fn warm_up(&self) -> Result<(), ProviderError> {
-        if !matches!(self.spec.keys, KeySource::Url { .. }) {
+        if !self.store.is_url() {
             return Ok(());
         }
-        let mut keys = self.keys.lock().await;
-        if keys.fetched.is_none() {
-            keys.last_attempt = Some(Instant::now());
-            *keys = load(&self.fetch().await?);
+        if !self.refresher_started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(refresh_loop(Arc::downgrade(&self.store)));
         }
-        Ok(())
+        if self.store.keys.load().loaded {
+            return Ok(());
+        }
+        let seen = self.store.fetch.lock().await.generation;
+        self.store.refetch(seen, true).await
     }
 
     async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError> {
@@ -220,7 +338,7 @@ impl Provider for JwtProvider {
         let Ok(header) = jsonwebtoken::decode_header(token) else {
             return invalid;
         };
-        if !self.spec.algorithms.contains(&header.alg) {
+        if !self.store.spec.algorithms.contains(&header.alg) {
             return invalid;
         }
         if let Some(typ) = &header.typ {
@@ -237,13 +355,14 @@ impl Provider for JwtProvider {
         }
         let mut validation = Validation::new(header.alg);
         validation.algorithms = vec![header.alg];
-        validation.set_issuer(&[&self.spec.issuer]);
-        validation.set_audience(&self.spec.audiences);
-        validation.leeway = self.spec.leeway.as_secs();
+        let spec = &self.store.spec;
+        validation.set_issuer(&[&spec.issuer]);
+        validation.set_audience(&spec.audiences);
+        validation.leeway = spec.leeway.as_secs();
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         match jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation) {
-            Ok(data) => self.spec.mapping.apply(&data.claims, SystemTime::now()),
+            Ok(data) => spec.mapping.apply(&data.claims, SystemTime::now()),
             Err(e) => match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     Ok(Resolution::Invalid(InvalidReason::Expired))

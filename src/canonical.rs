@@ -1,0 +1,695 @@
+//! The canonical request: the one reading of method, host, path and headers that the
+//! gateway authorizes *and* forwards, so that the backend runs the request that was
+//! checked. What cannot be read one way only is refused with 400 before any route or
+//! token is looked at (counted by reason in `sessiongate_requests_refused_total`).
+//!
+//! | part | canonical form | refused (400, `error`) |
+//! |---|---|---|
+//! | method | as sent, upper-case | any lower-case letter (`post`, `Get`): `invalid_method` |
+//! | host | lower-case, no trailing dot, numeric port ≤ 65535 kept | missing on HTTP/1.1, repeated, empty, bad characters or port: `invalid_host` |
+//! | path | see [`normalize_path`] | encoded `/` `\`, double encoding, bad UTF-8, `..;`: `invalid_path` |
+//! | path params | `;` kept | a `;param` that would move the route boundary: `invalid_path` |
+//! | headers | override headers removed, gateway-owned `_` spellings removed | `_` spellings of framing / hop-by-hop headers, `Content-Length` lists: `invalid_header` |
+//!
+//! The path forwarded upstream is the normalized path; the `Host` forwarded is the
+//! canonical host. See the README section "Canonical requests".
+
+use http::{HeaderMap, HeaderName, Method, Version};
+
+/// Why a request cannot be read one way only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the method must be written in upper case (e.g. POST)")]
+    Method,
+    #[error("an HTTP/1.1 request needs exactly one Host header")]
+    MissingHost,
+    #[error("the request has more than one Host header")]
+    DuplicateHost,
+    #[error("the Host header is not a valid host name, address or port")]
+    BadHost,
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("the header {0} is ambiguous: a server may read it as a framing or connection header")]
+    UnderscoreHeader(String),
+    #[error("Content-Length must be one number")]
+    ContentLengthList,
+}
+
+impl Rejection {
+    /// The `error` code of the 400 response.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Method => "invalid_method",
+            Rejection::MissingHost | Rejection::DuplicateHost | Rejection::BadHost => {
+                "invalid_host"
+            }
+            Rejection::Path(_) => "invalid_path",
+            Rejection::UnderscoreHeader(_) | Rejection::ContentLengthList => "invalid_header",
+        }
+    }
+
+    /// The metric label: one per kind of ambiguity.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Method => "method_case",
+            Rejection::MissingHost => "missing_host",
+            Rejection::DuplicateHost => "duplicate_host",
+            Rejection::BadHost => "bad_host",
+            Rejection::Path(p) => p.reason(),
+            Rejection::UnderscoreHeader(_) => "underscore_header",
+            Rejection::ContentLengthList => "content_length_list",
+        }
+    }
+
+    /// Every metric label, so each series exists from the start.
+    pub const REASONS: &'static [&'static str] = &[
+        "method_case",
+        "missing_host",
+        "duplicate_host",
+        "bad_host",
+        "not_absolute",
+        "bad_escape",
+        "encoded_slash",
+        "double_encoding",
+        "bad_utf8",
+        "ambiguous_segment",
+        "path_parameter",
+        "underscore_header",
+        "content_length_list",
+    ];
+}
+
+/// Why a request path was refused (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the request path must start with /")]
+    NotAbsolute,
+    #[error("the request path has a malformed percent-escape")]
+    BadEscape,
+    #[error(
+        "the request path has an encoded / or \\ (%2F, %5C), which servers read in different ways"
+    )]
+    EncodedSlash,
+    #[error(
+        "the request path has a double-encoded character (%25 followed by an escape of . / or \\)"
+    )]
+    DoubleEncoding,
+    #[error("the request path does not decode to UTF-8")]
+    BadUtf8,
+    #[error("the request path contains a segment servers read in different ways")]
+    Ambiguous,
+    #[error("a ;parameter in the request path would change which route applies")]
+    Parameter,
+}
+
+impl PathError {
+    /// The metric label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "not_absolute",
+            PathError::BadEscape => "bad_escape",
+            PathError::EncodedSlash => "encoded_slash",
+            PathError::DoubleEncoding => "double_encoding",
+            PathError::BadUtf8 => "bad_utf8",
+            PathError::Ambiguous => "ambiguous_segment",
+            PathError::Parameter => "path_parameter",
+        }
+    }
+}
+
+// === Method ===
+
+/// A method is canonical when it has no lower-case letter. HTTP methods are case-sensitive
+/// (RFC 9110 §9.1), but many frameworks upper-case them before dispatch, so `post` would
+/// run a POST handler without `method_scopes` for POST applying.
+pub fn check_method(method: &Method) -> Result<(), Rejection> {
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(Rejection::Method);
+    }
+    Ok(())
+}
+
+// === Host ===
+
+/// A host in canonical form: lower-case name (or `[v6]` / v4 literal) without a trailing
+/// dot, and the port when one was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalHost {
+    /// Lower-case, no trailing dot, no port; IPv6 literals keep their brackets.
+    pub name: String,
+    pub port: Option<u16>,
+}
+
+impl CanonicalHost {
+    /// The `Host` header value: `name` or `name:port`.
+    pub fn header_value(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Parses a `Host` value into its canonical form (see the module docs).
+pub fn canonical_host(raw: &[u8]) -> Result<CanonicalHost, Rejection> {
+    let text = std::str::from_utf8(raw).map_err(|_| Rejection::BadHost)?;
+    let (name, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']').ok_or(Rejection::BadHost)?;
+        v6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| Rejection::BadHost)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(Rejection::BadHost)?),
+        };
+        (format!("[{}]", v6.to_ascii_lowercase()), port)
+    } else {
+        let (name, port) = match text.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (text, None),
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && !name.starts_with('.')
+            && !name.contains("..")
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !valid {
+            return Err(Rejection::BadHost);
+        }
+        (name.to_ascii_lowercase(), port)
+    };
+    let port = match port {
+        None => None,
+        Some(p) => {
+            if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Rejection::BadHost);
+            }
+            match p.parse::<u16>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(Rejection::BadHost),
+            }
+        }
+    };
+    Ok(CanonicalHost { name, port })
+}
+
+/// The request's canonical host: exactly one `Host` on HTTP/1.1 (RFC 9112 §3.2), at most
+/// one before it.
+pub fn request_host(
+    headers: &HeaderMap,
+    version: Version,
+) -> Result<Option<CanonicalHost>, Rejection> {
+    let mut values = headers.get_all(http::header::HOST).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Rejection::DuplicateHost);
+    }
+    match first {
+        Some(v) => canonical_host(v.as_bytes()).map(Some),
+        None if version >= Version::HTTP_11 => Err(Rejection::MissingHost),
+        None => Ok(None),
+    }
+}
+
+// === Path ===
+
+/// The path a request is routed on and the path forwarded upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPath {
+    /// What the upstream receives (and what is logged).
+    pub forward: String,
+    /// What routes are matched against: `forward` with encoded slashes decoded (differs
+    /// only on routes that allow encoded slashes).
+    pub routing: String,
+    /// The path had `%2F` / `%5C`; only routes with `allow_encoded_slashes` take it.
+    pub encoded_slash: bool,
+}
+
+/// Normalizes a request path (no query): decodes percent-escaped unreserved characters,
+/// upper-cases the other escapes, merges repeated slashes and removes `.` / `..` segments
+/// (RFC 3986 §5.2.4, never climbing above the root). Refused: escapes that do not decode,
+/// NUL and control characters, backslashes, `%25` followed by an escape of `.`, `/` or `\`
+/// (decoded twice by some servers), byte sequences that are not UTF-8 (overlong `%C0%AE`),
+/// and `.;x` / `..;x` segments (Tomcat reads `..;` as `..`).
+///
+/// Encoded slashes (`%2F`, `%5C`) are reported in [`CanonicalPath::encoded_slash`]; the
+/// routing form decodes them, and a dot segment they would form is refused.
+pub fn normalize_path(raw: &str) -> Result<CanonicalPath, PathError> {
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let decoded = decode_unreserved(raw)?;
+    let forward = remove_dot_segments(&decoded)?;
+    let encoded_slash = forward.contains("%2F") || forward.contains("%5C");
+    let routing = if encoded_slash {
+        let opened = forward.replace("%2F", "/").replace("%5C", "/");
+        // A dot segment made of encoded slashes (`a%2F..%2Fadmin`) survives the first
+        // pass: servers that decode slashes would climb with it.
+        if opened.split('/').any(|s| s == "." || s == "..") {
+            return Err(PathError::Ambiguous);
+        }
+        remove_dot_segments(&opened)?
+    } else {
+        forward.clone()
+    };
+    Ok(CanonicalPath {
+        forward,
+        routing,
+        encoded_slash,
+    })
+}
+
+fn remove_dot_segments(decoded: &str) -> Result<String, PathError> {
+    let mut out: Vec<&str> = Vec::new();
+    let trailing_slash =
+        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    for segment in decoded.split('/') {
+        let base = segment.split(';').next().unwrap_or(segment);
+        if (base == "." || base == "..") && segment != base {
+            return Err(PathError::Ambiguous); // `..;/` (Tomcat reads it as `..`)
+        }
+        match segment {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for s in &out {
+        path.push('/');
+        path.push_str(s);
+    }
+    if path.is_empty() || (trailing_slash && !out.is_empty()) {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+fn hex_value(pair: &[u8]) -> Option<u8> {
+    let hex = std::str::from_utf8(pair).ok()?;
+    if hex.len() != 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+fn decode_unreserved(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    // Every byte the path stands for, to check that it is UTF-8.
+    let mut plain: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let v = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(hex_value)
+                    .ok_or(PathError::BadEscape)?;
+                match v {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        out.push(v as char)
+                    }
+                    // Encoded NUL and control characters: no good reading.
+                    0..=0x1f | 0x7f => return Err(PathError::Ambiguous),
+                    b'%' => {
+                        // `%252F` is `%2F` to a server that decodes twice.
+                        let inner = bytes.get(i + 3..i + 5).and_then(hex_value);
+                        if matches!(inner, Some(b'.' | b'/' | b'\\' | b'%')) {
+                            return Err(PathError::DoubleEncoding);
+                        }
+                        out.push_str("%25");
+                    }
+                    b'/' => out.push_str("%2F"),
+                    b'\\' => out.push_str("%5C"),
+                    _ => {
+                        out.push('%');
+                        out.push(char::from(b"0123456789ABCDEF"[usize::from(v >> 4)]));
+                        out.push(char::from(b"0123456789ABCDEF"[usize::from(v & 0xf)]));
+                    }
+                }
+                plain.push(v);
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Ambiguous),
+            b => {
+                out.push(b as char);
+                plain.push(b);
+                i += 1;
+            }
+        }
+    }
+    if std::str::from_utf8(&plain).is_err() {
+        return Err(PathError::BadUtf8);
+    }
+    Ok(out)
+}
+
+/// `path` with every `;parameter` removed from its segments (what Tomcat and Spring route
+/// on), or `None` when it has none.
+pub fn without_parameters(path: &str) -> Option<String> {
+    if !path.contains(';') {
+        return None;
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or(segment));
+    }
+    Some(out)
+}
+
+// === Headers ===
+
+/// Headers that ask a backend (or a framework middleware) to route or dispatch the request
+/// differently from its request line. Removed unless listed in
+/// `request_hygiene.keep_override_headers`.
+pub const OVERRIDE_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-original-uri",
+    "x-original-method",
+];
+
+/// Headers whose `_` spelling a CGI/WSGI-style backend would read as framing or connection
+/// control: such a request is refused.
+const FRAMING_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
+
+/// Headers the gateway itself sets or reads: an `_` spelling is removed so that a backend
+/// that merges `_` and `-` never sees a client's copy.
+const GATEWAY_HEADERS: &[&str] = &[
+    "authorization",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-real-ip",
+    "forwarded",
+    "x-request-id",
+    "cookie",
+];
+
+/// What [`unwanted_headers`] keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderHygiene {
+    /// Override headers the operator's backends need (lower-case names).
+    pub keep_override: Vec<HeaderName>,
+}
+
+/// Checks request headers: refuses `Content-Length` lists and `_` spellings of framing
+/// headers; returns the headers to remove: override headers (unless kept) and `_`
+/// spellings of headers the gateway owns.
+pub fn unwanted_headers(
+    headers: &HeaderMap,
+    hygiene: &HeaderHygiene,
+) -> Result<Vec<HeaderName>, Rejection> {
+    let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        let single = lengths.next().is_none()
+            && !first.as_bytes().is_empty()
+            && first.as_bytes().iter().all(u8::is_ascii_digit);
+        if !single {
+            return Err(Rejection::ContentLengthList);
+        }
+    }
+    let mut remove: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        let n = name.as_str();
+        if n.contains('_') {
+            let dashed = n.replace('_', "-");
+            if FRAMING_HEADERS.contains(&dashed.as_str()) {
+                return Err(Rejection::UnderscoreHeader(n.to_string()));
+            }
+            if GATEWAY_HEADERS.contains(&dashed.as_str())
+                || OVERRIDE_HEADERS.contains(&dashed.as_str())
+            {
+                remove.push(name.clone());
+            }
+        } else if OVERRIDE_HEADERS.contains(&n) && !hygiene.keep_override.contains(name) {
+            remove.push(name.clone());
+        }
+    }
+    Ok(remove)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_table() {
+        let table = [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b/"),
+            ("//admin", "/admin"),
+            ("/public/../admin", "/admin"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public/%2E%2e/admin", "/admin"),
+            ("/public/.%2e/admin", "/admin"),
+            ("/a/./b/.", "/a/b/"),
+            ("/../../etc", "/etc"),
+            ("/..", "/"),
+            ("/%61dmin", "/admin"),
+            ("/a%20b", "/a%20b"),
+            ("/a%c3%a9", "/a%C3%A9"),
+            ("/a;v=1/b", "/a;v=1/b"),
+            ("/a%25b", "/a%25b"),
+        ];
+        for (raw, want) in table {
+            let got = normalize_path(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(got.forward, want, "{raw}");
+            assert_eq!(got.routing, want, "{raw}");
+            assert!(!got.encoded_slash, "{raw}");
+        }
+    }
+
+    #[test]
+    fn encoded_slashes_route_on_the_decoded_form() {
+        for (raw, forward, routing) in [
+            ("/objects/a%2fb", "/objects/a%2Fb", "/objects/a/b"),
+            ("/admin%2Fusers", "/admin%2Fusers", "/admin/users"),
+            ("/a%5Cb", "/a%5Cb", "/a/b"),
+            ("/x/%2F%2Fadmin", "/x/%2F%2Fadmin", "/x/admin"),
+        ] {
+            let got = normalize_path(raw).unwrap();
+            assert_eq!(
+                (
+                    got.forward.as_str(),
+                    got.routing.as_str(),
+                    got.encoded_slash
+                ),
+                (forward, routing, true),
+                "{raw}"
+            );
+        }
+        // Dot segments formed through encoded slashes are refused outright.
+        for raw in [
+            "/public/..%2Fadmin/users",
+            "/a/b%2F..%2F..%2Fadmin",
+            "/a%2F.%2Fb",
+        ] {
+            assert_eq!(normalize_path(raw), Err(PathError::Ambiguous), "{raw}");
+        }
+    }
+
+    #[test]
+    fn refused_paths() {
+        let table = [
+            ("admin", PathError::NotAbsolute),
+            ("*", PathError::NotAbsolute),
+            ("/a%zz", PathError::BadEscape),
+            ("/a%2", PathError::BadEscape),
+            ("/a%+1", PathError::BadEscape),
+            ("/public/..;/admin", PathError::Ambiguous),
+            ("/public/.;x/admin", PathError::Ambiguous),
+            ("/public/%2e%2e;/admin", PathError::Ambiguous),
+            ("/public\\..\\admin", PathError::Ambiguous),
+            ("/a%00b", PathError::Ambiguous),
+            ("/a%0d%0ab", PathError::Ambiguous),
+            ("/a%252Fb", PathError::DoubleEncoding),
+            ("/a%252e%252e/b", PathError::DoubleEncoding),
+            ("/a%255Cb", PathError::DoubleEncoding),
+            ("/a%2525b", PathError::DoubleEncoding),
+            ("/%c0%ae%c0%ae/admin", PathError::BadUtf8),
+            ("/a%ff", PathError::BadUtf8),
+        ];
+        for (raw, want) in table {
+            assert_eq!(normalize_path(raw), Err(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn parameters() {
+        assert_eq!(without_parameters("/a/b"), None);
+        assert_eq!(
+            without_parameters("/admin;x=1/users;y").as_deref(),
+            Some("/admin/users")
+        );
+    }
+
+    #[test]
+    fn methods() {
+        for ok in ["GET", "POST", "PROPFIND", "M-SEARCH"] {
+            assert!(check_method(&Method::from_bytes(ok.as_bytes()).unwrap()).is_ok());
+        }
+        for bad in ["get", "post", "Post", "pOST", "delete"] {
+            assert_eq!(
+                check_method(&Method::from_bytes(bad.as_bytes()).unwrap()),
+                Err(Rejection::Method),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let ok = [
+            ("Admin.Internal", "admin.internal"),
+            ("admin.internal.", "admin.internal"),
+            ("admin.internal.:8080", "admin.internal:8080"),
+            ("127.0.0.1:80", "127.0.0.1:80"),
+            ("[::1]:8080", "[::1]:8080"),
+            ("[2001:DB8::1]", "[2001:db8::1]"),
+            ("svc_name.ns", "svc_name.ns"),
+        ];
+        for (raw, want) in ok {
+            assert_eq!(
+                canonical_host(raw.as_bytes()).map(|h| h.header_value()),
+                Ok(want.to_string()),
+                "{raw}"
+            );
+        }
+        for bad in [
+            "",
+            ".",
+            "admin.internal:abc",
+            "admin.internal:",
+            "admin.internal:65536",
+            "admin.internal:0",
+            "admin.internal:+80",
+            "a:1:2",
+            "a..b",
+            ".a",
+            "user@admin.internal",
+            "admin.internal/x",
+            "admin internal",
+            "[::1",
+            "[::1]x",
+            "[zz]",
+            "admin%2einternal",
+            "a,b",
+        ] {
+            assert_eq!(
+                canonical_host(bad.as_bytes()),
+                Err(Rejection::BadHost),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_count_by_version() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            request_host(&h, Version::HTTP_11),
+            Err(Rejection::MissingHost)
+        );
+        assert_eq!(request_host(&h, Version::HTTP_10), Ok(None));
+        h.append("host", "a".parse().unwrap());
+        h.append("host", "b".parse().unwrap());
+        assert_eq!(
+            request_host(&h, Version::HTTP_11),
+            Err(Rejection::DuplicateHost)
+        );
+    }
+
+    #[test]
+    fn header_hygiene() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-original-url", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x_real_ip", "1.2.3.4"),
+            ("x_http_method_override", "DELETE"),
+            ("x_custom", "kept"),
+            ("x-rewrite-url", "/admin"),
+            ("content-length", "5"),
+        ] {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let keep = HeaderHygiene {
+            keep_override: vec![HeaderName::from_static("x-forwarded-prefix")],
+        };
+        let mut gone: Vec<String> = unwanted_headers(&h, &keep)
+            .unwrap()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        gone.sort_unstable();
+        assert_eq!(
+            gone,
+            [
+                "x-http-method-override",
+                "x-original-url",
+                "x-rewrite-url",
+                "x_forwarded_for",
+                "x_http_method_override",
+                "x_real_ip"
+            ]
+        );
+
+        for k in [
+            "transfer_encoding",
+            "content_length",
+            "keep_alive",
+            "proxy_connection",
+        ] {
+            let mut h = HeaderMap::new();
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                "1".parse().unwrap(),
+            );
+            let r = unwanted_headers(&h, &HeaderHygiene::default());
+            assert_eq!(r, Err(Rejection::UnderscoreHeader(k.to_string())), "{k}");
+        }
+        for lengths in [&["5, 5"][..], &["5", "5"], &["-1"], &[""], &["5 "]] {
+            let mut h = HeaderMap::new();
+            for l in lengths {
+                h.append("content-length", l.parse().unwrap());
+            }
+            assert_eq!(
+                unwanted_headers(&h, &HeaderHygiene::default()),
+                Err(Rejection::ContentLengthList),
+                "{lengths:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! Limits on downstream connections, enforced below Pingora's HTTP layer:
+//!
+//! - **max connections**: past `connections.max_connections` open connections, a new one
+//!   is answered `503` and closed before any request is read;
+//! - **header deadline**: from the first byte of a request to the end of its headers at
+//!   most `connections.header_timeout` (Pingora only bounds each single read, so headers
+//!   trickled a line at a time were never cut off);
+//! - **idle before the first request**: a connection that sends nothing is closed after
+//!   `connections.idle_timeout`. Between requests the same timeout is Pingora's keep-alive
+//!   timeout, which the proxy sets on every request; while a request body arrives, pauses
+//!   are bounded by `connections.body_idle_timeout` (the session read timeout).
+//!
+//! The header deadline needs to know where headers end: the stream wrapper looks for the
+//! blank line (`\r\n\r\n` or `\n\n`) in what it reads, and treats the first write after it
+//! as the start of the response. A `101 Switching Protocols` turns the connection into a
+//! tunnel (WebSocket) with no deadline.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::TlsRef;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::state::GatewayState;
+
+/// The proxy application with connection limits around it.
+pub struct Limited<A> {
+    inner: Arc<A>,
+    state: Arc<GatewayState>,
+    open: Arc<AtomicUsize>,
+}
+
+impl<A> Limited<A> {
+    pub fn new(inner: A, state: Arc<GatewayState>) -> Self {
+        Limited {
+            inner: Arc::new(inner),
+            state,
+            open: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// Counts a connection as open while it lives.
+struct OpenGuard {
+    open: Arc<AtomicUsize>,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
+}
+
+const OVER_LIMIT_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 90\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"too_many_connections\",\"error_description\":\"the gateway is at its connection limit\"}";
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let limits = self.state.snapshot().settings.connections;
+        let metrics = &self.state.metrics;
+        let before = self.open.fetch_add(1, Ordering::Relaxed);
+        metrics.downstream_connections.inc();
+        let _guard = OpenGuard {
+            open: self.open.clone(),
+            gauge: metrics.downstream_connections.clone(),
+        };
+        if before >= limits.max_connections {
+            metrics
+                .connections_closed
+                .with_label_values(&["over_limit"])
+                .inc();
+            let write = stream.write_all(OVER_LIMIT_RESPONSE);
+            let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.flush()).await;
+            return None;
+        }
+        let closed = metrics.connections_closed.clone();
+        let wrapped = Deadlines::new(
+            stream,
+            limits.idle_timeout,
+            limits.header_timeout,
+            Box::new(move |reason| closed.with_label_values(&[reason]).inc()),
+        );
+        self.inner.process_new(Box::new(wrapped), shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing received yet on this connection (idle deadline).
+    Fresh,
+    /// Receiving request headers (header deadline).
+    Headers,
+    /// Headers done: body, waiting for the upstream, writing the response.
+    Request,
+    /// A response is being or was written; the next bytes read start a new request.
+    Responded,
+    /// After `101 Switching Protocols`: bytes are not HTTP any more.
+    Tunnel,
+}
+
+/// A downstream stream that enforces the idle and header deadlines (see the module docs).
+pub struct Deadlines {
+    inner: Stream,
+    phase: Phase,
+    header_timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+    blank_line: BlankLine,
+    on_close: Box<dyn Fn(&'static str) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Deadlines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deadlines")
+            .field("inner", &self.inner)
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
+
+impl Deadlines {
+    pub fn new(
+        inner: Stream,
+        idle_timeout: Duration,
+        header_timeout: Duration,
+        on_close: Box<dyn Fn(&'static str) + Send + Sync>,
+    ) -> Self {
+        Deadlines {
+            inner,
+            phase: Phase::Fresh,
+            header_timeout,
+            deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+            blank_line: BlankLine::default(),
+            on_close,
+        }
+    }
+
+    /// Follows the request through the bytes just read.
+    fn saw_read(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if matches!(self.phase, Phase::Fresh | Phase::Responded) {
+            self.phase = Phase::Headers;
+            self.blank_line = BlankLine::default();
+            self.deadline
+                .as_mut()
+                .reset(Instant::now() + self.header_timeout);
+        }
+        if self.phase == Phase::Headers && self.blank_line.feed(data) {
+            self.phase = Phase::Request;
+        }
+    }
+
+    fn saw_write(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        match self.phase {
+            Phase::Request | Phase::Headers | Phase::Fresh => {
+                // `HTTP/1.1 101 ` starts a tunnel; other 1xx are interim responses.
+                if data.len() >= 12 && data.starts_with(b"HTTP/1.") && &data[8..12] == b" 101" {
+                    self.phase = Phase::Tunnel;
+                } else if !(data.len() >= 10 && data.starts_with(b"HTTP/1.") && data[9] == b'1') {
+                    self.phase = Phase::Responded;
+                }
+            }
+            Phase::Responded | Phase::Tunnel => {}
+        }
+    }
+
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
+        let reason = match self.phase {
+            Phase::Fresh => "idle_timeout",
+            Phase::Headers => "header_timeout",
+            _ => return None,
+        };
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Some(reason),
+            Poll::Pending => None,
+        }
+    }
+}
+
+impl AsyncRead for Deadlines {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if !matches!(self.phase, Phase::Request | Phase::Tunnel) {
+                    self.saw_read(&buf.filled()[before..]);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match self.timed_out(cx) {
+                Some(reason) => {
+                    (self.on_close)(reason);
+                    self.phase = Phase::Request; // count once
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        reason,
+                    )))
+                }
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Deadlines {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &result {
+            if !matches!(self.phase, Phase::Responded | Phase::Tunnel) {
+                let n = *n;
+                self.saw_write(&buf[..n]);
+            }
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let (Poll::Ready(Ok(n)), Some(first)) = (&result, bufs.first()) {
+            if !matches!(self.phase, Phase::Responded | Phase::Tunnel) {
+                let n = (*n).min(first.len());
+                self.saw_write(&first[..n]);
+            }
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for Deadlines {
+    async fn shutdown(&mut self) {
+        Shutdown::shutdown(&mut *self.inner).await
+    }
+}
+
+impl UniqueID for Deadlines {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Deadlines {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Deadlines {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Deadlines {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for Deadlines {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for Deadlines {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+/// Finds the blank line that ends a header block in bytes read piece by piece.
+#[derive(Debug, Default, Clone, Copy)]
+struct BlankLine {
+    /// The last (up to three) bytes of earlier pieces.
+    tail: [u8; 3],
+    tail_len: usize,
+}
+
+impl BlankLine {
+    /// True once `\r\n\r\n` or `\n\n` has appeared in the pieces fed so far.
+    fn feed(&mut self, data: &[u8]) -> bool {
+        let ends =
+            |b: &[u8]| b.windows(4).any(|w| w == b"\r\n\r\n") || b.windows(2).any(|w| w == b"\n\n");
+        let head = data.len().min(3);
+        let mut seam = [0u8; 6];
+        seam[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+        seam[self.tail_len..self.tail_len + head].copy_from_slice(&data[..head]);
+        if ends(&seam[..self.tail_len + head]) || ends(data) {
+            return true;
+        }
+        let joined = self.tail_len + data.len();
+        let keep = joined.min(3);
+        let mut next = [0u8; 3];
+        for (i, slot) in next[..keep].iter_mut().enumerate() {
+            let at = joined - keep + i;
+            *slot = if at < self.tail_len {
+                self.tail[at]
+            } else {
+                data[at - self.tail_len]
+            };
+        }
+        self.tail = next;
+        self.tail_len = keep;
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_blank_line_in_any_split() {
+        let request = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n";
+        for size in 1..=request.len() {
+            let mut b = BlankLine::default();
+            let mut found_at = None;
+            for (i, piece) in request.chunks(size).enumerate() {
+                if b.feed(piece) {
+                    found_at = Some(i);
+                    break;
+                }
+            }
+            assert_eq!(
+                found_at,
+                Some((request.len() - 1) / size),
+                "pieces of {size}"
+            );
+        }
+        let mut b = BlankLine::default();
+        assert!(!b.feed(b"GET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(!b.feed(b"X: 1\r\n"));
+        assert!(b.feed(b"\r\n"));
+        let mut lf = BlankLine::default();
+        assert!(!lf.feed(b"GET / HTTP/1.0\n"));
+        assert!(lf.feed(b"\n"));
+    }
+}
