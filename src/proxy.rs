@@ -94,7 +94,12 @@ impl Proxy {
         refusal: Refusal,
     ) -> Result<bool> {
         ctx.outcome = outcome;
-        let keep_alive = ctx.rejection.is_none() && body_is_safe_to_skip(session);
+        let mut keep_alive = ctx.rejection.is_none() && body_is_safe_to_skip(session);
+        // Pingora closes a connection whose response goes out before the request body was
+        // read: drain the (small, bounded) body first.
+        if keep_alive && !session.is_body_empty() {
+            keep_alive = session.drain_request_body().await.is_ok();
+        }
         refusal.send(session, &ctx.request_id, keep_alive).await?;
         Ok(true)
     }
@@ -272,7 +277,7 @@ fn canonicalize_headers(
 }
 
 /// True when a denial can leave the connection open: the request has no body, or a small
-/// one that Pingora drains before reading the next request. A large or unframed body
+/// one that is drained before the answer. A large or unframed body
 /// would have to be read just to throw it away: close instead.
 fn body_is_safe_to_skip(session: &mut Session) -> bool {
     const DRAIN_LIMIT: u64 = 64 * 1024;
@@ -545,6 +550,14 @@ impl ProxyHttp for Proxy {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
+        if e.esource() == &ErrorSource::Downstream && e.etype() == &ErrorType::ReadTimedout {
+            // A request body that paused longer than `connections.body_idle_timeout`.
+            self.state
+                .metrics
+                .connections_closed
+                .with_label_values(&["body_timeout"])
+                .inc();
+        }
         if let Some(UpstreamTarget::Http(up)) = ctx.route.as_ref().map(|r| &r.upstream) {
             if code == 502 || code == 504 {
                 self.state

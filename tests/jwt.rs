@@ -279,3 +279,155 @@ async fn jwks_unreachable_fails_closed() {
     assert_eq!(get_bearer(&g, "/x", &token).await.status(), 503);
     assert_eq!(upstream.calls(), 0);
 }
+
+const HANGING: &str = r#"
+listen: {listen}
+admin_listen: {admin}
+shutdown_grace_period: 0s
+providers:
+  tokens:
+    kind: jwt
+    issuer: "https://issuer.test/"
+    audiences: [api]
+    algorithms: [ES256]
+    jwks_url: "{jwks}/.well-known/jwks.json"
+    jwks_refresh: 1s
+    jwks_min_refresh_interval: 5s
+    timeout: 2s
+upstreams: { app: "{upstream}" }
+routes:
+  - { path_prefix: /, provider: tokens, upstream: app }
+"#;
+
+/// `GET /x` with each token, all at once; the statuses in token order.
+async fn concurrently(
+    g: &sessiongate::GatewayHandle,
+    tokens: impl Iterator<Item = String>,
+) -> Vec<u16> {
+    let url = at(g, "/x");
+    let tasks: Vec<_> = tokens
+        .map(|token| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                client()
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// Issue #13 row 10: a JWKS endpoint that accepts connections but never answers (after
+/// the first fetch) must not make requests wait for scheduled refreshes, and an unknown
+/// `kid` costs at most one shared, rate-limited fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_jwks_never_holds_requests_up() {
+    let es = ec_key("ec-1");
+    let set = json!({"keys": [es.jwk]});
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    let jwks = Fake::start(move |_| {
+        let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let reply = Reply::json(200, set.clone());
+        if n == 0 {
+            reply
+        } else {
+            reply.after(std::time::Duration::from_secs(30))
+        }
+    })
+    .await;
+    let upstream = Fake::upstream().await;
+    let g = start_gateway(
+        HANGING,
+        &[("jwks", jwks.url()), ("upstream", upstream.url())],
+    );
+    while jwks.calls() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Past `jwks_refresh`: the background refresh is now stuck on the endpoint.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(jwks.calls() >= 2, "the scheduled refresh ran");
+    let started = std::time::Instant::now();
+    let tokens = (0..4).map(|i| sign(&es, &claims(&format!("fresh-{i}"))));
+    let statuses = concurrently(&g, tokens).await;
+    assert_eq!(statuses, [200; 4]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(500),
+        "new tokens waited on a scheduled refresh: {:?}",
+        started.elapsed()
+    );
+
+    // Unknown kids: concurrent requests share one bounded wait, not one fetch each.
+    let stranger = ec_key("unknown-kid");
+    let before = jwks.calls();
+    let started = std::time::Instant::now();
+    let tokens = (0..4).map(|i| sign(&stranger, &claims(&format!("stranger-{i}"))));
+    let statuses = concurrently(&g, tokens).await;
+    assert_eq!(statuses, [401; 4]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        jwks.calls() - before <= 1,
+        "{} fetches for 4 unknown kids",
+        jwks.calls() - before
+    );
+}
+
+/// A JWKS endpoint that refuses is not asked again for every new token, even with no
+/// minimum interval between fetches: failures back off (1 s, 2 s, 4 s, …).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_jwks_is_not_fetched_per_token() {
+    let es = ec_key("ec-1");
+    let set = json!({"keys": [es.jwk]});
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    let jwks = Fake::start(move |_| {
+        if served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::json(200, set.clone())
+        } else {
+            Reply::json(500, json!({"error": "down"}))
+        }
+    })
+    .await;
+    let upstream = Fake::upstream().await;
+    let g = start_gateway(
+        &HANGING
+            .replace("jwks_refresh: 1s", "jwks_refresh: 10m")
+            .replace(
+                "jwks_min_refresh_interval: 5s",
+                "jwks_min_refresh_interval: 0s",
+            ),
+        &[("jwks", jwks.url()), ("upstream", upstream.url())],
+    );
+    while jwks.calls() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let stranger = ec_key("unknown-kid");
+    for i in 0..10 {
+        let token = sign(&stranger, &claims(&format!("s-{i}")));
+        assert_eq!(get_bearer(&g, "/x", &token).await.status(), 401);
+    }
+    // Known keys keep working throughout.
+    assert_eq!(
+        get_bearer(&g, "/x", &sign(&es, &claims("known")))
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        jwks.calls() <= 2,
+        "{} JWKS fetches for 10 unknown-kid tokens",
+        jwks.calls()
+    );
+}

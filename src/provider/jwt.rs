@@ -142,14 +142,17 @@ fn load(set: &JwkSet) -> Keys {
     }
 }
 
-/// How long after `failures` failed fetches in a row the next may start: the minimum
-/// interval doubled per failure, capped at the refresh period.
+/// How long after the last attempt the next fetch may start: `min` while fetches succeed;
+/// after `failures` failures in a row, 1 s (or `min`, if longer) doubled per further
+/// failure, capped at the refresh period — so a refusing or hanging JWKS endpoint is asked
+/// less and less often, whatever the token traffic.
 fn backoff(min: Duration, cap: Duration, failures: u32) -> Duration {
     if failures == 0 {
         return min;
     }
-    let factor = 1u32 << failures.min(16);
-    min.saturating_mul(factor).min(cap.max(min))
+    let base = min.max(Duration::from_secs(1));
+    let factor = 1u32 << (failures - 1).min(16);
+    base.saturating_mul(factor).min(cap.max(base))
 }
 
 /// `d` scaled by a random factor in [0.8, 1.0]: replicas started together spread their
@@ -370,5 +373,24 @@ impl Provider for JwtProvider {
                 _ => invalid,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_up_to_the_refresh_period() {
+        let s = Duration::from_secs;
+        let b = |min, failures| backoff(min, s(600), failures);
+        assert_eq!(b(s(30), 0), s(30));
+        assert_eq!(b(Duration::ZERO, 0), Duration::ZERO);
+        assert_eq!(b(Duration::ZERO, 1), s(1));
+        assert_eq!(b(Duration::ZERO, 2), s(2));
+        assert_eq!(b(Duration::ZERO, 5), s(16));
+        assert_eq!(b(s(30), 1), s(30));
+        assert_eq!(b(s(30), 3), s(120));
+        assert_eq!(b(s(30), 40), s(600));
     }
 }
