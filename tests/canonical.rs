@@ -280,7 +280,7 @@ upstreams: { app: "{upstream}" }
 routes:
   - { path_prefix: /, provider: idp, upstream: echo, deny_cidrs: ["::ffff:127.0.0.0/104"] }
 "#;
-    let g = start_gateway(
+    let _gateway = start_gateway(
         config,
         &[
             ("provider", p.url()),
