@@ -328,7 +328,17 @@ impl ProxyHttp for Proxy {
         let limits = &snap.settings.connections;
         // Idle keep-alive connections close after `idle_timeout` (Pingora's default keeps
         // them forever); a request body may pause at most `body_idle_timeout`.
-        if session.get_keepalive().is_some() {
+        // Pingora reads only the first `Connection` header; `close` in any of them counts.
+        let close = session
+            .req_header()
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        if close {
+            session.set_keepalive(None);
+        } else if session.get_keepalive().is_some() {
             session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
         }
         session.set_read_timeout(Some(limits.body_idle_timeout));

@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Differential cases: send hostile variants through sessiongate to a real backend and
+check, for every request a backend handler ran, that the gateway authorized it.
+
+Usage: diff.py GATEWAY_PORT BACKEND_NAME [--expect-violations] [--min-cases N]
+
+Each backend answers {backend, route, method, host, scopes, subject}: the handler it
+ran, the method it dispatched, and the identity headers it read. The invariant, per
+case that reached a handler:
+  1. the token sent satisfies what the gateway requires for that handler's route and
+     the dispatched method (public: nothing; root: a valid token; wallets: read, plus
+     write for POST/PUT/PATCH/DELETE; admin and the admin.internal host: admin);
+  2. the identity the backend read is the token's or none (never a spoofed copy), and a
+     handler that needs an identity got one from the gateway (the gateway authenticated
+     the request rather than routing it to an open route).
+Rows of issue #13 are named cases; the rest are generated from a fixed seed.
+"""
+import json
+import os
+import random
+import socket
+import sys
+
+TOKENS = {
+    None: None,
+    "reader": ["read"],
+    "writer": ["read", "write"],
+    "admin": ["read", "write", "admin"],
+}
+WRITE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def required(route, method):
+    """Scopes a handler's route needs, or None for no token at all."""
+    if route == "public":
+        return None
+    if route == "root":
+        return []
+    if route == "wallets":
+        return ["read", "write"] if method.upper() in WRITE else ["read"]
+    if route in ("admin", "vhost-admin"):
+        return ["admin"]
+    raise ValueError(f"unknown route {route!r}")
+
+
+def request(method, target, host="api.example", headers=(), token=None, version="HTTP/1.1"):
+    lines = [f"{method} {target} {version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    if token:
+        lines.append(f"Authorization: Bearer {os.environ['DIFF_TOKEN_' + token.upper()]}")
+    lines.extend(headers)
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def named_cases():
+    """The rows of issue #13 (and the hostile-request checklist) as named cases."""
+    yield "row1 /public/..%2Fadmin/users, no token", request("GET", "/public/..%2Fadmin/users"), None
+    yield "row1 /public/%2e%2e/admin/users, no token", request("GET", "/public/%2e%2e/admin/users"), None
+    yield "row1 /public/..%252Fadmin/users", request("GET", "/public/..%252Fadmin/users"), None
+    yield "row1 /public/..;/admin/users", request("GET", "/public/..;/admin/users"), None
+    yield "row1 /public/%c0%ae%c0%ae/admin", request("GET", "/public/%c0%ae%c0%ae/admin"), None
+    yield "row1 //admin/users, no token", request("GET", "//admin/users"), None
+    yield "row2 /admin%2Fusers, reader", request("GET", "/admin%2Fusers", token="reader"), "reader"
+    yield "row2 /admin%2fusers, reader", request("GET", "/admin%2fusers", token="reader"), "reader"
+    yield "row2 /admin%5Cusers, reader", request("GET", "/admin%5Cusers", token="reader"), "reader"
+    yield "row3 post /wallets/w1, reader", request("post", "/wallets/w1", token="reader", headers=["Content-Length: 0"]), "reader"
+    yield "row3 Delete /wallets/w1, reader", request("Delete", "/wallets/w1", token="reader"), "reader"
+    yield "row4 Host admin.internal., reader", request("GET", "/x", host="admin.internal.", token="reader"), "reader"
+    yield "row4 Host admin.internal:abc, reader", request("GET", "/x", host="admin.internal:abc", token="reader"), "reader"
+    yield "row4 Host ADMIN.INTERNAL, reader", request("GET", "/x", host="ADMIN.INTERNAL", token="reader"), "reader"
+    yield "row4 absolute-form http://admin.internal/x", request("GET", "http://admin.internal/x", host="admin.internal", token="reader"), "reader"
+    yield "row9 X-Original-URL /admin/users, no token", request("GET", "/public/x", headers=["X-Original-URL: /admin/users"]), None
+    yield "row9 X-Rewrite-URL /admin/users, no token", request("GET", "/public/x", headers=["X-Rewrite-URL: /admin/users"]), None
+    yield "row9 X-HTTP-Method-Override DELETE, reader", request("GET", "/wallets/w1", token="reader", headers=["X-HTTP-Method-Override: DELETE"]), "reader"
+    yield "row9 X_Auth_Scopes spoof, no token", request("GET", "/public/x", headers=["X_Auth_Scopes: admin", "X-Auth-Scopes: admin"]), None
+    yield "row9 Transfer_Encoding", request("POST", "/public/x", headers=["Transfer_Encoding: chunked", "Content-Length: 0"]), None
+    yield "row9 Content-Length: 0, 0", request("POST", "/public/x", headers=["Content-Length: 0, 0"]), None
+    yield "row9 HTTP/1.1 without Host", request("GET", "/admin/users", host=None), None
+    yield "case /ADMIN/users, reader", request("GET", "/ADMIN/users", token="reader"), "reader"
+    yield "case /Admin, no token", request("GET", "/Admin"), None
+    yield "case /PUBLIC/../Admin, writer", request("GET", "/PUBLIC/../Admin", token="writer"), "writer"
+
+
+PATHS = [
+    "/admin/users", "/admin", "/wallets/w1", "/wallets", "/public/x", "/public", "/", "/other",
+]
+PATH_MUTATIONS = [
+    lambda p: p,
+    lambda p: "/public/.." + p,
+    lambda p: "/public/..%2F" + p.lstrip("/"),
+    lambda p: "/public/%2e%2e" + p,
+    lambda p: "/public/.%2E" + p,
+    lambda p: "/public/%2E%2E%2F" + p.lstrip("/"),
+    lambda p: "/public/..%5C" + p.lstrip("/"),
+    lambda p: "/public/..\\" + p.lstrip("/"),
+    lambda p: "/public/..;" + p,
+    lambda p: "/public;x=1/.." + p,
+    lambda p: "/" + p,
+    lambda p: p.replace("/", "//"),
+    lambda p: p.replace("/", "%2F"),
+    lambda p: p.replace("/", "%2f", 1) if p.count("/") > 1 else "/x%2F.." + p,
+    lambda p: p.replace("/", "%252F"),
+    lambda p: p + "/.",
+    lambda p: p + "/..",
+    lambda p: p + "%2F..",
+    lambda p: p.upper(),
+    lambda p: p[:2] + p[2:].upper(),
+    lambda p: p.replace("a", "%61"),
+    lambda p: p.replace("a", "%41"),
+    lambda p: p + ";jsessionid=1",
+    lambda p: p.replace("/", "/;/", 1),
+    lambda p: p + "%00",
+    lambda p: p + "%20",
+    lambda p: p + ".",
+    lambda p: p + "?x=/../admin",
+    lambda p: p + "#frag",
+    lambda p: "/public/%c0%ae%c0%ae" + p,
+    lambda p: "/public/%252e%252e" + p,
+]
+METHODS = ["GET", "POST", "DELETE", "post", "Get", "PUT", "patch", "FOO", "OPTIONS"]
+HOSTS = [
+    "api.example", "admin.internal", "ADMIN.internal", "admin.internal.", "admin.internal:80",
+    "admin.internal:abc", "admin.internal:99999", "admin.internal..", "[::1]:8080", None,
+]
+HEADER_SETS = [
+    [],
+    ["X-Original-URL: /admin/users"],
+    ["X-Rewrite-URL: /admin/users"],
+    ["X-HTTP-Method-Override: DELETE"],
+    ["X-Forwarded-Prefix: /admin"],
+    ["X-Auth-Scopes: admin", "X_Auth_Scopes: admin", "X-Auth-Subject: admin"],
+    ["X_Forwarded_For: 10.0.0.1", "X-Real-IP: 10.0.0.1"],
+    ["Content-Length: 0"],
+    ["Content-Length: 0, 0"],
+    ["Transfer_Encoding: chunked"],
+    ["Connection: X-Auth-Scopes"],
+]
+
+
+def path_grid():
+    """Every path mutation on every base path, with every token: the systematic part."""
+    for pi, base in enumerate(PATHS):
+        for mi, mutate in enumerate(PATH_MUTATIONS):
+            path = mutate(base)
+            for token in TOKENS:
+                name = f"grid p{pi}m{mi} GET {path} token={token}"
+                yield name, request("GET", path, token=token), token
+
+
+def generated_cases(count, seed=1313):
+    """Each case starts from a plain request (a base path, GET, a normal host, a token)
+    and mutates one dimension (70 %) or two: path encoding, method, host, or headers —
+    so every mutation is tried on its own, where the gateway cannot refuse the request
+    for some other reason, as well as in combination."""
+    rng = random.Random(seed)
+    for i in range(count):
+        path, method, host, headers = rng.choice(PATHS), "GET", "api.example", []
+        dimensions = rng.sample(["path", "method", "host", "headers"], 1 if rng.random() < 0.7 else 2)
+        if "path" in dimensions:
+            path = rng.choice(PATH_MUTATIONS)(path)
+        if "method" in dimensions:
+            method = rng.choice(METHODS)
+        if "host" in dimensions:
+            host = rng.choice(HOSTS)
+        if "headers" in dimensions:
+            headers = rng.choice(HEADER_SETS)
+        token = rng.choice(list(TOKENS))
+        if method.upper() in ("POST", "PUT", "PATCH") and not any("Length" in h for h in headers):
+            headers = headers + ["Content-Length: 0"]
+        name = f"gen{i} {method} {path} host={host} {headers} token={token}"
+        yield name, request(method, path, host=host, headers=headers, token=token), token
+
+
+SLOW = []
+
+
+def send(port, raw):
+    import time
+    started = time.monotonic()
+    try:
+        return _send(port, raw)
+    finally:
+        took = time.monotonic() - started
+        if took > 1:
+            SLOW.append((round(took, 1), raw[:120]))
+
+
+def _send(port, raw):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(raw)
+        chunks = []
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        except socket.timeout:
+            pass
+    return b"".join(chunks).decode("latin-1")
+
+
+def dechunk(body):
+    out, rest = [], body
+    while rest:
+        size_line, _, rest = rest.partition("\r\n")
+        size = int(size_line.split(";")[0].strip() or "0", 16)
+        if size == 0:
+            break
+        out.append(rest[:size])
+        rest = rest[size + 2:]
+    return "".join(out)
+
+
+def check(name, token, response):
+    """(None, status) when the case is fine; else (a description of the violation,
+    status). A 200 whose body is not a handler report is itself a failure: the checker
+    must never pass a case it could not read."""
+    head, _, body = response.partition("\r\n\r\n")
+    status = head[9:12]
+    if status != "200":
+        return None, status
+    if "transfer-encoding: chunked" in head.lower():
+        body = dechunk(body)
+    try:
+        seen = json.loads(body)
+    except ValueError:
+        return f"a 200 that is not a handler report: {body[:80]!r}", status
+    if "backend" not in seen:
+        return f"a 200 that is not a handler report: {body[:80]!r}", status
+    need = required(seen["route"], seen["method"])
+    have = TOKENS[token]
+    if need is not None:
+        if have is None:
+            return f"{seen['route']} ran {seen['method']} without a token", status
+        missing = [s for s in need if s not in have]
+        if missing:
+            return f"{seen['route']} ran {seen['method']} for {token}, lacking {missing}", status
+    observed = seen.get("scopes")
+    expected = None if have is None else " ".join(have)
+    if observed is not None and observed != expected:
+        return f"backend read scopes {observed!r}, token {token} has {expected!r}", status
+    if need is not None and seen.get("subject") is None:
+        return f"{seen['route']} ran with no identity from the gateway (it was not authenticated)", status
+    return None, status
+
+
+def main():
+    port = int(sys.argv[1])
+    backend = sys.argv[2]
+    expect_violations = "--expect-violations" in sys.argv
+    min_cases = 500
+    if "--min-cases" in sys.argv:
+        min_cases = int(sys.argv[sys.argv.index("--min-cases") + 1])
+    cases = list(named_cases()) + list(path_grid()) + list(generated_cases(max(min_cases, 600)))
+    violations, statuses, reached = [], {}, 0
+    for name, raw, token in cases:
+        response = send(port, raw)
+        problem, status = check(name, token, response)
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == "200":
+            reached += 1
+        if problem:
+            violations.append(f"{name}: {problem}")
+    summary = {
+        "backend": backend,
+        "cases": len(cases),
+        "reached_a_handler": reached,
+        "statuses": dict(sorted(statuses.items())),
+        "violations": len(violations),
+    }
+    print(json.dumps(summary))
+    for v in violations[:20]:
+        print("  violation:", v)
+    for took, raw in SLOW[:5]:
+        print(f"  slow ({took} s): {raw!r}")
+    if len(cases) < min_cases:
+        sys.exit(f"only {len(cases)} cases")
+    if reached < len(cases) // 10:
+        sys.exit(f"only {reached} cases reached {backend}: the suite is not exercising it")
+    if expect_violations:
+        sys.exit(0 if violations else f"{backend}: expected violations (a mismatched setup) but found none")
+    sys.exit(1 if violations else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The differential suite (issue #13): real backends behind sessiongate, hostile request
+# variants, and one invariant — every request a backend handler runs is one the gateway
+# authorized for that handler's route, method and host. See diff.py for the cases and
+# the README ("Canonical requests") for how to add a backend.
+#
+# Backends: nginx (Debian), Flask/Werkzeug and Starlette/uvicorn (PyPI, in a venv), Go
+# net/http (Debian golang-go), Node http. Plus one deliberately mismatched pair (a
+# case-insensitive backend behind a case-sensitive gateway) that must show violations,
+# so the checker is known to catch them, and the same backend behind a gateway with
+# `requests.case_insensitive_paths: true`, which must show none.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tests/e2e/lib.sh
+
+BIN=${SESSIONGATE_BIN:-target/debug/sessiongate}
+VENV=${DIFF_VENV:-target/differential-venv}
+MIN_CASES=${DIFF_MIN_CASES:-500}
+[ -x "$BIN" ] || { echo "differential: $BIN not built" >&2; exit 1; }
+if [ ! -x "$VENV/bin/flask" ] || [ ! -x "$VENV/bin/uvicorn" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q 'flask==3.1.*' 'starlette==0.*' 'uvicorn==0.*'
+fi
+require_tools differential nginx go node python3 curl
+
+# wait_port PORT: until something accepts connections on 127.0.0.1:PORT (20 s).
+wait_port() {
+    local i
+    for i in $(seq 1 400); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+export DIFF_TOKEN_READER=reader-$RANDOM$RANDOM DIFF_TOKEN_WRITER=writer-$RANDOM$RANDOM \
+    DIFF_TOKEN_ADMIN=admin-$RANDOM$RANDOM
+
+(cd tests/differential/backends/go && GO111MODULE=off GOCACHE="$work/gocache" go build -o "$work/go-backend" main.go)
+
+start_backend() { # name port → starts it in the background
+    local name=$1 port=$2
+    case "$name" in
+        nginx)
+            mkdir -p "$work/nginx/tmp"
+            sed -e "s#PORT#$port#g" -e "s#PREFIX#$work/nginx#g" \
+                tests/differential/backends/nginx.conf > "$work/nginx/nginx.conf"
+            nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+            ;;
+        flask) "$VENV/bin/python" tests/differential/backends/flask_app.py "$port" 2>"$work/flask.log" & ;;
+        starlette) "$VENV/bin/python" tests/differential/backends/starlette_app.py "$port" & ;;
+        go) "$work/go-backend" "$port" & ;;
+        node) node tests/differential/backends/node.js "$port" & ;;
+        node-ci) CASE_INSENSITIVE=1 node tests/differential/backends/node.js "$port" & ;;
+    esac
+    pids+=($!)
+}
+
+run_pair() { # backend, gateway `requests:` line, extra diff.py flags
+    local name=$1 requests=$2; shift 2
+    local bport gport aport
+    bport=$(free_port); gport=$(free_port); aport=$(free_port)
+    start_backend "$name" "$bport"
+    wait_port "$bport"
+    local dir="$work/gw-$name-$gport"
+    mkdir -p "$dir"
+    sed -e "s#{listen}#$gport#" -e "s#{admin}#$aport#" -e "s#{backend}#$bport#" \
+        -e "s#{dir}#$dir#g" -e "s#{requests}#$requests#" \
+        tests/differential/gateway.yaml > "$dir/config.yaml"
+    "$BIN" --config "$dir/config.yaml" > "$dir/log" 2>&1 &
+    local gw=$!
+    pids+=($gw)
+    wait_http "http://127.0.0.1:$aport/readyz" 20
+    python3 tests/differential/diff.py "$gport" "$name" --min-cases "$MIN_CASES" "$@"
+    kill "$gw"
+}
+
+for backend in nginx flask starlette go node; do
+    run_pair "$backend" ""
+done
+echo "== mismatched on purpose: a case-insensitive backend behind a case-sensitive gateway"
+run_pair node-ci "" --expect-violations
+echo "== the same backend with requests.case_insensitive_paths: true"
+run_pair node-ci "requests: { case_insensitive_paths: true }"
+echo "differential: all backends agree with the gateway"
