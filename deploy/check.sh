@@ -2,7 +2,9 @@
 # Validates everything in deploy/ with independent tools (run by .ci/run):
 #   - each kustomization builds (kubectl kustomize), and every resource validates against
 #     the Kubernetes 1.30 schemas (kubernetes-validate --strict, from PyPI); the
-#     ServiceMonitor CRD has no bundled schema, so its required fields are checked here;
+#     PodMonitor CRD has no bundled schema, so its required fields are checked here;
+#   - no Service publishes the metrics port or the admin API, and the admin API listens
+#     on loopback in every ConfigMap config (`--check` prints no warning);
 #   - the sessiongate config inside each ConfigMap passes `sessiongate --check`;
 #   - the alert rules pass `promtool check rules` and their unit tests `promtool test rules`;
 #     the scrape config's structure is checked (Debian's promtool has no kubernetes_sd);
@@ -53,15 +55,30 @@ docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 out = sys.argv[2]
 core, configs = [], []
 for d in docs:
-    if d["kind"] == "ServiceMonitor":
+    if d["kind"] == "PodMonitor":
         spec = d.get("spec", {})
         assert d["apiVersion"] == "monitoring.coreos.com/v1", d["apiVersion"]
-        assert spec.get("selector", {}).get("matchLabels"), "ServiceMonitor needs spec.selector.matchLabels"
-        eps = spec.get("endpoints") or []
-        assert eps and all(e.get("port") for e in eps), "ServiceMonitor endpoints need a port name"
-        print(f"ok: ServiceMonitor/{d['metadata']['name']} (required fields; no bundled CRD schema)")
+        assert spec.get("selector", {}).get("matchLabels"), "PodMonitor needs spec.selector.matchLabels"
+        eps = spec.get("podMetricsEndpoints") or []
+        assert eps and all(e.get("port") == "metrics" for e in eps), "PodMonitor scrapes the metrics port"
+        print(f"ok: PodMonitor/{d['metadata']['name']} (required fields; no bundled CRD schema)")
     else:
         core.append(d)
+# Issue #13 row 12: no Service publishes the metrics/probe port or the admin API.
+container_ports = {}
+for d in docs:
+    if d["kind"] == "Deployment":
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            for p in c.get("ports", []):
+                container_ports[p["name"]] = p["containerPort"]
+for d in docs:
+    if d["kind"] == "Service":
+        for p in d["spec"]["ports"]:
+            target = p.get("targetPort")
+            number = container_ports.get(target, target)
+            assert target not in ("metrics", "admin") and number not in (9090, 9091), \
+                f"Service/{d['metadata']['name']} publishes {target} ({number}): only the proxy port may be published"
+        print(f"ok: Service/{d['metadata']['name']} publishes only {[p['name'] for p in d['spec']['ports']]}")
     if d["kind"] == "ConfigMap":
         for key, text in d.get("data", {}).items():
             path = f"{out}-{d['metadata']['name']}-{key}"
@@ -74,7 +91,10 @@ PY
     echo "ok: $(grep -c '^kind:' "$work/$name-core.yaml") resources validate against Kubernetes 1.30"
     while IFS= read -r cfg; do
         [ -n "$cfg" ] || continue
-        INTROSPECTION_CLIENT_SECRET=check-only "$BIN" --config "$cfg" --check
+        INTROSPECTION_CLIENT_SECRET=check-only "$BIN" --config "$cfg" --check 2> "$work/check-warnings"
+        # The admin API must listen on loopback: `--check` warns otherwise.
+        if [ -s "$work/check-warnings" ]; then cat "$work/check-warnings" >&2; exit 1; fi
+        grep -Eq '^  listen: 127\.0\.0\.1:' "$cfg" || { echo "$cfg: admin.listen is not on loopback" >&2; exit 1; }
     done < "$work/$name-configs.txt"
 done
 
@@ -91,7 +111,7 @@ assert job["job_name"] == "sessiongate"
 assert job["kubernetes_sd_configs"][0]["role"] == "pod"
 keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
 assert any("prometheus_io_scrape" in r["source_labels"][0] for r in keep)
-assert any(r.get("regex") == "admin" for r in keep), "only the admin port is scraped"
+assert any(r.get("regex") == "metrics" for r in keep), "only the metrics port is scraped"
 print("ok: deploy/prometheus/scrape.yaml (structure; Debian's promtool lacks kubernetes_sd)")
 PY
 

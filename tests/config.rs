@@ -128,6 +128,43 @@ fn check_rejects_bad_configs_naming_the_key() {
             &["routes[0].path_prefix"],
         ),
         (
+            "routes:\n  - { path_prefix: /a%2Fb, auth: none, upstream: echo }\n",
+            &["routes[0].path_prefix"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, host: \"a.example:80\", auth: none, upstream: echo }\n",
+            &["routes[0].host", "without scheme or port"],
+        ),
+        // Issue #13: canonical CIDRs, request hygiene, connection limits, admin listener.
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo, deny_cidrs: [\"::ffff:0.0.0.0/64\"] }\n",
+            &["routes[0].deny_cidrs[0]", "IPv4-mapped"],
+        ),
+        (
+            "trusted_proxies: [\"::ffff:10.0.0.0/90\"]\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["trusted_proxies[0]", "IPv4-mapped"],
+        ),
+        (
+            "requests: { keep_override_headers: [X-Api-Key] }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["requests.keep_override_headers[0]", "not an override header"],
+        ),
+        (
+            "requests: { case_insensitve_paths: true }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["requests", "case_insensitve_paths"],
+        ),
+        (
+            "connections: { header_timeout: 0s }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["connections.header_timeout", "at least 100ms"],
+        ),
+        (
+            "connections: { max_connections: 0 }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["connections.max_connections"],
+        ),
+        (
+            "admin: { listen: 127.0.0.1:19090 }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["admin.listen", "must differ"],
+        ),
+        (
             "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\n  - { path_prefix: /, auth: none, upstream: echo }\n",
             &["routes[1].path_prefix", "already"],
         ),
@@ -320,4 +357,50 @@ fn unresolvable_upstream_passes_check_but_stops_the_start_naming_it() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #13 row 12: `--check` warns when the admin API (enabled by a token) listens on
+/// a non-loopback address, and is quiet when it is on loopback.
+#[test]
+fn check_warns_about_an_admin_api_reachable_from_the_network() {
+    let routes = "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\n";
+    let run = |text: String| {
+        let dir = std::env::temp_dir().join(format!(
+            "sg-config-warn-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), "an-admin-token-of-length").unwrap();
+        std::fs::write(dir.join("c.yaml"), text).unwrap();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(dir.join("c.yaml"))
+            .arg("--check")
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let open = run(format!(
+        "listen: 0.0.0.0:18080\nadmin_listen: 0.0.0.0:19090\nadmin: {{ token_file: token }}\n{routes}"
+    ));
+    assert!(
+        open.contains("warning: admin_listen") && open.contains("admin.listen"),
+        "{open}"
+    );
+    let apart = run(format!(
+        "listen: 0.0.0.0:18080\nadmin_listen: 0.0.0.0:19090\nadmin: {{ listen: 0.0.0.0:19091, token_file: token }}\n{routes}"
+    ));
+    assert!(apart.contains("warning: admin.listen"), "{apart}");
+    let safe = run(format!(
+        "listen: 0.0.0.0:18080\nadmin_listen: 0.0.0.0:19090\nadmin: {{ listen: 127.0.0.1:19091, token_file: token }}\n{routes}"
+    ));
+    assert!(!safe.contains("warning"), "{safe}");
+    // Without a token the API is disabled: nothing to warn about.
+    let disabled = run(format!(
+        "listen: 0.0.0.0:18080\nadmin_listen: 0.0.0.0:19090\n{routes}"
+    ));
+    assert!(!disabled.contains("warning"), "{disabled}");
 }

@@ -72,10 +72,17 @@ run_pair() { # backend, gateway `requests:` line, extra diff.py flags
     local gw=$!
     pids+=($gw)
     wait_http "http://127.0.0.1:$aport/readyz" 20
-    python3 tests/differential/diff.py "$gport" "$name" --min-cases "$MIN_CASES" "$@"
+    local ok=0
+    python3 tests/differential/diff.py "$gport" "$name" --min-cases "$MIN_CASES" "$@" || ok=$?
     kill "$gw"
+    if [ "$ok" -ne 0 ]; then
+        failed+=("$name")
+        # DIFF_KEEP_GOING=1 runs every pair before failing (to compare two builds).
+        [ -n "${DIFF_KEEP_GOING:-}" ] || exit "$ok"
+    fi
 }
 
+failed=()
 for backend in nginx flask starlette go node; do
     run_pair "$backend" ""
 done
@@ -83,4 +90,8 @@ echo "== mismatched on purpose: a case-insensitive backend behind a case-sensiti
 run_pair node-ci "" --expect-violations
 echo "== the same backend with requests.case_insensitive_paths: true"
 run_pair node-ci "requests: { case_insensitive_paths: true }"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "differential: FAILED for ${failed[*]}" >&2
+    exit 1
+fi
 echo "differential: all backends agree with the gateway"
