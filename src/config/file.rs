@@ -145,7 +145,70 @@ pub enum ProviderKind {
     Jwt,
 }
 
+/// Keys every HTTP session-endpoint kind takes.
+const HTTP_KEYS: &[&str] = &[
+    "url",
+    "timeout",
+    "max_response_bytes",
+    "ca_file",
+    "method",
+    "token",
+    "headers",
+    "body",
+    "credential",
+    "response",
+    "protection",
+    "token_format",
+];
+
 impl ProviderKind {
+    /// The optional keys a provider of this kind takes; any other key given is refused
+    /// with its name (the one table: see `config::providers::check_keys`).
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            ProviderKind::Static => &["tokens", "token_format"],
+            ProviderKind::Jwt => &[
+                "issuer",
+                "audiences",
+                "algorithms",
+                "jwks_url",
+                "jwks_file",
+                "jwks_refresh",
+                "jwks_min_refresh_interval",
+                "leeway",
+                "timeout",
+                "max_response_bytes",
+                "ca_file",
+                "response",
+                "protection",
+                "token_format",
+            ],
+            ProviderKind::Rfc7662 => &[
+                "url",
+                "timeout",
+                "max_response_bytes",
+                "ca_file",
+                "method",
+                "token",
+                "headers",
+                "body",
+                "credential",
+                "response",
+                "protection",
+                "token_format",
+                "client_id",
+                "client_secret",
+                "client_secret_file",
+            ],
+            ProviderKind::Http
+            | ProviderKind::Bitgo
+            | ProviderKind::Krystal
+            | ProviderKind::Prefactor
+            | ProviderKind::Enos
+            | ProviderKind::Userinfo => HTTP_KEYS,
+        }
+    }
+
     /// The name used in the config.
     pub fn as_str(self) -> &'static str {
         match self {

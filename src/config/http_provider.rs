@@ -12,7 +12,6 @@ use super::file::{
     CredentialFile, ExpiresFile, ExpiryFormatFile, IfMissing, OneOrMany, PredicateFile,
     ProviderFile, ProviderKind, ResponseFile, RuleFile, TokenIn,
 };
-use super::providers::reject_keys;
 use super::{secret, ConfigError};
 use crate::provider::http::{Credential, HttpProvider, HttpProviderSpec, TokenPlacement};
 use crate::provider::mapping::{ExpiryFormat, ExpiryMapping, Predicate, Rule, Test};
@@ -38,17 +37,6 @@ const RESERVED_HEADERS: &[&str] = &[
 pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
     let kind = p.kind.as_str();
     let preset = Preset::for_kind(kind).expect("every non-static kind has a preset");
-    if p.kind != ProviderKind::Rfc7662 {
-        reject_keys(
-            path,
-            kind,
-            &[
-                ("client_id", p.client_id.is_some()),
-                ("client_secret", p.client_secret.is_some()),
-                ("client_secret_file", p.client_secret_file.is_some()),
-            ],
-        )?;
-    }
 
     let url = p
         .url

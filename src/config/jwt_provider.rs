@@ -8,7 +8,6 @@ use jsonwebtoken::Algorithm;
 
 use super::file::ProviderFile;
 use super::http_provider::{apply_response, ca_roots};
-use super::providers::reject_keys;
 use super::ConfigError;
 use crate::provider::jwt::{JwtProvider, JwtSpec, KeySource};
 use crate::provider::mapping::{ExpiryFormat, ExpiryMapping, Outcome, ResponseMapping};
@@ -32,22 +31,6 @@ fn default_mapping() -> ResponseMapping {
 
 /// Builds the JWT provider at `path`.
 pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
-    reject_keys(
-        path,
-        "jwt",
-        &[
-            ("url", p.url.is_some()),
-            ("method", p.method.is_some()),
-            ("token", p.token.is_some()),
-            ("headers", p.headers.is_some()),
-            ("body", p.body.is_some()),
-            ("credential", p.credential.is_some()),
-            ("client_id", p.client_id.is_some()),
-            ("client_secret", p.client_secret.is_some()),
-            ("client_secret_file", p.client_secret_file.is_some()),
-            ("tokens", p.tokens.is_some()),
-        ],
-    )?;
     let issuer =
         p.issuer.clone().filter(|i| !i.is_empty()).ok_or_else(|| {
             ConfigError::at(format!("{path}.issuer"), "required: the tokens' `iss`")

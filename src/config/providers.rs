@@ -15,67 +15,61 @@ use crate::provider::Provider;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-/// Builds the provider at `path` (e.g. `providers.idp`).
+/// Builds the provider at `path` (e.g. `providers.idp`), after refusing, by name, any key
+/// its kind does not take ([`ProviderKind::keys`]).
 pub fn provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
+    check_keys(path, p)?;
     match p.kind {
-        ProviderKind::Static => {
-            reject_keys(
-                path,
-                "static",
-                &[
-                    ("url", p.url.is_some()),
-                    ("timeout", p.timeout.is_some()),
-                    ("max_response_bytes", p.max_response_bytes.is_some()),
-                    ("ca_file", p.ca_file.is_some()),
-                    ("method", p.method.is_some()),
-                    ("token", p.token.is_some()),
-                    ("headers", p.headers.is_some()),
-                    ("body", p.body.is_some()),
-                    ("credential", p.credential.is_some()),
-                    ("response", p.response.is_some()),
-                    ("client_id", p.client_id.is_some()),
-                    ("client_secret", p.client_secret.is_some()),
-                    ("client_secret_file", p.client_secret_file.is_some()),
-                    ("issuer", p.issuer.is_some()),
-                    ("audiences", p.audiences.is_some()),
-                    ("algorithms", p.algorithms.is_some()),
-                    ("jwks_url", p.jwks_url.is_some()),
-                    ("jwks_file", p.jwks_file.is_some()),
-                ],
-            )?;
-            static_provider(path, p, base_dir)
-        }
+        ProviderKind::Static => static_provider(path, p, base_dir),
         ProviderKind::Jwt => super::jwt_provider::build(path, p, base_dir),
-        kind => {
-            reject_keys(
-                path,
-                kind.as_str(),
-                &[
-                    ("tokens", p.tokens.is_some()),
-                    ("issuer", p.issuer.is_some()),
-                    ("audiences", p.audiences.is_some()),
-                    ("algorithms", p.algorithms.is_some()),
-                    ("jwks_url", p.jwks_url.is_some()),
-                    ("jwks_file", p.jwks_file.is_some()),
-                    ("jwks_refresh", p.jwks_refresh.is_some()),
-                    (
-                        "jwks_min_refresh_interval",
-                        p.jwks_min_refresh_interval.is_some(),
-                    ),
-                    ("leeway", p.leeway.is_some()),
-                ],
-            )?;
-            super::http_provider::build(path, p, base_dir)
-        }
+        _ => super::http_provider::build(path, p, base_dir),
     }
 }
 
-/// Keys that only some kinds accept; a key given to another kind is an error.
-pub(super) fn reject_keys(path: &str, kind: &str, keys: &[(&str, bool)]) -> Result<()> {
-    match keys.iter().find(|(_, given)| *given) {
+/// Every optional key of a `providers.<name>` entry and whether the file gives it: the one
+/// list of provider keys (`kind` is required and always allowed).
+fn given_keys(p: &ProviderFile) -> [(&'static str, bool); 24] {
+    [
+        ("url", p.url.is_some()),
+        ("timeout", p.timeout.is_some()),
+        ("max_response_bytes", p.max_response_bytes.is_some()),
+        ("ca_file", p.ca_file.is_some()),
+        ("method", p.method.is_some()),
+        ("token", p.token.is_some()),
+        ("headers", p.headers.is_some()),
+        ("body", p.body.is_some()),
+        ("credential", p.credential.is_some()),
+        ("response", p.response.is_some()),
+        ("client_id", p.client_id.is_some()),
+        ("client_secret", p.client_secret.is_some()),
+        ("client_secret_file", p.client_secret_file.is_some()),
+        ("tokens", p.tokens.is_some()),
+        ("issuer", p.issuer.is_some()),
+        ("audiences", p.audiences.is_some()),
+        ("algorithms", p.algorithms.is_some()),
+        ("jwks_url", p.jwks_url.is_some()),
+        ("jwks_file", p.jwks_file.is_some()),
+        ("jwks_refresh", p.jwks_refresh.is_some()),
+        (
+            "jwks_min_refresh_interval",
+            p.jwks_min_refresh_interval.is_some(),
+        ),
+        ("leeway", p.leeway.is_some()),
+        ("protection", p.protection.is_some()),
+        ("token_format", p.token_format.is_some()),
+    ]
+}
+
+/// Refuses the first key given that the provider's kind does not take, naming it.
+fn check_keys(path: &str, p: &ProviderFile) -> Result<()> {
+    let allowed = p.kind.keys();
+    match given_keys(p)
+        .iter()
+        .find(|(key, given)| *given && !allowed.contains(key))
+    {
         Some((key, _)) => Err(ConfigError::at(
             format!("{path}.{key}"),
-            format!("not used by kind `{kind}`"),
+            format!("not used by kind `{}`", p.kind.as_str()),
         )),
         None => Ok(()),
     }
@@ -180,4 +174,50 @@ fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
         );
     }
     Ok(identity)
+}
+
+#[cfg(test)]
+mod key_table_tests {
+    use super::*;
+    use crate::config::file::ProviderKind;
+
+    const KINDS: [ProviderKind; 9] = [
+        ProviderKind::Static,
+        ProviderKind::Http,
+        ProviderKind::Rfc7662,
+        ProviderKind::Bitgo,
+        ProviderKind::Krystal,
+        ProviderKind::Prefactor,
+        ProviderKind::Enos,
+        ProviderKind::Userinfo,
+        ProviderKind::Jwt,
+    ];
+
+    #[test]
+    fn every_allowed_key_is_a_real_key() {
+        let p: ProviderFile = serde_yaml_ng::from_str("kind: static").unwrap();
+        let known: Vec<&str> = given_keys(&p).iter().map(|(k, _)| *k).collect();
+        for kind in KINDS {
+            for key in kind.keys() {
+                assert!(known.contains(key), "{}: {key}", kind.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn static_refuses_jwt_and_http_keys() {
+        for key in [
+            "leeway: 5s",
+            "jwks_refresh: 1m",
+            "jwks_min_refresh_interval: 1s",
+            "url: http://x",
+            "protection: {}",
+        ] {
+            let p: ProviderFile = serde_yaml_ng::from_str(&format!("kind: static\n{key}")).unwrap();
+            let err = check_keys("providers.s", &p).unwrap_err();
+            let name = key.split(':').next().unwrap();
+            assert_eq!(err.path, format!("providers.s.{name}"));
+            assert!(err.message.contains("not used by kind `static`"), "{err}");
+        }
+    }
 }
