@@ -4,14 +4,12 @@
 //! identity headers upstream, and each documented error becomes the right decision
 //! (401 invalid token vs 503 broken provider). Then malformed answers of every kind → 503.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 fn fixture(preset: &str, name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,12 +1,10 @@
 //! End-to-end: the gateway, a fake BitGo-style session endpoint and a fake upstream, all
 //! real HTTP servers on 127.0.0.1, driven by a real HTTP client.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 const CONFIG: &str = r#"
 listen: {listen}

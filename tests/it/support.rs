@@ -1,7 +1,6 @@
 //! Test fixtures that are real servers on 127.0.0.1: a fake identity provider, a fake
 //! upstream (both small hyper servers whose behaviour each test scripts), and the gateway
 //! itself started in-process from a YAML config.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;

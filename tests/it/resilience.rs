@@ -3,16 +3,14 @@
 //! explain, reload) and reloads that keep cached identities. Gateways decide on a
 //! `ManualClock`, so freshness and cool-downs are stepped, not slept through.
 
-mod support;
-
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
 use sessiongate::clock::ManualClock;
 use sessiongate::GatewayHandle;
-use support::*;
 
 const ADMIN_TOKEN: &str = "admin-secret-0123456789";
 

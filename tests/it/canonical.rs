@@ -3,12 +3,10 @@
 //! the code before the canonical-request change. Raw HTTP is used wherever a client
 //! library would tidy the request up.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A provider whose tokens name their scopes: `Bearer t-reader`, `t-writer`, `t-admin`.

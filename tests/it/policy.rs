@@ -2,10 +2,8 @@
 //! IP restrictions, trusted proxies and `X-Forwarded-For`, route CIDR rules, report-only
 //! mode, and what the upstream is told about the client.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 /// A provider whose tokens name their identity: `t-<key>` → IDENTITIES[key].
 async fn provider() -> Fake {

@@ -3,15 +3,13 @@
 //! EdDSA keys generated here, an RS256 test key from tests/fixtures/jwt/), the JWKS is
 //! served by a fake over real HTTP, and keys rotate while the gateway runs.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::support::*;
 use base64::Engine;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use support::*;
 
 const ISS: &str = "https://issuer.test/";
 

@@ -2,12 +2,10 @@
 //! every `sessiongate_*` name in its queries must appear in a running gateway's `/metrics`
 //! (series are created at start, so a quiet gateway exposes them too).
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn dashboard_metric_names() -> BTreeSet<String> {
     let path = concat!(

@@ -1,14 +1,12 @@
 //! The real binary as an operator runs it: SIGTERM ends it within the configured grace
 //! period, and at trace level no log line ever contains a token.
 
-mod support;
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sessiongate");
 

@@ -1,11 +1,9 @@
 //! The `rfc7662` and `static` provider kinds end to end, against real HTTP servers.
 
-mod support;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 const INTROSPECTION: &str = r#"
 listen: {listen}

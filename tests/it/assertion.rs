@@ -2,12 +2,10 @@
 //! JWKS the admin listener serves, cached, never spoofable by clients. (An independent
 //! implementation, PyJWT, verifies them too: tests/e2e/assertion.sh, run by .ci/run.)
 
-mod support;
-
+use crate::support::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 use serde_json::Value;
-use support::*;
 
 fn write_key(dir: &std::path::Path, name: &str, alg: &'static rcgen::SignatureAlgorithm) -> String {
     let kp = rcgen::KeyPair::generate_for(alg).unwrap();
