@@ -8,6 +8,14 @@ use prometheus::{
     TextEncoder,
 };
 
+/// Label values that are fixed words defined by the modules that own them.
+pub struct FixedLabels {
+    /// `cache_lookups_total{result}`: the cache's statuses.
+    pub cache_results: &'static [&'static str],
+    /// `requests_rejected_total{reason}`: the canonical request's rejection reasons.
+    pub rejection_reasons: &'static [&'static str],
+}
+
 /// All metrics of one gateway.
 #[derive(Clone)]
 pub struct Metrics {
@@ -226,12 +234,14 @@ impl Metrics {
 
     /// Creates the series every dashboard and alert expects, at zero, so that a quiet
     /// gateway exposes them too (a series that appears only on its first event breaks
-    /// `rate()` and "absent" alerts).
+    /// `rate()` and "absent" alerts). Label sets owned by other modules are passed in, so
+    /// this module imports nothing of the request path.
     pub fn init_series<'a>(
         &self,
         routes: impl IntoIterator<Item = &'a str>,
         providers: impl IntoIterator<Item = &'a str>,
         upstreams: impl IntoIterator<Item = &'a str>,
+        labels: &FixedLabels,
     ) {
         for route in routes {
             self.requests.with_label_values(&[route, "allowed"]);
@@ -252,7 +262,7 @@ impl Metrics {
         for upstream in upstreams {
             self.upstream_errors.with_label_values(&[upstream]);
         }
-        for result in crate::cache::CacheStatus::ALL {
+        for result in labels.cache_results {
             self.cache_lookups.with_label_values(&[result]);
         }
         for result in ["ok", "invalid", "failed"] {
@@ -264,7 +274,7 @@ impl Metrics {
         for result in ["applied", "rejected"] {
             self.config_reloads.with_label_values(&[result]);
         }
-        for reason in crate::canonical::Rejection::REASONS {
+        for reason in labels.rejection_reasons {
             self.rejected_requests.with_label_values(&[reason]);
         }
         for reason in [

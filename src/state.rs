@@ -323,6 +323,10 @@ pub fn build(
         routes.iter().map(|r| &*r.name),
         providers.iter().map(|p| &*p.name),
         upstreams,
+        &crate::metrics::FixedLabels {
+            cache_results: &crate::cache::CacheStatus::ALL,
+            rejection_reasons: crate::canonical::Rejection::REASONS,
+        },
     );
     for r in &routes {
         if r.auth_duration_applies() {
