@@ -19,7 +19,8 @@
 //! - [`proxy`]: the Pingora `ProxyHttp` phases that tie the above together.
 //! - [`respond`]: the JSON error responses the gateway writes itself.
 //! - [`echo`]: the built-in `echo` upstream.
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/.well-known/jwks.json`.
+//! - [`admin`]: the admin listeners: `/healthz`, `/readyz`, `/metrics`,
+//!   `/.well-known/jwks.json`, and the admin API (purge, explain, reload) in `admin::api`.
 //! - [`assertion`]: signed identity assertions (JWT) for upstreams.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`connection`]: limits on client connections (count, header deadline, idle).
@@ -29,7 +30,6 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod admin_api;
 pub mod assertion;
 pub mod cache;
 pub mod canonical;

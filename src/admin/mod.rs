@@ -1,7 +1,7 @@
 //! The admin listener: `/healthz` (the process is alive), `/readyz` (config loaded and the
 //! proxy listener accepts connections), `/metrics` (Prometheus text format),
 //! `/.well-known/jwks.json`, and the admin API (`POST /admin/purge`, `/admin/explain`,
-//! `/admin/reload`, see [`crate::admin_api`]), which requires the admin bearer token.
+//! `/admin/reload`, see [`api`]), which requires the admin bearer token.
 //! Keep the listener on a private address (localhost or the pod network): the read-only
 //! endpoints are not authenticated.
 
@@ -14,7 +14,9 @@ use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::proxy::GatewayState;
+use crate::state::GatewayState;
+
+mod api;
 
 /// What an admin listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

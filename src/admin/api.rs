@@ -27,7 +27,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
-use crate::admin::AdminApp;
+use super::AdminApp;
 use crate::cache::{CacheStatus, PurgeBy};
 use crate::decision::{decide, DecisionInput, Verdict};
 use crate::policy::{self, Denial, Mode};
