@@ -27,6 +27,7 @@
 //! - [`gateway`]: assembling and running the Pingora server.
 //! - [`logging`]: `tracing` setup.
 //! - [`net`]: IP addresses and CIDR blocks.
+//! - [`secret`]: secret values that never show in `Debug`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -50,6 +51,7 @@ pub mod provider;
 pub mod proxy;
 pub mod respond;
 pub mod route;
+pub mod secret;
 pub mod state;
 pub mod token;
 

@@ -243,34 +243,35 @@ pub fn build(
     metrics: &Metrics,
     clock: &SharedClock,
 ) -> Result<Snapshot, ConfigError> {
-    let providers: Vec<Arc<ProviderEntry>> = settings
-        .providers
-        .iter()
-        .map(|(name, p)| {
-            let name: Arc<str> = name.as_str().into();
-            let metered: Arc<dyn Provider> = Arc::new(Metered::new(
+    // Live providers (and their HTTP clients) are built here, from the config's specs.
+    let mut providers: Vec<Arc<ProviderEntry>> = Vec::with_capacity(settings.providers.len());
+    for (name, p) in &settings.providers {
+        let live = p.spec.build().map_err(|e| {
+            ConfigError::at(
+                format!("providers.{name}"),
+                format!("cannot build the HTTP client: {e}"),
+            )
+        })?;
+        let name: Arc<str> = name.as_str().into();
+        let metered: Arc<dyn Provider> =
+            Arc::new(Metered::new(name.clone(), live, metrics.clone()));
+        let provider: Arc<dyn Provider> = match &p.protection {
+            Some(protection) => Arc::new(Guarded::new(
                 name.clone(),
-                p.provider.clone(),
+                metered,
+                protection.clone(),
+                clock.clone(),
                 metrics.clone(),
-            ));
-            let provider: Arc<dyn Provider> = match &p.protection {
-                Some(protection) => Arc::new(Guarded::new(
-                    name.clone(),
-                    metered,
-                    protection.clone(),
-                    clock.clone(),
-                    metrics.clone(),
-                )),
-                None => metered,
-            };
-            Arc::new(ProviderEntry {
-                key_id: format!("{name}#{:016x}", p.fingerprint).into(),
-                name,
-                provider,
-                format: p.token_format.clone(),
-            })
-        })
-        .collect();
+            )),
+            None => metered,
+        };
+        providers.push(Arc::new(ProviderEntry {
+            key_id: format!("{name}#{:016x}", p.fingerprint).into(),
+            name,
+            provider,
+            format: p.token_format.clone(),
+        }));
+    }
     let by_name: HashMap<&str, &Arc<ProviderEntry>> =
         providers.iter().map(|p| (&*p.name, p)).collect();
     let mut resolved: HashMap<String, UpstreamTarget> = HashMap::new();

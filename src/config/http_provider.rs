@@ -3,7 +3,6 @@
 //! value for that key, checked and turned into an [`HttpProviderSpec`].
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,10 +12,10 @@ use super::file::{
     ProviderFile, ProviderKind, ResponseFile, RuleFile, TokenIn,
 };
 use super::{secret, ConfigError};
-use crate::provider::http::{Credential, HttpProvider, HttpProviderSpec, TokenPlacement};
+use crate::provider::http::{Credential, HttpProviderSpec, TokenPlacement};
 use crate::provider::mapping::{ExpiryFormat, ExpiryMapping, Predicate, Rule, Test};
 use crate::provider::presets::Preset;
-use crate::provider::Provider;
+use crate::provider::ProviderSpec;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -34,7 +33,7 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// Builds the HTTP provider at `path` from its preset and the config's overrides.
-pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
+pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSpec> {
     let kind = p.kind.as_str();
     let preset = Preset::for_kind(kind).expect("every non-static kind has a preset");
 
@@ -141,9 +140,7 @@ pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Pr
         max_response_bytes,
         extra_roots: ca_roots(path, p.ca_file.as_deref(), base_dir)?,
     };
-    let provider = HttpProvider::new(spec)
-        .map_err(|e| ConfigError::at(path, format!("cannot build the HTTP client: {e}")))?;
-    Ok(Arc::new(provider))
+    Ok(ProviderSpec::Http(spec))
 }
 
 fn placement(path: &str, location: TokenIn, name: Option<&str>) -> Result<TokenPlacement> {

@@ -1,7 +1,6 @@
 //! `kind: jwt`: checked settings for [`crate::provider::jwt::JwtProvider`].
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
@@ -9,9 +8,9 @@ use jsonwebtoken::Algorithm;
 use super::file::ProviderFile;
 use super::http_provider::{apply_response, ca_roots};
 use super::ConfigError;
-use crate::provider::jwt::{JwtProvider, JwtSpec, KeySource};
+use crate::provider::jwt::{JwtSpec, KeySource};
 use crate::provider::mapping::{ExpiryFormat, ExpiryMapping, Outcome, ResponseMapping};
-use crate::provider::Provider;
+use crate::provider::ProviderSpec;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -30,7 +29,7 @@ fn default_mapping() -> ResponseMapping {
 }
 
 /// Builds the JWT provider at `path`.
-pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
+pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSpec> {
     let issuer =
         p.issuer.clone().filter(|i| !i.is_empty()).ok_or_else(|| {
             ConfigError::at(format!("{path}.issuer"), "required: the tokens' `iss`")
@@ -81,16 +80,11 @@ pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Pr
                     "must be an http:// or https:// URL",
                 ));
             }
-            let client = crate::provider::http::client(
-                p.timeout.map_or(Duration::from_secs(5), |d| d.0),
-                ca_roots(path, p.ca_file.as_deref(), base_dir)?,
-                reqwest::redirect::Policy::limited(3),
-            )
-            .map_err(|e| ConfigError::at(path, format!("cannot build the HTTP client: {e}")))?;
             KeySource::Url {
                 url: parsed,
-                client,
                 max_bytes: p.max_response_bytes.unwrap_or(256 * 1024),
+                timeout: p.timeout.map_or(Duration::from_secs(5), |d| d.0),
+                extra_roots: ca_roots(path, p.ca_file.as_deref(), base_dir)?,
             }
         }
         (None, Some(file)) => {
@@ -125,7 +119,7 @@ pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Pr
             &mut mapping,
         )?;
     }
-    Ok(Arc::new(JwtProvider::new(JwtSpec {
+    Ok(ProviderSpec::Jwt(JwtSpec {
         issuer,
         audiences,
         algorithms,
@@ -136,5 +130,5 @@ pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Pr
             .map_or(Duration::from_secs(30), |d| d.0),
         leeway: p.leeway.map_or(Duration::from_secs(30), |d| d.0),
         mapping,
-    })))
+    }))
 }

@@ -25,7 +25,7 @@ use crate::headers::IdentityHeaders;
 use crate::policy::RoutePolicy;
 use crate::provider::format::TokenFormat;
 use crate::provider::guard::Protection;
-use crate::provider::Provider;
+use crate::provider::ProviderSpec;
 use crate::route::UpstreamTarget;
 
 /// A configuration problem: where it is and what is wrong. Never contains a secret.
@@ -115,10 +115,10 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// One provider, built, with what the gateway wraps around it.
+/// One provider as configured (plain data), with what the gateway wraps around it.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
-    pub provider: Arc<dyn Provider>,
+    pub spec: ProviderSpec,
     /// Concurrency bound and breaker (`None` for `static`, which calls nothing).
     pub protection: Option<Protection>,
     pub token_format: TokenFormat,

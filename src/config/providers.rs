@@ -3,21 +3,20 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::file::{ProviderFile, ProviderKind, StaticTokenFile};
 use super::{secret, ConfigError};
 use crate::identity::Identity;
 use crate::net::IpNet;
-use crate::provider::static_tokens::{token_digest, StaticProvider};
-use crate::provider::Provider;
+use crate::provider::static_tokens::token_digest;
+use crate::provider::ProviderSpec;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
 /// Builds the provider at `path` (e.g. `providers.idp`), after refusing, by name, any key
 /// its kind does not take ([`ProviderKind::keys`]).
-pub fn provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
+pub fn provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSpec> {
     check_keys(path, p)?;
     match p.kind {
         ProviderKind::Static => static_provider(path, p, base_dir),
@@ -75,7 +74,7 @@ fn check_keys(path: &str, p: &ProviderFile) -> Result<()> {
     }
 }
 
-fn static_provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<dyn Provider>> {
+fn static_provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSpec> {
     let tokens = p
         .tokens
         .as_ref()
@@ -96,7 +95,7 @@ fn static_provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Arc<
         }
         entries.push((digest, static_identity(&format!("{tpath}.identity"), t)?));
     }
-    Ok(Arc::new(StaticProvider::new(entries)))
+    Ok(ProviderSpec::Static(entries))
 }
 
 fn static_digest(path: &str, t: &StaticTokenFile, base_dir: &Path) -> Result<[u8; 32]> {

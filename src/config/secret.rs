@@ -1,27 +1,10 @@
 //! Secrets never live in the config file: a secret key holds `${ENV_VAR}`, or its `*_file`
 //! twin names a file to read. This module resolves both and keeps the value out of `Debug`.
 
-use std::fmt;
 use std::path::Path;
 
 use super::ConfigError;
-
-/// A secret value (a token, a client secret). `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself: call only where it is sent or compared.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use crate::secret::Secret;
 
 /// Resolves the pair `<key>` / `<key>_file` at `path` (e.g. `providers.idp.client_secret`).
 ///
@@ -68,7 +51,7 @@ fn from_env(path: &str, value: &str) -> Result<Secret, ConfigError> {
             )
         })?;
     match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Ok(Secret(v)),
+        Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
         Ok(_) => Err(ConfigError::at(
             path,
             format!("environment variable `{name}` is empty"),
@@ -91,7 +74,7 @@ fn from_file(path: &str, file: &str, base_dir: &Path) -> Result<Secret, ConfigEr
             format!("{} is empty", full.display()),
         ));
     }
-    Ok(Secret(value.to_string()))
+    Ok(Secret::new(value.to_string()))
 }
 
 #[cfg(test)]

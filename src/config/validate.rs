@@ -70,7 +70,7 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         providers.insert(
             name.clone(),
             ProviderSettings {
-                provider,
+                spec: provider,
                 protection,
                 token_format,
                 fingerprint: fingerprint(p),

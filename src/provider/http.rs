@@ -10,7 +10,7 @@ use reqwest::Method;
 
 use super::mapping::{Outcome, ResponseMapping, Verdict};
 use super::{InvalidReason, Provider, ProviderError, Resolution};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Where the user's token goes in the provider request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +86,17 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+thread_local! {
+    static CLIENTS_BUILT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// HTTP clients built on the calling thread so far: how tests show that validating a
+/// config (`--check`) builds none — specs are plain data; clients are built with the
+/// running gateway's providers ([`super::ProviderSpec::build`]).
+pub fn clients_built_on_this_thread() -> usize {
+    CLIENTS_BUILT.with(|c| c.get())
+}
+
 /// The HTTP client every outbound call of the gateway uses (providers, JWKS): our user
 /// agent, `timeout` for the whole call, the system CA store plus `extra_roots`.
 pub fn client(
@@ -94,6 +105,7 @@ pub fn client(
     redirect: reqwest::redirect::Policy,
 ) -> Result<reqwest::Client, String> {
     install_crypto_provider();
+    CLIENTS_BUILT.with(|c| c.set(c.get() + 1));
     reqwest::Client::builder()
         .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
         .redirect(redirect)

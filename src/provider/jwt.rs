@@ -33,11 +33,14 @@ use super::{InvalidReason, Provider, ProviderError, Resolution};
 /// Where the verification keys come from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
-    /// A JWKS document fetched over HTTP(S).
+    /// A JWKS document fetched over HTTP(S) (the client is built with the provider).
     Url {
         url: reqwest::Url,
-        client: reqwest::Client,
         max_bytes: usize,
+        /// Whole-fetch timeout.
+        timeout: Duration,
+        /// Extra PEM CA certificates trusted on top of the system store.
+        extra_roots: Vec<reqwest::Certificate>,
     },
     /// A JWKS document read at start.
     Static(JwkSet),
@@ -79,6 +82,8 @@ struct FetchState {
 /// The key set and its fetching, shared with the background refresh task.
 struct KeyStore {
     spec: JwtSpec,
+    /// For a URL key source.
+    client: Option<reqwest::Client>,
     /// Read by every request without a lock; replaced whole by a fetch.
     keys: ArcSwap<Keys>,
     /// Held by the one fetch in progress (never by readers of `keys`).
@@ -212,11 +217,7 @@ impl KeyStore {
     }
 
     async fn fetch_set(&self) -> Result<JwkSet, ProviderError> {
-        let KeySource::Url {
-            url,
-            client,
-            max_bytes,
-        } = &self.spec.keys
+        let (KeySource::Url { url, max_bytes, .. }, Some(client)) = (&self.spec.keys, &self.client)
         else {
             return Err(ProviderError::Unreachable(
                 "JWKS: no URL to fetch keys from".into(),
@@ -265,19 +266,32 @@ async fn refresh_loop(store: Weak<KeyStore>) {
 }
 
 impl JwtProvider {
-    pub fn new(spec: JwtSpec) -> Self {
-        let keys = match &spec.keys {
-            KeySource::Static(set) => load(set),
-            KeySource::Url { .. } => Keys::default(),
+    /// Builds the provider (and, for a JWKS URL, its HTTP client: up to 3 redirects).
+    pub fn new(spec: JwtSpec) -> Result<Self, String> {
+        let (keys, client) = match &spec.keys {
+            KeySource::Static(set) => (load(set), None),
+            KeySource::Url {
+                timeout,
+                extra_roots,
+                ..
+            } => {
+                let client = super::http::client(
+                    *timeout,
+                    extra_roots.clone(),
+                    reqwest::redirect::Policy::limited(3),
+                )?;
+                (Keys::default(), Some(client))
+            }
         };
-        JwtProvider {
+        Ok(JwtProvider {
             store: Arc::new(KeyStore {
                 spec,
+                client,
                 keys: ArcSwap::from_pointee(keys),
                 fetch: Mutex::new(FetchState::default()),
             }),
             refresher_started: AtomicBool::new(false),
-        }
+        })
     }
 
     /// The key for `kid`. `Ok(None)`: no such key (the token is not valid). Only an

@@ -16,9 +16,38 @@ pub mod metered;
 pub mod presets;
 pub mod static_tokens;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::identity::Identity;
+
+/// A provider as the configuration describes it: plain data — no HTTP client, no socket,
+/// no task — so validating a config (`--check`, the config fuzz target) builds nothing
+/// live. [`ProviderSpec::build`] is the one place live providers come from.
+#[derive(Debug, Clone)]
+pub enum ProviderSpec {
+    /// `kind: static`: (SHA-256 of a token, its identity).
+    Static(Vec<([u8; 32], Identity)>),
+    /// Every HTTP session-endpoint kind (presets included).
+    Http(http::HttpProviderSpec),
+    /// `kind: jwt`.
+    Jwt(jwt::JwtSpec),
+}
+
+impl ProviderSpec {
+    /// The live provider (HTTP clients built here). Fails only when an HTTP client cannot
+    /// be built (a CA bundle rustls refuses).
+    pub fn build(&self) -> Result<Arc<dyn Provider>, String> {
+        Ok(match self {
+            ProviderSpec::Static(entries) => {
+                Arc::new(static_tokens::StaticProvider::new(entries.iter().cloned()))
+            }
+            ProviderSpec::Http(spec) => Arc::new(http::HttpProvider::new(spec.clone())?),
+            ProviderSpec::Jwt(spec) => Arc::new(jwt::JwtProvider::new(spec.clone())?),
+        })
+    }
+}
 
 /// What a provider said about a token.
 #[derive(Debug, Clone, PartialEq, Eq)]

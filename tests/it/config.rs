@@ -17,6 +17,54 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Issue #14: validating a config builds plain-data specs only — no HTTP client — for
+/// every shipped config; building the live providers from those specs is where clients
+/// are made (which also shows the counter counts).
+#[test]
+fn validating_builds_no_http_client() {
+    use sessiongate::provider::http::clients_built_on_this_thread;
+    for (k, v) in [
+        ("RFC7662_CLIENT_SECRET", "example-secret"),
+        ("SERVICE_TOKEN", "example-service-token"),
+        ("KRYSTAL_API_KEY", "example-krystal-key"),
+        ("PREFACTOR_API_KEY", "example-prefactor-key"),
+        ("SESSIONS_PASSWORD", "example-password"),
+        ("INTROSPECTION_CLIENT_SECRET", "example-secret"),
+        ("SESSIONGATE_ADMIN_TOKEN", "example-admin-token-0123456789"),
+    ] {
+        std::env::set_var(k, v);
+    }
+    let mut files = Vec::new();
+    yaml_files(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .as_path(),
+        &mut files,
+    );
+    let before = clients_built_on_this_thread();
+    let mut all = Vec::new();
+    for file in &files {
+        let settings =
+            sessiongate::config::load(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        all.push(settings);
+    }
+    assert_eq!(
+        clients_built_on_this_thread(),
+        before,
+        "validation built an HTTP client"
+    );
+    let http_providers = all
+        .iter()
+        .flat_map(|s| s.providers.values())
+        .filter(|p| !matches!(p.spec, sessiongate::provider::ProviderSpec::Static(_)))
+        .inspect(|p| {
+            p.spec.build().unwrap();
+        })
+        .count();
+    assert!(http_providers > 5);
+    assert_eq!(clients_built_on_this_thread(), before + http_providers);
+}
+
 #[test]
 fn check_accepts_every_shipped_config() {
     let mut files = Vec::new();
