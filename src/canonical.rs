@@ -74,6 +74,7 @@ impl Rejection {
         "bad_utf8",
         "ambiguous_segment",
         "path_parameter",
+        "raw_byte",
         "underscore_header",
         "content_length_list",
     ];
@@ -100,6 +101,10 @@ pub enum PathError {
     Ambiguous,
     #[error("a ;parameter in the request path would change which route applies")]
     Parameter,
+    #[error(
+        "the request path has a raw byte outside visible ASCII, or a raw #: percent-encode it"
+    )]
+    RawByte,
 }
 
 impl PathError {
@@ -113,6 +118,7 @@ impl PathError {
             PathError::BadUtf8 => "bad_utf8",
             PathError::Ambiguous => "ambiguous_segment",
             PathError::Parameter => "path_parameter",
+            PathError::RawByte => "raw_byte",
         }
     }
 }
@@ -171,6 +177,7 @@ pub fn canonical_host(raw: &[u8]) -> Result<CanonicalHost, Rejection> {
         let valid = !name.is_empty()
             && name.len() <= 253
             && !name.starts_with('.')
+            && !name.ends_with('.')
             && !name.contains("..")
             && name
                 .bytes()
@@ -316,14 +323,7 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
                     }
                     // Encoded NUL and control characters: no good reading.
                     0..=0x1f | 0x7f => return Err(PathError::Ambiguous),
-                    b'%' => {
-                        // `%252F` is `%2F` to a server that decodes twice.
-                        let inner = bytes.get(i + 3..i + 5).and_then(hex_value);
-                        if matches!(inner, Some(b'.' | b'/' | b'\\' | b'%')) {
-                            return Err(PathError::DoubleEncoding);
-                        }
-                        out.push_str("%25");
-                    }
+                    b'%' => out.push_str("%25"),
                     b'/' => out.push_str("%2F"),
                     b'\\' => out.push_str("%5C"),
                     _ => {
@@ -336,6 +336,9 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
                 i += 3;
             }
             b'\\' => return Err(PathError::Ambiguous),
+            // Raw bytes outside visible ASCII (RFC 3986 allows none: servers decode them as
+            // Latin-1, UTF-8 or not at all) and a raw `#` (a fragment never reaches a server).
+            b if !(0x21..0x7f).contains(&b) || b == b'#' => return Err(PathError::RawByte),
             b => {
                 out.push(b as char);
                 plain.push(b);
@@ -345,6 +348,17 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
     }
     if std::str::from_utf8(&plain).is_err() {
         return Err(PathError::BadUtf8);
+    }
+    // `%252F` is `%2F` to a server that decodes twice. Checked on the decoded form, so
+    // that `%25%32F` (whose `%32` decodes to `2`) is caught as well.
+    let doubled = out.match_indices("%25").any(|(at, _)| {
+        matches!(
+            out.as_bytes().get(at + 3..at + 5).and_then(hex_value),
+            Some(b'.' | b'/' | b'\\' | b'%')
+        )
+    });
+    if doubled {
+        return Err(PathError::DoubleEncoding);
     }
     Ok(out)
 }
@@ -533,8 +547,15 @@ mod tests {
             ("/a%252e%252e/b", PathError::DoubleEncoding),
             ("/a%255Cb", PathError::DoubleEncoding),
             ("/a%2525b", PathError::DoubleEncoding),
+            ("/a%25%32F", PathError::DoubleEncoding),
+            ("/a%25%35C", PathError::DoubleEncoding),
             ("/%c0%ae%c0%ae/admin", PathError::BadUtf8),
             ("/a%ff", PathError::BadUtf8),
+            ("/caf\u{e9}", PathError::RawByte),
+            ("/#\u{e757}i", PathError::RawByte),
+            ("/a b", PathError::RawByte),
+            ("/a\tb", PathError::RawByte),
+            ("/a#frag", PathError::RawByte),
         ];
         for (raw, want) in table {
             assert_eq!(normalize_path(raw), Err(want), "{raw}");
@@ -593,6 +614,8 @@ mod tests {
             "a:1:2",
             "a..b",
             ".a",
+            "admin..",
+            "admin..:800",
             "user@admin.internal",
             "admin.internal/x",
             "admin internal",

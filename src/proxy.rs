@@ -376,8 +376,11 @@ impl ProxyHttp for Proxy {
         )
         .await;
         if let Some(path) = &decision.path {
-            let origin_form = req.raw_path().starts_with(b"/");
-            if !origin_form || path != req.uri.path() {
+            // Compared with the bytes the client sent (what Pingora would forward), not the
+            // parsed URI, which may have dropped a fragment or an authority.
+            let raw = req.raw_path();
+            let raw_path = raw.split(|b| *b == b'?').next().unwrap_or(raw);
+            if raw_path != path.as_bytes() {
                 ctx.rewritten_path = Some(path.clone());
             }
         }
