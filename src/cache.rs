@@ -764,11 +764,6 @@ impl IdentityCache {
         removed
     }
 
-    /// The cached entry for `key`, if any (`explain`; does not count as a use).
-    pub async fn peek(&self, key: &TokenKey) -> Option<CachedIdentity> {
-        self.positive.get(key).await
-    }
-
     /// Applies moka's pending bookkeeping (expirations, evictions) so counts are current.
     pub async fn sync(&self) {
         self.positive.run_pending_tasks().await;

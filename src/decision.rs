@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
-use crate::cache::{CacheStatus, Lookup, LookupOutcome, LookupRequest};
+use crate::cache::{Lookup, LookupOutcome, LookupRequest};
 use crate::canonical::{
     self, canonical_host, normalize_path, without_parameters, PathError, Rejection,
 };
@@ -87,11 +87,6 @@ impl Decision {
             denial: None,
         };
         self
-    }
-
-    /// The cache status label, when the cache was consulted.
-    pub fn cache_status(&self) -> Option<CacheStatus> {
-        self.cache.as_ref().map(|c| c.status)
     }
 
     /// For a stale identity: its age.

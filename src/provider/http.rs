@@ -78,6 +78,8 @@ pub struct HttpProviderSpec {
 pub struct HttpProvider {
     spec: HttpProviderSpec,
     client: reqwest::Client,
+    /// The endpoint, parsed once (query tokens are appended to a copy).
+    url: url::Url,
 }
 
 /// Makes sure rustls has its crypto provider (ring, the one Pingora links too).
@@ -141,17 +143,13 @@ impl HttpProvider {
     /// Builds the client: no redirects (a token must not follow a redirect), the system CA
     /// store plus `extra_roots`, the spec's timeout for the whole call.
     pub fn new(spec: HttpProviderSpec) -> Result<Self, String> {
+        let url = url::Url::parse(&spec.url).map_err(|e| format!("{}: {e}", spec.url))?;
         let client = client(
             spec.timeout,
             spec.extra_roots.clone(),
             reqwest::redirect::Policy::none(),
         )?;
-        Ok(HttpProvider { spec, client })
-    }
-
-    /// The spec this provider was built from.
-    pub fn spec(&self) -> &HttpProviderSpec {
-        &self.spec
+        Ok(HttpProvider { spec, client, url })
     }
 
     fn request(&self, token: &str) -> reqwest::RequestBuilder {
@@ -159,7 +157,7 @@ impl HttpProvider {
         let url = match &s.token {
             TokenPlacement::Path => s.url.replace("{token}", &encode_path_segment(token)),
             TokenPlacement::Query(name) => {
-                let mut url = url::Url::parse(&s.url).expect("validated as a URL");
+                let mut url = self.url.clone();
                 url.query_pairs_mut().append_pair(name, token);
                 url.into()
             }
