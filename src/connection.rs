@@ -5,15 +5,17 @@
 //! - **header deadline**: from the first byte of a request to the end of its headers at
 //!   most `connections.header_timeout` (Pingora only bounds each single read, so headers
 //!   trickled a line at a time were never cut off);
-//! - **idle before the first request**: a connection that sends nothing is closed after
-//!   `connections.idle_timeout`. Between requests the same timeout is Pingora's keep-alive
-//!   timeout, which the proxy sets on every request; while a request body arrives, pauses
-//!   are bounded by `connections.body_idle_timeout` (the session read timeout).
+//! - **idle**: a connection that sends nothing, before its first request or after a
+//!   response, is closed after `connections.idle_timeout` (Pingora's own keep-alive wait
+//!   is unbounded); while a request body arrives, pauses are bounded by
+//!   `connections.body_idle_timeout` (the session read timeout the proxy sets).
 //!
 //! The header deadline needs to know where headers end: the stream wrapper looks for the
 //! blank line (`\r\n\r\n` or `\n\n`) in what it reads, and treats the first write after it
 //! as the start of the response. A `101 Switching Protocols` turns the connection into a
-//! tunnel (WebSocket) with no deadline.
+//! tunnel (WebSocket) with no deadline. Timers are armed lazily, only when a read has to
+//! wait: a request whose headers arrive in one read, on a kept-alive connection, costs no
+//! timer at all. A response still being written pushes the idle deadline back.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -127,8 +129,16 @@ enum Phase {
 pub struct Deadlines {
     inner: Stream,
     phase: Phase,
+    idle_timeout: Duration,
     header_timeout: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// When the current phase's deadline passes; computed when first needed.
+    deadline: Option<Instant>,
+    /// The timer, created and set only when a read has to wait under a deadline.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// Writes so far, and at the moment the idle deadline was set: a response still being
+    /// written is not idleness.
+    writes: u64,
+    writes_at_deadline: u64,
     blank_line: BlankLine,
     on_close: Box<dyn Fn(&'static str) + Send + Sync>,
 }
@@ -152,8 +162,12 @@ impl Deadlines {
         Deadlines {
             inner,
             phase: Phase::Fresh,
+            idle_timeout,
             header_timeout,
-            deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+            deadline: Some(Instant::now() + idle_timeout),
+            sleep: None,
+            writes: 0,
+            writes_at_deadline: 0,
             blank_line: BlankLine::default(),
             on_close,
         }
@@ -167,12 +181,16 @@ impl Deadlines {
         if matches!(self.phase, Phase::Fresh | Phase::Responded) {
             self.phase = Phase::Headers;
             self.blank_line = BlankLine::default();
-            self.deadline
-                .as_mut()
-                .reset(Instant::now() + self.header_timeout);
+            self.deadline = None;
         }
-        if self.phase == Phase::Headers && self.blank_line.feed(data) {
-            self.phase = Phase::Request;
+        if self.phase == Phase::Headers {
+            if self.blank_line.feed(data) {
+                self.phase = Phase::Request;
+                self.deadline = None;
+            } else if self.deadline.is_none() {
+                // Headers in more than one read: from now on they have a deadline.
+                self.deadline = Some(Instant::now() + self.header_timeout);
+            }
         }
     }
 
@@ -187,21 +205,52 @@ impl Deadlines {
                     self.phase = Phase::Tunnel;
                 } else if !(data.len() >= 10 && data.starts_with(b"HTTP/1.") && data[9] == b'1') {
                     self.phase = Phase::Responded;
+                    self.deadline = None;
                 }
             }
-            Phase::Responded | Phase::Tunnel => {}
+            Phase::Responded => self.writes += 1,
+            Phase::Tunnel => {}
         }
     }
 
+    /// Called when a read has to wait: arms the timer for the phase's deadline and tells
+    /// whether it has passed.
     fn timed_out(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
-        let reason = match self.phase {
-            Phase::Fresh => "idle_timeout",
-            Phase::Headers => "header_timeout",
-            _ => return None,
+        let (reason, limit) = match self.phase {
+            Phase::Fresh | Phase::Responded => ("idle_timeout", self.idle_timeout),
+            Phase::Headers => ("header_timeout", self.header_timeout),
+            Phase::Request | Phase::Tunnel => return None,
         };
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Some(reason),
-            Poll::Pending => None,
+        loop {
+            let deadline = match self.deadline {
+                Some(d) => d,
+                None => {
+                    let d = Instant::now() + limit;
+                    self.deadline = Some(d);
+                    self.writes_at_deadline = self.writes;
+                    d
+                }
+            };
+            let sleep = match &mut self.sleep {
+                Some(s) => {
+                    if s.deadline() != deadline {
+                        s.as_mut().reset(deadline);
+                    }
+                    s
+                }
+                None => self
+                    .sleep
+                    .insert(Box::pin(tokio::time::sleep_until(deadline))),
+            };
+            if sleep.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            if self.phase == Phase::Responded && self.writes != self.writes_at_deadline {
+                // The response was still being written: idle only from now.
+                self.deadline = None;
+                continue;
+            }
+            return Some(reason);
         }
     }
 }

@@ -326,8 +326,8 @@ impl ProxyHttp for Proxy {
         let snap = self.state.snapshot();
         ctx.snapshot = Some(snap.clone());
         let limits = &snap.settings.connections;
-        // Idle keep-alive connections close after `idle_timeout` (Pingora's default keeps
-        // them forever); a request body may pause at most `body_idle_timeout`.
+        // A request body may pause at most `body_idle_timeout`; idle connections are
+        // closed by `connection::Deadlines` (no per-request timer here).
         // Pingora reads only the first `Connection` header; `close` in any of them counts.
         let close = session
             .req_header()
@@ -338,8 +338,6 @@ impl ProxyHttp for Proxy {
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         if close {
             session.set_keepalive(None);
-        } else if session.get_keepalive().is_some() {
-            session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
         }
         session.set_read_timeout(Some(limits.body_idle_timeout));
         // An absolute-form target (`GET http://host/path`) is forwarded in origin-form, so

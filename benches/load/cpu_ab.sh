@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# A/B of two sessiongate builds: CPU time per request (user + system, all threads) and
+# req/s, on the cache-hit path and the `auth: none` path, interleaved A B A B … so that
+# drift on a shared machine hits both alike. Compare the ratios, not the absolutes.
+#
+#   A=/path/to/old/sessiongate B=target/release/sessiongate benches/load/cpu_ab.sh
+#   ROUNDS=3 DURATION=10 (defaults)
+#
+# Each gateway runs alone on CPU 0 with one worker; wrk -t1 -c64 and a static nginx
+# upstream share CPU 1. CPU is read from /proc/PID/task/*/stat after the `)` that ends
+# the thread name (Pingora's thread names contain spaces), before and after each run.
+# A static provider keeps the provider out of the measurement (a hit never calls it).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. tests/e2e/lib.sh
+
+A=${A:?path of build A}
+B=${B:-target/release/sessiongate}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+require_tools cpu_ab nginx wrk python3 taskset curl
+
+UP=$(free_port)
+mkdir -p "$work/nginx"
+cat > "$work/up.conf" <<CONF
+user $(id -un) $(id -gn);
+worker_processes 1;
+daemon off;
+pid $work/up.pid;
+error_log $work/up-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    server { listen 127.0.0.1:$UP; location / { return 200 "upstream ok\n"; } }
+}
+CONF
+taskset -c 1 nginx -c "$work/up.conf" -p "$work/nginx" &
+pids+=($!)
+wait_http "http://127.0.0.1:$UP/" 10
+
+export CPU_AB_TOKEN="cpu-ab-token-0123456789abcdef"
+start_gateway() { # binary → prints "pid port"
+    local bin=$1 port admin dir
+    port=$(free_port); admin=$(free_port)
+    dir="$work/gw-$port"; mkdir -p "$dir"
+    cat > "$dir/config.yaml" <<CONF
+listen: 127.0.0.1:$port
+admin_listen: 127.0.0.1:$admin
+pid_file: $dir/pid
+upgrade_sock: $dir/sock
+log: { level: warn }
+providers:
+  idp:
+    kind: static
+    tokens:
+      - { token: "\${CPU_AB_TOKEN}", identity: { subject: bench, scopes: [read, write], ip_restrict: [127.0.0.0/8] } }
+upstreams: { app: "http://127.0.0.1:$UP" }
+routes:
+  - { name: open, path_prefix: /open, auth: none, upstream: app }
+  - { name: api, path_prefix: /, provider: idp, upstream: app, require_scopes: { all_of: [read] } }
+CONF
+    taskset -c 0 "$bin" --config "$dir/config.yaml" > "$dir/log" 2>&1 &
+    local pid=$!
+    pids+=($pid)
+    wait_http "http://127.0.0.1:$admin/readyz" 20
+    echo "$pid $port"
+}
+
+cpu_ticks() { # pid → utime+stime of all its threads, in clock ticks
+    python3 - "$1" <<'PY'
+import os, sys
+pid = sys.argv[1]
+total = 0
+for tid in os.listdir(f"/proc/{pid}/task"):
+    try:
+        stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+    except FileNotFoundError:
+        continue
+    fields = stat[stat.rindex(")") + 2:].split()
+    total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+print(total)
+PY
+}
+
+read -r PID_A PORT_A < <(start_gateway "$A")
+read -r PID_B PORT_B < <(start_gateway "$B")
+HZ=$(getconf CLK_TCK)
+
+run() { # label pid port path [header] → one line: label req/s cpu-us-per-request
+    local label=$1 pid=$2 port=$3 path=$4 header=${5:-}
+    local before after out reqs
+    before=$(cpu_ticks "$pid")
+    if [ -n "$header" ]; then
+        out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" -H "$header" "http://127.0.0.1:$port$path")
+    else
+        out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" "http://127.0.0.1:$port$path")
+    fi
+    after=$(cpu_ticks "$pid")
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    if echo "$out" | grep -q "Non-2xx"; then echo "$label: non-2xx answers" >&2; exit 1; fi
+    python3 -c "t=($after-$before)/$HZ; r=$reqs; print(f'$label {r/$DURATION:.0f} {t*1e6/r:.1f}')"
+}
+
+AUTH="Authorization: Bearer $CPU_AB_TOKEN"
+echo "case build req/s cpu_us_per_request"
+for round in $(seq 1 "$ROUNDS"); do
+    run "hit A" "$PID_A" "$PORT_A" /x "$AUTH"
+    run "hit B" "$PID_B" "$PORT_B" /x "$AUTH"
+    run "none A" "$PID_A" "$PORT_A" /open/x
+    run "none B" "$PID_B" "$PORT_B" /open/x
+done
