@@ -29,13 +29,13 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::cache::CacheStatus;
-use crate::decision::{decide, DecisionInput, Verdict};
+use crate::decision::{decide, Decision, DecisionInput, Verdict};
 use crate::echo;
 use crate::headers;
 use crate::identity::Identity;
 use crate::policy::Denial;
 use crate::respond::Refusal;
-use crate::route::{Route, RouteAuth, UpstreamTarget};
+use crate::route::{Route, UpstreamTarget};
 pub use crate::state::GatewayState;
 use crate::state::Snapshot;
 
@@ -45,34 +45,74 @@ pub const UNMATCHED: &str = "_unmatched";
 /// Upstream connect timeout.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Per-request state, carried from phase to phase.
+/// Per-request state, carried from phase to phase: the decision itself, not copies of it.
 pub struct RequestCtx {
     started: Instant,
     request_id: String,
     /// The configuration this request started under (kept across a reload).
     snapshot: Option<Arc<Snapshot>>,
-    route: Option<Arc<Route>>,
-    /// The normalized path, when it differs from what the client sent.
-    rewritten_path: Option<String>,
-    identity: Option<Arc<Identity>>,
-    provider: Option<Arc<str>>,
-    cache: Option<CacheStatus>,
-    /// Seconds since the provider confirmed a stale identity.
-    stale_age: Option<u64>,
-    /// Short keyed-hash prefix of the token, for logs.
-    token_ref: Option<String>,
-    outcome: &'static str,
-    auth_time: Option<Duration>,
     /// The TCP peer.
     peer: Option<IpAddr>,
-    /// The client address (the peer, or read through trusted proxies); `None` if unknown.
-    client: Option<IpAddr>,
-    /// The request had no canonical form (refused with 400).
+    /// What [`decide`] found: route, client, provider, cache, identity (verdict taken out).
+    decision: Option<Decision>,
+    /// The canonical path differs from the bytes the client sent: forward the canonical one.
+    rewrite_path: bool,
+    outcome: &'static str,
+    auth_time: Option<Duration>,
+    /// Why the request has no canonical form (a 400), from the headers or the decision.
     rejection: Option<crate::canonical::Rejection>,
-    /// On a report-mode route: the reason the request would have been denied.
-    would_deny: Option<&'static str>,
     /// The signed identity assertion for the upstream, on routes that have one.
     assertion: Option<(HeaderName, HeaderValue)>,
+}
+
+impl RequestCtx {
+    fn route(&self) -> Option<&Arc<Route>> {
+        self.decision.as_ref()?.route.as_ref()
+    }
+
+    fn identity(&self) -> Option<&Arc<Identity>> {
+        self.decision.as_ref()?.identity.as_ref()
+    }
+
+    /// The provider that judged the token (its config name).
+    fn provider(&self) -> Option<&str> {
+        self.decision
+            .as_ref()?
+            .provider
+            .as_deref()
+            .map(|p| &*p.name)
+    }
+
+    /// The client address (the peer, or read through trusted proxies).
+    fn client(&self) -> Option<IpAddr> {
+        self.decision.as_ref()?.client
+    }
+
+    fn cache_status(&self) -> Option<CacheStatus> {
+        self.decision.as_ref()?.cache.as_ref().map(|c| c.status)
+    }
+
+    /// Seconds since the provider confirmed a stale identity.
+    fn stale_age(&self) -> Option<u64> {
+        self.decision.as_ref()?.stale_age().map(|a| a.as_secs())
+    }
+
+    /// On a report-mode route: the first reason the request would have been denied.
+    fn would_deny(&self) -> Option<&'static str> {
+        self.decision
+            .as_ref()?
+            .would_deny
+            .first()
+            .map(Denial::reason)
+    }
+
+    /// The path forwarded upstream when it differs from what the client sent.
+    fn rewritten_path(&self) -> Option<&str> {
+        if !self.rewrite_path {
+            return None;
+        }
+        self.decision.as_ref()?.path.as_deref()
+    }
 }
 
 /// The Pingora proxy application.
@@ -111,8 +151,8 @@ impl Proxy {
             Denial::IpRestrictMalformed { detail } => tracing::warn!(
                 request_id = %ctx.request_id,
                 route = %route.name,
-                provider = ctx.provider.as_deref(),
-                subject = ctx.identity.as_deref().map(|i| i.subject.as_str()),
+                provider = ctx.provider(),
+                subject = ctx.identity().map(|i| i.subject.as_str()),
                 detail,
                 "identity refused: its IP restriction list is malformed"
             ),
@@ -143,23 +183,23 @@ impl Proxy {
         let Some(snap) = &ctx.snapshot else {
             return Error::e_explain(ErrorType::InternalError, "no configuration snapshot");
         };
-        if let Some(path) = &ctx.rewritten_path {
+        if let Some(path) = ctx.rewritten_path() {
             let target = match req.uri.query() {
                 Some(q) => format!("{path}?{q}"),
-                None => path.clone(),
+                None => path.to_string(),
             };
             req.set_raw_path(target.as_bytes())?;
         }
-        if let (Some(identity), Some(provider)) = (&ctx.identity, &ctx.provider) {
+        if let (Some(identity), Some(provider)) = (ctx.identity(), ctx.provider()) {
             headers::set_identity(req, &snap.identity_headers, identity, provider);
-            if let Some(age) = ctx.stale_age {
+            if let Some(age) = ctx.stale_age() {
                 req.insert_header(snap.identity_headers.stale.clone(), age.to_string())?;
             }
         }
         if let Some((name, value)) = &ctx.assertion {
             req.insert_header(name.clone(), value.clone())?;
         }
-        if ctx.route.as_ref().is_some_and(|r| !r.forward_authorization) {
+        if ctx.route().is_some_and(|r| !r.forward_authorization) {
             req.remove_header(&AUTHORIZATION);
         }
         self.set_forwarded(req, ctx, snap)?;
@@ -211,7 +251,7 @@ impl Proxy {
         if !trusted {
             req.remove_header("forwarded");
         }
-        match ctx.client {
+        match ctx.client() {
             Some(ip) => req.insert_header("x-real-ip", ip.to_string())?,
             None => {
                 req.remove_header("x-real-ip");
@@ -242,8 +282,80 @@ impl Proxy {
             .inc();
     }
 
+    /// The metrics of one decision, in one place: rejections, cache lookups, auth time.
+    fn observe(&self, ctx: &mut RequestCtx, d: &Decision, verdict: &Verdict, auth: Duration) {
+        let metrics = &self.state.metrics;
+        if let Some(rejection) = &d.rejection {
+            self.count_rejection(rejection);
+        }
+        if let Some(outcome) = &d.cache {
+            metrics
+                .cache_lookups
+                .with_label_values(&[outcome.status.as_str()])
+                .inc();
+        }
+        let Some(route) = &d.route else { return };
+        // Requests refused by the route's network rules never reached the token.
+        let network_refused = d.identity.is_none()
+            && matches!(
+                verdict,
+                Verdict::Refuse {
+                    denial: Some(Denial::IpNotAllowed { .. }),
+                    ..
+                }
+            );
+        if route.auth_duration_applies() && !network_refused && d.rejection.is_none() {
+            ctx.auth_time = Some(auth);
+            metrics
+                .auth_duration
+                .with_label_values(&[&*route.name])
+                .observe(auth.as_secs_f64());
+        }
+    }
+
+    /// The signed identity assertion the route's upstream expects, when it has one; the
+    /// refusal to send when it cannot be signed (never forward without it).
+    async fn sign_assertion(
+        &self,
+        ctx: &mut RequestCtx,
+        route: &Route,
+    ) -> std::result::Result<(), Refusal> {
+        let Some(spec) = &route.assertion else {
+            return Ok(());
+        };
+        let Some(d) = &ctx.decision else {
+            return Ok(());
+        };
+        let (Some(key), Some(identity), Some(provider)) = (
+            d.token_key,
+            d.identity.as_ref(),
+            d.provider.as_ref().map(|p| Arc::clone(&p.name)),
+        ) else {
+            return Ok(());
+        };
+        match self
+            .state
+            .assertions
+            .get(key, &route.name, spec, identity, &provider)
+            .await
+        {
+            Ok(value) => {
+                ctx.assertion = Some((spec.header.clone(), value));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(request_id = %ctx.request_id, route = %route.name, error = %e, "cannot sign the identity assertion");
+                Err(Refusal::plain(
+                    500,
+                    "internal_error",
+                    "the gateway could not sign the identity assertion",
+                ))
+            }
+        }
+    }
+
     fn route_label(ctx: &RequestCtx) -> &str {
-        ctx.route.as_ref().map_or(UNMATCHED, |r| &r.name)
+        ctx.route().map_or(UNMATCHED, |r| &r.name)
     }
 }
 
@@ -304,20 +416,13 @@ impl ProxyHttp for Proxy {
             started: Instant::now(),
             request_id: String::new(),
             snapshot: None,
-            stale_age: None,
-            route: None,
-            rewritten_path: None,
-            identity: None,
-            provider: None,
-            cache: None,
-            token_ref: None,
+            peer: None,
+            decision: None,
+            rewrite_path: false,
             outcome: "allowed",
             auth_time: None,
-            peer: None,
-            client: None,
-            would_deny: None,
-            assertion: None,
             rejection: None,
+            assertion: None,
         }
     }
 
@@ -358,9 +463,9 @@ impl ProxyHttp for Proxy {
         if let Err(rejection) = canonicalize_headers(session.req_header_mut(), &snap) {
             return self.reject(session, ctx, rejection).await;
         }
-        let req = session.req_header();
         let auth_started = Instant::now();
-        let decision = decide(
+        let req = session.req_header();
+        let mut decision = decide(
             &self.state,
             &snap,
             &DecisionInput {
@@ -378,74 +483,36 @@ impl ProxyHttp for Proxy {
             // parsed URI, which may have dropped a fragment or an authority.
             let raw = req.raw_path();
             let raw_path = raw.split(|b| *b == b'?').next().unwrap_or(raw);
-            if raw_path != path.as_bytes() {
-                ctx.rewritten_path = Some(path.clone());
+            ctx.rewrite_path = raw_path != path.as_bytes();
+        }
+        let verdict = std::mem::replace(&mut decision.verdict, Verdict::Allow);
+        self.observe(ctx, &decision, &verdict, auth_started.elapsed());
+        ctx.rejection = decision.rejection.clone();
+        // Report-only routes: what would have been denied (empty Vecs do not allocate).
+        let would_deny = decision.would_deny.clone();
+        ctx.decision = Some(decision);
+        if let Some(route) = ctx.route().cloned() {
+            for denial in &would_deny {
+                self.record_denial(ctx, &route, denial, false);
             }
         }
-        ctx.route = decision.route.clone();
-        ctx.client = decision.client;
-        if let Some(rejection) = &decision.rejection {
-            self.count_rejection(rejection);
-            ctx.rejection = Some(rejection.clone());
+
+        if let Verdict::Refuse {
+            outcome,
+            refusal,
+            denial,
+        } = verdict
+        {
+            if let (Some(route), Some(denial)) = (ctx.route().cloned(), &denial) {
+                self.record_denial(ctx, &route, denial, true);
+            }
+            return self.refuse(session, ctx, outcome, refusal).await;
         }
-        ctx.identity = decision.identity.clone();
-        ctx.provider = decision.provider.as_ref().map(|p| p.name.clone());
-        ctx.token_ref = decision.token_key.map(|k| k.short());
-        if let Some(outcome) = &decision.cache {
-            ctx.cache = Some(outcome.status);
-            self.state
-                .metrics
-                .cache_lookups
-                .with_label_values(&[outcome.status.as_str()])
-                .inc();
-        }
-        if let Some(route) = &decision.route {
-            // Requests refused by the route's network rules never reached the token.
-            let network_refused = decision.identity.is_none()
-                && matches!(
-                    &decision.verdict,
-                    Verdict::Refuse {
-                        denial: Some(Denial::IpNotAllowed { .. }),
-                        ..
-                    }
-                );
-            if matches!(route.auth, RouteAuth::Providers(_)) && !network_refused {
-                let took = auth_started.elapsed();
-                ctx.auth_time = Some(took);
-                self.state
-                    .metrics
-                    .auth_duration
-                    .with_label_values(&[&*route.name])
-                    .observe(took.as_secs_f64());
-            }
-            for denial in &decision.would_deny {
-                self.record_denial(ctx, route, denial, false);
-            }
-            ctx.would_deny = decision.would_deny.first().map(Denial::reason);
-        }
-        let route = match (decision.verdict, decision.route) {
-            (
-                Verdict::Refuse {
-                    outcome,
-                    refusal,
-                    denial,
-                },
-                route,
-            ) => {
-                if let (Some(route), Some(denial)) = (&route, &denial) {
-                    self.record_denial(ctx, route, denial, true);
-                }
-                return self.refuse(session, ctx, outcome, refusal).await;
-            }
-            (Verdict::Allow, Some(route)) => route,
-            (Verdict::Allow, None) => {
-                return Error::e_explain(ErrorType::InternalError, "allowed without a route")
-            }
+        let Some(route) = ctx.route().cloned() else {
+            return Error::e_explain(ErrorType::InternalError, "allowed without a route");
         };
-        if let Some(age) = decision.cache.as_ref().and_then(|c| c.stale_age) {
-            let secs = age.as_secs();
-            ctx.stale_age = Some(secs);
-            let provider = ctx.provider.as_deref().unwrap_or("");
+        if let Some(secs) = ctx.stale_age() {
+            let provider = ctx.provider().unwrap_or("");
             self.state
                 .metrics
                 .stale_served
@@ -461,30 +528,8 @@ impl ProxyHttp for Proxy {
                 "serving a stale identity within the route's stale_if_error budget"
             );
         }
-        if let (Some(spec), Some(key), Some(identity), Some(provider)) = (
-            &route.assertion,
-            decision.token_key,
-            &ctx.identity,
-            &ctx.provider,
-        ) {
-            match self
-                .state
-                .assertions
-                .get(key, &route.name, spec, identity, provider)
-                .await
-            {
-                Ok(value) => ctx.assertion = Some((spec.header.clone(), value)),
-                // Never forward without the assertion the upstream expects.
-                Err(e) => {
-                    tracing::error!(request_id = %ctx.request_id, route = %route.name, error = %e, "cannot sign the identity assertion");
-                    let refusal = Refusal::plain(
-                        500,
-                        "internal_error",
-                        "the gateway could not sign the identity assertion",
-                    );
-                    return self.refuse(session, ctx, "assertion_failed", refusal).await;
-                }
-            }
+        if let Err(refusal) = self.sign_assertion(ctx, &route).await {
+            return self.refuse(session, ctx, "assertion_failed", refusal).await;
         }
 
         headers::sanitize_request(session.req_header_mut(), &snap.identity_headers);
@@ -511,7 +556,7 @@ impl ProxyHttp for Proxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        match ctx.route.as_ref().map(|r| &r.upstream) {
+        match ctx.route().map(|r| &r.upstream) {
             Some(UpstreamTarget::Http(up)) => {
                 let mut peer = HttpPeer::new(up.address.as_str(), up.tls, up.host.clone());
                 peer.options.connection_timeout = Some(UPSTREAM_CONNECT_TIMEOUT);
@@ -569,7 +614,7 @@ impl ProxyHttp for Proxy {
                 .with_label_values(&["body_timeout"])
                 .inc();
         }
-        if let Some(UpstreamTarget::Http(up)) = ctx.route.as_ref().map(|r| &r.upstream) {
+        if let Some(UpstreamTarget::Http(up)) = ctx.route().map(|r| &r.upstream) {
             if code == 502 || code == 504 {
                 self.state
                     .metrics
@@ -610,7 +655,7 @@ impl ProxyHttp for Proxy {
         format!(
             "{} {} request_id={}",
             req.method,
-            ctx.rewritten_path.as_deref().unwrap_or(req.uri.path()),
+            ctx.rewritten_path().unwrap_or(req.uri.path()),
             ctx.request_id
         )
     }
@@ -634,16 +679,16 @@ impl ProxyHttp for Proxy {
             request_id = %ctx.request_id,
             route,
             method = %req.method,
-            path = ctx.rewritten_path.as_deref().unwrap_or(req.uri.path()),
+            path = ctx.rewritten_path().unwrap_or(req.uri.path()),
             status,
             outcome = ctx.outcome,
-            subject = ctx.identity.as_deref().map(|i| i.subject.as_str()),
-            provider = ctx.provider.as_deref(),
-            cache = ctx.cache.map(CacheStatus::as_str),
-            stale_age_s = ctx.stale_age,
-            token = ctx.token_ref.as_deref(),
-            client = ctx.client.map(|c| c.to_string()),
-            would_deny = ctx.would_deny,
+            subject = ctx.identity().map(|i| i.subject.as_str()),
+            provider = ctx.provider(),
+            cache = ctx.cache_status().map(CacheStatus::as_str),
+            stale_age_s = ctx.stale_age(),
+            token = ctx.decision.as_ref().and_then(|d| d.token_key).map(|k| k.short()),
+            client = ctx.client().map(|c| c.to_string()),
+            would_deny = ctx.would_deny(),
             auth_ms = ctx.auth_time.map(|d| d.as_secs_f64() * 1e3),
             total_ms = total.as_secs_f64() * 1e3,
             error = e.map(|e| e.to_string()),
