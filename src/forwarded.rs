@@ -9,6 +9,9 @@
 
 use std::net::IpAddr;
 
+use pingora::http::RequestHeader;
+use pingora::prelude::Result;
+
 use crate::net::IpNet;
 
 /// The `trusted_proxies` list.
@@ -61,6 +64,59 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
         Some((v4, port)) if port.bytes().all(|b| b.is_ascii_digit()) => v4.parse().ok(),
         _ => None,
     }
+}
+
+/// `X-Forwarded-For` gets the peer appended (a chain from an untrusted peer is
+/// replaced, not extended); `X-Forwarded-Proto` / `-Host` are kept only from trusted
+/// proxies; `X-Real-IP` is the client address the gateway decided on; `Forwarded`
+/// from an untrusted peer is dropped.
+pub fn set_forwarded(
+    req: &mut RequestHeader,
+    peer: Option<IpAddr>,
+    client: Option<IpAddr>,
+    trusted_proxies: &TrustedProxies,
+) -> Result<()> {
+    let trusted = peer.is_some_and(|p| trusted_proxies.contains(p));
+    let prior: Vec<String> = if trusted {
+        req.headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    req.remove_header("x-forwarded-for");
+    if let Some(peer) = peer {
+        let mut chain = prior.join(", ");
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(&peer.to_string());
+        req.insert_header("x-forwarded-for", chain)?;
+    }
+    if !trusted || !req.headers.contains_key("x-forwarded-proto") {
+        req.insert_header("x-forwarded-proto", "http")?;
+    }
+    if !trusted || !req.headers.contains_key("x-forwarded-host") {
+        match req.headers.get(http::header::HOST).cloned() {
+            Some(host) => req.insert_header("x-forwarded-host", host)?,
+            None => {
+                req.remove_header("x-forwarded-host");
+            }
+        }
+    }
+    if !trusted {
+        req.remove_header("forwarded");
+    }
+    match client {
+        Some(ip) => req.insert_header("x-real-ip", ip.to_string())?,
+        None => {
+            req.remove_header("x-real-ip");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

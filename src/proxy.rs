@@ -202,61 +202,8 @@ impl Proxy {
         if ctx.route().is_some_and(|r| !r.forward_authorization) {
             req.remove_header(&AUTHORIZATION);
         }
-        self.set_forwarded(req, ctx, snap)?;
+        crate::forwarded::set_forwarded(req, ctx.peer, ctx.client(), &snap.trusted_proxies)?;
         req.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
-        Ok(())
-    }
-
-    /// `X-Forwarded-For` gets the peer appended (a chain from an untrusted peer is
-    /// replaced, not extended); `X-Forwarded-Proto` / `-Host` are kept only from trusted
-    /// proxies; `X-Real-IP` is the client address the gateway decided on; `Forwarded`
-    /// from an untrusted peer is dropped.
-    fn set_forwarded(
-        &self,
-        req: &mut RequestHeader,
-        ctx: &RequestCtx,
-        snap: &Snapshot,
-    ) -> Result<()> {
-        let trusted = ctx.peer.is_some_and(|p| snap.trusted_proxies.contains(p));
-        let prior: Vec<String> = if trusted {
-            req.headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::to_string)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        req.remove_header("x-forwarded-for");
-        if let Some(peer) = ctx.peer {
-            let mut chain = prior.join(", ");
-            if !chain.is_empty() {
-                chain.push_str(", ");
-            }
-            chain.push_str(&peer.to_string());
-            req.insert_header("x-forwarded-for", chain)?;
-        }
-        if !trusted || !req.headers.contains_key("x-forwarded-proto") {
-            req.insert_header("x-forwarded-proto", "http")?;
-        }
-        if !trusted || !req.headers.contains_key("x-forwarded-host") {
-            match req.headers.get(http::header::HOST).cloned() {
-                Some(host) => req.insert_header("x-forwarded-host", host)?,
-                None => {
-                    req.remove_header("x-forwarded-host");
-                }
-            }
-        }
-        if !trusted {
-            req.remove_header("forwarded");
-        }
-        match ctx.client() {
-            Some(ip) => req.insert_header("x-real-ip", ip.to_string())?,
-            None => {
-                req.remove_header("x-real-ip");
-            }
-        }
         Ok(())
     }
 
@@ -354,6 +301,61 @@ impl Proxy {
         }
     }
 
+    /// The first step of every request: its id, the configuration snapshot it runs under,
+    /// connection settings, `Host` from an absolute-form target, and the peer address.
+    fn begin(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Arc<Snapshot>> {
+        ctx.request_id = request_id(session.req_header());
+        let snap = self.state.snapshot();
+        ctx.snapshot = Some(snap.clone());
+        let limits = &snap.settings.connections;
+        // A request body may pause at most `body_idle_timeout`; idle connections are
+        // closed by `connection::Deadlines` (no per-request timer here).
+        // Pingora reads only the first `Connection` header; `close` in any of them counts.
+        let close = session
+            .req_header()
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        if close {
+            session.set_keepalive(None);
+        }
+        session.set_read_timeout(Some(limits.body_idle_timeout));
+        // An absolute-form target (`GET http://host/path`) is forwarded in origin-form, so
+        // the upstream reads the host only from `Host`, which is what routing used (Pingora
+        // refuses a `Host` that differs from the target's authority, RFC 9112 §3.2.2). A
+        // URI that still carries an authority (HTTP/2 style) sets `Host` the same way.
+        if let Some(authority) = session.req_header().uri.authority().cloned() {
+            session
+                .req_header_mut()
+                .insert_header(http::header::HOST, authority.as_str())?;
+        }
+        // A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`: rules, logs and
+        // forwarded headers use the IPv4 form.
+        ctx.peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_canonical());
+        Ok(snap)
+    }
+
+    /// The built-in echo upstream: answers with the request an upstream would receive.
+    async fn answer_echo(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let mut forwarded = session.req_header().clone();
+        self.prepare_upstream_request(&mut forwarded, ctx)?;
+        let body_bytes = echo::drain_body(session).await?;
+        let body = Bytes::from(echo::render(&forwarded, body_bytes));
+        let mut resp = ResponseHeader::build(200, Some(4))?;
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        resp.insert_header("cache-control", "no-store")?;
+        resp.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
+
     fn route_label(ctx: &RequestCtx) -> &str {
         ctx.route().map_or(UNMATCHED, |r| &r.name)
     }
@@ -427,39 +429,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.request_id = request_id(session.req_header());
-        let snap = self.state.snapshot();
-        ctx.snapshot = Some(snap.clone());
-        let limits = &snap.settings.connections;
-        // A request body may pause at most `body_idle_timeout`; idle connections are
-        // closed by `connection::Deadlines` (no per-request timer here).
-        // Pingora reads only the first `Connection` header; `close` in any of them counts.
-        let close = session
-            .req_header()
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
-        if close {
-            session.set_keepalive(None);
-        }
-        session.set_read_timeout(Some(limits.body_idle_timeout));
-        // An absolute-form target (`GET http://host/path`) is forwarded in origin-form, so
-        // the upstream reads the host only from `Host`, which is what routing used (Pingora
-        // refuses a `Host` that differs from the target's authority, RFC 9112 §3.2.2). A
-        // URI that still carries an authority (HTTP/2 style) sets `Host` the same way.
-        if let Some(authority) = session.req_header().uri.authority().cloned() {
-            session
-                .req_header_mut()
-                .insert_header(http::header::HOST, authority.as_str())?;
-        }
-        // A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`: rules, logs and
-        // forwarded headers use the IPv4 form.
-        ctx.peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_canonical());
+        let snap = self.begin(session, ctx)?;
         if let Err(rejection) = canonicalize_headers(session.req_header_mut(), &snap) {
             return self.reject(session, ctx, rejection).await;
         }
@@ -535,18 +505,7 @@ impl ProxyHttp for Proxy {
         headers::sanitize_request(session.req_header_mut(), &snap.identity_headers);
 
         if route.upstream == UpstreamTarget::Echo {
-            let mut forwarded = session.req_header().clone();
-            self.prepare_upstream_request(&mut forwarded, ctx)?;
-            let body_bytes = echo::drain_body(session).await?;
-            let body = Bytes::from(echo::render(&forwarded, body_bytes));
-            let mut resp = ResponseHeader::build(200, Some(4))?;
-            resp.insert_header("content-type", "application/json")?;
-            resp.insert_header("content-length", body.len().to_string())?;
-            resp.insert_header("cache-control", "no-store")?;
-            resp.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
-            session.write_response_header(Box::new(resp), false).await?;
-            session.write_response_body(Some(body), true).await?;
-            return Ok(true);
+            return self.answer_echo(session, ctx).await;
         }
         Ok(false)
     }
