@@ -121,29 +121,7 @@ pub struct TokenFormatFile {
     pub prefix: Option<String>,
 }
 
-/// What kind of identity provider a `providers.<name>` entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// Tokens and their identities listed in the config.
-    Static,
-    /// Any JSON session endpoint, described entirely by `token` and `response`.
-    Http,
-    /// RFC 7662 token introspection.
-    Rfc7662,
-    /// BitGo `GET /api/v2/user/session`.
-    Bitgo,
-    /// Krystal Identity `POST /api/v1/user/authorization`.
-    Krystal,
-    /// Prefactor `GET /api/v1/session/{session_id}`.
-    Prefactor,
-    /// EnOS IAM `POST /enos-iam-service/v2.0/session/info`.
-    Enos,
-    /// OIDC UserInfo.
-    Userinfo,
-    /// JWT access tokens verified locally against a JWKS.
-    Jwt,
-}
+pub use crate::provider::ProviderKind;
 
 /// Keys every HTTP session-endpoint kind takes.
 const HTTP_KEYS: &[&str] = &[
@@ -161,67 +139,50 @@ const HTTP_KEYS: &[&str] = &[
     "token_format",
 ];
 
-impl ProviderKind {
-    /// The optional keys a provider of this kind takes; any other key given is refused
-    /// with its name (the one table: see `config::providers::check_keys`).
-    pub fn keys(self) -> &'static [&'static str] {
-        match self {
-            ProviderKind::Static => &["tokens", "token_format"],
-            ProviderKind::Jwt => &[
-                "issuer",
-                "audiences",
-                "algorithms",
-                "jwks_url",
-                "jwks_file",
-                "jwks_refresh",
-                "jwks_min_refresh_interval",
-                "leeway",
-                "timeout",
-                "max_response_bytes",
-                "ca_file",
-                "response",
-                "protection",
-                "token_format",
-            ],
-            ProviderKind::Rfc7662 => &[
-                "url",
-                "timeout",
-                "max_response_bytes",
-                "ca_file",
-                "method",
-                "token",
-                "headers",
-                "body",
-                "credential",
-                "response",
-                "protection",
-                "token_format",
-                "client_id",
-                "client_secret",
-                "client_secret_file",
-            ],
-            ProviderKind::Http
-            | ProviderKind::Bitgo
-            | ProviderKind::Krystal
-            | ProviderKind::Prefactor
-            | ProviderKind::Enos
-            | ProviderKind::Userinfo => HTTP_KEYS,
-        }
-    }
-
-    /// The name used in the config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Static => "static",
-            ProviderKind::Http => "http",
-            ProviderKind::Rfc7662 => "rfc7662",
-            ProviderKind::Bitgo => "bitgo",
-            ProviderKind::Krystal => "krystal",
-            ProviderKind::Prefactor => "prefactor",
-            ProviderKind::Enos => "enos",
-            ProviderKind::Userinfo => "userinfo",
-            ProviderKind::Jwt => "jwt",
-        }
+/// The optional keys a provider of this kind takes; any other key given is refused
+/// with its name (the one table: see `config::providers::check_keys`).
+pub fn kind_keys(kind: ProviderKind) -> &'static [&'static str] {
+    match kind {
+        ProviderKind::Static => &["tokens", "token_format"],
+        ProviderKind::Jwt => &[
+            "issuer",
+            "audiences",
+            "algorithms",
+            "jwks_url",
+            "jwks_file",
+            "jwks_refresh",
+            "jwks_min_refresh_interval",
+            "leeway",
+            "timeout",
+            "max_response_bytes",
+            "ca_file",
+            "response",
+            "protection",
+            "token_format",
+        ],
+        ProviderKind::Rfc7662 => &[
+            "url",
+            "timeout",
+            "max_response_bytes",
+            "ca_file",
+            "method",
+            "token",
+            "headers",
+            "body",
+            "credential",
+            "response",
+            "protection",
+            "token_format",
+            "client_id",
+            "client_secret",
+            "client_secret_file",
+        ],
+        ProviderKind::Http
+        | ProviderKind::Bitgo
+        | ProviderKind::Krystal
+        | ProviderKind::Prefactor
+        | ProviderKind::Enos
+        | ProviderKind::Userinfo => HTTP_KEYS,
     }
 }
 

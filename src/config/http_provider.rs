@@ -35,7 +35,8 @@ const RESERVED_HEADERS: &[&str] = &[
 /// Builds the HTTP provider at `path` from its preset and the config's overrides.
 pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSpec> {
     let kind = p.kind.as_str();
-    let preset = Preset::for_kind(kind).expect("every non-static kind has a preset");
+    let preset = Preset::for_kind(p.kind)
+        .ok_or_else(|| ConfigError::at(format!("{path}.kind"), "not an HTTP provider kind"))?;
 
     let url = p
         .url

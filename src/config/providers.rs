@@ -15,7 +15,7 @@ use crate::provider::ProviderSpec;
 type Result<T> = std::result::Result<T, ConfigError>;
 
 /// Builds the provider at `path` (e.g. `providers.idp`), after refusing, by name, any key
-/// its kind does not take ([`ProviderKind::keys`]).
+/// its kind does not take ([`super::file::kind_keys`]).
 pub fn provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSpec> {
     check_keys(path, p)?;
     match p.kind {
@@ -61,7 +61,7 @@ fn given_keys(p: &ProviderFile) -> [(&'static str, bool); 24] {
 
 /// Refuses the first key given that the provider's kind does not take, naming it.
 fn check_keys(path: &str, p: &ProviderFile) -> Result<()> {
-    let allowed = p.kind.keys();
+    let allowed = super::file::kind_keys(p.kind);
     match given_keys(p)
         .iter()
         .find(|(key, given)| *given && !allowed.contains(key))
@@ -178,26 +178,14 @@ fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
 #[cfg(test)]
 mod key_table_tests {
     use super::*;
-    use crate::config::file::ProviderKind;
-
-    const KINDS: [ProviderKind; 9] = [
-        ProviderKind::Static,
-        ProviderKind::Http,
-        ProviderKind::Rfc7662,
-        ProviderKind::Bitgo,
-        ProviderKind::Krystal,
-        ProviderKind::Prefactor,
-        ProviderKind::Enos,
-        ProviderKind::Userinfo,
-        ProviderKind::Jwt,
-    ];
+    use crate::config::file::{kind_keys, ProviderKind};
 
     #[test]
     fn every_allowed_key_is_a_real_key() {
         let p: ProviderFile = serde_yaml_ng::from_str("kind: static").unwrap();
         let known: Vec<&str> = given_keys(&p).iter().map(|(k, _)| *k).collect();
-        for kind in KINDS {
-            for key in kind.keys() {
+        for kind in ProviderKind::ALL {
+            for key in kind_keys(kind) {
                 assert!(known.contains(key), "{}: {key}", kind.as_str());
             }
         }

@@ -19,8 +19,71 @@ pub mod static_tokens;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::Deserialize;
 
 use crate::identity::Identity;
+
+/// What kind of identity provider a `providers.<name>` entry is: the one list of kinds
+/// (config keys per kind: `config::file::kind_keys`; HTTP presets: `presets::Preset::for_kind`,
+/// an exhaustive match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Tokens and their identities listed in the config.
+    Static,
+    /// Any JSON session endpoint, described entirely by `token` and `response`.
+    Http,
+    /// RFC 7662 token introspection.
+    Rfc7662,
+    /// BitGo `GET /api/v2/user/session`.
+    Bitgo,
+    /// Krystal Identity `POST /api/v1/user/authorization`.
+    Krystal,
+    /// Prefactor `GET /api/v1/session/{session_id}`.
+    Prefactor,
+    /// EnOS IAM `POST /enos-iam-service/v2.0/session/info`.
+    Enos,
+    /// OIDC UserInfo.
+    Userinfo,
+    /// JWT access tokens verified locally against a JWKS.
+    Jwt,
+}
+
+impl ProviderKind {
+    /// Every kind, in the order the docs list them.
+    pub const ALL: [ProviderKind; 9] = [
+        ProviderKind::Static,
+        ProviderKind::Http,
+        ProviderKind::Rfc7662,
+        ProviderKind::Bitgo,
+        ProviderKind::Krystal,
+        ProviderKind::Prefactor,
+        ProviderKind::Enos,
+        ProviderKind::Userinfo,
+        ProviderKind::Jwt,
+    ];
+
+    /// The name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Static => "static",
+            ProviderKind::Http => "http",
+            ProviderKind::Rfc7662 => "rfc7662",
+            ProviderKind::Bitgo => "bitgo",
+            ProviderKind::Krystal => "krystal",
+            ProviderKind::Prefactor => "prefactor",
+            ProviderKind::Enos => "enos",
+            ProviderKind::Userinfo => "userinfo",
+            ProviderKind::Jwt => "jwt",
+        }
+    }
+}
+
+impl std::fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A provider as the configuration describes it: plain data — no HTTP client, no socket,
 /// no task — so validating a config (`--check`, the config fuzz target) builds nothing

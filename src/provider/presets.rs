@@ -13,6 +13,7 @@ use super::http::TokenPlacement;
 use super::mapping::{
     ExpiryFormat, ExpiryMapping, Outcome, Predicate, ResponseMapping, Rule, Test,
 };
+use super::ProviderKind;
 
 /// The request and response shape of one provider kind.
 #[derive(Debug, Clone)]
@@ -25,29 +26,26 @@ pub struct Preset {
     pub mapping: ResponseMapping,
 }
 
-/// Every provider `kind` that has an HTTP preset.
-pub const KINDS: [&str; 7] = [
-    "http",
-    "bitgo",
-    "rfc7662",
-    "krystal",
-    "prefactor",
-    "enos",
-    "userinfo",
-];
+/// Every provider kind that has an HTTP preset.
+pub fn kinds() -> impl Iterator<Item = ProviderKind> {
+    ProviderKind::ALL
+        .into_iter()
+        .filter(|k| Preset::for_kind(*k).is_some())
+}
 
 impl Preset {
-    /// The preset for a provider `kind`, or `None` for kinds that are not HTTP presets.
-    pub fn for_kind(kind: &str) -> Option<Preset> {
+    /// The preset for a provider `kind`, or `None` for kinds that are not HTTP presets
+    /// (an exhaustive match: a new kind must say which it is).
+    pub fn for_kind(kind: ProviderKind) -> Option<Preset> {
         Some(match kind {
-            "http" => http(),
-            "bitgo" => bitgo(),
-            "rfc7662" => rfc7662(),
-            "krystal" => krystal(),
-            "prefactor" => prefactor(),
-            "enos" => enos(),
-            "userinfo" => userinfo(),
-            _ => return None,
+            ProviderKind::Http => http(),
+            ProviderKind::Bitgo => bitgo(),
+            ProviderKind::Rfc7662 => rfc7662(),
+            ProviderKind::Krystal => krystal(),
+            ProviderKind::Prefactor => prefactor(),
+            ProviderKind::Enos => enos(),
+            ProviderKind::Userinfo => userinfo(),
+            ProviderKind::Static | ProviderKind::Jwt => return None,
         })
     }
 }
@@ -347,9 +345,8 @@ mod tests {
 
     #[test]
     fn every_kind_has_a_preset() {
-        for kind in KINDS {
-            assert!(Preset::for_kind(kind).is_some(), "{kind}");
-        }
-        assert!(Preset::for_kind("static").is_none());
+        assert_eq!(kinds().count(), 7);
+        assert!(Preset::for_kind(ProviderKind::Static).is_none());
+        assert!(Preset::for_kind(ProviderKind::Jwt).is_none());
     }
 }
