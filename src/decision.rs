@@ -23,7 +23,7 @@ use crate::provider::InvalidReason;
 use crate::respond::Refusal;
 use crate::route::{ProviderEntry, Route, RouteAuth};
 use crate::state::{GatewayState, Snapshot};
-use crate::token::{extract_bearer, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
+use crate::token::{extract_bearer, TokenError, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
 
 /// What the decision looks at.
 pub struct DecisionInput<'a> {
@@ -39,13 +39,92 @@ pub struct DecisionInput<'a> {
     pub headers: &'a HeaderMap,
 }
 
+/// How a request ended, as `sessiongate_requests_total{outcome}` and the access log name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    /// No canonical form, or unreadable framing (400).
+    BadRequest,
+    NoRoute,
+    MissingToken,
+    /// RFC 6750 `invalid_request`: two tokens.
+    InvalidRequest,
+    /// The token fits no provider's `token_format`.
+    MalformedToken,
+    InvalidToken,
+    Expired,
+    InsufficientScope,
+    IpNotAllowed,
+    ProviderUnavailable,
+    ClientThrottled,
+    AssertionFailed,
+}
+
+impl Outcome {
+    /// Every outcome (each `requests_total` label value).
+    pub const ALL: [Outcome; 13] = [
+        Outcome::Allowed,
+        Outcome::BadRequest,
+        Outcome::NoRoute,
+        Outcome::MissingToken,
+        Outcome::InvalidRequest,
+        Outcome::MalformedToken,
+        Outcome::InvalidToken,
+        Outcome::Expired,
+        Outcome::InsufficientScope,
+        Outcome::IpNotAllowed,
+        Outcome::ProviderUnavailable,
+        Outcome::ClientThrottled,
+        Outcome::AssertionFailed,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::BadRequest => "bad_request",
+            Outcome::NoRoute => "no_route",
+            Outcome::MissingToken => "missing_token",
+            Outcome::InvalidRequest => "invalid_request",
+            Outcome::MalformedToken => "malformed_token",
+            Outcome::InvalidToken => "invalid_token",
+            Outcome::Expired => "expired",
+            Outcome::InsufficientScope => "insufficient_scope",
+            Outcome::IpNotAllowed => "ip_not_allowed",
+            Outcome::ProviderUnavailable => "provider_unavailable",
+            Outcome::ClientThrottled => "client_throttled",
+            Outcome::AssertionFailed => "assertion_failed",
+        }
+    }
+
+    /// The outcome of a token that could not be read.
+    pub fn of_token_error(e: TokenError) -> Self {
+        match e {
+            TokenError::Missing | TokenError::NotBearer => Outcome::MissingToken,
+            TokenError::Ambiguous => Outcome::InvalidRequest,
+            _ => Outcome::InvalidToken,
+        }
+    }
+
+    /// The outcome of a policy denial.
+    pub fn of_denial(d: &Denial) -> Self {
+        match d {
+            Denial::InsufficientScope { .. } => Outcome::InsufficientScope,
+            Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. } => {
+                Outcome::IpNotAllowed
+            }
+            Denial::Expired => Outcome::Expired,
+        }
+    }
+}
+
 /// Allow, or the response to send instead.
 #[derive(Debug, Clone)]
 pub enum Verdict {
     Allow,
     Refuse {
-        /// The outcome label for metrics and logs.
-        outcome: &'static str,
+        /// The outcome for metrics and logs.
+        outcome: Outcome,
         refusal: Refusal,
         /// The policy denial behind a 403, when there is one.
         denial: Option<Denial>,
@@ -77,10 +156,10 @@ impl Decision {
     fn reject(mut self, rejection: Rejection) -> Self {
         let refusal = Refusal::plain(400, rejection.code(), rejection.to_string());
         self.rejection = Some(rejection);
-        self.refuse("bad_request", refusal)
+        self.refuse(Outcome::BadRequest, refusal)
     }
 
-    fn refuse(mut self, outcome: &'static str, refusal: Refusal) -> Self {
+    fn refuse(mut self, outcome: Outcome, refusal: Refusal) -> Self {
         self.verdict = Verdict::Refuse {
             outcome,
             refusal,
@@ -178,7 +257,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
     d.path = Some(path.forward);
     let Some(route) = route else {
         return d.refuse(
-            "no_route",
+            Outcome::NoRoute,
             Refusal::plain(404, "no_route", "no route matches this request"),
         );
     };
@@ -200,7 +279,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
             d.would_deny.push(denial);
         } else {
             d.verdict = Verdict::Refuse {
-                outcome: denial.reason(),
+                outcome: Outcome::of_denial(&denial),
                 refusal: refusal_for(&denial),
                 denial: Some(denial),
             };
@@ -221,14 +300,19 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         DEFAULT_MAX_TOKEN_BYTES,
     ) {
         Ok(t) => t,
-        Err(e) => return d.refuse(e.reason(), Refusal::bearer(e.rfc6750_code(), e.to_string())),
+        Err(e) => {
+            return d.refuse(
+                Outcome::of_token_error(e),
+                Refusal::bearer(e.rfc6750_code(), e.to_string()),
+            )
+        }
     };
     let Some(entry) = providers
         .iter()
         .find(|p| p.format.check(token).is_ok() && p.provider.accepts(token))
     else {
         return d.refuse(
-            "malformed_token",
+            Outcome::MalformedToken,
             Refusal::bearer("invalid_token", "the token is not valid"),
         );
     };
@@ -252,22 +336,25 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         Lookup::Valid(identity) => identity,
         Lookup::Invalid(InvalidReason::Expired) => {
             return d.refuse(
-                "expired",
+                Outcome::Expired,
                 Refusal::bearer("invalid_token", "the token has expired"),
             )
         }
         Lookup::Invalid(_) => {
             return d.refuse(
-                "invalid_token",
+                Outcome::InvalidToken,
                 Refusal::bearer("invalid_token", "the token is not valid"),
             )
         }
         Lookup::Failed(_) => {
-            return d.refuse("provider_unavailable", Refusal::provider_unavailable())
+            return d.refuse(
+                Outcome::ProviderUnavailable,
+                Refusal::provider_unavailable(),
+            )
         }
         Lookup::Throttled => {
             return d.refuse(
-                "client_throttled",
+                Outcome::ClientThrottled,
                 Refusal::too_many_requests(
                     "too many unknown tokens from this client address; slow down",
                 ),
@@ -296,7 +383,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
             continue;
         }
         d.verdict = Verdict::Refuse {
-            outcome: denial.reason(),
+            outcome: Outcome::of_denial(&denial),
             refusal: refusal_for(&denial),
             denial: Some(denial),
         };

@@ -29,7 +29,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::cache::CacheStatus;
-use crate::decision::{decide, Decision, DecisionInput, Verdict};
+use crate::decision::{decide, Decision, DecisionInput, Outcome, Verdict};
 use crate::echo;
 use crate::headers;
 use crate::identity::Identity;
@@ -57,7 +57,7 @@ pub struct RequestCtx {
     decision: Option<Decision>,
     /// The canonical path differs from the bytes the client sent: forward the canonical one.
     rewrite_path: bool,
-    outcome: &'static str,
+    outcome: Outcome,
     auth_time: Option<Duration>,
     /// Why the request has no canonical form (a 400), from the headers or the decision.
     rejection: Option<crate::canonical::Rejection>,
@@ -130,7 +130,7 @@ impl Proxy {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        outcome: &'static str,
+        outcome: Outcome,
         refusal: Refusal,
     ) -> Result<bool> {
         ctx.outcome = outcome;
@@ -218,7 +218,8 @@ impl Proxy {
         self.count_rejection(&rejection);
         let refusal = Refusal::plain(400, rejection.code(), rejection.to_string());
         ctx.rejection = Some(rejection);
-        self.refuse(session, ctx, "bad_request", refusal).await
+        self.refuse(session, ctx, Outcome::BadRequest, refusal)
+            .await
     }
 
     fn count_rejection(&self, rejection: &crate::canonical::Rejection) {
@@ -421,7 +422,7 @@ impl ProxyHttp for Proxy {
             peer: None,
             decision: None,
             rewrite_path: false,
-            outcome: "allowed",
+            outcome: Outcome::Allowed,
             auth_time: None,
             rejection: None,
             assertion: None,
@@ -499,7 +500,9 @@ impl ProxyHttp for Proxy {
             );
         }
         if let Err(refusal) = self.sign_assertion(ctx, &route).await {
-            return self.refuse(session, ctx, "assertion_failed", refusal).await;
+            return self
+                .refuse(session, ctx, Outcome::AssertionFailed, refusal)
+                .await;
         }
 
         headers::sanitize_request(session.req_header_mut(), &snap.identity_headers);
@@ -625,7 +628,7 @@ impl ProxyHttp for Proxy {
         let metrics = &self.state.metrics;
         metrics
             .requests
-            .with_label_values(&[route, ctx.outcome])
+            .with_label_values(&[route, ctx.outcome.as_str()])
             .inc();
         let total = ctx.started.elapsed();
         metrics
@@ -640,7 +643,7 @@ impl ProxyHttp for Proxy {
             method = %req.method,
             path = ctx.rewritten_path().unwrap_or(req.uri.path()),
             status,
-            outcome = ctx.outcome,
+            outcome = ctx.outcome.as_str(),
             subject = ctx.identity().map(|i| i.subject.as_str()),
             provider = ctx.provider(),
             cache = ctx.cache_status().map(CacheStatus::as_str),

@@ -34,15 +34,6 @@ impl TokenError {
             _ => "invalid_token",
         }
     }
-
-    /// The deny reason used in metrics and logs.
-    pub fn reason(self) -> &'static str {
-        match self {
-            TokenError::Missing | TokenError::NotBearer => "missing_token",
-            TokenError::Ambiguous => "invalid_request",
-            _ => "invalid_token",
-        }
-    }
 }
 
 /// Extracts the token from the `Authorization` header values of one request.

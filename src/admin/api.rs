@@ -398,7 +398,7 @@ impl AdminApp {
             Verdict::Refuse {
                 outcome, refusal, ..
             } => (
-                *outcome,
+                outcome.as_str(),
                 refusal.status,
                 Some(refusal.error),
                 Some(refusal.description.clone()),
