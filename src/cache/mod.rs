@@ -23,21 +23,29 @@
 //! Decisions use the [`Clock`](crate::clock::Clock) (tests step it by hand); moka only
 //! bounds how long entries are stored.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use moka::future::Cache;
 use moka::notification::RemovalCause;
-use moka::Expiry;
 
 use crate::clock::{self, SharedClock};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::provider::{InvalidReason, Provider, ProviderError, Resolution};
 use crate::token::TokenKey;
+
+mod entry;
+mod limiter;
+mod purge;
+
+pub use entry::CachedIdentity;
+use entry::{millis, KeepFor};
+use limiter::MissLimiter;
+pub use purge::PurgeBy;
+use purge::{NameKind, PurgeIndex};
 
 /// Cache sizes and lifetimes (`cache:` in the config).
 #[derive(Debug, Clone, PartialEq)]
@@ -70,44 +78,6 @@ impl Default for CacheSettings {
             client_miss_rate: 0,
             client_miss_burst: 0,
         }
-    }
-}
-
-/// One cached identity and its freshness. Times after `fetched_at` are kept as
-/// milliseconds (`u32`: up to 49 days, more than any sensible ttl) to keep entries small.
-#[derive(Debug, Clone)]
-pub struct CachedIdentity {
-    pub identity: Arc<Identity>,
-    /// The provider's key id (config name and definition fingerprint).
-    pub provider: Arc<str>,
-    /// When the provider answered.
-    pub fetched_at: SystemTime,
-    /// Served without asking the provider for this long: `min(ttl, time to expiry)`.
-    fresh_ms: u32,
-    /// From this offset on a use starts a background refresh (`u32::MAX`: never).
-    refresh_ms: u32,
-    /// How long moka stores the entry (freshness plus the longest stale budget, never
-    /// past the identity's expiry).
-    keep_ms: u32,
-}
-
-fn millis(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX - 1)
-}
-
-impl CachedIdentity {
-    /// Served without asking the provider until then.
-    pub fn fresh_until(&self) -> SystemTime {
-        self.fetched_at + Duration::from_millis(self.fresh_ms.into())
-    }
-
-    fn refresh_at(&self) -> Option<SystemTime> {
-        (self.refresh_ms != u32::MAX)
-            .then(|| self.fetched_at + Duration::from_millis(self.refresh_ms.into()))
-    }
-
-    fn keep_for(&self) -> Duration {
-        Duration::from_millis(self.keep_ms.into())
     }
 }
 
@@ -246,164 +216,6 @@ impl Prior {
 enum FetchFailure {
     Invalid(InvalidReason),
     Provider(ProviderError),
-}
-
-struct KeepFor;
-
-impl Expiry<TokenKey, CachedIdentity> for KeepFor {
-    fn expire_after_create(
-        &self,
-        _key: &TokenKey,
-        value: &CachedIdentity,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(value.keep_for())
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &TokenKey,
-        value: &CachedIdentity,
-        _updated_at: Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.keep_for())
-    }
-}
-
-/// subject → keys and session id → keys, for purges, kept small: names are stored as
-/// keyed 64-bit hashes (no string copies) and one key inline. A purge re-checks each
-/// key's current entry, so a hash collision or a leftover key removes nothing it should
-/// not. Keys are dropped from the index when moka drops the entry.
-struct PurgeIndex {
-    hasher: std::collections::hash_map::RandomState,
-    names: HashMap<u64, Keys>,
-}
-
-/// The keys under one indexed name: almost always one.
-enum Keys {
-    One(TokenKey),
-    Many(Vec<TokenKey>),
-}
-
-impl Default for PurgeIndex {
-    fn default() -> Self {
-        PurgeIndex {
-            hasher: std::collections::hash_map::RandomState::new(),
-            names: HashMap::new(),
-        }
-    }
-}
-
-/// What an index name is: the same text as subject and as session id are different names.
-#[derive(Clone, Copy)]
-enum NameKind {
-    Subject = 1,
-    Session = 2,
-}
-
-impl PurgeIndex {
-    fn name(&self, kind: NameKind, value: &str) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one((kind as u8, value))
-    }
-
-    fn add(&mut self, key: TokenKey, identity: &Identity) {
-        let subject = self.name(NameKind::Subject, &identity.subject);
-        let session = identity
-            .session_id
-            .as_deref()
-            .map(|sid| self.name(NameKind::Session, sid));
-        let mut insert = |name: u64| match self.names.get_mut(&name) {
-            None => {
-                self.names.insert(name, Keys::One(key));
-            }
-            Some(Keys::One(k)) if *k == key => {}
-            Some(slot @ Keys::One(_)) => {
-                let Keys::One(k) = *slot else { unreachable!() };
-                *slot = Keys::Many(vec![k, key]);
-            }
-            Some(Keys::Many(v)) => {
-                if !v.contains(&key) {
-                    v.push(key);
-                }
-            }
-        };
-        insert(subject);
-        if let Some(session) = session {
-            insert(session);
-        }
-    }
-
-    fn remove(&mut self, key: &TokenKey, identity: &Identity) {
-        let subject = self.name(NameKind::Subject, &identity.subject);
-        let session = identity
-            .session_id
-            .as_deref()
-            .map(|sid| self.name(NameKind::Session, sid));
-        let mut drop_from = |name: u64| {
-            let empty = match self.names.get_mut(&name) {
-                Some(Keys::One(k)) => k == key,
-                Some(Keys::Many(v)) => {
-                    v.retain(|k| k != key);
-                    v.is_empty()
-                }
-                None => false,
-            };
-            if empty {
-                self.names.remove(&name);
-            }
-        };
-        drop_from(subject);
-        if let Some(session) = session {
-            drop_from(session);
-        }
-    }
-
-    fn keys(&self, kind: NameKind, value: &str) -> Vec<TokenKey> {
-        match self.names.get(&self.name(kind, value)) {
-            Some(Keys::One(k)) => vec![*k],
-            Some(Keys::Many(v)) => v.clone(),
-            None => Vec::new(),
-        }
-    }
-}
-
-/// What to purge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PurgeBy {
-    /// The keys of one token (one per provider that could have resolved it).
-    Keys(Vec<TokenKey>),
-    Subject(String),
-    SessionId(String),
-}
-
-/// A token bucket per client address, for `client_miss_rate`.
-struct MissLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Cache<IpAddr, Arc<Mutex<(f64, Instant)>>>,
-}
-
-impl MissLimiter {
-    async fn allow(&self, client: IpAddr) -> bool {
-        let bucket = self
-            .buckets
-            .get_with(client, async {
-                Arc::new(Mutex::new((self.burst, Instant::now())))
-            })
-            .await;
-        let mut b = bucket.lock().expect("limiter lock");
-        let now = Instant::now();
-        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * self.rate).min(self.burst);
-        b.1 = now;
-        if b.0 >= 1.0 {
-            b.0 -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// Positive and negative identity caches for all providers (keys include the provider).

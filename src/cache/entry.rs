@@ -1,0 +1,72 @@
+//! One cached identity, its freshness windows, and the moka expiry policy that stores it
+//! exactly as long as it may still serve (fresh or stale).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use moka::Expiry;
+
+use crate::identity::Identity;
+use crate::token::TokenKey;
+
+/// One cached identity and its freshness. Times after `fetched_at` are kept as
+/// milliseconds (`u32`: up to 49 days, more than any sensible ttl) to keep entries small.
+#[derive(Debug, Clone)]
+pub struct CachedIdentity {
+    pub identity: Arc<Identity>,
+    /// The provider's key id (config name and definition fingerprint).
+    pub provider: Arc<str>,
+    /// When the provider answered.
+    pub fetched_at: SystemTime,
+    /// Served without asking the provider for this long: `min(ttl, time to expiry)`.
+    pub(super) fresh_ms: u32,
+    /// From this offset on a use starts a background refresh (`u32::MAX`: never).
+    pub(super) refresh_ms: u32,
+    /// How long moka stores the entry (freshness plus the longest stale budget, never
+    /// past the identity's expiry).
+    pub(super) keep_ms: u32,
+}
+
+pub(super) fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX - 1)
+}
+
+impl CachedIdentity {
+    /// Served without asking the provider until then.
+    pub fn fresh_until(&self) -> SystemTime {
+        self.fetched_at + Duration::from_millis(self.fresh_ms.into())
+    }
+
+    pub(super) fn refresh_at(&self) -> Option<SystemTime> {
+        (self.refresh_ms != u32::MAX)
+            .then(|| self.fetched_at + Duration::from_millis(self.refresh_ms.into()))
+    }
+
+    pub(super) fn keep_for(&self) -> Duration {
+        Duration::from_millis(self.keep_ms.into())
+    }
+}
+
+/// moka's expiry policy: an entry is stored for its own `keep_for`.
+pub(super) struct KeepFor;
+
+impl Expiry<TokenKey, CachedIdentity> for KeepFor {
+    fn expire_after_create(
+        &self,
+        _key: &TokenKey,
+        value: &CachedIdentity,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.keep_for())
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &TokenKey,
+        value: &CachedIdentity,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.keep_for())
+    }
+}
