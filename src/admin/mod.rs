@@ -1,7 +1,7 @@
 //! The admin listener: `/healthz` (the process is alive), `/readyz` (config loaded and the
 //! proxy listener accepts connections), `/metrics` (Prometheus text format),
 //! `/.well-known/jwks.json`, and the admin API (`POST /admin/purge`, `/admin/explain`,
-//! `/admin/reload`, see [`api`]), which requires the admin bearer token.
+//! `/admin/reload`, see the `api` module), which requires the admin bearer token.
 //! Keep the listener on a private address (localhost or the pod network): the read-only
 //! endpoints are not authenticated.
 
