@@ -123,66 +123,53 @@ pub struct TokenFormatFile {
 
 pub use crate::provider::ProviderKind;
 
-/// Keys every HTTP session-endpoint kind takes.
-const HTTP_KEYS: &[&str] = &[
-    "url",
+/// Keys of every kind that calls out over HTTP (session endpoints and JWKS).
+const CLIENT_KEYS: &[&str] = &[
     "timeout",
     "max_response_bytes",
     "ca_file",
-    "method",
-    "token",
-    "headers",
-    "body",
-    "credential",
     "response",
     "protection",
-    "token_format",
 ];
 
-/// The optional keys a provider of this kind takes; any other key given is refused
-/// with its name (the one table: see `config::providers::check_keys`).
-pub fn kind_keys(kind: ProviderKind) -> &'static [&'static str] {
+/// Keys of the HTTP session-endpoint kinds, on top of [`CLIENT_KEYS`].
+const ENDPOINT_KEYS: &[&str] = &["url", "method", "token", "headers", "body", "credential"];
+
+/// Keys of the `jwt` kind, on top of [`CLIENT_KEYS`].
+const JWT_KEYS: &[&str] = &[
+    "issuer",
+    "audiences",
+    "algorithms",
+    "jwks_url",
+    "jwks_file",
+    "jwks_refresh",
+    "jwks_min_refresh_interval",
+    "leeway",
+];
+
+/// The optional keys a provider of this kind takes, in groups; any other key given is
+/// refused with its name (the one table: see `config::providers::check_keys`). Every kind
+/// takes `token_format`.
+pub fn kind_keys(kind: ProviderKind) -> &'static [&'static [&'static str]] {
     match kind {
-        ProviderKind::Static => &["tokens", "token_format"],
-        ProviderKind::Jwt => &[
-            "issuer",
-            "audiences",
-            "algorithms",
-            "jwks_url",
-            "jwks_file",
-            "jwks_refresh",
-            "jwks_min_refresh_interval",
-            "leeway",
-            "timeout",
-            "max_response_bytes",
-            "ca_file",
-            "response",
-            "protection",
-            "token_format",
-        ],
+        ProviderKind::Static => &[&["tokens", "token_format"]],
+        ProviderKind::Jwt => &[CLIENT_KEYS, JWT_KEYS, &["token_format"]],
         ProviderKind::Rfc7662 => &[
-            "url",
-            "timeout",
-            "max_response_bytes",
-            "ca_file",
-            "method",
-            "token",
-            "headers",
-            "body",
-            "credential",
-            "response",
-            "protection",
-            "token_format",
-            "client_id",
-            "client_secret",
-            "client_secret_file",
+            CLIENT_KEYS,
+            ENDPOINT_KEYS,
+            &[
+                "client_id",
+                "client_secret",
+                "client_secret_file",
+                "token_format",
+            ],
         ],
         ProviderKind::Http
         | ProviderKind::Bitgo
         | ProviderKind::Krystal
         | ProviderKind::Prefactor
         | ProviderKind::Enos
-        | ProviderKind::Userinfo => HTTP_KEYS,
+        | ProviderKind::Userinfo => &[CLIENT_KEYS, ENDPOINT_KEYS, &["token_format"]],
     }
 }
 

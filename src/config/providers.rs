@@ -64,7 +64,7 @@ fn check_keys(path: &str, p: &ProviderFile) -> Result<()> {
     let allowed = super::file::kind_keys(p.kind);
     match given_keys(p)
         .iter()
-        .find(|(key, given)| *given && !allowed.contains(key))
+        .find(|(key, given)| *given && !allowed.iter().any(|group| group.contains(key)))
     {
         Some((key, _)) => Err(ConfigError::at(
             format!("{path}.{key}"),
@@ -185,7 +185,7 @@ mod key_table_tests {
         let p: ProviderFile = serde_yaml_ng::from_str("kind: static").unwrap();
         let known: Vec<&str> = given_keys(&p).iter().map(|(k, _)| *k).collect();
         for kind in ProviderKind::ALL {
-            for key in kind_keys(kind) {
+            for key in kind_keys(kind).iter().flat_map(|g| g.iter()) {
                 assert!(known.contains(key), "{}: {key}", kind.as_str());
             }
         }
