@@ -68,7 +68,16 @@ impl Drop for OpenGuard {
     }
 }
 
-const OVER_LIMIT_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 90\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"too_many_connections\",\"error_description\":\"the gateway is at its connection limit\"}";
+const OVER_LIMIT_BODY: &str = r#"{"error":"too_many_connections","error_description":"the gateway is at its connection limit"}"#;
+
+/// The whole 503 answer to a connection past the limit (no request is read).
+fn over_limit_response() -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{OVER_LIMIT_BODY}",
+        OVER_LIMIT_BODY.len()
+    )
+}
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
@@ -90,7 +99,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
                 .connections_closed
                 .with_label_values(&["over_limit"])
                 .inc();
-            let write = stream.write_all(OVER_LIMIT_RESPONSE);
+            let response = over_limit_response();
+            let write = stream.write_all(response.as_bytes());
             let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.flush()).await;
             return None;
@@ -437,6 +447,21 @@ impl BlankLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_over_limit_answer_is_well_framed() {
+        let r = over_limit_response();
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(len, body.len());
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], "too_many_connections");
+    }
 
     #[test]
     fn finds_the_blank_line_in_any_split() {
