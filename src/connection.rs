@@ -274,9 +274,7 @@ impl AsyncRead for Deadlines {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if !matches!(self.phase, Phase::Request | Phase::Tunnel) {
-                    self.saw_read(&buf.filled()[before..]);
-                }
+                self.saw_read(&buf.filled()[before..]);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -303,10 +301,8 @@ impl AsyncWrite for Deadlines {
     ) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &result {
-            if !matches!(self.phase, Phase::Responded | Phase::Tunnel) {
-                let n = *n;
-                self.saw_write(&buf[..n]);
-            }
+            let n = *n;
+            self.saw_write(&buf[..n]);
         }
         result
     }
@@ -326,10 +322,8 @@ impl AsyncWrite for Deadlines {
     ) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let (Poll::Ready(Ok(n)), Some(first)) = (&result, bufs.first()) {
-            if !matches!(self.phase, Phase::Responded | Phase::Tunnel) {
-                let n = (*n).min(first.len());
-                self.saw_write(&first[..n]);
-            }
+            let n = (*n).min(first.len());
+            self.saw_write(&first[..n]);
         }
         result
     }
@@ -447,6 +441,50 @@ impl BlankLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A kept-alive connection waiting for its next request while the previous response
+    /// is still being streamed is not idle: each write pushes the idle deadline back.
+    #[tokio::test(start_paused = true)]
+    async fn a_response_still_being_written_is_not_idleness() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let closed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = closed.clone();
+        let stream = Deadlines::new(
+            Box::new(server),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Box::new(move |reason| seen.lock().unwrap().push(reason)),
+        );
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let (_client_rd, mut client_wr) = tokio::io::split(client);
+        client_wr
+            .write_all(b"GET /events HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        assert!(rd.read(&mut buf).await.unwrap() > 0);
+        wr.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let reader = tokio::spawn(async move {
+            let started = Instant::now();
+            let result = rd.read(&mut [0u8; 16]).await;
+            (result.is_err(), started.elapsed())
+        });
+        // Five chunks, 600 ms apart: 3 s of streaming with a 1 s idle timeout.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            wr.write_all(b"1\r\na\r\n").await.unwrap();
+        }
+        let (timed_out, waited) = reader.await.unwrap();
+        assert!(timed_out);
+        assert!(
+            waited >= Duration::from_secs(3) && waited <= Duration::from_secs(5),
+            "closed after {waited:?}"
+        );
+        assert_eq!(*closed.lock().unwrap(), ["idle_timeout"]);
+    }
 
     #[test]
     fn the_over_limit_answer_is_well_framed() {
