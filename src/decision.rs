@@ -15,7 +15,7 @@ use http::{HeaderMap, Method};
 
 use crate::cache::{Lookup, LookupOutcome, LookupRequest};
 use crate::canonical::{
-    self, canonical_host, normalize_path, without_parameters, PathError, Rejection,
+    self, canonical_host, normalize_path, without_parameters, CanonicalHost, PathError, Rejection,
 };
 use crate::identity::Identity;
 use crate::policy::{self, Denial, Mode};
@@ -138,6 +138,8 @@ pub struct Decision {
     pub path: Option<String>,
     /// Why the request has no canonical form (a 400), when it has none.
     pub rejection: Option<Rejection>,
+    /// The canonical host the route was chosen for (what the upstream's `Host` must be).
+    pub host: Option<CanonicalHost>,
 
     pub route: Option<Arc<Route>>,
     /// The client address (the peer, or read through trusted proxies).
@@ -154,7 +156,7 @@ pub struct Decision {
 
 impl Decision {
     fn reject(mut self, rejection: Rejection) -> Self {
-        let refusal = Refusal::plain(400, rejection.code(), rejection.to_string());
+        let refusal = refusal_for_rejection(&rejection);
         self.rejection = Some(rejection);
         self.refuse(Outcome::BadRequest, refusal)
     }
@@ -172,6 +174,11 @@ impl Decision {
     pub fn stale_age(&self) -> Option<Duration> {
         self.cache.as_ref().and_then(|c| c.stale_age)
     }
+}
+
+/// The refusal for a request without a canonical form: 400 naming what was ambiguous.
+pub fn refusal_for_rejection(rejection: &Rejection) -> Refusal {
+    Refusal::plain(400, rejection.code(), rejection.to_string())
 }
 
 /// The refusal for a policy denial.
@@ -224,6 +231,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
     let mut d = Decision {
         path: None,
         rejection: None,
+        host: None,
         route: None,
         client: None,
         provider: None,
@@ -236,11 +244,11 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
     if let Err(e) = canonical::check_method(input.method) {
         return d.reject(e);
     }
-    let host = match input.host.map(canonical_host).transpose() {
+    d.host = match input.host.map(canonical_host).transpose() {
         Ok(h) => h,
         Err(e) => return d.reject(e),
     };
-    let host = host.as_ref().map(|h| h.name.as_str());
+    let host = d.host.as_ref().map(|h| h.name.as_str());
     let path = match normalize_path(input.path) {
         Ok(p) => p,
         Err(e) => return d.reject(e.into()),

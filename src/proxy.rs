@@ -216,7 +216,7 @@ impl Proxy {
         rejection: crate::canonical::Rejection,
     ) -> Result<bool> {
         self.count_rejection(&rejection);
-        let refusal = Refusal::plain(400, rejection.code(), rejection.to_string());
+        let refusal = crate::decision::refusal_for_rejection(&rejection);
         ctx.rejection = Some(rejection);
         self.refuse(session, ctx, Outcome::BadRequest, refusal)
             .await
@@ -372,8 +372,8 @@ fn request_id(req: &RequestHeader) -> String {
     }
 }
 
-/// Host and header rules of the canonical request, applied in place: `Host` rewritten to
-/// its canonical form (what routing saw is what the upstream gets).
+/// The header rules of the canonical request, applied in place (the `Host` value itself
+/// is read by the decision, and rewritten from it: see [`forward_canonical_host`]).
 fn canonicalize_headers(
     req: &mut RequestHeader,
     snap: &Snapshot,
@@ -381,14 +381,18 @@ fn canonicalize_headers(
     for name in crate::canonical::unwanted_headers(&req.headers, &snap.settings.requests.hygiene)? {
         req.remove_header(&name);
     }
-    if let Some(host) = crate::canonical::request_host(&req.headers, req.version)? {
-        let value = host.header_value();
-        if req.headers.get(http::header::HOST).map(|v| v.as_bytes()) != Some(value.as_bytes()) {
-            // A canonical host is ASCII: always a valid header value.
-            let _ = req.insert_header(http::header::HOST, value);
-        }
+    crate::canonical::check_host_count(&req.headers, req.version)
+}
+
+/// Sets `Host` to the canonical host the route was chosen for, when the client spelled it
+/// otherwise, so the upstream reads the host routing saw.
+fn forward_canonical_host(req: &mut RequestHeader, decision: &Decision) {
+    let Some(host) = &decision.host else { return };
+    let value = host.header_value();
+    if req.headers.get(http::header::HOST).map(|v| v.as_bytes()) != Some(value.as_bytes()) {
+        // A canonical host is ASCII: always a valid header value.
+        let _ = req.insert_header(http::header::HOST, value);
     }
-    Ok(())
 }
 
 /// True when a denial can leave the connection open: the request has no body, or a small
@@ -456,6 +460,7 @@ impl ProxyHttp for Proxy {
             let raw_path = raw.split(|b| *b == b'?').next().unwrap_or(raw);
             ctx.rewrite_path = raw_path != path.as_bytes();
         }
+        forward_canonical_host(session.req_header_mut(), &decision);
         let verdict = std::mem::replace(&mut decision.verdict, Verdict::Allow);
         self.observe(ctx, &decision, &verdict, auth_started.elapsed());
         ctx.rejection = decision.rejection.clone();
