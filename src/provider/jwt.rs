@@ -212,6 +212,12 @@ impl KeyStore {
         }
     }
 
+    /// A fetch now, whatever the rate limit: start-up and the scheduled refresh.
+    async fn refresh_now(&self) -> Result<(), ProviderError> {
+        let generation = self.fetch.lock().await.generation;
+        self.refetch(generation, true).await
+    }
+
     fn generation_hint(&self) -> u64 {
         self.fetch.try_lock().map_or(u64::MAX, |s| s.generation)
     }
@@ -258,8 +264,7 @@ async fn refresh_loop(store: Weak<KeyStore>) {
         };
         tokio::time::sleep(delay).await;
         let Some(s) = store.upgrade() else { return };
-        let generation = s.fetch.lock().await.generation;
-        if let Err(e) = s.refetch(generation, true).await {
+        if let Err(e) = s.refresh_now().await {
             tracing::warn!(issuer = %s.spec.issuer, error = %e, "JWKS refresh failed; keeping the previous keys");
         }
     }
@@ -346,8 +351,7 @@ impl Provider for JwtProvider {
         if self.store.keys.load().loaded {
             return Ok(());
         }
-        let seen = self.store.fetch.lock().await.generation;
-        self.store.refetch(seen, true).await
+        self.store.refresh_now().await
     }
 
     async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError> {
