@@ -8,10 +8,10 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use sessiongate::cache::{CacheSettings, IdentityCache, LookupRequest};
+use sessiongate::identity::cache::{CacheSettings, IdentityCache, LookupRequest};
+use sessiongate::identity::token::TokenHasher;
 use sessiongate::identity::Identity;
-use sessiongate::provider::{Provider, ProviderError, Resolution};
-use sessiongate::token::TokenHasher;
+use sessiongate::provider::{Provider, ProviderError, ProviderId, Resolution};
 
 /// A BitGo-shaped identity for a token `tok-<n>`, every string its own allocation as a
 /// real provider answer would give.
@@ -76,7 +76,7 @@ fn main() {
     });
     let hasher = TokenHasher::with_key(&[1; 32]);
     let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(BitgoSized);
-    let provider_id: std::sync::Arc<str> = "bitgo#0".into();
+    let provider_id = ProviderId::new("bitgo", 0);
     // 1. N identities in the identity cache (keys, entries, moka's
     //    bookkeeping included).
     let cache_before = rss_bytes();
@@ -85,7 +85,7 @@ fn main() {
             let token = format!("tok-{i}");
             cache
                 .lookup(LookupRequest::new(
-                    hasher.key("bitgo", &token),
+                    hasher.key(&provider_id, &token),
                     &token,
                     &provider_id,
                     &provider,
@@ -167,12 +167,12 @@ fn flood() {
     let hasher = TokenHasher::with_key(&[2; 32]);
     let counting = std::sync::Arc::new(Counting::default());
     let provider: std::sync::Arc<dyn Provider> = counting.clone();
-    let provider_id: std::sync::Arc<str> = "bitgo#0".into();
+    let provider_id = ProviderId::new("bitgo", 0);
     let look = |token: String| {
         let cache = &cache;
         let provider = &provider;
         let provider_id = &provider_id;
-        let key = hasher.key("bitgo", &token);
+        let key = hasher.key(provider_id, &token);
         async move {
             cache
                 .lookup(LookupRequest::new(key, &token, provider_id, provider))
@@ -194,7 +194,7 @@ fn flood() {
         let after = rss_bytes();
         let mut still = 0;
         for i in 0..valid {
-            if look(format!("tok-{i}")).await == sessiongate::cache::CacheStatus::Hit {
+            if look(format!("tok-{i}")).await == sessiongate::identity::cache::CacheStatus::Hit {
                 still += 1;
             }
         }

@@ -7,6 +7,7 @@
 //! absolute times drift on shared machines. The end-to-end comparison with nginx
 //! `auth_request` is a separate load harness.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,14 +18,14 @@ use pingora::http::RequestHeader;
 use std::net::IpAddr;
 
 use http::Method;
-use sessiongate::cache::{CacheSettings, IdentityCache, Lookup, LookupRequest};
-use sessiongate::canonical::normalize_path;
-use sessiongate::headers::{sanitize_request, set_identity, IdentityHeaders};
+use sessiongate::identity::cache::{CacheSettings, IdentityCache, Lookup, LookupRequest};
+use sessiongate::identity::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
 use sessiongate::identity::Identity;
 use sessiongate::policy::{check_identity, MethodScopes, RoutePolicy, ScopeRule};
-use sessiongate::provider::{presets, Provider, ProviderError, Resolution};
-use sessiongate::route::{Route, RouteAuth, RouteTable, UpstreamTarget};
-use sessiongate::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
+use sessiongate::provider::{presets, Provider, ProviderError, ProviderId, Resolution};
+use sessiongate::proxy::canonical::normalize_path;
+use sessiongate::proxy::headers::{sanitize_request, set_identity, IdentityHeaders};
+use sessiongate::proxy::route::{Route, RouteSpec, RouteTable, ECHO_UPSTREAM};
 
 const TOKEN: &str = "v2x8f3a9c1e5b7d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3";
 
@@ -55,6 +56,7 @@ impl Provider for Fixed {
 
 fn token_and_hash(c: &mut Criterion) {
     let hasher = TokenHasher::with_key(&[9; 32]);
+    let provider_id = ProviderId::new("idp", 0);
     let header = format!("Bearer {TOKEN}");
     c.bench_function("token: extract + keyed hash", |b| {
         b.iter(|| {
@@ -64,7 +66,7 @@ fn token_and_hash(c: &mut Criterion) {
                 DEFAULT_MAX_TOKEN_BYTES,
             )
             .unwrap();
-            black_box(hasher.key("idp", token))
+            black_box(hasher.key(&provider_id, token))
         })
     });
 }
@@ -76,9 +78,9 @@ fn cache_hit(c: &mut Criterion) {
         .unwrap();
     let cache = IdentityCache::new(CacheSettings::default());
     let provider: Arc<dyn Provider> = Arc::new(Fixed(identity()));
-    let id: Arc<str> = "idp#0".into();
+    let id = ProviderId::new("idp", 0);
     let hasher = TokenHasher::with_key(&[9; 32]);
-    let key = hasher.key("idp", TOKEN);
+    let key = hasher.key(&id, TOKEN);
     rt.block_on(cache.lookup(LookupRequest::new(key, TOKEN, &id, &provider)));
     c.bench_function("cache: hit", |b| {
         b.to_async(&rt).iter(|| async {
@@ -92,17 +94,20 @@ fn cache_hit(c: &mut Criterion) {
 }
 
 fn routing(c: &mut Criterion) {
-    let route = |prefix: &str| Route {
-        name: prefix.into(),
-        path_prefix: prefix.into(),
-        host: None,
-        auth: RouteAuth::None,
-        upstream: UpstreamTarget::Echo,
-        policy: Default::default(),
-        forward_authorization: true,
-        assertion: None,
-        stale_if_error: Duration::ZERO,
-        allow_encoded_slashes: false,
+    let route = |prefix: &str| {
+        let spec = RouteSpec {
+            name: prefix.into(),
+            path_prefix: prefix.into(),
+            host: None,
+            providers: Vec::new(),
+            upstream: ECHO_UPSTREAM.into(),
+            policy: Default::default(),
+            forward_authorization: true,
+            assertion: None,
+            stale_if_error: Duration::ZERO,
+            allow_encoded_slashes: false,
+        };
+        Route::resolve(spec, &HashMap::new(), &HashMap::new()).expect("no names to resolve")
     };
     let table = RouteTable::new(
         vec![
@@ -180,7 +185,7 @@ fn whole_hit_path(c: &mut Criterion) {
     let mut id = identity();
     id.ip_restrict = vec!["203.0.113.0/24".into()];
     let provider: Arc<dyn Provider> = Arc::new(Fixed(id));
-    let provider_id: Arc<str> = "idp#0".into();
+    let provider_id = ProviderId::new("idp", 0);
     let hasher = TokenHasher::with_key(&[9; 32]);
     let names = IdentityHeaders::new("X-Auth-").unwrap();
     let policy = RoutePolicy {
@@ -201,7 +206,7 @@ fn whole_hit_path(c: &mut Criterion) {
     let header = format!("Bearer {TOKEN}");
     let base = sample_request(&header, &[]);
     rt.block_on(cache.lookup(LookupRequest::new(
-        hasher.key("idp", TOKEN),
+        hasher.key(&provider_id, TOKEN),
         TOKEN,
         &provider_id,
         &provider,
@@ -216,7 +221,7 @@ fn whole_hit_path(c: &mut Criterion) {
             .unwrap();
             let outcome = cache
                 .lookup(LookupRequest::new(
-                    hasher.key("idp", token),
+                    hasher.key(&provider_id, token),
                     token,
                     &provider_id,
                     &provider,

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use crate::admin::{AdminApp, AdminRole};
 use crate::clock::{self, SharedClock};
 use crate::config::{ConfigError, Settings};
-use crate::connection::Limited;
+use crate::proxy::connection::Limited;
 use crate::proxy::Proxy;
 use crate::state::GatewayState;
 
@@ -98,13 +98,9 @@ impl Gateway {
             "sessiongate proxy".to_string(),
             Limited::new(proxy_app, self.state.clone()),
         );
-        proxy.add_tcp(&self.settings.listen);
+        proxy.add_tcp(&self.settings.listen.to_string());
 
-        let proxy_addr: SocketAddr = self
-            .settings
-            .listen
-            .parse()
-            .expect("validated as a socket address");
+        let proxy_addr: SocketAddr = self.settings.listen;
         let api_listen = self.settings.admin_api_listen;
         let role = if api_listen.is_some() {
             AdminRole::Observe
@@ -115,7 +111,7 @@ impl Gateway {
             "sessiongate admin".to_string(),
             AdminApp::new(self.state.clone(), proxy_addr, role),
         );
-        admin.add_tcp(&self.settings.admin_listen);
+        admin.add_tcp(&self.settings.admin_listen.to_string());
         // The admin listener needs no more than one thread.
         admin.threads = Some(1);
         if let Some(addr) = api_listen {
@@ -159,8 +155,8 @@ impl Gateway {
 
     /// Runs on a new thread until [`GatewayHandle::shutdown`] (tests and embedding).
     pub fn spawn(self) -> GatewayHandle {
-        let proxy_addr = self.settings.listen.parse().expect("validated");
-        let admin_addr = self.settings.admin_listen.parse().expect("validated");
+        let proxy_addr = self.settings.listen;
+        let admin_addr = self.settings.admin_listen;
         let state = self.state.clone();
         let stop = Arc::new(Notify::new());
         let signal = NotifiedShutdown(stop.clone());
@@ -208,7 +204,7 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
         };
         for p in &self.state.snapshot().providers {
             if let Err(e) = p.provider.warm_up().await {
-                tracing::warn!(provider = %p.name, error = %e, "warm-up failed; the first request will try again");
+                tracing::warn!(provider = %p.name(), error = %e, "warm-up failed; the first request will try again");
             }
         }
         let watched = self.watch.zip(self.state.config_path.clone());

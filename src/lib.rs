@@ -59,28 +59,15 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod assertion;
-pub mod cache;
-pub mod canonical;
 pub mod clock;
 pub mod config;
-pub mod connection;
-pub mod decision;
-pub mod echo;
-pub mod forwarded;
 pub mod gateway;
-pub mod headers;
 pub mod identity;
-pub mod logging;
-pub mod metrics;
-pub mod net;
 pub mod policy;
 pub mod provider;
 pub mod proxy;
-pub mod respond;
-pub mod route;
 pub mod secret;
 pub mod state;
-pub mod token;
+pub mod telemetry;
 
 pub use gateway::{Gateway, GatewayHandle};

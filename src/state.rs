@@ -18,19 +18,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
-use crate::assertion::AssertionCache;
-use crate::cache::IdentityCache;
 use crate::clock::SharedClock;
 use crate::config::{self, ConfigError, Secret, Settings};
-use crate::forwarded::TrustedProxies;
-use crate::headers::IdentityHeaders;
-use crate::metrics::Metrics;
+use crate::identity::cache::IdentityCache;
+use crate::identity::token::TokenHasher;
 use crate::policy::Mode;
 use crate::provider::guard::Guarded;
 use crate::provider::metered::Metered;
-use crate::provider::Provider;
-use crate::route::{ProviderEntry, Route, RouteAuth, RouteTable, UpstreamTarget};
-use crate::token::TokenHasher;
+use crate::provider::{Provider, ProviderId};
+use crate::proxy::assertion::AssertionCache;
+use crate::proxy::forwarded::TrustedProxies;
+use crate::proxy::headers::IdentityHeaders;
+use crate::proxy::route::{ProviderEntry, Route, RouteAuth, RouteTable, Upstream, UpstreamTarget};
+use crate::telemetry::metrics::Metrics;
 
 /// How long a reload waits for new providers' warm-up (JWKS fetches) before swapping.
 const RELOAD_WARM_UP_LIMIT: Duration = Duration::from_secs(5);
@@ -156,10 +156,10 @@ impl GatewayState {
             match tokio::time::timeout(RELOAD_WARM_UP_LIMIT, p.provider.warm_up()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    tracing::warn!(provider = %p.name, error = %e, "warm-up after reload failed; the first request will try again")
+                    tracing::warn!(provider = %p.name(), error = %e, "warm-up after reload failed; the first request will try again")
                 }
                 Err(_) => {
-                    tracing::warn!(provider = %p.name, "warm-up after reload timed out; the first request will try again")
+                    tracing::warn!(provider = %p.name(), "warm-up after reload timed out; the first request will try again")
                 }
             }
         }
@@ -198,7 +198,7 @@ fn unix_now() -> i64 {
 fn stale_horizon(s: &Snapshot) -> Duration {
     s.routes
         .iter()
-        .map(|r| r.stale_if_error)
+        .map(|r| r.spec.stale_if_error)
         .max()
         .unwrap_or_default()
 }
@@ -266,53 +266,30 @@ pub fn build(
             None => metered,
         };
         providers.push(Arc::new(ProviderEntry {
-            key_id: format!("{name}#{:016x}", p.fingerprint).into(),
-            name,
+            id: ProviderId::new(name, p.fingerprint),
             provider,
             format: p.token_format.clone(),
         }));
     }
-    let by_name: HashMap<&str, &Arc<ProviderEntry>> =
-        providers.iter().map(|p| (&*p.name, p)).collect();
-    let mut resolved: HashMap<String, UpstreamTarget> = HashMap::new();
-    for r in &settings.routes {
-        if let UpstreamTarget::Http(up) = &r.upstream {
-            if !resolved.contains_key(&up.name) {
-                let up2 = up
-                    .resolved()
-                    .map_err(|e| ConfigError::at(format!("upstreams.{}", up.name), e))?;
-                resolved.insert(up.name.clone(), UpstreamTarget::Http(Arc::new(up2)));
-            }
-        }
+    let by_name: HashMap<&str, Arc<ProviderEntry>> =
+        providers.iter().map(|p| (&**p.name(), p.clone())).collect();
+    // Each upstream's host name is resolved once, here, so requests never wait on DNS.
+    let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
+    for (name, spec) in &settings.upstreams {
+        let up = spec
+            .resolve()
+            .map_err(|e| ConfigError::at(format!("upstreams.{name}"), e.to_string()))?;
+        upstreams.insert(name, Arc::new(up));
     }
     let routes: Vec<Route> = settings
         .routes
         .iter()
-        .map(|r| Route {
-            name: r.name.as_str().into(),
-            path_prefix: r.path_prefix.clone(),
-            host: r.host.clone(),
-            auth: if r.providers.is_empty() {
-                RouteAuth::None
-            } else {
-                RouteAuth::Providers(
-                    r.providers
-                        .iter()
-                        .map(|n| by_name[n.as_str()].clone())
-                        .collect(),
-                )
-            },
-            upstream: match &r.upstream {
-                UpstreamTarget::Http(up) => resolved[&up.name].clone(),
-                UpstreamTarget::Echo => UpstreamTarget::Echo,
-            },
-            policy: r.policy.clone(),
-            forward_authorization: r.forward_authorization,
-            assertion: r.assertion.clone(),
-            stale_if_error: r.stale_if_error,
-            allow_encoded_slashes: r.allow_encoded_slashes,
+        .enumerate()
+        .map(|(i, spec)| {
+            Route::resolve(spec.clone(), &by_name, &upstreams)
+                .map_err(|e| ConfigError::at(format!("routes[{i}]"), e.to_string()))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let upstreams: Vec<&str> = routes
         .iter()
         .filter_map(|r| match &r.upstream {
@@ -321,28 +298,27 @@ pub fn build(
         })
         .collect();
     metrics.init_series(
-        routes.iter().map(|r| &*r.name),
-        providers.iter().map(|p| &*p.name),
+        routes.iter().map(|r| &**r.name()),
+        providers.iter().map(|p| &**p.name()),
         upstreams,
-        &crate::metrics::FixedLabels {
-            cache_results: &crate::cache::CacheStatus::ALL,
-            rejection_reasons: crate::canonical::Rejection::REASONS,
+        &crate::telemetry::metrics::FixedLabels {
+            cache_results: &crate::identity::cache::CacheStatus::ALL,
+            rejection_reasons: crate::proxy::canonical::Rejection::REASONS,
         },
     );
     for r in &routes {
+        let name = &**r.name();
         if r.auth_duration_applies() {
-            metrics.auth_duration.with_label_values(&[&*r.name]);
+            metrics.auth_duration.with_label_values(&[name]);
         }
-        if r.policy.mode == Mode::Report {
+        if r.spec.policy.mode == Mode::Report {
             for reason in ["insufficient_scope", "ip_not_allowed"] {
-                metrics.would_deny.with_label_values(&[&*r.name, reason]);
+                metrics.would_deny.with_label_values(&[name, reason]);
             }
         }
-        if let (RouteAuth::Providers(list), false) = (&r.auth, r.stale_if_error.is_zero()) {
+        if let (RouteAuth::Providers(list), false) = (&r.auth, r.spec.stale_if_error.is_zero()) {
             for p in list {
-                metrics
-                    .stale_served
-                    .with_label_values(&[&*r.name, &*p.name]);
+                metrics.stale_served.with_label_values(&[name, &**p.name()]);
             }
         }
     }
@@ -351,7 +327,7 @@ pub fn build(
         providers,
         identity_headers: settings.identity_headers.clone(),
         trusted_proxies: settings.trusted_proxies.clone(),
-        jwks: crate::assertion::jwks(&settings.assertion_keys),
+        jwks: crate::proxy::assertion::jwks(&settings.assertion_keys),
         admin_token: settings.admin_token.clone(),
         settings,
     })

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sessiongate::canonical::{canonical_host, normalize_path};
+use sessiongate::proxy::canonical::{canonical_host, normalize_path};
 
 fn no_dot_segments(path: &str) -> bool {
     !path.split('/').any(|s| s == "." || s == "..") && !path[1..].contains("//")

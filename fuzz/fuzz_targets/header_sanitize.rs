@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pingora_http::RequestHeader;
-use sessiongate::headers::{sanitize_request, IdentityHeaders};
+use sessiongate::proxy::headers::{sanitize_request, IdentityHeaders};
 
 fuzz_target!(|data: &[u8]| {
     let names = IdentityHeaders::new("X-Auth-").expect("valid prefix");

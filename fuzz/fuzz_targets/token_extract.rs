@@ -5,7 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use sessiongate::provider::format::{Charset, TokenFormat};
-use sessiongate::token::{extract_bearer, TokenHasher};
+use sessiongate::provider::ProviderId;
+use sessiongate::identity::token::{extract_bearer, TokenHasher};
 
 fuzz_target!(|data: &[u8]| {
     let (headers, query) = match data.iter().position(|b| *b == 1) {
@@ -20,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(token) = extract_bearer(values.iter().copied(), query, 8192) {
         assert!(!token.is_empty() && token.len() <= 8192);
         assert!(token.bytes().all(|b| b.is_ascii_graphic()), "{token:?}");
-        let _ = TokenHasher::with_key(&[7; 32]).key("p", token);
+        let _ = TokenHasher::with_key(&[7; 32]).key(&ProviderId::new("p", 0), token);
         for charset in [
             Charset::Visible,
             Charset::B64token,

@@ -28,12 +28,12 @@ use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
 use super::AdminApp;
-use crate::cache::{CacheStatus, PurgeBy};
-use crate::decision::{decide, DecisionInput, Verdict};
+use crate::identity::cache::{CacheStatus, PurgeBy};
+use crate::identity::token::extract_bearer;
 use crate::policy::{self, Denial, Mode};
 use crate::provider::static_tokens::token_digest;
-use crate::route::RouteAuth;
-use crate::token::extract_bearer;
+use crate::proxy::decision::{decide, DecisionInput, Verdict};
+use crate::proxy::route::RouteAuth;
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -209,7 +209,7 @@ impl AdminApp {
         let provider = string_field(&map, "provider")?;
         let snap = self.state().snapshot();
         if let Some(p) = provider {
-            if !snap.providers.iter().any(|e| &*e.name == p) {
+            if !snap.providers.iter().any(|e| &**e.name() == p) {
                 return Err(error(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
@@ -222,8 +222,8 @@ impl AdminApp {
                 let keys = snap
                     .providers
                     .iter()
-                    .filter(|e| provider.is_none_or(|p| &*e.name == p))
-                    .map(|e| self.state().hasher.key(&e.key_id, t))
+                    .filter(|e| provider.is_none_or(|p| &**e.name() == p))
+                    .map(|e| self.state().hasher.key(&e.id, t))
                     .collect();
                 (PurgeBy::Keys(keys), "token")
             }
@@ -342,18 +342,18 @@ impl AdminApp {
 
         let route = d.route.as_ref().map(|r| {
             json!({
-                "name": &*r.name,
-                "path_prefix": r.path_prefix,
-                "host": r.host,
-                "mode": if r.policy.mode == Mode::Report { "report" } else { "enforce" },
+                "name": &*r.spec.name,
+                "path_prefix": r.spec.path_prefix,
+                "host": r.spec.host,
+                "mode": if r.spec.policy.mode == Mode::Report { "report" } else { "enforce" },
                 "providers": match &r.auth {
-                    RouteAuth::Providers(list) => list.iter().map(|p| Value::from(&*p.name)).collect(),
+                    RouteAuth::Providers(list) => list.iter().map(|p| Value::from(&**p.name())).collect(),
                     RouteAuth::None => Vec::new(),
                 },
                 "auth": if matches!(r.auth, RouteAuth::None) { "none" } else { "required" },
-                "stale_if_error_s": r.stale_if_error.as_secs(),
-                "allow_cidrs": r.policy.allow_cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-                "deny_cidrs": r.policy.deny_cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                "stale_if_error_s": r.spec.stale_if_error.as_secs(),
+                "allow_cidrs": r.spec.policy.allow_cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                "deny_cidrs": r.spec.policy.deny_cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
             })
         });
         let cache = d.cache.as_ref().map(|c| {
@@ -377,9 +377,14 @@ impl AdminApp {
         // Every policy finding, not only the first that decided (pure re-evaluation).
         let policy_json = match (&d.route, &d.identity) {
             (Some(r), Some(i)) => {
-                let denials =
-                    policy::identity_denials(&r.policy, i, d.client, &method, state.clock.now());
-                let rules: Vec<Value> = policy::rules_for(&r.policy, &method)
+                let denials = policy::identity_denials(
+                    &r.spec.policy,
+                    i,
+                    d.client,
+                    &method,
+                    state.clock.now(),
+                );
+                let rules: Vec<Value> = policy::rules_for(&r.spec.policy, &method)
                     .iter()
                     .map(|rule| json!({"all_of": rule.all_of, "any_of": rule.any_of}))
                     .collect();
@@ -414,9 +419,9 @@ impl AdminApp {
             "normalized_path": d.path,
             "route": route,
             "client": d.client.map(|c| c.to_string()),
-            "network_ok": d.route.as_ref().map(|r| policy::check_network(&r.policy, d.client).is_ok()),
+            "network_ok": d.route.as_ref().map(|r| policy::check_network(&r.spec.policy, d.client).is_ok()),
             "token": d.provider.as_ref().map(|p| json!({
-                "provider": &*p.name,
+                "provider": &**p.name(),
                 "ref": d.token_key.map(|k| k.short()),
             })),
             "cache": cache,

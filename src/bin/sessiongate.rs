@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         println!("sessiongate: configuration {} is valid", config.display());
         return ExitCode::SUCCESS;
     }
-    sessiongate::logging::init(&settings.log);
+    sessiongate::telemetry::logging::init(&settings.log);
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }

@@ -12,21 +12,21 @@ pub mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use secret::Secret;
 
-use crate::assertion::{AssertionSpec, SigningKey};
-use crate::cache::CacheSettings;
-use crate::forwarded::TrustedProxies;
-use crate::headers::IdentityHeaders;
-use crate::policy::RoutePolicy;
+use crate::identity::cache::CacheSettings;
 use crate::provider::format::TokenFormat;
 use crate::provider::guard::Protection;
 use crate::provider::ProviderSpec;
-use crate::route::UpstreamTarget;
+use crate::proxy::assertion::SigningKey;
+use crate::proxy::forwarded::TrustedProxies;
+use crate::proxy::headers::IdentityHeaders;
+use crate::proxy::route::{RouteSpec, UpstreamSpec};
 
 /// A configuration problem: where it is and what is wrong. Never contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,31 +64,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// One route, checked: its provider and upstream exist.
-#[derive(Debug, Clone)]
-pub struct RouteSettings {
-    pub name: String,
-    pub path_prefix: String,
-    pub host: Option<String>,
-    /// Provider names, tried in order by token shape; empty for `auth: none`.
-    pub providers: Vec<String>,
-    pub upstream: UpstreamTarget,
-    pub policy: RoutePolicy,
-    pub forward_authorization: bool,
-    pub assertion: Option<Arc<AssertionSpec>>,
-    /// Outage budget: how long past freshness a cached identity may serve while the
-    /// provider fails (zero: off).
-    pub stale_if_error: Duration,
-    /// Accept (and forward as sent) paths with `%2F` / `%5C`, routed on the decoded form.
-    pub allow_encoded_slashes: bool,
-}
-
-/// `requests:` — how the canonical request is read (see [`crate::canonical`]).
+/// `requests:` — how the canonical request is read (see [`crate::proxy::canonical`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestSettings {
     /// Route prefixes match regardless of ASCII case (backends that route that way).
     pub case_insensitive_paths: bool,
-    pub hygiene: crate::canonical::HeaderHygiene,
+    pub hygiene: crate::proxy::canonical::HeaderHygiene,
 }
 
 /// `connections:` — limits on downstream connections.
@@ -137,15 +118,17 @@ pub struct LogSettings {
 /// The validated configuration the gateway runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: String,
-    pub admin_listen: String,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
     pub threads: usize,
     pub shutdown_grace_period: Duration,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub cache: CacheSettings,
     pub requests: RequestSettings,
     pub connections: ConnectionLimits,
-    pub routes: Vec<RouteSettings>,
+    /// Upstream servers by name (the built-in `echo` is not listed).
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    pub routes: Vec<RouteSpec>,
     pub trusted_proxies: TrustedProxies,
     /// Every assertion signing key (published on the admin JWKS).
     pub assertion_keys: Vec<Arc<SigningKey>>,
@@ -154,17 +137,16 @@ pub struct Settings {
     /// Bearer token for the admin API's mutating endpoints; `None` disables them.
     pub admin_token: Option<Secret>,
     /// `admin.listen`: the admin API's own listener; `None` serves it on `admin_listen`.
-    pub admin_api_listen: Option<std::net::SocketAddr>,
+    pub admin_api_listen: Option<SocketAddr>,
     pub pid_file: String,
     pub upgrade_sock: String,
 }
 
 impl Settings {
     /// Where the admin API (purge, explain, reload) is reachable, when it is enabled.
-    pub fn admin_api_address(&self) -> Option<std::net::SocketAddr> {
+    pub fn admin_api_address(&self) -> Option<SocketAddr> {
         self.admin_token.as_ref()?;
-        self.admin_api_listen
-            .or_else(|| self.admin_listen.parse().ok())
+        Some(self.admin_api_listen.unwrap_or(self.admin_listen))
     }
 
     /// Things that are valid but probably not what the operator wants (`--check` prints

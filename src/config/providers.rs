@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::file::{ProviderFile, ProviderKind, StaticTokenFile};
 use super::{secret, ConfigError};
 use crate::identity::Identity;
-use crate::net::IpNet;
+use crate::policy::net::IpNet;
 use crate::provider::static_tokens::token_digest;
 use crate::provider::ProviderSpec;
 

@@ -13,24 +13,20 @@ use super::file::{
     ProviderKind, RouteFile, ScopeRuleFile,
 };
 use super::{
-    ConfigError, ConnectionLimits, LogSettings, ProviderSettings, RequestSettings, RouteSettings,
-    Settings,
+    ConfigError, ConnectionLimits, LogSettings, ProviderSettings, RequestSettings, Settings,
 };
-use crate::assertion::{AssertionSpec, SigningKey};
-use crate::cache::CacheSettings;
-use crate::canonical::{canonical_host, normalize_path, HeaderHygiene, OVERRIDE_HEADERS};
-use crate::forwarded::TrustedProxies;
-use crate::headers::{IdentityHeaders, DEFAULT_PREFIX};
-use crate::net::IpNet;
+use crate::identity::cache::CacheSettings;
+use crate::policy::net::IpNet;
 use crate::policy::{MethodScopes, Mode, RoutePolicy, ScopeRule};
 use crate::provider::format::{Charset, TokenFormat};
 use crate::provider::guard::Protection;
-use crate::route::{Upstream, UpstreamTarget};
+use crate::proxy::assertion::{AssertionSpec, SigningKey};
+use crate::proxy::canonical::{canonical_host, normalize_path, HeaderHygiene, OVERRIDE_HEADERS};
+use crate::proxy::forwarded::TrustedProxies;
+use crate::proxy::headers::{IdentityHeaders, DEFAULT_PREFIX};
+use crate::proxy::route::{RouteSpec, UpstreamSpec, ECHO_UPSTREAM};
 
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
-
-/// The name of the built-in echo upstream.
-pub const ECHO_UPSTREAM: &str = "echo";
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -78,8 +74,7 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         );
     }
 
-    let mut upstreams: BTreeMap<String, UpstreamTarget> = BTreeMap::new();
-    upstreams.insert(ECHO_UPSTREAM.into(), UpstreamTarget::Echo);
+    let mut upstreams: BTreeMap<String, UpstreamSpec> = BTreeMap::new();
     for (name, url) in &file.upstreams {
         let path = format!("upstreams.{name}");
         check_name(&path, name)?;
@@ -89,10 +84,7 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
                 "`echo` is the built-in echo upstream; choose another name",
             ));
         }
-        upstreams.insert(
-            name.clone(),
-            UpstreamTarget::Http(Arc::new(upstream(&path, name, url)?)),
-        );
+        upstreams.insert(name.clone(), upstream(&path, name, url)?);
     }
 
     let assertion_keys = assertion_keys(&file, base_dir)?;
@@ -163,13 +155,14 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
     }
 
     Ok(Settings {
-        listen: listen.to_string(),
-        admin_listen: admin_listen.to_string(),
+        listen,
+        admin_listen,
         threads,
         shutdown_grace_period: file
             .shutdown_grace_period
             .map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
         providers,
+        upstreams,
         cache: cache(&file)?,
         requests: requests(&file)?,
         connections: connections(&file)?,
@@ -265,12 +258,12 @@ fn token_format(path: &str, p: &ProviderFile) -> Result<TokenFormat> {
     }
     let min_length = f.min_length.unwrap_or(d.min_length).max(1);
     let max_length = f.max_length.unwrap_or(d.max_length);
-    if max_length > crate::token::DEFAULT_MAX_TOKEN_BYTES {
+    if max_length > crate::identity::token::DEFAULT_MAX_TOKEN_BYTES {
         return Err(ConfigError::at(
             key("max_length"),
             format!(
                 "at most {} (longer tokens are refused before any provider sees them)",
-                crate::token::DEFAULT_MAX_TOKEN_BYTES
+                crate::identity::token::DEFAULT_MAX_TOKEN_BYTES
             ),
         ));
     }
@@ -372,7 +365,7 @@ fn cache(file: &FileConfig) -> Result<CacheSettings> {
     })
 }
 
-fn upstream(path: &str, name: &str, text: &str) -> Result<Upstream> {
+fn upstream(path: &str, name: &str, text: &str) -> Result<UpstreamSpec> {
     let url = reqwest::Url::parse(text)
         .map_err(|e| ConfigError::at(path, format!("not a valid URL: {e}")))?;
     let tls = match url.scheme() {
@@ -407,13 +400,13 @@ fn upstream(path: &str, name: &str, text: &str) -> Result<Upstream> {
         .unwrap_or(if tls { 443 } else { 80 });
     // Host names are resolved when the gateway starts (`Gateway::new`), not here, so
     // `--check` works where the upstreams' names do not resolve (CI, another cluster).
-    let address = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => std::net::SocketAddr::new(ip, port).to_string(),
+    let authority = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port).to_string(),
         Err(_) => format!("{host}:{port}"),
     };
-    Ok(Upstream {
+    Ok(UpstreamSpec {
         name: name.to_string(),
-        address,
+        authority,
         tls,
         host,
     })
@@ -423,8 +416,8 @@ fn route(
     path: &str,
     r: &RouteFile,
     providers: &BTreeMap<String, ProviderSettings>,
-    upstreams: &BTreeMap<String, UpstreamTarget>,
-) -> Result<RouteSettings> {
+    upstreams: &BTreeMap<String, UpstreamSpec>,
+) -> Result<RouteSpec> {
     let prefix = &r.path_prefix;
     let normalized = normalize_path(prefix)
         .ok()
@@ -486,15 +479,15 @@ fn route(
             list.clone()
         }
     };
-    let upstream = upstreams.get(&r.upstream).cloned().ok_or_else(|| {
-        ConfigError::at(
+    if r.upstream != ECHO_UPSTREAM && !upstreams.contains_key(&r.upstream) {
+        return Err(ConfigError::at(
             format!("{path}.upstream"),
             format!(
                 "no upstream named `{}` (define it under `upstreams`, or use the built-in `echo`)",
                 r.upstream
             ),
-        )
-    })?;
+        ));
+    }
     let authenticated = !providers.is_empty();
     let policy = route_policy(path, r, authenticated)?;
     let forward_authorization = r.forward_authorization.unwrap_or(true);
@@ -512,12 +505,12 @@ fn route(
         }
         None => format!("{}{}", host.as_deref().unwrap_or(""), prefix),
     };
-    Ok(RouteSettings {
-        name,
+    Ok(RouteSpec {
+        name: name.into(),
         path_prefix: prefix.clone(),
         host,
         providers,
-        upstream,
+        upstream: r.upstream.clone(),
         policy,
         forward_authorization,
         assertion: None,

@@ -50,7 +50,7 @@ impl TokenFormat {
     pub fn opaque() -> Self {
         TokenFormat {
             min_length: 1,
-            max_length: crate::token::DEFAULT_MAX_TOKEN_BYTES,
+            max_length: crate::identity::token::DEFAULT_MAX_TOKEN_BYTES,
             charset: Charset::Visible,
             prefix: None,
         }

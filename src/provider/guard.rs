@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 use super::{Provider, ProviderError, Resolution};
 use crate::clock::SharedClock;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// `providers.<name>.protection` in the config.
 #[derive(Debug, Clone, PartialEq, Eq)]

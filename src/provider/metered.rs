@@ -7,7 +7,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{Provider, ProviderError, Resolution};
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// `inner`, instrumented under the config name `name`.
 #[derive(Debug)]

@@ -4,13 +4,15 @@
 //! request, so one cached identity is judged afresh against each route. They are pure
 //! (identity, client address, route policy, method, clock) → decision, with no I/O.
 
+pub mod net;
+
 use std::net::IpAddr;
 use std::time::SystemTime;
 
 use http::Method;
 
 use crate::identity::Identity;
-use crate::net::IpNet;
+use crate::policy::net::IpNet;
 
 /// Scopes a request needs: every `all_of` entry and at least one `any_of` entry (each
 /// part optional). An entry ending in `*` matches any scope with that prefix

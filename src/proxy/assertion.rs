@@ -15,8 +15,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use moka::future::Cache;
 use serde_json::{json, Value};
 
+use crate::identity::token::TokenKey;
 use crate::identity::Identity;
-use crate::token::TokenKey;
 
 /// A private key the gateway signs assertions with, and its public JWK.
 pub struct SigningKey {

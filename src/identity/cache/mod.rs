@@ -32,10 +32,10 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 
 use crate::clock::{self, SharedClock};
+use crate::identity::token::TokenKey;
 use crate::identity::Identity;
-use crate::metrics::Metrics;
-use crate::provider::{InvalidReason, Provider, ProviderError, Resolution};
-use crate::token::TokenKey;
+use crate::provider::{InvalidReason, Provider, ProviderError, ProviderId, Resolution};
+use crate::telemetry::metrics::Metrics;
 
 mod entry;
 mod limiter;
@@ -137,7 +137,7 @@ pub struct LookupRequest<'a> {
     pub key: TokenKey,
     pub token: &'a str,
     /// Provider key id (see [`CachedIdentity::provider`]).
-    pub provider_id: &'a Arc<str>,
+    pub provider_id: &'a ProviderId,
     pub provider: &'a Arc<dyn Provider>,
     /// How long past freshness an identity may serve while the provider fails.
     pub stale_if_error: Duration,
@@ -150,7 +150,7 @@ impl<'a> LookupRequest<'a> {
     pub fn new(
         key: TokenKey,
         token: &'a str,
-        provider_id: &'a Arc<str>,
+        provider_id: &'a ProviderId,
         provider: &'a Arc<dyn Provider>,
     ) -> Self {
         LookupRequest {
@@ -453,7 +453,7 @@ impl IdentityCache {
         &self,
         key: TokenKey,
         token: &str,
-        provider_id: &Arc<str>,
+        provider_id: &ProviderId,
         provider: &Arc<dyn Provider>,
     ) -> (bool, Result<CachedIdentity, Arc<FetchFailure>>) {
         let mut called = false;
@@ -474,7 +474,7 @@ impl IdentityCache {
         &self,
         key: TokenKey,
         token: &str,
-        provider_id: &Arc<str>,
+        provider_id: &ProviderId,
         provider: &dyn Provider,
     ) -> Result<CachedIdentity, FetchFailure> {
         let reason = match provider.resolve(token).await {
@@ -506,7 +506,7 @@ impl IdentityCache {
         Err(FetchFailure::Invalid(reason))
     }
 
-    fn entry(&self, identity: Identity, provider: Arc<str>, now: SystemTime) -> CachedIdentity {
+    fn entry(&self, identity: Identity, provider: ProviderId, now: SystemTime) -> CachedIdentity {
         let fresh_for = match identity.remaining(now) {
             Some(left) => left.min(self.settings.ttl),
             None => self.settings.ttl,
@@ -568,7 +568,7 @@ impl IdentityCache {
                 PurgeBy::Subject(s) => entry.identity.subject == *s,
                 PurgeBy::SessionId(s) => entry.identity.session_id.as_deref() == Some(s),
             };
-            let provider_ok = provider.is_none_or(|p| provider_name(&entry.provider) == p);
+            let provider_ok = provider.is_none_or(|p| &**entry.provider.name() == p);
             if matches && provider_ok && self.positive.remove(&key).await.is_some() {
                 removed += 1;
             }
@@ -593,11 +593,6 @@ impl IdentityCache {
     }
 }
 
-/// The config name in a provider key id (`name#fingerprint`).
-pub fn provider_name(id: &str) -> &str {
-    id.split_once('#').map_or(id, |(name, _)| name)
-}
-
 /// Counts removals the cache made on its own, as `{cache, cause}` (`size`, `expired`).
 fn count_removal(counter: Option<&prometheus::IntCounterVec>, cache: &str, cause: RemovalCause) {
     let cause = match cause {
@@ -614,7 +609,7 @@ fn count_removal(counter: Option<&prometheus::IntCounterVec>, cache: &str, cause
 mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
-    use crate::token::TokenHasher;
+    use crate::identity::token::TokenHasher;
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicU8, AtomicUsize};
 
@@ -671,7 +666,7 @@ mod tests {
         hasher: TokenHasher,
         clock: ManualClock,
         metrics: Metrics,
-        id: Arc<str>,
+        id: ProviderId,
     }
 
     fn setup_with(settings: CacheSettings) -> Setup {
@@ -691,7 +686,7 @@ mod tests {
             hasher: TokenHasher::random(),
             clock,
             metrics,
-            id: "p#1".into(),
+            id: ProviderId::new("p", 1),
         }
     }
 
@@ -711,7 +706,7 @@ mod tests {
         ) -> LookupOutcome {
             self.cache
                 .lookup(LookupRequest {
-                    key: self.hasher.key("p", token),
+                    key: self.hasher.key(&self.id, token),
                     token,
                     provider_id: &self.id,
                     provider: &self.dyn_provider,
@@ -991,12 +986,12 @@ mod tests {
         let by_sid = PurgeBy::SessionId("sid-valid-3-bob".into());
         assert_eq!(s.cache.purge(&by_sid, Some("p")).await, 1);
         assert_eq!(s.look("valid-3-bob").await, CacheStatus::Miss);
-        let by_key = PurgeBy::Keys(vec![s.hasher.key("p", "valid-1-alice")]);
+        let by_key = PurgeBy::Keys(vec![s.hasher.key(&s.id, "valid-1-alice")]);
         assert_eq!(s.cache.purge(&by_key, None).await, 1);
         assert_eq!(s.look("valid-1-alice").await, CacheStatus::Miss);
         s.look("nope").await;
         s.cache
-            .purge(&PurgeBy::Keys(vec![s.hasher.key("p", "nope")]), None)
+            .purge(&PurgeBy::Keys(vec![s.hasher.key(&s.id, "nope")]), None)
             .await;
         assert_eq!(s.look("nope").await, CacheStatus::Miss);
     }

@@ -16,6 +16,16 @@
 //! Denials are responses written in `request_filter` (which then returns `Ok(true)`); they
 //! never reach an upstream.
 
+pub mod assertion;
+pub mod canonical;
+pub mod connection;
+pub mod decision;
+pub mod echo;
+pub mod forwarded;
+pub mod headers;
+pub mod respond;
+pub mod route;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,14 +38,12 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::cache::CacheStatus;
-use crate::decision::{decide, Decision, DecisionInput, Outcome, Verdict};
-use crate::echo;
-use crate::headers;
+use crate::identity::cache::CacheStatus;
 use crate::identity::Identity;
 use crate::policy::Denial;
-use crate::respond::Refusal;
-use crate::route::{Route, UpstreamTarget};
+use crate::proxy::decision::{decide, Decision, DecisionInput, Outcome, Verdict};
+use crate::proxy::respond::Refusal;
+use crate::proxy::route::{Route, UpstreamTarget};
 pub use crate::state::GatewayState;
 use crate::state::Snapshot;
 
@@ -60,7 +68,7 @@ pub struct RequestCtx {
     outcome: Outcome,
     auth_time: Option<Duration>,
     /// Why the request has no canonical form (a 400), from the headers or the decision.
-    rejection: Option<crate::canonical::Rejection>,
+    rejection: Option<crate::proxy::canonical::Rejection>,
     /// The signed identity assertion for the upstream, on routes that have one.
     assertion: Option<(HeaderName, HeaderValue)>,
 }
@@ -80,7 +88,7 @@ impl RequestCtx {
             .as_ref()?
             .provider
             .as_deref()
-            .map(|p| &*p.name)
+            .map(|p| &**p.name())
     }
 
     /// The client address (the peer, or read through trusted proxies).
@@ -150,21 +158,21 @@ impl Proxy {
         match denial {
             Denial::IpRestrictMalformed { detail } => tracing::warn!(
                 request_id = %ctx.request_id,
-                route = %route.name,
+                route = %route.spec.name,
                 provider = ctx.provider(),
                 subject = ctx.identity().map(|i| i.subject.as_str()),
                 detail,
                 "identity refused: its IP restriction list is malformed"
             ),
             Denial::IpNotAllowed { detail } if enforced => {
-                tracing::info!(request_id = %ctx.request_id, route = %route.name, detail, "client address not allowed")
+                tracing::info!(request_id = %ctx.request_id, route = %route.spec.name, detail, "client address not allowed")
             }
             _ => {}
         }
         if !enforced {
             tracing::info!(
                 request_id = %ctx.request_id,
-                route = %route.name,
+                route = %route.spec.name,
                 would_deny = reason,
                 detail = ?denial,
                 "report-only route: request would have been denied"
@@ -172,7 +180,7 @@ impl Proxy {
             self.state
                 .metrics
                 .would_deny
-                .with_label_values(&[&*route.name, reason])
+                .with_label_values(&[&*route.spec.name, reason])
                 .inc();
         }
     }
@@ -199,10 +207,10 @@ impl Proxy {
         if let Some((name, value)) = &ctx.assertion {
             req.insert_header(name.clone(), value.clone())?;
         }
-        if ctx.route().is_some_and(|r| !r.forward_authorization) {
+        if ctx.route().is_some_and(|r| !r.spec.forward_authorization) {
             req.remove_header(&AUTHORIZATION);
         }
-        crate::forwarded::set_forwarded(req, ctx.peer, ctx.client(), &snap.trusted_proxies)?;
+        crate::proxy::forwarded::set_forwarded(req, ctx.peer, ctx.client(), &snap.trusted_proxies)?;
         req.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
     }
@@ -213,16 +221,16 @@ impl Proxy {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        rejection: crate::canonical::Rejection,
+        rejection: crate::proxy::canonical::Rejection,
     ) -> Result<bool> {
         self.count_rejection(&rejection);
-        let refusal = crate::decision::refusal_for_rejection(&rejection);
+        let refusal = crate::proxy::decision::refusal_for_rejection(&rejection);
         ctx.rejection = Some(rejection);
         self.refuse(session, ctx, Outcome::BadRequest, refusal)
             .await
     }
 
-    fn count_rejection(&self, rejection: &crate::canonical::Rejection) {
+    fn count_rejection(&self, rejection: &crate::proxy::canonical::Rejection) {
         self.state
             .metrics
             .rejected_requests
@@ -256,7 +264,7 @@ impl Proxy {
             ctx.auth_time = Some(auth);
             metrics
                 .auth_duration
-                .with_label_values(&[&*route.name])
+                .with_label_values(&[&*route.spec.name])
                 .observe(auth.as_secs_f64());
         }
     }
@@ -268,7 +276,7 @@ impl Proxy {
         ctx: &mut RequestCtx,
         route: &Route,
     ) -> std::result::Result<(), Refusal> {
-        let Some(spec) = &route.assertion else {
+        let Some(spec) = &route.spec.assertion else {
             return Ok(());
         };
         let Some(d) = &ctx.decision else {
@@ -277,14 +285,14 @@ impl Proxy {
         let (Some(key), Some(identity), Some(provider)) = (
             d.token_key,
             d.identity.as_ref(),
-            d.provider.as_ref().map(|p| Arc::clone(&p.name)),
+            d.provider.as_ref().map(|p| Arc::clone(p.name())),
         ) else {
             return Ok(());
         };
         match self
             .state
             .assertions
-            .get(key, &route.name, spec, identity, &provider)
+            .get(key, &route.spec.name, spec, identity, &provider)
             .await
         {
             Ok(value) => {
@@ -292,7 +300,7 @@ impl Proxy {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(request_id = %ctx.request_id, route = %route.name, error = %e, "cannot sign the identity assertion");
+                tracing::error!(request_id = %ctx.request_id, route = %route.spec.name, error = %e, "cannot sign the identity assertion");
                 Err(Refusal::plain(
                     500,
                     "internal_error",
@@ -358,7 +366,7 @@ impl Proxy {
     }
 
     fn route_label(ctx: &RequestCtx) -> &str {
-        ctx.route().map_or(UNMATCHED, |r| &r.name)
+        ctx.route().map_or(UNMATCHED, |r| &r.spec.name)
     }
 }
 
@@ -377,11 +385,13 @@ fn request_id(req: &RequestHeader) -> String {
 fn canonicalize_headers(
     req: &mut RequestHeader,
     snap: &Snapshot,
-) -> std::result::Result<(), crate::canonical::Rejection> {
-    for name in crate::canonical::unwanted_headers(&req.headers, &snap.settings.requests.hygiene)? {
+) -> std::result::Result<(), crate::proxy::canonical::Rejection> {
+    for name in
+        crate::proxy::canonical::unwanted_headers(&req.headers, &snap.settings.requests.hygiene)?
+    {
         req.remove_header(&name);
     }
-    crate::canonical::check_host_count(&req.headers, req.version)
+    crate::proxy::canonical::check_host_count(&req.headers, req.version)
 }
 
 /// Sets `Host` to the canonical host the route was chosen for, when the client spelled it
@@ -492,13 +502,13 @@ impl ProxyHttp for Proxy {
             self.state
                 .metrics
                 .stale_served
-                .with_label_values(&[&*route.name, provider])
+                .with_label_values(&[&*route.spec.name, provider])
                 .inc();
             // Visible per request in the access log (`cache=stale`, `stale_age_s`) and the
             // metric; the provider failure itself is logged once per call by the provider.
             tracing::debug!(
                 request_id = %ctx.request_id,
-                route = %route.name,
+                route = %route.spec.name,
                 provider,
                 stale_age_s = secs,
                 "serving a stale identity within the route's stale_if_error budget"
@@ -525,7 +535,7 @@ impl ProxyHttp for Proxy {
     ) -> Result<Box<HttpPeer>> {
         match ctx.route().map(|r| &r.upstream) {
             Some(UpstreamTarget::Http(up)) => {
-                let mut peer = HttpPeer::new(up.address.as_str(), up.tls, up.host.clone());
+                let mut peer = HttpPeer::new(up.address, up.tls, up.host.clone());
                 peer.options.connection_timeout = Some(UPSTREAM_CONNECT_TIMEOUT);
                 Ok(Box::new(peer))
             }

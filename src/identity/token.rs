@@ -5,6 +5,8 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::provider::ProviderId;
+
 /// Longest token accepted by default, in bytes (large JWTs stay well under this).
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 
@@ -134,11 +136,13 @@ impl TokenHasher {
         TokenHasher { mac }
     }
 
-    /// The key for `token` as resolved by `provider`.
-    pub fn key(&self, provider: &str, token: &str) -> TokenKey {
+    /// The key for `token` as resolved by `provider` (name and definition fingerprint).
+    pub fn key(&self, provider: &ProviderId, token: &str) -> TokenKey {
         let mut mac = self.mac.clone();
-        mac.update(&(provider.len() as u64).to_be_bytes());
-        mac.update(provider.as_bytes());
+        let name = provider.name();
+        mac.update(&(name.len() as u64).to_be_bytes());
+        mac.update(name.as_bytes());
+        mac.update(&provider.fingerprint().to_be_bytes());
         mac.update(token.as_bytes());
         TokenKey(mac.finalize().into_bytes().into())
     }
@@ -198,16 +202,19 @@ mod tests {
     #[test]
     fn keys_depend_on_provider_token_and_process_key() {
         let h = TokenHasher::with_key(&[7; 32]);
-        assert_eq!(h.key("a", "t"), h.key("a", "t"));
-        assert_ne!(h.key("a", "t"), h.key("b", "t"));
-        assert_ne!(h.key("a", "t"), h.key("a", "u"));
+        let id = |name: &str| ProviderId::new(name, 1);
+        assert_eq!(h.key(&id("a"), "t"), h.key(&id("a"), "t"));
+        assert_ne!(h.key(&id("a"), "t"), h.key(&id("b"), "t"));
+        assert_ne!(h.key(&id("a"), "t"), h.key(&id("a"), "u"));
+        // A changed definition (another fingerprint) starts from an empty cache.
+        assert_ne!(h.key(&id("a"), "t"), h.key(&ProviderId::new("a", 2), "t"));
         // Length prefix: ("ab", "c") and ("a", "bc") must differ.
-        assert_ne!(h.key("ab", "c"), h.key("a", "bc"));
+        assert_ne!(h.key(&id("ab"), "c"), h.key(&id("a"), "bc"));
         assert_ne!(
-            h.key("a", "t"),
-            TokenHasher::with_key(&[8; 32]).key("a", "t")
+            h.key(&id("a"), "t"),
+            TokenHasher::with_key(&[8; 32]).key(&id("a"), "t")
         );
-        let k = h.key("a", "secret-token");
+        let k = h.key(&id("a"), "secret-token");
         assert_eq!(k.short().len(), 12);
         assert!(!format!("{k:?}").contains("secret"));
     }

@@ -6,16 +6,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use moka::Expiry;
 
+use crate::identity::token::TokenKey;
 use crate::identity::Identity;
-use crate::token::TokenKey;
+use crate::provider::ProviderId;
 
 /// One cached identity and its freshness. Times after `fetched_at` are kept as
 /// milliseconds (`u32`: up to 49 days, more than any sensible ttl) to keep entries small.
 #[derive(Debug, Clone)]
 pub struct CachedIdentity {
     pub identity: Arc<Identity>,
-    /// The provider's key id (config name and definition fingerprint).
-    pub provider: Arc<str>,
+    /// The provider that resolved it (config name and definition fingerprint).
+    pub provider: ProviderId,
     /// When the provider answered.
     pub fetched_at: SystemTime,
     /// Served without asking the provider for this long: `min(ttl, time to expiry)`.

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use pingora::http::RequestHeader;
 use pingora::prelude::Result;
 
-use crate::net::IpNet;
+use crate::policy::net::IpNet;
 
 /// The `trusted_proxies` list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

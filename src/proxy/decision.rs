@@ -13,17 +13,17 @@ use std::time::Duration;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
-use crate::cache::{Lookup, LookupOutcome, LookupRequest};
-use crate::canonical::{
-    self, canonical_host, normalize_path, without_parameters, CanonicalHost, PathError, Rejection,
-};
+use crate::identity::cache::{Lookup, LookupOutcome, LookupRequest};
+use crate::identity::token::{extract_bearer, TokenError, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
 use crate::identity::Identity;
 use crate::policy::{self, Denial, Mode};
 use crate::provider::InvalidReason;
-use crate::respond::Refusal;
-use crate::route::{ProviderEntry, Route, RouteAuth};
+use crate::proxy::canonical::{
+    self, canonical_host, normalize_path, without_parameters, CanonicalHost, PathError, Rejection,
+};
+use crate::proxy::respond::Refusal;
+use crate::proxy::route::{ProviderEntry, Route, RouteAuth};
 use crate::state::{GatewayState, Snapshot};
-use crate::token::{extract_bearer, TokenError, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
 
 /// What the decision looks at.
 pub struct DecisionInput<'a> {
@@ -269,7 +269,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
             Refusal::plain(404, "no_route", "no route matches this request"),
         );
     };
-    if path.encoded_slash && !route.allow_encoded_slashes {
+    if path.encoded_slash && !route.spec.allow_encoded_slashes {
         d.route = Some(route);
         return d.reject(PathError::EncodedSlash.into());
     }
@@ -282,8 +282,8 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
             .iter()
             .map(|v| v.as_bytes()),
     );
-    if let Err(denial) = policy::check_network(&route.policy, d.client) {
-        if route.policy.mode == Mode::Report {
+    if let Err(denial) = policy::check_network(&route.spec.policy, d.client) {
+        if route.spec.policy.mode == Mode::Report {
             d.would_deny.push(denial);
         } else {
             d.verdict = Verdict::Refuse {
@@ -324,7 +324,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
             Refusal::bearer("invalid_token", "the token is not valid"),
         );
     };
-    let key = state.hasher.key(&entry.key_id, token);
+    let key = state.hasher.key(&entry.id, token);
     d.token_key = Some(key);
     d.provider = Some(entry.clone());
     let outcome = state
@@ -332,9 +332,9 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         .lookup(LookupRequest {
             key,
             token,
-            provider_id: &entry.key_id,
+            provider_id: &entry.id,
             provider: &entry.provider,
-            stale_if_error: route.stale_if_error,
+            stale_if_error: route.spec.stale_if_error,
             client: d.client,
         })
         .await;
@@ -371,13 +371,13 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
     };
     // The session id *is* the token for Prefactor and EnOS: on a route that keeps the
     // token from the upstream, it must not arrive under another name either.
-    let identity = if !route.forward_authorization && carries_token(&identity, token) {
+    let identity = if !route.spec.forward_authorization && carries_token(&identity, token) {
         Arc::new(hide_token(&identity, token, &key.hex()))
     } else {
         identity
     };
     let denials = policy::identity_denials(
-        &route.policy,
+        &route.spec.policy,
         &identity,
         d.client,
         input.method,
@@ -386,7 +386,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
     d.identity = Some(identity);
     for denial in denials {
         // An expired identity is refused even on a report-only route.
-        if route.policy.mode == Mode::Report && denial != Denial::Expired {
+        if route.spec.policy.mode == Mode::Report && denial != Denial::Expired {
             d.would_deny.push(denial);
             continue;
         }

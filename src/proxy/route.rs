@@ -2,14 +2,19 @@
 //! boundaries: `/api` matches `/api` and `/api/x`, not `/apix`); a route with a `host`
 //! beats one without at the same prefix length.
 //!
-//! The route is chosen on the canonical path ([`crate::canonical`]), and that same path is
+//! The route is chosen on the canonical path ([`crate::proxy::canonical`]), and that same path is
 //! what the upstream receives, so `/public/../admin`, `/public/%2e%2e/admin` or `//admin`
 //! cannot reach an upstream path that a different route guards.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::policy::RoutePolicy;
-use crate::provider::Provider;
+use crate::provider::{Provider, ProviderId};
+
+/// The name of the built-in echo upstream.
+pub const ECHO_UPSTREAM: &str = "echo";
 
 /// True when `prefix` matches `path` on a segment boundary (ASCII case ignored when
 /// `fold_case`).
@@ -38,13 +43,17 @@ pub enum RouteAuth {
 /// A provider as routes use it: wrapped (metrics, protection) and with its token format.
 #[derive(Debug)]
 pub struct ProviderEntry {
-    /// The config name (metric labels, logs).
-    pub name: Arc<str>,
-    /// `name#fingerprint`: what token keys are derived from, so cached identities survive
-    /// a reload exactly while the provider's definition is unchanged.
-    pub key_id: Arc<str>,
+    /// Name and definition fingerprint: what token keys are derived from.
+    pub id: ProviderId,
     pub provider: Arc<dyn Provider>,
     pub format: crate::provider::format::TokenFormat,
+}
+
+impl ProviderEntry {
+    /// The config name (metric labels, logs).
+    pub fn name(&self) -> &Arc<str> {
+        self.id.name()
+    }
 }
 
 /// Where a route sends allowed requests.
@@ -56,33 +65,81 @@ pub enum UpstreamTarget {
     Http(Arc<Upstream>),
 }
 
-/// A configured upstream server.
+/// An upstream as configured: its host name is not resolved yet, so that `--check` works
+/// where the name does not resolve (CI, another cluster).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
+pub struct UpstreamSpec {
     pub name: String,
-    /// `ip:port` to connect to once the gateway has started (`host:port` before the host
-    /// name is resolved).
-    pub address: String,
+    /// `host:port` (an IP address, or a name resolved when the gateway starts).
+    pub authority: String,
     pub tls: bool,
     /// Server name for TLS and the default `Host`.
     pub host: String,
 }
 
-/// One compiled route.
+/// An upstream the gateway connects to: its address resolved once, so that requests never
+/// wait on DNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    pub address: SocketAddr,
+    pub tls: bool,
+    /// Server name for TLS and the default `Host`.
+    pub host: String,
+}
+
+/// Why an upstream's address could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("cannot resolve `{authority}`: {reason}")]
+    Lookup { authority: String, reason: String },
+    #[error("`{0}` resolves to no address")]
+    NoAddress(String),
+    #[error("no provider named `{0}`")]
+    UnknownProvider(String),
+    #[error("no upstream named `{0}`")]
+    UnknownUpstream(String),
+}
+
+impl UpstreamSpec {
+    /// Resolves the host name to one address (the first the resolver gives).
+    pub fn resolve(&self) -> Result<Upstream, ResolveError> {
+        use std::net::ToSocketAddrs;
+        let address = self
+            .authority
+            .to_socket_addrs()
+            .map_err(|e| ResolveError::Lookup {
+                authority: self.authority.clone(),
+                reason: e.to_string(),
+            })?
+            .next()
+            .ok_or_else(|| ResolveError::NoAddress(self.authority.clone()))?;
+        Ok(Upstream {
+            name: self.name.clone(),
+            address,
+            tls: self.tls,
+            host: self.host.clone(),
+        })
+    }
+}
+
+/// A route as the config file defines it: plain data, providers and upstream by name.
 #[derive(Debug, Clone)]
-pub struct Route {
-    /// Label used in metrics and logs (the config `name`, or the prefix).
+pub struct RouteSpec {
+    /// Label used in metrics and logs (the config `name`, or host + prefix).
     pub name: Arc<str>,
     pub path_prefix: String,
     /// Lower-case host without port.
     pub host: Option<String>,
-    pub auth: RouteAuth,
-    pub upstream: UpstreamTarget,
+    /// Provider names, tried in order by token shape; empty for `auth: none`.
+    pub providers: Vec<String>,
+    /// The upstream's name (`echo` for the built-in one).
+    pub upstream: String,
     pub policy: RoutePolicy,
     /// Whether the client's `Authorization` header reaches the upstream.
     pub forward_authorization: bool,
     /// A signed identity assertion to set on the upstream request.
-    pub assertion: Option<Arc<crate::assertion::AssertionSpec>>,
+    pub assertion: Option<Arc<crate::proxy::assertion::AssertionSpec>>,
     /// Outage budget past freshness while the provider fails (zero: off).
     pub stale_if_error: std::time::Duration,
     /// Paths with encoded slashes (`%2F`, `%5C`) are accepted and forwarded as sent; the
@@ -90,25 +147,59 @@ pub struct Route {
     pub allow_encoded_slashes: bool,
 }
 
-impl Upstream {
-    /// This upstream with its host name resolved to one address, once, so that requests
-    /// never wait on DNS.
-    pub fn resolved(&self) -> Result<Upstream, String> {
-        use std::net::ToSocketAddrs;
-        let addr = self
-            .address
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve `{}`: {e}", self.address))?
-            .next()
-            .ok_or_else(|| format!("`{}` resolves to no address", self.address))?;
-        Ok(Upstream {
-            address: addr.to_string(),
-            ..self.clone()
-        })
-    }
+/// The one route type the request path uses: its spec, with the names in it resolved to
+/// live providers and a resolved upstream.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub spec: RouteSpec,
+    pub auth: RouteAuth,
+    pub upstream: UpstreamTarget,
 }
 
 impl Route {
+    /// Resolves `spec`'s provider and upstream names (`echo` is the built-in upstream).
+    pub fn resolve(
+        spec: RouteSpec,
+        providers: &HashMap<&str, Arc<ProviderEntry>>,
+        upstreams: &HashMap<&str, Arc<Upstream>>,
+    ) -> Result<Route, ResolveError> {
+        let auth = if spec.providers.is_empty() {
+            RouteAuth::None
+        } else {
+            RouteAuth::Providers(
+                spec.providers
+                    .iter()
+                    .map(|n| {
+                        providers
+                            .get(n.as_str())
+                            .cloned()
+                            .ok_or_else(|| ResolveError::UnknownProvider(n.clone()))
+                    })
+                    .collect::<Result<_, _>>()?,
+            )
+        };
+        let upstream = if spec.upstream == ECHO_UPSTREAM {
+            UpstreamTarget::Echo
+        } else {
+            UpstreamTarget::Http(
+                upstreams
+                    .get(spec.upstream.as_str())
+                    .cloned()
+                    .ok_or_else(|| ResolveError::UnknownUpstream(spec.upstream.clone()))?,
+            )
+        };
+        Ok(Route {
+            spec,
+            auth,
+            upstream,
+        })
+    }
+
+    /// The route's label in metrics and logs.
+    pub fn name(&self) -> &Arc<str> {
+        &self.spec.name
+    }
+
     /// True when requests on this route resolve a token (and so have an auth phase).
     pub fn auth_duration_applies(&self) -> bool {
         matches!(self.auth, RouteAuth::Providers(_))
@@ -127,10 +218,11 @@ impl RouteTable {
     /// Orders the routes for matching: longest prefix first, host-specific first on ties.
     pub fn new(mut routes: Vec<Route>, fold_case: bool) -> Self {
         routes.sort_by(|a, b| {
-            b.path_prefix
+            b.spec
+                .path_prefix
                 .len()
-                .cmp(&a.path_prefix.len())
-                .then(b.host.is_some().cmp(&a.host.is_some()))
+                .cmp(&a.spec.path_prefix.len())
+                .then(b.spec.host.is_some().cmp(&a.spec.host.is_some()))
         });
         RouteTable {
             routes: routes.into_iter().map(Arc::new).collect(),
@@ -139,11 +231,11 @@ impl RouteTable {
     }
 
     /// The route for a canonical `path` on a canonical host name (no port: see
-    /// [`crate::canonical::canonical_host`]).
+    /// [`crate::proxy::canonical::canonical_host`]).
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| {
-            prefix_matches(&r.path_prefix, path, self.fold_case)
-                && match (&r.host, host) {
+            prefix_matches(&r.spec.path_prefix, path, self.fold_case)
+                && match (&r.spec.host, host) {
                     (None, _) => true,
                     (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
                     (Some(_), None) => false,
@@ -162,18 +254,19 @@ mod tests {
     use super::*;
 
     fn route(prefix: &str, host: Option<&str>) -> Route {
-        Route {
+        let spec = RouteSpec {
             name: format!("{}{prefix}", host.unwrap_or("")).into(),
             path_prefix: prefix.into(),
             host: host.map(str::to_string),
-            auth: RouteAuth::None,
-            upstream: UpstreamTarget::Echo,
+            providers: Vec::new(),
+            upstream: ECHO_UPSTREAM.into(),
             policy: RoutePolicy::default(),
             forward_authorization: true,
             assertion: None,
             stale_if_error: std::time::Duration::ZERO,
             allow_encoded_slashes: false,
-        }
+        };
+        Route::resolve(spec, &HashMap::new(), &HashMap::new()).unwrap()
     }
 
     #[test]
@@ -188,7 +281,8 @@ mod tests {
             ],
             false,
         );
-        let find = |host: Option<&str>, path: &str| t.find(host, path).map(|r| r.name.to_string());
+        let find =
+            |host: Option<&str>, path: &str| t.find(host, path).map(|r| r.name().to_string());
         assert_eq!(find(None, "/healthz").as_deref(), Some("/healthz"));
         assert_eq!(find(None, "/healthzfoo").as_deref(), Some("/"));
         assert_eq!(find(None, "/healthz/x").as_deref(), Some("/healthz"));
@@ -206,9 +300,21 @@ mod tests {
     }
 
     #[test]
+    fn resolving_an_unknown_name_is_an_error_not_a_panic() {
+        let mut spec = route("/", None).spec;
+        spec.providers = vec!["gone".into()];
+        let e = Route::resolve(spec.clone(), &HashMap::new(), &HashMap::new()).unwrap_err();
+        assert_eq!(e, ResolveError::UnknownProvider("gone".into()));
+        spec.providers.clear();
+        spec.upstream = "api".into();
+        let e = Route::resolve(spec, &HashMap::new(), &HashMap::new()).unwrap_err();
+        assert_eq!(e.to_string(), "no upstream named `api`");
+    }
+
+    #[test]
     fn case_folding_is_a_table_wide_switch() {
         let t = RouteTable::new(vec![route("/", None), route("/Admin", None)], true);
-        let find = |path: &str| t.find(None, path).map(|r| r.name.to_string());
+        let find = |path: &str| t.find(None, path).map(|r| r.name().to_string());
         assert_eq!(find("/ADMIN/x").as_deref(), Some("/Admin"));
         assert_eq!(find("/admin").as_deref(), Some("/Admin"));
         assert_eq!(find("/adminx").as_deref(), Some("/"));

@@ -5,6 +5,9 @@
 //! *identity* everywhere in this crate, its config and its docs. The provider's own session
 //! id is kept as [`Identity::session_id`].
 
+pub mod cache;
+pub mod token;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The normalized result of resolving a token (see `PROVIDERS.md`, "Normalization").

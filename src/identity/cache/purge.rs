@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::identity::token::TokenKey;
 use crate::identity::Identity;
-use crate::token::TokenKey;
 
 /// subject → keys and session id → keys, for purges, kept small: names are stored as
 /// keyed 64-bit hashes (no string copies) and one key inline. A purge re-checks each
