@@ -20,20 +20,18 @@
 #![allow(clippy::result_large_err)]
 
 use std::net::IpAddr;
-use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
+use super::explain::{AskedRequest, Trace};
 use super::AdminApp;
-use crate::identity::cache::{CacheStatus, PurgeBy};
+use crate::identity::cache::PurgeBy;
 use crate::identity::token::extract_bearer;
-use crate::policy::{self, Denial, Mode};
 use crate::provider::static_tokens::token_digest;
-use crate::proxy::decision::{decide, DecisionInput, Verdict};
-use crate::proxy::route::RouteAuth;
+use crate::proxy::decision::{decide, DecisionInput};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -340,113 +338,16 @@ impl AdminApp {
         )
         .await;
 
-        let route = d.route.as_ref().map(|r| {
-            json!({
-                "name": &*r.spec.name,
-                "path_prefix": r.spec.path_prefix,
-                "host": r.spec.host,
-                "mode": if r.spec.policy.mode == Mode::Report { "report" } else { "enforce" },
-                "providers": match &r.auth {
-                    RouteAuth::Providers(list) => list.iter().map(|p| Value::from(&**p.name())).collect(),
-                    RouteAuth::None => Vec::new(),
-                },
-                "auth": if matches!(r.auth, RouteAuth::None) { "none" } else { "required" },
-                "stale_if_error_s": r.spec.stale_if_error.as_secs(),
-                "allow_cidrs": r.spec.policy.allow_cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-                "deny_cidrs": r.spec.policy.deny_cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-            })
-        });
-        let cache = d.cache.as_ref().map(|c| {
-            json!({
-                "before": c.prior.as_str(),
-                "result": c.status.as_str(),
-                "provider_called": c.status == CacheStatus::Miss,
-                "stale_age_s": c.stale_age.map(|a| a.as_secs()),
-            })
-        });
-        let identity = d.identity.as_ref().map(|i| {
-            json!({
-                "subject": i.subject,
-                "session_id": i.session_id,
-                "scopes": i.scopes,
-                "expires_at": i.expires_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
-                "ip_restrict": i.ip_restrict,
-                "organizations": i.organizations,
-            })
-        });
-        // Every policy finding, not only the first that decided (pure re-evaluation).
-        let policy_json = match (&d.route, &d.identity) {
-            (Some(r), Some(i)) => {
-                let denials = policy::identity_denials(
-                    &r.spec.policy,
-                    i,
-                    d.client,
-                    &method,
-                    state.clock.now(),
-                );
-                let rules: Vec<Value> = policy::rules_for(&r.spec.policy, &method)
-                    .iter()
-                    .map(|rule| json!({"all_of": rule.all_of, "any_of": rule.any_of}))
-                    .collect();
-                json!({
-                    "scopes_required": rules,
-                    "scopes_present": i.scopes,
-                    "scopes_ok": !denials.iter().any(|d| matches!(d, Denial::InsufficientScope { .. })),
-                    "ip_restrict_ok": !denials.iter().any(|d| matches!(d, Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. })),
-                    "findings": denials.iter().map(denial_json).collect::<Vec<_>>(),
-                })
-            }
-            _ => Value::Null,
+        let asked = AskedRequest {
+            method: method.as_str(),
+            path,
+            host,
+            client_ip: peer.map(|p| p.to_string()),
         };
-        let (outcome, status, error_code, description) = match &d.verdict {
-            Verdict::Allow => ("allowed", 200, None, None),
-            Verdict::Refuse {
-                outcome, refusal, ..
-            } => (
-                outcome.as_str(),
-                refusal.status,
-                Some(refusal.error),
-                Some(refusal.description.clone()),
-            ),
-        };
-        let trace = json!({
-            "request": {
-                "method": method.as_str(),
-                "path": path,
-                "host": host,
-                "client_ip": peer.map(|p| p.to_string()),
-            },
-            "normalized_path": d.path,
-            "route": route,
-            "client": d.client.map(|c| c.to_string()),
-            "network_ok": d.route.as_ref().map(|r| policy::check_network(&r.spec.policy, d.client).is_ok()),
-            "token": d.provider.as_ref().map(|p| json!({
-                "provider": &**p.name(),
-                "ref": d.token_key.map(|k| k.short()),
-            })),
-            "cache": cache,
-            "identity": identity,
-            "policy": policy_json,
-            "would_deny": d.would_deny.iter().map(denial_json).collect::<Vec<_>>(),
-            "decision": {
-                "outcome": outcome,
-                "status": status,
-                "error": error_code,
-                "description": description,
-                "stale": d.stale_age().map(|a: Duration| a.as_secs()),
-            },
-        });
+        let trace = serde_json::to_value(Trace::of(&d, asked, &method))
+            .unwrap_or_else(|e| json!({"error": format!("cannot serialize the trace: {e}")}));
         Ok(json_reply(StatusCode::OK, trace))
     }
-}
-
-fn denial_json(d: &Denial) -> Value {
-    let detail = match d {
-        Denial::InsufficientScope { required } => format!("requires {}", required.join(" ")),
-        Denial::IpNotAllowed { detail } | Denial::IpRestrictMalformed { detail } => detail.clone(),
-        Denial::Expired => "the identity has expired".into(),
-    };
-    json!({"reason": d.reason(), "detail": detail})
 }
 
 #[cfg(test)]

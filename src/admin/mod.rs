@@ -17,6 +17,7 @@ use pingora::protocols::http::ServerSession;
 use crate::state::GatewayState;
 
 mod api;
+pub mod explain;
 
 /// What an admin listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

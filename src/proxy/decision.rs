@@ -149,6 +149,12 @@ pub struct Decision {
     pub token_key: Option<TokenKey>,
     pub cache: Option<LookupOutcome>,
     pub identity: Option<Arc<Identity>>,
+    /// The route's network rule (`allow_cidrs`/`deny_cidrs`), when it refused the client
+    /// (whether or not the route enforces it).
+    pub network_denial: Option<Denial>,
+    /// Every finding of the identity policy (scopes, `ipRestrict`, expiry), in the order
+    /// they are judged; the first one enforced decided the refusal.
+    pub identity_denials: Vec<Denial>,
     /// On a report-only route: the denials that were let through.
     pub would_deny: Vec<Denial>,
     pub verdict: Verdict,
@@ -238,6 +244,8 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         token_key: None,
         cache: None,
         identity: None,
+        network_denial: None,
+        identity_denials: Vec::new(),
         would_deny: Vec::new(),
         verdict: Verdict::Allow,
     };
@@ -283,6 +291,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
             .map(|v| v.as_bytes()),
     );
     if let Err(denial) = policy::check_network(&route.spec.policy, d.client) {
+        d.network_denial = Some(denial.clone());
         if route.spec.policy.mode == Mode::Report {
             d.would_deny.push(denial);
         } else {
@@ -384,18 +393,19 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         state.clock.now(),
     );
     d.identity = Some(identity);
-    for denial in denials {
+    d.identity_denials = denials;
+    for denial in &d.identity_denials {
         // An expired identity is refused even on a report-only route.
-        if route.spec.policy.mode == Mode::Report && denial != Denial::Expired {
-            d.would_deny.push(denial);
+        if route.spec.policy.mode == Mode::Report && *denial != Denial::Expired {
+            d.would_deny.push(denial.clone());
             continue;
         }
         d.verdict = Verdict::Refuse {
-            outcome: Outcome::of_denial(&denial),
-            refusal: refusal_for(&denial),
-            denial: Some(denial),
+            outcome: Outcome::of_denial(denial),
+            refusal: refusal_for(denial),
+            denial: Some(denial.clone()),
         };
-        return d;
+        break;
     }
     d
 }

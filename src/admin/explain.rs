@@ -1,0 +1,250 @@
+//! `POST /admin/explain`: the trace of one decision, serialized.
+//!
+//! The request is decided by the proxy's own [`decide`] (a miss calls the provider and
+//! caches the answer, as the request would) and nothing is forwarded. [`Trace`] is built
+//! from the [`Decision`] alone: every policy finding it shows was recorded while deciding,
+//! so `explain` cannot disagree with the proxy by evaluating the policy a second time.
+
+use std::time::UNIX_EPOCH;
+
+use http::Method;
+use serde::Serialize;
+
+use crate::identity::cache::CacheStatus;
+use crate::policy::{self, Denial, Mode};
+use crate::proxy::decision::{Decision, Verdict};
+use crate::proxy::route::{Route, RouteAuth};
+
+/// The request as `explain` was asked about it.
+#[derive(Debug, Serialize)]
+pub struct AskedRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub host: Option<&'a str>,
+    pub client_ip: Option<String>,
+}
+
+/// What one decision saw and concluded (the `explain` answer).
+#[derive(Debug, Serialize)]
+pub struct Trace<'a> {
+    pub request: AskedRequest<'a>,
+    /// The canonical path (what would be forwarded).
+    pub normalized_path: Option<&'a str>,
+    pub route: Option<RouteTrace<'a>>,
+    /// The client address the rules judged.
+    pub client: Option<String>,
+    /// Whether the route's network rule admitted the client (absent without a route).
+    pub network_ok: Option<bool>,
+    pub token: Option<TokenTrace>,
+    pub cache: Option<CacheTrace>,
+    pub identity: Option<IdentityTrace<'a>>,
+    pub policy: Option<PolicyTrace<'a>>,
+    pub would_deny: Vec<Finding>,
+    pub decision: Conclusion,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteTrace<'a> {
+    pub name: &'a str,
+    pub path_prefix: &'a str,
+    pub host: Option<&'a str>,
+    pub mode: &'static str,
+    pub providers: Vec<&'a str>,
+    pub auth: &'static str,
+    pub stale_if_error_s: u64,
+    pub allow_cidrs: Vec<String>,
+    pub deny_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenTrace {
+    pub provider: String,
+    /// A short prefix of the token's keyed hash (never the token).
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CacheTrace {
+    pub before: &'static str,
+    pub result: &'static str,
+    pub provider_called: bool,
+    pub stale_age_s: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IdentityTrace<'a> {
+    pub subject: &'a str,
+    pub session_id: Option<&'a str>,
+    pub scopes: &'a [String],
+    pub expires_at: Option<u64>,
+    pub ip_restrict: &'a [String],
+    pub organizations: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScopeRuleTrace<'a> {
+    pub all_of: &'a [String],
+    pub any_of: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+pub struct PolicyTrace<'a> {
+    pub scopes_required: Vec<ScopeRuleTrace<'a>>,
+    pub scopes_present: &'a [String],
+    pub scopes_ok: bool,
+    pub ip_restrict_ok: bool,
+    /// Every finding of the identity policy, not only the one that decided.
+    pub findings: Vec<Finding>,
+}
+
+/// One policy denial: its reason label and a sentence.
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Conclusion {
+    pub outcome: &'static str,
+    pub status: u16,
+    pub error: Option<&'static str>,
+    pub description: Option<String>,
+    pub stale: Option<u64>,
+}
+
+impl Finding {
+    fn of(d: &Denial) -> Self {
+        let detail = match d {
+            Denial::InsufficientScope { required } => format!("requires {}", required.join(" ")),
+            Denial::IpNotAllowed { detail } | Denial::IpRestrictMalformed { detail } => {
+                detail.clone()
+            }
+            Denial::Expired => "the identity has expired".into(),
+        };
+        Finding {
+            reason: d.reason(),
+            detail,
+        }
+    }
+}
+
+impl<'a> RouteTrace<'a> {
+    fn of(r: &'a Route) -> Self {
+        let spec = &r.spec;
+        RouteTrace {
+            name: &spec.name,
+            path_prefix: &spec.path_prefix,
+            host: spec.host.as_deref(),
+            mode: match spec.policy.mode {
+                Mode::Report => "report",
+                Mode::Enforce => "enforce",
+            },
+            providers: match &r.auth {
+                RouteAuth::Providers(list) => list.iter().map(|p| &**p.name()).collect(),
+                RouteAuth::None => Vec::new(),
+            },
+            auth: match r.auth {
+                RouteAuth::None => "none",
+                RouteAuth::Providers(_) => "required",
+            },
+            stale_if_error_s: spec.stale_if_error.as_secs(),
+            allow_cidrs: spec
+                .policy
+                .allow_cidrs
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            deny_cidrs: spec
+                .policy
+                .deny_cidrs
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+        }
+    }
+}
+
+impl<'a> Trace<'a> {
+    /// The trace of `d`, decided for `request` (with `method`; `d` holds the rest).
+    pub fn of(d: &'a Decision, request: AskedRequest<'a>, method: &Method) -> Self {
+        let identity = d.identity.as_deref();
+        let policy = match (&d.route, identity) {
+            (Some(r), Some(i)) => Some(PolicyTrace {
+                scopes_required: policy::rules_for(&r.spec.policy, method)
+                    .iter()
+                    .map(|rule| ScopeRuleTrace {
+                        all_of: &rule.all_of,
+                        any_of: &rule.any_of,
+                    })
+                    .collect(),
+                scopes_present: &i.scopes,
+                scopes_ok: !d
+                    .identity_denials
+                    .iter()
+                    .any(|x| matches!(x, Denial::InsufficientScope { .. })),
+                ip_restrict_ok: !d.identity_denials.iter().any(|x| {
+                    matches!(
+                        x,
+                        Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. }
+                    )
+                }),
+                findings: d.identity_denials.iter().map(Finding::of).collect(),
+            }),
+            _ => None,
+        };
+        let decision = match &d.verdict {
+            Verdict::Allow => Conclusion {
+                outcome: "allowed",
+                status: 200,
+                error: None,
+                description: None,
+                stale: None,
+            },
+            Verdict::Refuse {
+                outcome, refusal, ..
+            } => Conclusion {
+                outcome: outcome.as_str(),
+                status: refusal.status,
+                error: Some(refusal.error),
+                description: Some(refusal.description.clone()),
+                stale: None,
+            },
+        };
+        Trace {
+            request,
+            normalized_path: d.path.as_deref(),
+            route: d.route.as_deref().map(RouteTrace::of),
+            client: d.client.map(|c| c.to_string()),
+            network_ok: d.route.as_ref().map(|_| d.network_denial.is_none()),
+            token: d.provider.as_ref().map(|p| TokenTrace {
+                provider: p.name().to_string(),
+                reference: d.token_key.map(|k| k.short()),
+            }),
+            cache: d.cache.as_ref().map(|c| CacheTrace {
+                before: c.prior.as_str(),
+                result: c.status.as_str(),
+                provider_called: c.status == CacheStatus::Miss,
+                stale_age_s: c.stale_age.map(|a| a.as_secs()),
+            }),
+            identity: identity.map(|i| IdentityTrace {
+                subject: &i.subject,
+                session_id: i.session_id.as_deref(),
+                scopes: &i.scopes,
+                expires_at: i
+                    .expires_at
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs()),
+                ip_restrict: &i.ip_restrict,
+                organizations: &i.organizations,
+            }),
+            policy,
+            would_deny: d.would_deny.iter().map(Finding::of).collect(),
+            decision: Conclusion {
+                stale: d.stale_age().map(|a| a.as_secs()),
+                ..decision
+            },
+        }
+    }
+}
