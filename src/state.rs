@@ -91,7 +91,7 @@ impl GatewayState {
             current: ArcSwap::from_pointee(snapshot),
             cache,
             hasher: TokenHasher::random(),
-            assertions: AssertionCache::default(),
+            assertions: AssertionCache::new(clock.clone()),
             metrics,
             clock,
             config_path,
@@ -246,12 +246,10 @@ pub fn build(
     // Live providers (and their HTTP clients) are built here, from the config's specs.
     let mut providers: Vec<Arc<ProviderEntry>> = Vec::with_capacity(settings.providers.len());
     for (name, p) in &settings.providers {
-        let live = p.spec.build().map_err(|e| {
-            ConfigError::at(
-                format!("providers.{name}"),
-                format!("cannot build the HTTP client: {e}"),
-            )
-        })?;
+        let live = p
+            .spec
+            .build(clock)
+            .map_err(|e| ConfigError::at(format!("providers.{name}"), e.to_string()))?;
         let name: Arc<str> = name.as_str().into();
         let metered: Arc<dyn Provider> =
             Arc::new(Metered::new(name.clone(), live, metrics.clone()));

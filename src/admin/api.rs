@@ -36,8 +36,7 @@ use crate::proxy::decision::{decide, DecisionInput};
 const MAX_BODY: usize = 64 * 1024;
 
 fn json_reply(status: StatusCode, body: Value) -> Response<Vec<u8>> {
-    let mut bytes = serde_json::to_vec_pretty(&body).expect("JSON values serialize");
-    bytes.push(b'\n');
+    let bytes = format!("{body:#}\n").into_bytes();
     let mut resp = Response::builder()
         .status(status)
         .header("content-type", "application/json")

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use tokio::sync::Semaphore;
 
 use super::{Provider, ProviderError, Resolution};
-use crate::clock::SharedClock;
+use crate::clock::{lock, SharedClock};
 use crate::telemetry::metrics::Metrics;
 
 /// `providers.<name>.protection` in the config.
@@ -118,7 +118,7 @@ impl Guarded {
 
     /// The breaker's state now.
     pub fn circuit_state(&self) -> CircuitState {
-        self.breaker.lock().expect("breaker lock").state
+        lock(&self.breaker).state
     }
 
     fn set_state(&self, b: &mut Breaker, state: CircuitState) {
@@ -146,7 +146,7 @@ impl Guarded {
         if self.settings.failures == 0 {
             return Some(Admit::Call);
         }
-        let mut b = self.breaker.lock().expect("breaker lock");
+        let mut b = lock(&self.breaker);
         if b.state == CircuitState::Open {
             let elapsed = self
                 .clock
@@ -174,7 +174,7 @@ impl Guarded {
         if self.settings.failures == 0 {
             return;
         }
-        let mut b = self.breaker.lock().expect("breaker lock");
+        let mut b = lock(&self.breaker);
         if matches!(admit, Admit::Probe) {
             b.probes_in_flight = b.probes_in_flight.saturating_sub(1);
         }
@@ -214,7 +214,7 @@ struct ProbeGuard<'a> {
 impl Drop for ProbeGuard<'_> {
     fn drop(&mut self) {
         if let Some(Admit::Probe) = self.admit.take() {
-            let mut b = self.guarded.breaker.lock().expect("breaker lock");
+            let mut b = lock(&self.guarded.breaker);
             b.probes_in_flight = b.probes_in_flight.saturating_sub(1);
         }
     }
@@ -256,8 +256,9 @@ impl Provider for Guarded {
             admit: Some(admit),
         };
         let result = self.inner.resolve(token).await;
-        let admit = guard.admit.take().expect("set above");
-        self.record(&admit, result.is_err());
+        if let Some(admit) = guard.admit.take() {
+            self.record(&admit, result.is_err());
+        }
         result
     }
 }

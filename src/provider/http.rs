@@ -9,7 +9,8 @@ use bytes::BytesMut;
 use reqwest::Method;
 
 use super::mapping::{Outcome, ResponseMapping, Verdict};
-use super::{InvalidReason, Provider, ProviderError, Resolution};
+use super::{BuildError, InvalidReason, Provider, ProviderError, Resolution};
+use crate::clock::SharedClock;
 use crate::secret::Secret;
 
 /// Where the user's token goes in the provider request.
@@ -80,6 +81,8 @@ pub struct HttpProvider {
     client: reqwest::Client,
     /// The endpoint, parsed once (query tokens are appended to a copy).
     url: url::Url,
+    /// What identities' expiry is judged on.
+    clock: SharedClock,
 }
 
 /// Makes sure rustls has its crypto provider (ring, the one Pingora links too).
@@ -105,7 +108,7 @@ pub fn client(
     timeout: Duration,
     extra_roots: Vec<reqwest::Certificate>,
     redirect: reqwest::redirect::Policy,
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, BuildError> {
     install_crypto_provider();
     CLIENTS_BUILT.with(|c| c.set(c.get() + 1));
     reqwest::Client::builder()
@@ -116,7 +119,7 @@ pub fn client(
         .pool_idle_timeout(Duration::from_secs(60))
         .tls_certs_merge(extra_roots)
         .build()
-        .map_err(|e| error_chain(&e))
+        .map_err(|e| BuildError::HttpClient(error_chain(&e)))
 }
 
 /// Reads a response body of at most `limit` bytes, refusing a larger one as soon as its
@@ -142,14 +145,22 @@ pub async fn read_limited(
 impl HttpProvider {
     /// Builds the client: no redirects (a token must not follow a redirect), the system CA
     /// store plus `extra_roots`, the spec's timeout for the whole call.
-    pub fn new(spec: HttpProviderSpec) -> Result<Self, String> {
-        let url = url::Url::parse(&spec.url).map_err(|e| format!("{}: {e}", spec.url))?;
+    pub fn new(spec: HttpProviderSpec, clock: SharedClock) -> Result<Self, BuildError> {
+        let url = url::Url::parse(&spec.url).map_err(|e| BuildError::Url {
+            url: spec.url.clone(),
+            reason: e.to_string(),
+        })?;
         let client = client(
             spec.timeout,
             spec.extra_roots.clone(),
             reqwest::redirect::Policy::none(),
         )?;
-        Ok(HttpProvider { spec, client, url })
+        Ok(HttpProvider {
+            spec,
+            client,
+            url,
+            clock,
+        })
     }
 
     fn request(&self, token: &str) -> reqwest::RequestBuilder {
@@ -278,7 +289,7 @@ impl Provider for HttpProvider {
             &self.spec.mapping,
             status.as_u16(),
             &body,
-            SystemTime::now(),
+            self.clock.now(),
         ) {
             // The URL was built from the client's token: "no such resource" means no such
             // session (Prefactor answers 404 for unknown ids), never a provider failure, or

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -28,7 +28,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use tokio::sync::Mutex;
 
 use super::mapping::ResponseMapping;
-use super::{InvalidReason, Provider, ProviderError, Resolution};
+use super::{BuildError, InvalidReason, Provider, ProviderError, Resolution};
+use crate::clock::SharedClock;
 
 /// Where the verification keys come from.
 #[derive(Debug, Clone)]
@@ -88,6 +89,9 @@ struct KeyStore {
     keys: ArcSwap<Keys>,
     /// Held by the one fetch in progress (never by readers of `keys`).
     fetch: Mutex<FetchState>,
+    /// What identities' expiry is judged on (the signature's `exp` is checked by
+    /// `jsonwebtoken` against the system clock).
+    clock: SharedClock,
 }
 
 /// The JWT provider.
@@ -272,7 +276,7 @@ async fn refresh_loop(store: Weak<KeyStore>) {
 
 impl JwtProvider {
     /// Builds the provider (and, for a JWKS URL, its HTTP client: up to 3 redirects).
-    pub fn new(spec: JwtSpec) -> Result<Self, String> {
+    pub fn new(spec: JwtSpec, clock: SharedClock) -> Result<Self, BuildError> {
         let (keys, client) = match &spec.keys {
             KeySource::Static(set) => (load(set), None),
             KeySource::Url {
@@ -294,6 +298,7 @@ impl JwtProvider {
                 client,
                 keys: ArcSwap::from_pointee(keys),
                 fetch: Mutex::new(FetchState::default()),
+                clock,
             }),
             refresher_started: AtomicBool::new(false),
         })
@@ -383,7 +388,7 @@ impl Provider for JwtProvider {
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         match jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation) {
-            Ok(data) => spec.mapping.apply(&data.claims, SystemTime::now()),
+            Ok(data) => spec.mapping.apply(&data.claims, self.store.clock.now()),
             Err(e) => match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     Ok(Resolution::Invalid(InvalidReason::Expired))

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::clock::SharedClock;
 use crate::identity::Identity;
 
 /// Which provider, in which definition: its config name and a fingerprint of its
@@ -135,15 +136,27 @@ pub enum ProviderSpec {
 impl ProviderSpec {
     /// The live provider (HTTP clients built here). Fails only when an HTTP client cannot
     /// be built (a CA bundle rustls refuses).
-    pub fn build(&self) -> Result<Arc<dyn Provider>, String> {
+    /// `clock` is what identities' expiry is judged on.
+    pub fn build(&self, clock: &SharedClock) -> Result<Arc<dyn Provider>, BuildError> {
+        let clock = clock.clone();
         Ok(match self {
-            ProviderSpec::Static(entries) => {
-                Arc::new(static_tokens::StaticProvider::new(entries.iter().cloned()))
-            }
-            ProviderSpec::Http(spec) => Arc::new(http::HttpProvider::new(spec.clone())?),
-            ProviderSpec::Jwt(spec) => Arc::new(jwt::JwtProvider::new(spec.clone())?),
+            ProviderSpec::Static(entries) => Arc::new(static_tokens::StaticProvider::new(
+                entries.iter().cloned(),
+                clock,
+            )),
+            ProviderSpec::Http(spec) => Arc::new(http::HttpProvider::new(spec.clone(), clock)?),
+            ProviderSpec::Jwt(spec) => Arc::new(jwt::JwtProvider::new(spec.clone(), clock)?),
         })
     }
+}
+
+/// Why a live provider could not be built from its spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("`{url}` is not a valid URL: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
 }
 
 /// What a provider said about a token.

@@ -3,9 +3,10 @@
 //! (`token_sha256`) instead of the secret.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
+
+use crate::clock::SharedClock;
 use sha2::{Digest, Sha256};
 
 use super::{InvalidReason, Provider, ProviderError, Resolution};
@@ -15,6 +16,7 @@ use crate::identity::Identity;
 #[derive(Debug)]
 pub struct StaticProvider {
     by_digest: HashMap<[u8; 32], Identity>,
+    clock: SharedClock,
 }
 
 /// SHA-256 of a token, as the static table keys it.
@@ -24,9 +26,13 @@ pub fn token_digest(token: &str) -> [u8; 32] {
 
 impl StaticProvider {
     /// Builds the table from (digest, identity) pairs.
-    pub fn new(entries: impl IntoIterator<Item = ([u8; 32], Identity)>) -> Self {
+    pub fn new(
+        entries: impl IntoIterator<Item = ([u8; 32], Identity)>,
+        clock: SharedClock,
+    ) -> Self {
         StaticProvider {
             by_digest: entries.into_iter().collect(),
+            clock,
         }
     }
 
@@ -49,7 +55,7 @@ impl Provider for StaticProvider {
 
     async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError> {
         Ok(match self.by_digest.get(&token_digest(token)) {
-            Some(id) if id.is_expired_at(SystemTime::now()) => {
+            Some(id) if id.is_expired_at(self.clock.now()) => {
                 Resolution::Invalid(InvalidReason::Expired)
             }
             Some(id) => Resolution::Valid(id.clone()),
@@ -61,24 +67,32 @@ impl Provider for StaticProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use std::sync::Arc;
     use std::time::Duration;
 
     #[tokio::test]
-    async fn answers_from_the_table() {
+    async fn answers_from_the_table_judging_expiry_on_its_clock() {
+        let clock = ManualClock::new();
         let alice = Identity {
             subject: "alice".into(),
             ..Default::default()
         };
         let old = Identity {
             subject: "old".into(),
-            expires_at: Some(SystemTime::now() - Duration::from_secs(1)),
+            expires_at: Some(clock.now() + Duration::from_secs(10)),
             ..Default::default()
         };
-        let p = StaticProvider::new([
-            (token_digest("t-alice"), alice.clone()),
-            (token_digest("t-old"), old),
-        ]);
+        let p = StaticProvider::new(
+            [
+                (token_digest("t-alice"), alice.clone()),
+                (token_digest("t-old"), old.clone()),
+            ],
+            Arc::new(clock.clone()),
+        );
         assert_eq!(p.resolve("t-alice").await, Ok(Resolution::Valid(alice)));
+        assert_eq!(p.resolve("t-old").await, Ok(Resolution::Valid(old)));
+        clock.advance(Duration::from_secs(11));
         assert_eq!(
             p.resolve("t-old").await,
             Ok(Resolution::Invalid(InvalidReason::Expired))

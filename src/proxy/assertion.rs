@@ -7,7 +7,7 @@
 //! signing on every request was Oathkeeper's bottleneck (their issue #364).
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use http::{HeaderName, HeaderValue};
@@ -15,6 +15,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use moka::future::Cache;
 use serde_json::{json, Value};
 
+use crate::clock::SharedClock;
 use crate::identity::token::TokenKey;
 use crate::identity::Identity;
 
@@ -119,14 +120,14 @@ pub struct AssertionSpec {
 }
 
 impl AssertionSpec {
-    /// Mints an assertion for `identity` (resolved by `provider`): the token and the
-    /// time it expires, `min(now + ttl, identity expiry)`.
+    /// Mints an assertion for `identity` (resolved by `provider`) at `now`: the token and
+    /// the time it expires, `min(now + ttl, identity expiry)`.
     pub fn mint(
         &self,
         identity: &Identity,
         provider: &str,
-    ) -> Result<(String, SystemTime), String> {
-        let now = SystemTime::now();
+        now: SystemTime,
+    ) -> Result<(String, SystemTime), AssertionError> {
         let mut exp = now + self.ttl;
         if let Some(id_exp) = identity.expires_at {
             exp = exp.min(id_exp);
@@ -150,9 +151,18 @@ impl AssertionSpec {
         header.kid = Some(self.key.kid.clone());
         header.typ = Some("JWT".into());
         let token = jsonwebtoken::encode(&header, &claims, &self.key.encoding)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| AssertionError::Sign(e.to_string()))?;
         Ok((token, exp))
     }
+}
+
+/// Why no assertion could be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssertionError {
+    #[error("cannot sign the assertion: {0}")]
+    Sign(String),
+    #[error("the signed assertion is not a valid header value")]
+    HeaderValue,
 }
 
 /// Minted assertions, reused per (token, route) until shortly before they expire, and
@@ -161,23 +171,24 @@ impl AssertionSpec {
 #[derive(Clone)]
 pub struct AssertionCache {
     cache: Cache<(TokenKey, Arc<str>), Minted>,
+    /// `iat`/`exp` and reuse are judged on it.
+    clock: SharedClock,
 }
 
-/// A minted assertion, reusable until the instant, for the identity it was minted from.
-type Minted = (HeaderValue, Instant, Weak<Identity>);
+/// A minted assertion, reusable until the time, for the identity it was minted from.
+type Minted = (HeaderValue, SystemTime, Weak<Identity>);
 
-impl Default for AssertionCache {
-    fn default() -> Self {
+impl AssertionCache {
+    pub fn new(clock: SharedClock) -> Self {
         AssertionCache {
             cache: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
+            clock,
         }
     }
-}
 
-impl AssertionCache {
     /// The assertion for this token on this route: a cached one while it has more than a
     /// quarter of its lifetime (at most 10 s) left, else a newly minted one.
     pub async fn get(
@@ -187,25 +198,24 @@ impl AssertionCache {
         spec: &AssertionSpec,
         identity: &Arc<Identity>,
         provider: &str,
-    ) -> Result<HeaderValue, String> {
+    ) -> Result<HeaderValue, AssertionError> {
         let cache_key = (key, route.clone());
+        let now = self.clock.now();
         if let Some((value, reuse_until, minted_from)) = self.cache.get(&cache_key).await {
-            if Instant::now() < reuse_until
-                && std::ptr::eq(minted_from.as_ptr(), Arc::as_ptr(identity))
-            {
+            if now < reuse_until && std::ptr::eq(minted_from.as_ptr(), Arc::as_ptr(identity)) {
                 return Ok(value);
             }
         }
-        let (token, exp) = spec.mint(identity, provider)?;
-        let left = exp.duration_since(SystemTime::now()).unwrap_or_default();
+        let (token, exp) = spec.mint(identity, provider, now)?;
+        let left = exp.duration_since(now).unwrap_or_default();
         let margin = (left / 4).min(Duration::from_secs(10));
-        let value = HeaderValue::try_from(token).map_err(|e| e.to_string())?;
+        let value = HeaderValue::try_from(token).map_err(|_| AssertionError::HeaderValue)?;
         self.cache
             .insert(
                 cache_key,
                 (
                     value.clone(),
-                    Instant::now() + left.saturating_sub(margin),
+                    now + left.saturating_sub(margin),
                     Arc::downgrade(identity),
                 ),
             )

@@ -173,18 +173,28 @@ pub fn sanitize_request(req: &mut RequestHeader, identity: &IdentityHeaders) {
     }
 
     if req.headers.contains_key(CONNECTION) {
-        let kept: Vec<String> = req
+        let mut kept: Vec<&'static str> = Vec::new();
+        for token in req
             .headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| t == "close" || t == "keep-alive" || (websocket && t == "upgrade"))
-            .collect();
+        {
+            let token = token.trim();
+            let known = ["close", "keep-alive", "upgrade"]
+                .into_iter()
+                .find(|k| token.eq_ignore_ascii_case(k));
+            if let Some(k) = known.filter(|k| websocket || *k != "upgrade") {
+                kept.push(k);
+            }
+        }
         req.remove_header(&CONNECTION);
         if !kept.is_empty() {
-            let value = HeaderValue::from_str(&kept.join(", ")).expect("tokens are ASCII");
+            let value = match kept.join(", ").try_into() {
+                Ok(v) => v,
+                Err(_) => HeaderValue::from_static("close"),
+            };
             let _ = req.insert_header(CONNECTION, value);
         }
     }

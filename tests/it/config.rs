@@ -58,7 +58,7 @@ fn validating_builds_no_http_client() {
         .flat_map(|s| s.providers.values())
         .filter(|p| !matches!(p.spec, sessiongate::provider::ProviderSpec::Static(_)))
         .inspect(|p| {
-            p.spec.build().unwrap();
+            p.spec.build(&sessiongate::clock::system()).unwrap();
         })
         .count();
     assert!(http_providers > 5);

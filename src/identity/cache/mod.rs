@@ -255,10 +255,7 @@ impl IdentityCache {
             .expire_after(KeepFor)
             .eviction_listener(move |key: Arc<TokenKey>, value: CachedIdentity, cause| {
                 if cause != RemovalCause::Replaced {
-                    listener_index
-                        .lock()
-                        .expect("index lock")
-                        .remove(&key, &value.identity);
+                    clock::lock(&listener_index).remove(&key, &value.identity);
                 }
                 count_removal(positive_evictions.as_ref(), "positive", cause);
             })
@@ -286,6 +283,7 @@ impl IdentityCache {
                     .max_capacity(100_000)
                     .time_to_idle(Duration::from_secs(60))
                     .build(),
+                clock: clock.clone(),
             })
         });
         IdentityCache {
@@ -486,10 +484,7 @@ impl IdentityCache {
                     let entry = self.entry(identity, provider_id.clone(), now);
                     self.negative.invalidate(&key).await;
                     if entry.keep_ms > 0 {
-                        self.index
-                            .lock()
-                            .expect("index lock")
-                            .add(key, &entry.identity);
+                        clock::lock(&self.index).add(key, &entry.identity);
                         self.positive.insert(key, entry.clone()).await;
                     }
                     return Ok(entry);
@@ -547,16 +542,8 @@ impl IdentityCache {
                 }
                 keys.clone()
             }
-            PurgeBy::Subject(s) => self
-                .index
-                .lock()
-                .expect("index lock")
-                .keys(NameKind::Subject, s),
-            PurgeBy::SessionId(s) => self
-                .index
-                .lock()
-                .expect("index lock")
-                .keys(NameKind::Session, s),
+            PurgeBy::Subject(s) => clock::lock(&self.index).keys(NameKind::Subject, s),
+            PurgeBy::SessionId(s) => clock::lock(&self.index).keys(NameKind::Session, s),
         };
         let mut removed = 0;
         for key in keys {

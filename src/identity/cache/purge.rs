@@ -49,18 +49,19 @@ impl PurgeIndex {
             .session_id
             .as_deref()
             .map(|sid| self.name(NameKind::Session, sid));
-        let mut insert = |name: u64| match self.names.get_mut(&name) {
-            None => {
-                self.names.insert(name, Keys::One(key));
-            }
-            Some(Keys::One(k)) if *k == key => {}
-            Some(slot @ Keys::One(_)) => {
-                let Keys::One(k) = *slot else { unreachable!() };
-                *slot = Keys::Many(vec![k, key]);
-            }
-            Some(Keys::Many(v)) => {
-                if !v.contains(&key) {
-                    v.push(key);
+        let mut insert = |name: u64| {
+            let slot = self.names.entry(name).or_insert(Keys::Many(Vec::new()));
+            match slot {
+                Keys::One(k) if *k == key => {}
+                Keys::One(k) => {
+                    let first = *k;
+                    *slot = Keys::Many(vec![first, key]);
+                }
+                Keys::Many(v) if v.is_empty() => *slot = Keys::One(key),
+                Keys::Many(v) => {
+                    if !v.contains(&key) {
+                        v.push(key);
+                    }
                 }
             }
         };
