@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use sessiongate::identity::cache::{CacheSettings, IdentityCache, LookupRequest};
+use sessiongate::identity::provider::{Provider, ProviderError, ProviderId, Resolution};
 use sessiongate::identity::token::TokenHasher;
 use sessiongate::identity::Identity;
-use sessiongate::provider::{Provider, ProviderError, ProviderId, Resolution};
 
 /// A BitGo-shaped identity for a token `tok-<n>`, every string its own allocation as a
 /// real provider answer would give.
@@ -144,7 +144,7 @@ impl Provider for Counting {
             BitgoSized.resolve(token).await
         } else {
             Ok(Resolution::Invalid(
-                sessiongate::provider::InvalidReason::Unknown,
+                sessiongate::identity::provider::InvalidReason::Unknown,
             ))
         }
     }

@@ -19,10 +19,10 @@ use std::net::IpAddr;
 
 use http::Method;
 use sessiongate::identity::cache::{CacheSettings, IdentityCache, Lookup, LookupRequest};
+use sessiongate::identity::provider::{presets, Provider, ProviderError, ProviderId, Resolution};
 use sessiongate::identity::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
 use sessiongate::identity::Identity;
 use sessiongate::policy::{check_identity, MethodScopes, RoutePolicy, ScopeRule};
-use sessiongate::provider::{presets, Provider, ProviderError, ProviderId, Resolution};
 use sessiongate::proxy::canonical::normalize_path;
 use sessiongate::proxy::headers::{sanitize_request, set_identity, IdentityHeaders};
 use sessiongate::proxy::route::{Route, RouteSpec, RouteTable, ECHO_UPSTREAM};

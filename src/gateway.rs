@@ -2,7 +2,7 @@
 //! (the proxy and the admin listener), and running it until a shutdown signal.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ impl Gateway {
         config_path: Option<PathBuf>,
         clock: SharedClock,
     ) -> Result<Self, ConfigError> {
-        let state = Arc::new(GatewayState::new(settings.clone(), clock, config_path)?);
+        let state = Arc::new(crate::state::start(settings.clone(), clock, config_path)?);
         Ok(Gateway {
             settings,
             state,
@@ -207,7 +207,9 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
                 tracing::warn!(provider = %p.name(), error = %e, "warm-up failed; the first request will try again");
             }
         }
-        let watched = self.watch.zip(self.state.config_path.clone());
+        let watched = self
+            .watch
+            .zip(self.state.config_path().map(Path::to_path_buf));
         let mut last_digest = watched.as_ref().and_then(|(_, p)| file_digest(p));
         let mut ticks = watched.as_ref().map(|(every, _)| {
             let mut t = tokio::time::interval(*every);

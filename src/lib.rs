@@ -6,56 +6,60 @@
 //!
 //! # Layout
 //!
-//! In the order a request meets them (the stages), then what assembles and serves them.
+//! Folders follow the request. Stages, top to bottom (an arrow is "imports"; nothing
+//! imports upward, there are no circles, and `python3 tools/import_graph.py` — run by
+//! `.ci/run` — fails when either changes; today: 47 files on 7 floors, 10 stages on 7):
 //!
-//! **Connection and request** — what arrives, read one way only:
-//! - [`connection`]: limits on client connections (count, header deadline, idle), below
+//! ```text
+//! gateway ─▶ state ─▶ config ─▶ proxy ─▶ policy ─▶ identity ─▶ telemetry, clock, secret
+//!    └─────▶ admin ─────────────────┘
+//! ```
+//!
+//! **[`proxy`]** — the request path, in the order a request meets it:
+//! - `connection`: limits on client connections (count, header deadline, idle), below
 //!   Pingora's HTTP layer.
-//! - [`proxy`]: the Pingora `ProxyHttp` phases; `request_filter` runs the steps below.
-//! - [`canonical`]: the one reading of method, host, path and headers that is both
+//! - `mod` ([`proxy::Proxy`]): the Pingora `ProxyHttp` phases; `request_filter` runs
+//!   named steps.
+//! - `canonical`: the one reading of method, host, path and headers that is both
 //!   authorized and forwarded; what has no single reading is refused.
-//! - [`route`]: longest-prefix routing on the canonical path and host.
-//! - [`forwarded`]: the client address (trusted proxies, `X-Forwarded-For`) and what the
-//!   upstream is told about it.
+//! - `route`: [`proxy::route::Route`] (its config spec plus resolved providers and
+//!   upstream) and longest-prefix routing on the canonical path and host.
+//! - `forwarded`: the client address (trusted proxies, `X-Forwarded-For`).
+//! - `decision`: path → route → network rules → token → cache → policy, in one function
+//!   that records what each step found; the proxy and the admin `explain` both call it.
+//! - `headers`, `assertion`, `respond`, `echo`: what leaves the gateway — client header
+//!   hygiene and identity headers, signed identity assertions, the JSON errors the
+//!   gateway writes itself, the built-in `echo` upstream.
+//! - `shared`: [`proxy::shared::GatewayState`] and its [`proxy::shared::Snapshot`], what
+//!   the proxy and the admin listeners share; reloads reach the assembly through the
+//!   [`proxy::shared::Reload`] trait (the one documented upward path).
 //!
-//! **Decision** — allow or refuse, in one function:
-//! - [`decision`]: path → route → network rules → token → provider → cache → policy;
-//!   the proxy and the admin `explain` both call it. Owns [`decision::Outcome`].
-//! - [`token`]: reading the bearer token; the keyed hash that stands for it everywhere.
-//! - [`cache`]: token key → identity (entry, purge index, miss limiter), negative caching,
-//!   single-flight misses, refresh-ahead, stale-if-error.
-//! - [`provider`]: identity providers — [`provider::ProviderSpec`] (plain data from the
-//!   config) built into live providers: `static`, HTTP session endpoints by preset, `jwt`;
-//!   wrapped by `metered` (metrics) and `guard` (concurrency bound, breaker).
-//! - [`identity`]: what a token resolves to.
-//! - [`policy`]: scopes and IP rules, judged on every request (pure functions).
-//! - [`net`]: IP addresses and CIDR blocks (IPv4-mapped rules read as IPv4).
+//! **[`identity`]** — who a token belongs to: [`identity::Identity`] and
+//! [`identity::ProviderId`]; `token` (reading the bearer token, the keyed hash that stands
+//! for it); `cache/` (entry, purge index, miss limiter; negative caching, single-flight,
+//! refresh-ahead, stale-if-error); `provider/` (the provider kinds built from plain-data
+//! [`identity::provider::ProviderSpec`]s: `static`, HTTP session endpoints by preset,
+//! `jwt`, wrapped by `metered` and `guard`). It is the heaviest folder because each
+//! provider kind has its own file; the request path only meets `Provider::resolve`.
 //!
-//! **Answer** — what leaves the gateway:
-//! - [`headers`]: client header hygiene and the identity headers.
-//! - [`assertion`]: signed identity assertions (JWT) for upstreams.
-//! - [`respond`]: the JSON error responses the gateway writes itself.
-//! - [`echo`]: the built-in `echo` upstream.
+//! **[`policy`]** — scopes and IP rules judged on every request (pure functions); `net`:
+//! IP addresses and CIDR blocks (IPv4-mapped rules read as IPv4).
 //!
-//! **Around the request path:**
-//! - [`config`]: the YAML file (`file`), strictly parsed and validated (`validate`,
-//!   `providers`, `http_provider`, `jwt_provider`) into plain-data [`config::Settings`]:
-//!   no clients, no sockets.
-//! - [`state`]: a configuration built into a [`state::Snapshot`] (live providers, routes),
-//!   swapped whole on reload; what the proxy and admin listeners share.
-//! - [`gateway`]: assembling and running the Pingora server.
-//! - [`admin`]: the admin listeners: `/healthz`, `/readyz`, `/metrics`,
-//!   `/.well-known/jwks.json`, and the admin API (purge, explain, reload) in `admin::api`.
-//! - [`metrics`]: the Prometheus metrics (a leaf: imports nothing of the request path).
-//! - [`logging`]: `tracing` setup. [`clock`]: the time decisions are made on.
-//! - [`secret`]: secret values that never show in `Debug`.
+//! **Around the request path:** [`config`] (the YAML file strictly parsed and validated
+//! into plain-data [`config::Settings`]: specs only, no clients, no sockets); [`state`]
+//! (the assembly: settings → snapshot, and reloads); [`gateway`] (the Pingora server);
+//! [`admin`] (`/healthz`, `/readyz`, `/metrics`, JWKS; the admin API in `admin::api`,
+//! `explain`'s serializable trace in `admin::explain`); [`telemetry`] (metrics, logging:
+//! leaves); [`clock`] (the time decisions are made on); [`secret`].
 //!
-//! Where things go: a new **provider kind** is a [`provider::ProviderKind`] variant (its
-//! name in `as_str`), its keys in `config::file::kind_keys`, and — for an HTTP kind — a
-//! preset in `provider::presets` (`Preset::for_kind` is an exhaustive match, so the
-//! compiler lists what is missing). A new **policy rule** is a `policy` check plus its
-//! `Denial`, mapped to an [`decision::Outcome`]. A new **admin endpoint** is a match arm
-//! in `admin::api`.
+//! Where things go (each touches at most three files):
+//! - a new **provider kind**: a [`identity::provider::ProviderKind`] variant (its name in
+//!   `as_str`), its keys in `config/file.rs` (`kind_keys`), and for an HTTP kind a
+//!   preset in `identity/provider/presets.rs` (`Preset::for_kind` is an exhaustive match,
+//!   so the compiler lists what is missing);
+//! - a new **policy rule**: its check and `Denial` in `policy/mod.rs`, its key in
+//!   `config/validate.rs`, its `Outcome` mapping in `proxy/decision.rs`;
+//! - a new **admin endpoint**: a match arm and its handler in `admin/api.rs`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -64,7 +68,7 @@ pub mod config;
 pub mod gateway;
 pub mod identity;
 pub mod policy;
-pub mod provider;
+
 pub mod proxy;
 pub mod secret;
 pub mod state;

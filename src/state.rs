@@ -1,136 +1,108 @@
-//! What the proxy and the admin listener share, and how a configuration becomes it.
+//! Assembly of the shared state: a validated configuration built into a
+//! [`Snapshot`] (live providers, resolved routes and upstreams, metric series), and the
+//! [`ConfigReloader`] that does it again on SIGHUP, a file change or `POST /admin/reload`.
 //!
-//! [`GatewayState`] lives as long as the process: the identity cache, the token hasher,
-//! minted assertions, metrics and the clock. What a configuration defines — routes,
-//! providers, header settings, the admin token — is a [`Snapshot`] behind an `ArcSwap`:
-//! a reload builds a new snapshot and swaps it in whole. Each request takes the snapshot
-//! once when it starts and keeps it to the end, so in-flight requests finish under the
-//! configuration they began with.
-//!
-//! Token keys are derived from the provider's `name#fingerprint`, so cached identities
-//! survive a reload exactly while their provider's definition is unchanged; a changed
-//! provider starts from an empty cache (its old entries age out).
+//! Token keys are derived from the provider's [`ProviderId`] (name and definition
+//! fingerprint), so cached identities survive a reload exactly while their provider's
+//! definition is unchanged; a changed provider starts from an empty cache (its old
+//! entries age out).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use async_trait::async_trait;
 
 use crate::clock::SharedClock;
-use crate::config::{self, ConfigError, Secret, Settings};
+use crate::config::{self, ConfigError, Settings};
 use crate::identity::cache::IdentityCache;
+use crate::identity::provider::guard::Guarded;
+use crate::identity::provider::metered::Metered;
+use crate::identity::provider::{Provider, ProviderId};
 use crate::identity::token::TokenHasher;
 use crate::policy::Mode;
-use crate::provider::guard::Guarded;
-use crate::provider::metered::Metered;
-use crate::provider::{Provider, ProviderId};
 use crate::proxy::assertion::AssertionCache;
-use crate::proxy::forwarded::TrustedProxies;
-use crate::proxy::headers::IdentityHeaders;
 use crate::proxy::route::{ProviderEntry, Route, RouteAuth, RouteTable, Upstream, UpstreamTarget};
+use crate::proxy::shared::Reload;
+pub use crate::proxy::shared::{GatewayState, ReloadRejected, ReloadReport, Snapshot};
 use crate::telemetry::metrics::Metrics;
 
 /// How long a reload waits for new providers' warm-up (JWKS fetches) before swapping.
 const RELOAD_WARM_UP_LIMIT: Duration = Duration::from_secs(5);
 
-/// One configuration, built.
-pub struct Snapshot {
-    pub routes: RouteTable,
-    /// Every configured provider (for purges by token), in name order.
-    pub providers: Vec<Arc<ProviderEntry>>,
-    pub identity_headers: IdentityHeaders,
-    pub trusted_proxies: TrustedProxies,
-    /// The JWKS document of the assertion keys, served by the admin listener.
-    pub jwks: Vec<u8>,
-    pub admin_token: Option<Secret>,
-    /// The settings this snapshot was built from.
-    pub settings: Settings,
+/// Builds the state for `settings` (upstream host names are resolved here); reloads read
+/// `config_path`.
+pub fn start(
+    settings: Settings,
+    clock: SharedClock,
+    config_path: Option<PathBuf>,
+) -> Result<GatewayState, ConfigError> {
+    let metrics = Metrics::new();
+    let cache = IdentityCache::build(settings.cache.clone(), clock.clone(), Some(metrics.clone()));
+    let snapshot = build(&settings, &metrics, &clock)?;
+    cache.set_stale_horizon(stale_horizon(&snapshot));
+    metrics.config_last_reload_success.set(1);
+    metrics.config_last_reload_success_time.set(unix_now());
+    Ok(GatewayState {
+        current: ArcSwap::from_pointee(snapshot),
+        cache,
+        hasher: TokenHasher::random(),
+        assertions: AssertionCache::new(clock.clone()),
+        metrics,
+        clock,
+        reloader: Box::new(ConfigReloader {
+            path: config_path,
+            applied: tokio::sync::Mutex::new(settings),
+        }),
+    })
 }
 
-/// Everything the proxy and the admin listener share.
-pub struct GatewayState {
-    pub current: ArcSwap<Snapshot>,
-    pub cache: IdentityCache,
-    pub hasher: TokenHasher,
-    pub assertions: AssertionCache,
-    pub metrics: Metrics,
-    pub clock: SharedClock,
-    /// The file reloads read (`None` when the gateway was built from settings in code).
-    pub config_path: Option<PathBuf>,
-    /// Serializes reloads.
-    reload_lock: tokio::sync::Mutex<()>,
+/// Reloads from the config file; holds the settings in force (to report what changed).
+pub struct ConfigReloader {
+    path: Option<PathBuf>,
+    /// The settings applied last; the lock also serializes reloads.
+    applied: tokio::sync::Mutex<Settings>,
 }
 
-/// What a reload changed, for its log line and the admin answer.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReloadReport {
-    pub routes: usize,
-    /// Providers whose definition changed (their cached identities are not reused).
-    pub providers_changed: Vec<String>,
-    /// Keys that changed but take effect only on restart.
-    pub needs_restart: Vec<&'static str>,
-}
-
-impl GatewayState {
-    /// Builds the state for `settings` (upstream host names are resolved here).
-    pub fn new(
-        settings: Settings,
-        clock: SharedClock,
-        config_path: Option<PathBuf>,
-    ) -> Result<Self, ConfigError> {
-        let metrics = Metrics::new();
-        let cache =
-            IdentityCache::build(settings.cache.clone(), clock.clone(), Some(metrics.clone()));
-        let snapshot = build(settings, &metrics, &clock)?;
-        cache.set_stale_horizon(stale_horizon(&snapshot));
-        metrics.config_last_reload_success.set(1);
-        metrics.config_last_reload_success_time.set(unix_now());
-        Ok(GatewayState {
-            current: ArcSwap::from_pointee(snapshot),
-            cache,
-            hasher: TokenHasher::random(),
-            assertions: AssertionCache::new(clock.clone()),
-            metrics,
-            clock,
-            config_path,
-            reload_lock: tokio::sync::Mutex::new(()),
-        })
-    }
-
-    /// The configuration in force now.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current.load_full()
-    }
-
-    /// Reads the config file again and applies it (see [`GatewayState::reload`]).
-    pub async fn reload_from_file(&self) -> Result<ReloadReport, ConfigError> {
-        let Some(path) = &self.config_path else {
-            return Err(ConfigError::at(
-                "",
-                "the gateway was not started from a config file",
+#[async_trait]
+impl Reload for ConfigReloader {
+    async fn reload_from_file(&self, state: &GatewayState) -> Result<ReloadReport, ReloadRejected> {
+        let Some(path) = &self.path else {
+            return Err(ReloadRejected(
+                "the gateway was not started from a config file".into(),
             ));
         };
         let loaded = config::load(path);
-        match loaded {
-            Ok(settings) => self.reload(settings).await,
-            Err(e) => {
-                self.reload_failed(&e);
-                Err(e)
-            }
-        }
+        let result = match loaded {
+            Ok(settings) => self.reload(state, settings).await,
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| {
+            reload_failed(state, &e);
+            ReloadRejected(e.to_string())
+        })
     }
 
+    fn config_path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl ConfigReloader {
     /// Applies new settings: builds a snapshot, warms up its providers, swaps it in. On
     /// any error the old configuration keeps serving and the error is returned.
-    pub async fn reload(&self, settings: Settings) -> Result<ReloadReport, ConfigError> {
-        let _one_at_a_time = self.reload_lock.lock().await;
-        let old = self.snapshot();
+    async fn reload(
+        &self,
+        state: &GatewayState,
+        settings: Settings,
+    ) -> Result<ReloadReport, ConfigError> {
+        let mut applied = self.applied.lock().await;
+        let old = state.snapshot();
         let report = ReloadReport {
             routes: settings.routes.len(),
-            providers_changed: old
-                .settings
+            providers_changed: applied
                 .providers
                 .iter()
                 .filter(|(name, p)| {
@@ -141,15 +113,9 @@ impl GatewayState {
                 })
                 .map(|(name, _)| name.clone())
                 .collect(),
-            needs_restart: restart_only_changes(&old.settings, &settings),
+            needs_restart: restart_only_changes(&applied, &settings),
         };
-        let snapshot = match build(settings, &self.metrics, &self.clock) {
-            Ok(s) => s,
-            Err(e) => {
-                self.reload_failed(&e);
-                return Err(e);
-            }
-        };
+        let snapshot = build(&settings, &state.metrics, &state.clock)?;
         // Every provider of the new snapshot is a new instance (secret files are read
         // again, so a rotated credential takes effect): each warms up before the swap.
         for p in &snapshot.providers {
@@ -163,12 +129,18 @@ impl GatewayState {
                 }
             }
         }
-        self.cache
+        state
+            .cache
             .set_stale_horizon(stale_horizon(&snapshot).max(stale_horizon(&old)));
-        self.current.store(Arc::new(snapshot));
-        self.metrics.config_last_reload_success.set(1);
-        self.metrics.config_last_reload_success_time.set(unix_now());
-        self.metrics
+        state.current.store(Arc::new(snapshot));
+        *applied = settings;
+        state.metrics.config_last_reload_success.set(1);
+        state
+            .metrics
+            .config_last_reload_success_time
+            .set(unix_now());
+        state
+            .metrics
             .config_reloads
             .with_label_values(&["applied"])
             .inc();
@@ -178,15 +150,16 @@ impl GatewayState {
         tracing::info!(routes = report.routes, providers_changed = ?report.providers_changed, "configuration reloaded");
         Ok(report)
     }
+}
 
-    fn reload_failed(&self, e: &ConfigError) {
-        self.metrics.config_last_reload_success.set(0);
-        self.metrics
-            .config_reloads
-            .with_label_values(&["rejected"])
-            .inc();
-        tracing::error!(error = %e, "configuration reload rejected; the previous configuration keeps serving");
-    }
+fn reload_failed(state: &GatewayState, e: &ConfigError) {
+    state.metrics.config_last_reload_success.set(0);
+    state
+        .metrics
+        .config_reloads
+        .with_label_values(&["rejected"])
+        .inc();
+    tracing::error!(error = %e, "configuration reload rejected; the previous configuration keeps serving");
 }
 
 fn unix_now() -> i64 {
@@ -239,7 +212,7 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
 /// Builds a snapshot: wraps providers (metrics, protection), resolves upstream host names
 /// once, creates metric series.
 pub fn build(
-    settings: Settings,
+    settings: &Settings,
     metrics: &Metrics,
     clock: &SharedClock,
 ) -> Result<Snapshot, ConfigError> {
@@ -325,8 +298,9 @@ pub fn build(
         providers,
         identity_headers: settings.identity_headers.clone(),
         trusted_proxies: settings.trusted_proxies.clone(),
+        hygiene: settings.requests.hygiene.clone(),
+        connections: settings.connections,
         jwks: crate::proxy::assertion::jwks(&settings.assertion_keys),
         admin_token: settings.admin_token.clone(),
-        settings,
     })
 }

@@ -204,7 +204,7 @@ log: {{ format: json, level: warn }}
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
     let mut child = KillOnDrop(child);
     let pid = child.0.id();
-    sessiongate::provider::http::install_crypto_provider();
+    sessiongate::identity::provider::http::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(256)

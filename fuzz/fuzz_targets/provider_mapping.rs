@@ -6,9 +6,9 @@
 use std::time::SystemTime;
 
 use libfuzzer_sys::fuzz_target;
-use sessiongate::provider::http::judge;
-use sessiongate::provider::presets::{kinds, Preset};
-use sessiongate::provider::Resolution;
+use sessiongate::identity::provider::http::judge;
+use sessiongate::identity::provider::presets::{kinds, Preset};
+use sessiongate::identity::provider::Resolution;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sessiongate::provider::format::{Charset, TokenFormat};
-use sessiongate::provider::ProviderId;
+use sessiongate::identity::provider::format::{Charset, TokenFormat};
+use sessiongate::identity::provider::ProviderId;
 use sessiongate::identity::token::{extract_bearer, TokenHasher};
 
 fuzz_target!(|data: &[u8]| {

@@ -29,8 +29,8 @@ use serde_json::{json, Value};
 use super::explain::{AskedRequest, Trace};
 use super::AdminApp;
 use crate::identity::cache::PurgeBy;
+use crate::identity::provider::static_tokens::token_digest;
 use crate::identity::token::extract_bearer;
-use crate::provider::static_tokens::token_digest;
 use crate::proxy::decision::{decide, DecisionInput};
 
 const MAX_BODY: usize = 64 * 1024;

@@ -1,6 +1,6 @@
 //! `POST /admin/explain`: the trace of one decision, serialized.
 //!
-//! The request is decided by the proxy's own [`decide`] (a miss calls the provider and
+//! The request is decided by the proxy's own [`crate::proxy::decision::decide`] (a miss calls the provider and
 //! caches the answer, as the request would) and nothing is forwarded. [`Trace`] is built
 //! from the [`Decision`] alone: every policy finding it shows was recorded while deciding,
 //! so `explain` cannot disagree with the proxy by evaluating the policy a second time.

@@ -14,7 +14,7 @@ use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::state::GatewayState;
+use crate::proxy::shared::GatewayState;
 
 mod api;
 pub mod explain;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::duration::ConfigDuration;
+use crate::telemetry::logging::LogFormat;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -121,7 +122,7 @@ pub struct TokenFormatFile {
     pub prefix: Option<String>,
 }
 
-pub use crate::provider::ProviderKind;
+pub use crate::identity::provider::ProviderKind;
 
 /// Keys of every kind that calls out over HTTP (session endpoints and JWKS).
 const CLIENT_KEYS: &[&str] = &[
@@ -497,15 +498,6 @@ pub enum ModeFile {
 #[serde(deny_unknown_fields)]
 pub struct IdentityHeadersFile {
     pub prefix: Option<String>,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
 }
 
 /// `log:` section.

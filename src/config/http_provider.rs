@@ -12,10 +12,10 @@ use super::file::{
     ProviderFile, ProviderKind, ResponseFile, RuleFile, TokenIn,
 };
 use super::{secret, ConfigError};
-use crate::provider::http::{Credential, HttpProviderSpec, TokenPlacement};
-use crate::provider::mapping::{ExpiryFormat, ExpiryMapping, Predicate, Rule, Test};
-use crate::provider::presets::Preset;
-use crate::provider::ProviderSpec;
+use crate::identity::provider::http::{Credential, HttpProviderSpec, TokenPlacement};
+use crate::identity::provider::mapping::{ExpiryFormat, ExpiryMapping, Predicate, Rule, Test};
+use crate::identity::provider::presets::Preset;
+use crate::identity::provider::ProviderSpec;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -441,8 +441,8 @@ fn expires(path: &str, e: &ExpiresFile) -> Result<ExpiryMapping> {
 pub(super) fn apply_response(
     path: &str,
     r: &ResponseFile,
-    outcome: &mut crate::provider::mapping::Outcome,
-    mapping: &mut crate::provider::mapping::ResponseMapping,
+    outcome: &mut crate::identity::provider::mapping::Outcome,
+    mapping: &mut crate::identity::provider::mapping::ResponseMapping,
 ) -> Result<()> {
     if let Some(list) = &r.invalid_when {
         outcome.invalid_when = rules(&format!("{path}.invalid_when"), list)?;

@@ -1,4 +1,4 @@
-//! `kind: jwt`: checked settings for [`crate::provider::jwt::JwtProvider`].
+//! `kind: jwt`: checked settings for [`crate::identity::provider::jwt::JwtProvider`].
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,9 +8,9 @@ use jsonwebtoken::Algorithm;
 use super::file::ProviderFile;
 use super::http_provider::{apply_response, ca_roots};
 use super::ConfigError;
-use crate::provider::jwt::{JwtSpec, KeySource};
-use crate::provider::mapping::{ExpiryFormat, ExpiryMapping, Outcome, ResponseMapping};
-use crate::provider::ProviderSpec;
+use crate::identity::provider::jwt::{JwtSpec, KeySource};
+use crate::identity::provider::mapping::{ExpiryFormat, ExpiryMapping, Outcome, ResponseMapping};
+use crate::identity::provider::ProviderSpec;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 

@@ -1,4 +1,4 @@
-//! Configuration: the YAML file ([`file`]) is parsed strictly, then [`validate`] turns it
+//! Configuration: the YAML file ([`mod@file`]) is parsed strictly, then [`validate`] turns it
 //! into [`Settings`], the checked runtime form the gateway is built from. Every error names
 //! the key (`routes[1].upstream`) and, for syntax and unknown keys, the line and column.
 
@@ -20,13 +20,15 @@ use std::time::Duration;
 pub use secret::Secret;
 
 use crate::identity::cache::CacheSettings;
-use crate::provider::format::TokenFormat;
-use crate::provider::guard::Protection;
-use crate::provider::ProviderSpec;
+use crate::identity::provider::format::TokenFormat;
+use crate::identity::provider::guard::Protection;
+use crate::identity::provider::ProviderSpec;
 use crate::proxy::assertion::SigningKey;
 use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::IdentityHeaders;
 use crate::proxy::route::{RouteSpec, UpstreamSpec};
+use crate::proxy::shared::ConnectionLimits;
+use crate::telemetry::logging::LogSettings;
 
 /// A configuration problem: where it is and what is wrong. Never contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,30 +74,6 @@ pub struct RequestSettings {
     pub hygiene: crate::proxy::canonical::HeaderHygiene,
 }
 
-/// `connections:` — limits on downstream connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// From the first byte of a request to the end of its headers.
-    pub header_timeout: Duration,
-    /// An idle keep-alive connection (between requests) is closed after this.
-    pub idle_timeout: Duration,
-    /// Longest pause while a request body is being received.
-    pub body_idle_timeout: Duration,
-    /// Connections open at once on the proxy listener; more are answered 503 and closed.
-    pub max_connections: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        ConnectionLimits {
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            body_idle_timeout: Duration::from_secs(30),
-            max_connections: 10_000,
-        }
-    }
-}
-
 /// One provider as configured (plain data), with what the gateway wraps around it.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
@@ -106,13 +84,6 @@ pub struct ProviderSettings {
     /// Hash of the provider's definition as written: cached identities survive a reload
     /// while it is unchanged.
     pub fingerprint: u64,
-}
-
-/// Log settings.
-#[derive(Debug, Clone)]
-pub struct LogSettings {
-    pub format: file::LogFormat,
-    pub level: String,
 }
 
 /// The validated configuration the gateway runs with.

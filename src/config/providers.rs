@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::file::{ProviderFile, ProviderKind, StaticTokenFile};
 use super::{secret, ConfigError};
+use crate::identity::provider::static_tokens::token_digest;
+use crate::identity::provider::ProviderSpec;
 use crate::identity::Identity;
 use crate::policy::net::IpNet;
-use crate::provider::static_tokens::token_digest;
-use crate::provider::ProviderSpec;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 

@@ -12,19 +12,18 @@ use super::file::{
     AssertionFile, AuthMode, FileConfig, MethodScopesFile, ModeFile, OneOrMany, ProviderFile,
     ProviderKind, RouteFile, ScopeRuleFile,
 };
-use super::{
-    ConfigError, ConnectionLimits, LogSettings, ProviderSettings, RequestSettings, Settings,
-};
+use super::{ConfigError, ConnectionLimits, ProviderSettings, RequestSettings, Settings};
 use crate::identity::cache::CacheSettings;
+use crate::identity::provider::format::{Charset, TokenFormat};
+use crate::identity::provider::guard::Protection;
 use crate::policy::net::IpNet;
 use crate::policy::{MethodScopes, Mode, RoutePolicy, ScopeRule};
-use crate::provider::format::{Charset, TokenFormat};
-use crate::provider::guard::Protection;
 use crate::proxy::assertion::{AssertionSpec, SigningKey};
 use crate::proxy::canonical::{canonical_host, normalize_path, HeaderHygiene, OVERRIDE_HEADERS};
 use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::{IdentityHeaders, DEFAULT_PREFIX};
 use crate::proxy::route::{RouteSpec, UpstreamSpec, ECHO_UPSTREAM};
+use crate::telemetry::logging::LogSettings;
 
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 

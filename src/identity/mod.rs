@@ -6,9 +6,45 @@
 //! id is kept as [`Identity::session_id`].
 
 pub mod cache;
+pub mod provider;
 pub mod token;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Which provider, in which definition: its config name and a fingerprint of its
+/// definition as written. Token keys are derived from both, so cached identities survive a
+/// reload exactly while the provider's definition is unchanged (a changed provider starts
+/// from an empty cache). Cloning is one reference count; `Display` shows the name only.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ProviderId(Arc<(Arc<str>, u64)>);
+
+impl ProviderId {
+    pub fn new(name: impl Into<Arc<str>>, fingerprint: u64) -> Self {
+        ProviderId(Arc::new((name.into(), fingerprint)))
+    }
+
+    /// The config name (metric labels, logs, purge filters).
+    pub fn name(&self) -> &Arc<str> {
+        &self.0 .0
+    }
+
+    pub fn fingerprint(&self) -> u64 {
+        self.0 .1
+    }
+}
+
+impl std::fmt::Debug for ProviderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{:016x}", self.name(), self.fingerprint())
+    }
+}
+
+impl std::fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The normalized result of resolving a token (see `PROVIDERS.md`, "Normalization").
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

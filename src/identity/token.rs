@@ -5,7 +5,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::provider::ProviderId;
+use crate::identity::ProviderId;
 
 /// Longest token accepted by default, in bytes (large JWTs stay well under this).
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;

@@ -36,7 +36,7 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::state::GatewayState;
+use crate::proxy::shared::GatewayState;
 
 /// The proxy application with connection limits around it.
 pub struct Limited<A> {
@@ -86,7 +86,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let limits = self.state.snapshot().settings.connections;
+        let limits = self.state.snapshot().connections;
         let metrics = &self.state.metrics;
         let before = self.open.fetch_add(1, Ordering::Relaxed);
         metrics.downstream_connections.inc();

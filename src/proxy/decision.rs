@@ -14,16 +14,16 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
 use crate::identity::cache::{Lookup, LookupOutcome, LookupRequest};
+use crate::identity::provider::InvalidReason;
 use crate::identity::token::{extract_bearer, TokenError, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
 use crate::identity::Identity;
 use crate::policy::{self, Denial, Mode};
-use crate::provider::InvalidReason;
 use crate::proxy::canonical::{
     self, canonical_host, normalize_path, without_parameters, CanonicalHost, PathError, Rejection,
 };
 use crate::proxy::respond::Refusal;
 use crate::proxy::route::{ProviderEntry, Route, RouteAuth};
-use crate::state::{GatewayState, Snapshot};
+use crate::proxy::shared::{GatewayState, Snapshot};
 
 /// What the decision looks at.
 pub struct DecisionInput<'a> {

@@ -25,6 +25,7 @@ pub mod forwarded;
 pub mod headers;
 pub mod respond;
 pub mod route;
+pub mod shared;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -44,8 +45,8 @@ use crate::policy::Denial;
 use crate::proxy::decision::{decide, Decision, DecisionInput, Outcome, Verdict};
 use crate::proxy::respond::Refusal;
 use crate::proxy::route::{Route, UpstreamTarget};
-pub use crate::state::GatewayState;
-use crate::state::Snapshot;
+pub use crate::proxy::shared::GatewayState;
+use crate::proxy::shared::Snapshot;
 
 /// Route label for requests that matched no route.
 pub const UNMATCHED: &str = "_unmatched";
@@ -316,7 +317,7 @@ impl Proxy {
         ctx.request_id = request_id(session.req_header());
         let snap = self.state.snapshot();
         ctx.snapshot = Some(snap.clone());
-        let limits = &snap.settings.connections;
+        let limits = &snap.connections;
         // A request body may pause at most `body_idle_timeout`; idle connections are
         // closed by `connection::Deadlines` (no per-request timer here).
         // Pingora reads only the first `Connection` header; `close` in any of them counts.
@@ -386,9 +387,7 @@ fn canonicalize_headers(
     req: &mut RequestHeader,
     snap: &Snapshot,
 ) -> std::result::Result<(), crate::proxy::canonical::Rejection> {
-    for name in
-        crate::proxy::canonical::unwanted_headers(&req.headers, &snap.settings.requests.hygiene)?
-    {
+    for name in crate::proxy::canonical::unwanted_headers(&req.headers, &snap.hygiene)? {
         req.remove_header(&name);
     }
     crate::proxy::canonical::check_host_count(&req.headers, req.version)

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::identity::provider::{Provider, ProviderId};
 use crate::policy::RoutePolicy;
-use crate::provider::{Provider, ProviderId};
 
 /// The name of the built-in echo upstream.
 pub const ECHO_UPSTREAM: &str = "echo";
@@ -46,7 +46,7 @@ pub struct ProviderEntry {
     /// Name and definition fingerprint: what token keys are derived from.
     pub id: ProviderId,
     pub provider: Arc<dyn Provider>,
-    pub format: crate::provider::format::TokenFormat,
+    pub format: crate::identity::provider::format::TokenFormat,
 }
 
 impl ProviderEntry {

@@ -10,8 +10,24 @@ use std::io::IsTerminal;
 use tracing_subscriber::filter::Directive;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::file::LogFormat;
-use crate::config::LogSettings;
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Log settings (`log:`).
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive (`info`, `sessiongate=debug`).
+    pub level: String,
+}
 
 /// Crates whose debug/trace events print request headers verbatim.
 const HEADER_DUMPING_CRATES: &[&str] = &[

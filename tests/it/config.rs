@@ -22,7 +22,7 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// are made (which also shows the counter counts).
 #[test]
 fn validating_builds_no_http_client() {
-    use sessiongate::provider::http::clients_built_on_this_thread;
+    use sessiongate::identity::provider::http::clients_built_on_this_thread;
     for (k, v) in [
         ("RFC7662_CLIENT_SECRET", "example-secret"),
         ("SERVICE_TOKEN", "example-service-token"),
@@ -56,7 +56,12 @@ fn validating_builds_no_http_client() {
     let http_providers = all
         .iter()
         .flat_map(|s| s.providers.values())
-        .filter(|p| !matches!(p.spec, sessiongate::provider::ProviderSpec::Static(_)))
+        .filter(|p| {
+            !matches!(
+                p.spec,
+                sessiongate::identity::provider::ProviderSpec::Static(_)
+            )
+        })
         .inspect(|p| {
             p.spec.build(&sessiongate::clock::system()).unwrap();
         })

@@ -223,7 +223,7 @@ where
 /// signed: (CA certificate PEM, TLS acceptor for the server).
 pub fn test_ca() -> (String, tokio_rustls::TlsAcceptor) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    sessiongate::provider::http::install_crypto_provider();
+    sessiongate::identity::provider::http::install_crypto_provider();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -323,7 +323,7 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 
 /// A client that never pools connections between tests and follows no redirects.
 pub fn client() -> reqwest::Client {
-    sessiongate::provider::http::install_crypto_provider();
+    sessiongate::identity::provider::http::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use moka::Expiry;
 
+use crate::identity::provider::ProviderId;
 use crate::identity::token::TokenKey;
 use crate::identity::Identity;
-use crate::provider::ProviderId;
 
 /// One cached identity and its freshness. Times after `fetched_at` are kept as
 /// milliseconds (`u32`: up to 49 days, more than any sensible ttl) to keep entries small.

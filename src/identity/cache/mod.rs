@@ -32,9 +32,9 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 
 use crate::clock::{self, SharedClock};
+use crate::identity::provider::{InvalidReason, Provider, ProviderError, ProviderId, Resolution};
 use crate::identity::token::TokenKey;
 use crate::identity::Identity;
-use crate::provider::{InvalidReason, Provider, ProviderError, ProviderId, Resolution};
 use crate::telemetry::metrics::Metrics;
 
 mod entry;

@@ -287,7 +287,7 @@ pub fn userinfo() -> Preset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{InvalidReason, Resolution};
+    use crate::identity::provider::{InvalidReason, Resolution};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     fn at(secs: u64) -> SystemTime {

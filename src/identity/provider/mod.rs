@@ -23,40 +23,7 @@ use serde::Deserialize;
 
 use crate::clock::SharedClock;
 use crate::identity::Identity;
-
-/// Which provider, in which definition: its config name and a fingerprint of its
-/// definition as written. Token keys are derived from both, so cached identities survive a
-/// reload exactly while the provider's definition is unchanged (a changed provider starts
-/// from an empty cache). Cloning is one reference count; `Display` shows the name only.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ProviderId(Arc<(Arc<str>, u64)>);
-
-impl ProviderId {
-    pub fn new(name: impl Into<Arc<str>>, fingerprint: u64) -> Self {
-        ProviderId(Arc::new((name.into(), fingerprint)))
-    }
-
-    /// The config name (metric labels, logs, purge filters).
-    pub fn name(&self) -> &Arc<str> {
-        &self.0 .0
-    }
-
-    pub fn fingerprint(&self) -> u64 {
-        self.0 .1
-    }
-}
-
-impl std::fmt::Debug for ProviderId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}#{:016x}", self.name(), self.fingerprint())
-    }
-}
-
-impl std::fmt::Display for ProviderId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::identity::ProviderId;
 
 /// What kind of identity provider a `providers.<name>` entry is: the one list of kinds
 /// (config keys per kind: `config::file::kind_keys`; HTTP presets: `presets::Preset::for_kind`,

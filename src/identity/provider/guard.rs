@@ -267,7 +267,7 @@ impl Provider for Guarded {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::provider::InvalidReason;
+    use crate::identity::provider::InvalidReason;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     #[derive(Debug, Default)]

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""The import graph of src/: which module uses which (`crate::` and `super::` paths,
+comments and test modules ignored).
+
+Prints the graph at two levels — files (each .rs file a room) and stages (the top-level
+modules: folders and single files) — with their circles and floors (the longest chain
+of imports below a room, plus one). Exits non-zero when either level has a circle or
+more than MAX_FLOORS floors. Run from the repository root: python3 tools/import_graph.py
+"""
+import os
+import re
+import sys
+from functools import lru_cache
+
+MAX_FLOORS = 8
+SRC = "src"
+
+
+def module_of(path):
+    rel = os.path.relpath(path, SRC)[:-3].split(os.sep)
+    if rel[-1] in ("mod", "lib"):
+        rel = rel[:-1]
+    return tuple(rel)
+
+
+def strip(text):
+    text = text.split("#[cfg(test)]")[0]
+    return "\n".join(l.split("//")[0] for l in text.splitlines())
+
+
+def files():
+    for root, _, names in os.walk(SRC):
+        for n in names:
+            if n.endswith(".rs") and not root.startswith(os.path.join(SRC, "bin")):
+                yield os.path.join(root, n)
+
+
+def graph():
+    mods = {module_of(p): p for p in files()}
+    edges = {m: set() for m in mods}
+    for m, p in mods.items():
+        text = strip(open(p).read())
+        is_dir_mod = os.path.basename(p) in ("mod.rs", "lib.rs")
+        here = m if is_dir_mod else m[:-1]
+        for path in re.findall(r"\b((?:crate|super)(?:::\w+)+)", text):
+            parts = path.split("::")
+            if parts[0] == "crate":
+                base, rest = (), parts[1:]
+            else:
+                base, rest = here, parts
+                while rest and rest[0] == "super":
+                    base, rest = base[:-1], rest[1:]
+            target = base + tuple(rest)
+            # the longest prefix that is a module
+            while target and target not in mods:
+                target = target[:-1]
+            if target and target != m and not (m[: len(target)] == target):
+                edges[m].add(target)
+    return edges
+
+
+def report(name, edges):
+    nodes = sorted(edges)
+
+    @lru_cache(None)
+    def floor(n, stack=()):
+        if n in stack:
+            return 0
+        return 1 + max((floor(t, stack + (n,)) for t in edges[n]), default=0)
+
+    # circles: strongly connected components of more than one node (Tarjan)
+    index, low, on, st, out, i = {}, {}, set(), [], [], [0]
+
+    def visit(v):
+        index[v] = low[v] = i[0]
+        i[0] += 1
+        st.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = st.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(comp)
+
+    for v in nodes:
+        if v not in index:
+            visit(v)
+    floors = max((floor(n) for n in nodes), default=0)
+    arrows = sum(len(e) for e in edges.values())
+    print(f"{name}: {len(nodes)} rooms, {arrows} arrows, {floors} floors, {len(out)} circles")
+    for c in out:
+        print("  circle:", " <-> ".join("::".join(x) or "lib" for x in c))
+    return floors, out
+
+
+def main():
+    edges = graph()
+    stages = {}
+    for m, targets in edges.items():
+        s = m[:1]
+        stages.setdefault(s, set()).update(t[:1] for t in targets if t[:1] != s)
+    stages.pop((), None)
+    for s in stages.values():
+        s.discard(())
+    verbose = "-v" in sys.argv
+    ok = True
+    for name, g in (("files", edges), ("stages", stages)):
+        floors, circles = report(name, g)
+        ok &= floors <= MAX_FLOORS and not circles
+        if verbose and name == "stages":
+            for s in sorted(g):
+                print("  ", s[0], "->", ", ".join(sorted(t[0] for t in g[s])))
+    sys.exit(0 if ok else 1)
+
+
+main()
