@@ -52,14 +52,16 @@
 //! `explain`'s serializable trace in `admin::explain`); [`telemetry`] (metrics, logging:
 //! leaves); [`clock`] (the time decisions are made on); [`secret`].
 //!
-//! Where things go (each touches at most three files):
-//! - a new **provider kind**: a [`identity::provider::ProviderKind`] variant (its name in
-//!   `as_str`), its keys in `config/file.rs` (`kind_keys`), and for an HTTP kind a
-//!   preset in `identity/provider/presets.rs` (`Preset::for_kind` is an exhaustive match,
-//!   so the compiler lists what is missing);
-//! - a new **policy rule**: its check and `Denial` in `policy/mod.rs`, its key in
-//!   `config/validate.rs`, its `Outcome` mapping in `proxy/decision.rs`;
-//! - a new **admin endpoint**: a match arm and its handler in `admin/api.rs`.
+//! Where things go:
+//! - a new **provider kind** (3 files): a [`identity::provider::ProviderKind`] variant
+//!   (its name in `as_str`) in `identity/provider/mod.rs`, its keys in `config/file.rs`
+//!   (`kind_keys`), and for an HTTP kind a preset in `identity/provider/presets.rs`
+//!   (`Preset::for_kind` is an exhaustive match, so the compiler lists what is missing);
+//! - a new **policy rule** (3 files, 4 with a new config key): its check and `Denial` in
+//!   `policy/mod.rs`, its `Outcome` in `proxy/decision.rs` (`Outcome::of_denial` is
+//!   exhaustive), its validation in `config/validate.rs` — plus the key in
+//!   `config/file.rs` when the rule needs one;
+//! - a new **admin endpoint** (1 file): a match arm and its handler in `admin/api.rs`.
 #![forbid(unsafe_code)]
 
 pub mod admin;

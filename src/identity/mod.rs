@@ -4,6 +4,12 @@
 //! record a "session" too; to keep the words apart, the thing a token resolves to is an
 //! *identity* everywhere in this crate, its config and its docs. The provider's own session
 //! id is kept as [`Identity::session_id`].
+//!
+//! This folder holds everything between a bearer token and an identity: [`token`]
+//! (reading it, its keyed hash), [`cache`] and the [`provider`] kinds. It is heavier than
+//! the request path's own folder (`proxy/`) for one reason: each provider kind (static,
+//! HTTP presets and their response mapping, JWT with JWKS refresh, the breaker) is its
+//! own file. The request path meets only `IdentityCache::lookup` and `Provider::resolve`.
 
 pub mod cache;
 pub mod provider;
