@@ -22,7 +22,7 @@ use crate::identity::provider::guard::Guarded;
 use crate::identity::provider::metered::Metered;
 use crate::identity::provider::{Provider, ProviderId};
 use crate::identity::token::TokenHasher;
-use crate::policy::Mode;
+use crate::policy::{DenialKind, Mode};
 use crate::proxy::assertion::AssertionCache;
 use crate::proxy::route::{ProviderEntry, Route, RouteAuth, RouteTable, Upstream, UpstreamTarget};
 use crate::proxy::shared::Reload;
@@ -283,8 +283,8 @@ pub fn build(
             metrics.auth_duration.with_label_values(&[name]);
         }
         if r.spec.policy.mode == Mode::Report {
-            for reason in ["insufficient_scope", "ip_not_allowed"] {
-                metrics.would_deny.with_label_values(&[name, reason]);
+            for kind in DenialKind::ALL.into_iter().filter(|k| !k.always_enforced()) {
+                metrics.would_deny.with_label_values(&[name, kind.as_str()]);
             }
         }
         if let (RouteAuth::Providers(list), false) = (&r.auth, r.spec.stale_if_error.is_zero()) {

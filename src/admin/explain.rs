@@ -11,7 +11,7 @@ use http::Method;
 use serde::Serialize;
 
 use crate::identity::cache::CacheStatus;
-use crate::policy::{self, Denial, Mode};
+use crate::policy::{self, Denial, DenialKind, Mode};
 use crate::proxy::decision::{Decision, Verdict};
 use crate::proxy::route::{Route, RouteAuth};
 
@@ -116,16 +116,9 @@ pub struct Conclusion {
 
 impl Finding {
     fn of(d: &Denial) -> Self {
-        let detail = match d {
-            Denial::InsufficientScope { required } => format!("requires {}", required.join(" ")),
-            Denial::IpNotAllowed { detail } | Denial::IpRestrictMalformed { detail } => {
-                detail.clone()
-            }
-            Denial::Expired => "the identity has expired".into(),
-        };
         Finding {
             reason: d.reason(),
-            detail,
+            detail: d.detail(),
         }
     }
 }
@@ -183,13 +176,11 @@ impl<'a> Trace<'a> {
                 scopes_ok: !d
                     .identity_denials
                     .iter()
-                    .any(|x| matches!(x, Denial::InsufficientScope { .. })),
-                ip_restrict_ok: !d.identity_denials.iter().any(|x| {
-                    matches!(
-                        x,
-                        Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. }
-                    )
-                }),
+                    .any(|x| x.kind() == DenialKind::InsufficientScope),
+                ip_restrict_ok: !d
+                    .identity_denials
+                    .iter()
+                    .any(|x| x.kind() == DenialKind::IpNotAllowed),
                 findings: d.identity_denials.iter().map(Finding::of).collect(),
             }),
             _ => None,

@@ -85,13 +85,80 @@ pub enum Denial {
     Expired,
 }
 
+/// The kinds of policy refusal, each a label of `sessiongate_requests_total{outcome}` and
+/// `sessiongate_policy_would_deny_total{reason}` and the JSON `error` code. A new rule adds
+/// its kind here; the decision, metrics and `explain` take it from these methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenialKind {
+    InsufficientScope,
+    IpNotAllowed,
+    Expired,
+}
+
+impl DenialKind {
+    pub const ALL: [DenialKind; 3] = [
+        DenialKind::InsufficientScope,
+        DenialKind::IpNotAllowed,
+        DenialKind::Expired,
+    ];
+
+    /// The label and error code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenialKind::InsufficientScope => "insufficient_scope",
+            DenialKind::IpNotAllowed => "ip_not_allowed",
+            DenialKind::Expired => "expired",
+        }
+    }
+
+    /// True when a report-only route refuses it anyway (an expired identity is never
+    /// let through).
+    pub fn always_enforced(self) -> bool {
+        self == DenialKind::Expired
+    }
+
+    /// The HTTP status of the refusal.
+    pub fn status(self) -> u16 {
+        match self {
+            DenialKind::Expired => 401,
+            DenialKind::InsufficientScope | DenialKind::IpNotAllowed => 403,
+        }
+    }
+
+    /// What the client is told.
+    pub fn description(self) -> &'static str {
+        match self {
+            DenialKind::InsufficientScope => "the token lacks the scopes this request requires",
+            DenialKind::IpNotAllowed => "requests from this client address are not allowed here",
+            DenialKind::Expired => "the token has expired",
+        }
+    }
+}
+
 impl Denial {
+    pub fn kind(&self) -> DenialKind {
+        match self {
+            Denial::InsufficientScope { .. } => DenialKind::InsufficientScope,
+            Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. } => {
+                DenialKind::IpNotAllowed
+            }
+            Denial::Expired => DenialKind::Expired,
+        }
+    }
+
     /// The deny reason used in metrics, logs and the JSON `error`.
     pub fn reason(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// A sentence for logs and `explain` (never shown to the client).
+    pub fn detail(&self) -> String {
         match self {
-            Denial::InsufficientScope { .. } => "insufficient_scope",
-            Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. } => "ip_not_allowed",
-            Denial::Expired => "expired",
+            Denial::InsufficientScope { required } => format!("requires {}", required.join(" ")),
+            Denial::IpNotAllowed { detail } | Denial::IpRestrictMalformed { detail } => {
+                detail.clone()
+            }
+            Denial::Expired => "the identity has expired".into(),
         }
     }
 }

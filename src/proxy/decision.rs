@@ -17,7 +17,7 @@ use crate::identity::cache::{Lookup, LookupOutcome, LookupRequest};
 use crate::identity::provider::InvalidReason;
 use crate::identity::token::{extract_bearer, TokenError, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
 use crate::identity::Identity;
-use crate::policy::{self, Denial, Mode};
+use crate::policy::{self, Denial, DenialKind, Mode};
 use crate::proxy::canonical::{
     self, canonical_host, normalize_path, without_parameters, CanonicalHost, PathError, Rejection,
 };
@@ -52,9 +52,8 @@ pub enum Outcome {
     /// The token fits no provider's `token_format`.
     MalformedToken,
     InvalidToken,
-    Expired,
-    InsufficientScope,
-    IpNotAllowed,
+    /// Refused by a policy rule (or an expired token): labelled by the rule's kind.
+    Denied(DenialKind),
     ProviderUnavailable,
     ClientThrottled,
     AssertionFailed,
@@ -62,21 +61,22 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome (each `requests_total` label value).
-    pub const ALL: [Outcome; 13] = [
-        Outcome::Allowed,
-        Outcome::BadRequest,
-        Outcome::NoRoute,
-        Outcome::MissingToken,
-        Outcome::InvalidRequest,
-        Outcome::MalformedToken,
-        Outcome::InvalidToken,
-        Outcome::Expired,
-        Outcome::InsufficientScope,
-        Outcome::IpNotAllowed,
-        Outcome::ProviderUnavailable,
-        Outcome::ClientThrottled,
-        Outcome::AssertionFailed,
-    ];
+    pub fn all() -> impl Iterator<Item = Outcome> {
+        [
+            Outcome::Allowed,
+            Outcome::BadRequest,
+            Outcome::NoRoute,
+            Outcome::MissingToken,
+            Outcome::InvalidRequest,
+            Outcome::MalformedToken,
+            Outcome::InvalidToken,
+            Outcome::ProviderUnavailable,
+            Outcome::ClientThrottled,
+            Outcome::AssertionFailed,
+        ]
+        .into_iter()
+        .chain(DenialKind::ALL.into_iter().map(Outcome::Denied))
+    }
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -88,9 +88,7 @@ impl Outcome {
             Outcome::InvalidRequest => "invalid_request",
             Outcome::MalformedToken => "malformed_token",
             Outcome::InvalidToken => "invalid_token",
-            Outcome::Expired => "expired",
-            Outcome::InsufficientScope => "insufficient_scope",
-            Outcome::IpNotAllowed => "ip_not_allowed",
+            Outcome::Denied(kind) => kind.as_str(),
             Outcome::ProviderUnavailable => "provider_unavailable",
             Outcome::ClientThrottled => "client_throttled",
             Outcome::AssertionFailed => "assertion_failed",
@@ -108,13 +106,7 @@ impl Outcome {
 
     /// The outcome of a policy denial.
     pub fn of_denial(d: &Denial) -> Self {
-        match d {
-            Denial::InsufficientScope { .. } => Outcome::InsufficientScope,
-            Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. } => {
-                Outcome::IpNotAllowed
-            }
-            Denial::Expired => Outcome::Expired,
-        }
+        Outcome::Denied(d.kind())
     }
 }
 
@@ -189,14 +181,13 @@ pub fn refusal_for_rejection(rejection: &Rejection) -> Refusal {
 
 /// The refusal for a policy denial.
 pub fn refusal_for(denial: &Denial) -> Refusal {
+    let kind = denial.kind();
     match denial {
-        Denial::Expired => Refusal::bearer("invalid_token", "the token has expired"),
+        // RFC 6750: an expired token is `invalid_token` with a Bearer challenge, and a
+        // scope refusal names the scopes in its challenge.
+        Denial::Expired => Refusal::bearer("invalid_token", kind.description()),
         Denial::InsufficientScope { required } => Refusal::insufficient_scope(required),
-        Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. } => Refusal::plain(
-            403,
-            "ip_not_allowed",
-            "requests from this client address are not allowed here",
-        ),
+        _ => Refusal::plain(kind.status(), kind.as_str(), kind.description()),
     }
 }
 
@@ -353,7 +344,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         Lookup::Valid(identity) => identity,
         Lookup::Invalid(InvalidReason::Expired) => {
             return d.refuse(
-                Outcome::Expired,
+                Outcome::Denied(DenialKind::Expired),
                 Refusal::bearer("invalid_token", "the token has expired"),
             )
         }
@@ -396,7 +387,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
     d.identity_denials = denials;
     for denial in &d.identity_denials {
         // An expired identity is refused even on a report-only route.
-        if route.spec.policy.mode == Mode::Report && *denial != Denial::Expired {
+        if route.spec.policy.mode == Mode::Report && !denial.kind().always_enforced() {
             d.would_deny.push(denial.clone());
             continue;
         }
@@ -408,4 +399,43 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         break;
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_has_its_own_label_and_every_policy_kind_is_one() {
+        let labels: Vec<&str> = Outcome::all().map(Outcome::as_str).collect();
+        let mut unique = labels.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), labels.len(), "{labels:?}");
+        for kind in DenialKind::ALL {
+            assert!(labels.contains(&kind.as_str()), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_policy_refusal_carries_its_kind_as_status_and_error() {
+        let denials = [
+            Denial::InsufficientScope {
+                required: vec!["a".into()],
+            },
+            Denial::IpNotAllowed { detail: "x".into() },
+            Denial::IpRestrictMalformed { detail: "x".into() },
+            Denial::Expired,
+        ];
+        for d in denials {
+            let r = refusal_for(&d);
+            assert_eq!(r.status, d.kind().status(), "{d:?}");
+            let expected = match d.kind() {
+                DenialKind::Expired => "invalid_token",
+                kind => kind.as_str(),
+            };
+            assert_eq!(r.error, expected, "{d:?}");
+            assert_eq!(Outcome::of_denial(&d).as_str(), d.reason());
+        }
+    }
 }

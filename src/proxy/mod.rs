@@ -254,10 +254,11 @@ impl Proxy {
         let Some(route) = &d.route else { return };
         // Requests refused by the route's network rules never reached the token.
         let network_refused = d.identity.is_none()
+            && d.network_denial.is_some()
             && matches!(
                 verdict,
                 Verdict::Refuse {
-                    denial: Some(Denial::IpNotAllowed { .. }),
+                    denial: Some(_),
                     ..
                 }
             );
