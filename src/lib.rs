@@ -57,10 +57,11 @@
 //!   (its name in `as_str`) in `identity/provider/mod.rs`, its keys in `config/file.rs`
 //!   (`kind_keys`), and for an HTTP kind a preset in `identity/provider/presets.rs`
 //!   (`Preset::for_kind` is an exhaustive match, so the compiler lists what is missing);
-//! - a new **policy rule** (3 files, 4 with a new config key): its check and `Denial` in
-//!   `policy/mod.rs`, its `Outcome` in `proxy/decision.rs` (`Outcome::of_denial` is
-//!   exhaustive), its validation in `config/validate.rs` — plus the key in
-//!   `config/file.rs` when the rule needs one;
+//! - a new **policy rule** (3 files): its field in `RoutePolicy`, its check, `Denial`
+//!   variant and `DenialKind` (label, status, client text) in `policy/mod.rs`; its key in
+//!   `config/file.rs`; its validation in `config/validate.rs`. The decision, metrics and
+//!   `explain` take the rest from `DenialKind` (tried with a throwaway
+//!   `require_organizations` rule: those three files, and it compiled);
 //! - a new **admin endpoint** (1 file): a match arm and its handler in `admin/api.rs`.
 #![forbid(unsafe_code)]
 
