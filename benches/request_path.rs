@@ -26,6 +26,7 @@ use sessiongate::policy::{check_identity, MethodScopes, RoutePolicy, ScopeRule};
 use sessiongate::proxy::canonical::normalize_path;
 use sessiongate::proxy::headers::{sanitize_request, set_identity, IdentityHeaders};
 use sessiongate::proxy::route::{Route, RouteSpec, RouteTable, ECHO_UPSTREAM};
+use sessiongate::telemetry::metrics::{Metrics, RouteSeries};
 
 const TOKEN: &str = "v2x8f3a9c1e5b7d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3";
 
@@ -107,7 +108,8 @@ fn routing(c: &mut Criterion) {
             stale_if_error: Duration::ZERO,
             allow_encoded_slashes: false,
         };
-        Route::resolve(spec, &HashMap::new(), &HashMap::new()).expect("no names to resolve")
+        let series = RouteSeries::new(&Metrics::new(), &spec.name, 0);
+        Route::resolve(spec, &HashMap::new(), &HashMap::new(), series).expect("no names to resolve")
     };
     let table = RouteTable::new(
         vec![

@@ -24,10 +24,11 @@ use crate::identity::provider::{Provider, ProviderId};
 use crate::identity::token::TokenHasher;
 use crate::policy::{DenialKind, Mode};
 use crate::proxy::assertion::AssertionCache;
+use crate::proxy::decision::Outcome;
 use crate::proxy::route::{ProviderEntry, Route, RouteAuth, RouteTable, Upstream, UpstreamTarget};
 use crate::proxy::shared::Reload;
 pub use crate::proxy::shared::{GatewayState, ReloadRejected, ReloadReport, Snapshot};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{Metrics, RouteSeries};
 
 /// How long a reload waits for new providers' warm-up (JWKS fetches) before swapping.
 const RELOAD_WARM_UP_LIMIT: Duration = Duration::from_secs(5);
@@ -257,7 +258,8 @@ pub fn build(
         .iter()
         .enumerate()
         .map(|(i, spec)| {
-            Route::resolve(spec.clone(), &by_name, &upstreams)
+            let series = RouteSeries::new(metrics, &spec.name, Outcome::COUNT);
+            Route::resolve(spec.clone(), &by_name, &upstreams, series)
                 .map_err(|e| ConfigError::at(format!("routes[{i}]"), e.to_string()))
         })
         .collect::<Result<_, _>>()?;

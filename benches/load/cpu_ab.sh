@@ -73,19 +73,7 @@ CONF
 }
 
 cpu_ticks() { # pid → utime+stime of all its threads, in clock ticks
-    python3 - "$1" <<'PY'
-import os, sys
-pid = sys.argv[1]
-total = 0
-for tid in os.listdir(f"/proc/{pid}/task"):
-    try:
-        stat = open(f"/proc/{pid}/task/{tid}/stat").read()
-    except FileNotFoundError:
-        continue
-    fields = stat[stat.rindex(")") + 2:].split()
-    total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-print(total)
-PY
+    python3 benches/load/cpu_ticks.py "$1"
 }
 
 read -r PID_A PORT_A < <(start_gateway "$A")

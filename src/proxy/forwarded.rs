@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::prelude::Result;
 
@@ -76,44 +77,63 @@ pub fn set_forwarded(
     client: Option<IpAddr>,
     trusted_proxies: &TrustedProxies,
 ) -> Result<()> {
+    // Header names are constants (no parsing per request); an address is formatted once
+    // when the client is the peer.
+    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+    const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+    const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
     let trusted = peer.is_some_and(|p| trusted_proxies.contains(p));
-    let prior: Vec<String> = if trusted {
-        req.headers
-            .get_all("x-forwarded-for")
+    let mut chain = String::new();
+    if trusted {
+        for v in req
+            .headers
+            .get_all(&XFF)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .map(str::to_string)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    req.remove_header("x-forwarded-for");
+        {
+            if !chain.is_empty() {
+                chain.push_str(", ");
+            }
+            chain.push_str(v);
+        }
+    }
+    req.remove_header(&XFF);
+    let mut peer_text = None;
     if let Some(peer) = peer {
-        let mut chain = prior.join(", ");
+        let text = peer.to_string();
         if !chain.is_empty() {
             chain.push_str(", ");
         }
-        chain.push_str(&peer.to_string());
-        req.insert_header("x-forwarded-for", chain)?;
+        chain.push_str(&text);
+        req.insert_header(XFF, chain)?;
+        peer_text = Some(text);
     }
-    if !trusted || !req.headers.contains_key("x-forwarded-proto") {
-        req.insert_header("x-forwarded-proto", "http")?;
+    if !trusted || !req.headers.contains_key(&PROTO) {
+        req.insert_header(PROTO, HeaderValue::from_static("http"))?;
     }
-    if !trusted || !req.headers.contains_key("x-forwarded-host") {
+    if !trusted || !req.headers.contains_key(&XFH) {
         match req.headers.get(http::header::HOST).cloned() {
-            Some(host) => req.insert_header("x-forwarded-host", host)?,
+            Some(host) => req.insert_header(XFH, host)?,
             None => {
-                req.remove_header("x-forwarded-host");
+                req.remove_header(&XFH);
             }
         }
     }
     if !trusted {
-        req.remove_header("forwarded");
+        req.remove_header(&FORWARDED);
     }
     match client {
-        Some(ip) => req.insert_header("x-real-ip", ip.to_string())?,
+        Some(ip) => {
+            let text = match peer_text {
+                Some(t) if Some(ip) == peer => t,
+                _ => ip.to_string(),
+            };
+            req.insert_header(REAL_IP, text)?
+        }
         None => {
-            req.remove_header("x-real-ip");
+            req.remove_header(&REAL_IP);
         }
     }
     Ok(())

@@ -264,10 +264,7 @@ impl Proxy {
             );
         if route.auth_duration_applies() && !network_refused && d.rejection.is_none() {
             ctx.auth_time = Some(auth);
-            metrics
-                .auth_duration
-                .with_label_values(&[&*route.spec.name])
-                .observe(auth.as_secs_f64());
+            route.series.auth_duration().observe(auth.as_secs_f64());
         }
     }
 
@@ -640,16 +637,27 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let route = Self::route_label(ctx);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let metrics = &self.state.metrics;
-        metrics
-            .requests
-            .with_label_values(&[route, ctx.outcome.as_str()])
-            .inc();
         let total = ctx.started.elapsed();
-        metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(total.as_secs_f64());
+        let outcome = ctx.outcome;
+        match ctx.route().map(|r| &r.series) {
+            Some(series) => {
+                if let Some(c) = series.requests(outcome.index(), outcome.as_str()) {
+                    c.inc();
+                }
+                series.request_duration().observe(total.as_secs_f64());
+            }
+            None => {
+                let metrics = &self.state.metrics;
+                metrics
+                    .requests
+                    .with_label_values(&[route, outcome.as_str()])
+                    .inc();
+                metrics
+                    .request_duration
+                    .with_label_values(&[route])
+                    .observe(total.as_secs_f64());
+            }
+        }
         let req = session.req_header();
         tracing::info!(
             target: "sessiongate::access",

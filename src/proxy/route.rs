@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::identity::provider::{Provider, ProviderId};
 use crate::policy::RoutePolicy;
+use crate::telemetry::metrics::RouteSeries;
 
 /// The name of the built-in echo upstream.
 pub const ECHO_UPSTREAM: &str = "echo";
@@ -154,6 +155,8 @@ pub struct Route {
     pub spec: RouteSpec,
     pub auth: RouteAuth,
     pub upstream: UpstreamTarget,
+    /// The route's metric series, resolved once.
+    pub series: RouteSeries,
 }
 
 impl Route {
@@ -162,6 +165,7 @@ impl Route {
         spec: RouteSpec,
         providers: &HashMap<&str, Arc<ProviderEntry>>,
         upstreams: &HashMap<&str, Arc<Upstream>>,
+        series: RouteSeries,
     ) -> Result<Route, ResolveError> {
         let auth = if spec.providers.is_empty() {
             RouteAuth::None
@@ -192,6 +196,7 @@ impl Route {
             spec,
             auth,
             upstream,
+            series,
         })
     }
 
@@ -252,6 +257,7 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::metrics::Metrics;
 
     fn route(prefix: &str, host: Option<&str>) -> Route {
         let spec = RouteSpec {
@@ -266,7 +272,8 @@ mod tests {
             stale_if_error: std::time::Duration::ZERO,
             allow_encoded_slashes: false,
         };
-        Route::resolve(spec, &HashMap::new(), &HashMap::new()).unwrap()
+        let series = RouteSeries::new(&Metrics::new(), &spec.name, 0);
+        Route::resolve(spec, &HashMap::new(), &HashMap::new(), series).unwrap()
     }
 
     #[test]
@@ -303,11 +310,18 @@ mod tests {
     fn resolving_an_unknown_name_is_an_error_not_a_panic() {
         let mut spec = route("/", None).spec;
         spec.providers = vec!["gone".into()];
-        let e = Route::resolve(spec.clone(), &HashMap::new(), &HashMap::new()).unwrap_err();
+        let series = route("/", None).series;
+        let e = Route::resolve(
+            spec.clone(),
+            &HashMap::new(),
+            &HashMap::new(),
+            series.clone(),
+        )
+        .unwrap_err();
         assert_eq!(e, ResolveError::UnknownProvider("gone".into()));
         spec.providers.clear();
         spec.upstream = "api".into();
-        let e = Route::resolve(spec, &HashMap::new(), &HashMap::new()).unwrap_err();
+        let e = Route::resolve(spec, &HashMap::new(), &HashMap::new(), series).unwrap_err();
         assert_eq!(e.to_string(), "no upstream named `api`");
     }
 

@@ -3,10 +3,61 @@
 //! route names and provider names come from the config, outcomes and results are fixed
 //! words. Never a token, a subject or a raw path.
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// One route's series, resolved once instead of hashing the labels on every request. A
+/// series is created on first use (exactly when `with_label_values` would have created
+/// it), so `/metrics` shows the same series as before.
+#[derive(Clone)]
+pub struct RouteSeries {
+    route: Arc<str>,
+    requests: IntCounterVec,
+    /// `requests_total{route, outcome}`, by outcome index (see [`RouteSeries::requests`]).
+    by_outcome: Box<[OnceLock<IntCounter>]>,
+    request_duration: Histogram,
+    auth_duration_vec: HistogramVec,
+    auth_duration: OnceLock<Histogram>,
+}
+
+impl RouteSeries {
+    /// Series of `route`, for `outcomes` distinct outcome indexes.
+    pub fn new(metrics: &Metrics, route: &Arc<str>, outcomes: usize) -> Self {
+        RouteSeries {
+            route: route.clone(),
+            requests: metrics.requests.clone(),
+            by_outcome: (0..outcomes).map(|_| OnceLock::new()).collect(),
+            request_duration: metrics.request_duration.with_label_values(&[route]),
+            auth_duration_vec: metrics.auth_duration.clone(),
+            auth_duration: OnceLock::new(),
+        }
+    }
+
+    /// `requests_total{route, outcome}` for the outcome with this index and label.
+    pub fn requests(&self, index: usize, outcome: &str) -> Option<&IntCounter> {
+        let slot = self.by_outcome.get(index)?;
+        Some(slot.get_or_init(|| self.requests.with_label_values(&[&self.route, outcome])))
+    }
+
+    pub fn request_duration(&self) -> &Histogram {
+        &self.request_duration
+    }
+
+    pub fn auth_duration(&self) -> &Histogram {
+        self.auth_duration
+            .get_or_init(|| self.auth_duration_vec.with_label_values(&[&self.route]))
+    }
+}
+
+impl std::fmt::Debug for RouteSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RouteSeries({})", self.route)
+    }
+}
 
 /// Label values that are fixed words defined by the modules that own them.
 pub struct FixedLabels {
