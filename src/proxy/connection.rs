@@ -16,6 +16,11 @@
 //! tunnel (WebSocket) with no deadline. Timers are armed lazily, only when a read has to
 //! wait: a request whose headers arrive in one read, on a kept-alive connection, costs no
 //! timer at all. A response still being written pushes the idle deadline back.
+//!
+//! The wrapper also keeps the bytes of the request head it read last (the reads from the
+//! request's first byte to the end of its headers, so any body bytes that came with
+//! them too), so the direct path can hand a request it does not serve to Pingora's full
+//! proxy, which reads it again from [`Deadlines::replay_request`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -151,6 +156,10 @@ pub struct Deadlines {
     writes_at_deadline: u64,
     blank_line: BlankLine,
     on_close: Box<dyn Fn(&'static str) + Send + Sync>,
+    /// The reads of the current request head, byte for byte (see the module docs).
+    head: Vec<u8>,
+    /// Bytes to serve again before reading the socket, and how many were served.
+    replay: Option<(Vec<u8>, usize)>,
 }
 
 impl std::fmt::Debug for Deadlines {
@@ -180,6 +189,17 @@ impl Deadlines {
             writes_at_deadline: 0,
             blank_line: BlankLine::default(),
             on_close,
+            head: Vec::new(),
+            replay: None,
+        }
+    }
+
+    /// Makes the next reads return the current request's head again (the bytes read from
+    /// its first byte to the end of its headers), then continue with the socket.
+    pub fn replay_request(&mut self) {
+        let head = std::mem::take(&mut self.head);
+        if !head.is_empty() {
+            self.replay = Some((head, 0));
         }
     }
 
@@ -192,8 +212,14 @@ impl Deadlines {
             self.phase = Phase::Headers;
             self.blank_line = BlankLine::default();
             self.deadline = None;
+            if self.head.capacity() > 16 * 1024 {
+                // A rare large head does not stay allocated for the connection's life.
+                self.head = Vec::new();
+            }
+            self.head.clear();
         }
         if self.phase == Phase::Headers {
+            self.head.extend_from_slice(data);
             if self.blank_line.feed(data) {
                 self.phase = Phase::Request;
                 self.deadline = None;
@@ -271,6 +297,15 @@ impl AsyncRead for Deadlines {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if let Some((bytes, served)) = &mut self.replay {
+            let n = (bytes.len() - *served).min(buf.remaining());
+            buf.put_slice(&bytes[*served..*served + n]);
+            *served += n;
+            if *served == bytes.len() {
+                self.replay = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 
 /// Most request-body bytes the echo upstream reads before giving up on the connection.
 const MAX_DRAIN: usize = 1 << 20;
 
 /// Reads and discards the request body so the connection can be reused; returns its size.
 /// A body over 1 MiB is not read further and the connection is closed after the answer.
-pub async fn drain_body(session: &mut Session) -> Result<usize> {
+pub async fn drain_body(session: &mut ServerSession) -> Result<usize> {
     let mut total = 0;
     while let Some(chunk) = session.read_request_body().await? {
         total += chunk.len();

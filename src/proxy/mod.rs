@@ -1,20 +1,23 @@
-//! The request path, as Pingora `ProxyHttp` phases:
+//! The request path. Each request takes one of two ways (see [`direct`]): the direct path
+//! for requests that need no framing decision, Pingora's `ProxyHttp` phases for the rest.
+//! Both run the same steps, the methods of [`Proxy`]:
 //!
 //! ```text
-//! request_filter ─ request id (client's if well-formed, else new)
-//!   │             ─ normalize path (400 if ambiguous) ─ pick route (404 if none)
-//!   │             ─ [auth route] bearer token ─ keyed hash ─ identity cache ─ provider
-//!   │                   valid → continue · invalid → 401 · malformed → 401/400 · provider down → 503
-//!   │             ─ strip client identity headers, hop-by-hop tricks, h2c upgrades (every route)
-//!   │             ─ [echo upstream] answer with what the upstream would have received
-//! upstream_peer ─ the route's upstream
-//! upstream_request_filter ─ normalized path, identity headers, X-Request-Id
-//! response_filter ─ X-Request-Id on the response
-//! logging ─ metrics and one access-log event per request (denials included)
+//! filter ─ request id (client's if well-formed, else new)
+//!   │     ─ normalize path (400 if ambiguous) ─ pick route (404 if none)
+//!   │     ─ [auth route] bearer token ─ keyed hash ─ identity cache ─ provider
+//!   │           valid → continue · invalid → 401 · malformed → 401/400 · provider down → 503
+//!   │     ─ strip client identity headers, hop-by-hop tricks, h2c upgrades (every route)
+//!   │     ─ [echo upstream] answer with what the upstream would have received
+//! peer ─ the route's upstream
+//! prepare_upstream_request ─ normalized path, identity headers, X-Request-Id
+//! prepare_response ─ X-Request-Id on the response
+//! fail ─ the JSON error for a request that failed after `filter` (502 …)
+//! log_request ─ metrics and one access-log event per request (denials included)
 //! ```
 //!
-//! Denials are responses written in `request_filter` (which then returns `Ok(true)`); they
-//! never reach an upstream.
+//! Denials are responses written in `filter` (which then returns `Ok(true)`); they never
+//! reach an upstream.
 
 pub mod assertion;
 pub mod canonical;
@@ -37,6 +40,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::identity::cache::CacheStatus;
@@ -137,7 +141,7 @@ impl Proxy {
     /// Writes `refusal`, records `outcome`, and tells Pingora the request is answered.
     async fn refuse(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         ctx: &mut RequestCtx,
         outcome: Outcome,
         refusal: Refusal,
@@ -220,7 +224,7 @@ impl Proxy {
     /// client sending such a request may not frame the next one as we would).
     async fn reject(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         ctx: &mut RequestCtx,
         rejection: crate::proxy::canonical::Rejection,
     ) -> Result<bool> {
@@ -311,7 +315,7 @@ impl Proxy {
 
     /// The first step of every request: its id, the configuration snapshot it runs under,
     /// connection settings, `Host` from an absolute-form target, and the peer address.
-    fn begin(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Arc<Snapshot>> {
+    fn begin(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<Arc<Snapshot>> {
         ctx.request_id = request_id(session.req_header());
         let snap = self.state.snapshot();
         ctx.snapshot = Some(snap.clone());
@@ -349,7 +353,7 @@ impl Proxy {
     }
 
     /// The built-in echo upstream: answers with the request an upstream would receive.
-    async fn answer_echo(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn answer_echo(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<bool> {
         let mut forwarded = session.req_header().clone();
         self.prepare_upstream_request(&mut forwarded, ctx)?;
         let body_bytes = echo::drain_body(session).await?;
@@ -359,8 +363,8 @@ impl Proxy {
         resp.insert_header("content-length", body.len().to_string())?;
         resp.insert_header("cache-control", "no-store")?;
         resp.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(body), true).await?;
+        session.write_response_header(Box::new(resp)).await?;
+        session.write_response_body(body, true).await?;
         Ok(true)
     }
 
@@ -405,7 +409,7 @@ fn forward_canonical_host(req: &mut RequestHeader, decision: &Decision) {
 /// True when a denial can leave the connection open: the request has no body, or a small
 /// one that is drained before the answer. A large or unframed body
 /// would have to be read just to throw it away: close instead.
-fn body_is_safe_to_skip(session: &mut Session) -> bool {
+fn body_is_safe_to_skip(session: &mut ServerSession) -> bool {
     const DRAIN_LIMIT: u64 = 64 * 1024;
     let req = session.req_header();
     if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
@@ -426,6 +430,73 @@ impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
+        self.new_request()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        self.filter(session.as_downstream_mut(), ctx).await
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        self.peer(ctx).map(Box::new)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        self.prepare_upstream_request(upstream_request, ctx)
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        self.prepare_response(upstream_response, ctx)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        FailToProxy {
+            error_code: self.fail(session.as_downstream_mut(), e, ctx).await,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Used by Pingora in its own error logs: method and path only, never the query string
+    /// (which may carry secrets) or headers.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        format!(
+            "{} {} request_id={}",
+            req.method,
+            ctx.rewritten_path().unwrap_or(req.uri.path()),
+            ctx.request_id
+        )
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        self.log_request(session.as_downstream(), e, ctx);
+    }
+}
+
+/// The steps both ways of serving a request share — the Pingora proxy phases above and
+/// the direct path ([`direct`]) — on the downstream session.
+impl Proxy {
+    /// A fresh per-request context.
+    pub fn new_request(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
             request_id: String::new(),
@@ -440,7 +511,9 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    /// Everything before the upstream: canonical request, decision, denials, assertion,
+    /// header hygiene, the echo upstream. `Ok(true)`: the request is answered.
+    pub async fn filter(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.begin(session, ctx)?;
         if let Err(rejection) = canonicalize_headers(session.req_header_mut(), &snap) {
             return self.reject(session, ctx, rejection).await;
@@ -525,18 +598,15 @@ impl ProxyHttp for Proxy {
         Ok(false)
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
+    /// The upstream the request goes to.
+    pub fn peer(&self, ctx: &RequestCtx) -> Result<HttpPeer> {
         match ctx.route().map(|r| &r.upstream) {
             Some(UpstreamTarget::Http(up)) => {
                 let mut peer = HttpPeer::new(up.address, up.tls, up.host.clone());
                 peer.options.connection_timeout = Some(UPSTREAM_CONNECT_TIMEOUT);
-                Ok(Box::new(peer))
+                Ok(peer)
             }
-            // request_filter answers every request that has no HTTP upstream.
+            // `filter` answers every request that has no HTTP upstream.
             _ => Error::e_explain(
                 ErrorType::InternalError,
                 "no HTTP upstream for this request",
@@ -544,31 +614,15 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        upstream_request: &mut RequestHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        self.prepare_upstream_request(upstream_request, ctx)
-    }
-
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        upstream_response.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+    /// What the client receives of the upstream's response header.
+    pub fn prepare_response(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+        resp.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
     }
 
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
+    /// Answers a request that failed after `filter` (upstream unreachable, a body that
+    /// stalled, an internal error); returns the status written, 0 when none could be.
+    pub async fn fail(&self, session: &mut ServerSession, e: &Error, ctx: &mut RequestCtx) -> u16 {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             _ => match e.esource() {
@@ -612,29 +666,17 @@ impl ProxyHttp for Proxy {
                     "the gateway failed to handle the request",
                 ),
             };
-            if let Err(write_err) = refusal.send(session, &ctx.request_id, false).await {
-                tracing::debug!(error = %write_err, "could not write the error response");
+            if session.response_written().is_none() {
+                if let Err(write_err) = refusal.send(session, &ctx.request_id, false).await {
+                    tracing::debug!(error = %write_err, "could not write the error response");
+                }
             }
         }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
+        code
     }
 
-    /// Used by Pingora in its own error logs: method and path only, never the query string
-    /// (which may carry secrets) or headers.
-    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
-        let req = session.req_header();
-        format!(
-            "{} {} request_id={}",
-            req.method,
-            ctx.rewritten_path().unwrap_or(req.uri.path()),
-            ctx.request_id
-        )
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    /// Metrics and the access-log event of a finished request (denials included).
+    pub fn log_request(&self, session: &ServerSession, e: Option<&Error>, ctx: &RequestCtx) {
         let route = Self::route_label(ctx);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let total = ctx.started.elapsed();

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 
 /// The realm in `WWW-Authenticate` challenges.
 pub const REALM: &str = "sessiongate";
@@ -136,13 +136,12 @@ impl Refusal {
     /// drained); otherwise it is closed afterwards.
     pub async fn send(
         &self,
-        session: &mut Session,
+        downstream: &mut ServerSession,
         request_id: &str,
         keep_alive: bool,
     ) -> Result<()> {
         let body = self.body(request_id);
         let header = self.header(request_id, body.len())?;
-        let downstream = session.as_downstream_mut();
         if !keep_alive {
             return downstream.write_error_response(header, body).await;
         }
