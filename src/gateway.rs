@@ -17,6 +17,7 @@ use crate::admin::{AdminApp, AdminRole};
 use crate::clock::{self, SharedClock};
 use crate::config::{ConfigError, Settings};
 use crate::proxy::connection::Limited;
+use crate::proxy::direct::Direct;
 use crate::proxy::Proxy;
 use crate::state::GatewayState;
 
@@ -92,8 +93,14 @@ impl Gateway {
         let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
         server.bootstrap();
 
-        let proxy_app =
+        // The direct path serves the common request; Pingora's full proxy everything else
+        // (see proxy::direct). Both run the same `Proxy` steps.
+        let full_proxy =
             pingora::proxy::http_proxy(&server.configuration, Proxy::new(self.state.clone()));
+        let upstreams = pingora::connectors::http::Connector::new(Some(
+            pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration),
+        ));
+        let proxy_app = Direct::new(Proxy::new(self.state.clone()), full_proxy, upstreams);
         let mut proxy = Service::new(
             "sessiongate proxy".to_string(),
             Limited::new(proxy_app, self.state.clone()),

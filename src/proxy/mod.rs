@@ -23,6 +23,7 @@ pub mod assertion;
 pub mod canonical;
 pub mod connection;
 pub mod decision;
+pub mod direct;
 pub mod echo;
 pub mod forwarded;
 pub mod headers;

@@ -14,6 +14,7 @@
 //! | `assertion` | signed identity assertions and their JWKS |
 //! | `config` | `--check` on every shipped config and on bad ones |
 //! | `process` | the binary: SIGTERM, logs without tokens, `--healthcheck` |
+//! | `direct` | the lean request path and the hand-over to the full proxy on one connection |
 //! | `dashboard` | the Grafana dashboard's queries name real metrics |
 
 mod support;
@@ -22,6 +23,7 @@ mod assertion;
 mod canonical;
 mod config;
 mod dashboard;
+mod direct;
 mod gateway;
 mod jwt;
 mod policy;

@@ -1,0 +1,416 @@
+//! The direct path: the common request served without Pingora's proxy phase machinery.
+//!
+//! A request whose forwarding needs no framing or hop-by-hop decision — HTTP/1.1 in
+//! origin form, no body (no `Content-Length`, no `Transfer-Encoding`), no `Upgrade`,
+//! `Expect`, `TE`, `Trailer`, `Keep-Alive`, `Proxy-Connection` or `HTTP2-Settings`, and
+//! `Connection` naming at most `keep-alive` / `close` — is served here: the same
+//! [`Proxy::filter`] (canonical request, decision, denials, assertion, header hygiene),
+//! then one exchange over a pooled upstream connection, the response streamed back.
+//! For such a request Pingora's own upstream-request sanitizing would change nothing but
+//! `Connection`, which is dropped here too.
+//!
+//! Every other request — bodies, WebSocket and other upgrades, `Expect: 100-continue`,
+//! absolute-form targets, HTTP/1.0, HTTP/2 — goes to Pingora's full proxy
+//! ([`pingora::proxy::HttpProxy`] with the same [`Proxy`] phases), which reads the request
+//! again from the bytes the connection kept ([`Deadlines::replay_request`]). Nothing is
+//! decided before that choice, so every request is decided, counted and logged once.
+//!
+//! Why: the proxy phases cost CPU per request that this gateway's common case does not
+//! need (boxed futures per phase, task channels between the two directions, a second
+//! header clone); measured in BENCHMARKS.md ("CPU per request").
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{header, Method, Version};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::connectors::http::Connector;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::protocols::http::client::HttpSession as ClientSession;
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use pingora::upstreams::peer::Peer;
+use tokio::sync::Notify;
+
+use crate::proxy::connection::Deadlines;
+use crate::proxy::{Proxy, RequestCtx};
+
+/// How often a request is sent again when a pooled upstream connection turns out to be
+/// closed before it answered (each time on another connection).
+const STALE_CONNECTION_RETRIES: usize = 2;
+
+/// The gateway's HTTP application: the direct path, with Pingora's full proxy behind it.
+pub struct Direct {
+    gate: Proxy,
+    full: Arc<HttpProxy<Proxy>>,
+    upstreams: Connector,
+    shutting_down: AtomicBool,
+    shutdown: Notify,
+}
+
+impl Direct {
+    pub fn new(gate: Proxy, full: HttpProxy<Proxy>, upstreams: Connector) -> Self {
+        Direct {
+            gate,
+            full: Arc::new(full),
+            upstreams,
+            shutting_down: AtomicBool::new(false),
+            shutdown: Notify::new(),
+        }
+    }
+
+    async fn await_shutdown(&self) {
+        let notified = self.shutdown.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Gives the request to the full proxy, which reads it again from the connection.
+    async fn hand_over(
+        self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let settings = HttpPersistentSettings::for_session(&session);
+        let ServerSession::H1(h1) = session else {
+            return None;
+        };
+        let mut stream = match h1.into_inner().into_any().downcast::<Deadlines>() {
+            Ok(stream) => stream,
+            Err(_) => {
+                tracing::error!("direct path: a connection without its request bytes; closing it");
+                return None;
+            }
+        };
+        stream.replay_request();
+        let mut session = ServerSession::new_http1(stream);
+        settings.apply_to_session(&mut session);
+        self.full.process_new_http(session, shutdown).await
+    }
+
+    /// Serves an eligible request; `Ok` once the response is complete.
+    async fn serve(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<()> {
+        if self.gate.filter(session, ctx).await? {
+            return Ok(());
+        }
+        let peer = PooledPeer(self.gate.peer(ctx)?);
+        let idempotent = session.req_header().method.is_idempotent();
+        let mut retries = 0;
+        let mut upstream = loop {
+            let (mut upstream, reused) = self
+                .upstreams
+                .get_http_session(&peer)
+                .await
+                .map_err(|e| e.into_up())?;
+            let mut req = session.req_header().clone();
+            req.remove_header(&header::CONNECTION);
+            self.gate.prepare_upstream_request(&mut req, ctx)?;
+            match exchange(&mut upstream, req).await {
+                Ok(()) => break upstream,
+                Err(mut e) => {
+                    // Pingora's own rule: an error its codec marks retryable on a reused
+                    // connection (closed by the upstream before it answered), idempotent
+                    // methods only.
+                    e.retry.decide_reuse(reused);
+                    if !(e.retry() && idempotent && retries < STALE_CONNECTION_RETRIES) {
+                        return Err(e.into_up());
+                    }
+                    retries += 1;
+                }
+            }
+        };
+        // Interim responses (103 Early Hints …) are passed on; the final one follows.
+        loop {
+            let Some(resp) = upstream.response_header() else {
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header")
+                    .map_err(|e| e.into_up());
+            };
+            if !resp.status.is_informational() {
+                break;
+            }
+            if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                return Error::e_explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "101 Switching Protocols for a request that asked for no upgrade",
+                )
+                .map_err(|e| e.into_up());
+            }
+            let mut interim = Box::new(resp.clone());
+            self.gate.prepare_response(&mut interim, ctx)?;
+            session
+                .write_response_header(interim)
+                .await
+                .map_err(|e| e.into_down())?;
+            upstream
+                .read_response_header()
+                .await
+                .map_err(|e| e.into_up())?;
+        }
+        let mut resp = match upstream.response_header() {
+            Some(resp) => Box::new(resp.clone()),
+            None => unreachable_response()?,
+        };
+        let end = upstream.response_done();
+        close_delimited_to_chunked(&mut resp, session.req_header().method == Method::HEAD, end);
+        self.gate.prepare_response(&mut resp, ctx)?;
+        session
+            .write_response_header(resp)
+            .await
+            .map_err(|e| e.into_down())?;
+        while let Some(chunk) = upstream
+            .read_response_body()
+            .await
+            .map_err(|e| e.into_up())?
+        {
+            session
+                .write_response_body(chunk, false)
+                .await
+                .map_err(|e| e.into_down())?;
+        }
+        session
+            .write_response_body(Bytes::new(), true)
+            .await
+            .map_err(|e| e.into_down())?;
+        self.upstreams
+            .release_http_session(upstream, &peer, peer.idle_timeout())
+            .await;
+        Ok(())
+    }
+}
+
+/// The route's upstream for the connection pool. Pingora checks, each time it takes a
+/// pooled connection, that the socket's peer address is still the upstream's — a
+/// `getpeername` system call per request. The pool keys connections by the peer's hash and
+/// each pooled stream owns its socket, so the address cannot change under it: this peer
+/// skips the check. Everything else is the `HttpPeer`'s.
+#[derive(Clone)]
+struct PooledPeer(HttpPeer);
+
+impl std::fmt::Display for PooledPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Peer for PooledPeer {
+    fn address(&self) -> &pingora::protocols::l4::socket::SocketAddr {
+        self.0.address()
+    }
+    fn tls(&self) -> bool {
+        self.0.tls()
+    }
+    fn sni(&self) -> &str {
+        self.0.sni()
+    }
+    fn reuse_hash(&self) -> u64 {
+        self.0.reuse_hash()
+    }
+    fn get_peer_options(&self) -> Option<&pingora::upstreams::peer::PeerOptions> {
+        self.0.get_peer_options()
+    }
+    fn get_mut_peer_options(&mut self) -> Option<&mut pingora::upstreams::peer::PeerOptions> {
+        self.0.get_mut_peer_options()
+    }
+    fn get_proxy(&self) -> Option<&pingora::upstreams::peer::Proxy> {
+        self.0.get_proxy()
+    }
+    fn matches_fd<V: std::os::fd::AsRawFd>(&self, fd: V) -> bool {
+        // Through a CONNECT proxy (not configurable here) keep Pingora's check.
+        self.0.get_proxy().is_none() || self.0.matches_fd(fd)
+    }
+    fn get_client_cert_key(&self) -> Option<&Arc<pingora::utils::tls::CertKey>> {
+        self.0.get_client_cert_key()
+    }
+    fn get_tracer(&self) -> Option<pingora::upstreams::peer::Tracer> {
+        self.0.get_tracer()
+    }
+}
+
+fn unreachable_response() -> Result<Box<ResponseHeader>> {
+    Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header").map_err(|e| e.into_up())
+}
+
+/// Sends the request header and reads the first response header.
+async fn exchange(upstream: &mut ClientSession, req: pingora::http::RequestHeader) -> Result<()> {
+    upstream.write_request_header(Box::new(req)).await?;
+    upstream.finish_request_body().await?;
+    upstream.read_response_header().await
+}
+
+/// A response whose body runs until the upstream closes is sent on as chunked, so the
+/// client connection can be kept (as Pingora's proxy does).
+fn close_delimited_to_chunked(resp: &mut ResponseHeader, head: bool, end: bool) {
+    let no_body = head || matches!(resp.status.as_u16(), 204 | 304);
+    if !no_body
+        && !end
+        && !resp.headers.contains_key(header::TRANSFER_ENCODING)
+        && !resp.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        resp.set_version(Version::HTTP_11);
+        // A constant, valid value.
+        let _ = resp.insert_header(header::TRANSFER_ENCODING, "chunked");
+    }
+}
+
+/// True when the request can be forwarded as it is (see the module docs).
+pub fn eligible(session: &ServerSession) -> bool {
+    if session.as_http1().is_none() {
+        return false;
+    }
+    let req = session.req_header();
+    if req.version != Version::HTTP_11
+        || req.method == Method::CONNECT
+        // Pingora keeps only the path on `uri` for an absolute-form target
+        // (`GET http://host/a`); the raw target tells the forms apart.
+        || !req.raw_path().starts_with(b"/")
+    {
+        return false;
+    }
+    req.headers.iter().all(|(name, value)| match name.as_str() {
+        "content-length" | "transfer-encoding" | "upgrade" | "expect" | "te" | "trailer"
+        | "keep-alive" | "proxy-connection" | "http2-settings" => false,
+        "connection" => value.as_bytes().split(|b| *b == b',').all(|token| {
+            let token = token.trim_ascii();
+            token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close")
+        }),
+        _ => true,
+    })
+}
+
+#[async_trait]
+impl HttpServerApp for Direct {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        if session.as_http1().is_none() {
+            return self.full.process_new_http(session, shutdown).await;
+        }
+        let read = tokio::select! {
+            biased;
+            read = session.read_request() => read,
+            _ = self.await_shutdown() => return None,
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                // As Pingora's proxy answers a request it cannot parse.
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = session.respond_error(400).await;
+                }
+                session.shutdown().await;
+                return None;
+            }
+        }
+        if !eligible(&session) {
+            return self.hand_over(session, shutdown).await;
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+        let mut ctx = self.gate.new_request();
+        let result = self.serve(&mut session, &mut ctx).await;
+        if let Err(e) = &result {
+            self.gate.fail(&mut session, e, &mut ctx).await;
+        }
+        self.gate
+            .log_request(&session, result.as_ref().err().map(|e| &**e), &ctx);
+        if result.is_err() {
+            session.shutdown().await;
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(reusable)) => Some(ReusedHttpStream::from_reusable_stream(reusable, settings)),
+            _ => None,
+        }
+    }
+
+    async fn http_cleanup(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.shutdown.notify_waiters();
+        self.full.http_cleanup().await;
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.full.server_options()
+    }
+
+    fn h2_options(&self) -> Option<pingora::protocols::http::v2::server::H2Options> {
+        self.full.h2_options()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn session_for(raw: &[u8]) -> ServerSession {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        tokio::io::AsyncWriteExt::write_all(&mut client, raw)
+            .await
+            .unwrap();
+        // Keep the client end open while the request is read.
+        std::mem::forget(client);
+        let mut session = ServerSession::new_http1(Box::new(server));
+        assert!(session.read_request().await.unwrap());
+        session
+    }
+
+    /// The direct path takes only requests whose forwarding needs no framing decision;
+    /// everything else goes to the full proxy.
+    #[tokio::test]
+    async fn only_requests_without_framing_decisions_are_direct() {
+        let direct: &[&[u8]] = &[
+            b"GET /a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n",
+            b"HEAD /a HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+            b"DELETE /a HTTP/1.1\r\nHost: x\r\nConnection: Keep-Alive, close\r\n\r\n",
+        ];
+        let full: &[&[u8]] = &[
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab",
+            b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\nKeep-Alive: timeout=5\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\nProxy-Connection: keep-alive\r\n\r\n",
+            b"GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /a HTTP/1.0\r\nHost: x\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\nHTTP2-Settings: AAA\r\n\r\n",
+        ];
+        for raw in direct {
+            let s = session_for(raw).await;
+            assert!(eligible(&s), "{}", String::from_utf8_lossy(raw));
+        }
+        for raw in full {
+            let s = session_for(raw).await;
+            assert!(!eligible(&s), "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn a_body_running_to_close_goes_on_chunked() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.set_version(Version::HTTP_10);
+        close_delimited_to_chunked(&mut resp, false, false);
+        assert_eq!(resp.headers.get("transfer-encoding").unwrap(), "chunked");
+        assert_eq!(resp.version, Version::HTTP_11);
+        for (status, head, end) in [(204, false, false), (200, true, false), (200, false, true)] {
+            let mut resp = ResponseHeader::build(status, None).unwrap();
+            close_delimited_to_chunked(&mut resp, head, end);
+            assert!(resp.headers.get("transfer-encoding").is_none());
+        }
+    }
+}
