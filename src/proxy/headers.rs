@@ -9,11 +9,14 @@
 //! - `Upgrade` other than `websocket` (e.g. `h2c`, which would let later streams skip auth)
 //!   is removed, with `HTTP2-Settings`.
 //!
+//! On the response, the upstream's hop-by-hop headers are removed
+//! ([`strip_response_hop_by_hop`]).
+//!
 //! Identity values come from the provider and are not trusted to be header-safe: bytes
 //! outside printable ASCII, and `%`, are percent-encoded, so CR/LF can never split a header.
 
 use http::header::{HeaderName, HeaderValue, CONNECTION, UPGRADE};
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::identity::Identity;
 
@@ -200,6 +203,42 @@ pub fn sanitize_request(req: &mut RequestHeader, identity: &IdentityHeaders) {
     }
 }
 
+/// Removes an upstream response's hop-by-hop headers before it reaches the client
+/// (RFC 9110 §7.6.1): the ones its `Connection` names, and `Keep-Alive` and
+/// `Proxy-Connection`. Pingora writes the client's own `Connection`. Framing headers
+/// (`Content-Length`, `Transfer-Encoding`) and the request id are never removed this way:
+/// the body was read by them. A 101 (a WebSocket handshake) is left as it is.
+pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
+    if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        return;
+    }
+    if resp.headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = resp
+            .headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| {
+                !matches!(
+                    n.as_str(),
+                    "content-length" | "transfer-encoding" | "connection" | REQUEST_ID
+                )
+            })
+            .collect();
+        for name in named {
+            resp.remove_header(&name);
+        }
+    }
+    if resp.headers.contains_key("keep-alive") {
+        resp.remove_header("keep-alive");
+    }
+    if resp.headers.contains_key("proxy-connection") {
+        resp.remove_header("proxy-connection");
+    }
+}
+
 /// Sets the identity headers on an outgoing request, replacing any value already there.
 pub fn set_identity(
     req: &mut RequestHeader,
@@ -331,5 +370,30 @@ mod tests {
         assert!(IdentityHeaders::new("").is_err());
         assert!(IdentityHeaders::new("X Auth").is_err());
         assert!(IdentityHeaders::new("X-User-").is_ok());
+    }
+
+    #[test]
+    fn response_hop_by_hop_headers_stop_at_the_gateway() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for (k, v) in [
+            ("connection", "X-Internal, close, content-length"),
+            ("x-internal", "secret"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("content-length", "2"),
+            ("x-app", "kept"),
+        ] {
+            resp.append_header(k, v).unwrap();
+        }
+        strip_response_hop_by_hop(&mut resp);
+        let mut left: Vec<&str> = resp.headers.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["connection", "content-length", "x-app"]);
+
+        let mut upgrade = ResponseHeader::build(101, None).unwrap();
+        upgrade.append_header("connection", "upgrade").unwrap();
+        upgrade.append_header("upgrade", "websocket").unwrap();
+        strip_response_hop_by_hop(&mut upgrade);
+        assert_eq!(upgrade.headers.len(), 2);
     }
 }

@@ -77,6 +77,8 @@ pub struct RequestCtx {
     rejection: Option<crate::proxy::canonical::Rejection>,
     /// The signed identity assertion for the upstream, on routes that have one.
     assertion: Option<(HeaderName, HeaderValue)>,
+    /// The client asked to switch protocols (`Upgrade`); only then may a 101 reach it.
+    upgrade_requested: bool,
 }
 
 impl RequestCtx {
@@ -318,6 +320,7 @@ impl Proxy {
     /// connection settings, `Host` from an absolute-form target, and the peer address.
     fn begin(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<Arc<Snapshot>> {
         ctx.request_id = request_id(session.req_header());
+        ctx.upgrade_requested = session.is_upgrade_req();
         let snap = self.state.snapshot();
         ctx.snapshot = Some(snap.clone());
         let limits = &snap.connections;
@@ -509,6 +512,7 @@ impl Proxy {
             auth_time: None,
             rejection: None,
             assertion: None,
+            upgrade_requested: false,
         }
     }
 
@@ -617,6 +621,17 @@ impl Proxy {
 
     /// What the client receives of the upstream's response header.
     pub fn prepare_response(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+        // RFC 9110 §15.2.2: a server switches only to a protocol the client asked for.
+        // Pingora passes a 101 on when neither side asked (the client then waits on a
+        // connection that is neither HTTP nor a tunnel): a 502 instead, on both paths.
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS && !ctx.upgrade_requested {
+            return Error::e_explain(
+                ErrorType::InvalidHTTPHeader,
+                "101 Switching Protocols for a request that asked for no upgrade",
+            )
+            .map_err(|e| e.into_up());
+        }
+        headers::strip_response_hop_by_hop(resp);
         resp.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
     }

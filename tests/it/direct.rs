@@ -221,3 +221,335 @@ async fn a_pooled_connection_the_upstream_closed_is_retried_for_a_get() {
     assert!(answered.load(std::sync::atomic::Ordering::SeqCst) - before < 2);
     drop(g);
 }
+
+/// What an upstream answers, by path, for [`both_paths_pass_on_every_response_alike`];
+/// `true` when it closes the connection after answering.
+fn canned(path: &str) -> Option<(&'static [u8], bool)> {
+    Some(match path {
+        "/open/length" => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-App: a\r\n\r\nhello", false),
+        "/open/chunked" => (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            false,
+        ),
+        "/open/trailers" => (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 1\r\n\r\n",
+            false,
+        ),
+        "/open/until-close" => (b"HTTP/1.1 200 OK\r\nX-App: a\r\n\r\nbody until close", true),
+        "/open/http10" => (b"HTTP/1.0 200 OK\r\n\r\nold server", true),
+        "/open/connection-close" => (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+            true,
+        ),
+        "/open/hop-by-hop" => (
+            b"HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok",
+            false,
+        ),
+        "/open/both-framings" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            false,
+        ),
+        "/open/two-lengths" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+            false,
+        ),
+        "/open/no-content" => (b"HTTP/1.1 204 No Content\r\nX-App: a\r\n\r\n", false),
+        "/open/not-modified" => (b"HTTP/1.1 304 Not Modified\r\nETag: \"1\"\r\n\r\n", false),
+        "/open/early-hints" => (
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            false,
+        ),
+        "/open/switching" => (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            false,
+        ),
+        "/open/cookies" => (
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Auth-Subject: forged\r\nContent-Length: 0\r\n\r\n",
+            false,
+        ),
+        "/open/garbage" => (b"NOT HTTP AT ALL\r\n\r\n", true),
+        "/open/silent" => (b"", true),
+        "/open/short" => (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", true),
+        "/open/next" => (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext", false),
+        _ => return None,
+    })
+}
+
+/// Everything a client can observe of one exchange: the bytes of the answer (without
+/// `date` and `x-request-id`, which differ per request) and of the answer to a second
+/// request on the same connection (empty when the gateway closed it).
+async fn observe(addr: SocketAddr, request: &str) -> (String, String) {
+    async fn read_burst(stream: &mut TcpStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut chunk = vec![0u8; 1 << 16];
+        // The first byte may take a while; after it, 300 ms of silence ends the answer.
+        let mut wait = Duration::from_secs(5);
+        while let Ok(Ok(n)) = tokio::time::timeout(wait, stream.read(&mut chunk)).await {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&chunk[..n]);
+            wait = Duration::from_millis(300);
+        }
+        out
+    }
+    // Chunk boundaries are the sender's choice: a chunked body is compared decoded.
+    fn dechunk(body: &str) -> String {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+                return format!("{out}<not chunked: {rest:?}>");
+            };
+            if n == 0 {
+                return format!("{out}<end>{after}");
+            }
+            if after.len() < n + 2 {
+                return format!("{out}<short chunk: {after:?}>");
+            }
+            out.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        format!("{out}<unterminated: {rest:?}>")
+    }
+    fn normalize(raw: Vec<u8>) -> String {
+        let text = String::from_utf8_lossy(&raw).to_string();
+        // Interim (1xx) heads come first: the final head is the first one that is not 1xx.
+        let mut at = 0;
+        while text[at..].starts_with("HTTP/1.1 1") {
+            match text[at..].find("\r\n\r\n") {
+                Some(i) => at += i + 4,
+                None => break,
+            }
+        }
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let (head, body) = match text[at..].find("\r\n\r\n") {
+            Some(i) => (&text[..at + i], &text[at + i + 4..]),
+            None => (head, body),
+        };
+        let head: Vec<&str> = head
+            .split("\r\n")
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                !l.starts_with("date:") && !l.starts_with("x-request-id:")
+            })
+            .collect();
+        let chunked = head
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        // A refusal's JSON names its request id.
+        let body = match body.find("\"request_id\":\"") {
+            Some(i) => format!("{}<id>", &body[..i]),
+            None => body,
+        };
+        format!("{}\r\n\r\n{body}", head.join("\r\n"))
+    }
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let first = normalize(read_burst(&mut stream).await);
+    let next = match stream
+        .write_all(b"GET /open/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+    {
+        Ok(()) => normalize(read_burst(&mut stream).await),
+        Err(_) => String::new(),
+    };
+    (first, next)
+}
+
+/// The direct path and Pingora's full proxy give a client the same bytes for every kind
+/// of upstream answer — lengths, chunks and trailers, bodies that run to close, HTTP/1.0,
+/// hop-by-hop headers, conflicting framing, 1xx, an unasked-for 101, forged identity
+/// headers, garbage, silence, truncation — and keep or close the connection alike. The
+/// same request is sent once as it is (direct) and once with `Content-Length: 0` (which
+/// sends it to the full proxy and changes nothing else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_paths_pass_on_every_response_alike() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                loop {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 2048];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    let Some((answer, close)) = canned(&path) else {
+                        return;
+                    };
+                    if s.write_all(answer).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let g = gateway_for(&format!("http://{up_addr}"));
+    let paths = [
+        "/open/length",
+        "/open/chunked",
+        "/open/trailers",
+        "/open/until-close",
+        "/open/http10",
+        "/open/connection-close",
+        "/open/hop-by-hop",
+        "/open/both-framings",
+        "/open/two-lengths",
+        "/open/no-content",
+        "/open/not-modified",
+        "/open/early-hints",
+        "/open/switching",
+        "/open/cookies",
+        "/open/garbage",
+        "/open/silent",
+        "/open/short",
+    ];
+    let mut differences = Vec::new();
+    for method in ["GET", "HEAD"] {
+        for path in paths {
+            let direct = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let full = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+            let (a, b) = tokio::join!(observe(g.proxy_addr, &direct), observe(g.proxy_addr, &full));
+            if a != b {
+                differences.push(format!("{method} {path}\n  direct: {a:?}\n  full:   {b:?}"));
+            }
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    // And what both give, where it matters: no 101 to a client that asked for no upgrade,
+    // no answer from a half-sent body, no response smuggled with two lengths.
+    for path in ["/open/switching", "/open/two-lengths", "/open/garbage"] {
+        let (first, _) = observe(
+            g.proxy_addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        )
+        .await;
+        assert!(first.starts_with("HTTP/1.1 502 "), "{path}: {first:?}");
+    }
+    let (hop, _) = observe(
+        g.proxy_addr,
+        "GET /open/hop-by-hop HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    // Hop-by-hop headers of the upstream's connection stop at the gateway (RFC 9110 §7.6.1).
+    let hop = hop.to_ascii_lowercase();
+    assert!(hop.starts_with("http/1.1 200 "), "{hop:?}");
+    assert!(
+        !hop.contains("x-internal") && !hop.contains("keep-alive: "),
+        "{hop:?}"
+    );
+    drop(g);
+}
+
+/// A WebSocket handshake goes to the full proxy and becomes a tunnel: the upstream's 101
+/// reaches the client (with the identity checked first on an authenticated route), then
+/// bytes flow both ways unchanged. Without a token, no 101: a 401 and no upstream call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_becomes_a_tunnel_after_the_check() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 2048];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf).to_ascii_lowercase());
+                let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+                if s.write_all(answer).await.is_err() {
+                    return;
+                }
+                // Echo every byte back, upper-cased, until the client goes.
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            let up: Vec<u8> = chunk[..n].to_ascii_uppercase();
+                            if s.write_all(&up).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let g = gateway_for(&format!("http://{up_addr}"));
+    let handshake = |auth: &str| {
+        format!(
+            "GET /api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{auth}\r\n"
+        )
+    };
+
+    let mut stream = TcpStream::connect(g.proxy_addr).await.unwrap();
+    stream
+        .write_all(handshake(&format!("Authorization: Bearer {TOKEN}\r\n")).as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("handshake answer in time")
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for message in ["hello", "second frame"] {
+        stream.write_all(message.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < message.len() {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+                .await
+                .expect("echo in time")
+                .unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(got, message.to_ascii_uppercase().as_bytes());
+    }
+    {
+        let heads = heads.lock().unwrap();
+        assert_eq!(heads.len(), 1);
+        assert!(heads[0].contains("upgrade: websocket"), "{}", heads[0]);
+        assert!(heads[0].contains("x-auth-subject: alice"), "{}", heads[0]);
+    }
+
+    let mut stream = TcpStream::connect(g.proxy_addr).await.unwrap();
+    stream.write_all(handshake("").as_bytes()).await.unwrap();
+    let (status, head, _) = read_response(&mut stream).await;
+    assert_eq!(status, 401, "{head}");
+    assert_eq!(
+        heads.lock().unwrap().len(),
+        1,
+        "an unauthenticated upgrade reached the upstream"
+    );
+    drop(g);
+}
