@@ -79,6 +79,7 @@ impl Gateway {
         let grace = self.settings.shutdown_grace_period;
         let conf = ServerConf {
             threads: self.settings.threads,
+            work_stealing: self.settings.work_stealing,
             // Pingora counts whole seconds; round up so a grace period is never cut short.
             grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
             graceful_shutdown_timeout_seconds: Some(1),

@@ -192,6 +192,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if old.threads != new.threads {
         out.push("threads");
     }
+    if old.work_stealing != new.work_stealing {
+        out.push("work_stealing");
+    }
     if old.shutdown_grace_period != new.shutdown_grace_period {
         out.push("shutdown_grace_period");
     }

@@ -5,6 +5,8 @@
 #
 #   A=/path/to/old/sessiongate B=target/release/sessiongate benches/load/cpu_ab.sh
 #   ROUNDS=3 DURATION=10 (defaults)
+#   A=target/release/sessiongate CONFIG_A="work_stealing: true" CONFIG_B="work_stealing: false" \
+#       benches/load/cpu_ab.sh     # one build, two settings (top-level YAML per gateway)
 #
 # Each gateway runs alone on CPU 0 with one worker; wrk -t1 -c64 and a static nginx
 # upstream share CPU 1. CPU is read from /proc/PID/task/*/stat after the `)` that ends
@@ -45,8 +47,8 @@ pids+=($!)
 wait_http "http://127.0.0.1:$UP/" 10
 
 export CPU_AB_TOKEN="cpu-ab-token-0123456789abcdef"
-start_gateway() { # binary → prints "pid port"
-    local bin=$1 port admin dir
+start_gateway() { # binary [extra top-level YAML] → prints "pid port"
+    local bin=$1 extra=${2:-} port admin dir
     port=$(free_port); admin=$(free_port)
     dir="$work/gw-$port"; mkdir -p "$dir"
     cat > "$dir/config.yaml" <<CONF
@@ -55,6 +57,7 @@ admin_listen: 127.0.0.1:$admin
 pid_file: $dir/pid
 upgrade_sock: $dir/sock
 log: { level: warn }
+$extra
 providers:
   idp:
     kind: static
@@ -76,8 +79,8 @@ cpu_ticks() { # pid → utime+stime of all its threads, in clock ticks
     python3 benches/load/cpu_ticks.py "$1"
 }
 
-read -r PID_A PORT_A < <(start_gateway "$A")
-read -r PID_B PORT_B < <(start_gateway "$B")
+read -r PID_A PORT_A < <(start_gateway "$A" "${CONFIG_A:-}")
+read -r PID_B PORT_B < <(start_gateway "$B" "${CONFIG_B:-}")
 # start_gateway ran in a subshell: its `pids+=` did not reach this shell's cleanup list.
 pids+=("$PID_A" "$PID_B")
 HZ=$(getconf CLK_TCK)

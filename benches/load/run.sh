@@ -4,6 +4,7 @@
 #   benches/load/run.sh                      # full run: 3 interleaved rounds x 10 s per case
 #   ROUNDS=1 DURATION=2 benches/load/run.sh  # smoke run (what .ci/run does)
 #   PROFILE=/tmp/sg.perf benches/load/run.sh # also: perf profile of the first cache-hit run
+#                                            # (PERF_CALLGRAPH=dwarf for whole call stacks)
 #                                            # (summary in the file, raw data in FILE.data)
 #
 # Starts, each as its own process with one worker: a static upstream (nginx), a fake
@@ -22,6 +23,8 @@
 # median). CPU per request is the figure to compare: it survives this machine's ±15%
 # throughput drift. With OUT=FILE the table is also written there (BENCHMARKS.md uses
 # it). The proxies under test run on CPU 0, wrk and the helper servers on CPU 1.
+# sessiongate runs as recommended for one thread (`work_stealing: false`);
+# SG_WORK_STEALING=true measures the shared runtime instead.
 # Needs: nginx, wrk (Debian packages), python3, a release build (cargo build --release).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -116,6 +119,7 @@ cat > "$work/sessiongate.yaml" <<YAML
 listen: 127.0.0.1:$SG
 admin_listen: 127.0.0.1:$SGADMIN
 threads: 1
+work_stealing: ${SG_WORK_STEALING:-false}
 shutdown_grace_period: 0s
 providers:
   bitgo:
@@ -210,7 +214,8 @@ for round in $(seq "$ROUNDS"); do
     run_wrk sg-none "$round" "http://127.0.0.1:$SG/none/x" "$work/hot.lua" "$SG_PID"
     if [ -n "${PROFILE:-}" ] && [ "$round" = 1 ]; then
         # PROFILE=FILE: a perf profile of sessiongate during the first cache-hit run.
-        perf record -F 1999 -g -p "$SG_PID" -o "$work/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+        # PERF_CALLGRAPH=dwarf: whole call stacks (the release build has no frame pointers).
+        perf record -F 1999 --call-graph "${PERF_CALLGRAPH:-fp}" -p "$SG_PID" -o "$work/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
         perf_pid=$!
         run_wrk sg-hit "$round" "http://127.0.0.1:$SG/api/x" "$work/hot.lua" "$SG_PID"
         wait "$perf_pid" || true
@@ -270,6 +275,7 @@ PY
     printf 'miss\t%s\t%s\t%s\t%s\n' "$round" "$sent" "$distinct" "$calls" >> "$work/misses.tsv"
 done
 
+SG_WORK_STEALING=${SG_WORK_STEALING:-false} \
 python3 - "$results" "$work/misses.tsv" "$ROUNDS" "$DURATION" "$CONNS" "$OUT" <<'PY'
 import statistics, sys, platform, os, datetime, subprocess
 results, misses, rounds, duration, conns, out = sys.argv[1:7]
@@ -287,7 +293,7 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 lines.append(f"Date: {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC')}  ")
 lines.append(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}  ")
 lines.append(f"Load: wrk -t1 -c{conns} -d{duration}s on loopback, {rounds} interleaved round(s); "
-             "one worker each (sessiongate threads: 1, nginx worker_processes 1); proxies under test "
+             f"one worker each (sessiongate threads: 1, work_stealing: {os.environ.get('SG_WORK_STEALING', 'false')}; nginx worker_processes 1); proxies under test "
              "pinned to CPU 0, wrk + upstream + provider to CPU 1.")
 lines.append("")
 lines.append("| case | round | req/s | p50 ms | p99 ms | non-2xx | CPU µs/request |")

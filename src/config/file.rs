@@ -22,6 +22,10 @@ pub struct FileConfig {
     /// Worker threads of the proxy service (Pingora's `threads`).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Whether idle proxy threads take work from busy ones (one shared runtime) or each
+    /// connection stays on the thread that accepted it (Pingora's `work_stealing`).
+    #[serde(default)]
+    pub work_stealing: Option<bool>,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(default)]
     pub shutdown_grace_period: Option<ConfigDuration>,

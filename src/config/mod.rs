@@ -92,6 +92,11 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub threads: usize,
+    /// One work-stealing runtime for all proxy threads (`true`, the default) or one
+    /// runtime per thread, each connection staying on the thread that accepted it
+    /// (`false`: less CPU per request, measured in BENCHMARKS.md; recommended with
+    /// `threads: 1`).
+    pub work_stealing: bool,
     pub shutdown_grace_period: Duration,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub cache: CacheSettings,

@@ -157,6 +157,7 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         listen,
         admin_listen,
         threads,
+        work_stealing: file.work_stealing.unwrap_or(true),
         shutdown_grace_period: file
             .shutdown_grace_period
             .map_or(DEFAULT_GRACE_PERIOD, |d| d.0),

@@ -197,6 +197,10 @@ fn check_rejects_bad_configs_naming_the_key() {
             "providers:\n  s:\n    kind: static\n    jwks_refresh: 1m\n    tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }]\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo }\n",
             &["providers.s.jwks_refresh", "not used by kind `static`"],
         ),
+        (
+            "work_stealing: sometimes\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["work_stealing", "expected a boolean"],
+        ),
         // Issue #13: canonical CIDRs, request hygiene, connection limits, admin listener.
         (
             "routes:\n  - { path_prefix: /, auth: none, upstream: echo, deny_cidrs: [\"::ffff:0.0.0.0/64\"] }\n",

@@ -553,3 +553,101 @@ async fn a_websocket_upgrade_becomes_a_tunnel_after_the_check() {
     );
     drop(g);
 }
+
+/// Sixteen clients at once, each on its own kept-alive connection: direct GETs, POSTs
+/// with a body (handed over), GETs with a token; every answer a 200.
+async fn mixed_load(base: &str) {
+    let mut tasks = Vec::new();
+    for conn in 0..16 {
+        let base = base.to_string();
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            for i in 0..10 {
+                let request = match i % 3 {
+                    0 => c.get(format!("{base}/open/{conn}/{i}")),
+                    1 => c.post(format!("{base}/open/{conn}/{i}")).body("x"),
+                    _ => c.get(format!("{base}/api/{conn}/{i}")).bearer_auth(TOKEN),
+                };
+                let r = request.send().await.unwrap();
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap();
+                assert_eq!(status, 200, "{conn}/{i}: {body}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let unauthenticated = client().get(format!("{base}/api/x")).send().await.unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+}
+
+fn config_with(runtime: &str) -> String {
+    CONFIG.replace(
+        "shutdown_grace_period: 0s",
+        &format!("shutdown_grace_period: 0s\n{runtime}"),
+    )
+}
+
+/// Two proxy threads on one shared work-stealing runtime (`work_stealing: true`): a
+/// pooled upstream connection may be taken by either thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_threads_with_work_stealing_serve_mixed_load() {
+    let upstream = Fake::start(|seen| Reply::raw(200, "text/plain", seen.uri.clone())).await;
+    let g = start_gateway(
+        &config_with("threads: 2\nwork_stealing: true"),
+        &[("upstream", upstream.url())],
+    );
+    mixed_load(&at(&g, "")).await;
+    assert_eq!(upstream.calls(), 16 * 10);
+    drop(g);
+}
+
+/// One runtime per thread (`work_stealing: false`), run as the real binary: Pingora keeps
+/// those runtimes' handles in thread-locals that outlive a stopped server, so a process
+/// that starts servers one after another (this test binary) must not mix them in. One
+/// thread (the recommended sidecar setting) and two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtimes_per_thread_serve_mixed_load_in_the_binary() {
+    let upstream = Fake::start(|seen| Reply::raw(200, "text/plain", seen.uri.clone())).await;
+    for threads in [1, 2] {
+        let dir = temp_dir(&format!("runtime-{threads}"));
+        let (listen, admin) = (free_address(), free_address());
+        let text = render_config(
+            &config_with(&format!("threads: {threads}\nwork_stealing: false")),
+            &listen,
+            &admin,
+            &[("upstream", upstream.url())],
+        );
+        let text = format!(
+            "{text}\npid_file: {0}/pid\nupgrade_sock: {0}/sock\n",
+            dir.display()
+        );
+        std::fs::write(dir.join("gw.yaml"), text).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+            .arg("--config")
+            .arg(dir.join("gw.yaml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let c = client();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while c
+            .get(format!("http://{admin}/readyz"))
+            .send()
+            .await
+            .map_or(true, |r| r.status() != 200)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        mixed_load(&format!("http://{listen}")).await;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(upstream.calls(), 2 * 16 * 10);
+}
