@@ -18,6 +18,9 @@
 #   4 nginx-hit      nginx auth_request, cache hits
 #   5 sg-miss        sessiongate, 10,000 distinct valid tokens (cache misses), counting
 #                    provider calls
+#   6 caddy-auth     Caddy forward_auth (Debian's caddy, GOMAXPROCS=1): it has no auth
+#                    cache, so every request calls the auth service (a static 200 on the
+#                    provider nginx); skipped when caddy is not installed
 # and prints one table (req/s, p50, p99 and CPU µs per request of the proxy process —
 # user + system time of all its threads — per case and round; ratios per round with their
 # median). CPU per request is the figure to compare: it survives this machine's ±15%
@@ -39,6 +42,7 @@ require_tools load nginx wrk python3 taskset curl
 [ -x "$BIN" ] || { echo "load: $BIN missing: cargo build --release" >&2; exit 1; }
 
 UP=$(free_port); PROV=$(free_port); SG=$(free_port); SGADMIN=$(free_port); NGX=$(free_port)
+CADDY=$(free_port)
 mkdir -p "$work/nginx"
 # nginx workers run as the invoking user, with their temp files in the work dir.
 NGINX_COMMON="user $(id -un) $(id -gn);
@@ -114,6 +118,32 @@ CONF
 taskset -c 0 nginx -p "$work/nginx" -c "$work/authreq.conf" &
 pids+=($!)
 
+# --- Caddy forward_auth, the other common front (no auth cache), CPU 0 ---
+CADDY_PID=
+if command -v caddy >/dev/null; then
+    mkdir -p "$work/caddy"
+    cat > "$work/Caddyfile" <<CADDYFILE
+{
+    admin off
+    auto_https off
+    log {
+        level ERROR
+    }
+}
+http://127.0.0.1:$CADDY {
+    forward_auth 127.0.0.1:$PROV {
+        uri /auth
+    }
+    reverse_proxy 127.0.0.1:$UP
+}
+CADDYFILE
+    XDG_DATA_HOME="$work/caddy" XDG_CONFIG_HOME="$work/caddy" GOMAXPROCS=1 \
+        taskset -c 0 caddy run --config "$work/Caddyfile" --adapter caddyfile \
+        > "$work/caddy.log" 2>&1 &
+    CADDY_PID=$!
+    pids+=($CADDY_PID)
+fi
+
 # --- sessiongate, CPU 0 ---
 cat > "$work/sessiongate.yaml" <<YAML
 listen: 127.0.0.1:$SG
@@ -154,7 +184,11 @@ for port in $UP $PROV $NGX; do
 done
 
 # Warm both caches with the hot token, and check every path answers 200.
-for url in "http://127.0.0.1:$SG/api/x" "http://127.0.0.1:$NGX/api/x"; do
+if [ -n "$CADDY_PID" ]; then
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$CADDY/" && break; sleep 0.05; done
+fi
+for url in "http://127.0.0.1:$SG/api/x" "http://127.0.0.1:$NGX/api/x" \
+    ${CADDY_PID:+"http://127.0.0.1:$CADDY/api/x"}; do
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url")
     [ "$code" = 200 ] || { echo "load: $url answered $code" >&2; exit 1; }
 done
@@ -260,6 +294,9 @@ PY
         run_wrk sg-hit "$round" "http://127.0.0.1:$SG/api/x" "$work/hot.lua" "$SG_PID"
     fi
     run_wrk nginx-hit "$round" "http://127.0.0.1:$NGX/api/x" "$work/hot.lua" "$AUTHREQ"
+    if [ -n "$CADDY_PID" ]; then
+        run_wrk caddy-auth "$round" "http://127.0.0.1:$CADDY/api/x" "$work/hot.lua" "$CADDY_PID"
+    fi
     # Cache misses: a fresh gateway, 10,000 distinct tokens; count provider calls.
     kill "$SG_PID"; wait "$SG_PID" 2>/dev/null || true
     : > "$work/provider-access.log"
@@ -298,7 +335,7 @@ lines.append(f"Load: wrk -t1 -c{conns} -d{duration}s on loopback, {rounds} inter
 lines.append("")
 lines.append("| case | round | req/s | p50 ms | p99 ms | non-2xx | CPU µs/request |")
 lines.append("|---|---|---|---|---|---|---|")
-names = ["upstream", "sg-none", "sg-hit", "nginx-hit", "sg-miss"]
+names = ["upstream", "sg-none", "sg-hit", "nginx-hit", "caddy-auth", "sg-miss"]
 for name in names:
     for rnd in sorted(data.get(name, {})):
         rps, p50, p99, err, cpu = data[name][rnd]
@@ -315,6 +352,13 @@ lines.append(f"- auth overhead, CPU µs per request (sessiongate hit − auth: n
 lines.append(f"- ratio 3/4 (sessiongate cache hit ÷ nginx auth_request hit, req/s): {fmt(r34)}; median **{statistics.median(r34):.2f}** (target ≥ 0.9, goal ≥ 1.1)")
 lines.append(f"- ratio 3/2 (sessiongate cache hit ÷ sessiongate auth: none, req/s): {fmt(r32)}; median **{statistics.median(r32):.2f}** (target ≥ 0.95)")
 lines.append(f"- p99 sessiongate hit ÷ nginx hit: {fmt(p99_34)}; median **{statistics.median(p99_34):.2f}** (target ≤ 1.00)")
+if "caddy-auth" in data:
+    r36 = [data["sg-hit"][r][0] / data["caddy-auth"][r][0] for r in sorted(data["sg-hit"])]
+    cpu36 = [data["sg-hit"][r][4] / data["caddy-auth"][r][4] for r in sorted(data["sg-hit"])]
+    lines.append(f"- sessiongate cache hit ÷ Caddy forward_auth, req/s: {fmt(r36)}; median **{statistics.median(r36):.2f}** (target ≥ 5)")
+    lines.append(f"- CPU per request, sessiongate cache hit ÷ Caddy forward_auth: {fmt(cpu36)}; median **{statistics.median(cpu36):.2f}**")
+else:
+    lines.append("- Caddy forward_auth: not measured (caddy is not installed)")
 miss_problems = []
 for l in open(misses):
     _, rnd, sent, distinct, calls = l.split()
