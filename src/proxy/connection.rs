@@ -160,7 +160,13 @@ pub struct Deadlines {
     head: Vec<u8>,
     /// Bytes to serve again before reading the socket, and how many were served.
     replay: Option<(Vec<u8>, usize)>,
+    /// The current head outgrew [`HEAD_LIMIT`] or its response began: not kept.
+    head_lost: bool,
 }
+
+/// The most request-head bytes kept for a hand-over: Pingora's own header limit (1 MiB)
+/// plus one read.
+const HEAD_LIMIT: usize = (1 << 20) + 64 * 1024;
 
 impl std::fmt::Debug for Deadlines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,16 +197,30 @@ impl Deadlines {
             on_close,
             head: Vec::new(),
             replay: None,
+            head_lost: false,
         }
     }
 
     /// Makes the next reads return the current request's head again (the bytes read from
-    /// its first byte to the end of its headers), then continue with the socket.
-    pub fn replay_request(&mut self) {
-        let head = std::mem::take(&mut self.head);
-        if !head.is_empty() {
-            self.replay = Some((head, 0));
+    /// its first byte to the end of its headers), then continue with the socket. False
+    /// when those bytes were not all kept (a head larger than Pingora accepts, or a
+    /// response already begun): the connection cannot be handed over.
+    pub fn replay_request(&mut self) -> bool {
+        if self.head_lost || self.head.is_empty() {
+            return false;
         }
+        let head = std::mem::take(&mut self.head);
+        self.replay = Some((head, 0));
+        true
+    }
+
+    /// Forgets the kept request head (its memory too, when it was large).
+    fn drop_head(&mut self) {
+        if self.head.capacity() > 16 * 1024 {
+            // A rare large head does not stay allocated for the connection's life.
+            self.head = Vec::new();
+        }
+        self.head.clear();
     }
 
     /// Follows the request through the bytes just read.
@@ -212,14 +232,17 @@ impl Deadlines {
             self.phase = Phase::Headers;
             self.blank_line = BlankLine::default();
             self.deadline = None;
-            if self.head.capacity() > 16 * 1024 {
-                // A rare large head does not stay allocated for the connection's life.
-                self.head = Vec::new();
-            }
-            self.head.clear();
+            self.drop_head();
+            self.head_lost = false;
         }
         if self.phase == Phase::Headers {
-            self.head.extend_from_slice(data);
+            if self.head.len() + data.len() > HEAD_LIMIT {
+                // Pingora refuses such a head itself; nothing to hand over.
+                self.drop_head();
+                self.head_lost = true;
+            } else if !self.head_lost {
+                self.head.extend_from_slice(data);
+            }
             if self.blank_line.feed(data) {
                 self.phase = Phase::Request;
                 self.deadline = None;
@@ -233,6 +256,12 @@ impl Deadlines {
     fn saw_write(&mut self, data: &[u8]) {
         if data.is_empty() {
             return;
+        }
+        if !self.head.is_empty() {
+            // A response has begun: the request is no longer handed over, its head not
+            // needed (an idle connection does not keep it).
+            self.drop_head();
+            self.head_lost = true;
         }
         match self.phase {
             Phase::Request | Phase::Headers | Phase::Fresh => {
@@ -445,10 +474,12 @@ struct BlankLine {
 }
 
 impl BlankLine {
-    /// True once `\r\n\r\n` or `\n\n` has appeared in the pieces fed so far.
+    /// True once an empty line has ended the head in the pieces fed so far: `\r\n\r\n`,
+    /// `\n\n`, or the mixed `\n\r\n` (a line ended by a bare LF, then CRLF), all of which
+    /// Pingora's parser (httparse) accepts.
     fn feed(&mut self, data: &[u8]) -> bool {
         let ends =
-            |b: &[u8]| b.windows(4).any(|w| w == b"\r\n\r\n") || b.windows(2).any(|w| w == b"\n\n");
+            |b: &[u8]| b.windows(2).any(|w| w == b"\n\n") || b.windows(3).any(|w| w == b"\n\r\n");
         let head = data.len().min(3);
         let mut seam = [0u8; 6];
         seam[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
@@ -536,6 +567,53 @@ mod tests {
         assert_eq!(json["error"], "too_many_connections");
     }
 
+    /// The kept head is what a hand-over replays: the request's reads, body bytes that came
+    /// with the headers included; nothing once a response began; nothing beyond the limit.
+    #[tokio::test]
+    async fn the_request_head_is_kept_for_a_hand_over_and_only_then() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(4 << 20);
+        let mut stream = Deadlines::new(
+            Box::new(server),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            Box::new(|_| {}),
+        );
+        let request = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
+        client.write_all(&request[..10]).await.unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let n = stream.read(&mut buf).await.unwrap();
+        client.write_all(&request[10..]).await.unwrap();
+        let m = stream.read(&mut buf[n..]).await.unwrap();
+        assert_eq!(&buf[..n + m], &request[..]);
+        assert!(stream.replay_request());
+        let mut again = vec![0u8; request.len()];
+        stream.read_exact(&mut again).await.unwrap();
+        assert_eq!(
+            &again[..],
+            &request[..],
+            "the replay is the request, byte for byte"
+        );
+        // Nothing is replayed twice, and after the response nothing is kept.
+        assert!(!stream.replay_request());
+        stream.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        assert!(!stream.replay_request());
+
+        // The next request is kept afresh; one larger than Pingora accepts is not.
+        let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(HEAD_LIMIT));
+        client.write_all(big.as_bytes()).await.unwrap();
+        let mut read = 0;
+        while read < big.len() {
+            read += stream.read(&mut buf).await.unwrap();
+        }
+        assert!(!stream.replay_request());
+        assert!(
+            stream.head.capacity() <= 16 * 1024,
+            "{}",
+            stream.head.capacity()
+        );
+    }
+
     #[test]
     fn finds_the_blank_line_in_any_split() {
         let request = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n";
@@ -561,5 +639,13 @@ mod tests {
         let mut lf = BlankLine::default();
         assert!(!lf.feed(b"GET / HTTP/1.0\n"));
         assert!(lf.feed(b"\n"));
+        // Mixed endings, which httparse also accepts: a bare-LF line, then CRLF.
+        for split in 1..4 {
+            let request = b"GET / HTTP/1.1\nHost: a\n\r\nbody";
+            let mut mixed = BlankLine::default();
+            let (a, b) = request.split_at(request.len() - 4 - split);
+            assert!(!mixed.feed(a), "split {split}");
+            assert!(mixed.feed(b), "split {split}");
+        }
     }
 }

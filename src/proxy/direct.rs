@@ -90,7 +90,10 @@ impl Direct {
                 return None;
             }
         };
-        stream.replay_request();
+        if !stream.replay_request() {
+            tracing::warn!("direct path: a request head that was not kept; closing the connection");
+            return None;
+        }
         let mut session = ServerSession::new_http1(stream);
         settings.apply_to_session(&mut session);
         self.full.process_new_http(session, shutdown).await
