@@ -131,16 +131,17 @@ impl Direct {
             }
         };
         // Interim responses (103 Early Hints …) are passed on; the final one follows.
-        loop {
+        let mut resp = loop {
             let Some(resp) = upstream.response_header() else {
                 return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header")
                     .map_err(|e| e.into_up());
             };
+            let resp = Box::new(resp.clone());
             if !resp.status.is_informational() {
-                break;
+                break resp;
             }
             // A 101 is refused here (these requests never ask for an upgrade).
-            let mut interim = Box::new(resp.clone());
+            let mut interim = resp;
             self.gate.prepare_response(&mut interim, ctx)?;
             session
                 .write_response_header(interim)
@@ -150,10 +151,6 @@ impl Direct {
                 .read_response_header()
                 .await
                 .map_err(|e| e.into_up())?;
-        }
-        let mut resp = match upstream.response_header() {
-            Some(resp) => Box::new(resp.clone()),
-            None => unreachable_response()?,
         };
         let end = upstream.response_done();
         close_delimited_to_chunked(&mut resp, session.req_header().method == Method::HEAD, end);
@@ -229,10 +226,6 @@ impl Peer for PooledPeer {
     fn get_tracer(&self) -> Option<pingora::upstreams::peer::Tracer> {
         self.0.get_tracer()
     }
-}
-
-fn unreachable_response() -> Result<Box<ResponseHeader>> {
-    Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header").map_err(|e| e.into_up())
 }
 
 /// Sends the request header and reads the first response header.

@@ -79,6 +79,20 @@ async fn read_response(stream: &mut TcpStream) -> (u16, String, Vec<u8>) {
     (status, head, body)
 }
 
+/// Reads from `s` until an empty line ends a request head; `None` when the peer closes
+/// first. For the raw upstreams below.
+async fn read_head(s: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 2048];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// GET (direct), POST with its body in the same packet as its headers (handed over: the
 /// full proxy must read headers *and* those body bytes again), chunked POST, GET with a
 /// token, HEAD — one client connection, each answered in order, each reaching the
@@ -177,14 +191,9 @@ async fn a_pooled_connection_the_upstream_closed_is_retried_for_a_get() {
             let (a, d) = (a.clone(), d.clone());
             tokio::spawn(async move {
                 for nth in 0.. {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 2048];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
+                    let Some(_head) = read_head(&mut s).await else {
+                        return;
+                    };
                     if nth == 1 {
                         d.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         return; // closes without an answer
@@ -376,15 +385,9 @@ async fn both_paths_pass_on_every_response_alike() {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
                 loop {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 2048];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let Some(head) = read_head(&mut s).await else {
+                        return;
+                    };
                     let path = head.split(' ').nth(1).unwrap_or("").to_string();
                     let Some((answer, close)) = canned(&path) else {
                         return;
@@ -466,17 +469,11 @@ async fn a_websocket_upgrade_becomes_a_tunnel_after_the_check() {
         while let Ok((mut s, _)) = listener.accept().await {
             let seen = seen.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
+                let Some(head) = read_head(&mut s).await else {
+                    return;
+                };
                 let mut chunk = [0u8; 2048];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf).to_ascii_lowercase());
+                seen.lock().unwrap().push(head.to_ascii_lowercase());
                 let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
                 if s.write_all(answer).await.is_err() {
                     return;
