@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use sessiongate::identity::cache::{CacheSettings, IdentityCache, LookupRequest};
 use sessiongate::identity::provider::{Provider, ProviderError, ProviderId, Resolution};
 use sessiongate::identity::token::TokenHasher;
-use sessiongate::identity::Identity;
+use sessiongate::identity::{Identity, IdentityParts};
 
 /// A BitGo-shaped identity for a token `tok-<n>`, every string its own allocation as a
 /// real provider answer would give.
@@ -25,7 +25,7 @@ impl Provider for BitgoSized {
     }
     async fn resolve(&self, token: &str) -> Result<Resolution, ProviderError> {
         let n: u64 = token[4..].parse().unwrap_or(0);
-        Ok(Resolution::Valid(Identity {
+        Ok(Resolution::Valid(Identity::from(IdentityParts {
             subject: format!("{n:032x}"),
             session_id: Some(format!("{:032x}", n ^ 0xdead_beef)),
             scopes: [
@@ -42,7 +42,7 @@ impl Provider for BitgoSized {
             ip_restrict: vec!["203.0.113.0/24".to_string()],
             organizations: vec![format!("{:032x}", n.wrapping_mul(31))],
             claims: vec![],
-        }))
+        })))
     }
 }
 
@@ -59,6 +59,9 @@ fn rss_bytes() -> u64 {
 fn main() {
     if std::env::var_os("SG_BENCH_FLOOD_CHILD").is_some() {
         return flood();
+    }
+    if std::env::var_os("SG_BENCH_MOKA_CHILD").is_some() {
+        return moka_alone();
     }
     // `cargo bench` passes flags such as --bench; only the env var configures this.
     let n: u64 = std::env::var("SG_BENCH_IDENTITIES")
@@ -119,6 +122,13 @@ fn main() {
         .status()
         .unwrap();
     assert!(status.success());
+    for variant in ["as-cache", "plain"] {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("SG_BENCH_MOKA_CHILD", variant)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
     println!(
         "cache_memory: {entries} identities cached, RSS {:.1} MiB -> {:.1} MiB, {per:.0} bytes per cached identity (target <= 512)",
         cache_before as f64 / 1048576.0,
@@ -207,5 +217,61 @@ fn flood() {
         cache.negative_entry_count(),
         before as f64 / 1048576.0,
         after as f64 / 1048576.0,
+    );
+}
+
+/// moka's own bookkeeping per entry, in a child process with a fresh heap: the same key
+/// type and expiry policy as the identity cache, with an 8-byte value, so the figure is
+/// what any entry costs before the identity and the purge index; and moka's floor (no
+/// expiry, no listener).
+fn moka_alone() {
+    struct Keep;
+    impl moka::Expiry<sessiongate::identity::token::TokenKey, u64> for Keep {
+        fn expire_after_create(
+            &self,
+            _: &sessiongate::identity::token::TokenKey,
+            _: &u64,
+            _: std::time::Instant,
+        ) -> Option<Duration> {
+            Some(Duration::from_secs(3600))
+        }
+    }
+    let n: u64 = std::env::var("SG_BENCH_IDENTITIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let hasher = TokenHasher::with_key(&[3; 32]);
+    let provider_id = ProviderId::new("bitgo", 0);
+    // "plain": no expiry and no listener, moka's floor.
+    let plain = std::env::var("SG_BENCH_MOKA_CHILD").as_deref() == Ok("plain");
+    let b = moka::future::Cache::builder().max_capacity(n * 2);
+    let cache: moka::future::Cache<sessiongate::identity::token::TokenKey, u64> = if plain {
+        b.build()
+    } else {
+        b.expire_after(Keep).eviction_listener(|_, _, _| {}).build()
+    };
+    let before = rss_bytes();
+    rt.block_on(async {
+        for i in 0..n {
+            cache
+                .insert(hasher.key(&provider_id, &format!("tok-{i}")), i)
+                .await;
+        }
+        cache.run_pending_tasks().await;
+    });
+    let after = rss_bytes();
+    println!(
+        "cache_memory: moka alone ({} entries, token key + 8-byte value, {}): {:.0} bytes per entry",
+        cache.entry_count(),
+        if plain {
+            "no expiry, no listener"
+        } else {
+            "per-entry expiry and listener, as the identity cache"
+        },
+        after.saturating_sub(before) as f64 / n as f64
     );
 }

@@ -21,7 +21,7 @@ use http::Method;
 use sessiongate::identity::cache::{CacheSettings, IdentityCache, Lookup, LookupRequest};
 use sessiongate::identity::provider::{presets, Provider, ProviderError, ProviderId, Resolution};
 use sessiongate::identity::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
-use sessiongate::identity::Identity;
+use sessiongate::identity::{Identity, IdentityParts};
 use sessiongate::policy::{check_identity, MethodScopes, RoutePolicy, ScopeRule};
 use sessiongate::proxy::canonical::normalize_path;
 use sessiongate::proxy::headers::{sanitize_request, set_identity, IdentityHeaders};
@@ -30,8 +30,8 @@ use sessiongate::telemetry::metrics::{Metrics, RouteSeries};
 
 const TOKEN: &str = "v2x8f3a9c1e5b7d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3";
 
-fn identity() -> Identity {
-    Identity {
+fn identity() -> IdentityParts {
+    IdentityParts {
         subject: "fedcba9876543210fedcba9876543210".into(),
         session_id: Some("0123456789abcdef0123456789abcdef".into()),
         scopes: vec!["wallet_view_all".into(), "wallet_spend:abc123".into()],
@@ -78,7 +78,7 @@ fn cache_hit(c: &mut Criterion) {
         .build()
         .unwrap();
     let cache = IdentityCache::new(CacheSettings::default());
-    let provider: Arc<dyn Provider> = Arc::new(Fixed(identity()));
+    let provider: Arc<dyn Provider> = Arc::new(Fixed(identity().into()));
     let id = ProviderId::new("idp", 0);
     let hasher = TokenHasher::with_key(&[9; 32]);
     let key = hasher.key(&id, TOKEN);
@@ -146,7 +146,7 @@ fn sample_request(authorization: &str, extra: &[(&str, &str)]) -> RequestHeader 
 
 fn headers(c: &mut Criterion) {
     let names = IdentityHeaders::new("X-Auth-").unwrap();
-    let id = identity();
+    let id: Identity = identity().into();
     let base = sample_request("Bearer x", &[("x-auth-subject", "spoofed")]);
     c.bench_function("headers: sanitize + set identity", |b| {
         b.iter(|| {
@@ -186,7 +186,7 @@ fn whole_hit_path(c: &mut Criterion) {
     let cache = IdentityCache::new(CacheSettings::default());
     let mut id = identity();
     id.ip_restrict = vec!["203.0.113.0/24".into()];
-    let provider: Arc<dyn Provider> = Arc::new(Fixed(id));
+    let provider: Arc<dyn Provider> = Arc::new(Fixed(id.into()));
     let provider_id = ProviderId::new("idp", 0);
     let hasher = TokenHasher::with_key(&[9; 32]);
     let names = IdentityHeaders::new("X-Auth-").unwrap();

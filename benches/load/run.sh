@@ -21,6 +21,10 @@
 #   6 caddy-auth     Caddy forward_auth (Debian's caddy, GOMAXPROCS=1): it has no auth
 #                    cache, so every request calls the auth service (a static 200 on the
 #                    provider nginx); skipped when caddy is not installed
+# then, when oha is installed (`cargo install oha --locked`), a fixed-rate run of nginx
+# auth_request and sessiongate cache hits (FIXED_RATE req/s, default 5000: a rate all of
+# them sustain on this machine; latency corrected for coordinated omission), reporting
+# p50/p99/p99.9 and CPU per request at that rate;
 # and prints one table (req/s, p50, p99 and CPU µs per request of the proxy process —
 # user + system time of all its threads — per case and round; ratios per round with their
 # median). CPU per request is the figure to compare: it survives this machine's ±15%
@@ -36,6 +40,7 @@ cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
+FIXED_RATE=${FIXED_RATE:-5000}
 BIN=${SESSIONGATE_BIN:-target/release/sessiongate}
 OUT=${OUT:-}
 require_tools load nginx wrk python3 taskset curl
@@ -241,6 +246,32 @@ run_wrk() { # case round url script "pids"
     echo "$out" > "$work/wrk-$name-$round.txt"
 }
 
+fixed="$work/fixed.tsv"
+: > "$fixed"
+run_oha() { # case round url "pids": FIXED_RATE req/s for DURATION, Authorization: the hot token
+    local name=$1 round=$2 url=$3 cpu_pids=$4
+    local before after
+    before=$(python3 benches/load/cpu_ticks.py $cpu_pids)
+    taskset -c 1 oha -z "${DURATION}s" -q "$FIXED_RATE" -c "$CONNS" --latency-correction \
+        --no-tui --output-format json -H "Authorization: Bearer $TOKEN" "$url" \
+        > "$work/oha-$name-$round.json"
+    after=$(python3 benches/load/cpu_ticks.py $cpu_pids)
+    python3 - "$work/oha-$name-$round.json" "$name" "$round" "$before" "$after" "$(getconf CLK_TCK)" >> "$fixed" <<'PY'
+import json, sys
+path, name, rnd, before, after, hz = sys.argv[1:7]
+r = json.load(open(path))
+codes = r.get("statusCodeDistribution", {})
+ok = sum(n for c, n in codes.items() if c.startswith("2"))
+total = sum(codes.values())
+errors = sum(r.get("errorDistribution", {}).values())
+pct = r["latencyPercentiles"]
+cpu_us = (int(after) - int(before)) / int(hz) * 1e6 / max(total, 1)
+print("\t".join([name, rnd, f"{r['summary']['requestsPerSec']:.0f}",
+                 *(f"{pct[k] * 1000:.3f}" for k in ("p50", "p99", "p99.9")),
+                 str(total - ok + errors), f"{cpu_us:.2f}"]))
+PY
+}
+
 for round in $(seq "$ROUNDS"); do
     HELPERS=$(nginx_pids "$work/helpers.pid")
     AUTHREQ=$(nginx_pids "$work/authreq.pid")
@@ -297,6 +328,16 @@ PY
     if [ -n "$CADDY_PID" ]; then
         run_wrk caddy-auth "$round" "http://127.0.0.1:$CADDY/api/x" "$work/hot.lua" "$CADDY_PID"
     fi
+    if command -v oha >/dev/null; then
+        # Fixed rate, order alternating per round.
+        if [ $((round % 2)) = 1 ]; then
+            run_oha fixed-nginx-hit "$round" "http://127.0.0.1:$NGX/api/x" "$AUTHREQ"
+            run_oha fixed-sg-hit "$round" "http://127.0.0.1:$SG/api/x" "$SG_PID"
+        else
+            run_oha fixed-sg-hit "$round" "http://127.0.0.1:$SG/api/x" "$SG_PID"
+            run_oha fixed-nginx-hit "$round" "http://127.0.0.1:$NGX/api/x" "$AUTHREQ"
+        fi
+    fi
     # Cache misses: a fresh gateway, 10,000 distinct tokens; count provider calls.
     kill "$SG_PID"; wait "$SG_PID" 2>/dev/null || true
     : > "$work/provider-access.log"
@@ -313,9 +354,10 @@ PY
 done
 
 SG_WORK_STEALING=${SG_WORK_STEALING:-false} \
-python3 - "$results" "$work/misses.tsv" "$ROUNDS" "$DURATION" "$CONNS" "$OUT" <<'PY'
+FIXED_RATE=$FIXED_RATE \
+python3 - "$results" "$work/misses.tsv" "$ROUNDS" "$DURATION" "$CONNS" "$OUT" "$fixed" <<'PY'
 import statistics, sys, platform, os, datetime, subprocess
-results, misses, rounds, duration, conns, out = sys.argv[1:7]
+results, misses, rounds, duration, conns, out, fixed = sys.argv[1:8]
 rows = [l.rstrip("\n").split("\t") for l in open(results)]
 def ms(v):
     if v.endswith("us"): return float(v[:-2]) / 1000
@@ -376,6 +418,31 @@ for l in open(misses):
     if not ok:
         miss_problems.append(f"round {rnd}: {calls} provider calls for {distinct} tokens")
     lines.append(f"- cache misses, round {rnd}: {sent} requests sent, {distinct} distinct tokens, {calls} provider calls ({verdict})")
+fixed_rows = [l.rstrip("\n").split("\t") for l in open(fixed)]
+fx = {}
+for name, rnd, rps, p50, p99, p999, errors, cpu in fixed_rows:
+    fx.setdefault(name, {})[int(rnd)] = (float(rps), float(p50), float(p99), float(p999), int(errors), float(cpu))
+lines.append("")
+if fx:
+    lines.append(f"Fixed rate: oha -q {os.environ['FIXED_RATE']} -c {conns} -z {duration}s --latency-correction (open loop, corrected for coordinated omission), same pinning, order alternating per round.")
+    lines.append("")
+    lines.append("| case | round | req/s | p50 ms | p99 ms | p99.9 ms | failed | CPU µs/request |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for name in ["fixed-nginx-hit", "fixed-sg-hit"]:
+        for rnd in sorted(fx.get(name, {})):
+            rps, p50, p99, p999, err, cpu = fx[name][rnd]
+            lines.append(f"| {name} | {rnd} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {p999:.3f} | {err} | {cpu:.1f} |")
+    lines.append("")
+    both = sorted(set(fx.get("fixed-sg-hit", {})) & set(fx.get("fixed-nginx-hit", {})))
+    if both:
+        p99r = [fx["fixed-sg-hit"][r][2] / fx["fixed-nginx-hit"][r][2] for r in both]
+        p999r = [fx["fixed-sg-hit"][r][3] / fx["fixed-nginx-hit"][r][3] for r in both]
+        cpur = [fx["fixed-sg-hit"][r][5] / fx["fixed-nginx-hit"][r][5] for r in both]
+        lines.append(f"- fixed rate, p99 sessiongate hit ÷ nginx auth_request hit: {fmt(p99r)}; median **{statistics.median(p99r):.2f}** (target ≤ 1.0)")
+        lines.append(f"- fixed rate, p99.9 sessiongate hit ÷ nginx auth_request hit: {fmt(p999r)}; median **{statistics.median(p999r):.2f}**")
+        lines.append(f"- fixed rate, CPU per request sessiongate hit ÷ nginx auth_request hit: {fmt(cpur)}; median **{statistics.median(cpur):.2f}**")
+else:
+    lines.append("- fixed-rate run: not measured (oha is not installed: cargo install oha --locked)")
 text = "\n".join(lines) + "\n"
 print(text)
 if out:
@@ -383,6 +450,7 @@ if out:
 # Correctness, not speed, fails the run: every response 2xx, one provider call per token.
 bad = [f"{n} round {r}: {v[3]} non-2xx" for n in data for r, v in data[n].items() if v[3]]
 bad += miss_problems
+bad += [f"{n} round {r}: {v[4]} failed at a fixed rate" for n in fx for r, v in fx[n].items() if v[4]]
 if bad:
     sys.exit("load: " + "; ".join(bad))
 PY

@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
                 (200..300).contains(&status),
                 "{kind}: valid identity from HTTP {status}"
             );
-            assert!(!identity.subject.is_empty(), "{kind}: empty subject");
+            assert!(!identity.subject().is_empty(), "{kind}: empty subject");
         }
     }
 });

@@ -76,10 +76,10 @@ pub struct CacheTrace {
 pub struct IdentityTrace<'a> {
     pub subject: &'a str,
     pub session_id: Option<&'a str>,
-    pub scopes: &'a [String],
+    pub scopes: Vec<&'a str>,
     pub expires_at: Option<u64>,
-    pub ip_restrict: &'a [String],
-    pub organizations: &'a [String],
+    pub ip_restrict: Vec<&'a str>,
+    pub organizations: Vec<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,7 +91,7 @@ pub struct ScopeRuleTrace<'a> {
 #[derive(Debug, Serialize)]
 pub struct PolicyTrace<'a> {
     pub scopes_required: Vec<ScopeRuleTrace<'a>>,
-    pub scopes_present: &'a [String],
+    pub scopes_present: Vec<&'a str>,
     pub scopes_ok: bool,
     pub ip_restrict_ok: bool,
     /// Every finding of the identity policy, not only the one that decided.
@@ -162,7 +162,7 @@ impl<'a> RouteTrace<'a> {
 impl<'a> Trace<'a> {
     /// The trace of `d`, decided for `request` (with `method`; `d` holds the rest).
     pub fn of(d: &'a Decision, request: AskedRequest<'a>, method: &Method) -> Self {
-        let identity = d.identity.as_deref();
+        let identity = d.identity.as_ref();
         let policy = match (&d.route, identity) {
             (Some(r), Some(i)) => Some(PolicyTrace {
                 scopes_required: policy::rules_for(&r.spec.policy, method)
@@ -172,7 +172,7 @@ impl<'a> Trace<'a> {
                         any_of: &rule.any_of,
                     })
                     .collect(),
-                scopes_present: &i.scopes,
+                scopes_present: i.scopes().collect(),
                 scopes_ok: !d
                     .identity_denials
                     .iter()
@@ -220,15 +220,15 @@ impl<'a> Trace<'a> {
                 stale_age_s: c.stale_age.map(|a| a.as_secs()),
             }),
             identity: identity.map(|i| IdentityTrace {
-                subject: &i.subject,
-                session_id: i.session_id.as_deref(),
-                scopes: &i.scopes,
+                subject: i.subject(),
+                session_id: i.session_id(),
+                scopes: i.scopes().collect(),
                 expires_at: i
-                    .expires_at
+                    .expires_at()
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .map(|d| d.as_secs()),
-                ip_restrict: &i.ip_restrict,
-                organizations: &i.organizations,
+                ip_restrict: i.ip_restrict().collect(),
+                organizations: i.organizations().collect(),
             }),
             policy,
             would_deny: d.would_deny.iter().map(Finding::of).collect(),

@@ -9,7 +9,7 @@ use super::file::{ProviderFile, ProviderKind, StaticTokenFile};
 use super::{secret, ConfigError};
 use crate::identity::provider::static_tokens::token_digest;
 use crate::identity::provider::ProviderSpec;
-use crate::identity::Identity;
+use crate::identity::{Identity, IdentityParts};
 use crate::policy::net::IpNet;
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -157,7 +157,7 @@ fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
         IpNet::parse(entry)
             .map_err(|e| ConfigError::at(format!("{path}.ip_restrict[{i}]"), e.to_string()))?;
     }
-    let identity = Identity {
+    let identity: Identity = IdentityParts {
         subject: id.subject.clone(),
         session_id: id.session_id.clone(),
         scopes: id.scopes.clone(),
@@ -165,7 +165,8 @@ fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
         ip_restrict: id.ip_restrict.clone(),
         organizations: id.organizations.clone(),
         claims: Vec::new(),
-    };
+    }
+    .into();
     if identity.is_expired_at(SystemTime::now()) {
         tracing::warn!(
             key = path,

@@ -94,10 +94,14 @@ fn has_access_token_param(query: &str) -> bool {
         .any(|pair| pair.split('=').next() == Some("access_token"))
 }
 
-/// A keyed SHA-256 (HMAC) of (provider name, token): the only form in which a token is
-/// kept. The key is random per process, so the digests mean nothing outside it.
+/// A keyed SHA-256 (HMAC) of (provider name, token), truncated to 128 bits: the only form
+/// in which a token is kept. The key is random per process, so the digests mean nothing
+/// outside it. 128 bits leave no practical chance of two tokens sharing a key (a collision
+/// among a billion cached tokens is about 1 in 10^21) and an attacker cannot search for one
+/// without the key; the truncation halves what every cache entry and purge-index slot
+/// stores.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenKey([u8; 32]);
+pub struct TokenKey([u8; 16]);
 
 impl TokenKey {
     /// The first 12 hex characters: enough to tell tokens apart in logs, useless to an attacker.
@@ -105,7 +109,7 @@ impl TokenKey {
         hex::encode(&self.0[..6])
     }
 
-    /// All 64 hex characters: what stands in for a token an identity value repeats.
+    /// All 32 hex characters: what stands in for a token an identity value repeats.
     pub fn hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -144,7 +148,10 @@ impl TokenHasher {
         mac.update(name.as_bytes());
         mac.update(&provider.fingerprint().to_be_bytes());
         mac.update(token.as_bytes());
-        TokenKey(mac.finalize().into_bytes().into())
+        let digest = mac.finalize().into_bytes();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        TokenKey(key)
     }
 }
 

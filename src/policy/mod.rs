@@ -24,8 +24,8 @@ pub struct ScopeRule {
 }
 
 impl ScopeRule {
-    fn satisfied_by(&self, scopes: &[String]) -> bool {
-        let has = |want: &String| scopes.iter().any(|s| scope_matches(want, s));
+    fn satisfied_by<'a>(&self, scopes: impl Iterator<Item = &'a str> + Clone) -> bool {
+        let has = |want: &String| scopes.clone().any(|s| scope_matches(want, s));
         self.all_of.iter().all(has) && (self.any_of.is_empty() || self.any_of.iter().any(has))
     }
 
@@ -227,7 +227,7 @@ pub fn identity_denials(
         out.push(denial);
     }
     let rules = rules_for(policy, method);
-    if !rules.iter().all(|r| r.satisfied_by(&identity.scopes)) {
+    if !rules.iter().all(|r| r.satisfied_by(identity.scopes())) {
         let mut required: Vec<String> = Vec::new();
         for entry in rules.iter().flat_map(|r| r.required()) {
             if !required.contains(entry) {
@@ -254,11 +254,11 @@ pub fn rules_for<'a>(policy: &'a RoutePolicy, method: &Method) -> Vec<&'a ScopeR
 /// The identity's own allow-list (BitGo `ipRestrict`). Empty means unrestricted; a
 /// malformed entry denies (it is never skipped), as does an unknown client address.
 fn check_ip_restrict(identity: &Identity, client: Option<IpAddr>) -> Result<(), Denial> {
-    if identity.ip_restrict.is_empty() {
+    if identity.ip_restrict().len() == 0 {
         return Ok(());
     }
-    let mut nets = Vec::with_capacity(identity.ip_restrict.len());
-    for entry in &identity.ip_restrict {
+    let mut nets = Vec::with_capacity(identity.ip_restrict().len());
+    for entry in identity.ip_restrict() {
         match IpNet::parse(entry) {
             Ok(net) => nets.push(net),
             Err(e) => {
@@ -282,6 +282,7 @@ fn check_ip_restrict(identity: &Identity, client: Option<IpAddr>) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::IdentityParts;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn ip(s: &str) -> Option<IpAddr> {
@@ -297,13 +298,14 @@ mod tests {
     }
 
     fn identity(scopes: &[&str], ips: &[&str]) -> Identity {
-        Identity {
+        IdentityParts {
             subject: "u".into(),
             scopes: strings(scopes),
             ip_restrict: strings(ips),
             expires_at: Some(UNIX_EPOCH + Duration::from_secs(2_000)),
             ..Default::default()
         }
+        .into()
     }
 
     fn now() -> SystemTime {

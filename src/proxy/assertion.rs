@@ -6,7 +6,7 @@
 //! Minted assertions are cached per (token, route) until shortly before they expire:
 //! signing on every request was Oathkeeper's bottleneck (their issue #364).
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::clock::SharedClock;
 use crate::identity::token::TokenKey;
-use crate::identity::Identity;
+use crate::identity::{Identity, IdentityRef};
 
 /// A private key the gateway signs assertions with, and its public JWK.
 pub struct SigningKey {
@@ -129,22 +129,22 @@ impl AssertionSpec {
         now: SystemTime,
     ) -> Result<(String, SystemTime), AssertionError> {
         let mut exp = now + self.ttl;
-        if let Some(id_exp) = identity.expires_at {
+        if let Some(id_exp) = identity.expires_at() {
             exp = exp.min(id_exp);
         }
         let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut claims = json!({
             "iss": self.issuer,
             "aud": self.audience,
-            "sub": identity.subject,
-            "scope": identity.scopes.join(" "),
-            "orgs": identity.organizations,
+            "sub": identity.subject(),
+            "scope": identity.scopes().collect::<Vec<_>>().join(" "),
+            "orgs": identity.organizations().collect::<Vec<_>>(),
             "provider": provider,
             "iat": secs(now),
             "exp": secs(exp),
             "jti": hex::encode(rand::random::<[u8; 16]>()),
         });
-        if let Some(sid) = &identity.session_id {
+        if let Some(sid) = identity.session_id() {
             claims["sid"] = json!(sid);
         }
         let mut header = Header::new(self.key.algorithm);
@@ -176,7 +176,7 @@ pub struct AssertionCache {
 }
 
 /// A minted assertion, reusable until the time, for the identity it was minted from.
-type Minted = (HeaderValue, SystemTime, Weak<Identity>);
+type Minted = (HeaderValue, SystemTime, IdentityRef);
 
 impl AssertionCache {
     pub fn new(clock: SharedClock) -> Self {
@@ -196,13 +196,13 @@ impl AssertionCache {
         key: TokenKey,
         route: &Arc<str>,
         spec: &AssertionSpec,
-        identity: &Arc<Identity>,
+        identity: &Identity,
         provider: &str,
     ) -> Result<HeaderValue, AssertionError> {
         let cache_key = (key, route.clone());
         let now = self.clock.now();
         if let Some((value, reuse_until, minted_from)) = self.cache.get(&cache_key).await {
-            if now < reuse_until && std::ptr::eq(minted_from.as_ptr(), Arc::as_ptr(identity)) {
+            if now < reuse_until && identity.is(&minted_from) {
                 return Ok(value);
             }
         }
@@ -216,7 +216,7 @@ impl AssertionCache {
                 (
                     value.clone(),
                     now + left.saturating_sub(margin),
-                    Arc::downgrade(identity),
+                    identity.downgrade(),
                 ),
             )
             .await;

@@ -16,7 +16,7 @@ use http::{HeaderMap, Method};
 use crate::identity::cache::{Lookup, LookupOutcome, LookupRequest};
 use crate::identity::provider::InvalidReason;
 use crate::identity::token::{extract_bearer, TokenError, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
-use crate::identity::Identity;
+use crate::identity::{Identity, IdentityParts};
 use crate::policy::{self, Denial, DenialKind, Mode};
 use crate::proxy::canonical::{
     self, canonical_host, normalize_path, without_parameters, CanonicalHost, PathError, Rejection,
@@ -161,7 +161,7 @@ pub struct Decision {
     pub provider: Option<Arc<ProviderEntry>>,
     pub token_key: Option<TokenKey>,
     pub cache: Option<LookupOutcome>,
-    pub identity: Option<Arc<Identity>>,
+    pub identity: Option<Identity>,
     /// The route's network rule (`allow_cidrs`/`deny_cidrs`), when it refused the client
     /// (whether or not the route enforces it).
     pub network_denial: Option<Denial>,
@@ -214,12 +214,9 @@ pub fn refusal_for(denial: &Denial) -> Refusal {
 
 /// True when an identity value the gateway forwards contains the token itself.
 fn carries_token(identity: &Identity, token: &str) -> bool {
-    identity.subject.contains(token)
-        || identity
-            .session_id
-            .as_deref()
-            .is_some_and(|s| s.contains(token))
-        || identity.claims.iter().any(|(_, v)| v.contains(token))
+    identity.subject().contains(token)
+        || identity.session_id().is_some_and(|s| s.contains(token))
+        || identity.claims().any(|(_, v)| v.contains(token))
 }
 
 /// `identity` with every forwarded value that contains `token` replaced by `stand_in` (a
@@ -232,16 +229,18 @@ fn hide_token(identity: &Identity, token: &str, stand_in: &str) -> Identity {
             v.to_string()
         }
     };
-    Identity {
-        subject: hide(&identity.subject),
-        session_id: identity.session_id.as_deref().map(hide),
-        claims: identity
+    let parts = identity.to_parts();
+    IdentityParts {
+        subject: hide(&parts.subject),
+        session_id: parts.session_id.as_deref().map(hide),
+        claims: parts
             .claims
             .iter()
             .map(|(k, v)| (k.clone(), hide(v)))
             .collect(),
-        ..identity.clone()
+        ..parts
     }
+    .into()
 }
 
 /// Decides one request (see the module docs).
@@ -393,7 +392,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
     // The session id *is* the token for Prefactor and EnOS: on a route that keeps the
     // token from the upstream, it must not arrive under another name either.
     let identity = if !route.spec.forward_authorization && carries_token(&identity, token) {
-        Arc::new(hide_token(&identity, token, &key.hex()))
+        hide_token(&identity, token, &key.hex())
     } else {
         identity
     };

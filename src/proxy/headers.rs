@@ -80,20 +80,20 @@ impl IdentityHeaders {
     /// The headers describing `identity` resolved by `provider`, in a fixed order.
     pub fn values(&self, identity: &Identity, provider: &str) -> Vec<(HeaderName, HeaderValue)> {
         let mut out = Vec::with_capacity(6);
-        out.push((self.subject.clone(), encode(&identity.subject, b"")));
-        if let Some(sid) = &identity.session_id {
+        out.push((self.subject.clone(), encode(identity.subject(), b"")));
+        if let Some(sid) = identity.session_id() {
             out.push((self.session_id.clone(), encode(sid, b"")));
         }
-        out.push((self.scopes.clone(), encode_list(&identity.scopes, b' ')));
+        out.push((self.scopes.clone(), encode_list(identity.scopes(), b' ')));
         out.push((
             self.organizations.clone(),
-            encode_list(&identity.organizations, b','),
+            encode_list(identity.organizations(), b','),
         ));
         if let Some(exp) = identity.expires_unix() {
             out.push((self.expires.clone(), HeaderValue::from(exp)));
         }
         out.push((self.provider.clone(), encode(provider, b"")));
-        for (claim, value) in &identity.claims {
+        for (claim, value) in identity.claims() {
             // Claim names are checked at config time to make valid header names.
             if let Ok(name) =
                 HeaderName::from_bytes(format!("{}Claim-{claim}", self.prefix).as_bytes())
@@ -142,9 +142,9 @@ fn push_encoded(out: &mut String, value: &str, also: &[u8]) {
     }
 }
 
-fn encode_list(items: &[String], separator: u8) -> HeaderValue {
-    let mut joined = String::with_capacity(items.iter().map(|i| i.len() + 1).sum());
-    for (i, item) in items.iter().enumerate() {
+fn encode_list<'a>(items: impl Iterator<Item = &'a str> + Clone, separator: u8) -> HeaderValue {
+    let mut joined = String::with_capacity(items.clone().map(|i| i.len() + 1).sum());
+    for (i, item) in items.enumerate() {
         if i > 0 {
             joined.push(separator as char);
         }
@@ -268,6 +268,7 @@ pub fn new_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::IdentityParts;
 
     fn names() -> IdentityHeaders {
         IdentityHeaders::new("X-Auth-").unwrap()
@@ -326,7 +327,7 @@ mod tests {
 
     #[test]
     fn identity_values_cannot_inject_headers() {
-        let id = Identity {
+        let id: Identity = IdentityParts {
             subject: "alice\r\nX-Auth-Scopes: admin".into(),
             session_id: Some("s%1".into()),
             scopes: vec!["read".into(), "wallet_spend:abc".into(), "odd scope".into()],
@@ -334,7 +335,8 @@ mod tests {
             expires_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(42)),
             claims: vec![("email".into(), "a@b.c\r\nX: y".into())],
             ..Default::default()
-        };
+        }
+        .into();
         let got: Vec<(String, String)> = names()
             .values(&id, "idp")
             .into_iter()

@@ -86,7 +86,7 @@ impl RequestCtx {
         self.decision.as_ref()?.route.as_ref()
     }
 
-    fn identity(&self) -> Option<&Arc<Identity>> {
+    fn identity(&self) -> Option<&Identity> {
         self.decision.as_ref()?.identity.as_ref()
     }
 
@@ -168,7 +168,7 @@ impl Proxy {
                 request_id = %ctx.request_id,
                 route = %route.spec.name,
                 provider = ctx.provider(),
-                subject = ctx.identity().map(|i| i.subject.as_str()),
+                subject = ctx.identity().map(|i| i.subject()),
                 detail,
                 "identity refused: its IP restriction list is malformed"
             ),
@@ -725,7 +725,7 @@ impl Proxy {
             path = ctx.rewritten_path().unwrap_or(req.uri.path()),
             status,
             outcome = ctx.outcome.as_str(),
-            subject = ctx.identity().map(|i| i.subject.as_str()),
+            subject = ctx.identity().map(|i| i.subject()),
             provider = ctx.provider(),
             cache = ctx.cache_status().map(CacheStatus::as_str),
             stale_age_s = ctx.stale_age(),

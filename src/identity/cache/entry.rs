@@ -1,7 +1,6 @@
 //! One cached identity, its freshness windows, and the moka expiry policy that stores it
 //! exactly as long as it may still serve (fresh or stale).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::Expiry;
@@ -14,7 +13,7 @@ use crate::identity::Identity;
 /// milliseconds (`u32`: up to 49 days, more than any sensible ttl) to keep entries small.
 #[derive(Debug, Clone)]
 pub struct CachedIdentity {
-    pub identity: Arc<Identity>,
+    pub identity: Identity,
     /// The provider that resolved it (config name and definition fingerprint).
     pub provider: ProviderId,
     /// When the provider answered.

@@ -125,7 +125,7 @@ impl CacheStatus {
 /// The answer for one token.
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    Valid(Arc<Identity>),
+    Valid(Identity),
     Invalid(InvalidReason),
     Failed(Arc<ProviderError>),
     /// Too many cache misses from this client: answer 429, nothing was asked.
@@ -523,7 +523,7 @@ impl IdentityCache {
             u32::MAX
         };
         CachedIdentity {
-            identity: Arc::new(identity),
+            identity,
             provider,
             fetched_at: now,
             fresh_ms: millis(fresh_for),
@@ -552,8 +552,8 @@ impl IdentityCache {
             };
             let matches = match by {
                 PurgeBy::Keys(_) => true,
-                PurgeBy::Subject(s) => entry.identity.subject == *s,
-                PurgeBy::SessionId(s) => entry.identity.session_id.as_deref() == Some(s),
+                PurgeBy::Subject(s) => entry.identity.subject() == s,
+                PurgeBy::SessionId(s) => entry.identity.session_id() == Some(s),
             };
             let provider_ok = provider.is_none_or(|p| &**entry.provider.name() == p);
             if matches && provider_ok && self.positive.remove(&key).await.is_some() {
@@ -597,6 +597,7 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
     use crate::identity::token::TokenHasher;
+    use crate::identity::IdentityParts;
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicU8, AtomicUsize};
 
@@ -626,11 +627,14 @@ mod tests {
                 INVALID => return Ok(Resolution::Invalid(InvalidReason::Inactive)),
                 _ => {}
             }
-            let id = |exp: Option<SystemTime>| Identity {
-                subject: token.split('-').next_back().unwrap_or("").to_string(),
-                session_id: Some(format!("sid-{token}")),
-                expires_at: exp,
-                ..Default::default()
+            let id = |exp: Option<SystemTime>| -> Identity {
+                IdentityParts {
+                    subject: token.split('-').next_back().unwrap_or("").to_string(),
+                    session_id: Some(format!("sid-{token}")),
+                    expires_at: exp,
+                    ..Default::default()
+                }
+                .into()
             };
             match token {
                 t if t.starts_with("valid") => Ok(Resolution::Valid(id(None))),

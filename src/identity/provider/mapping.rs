@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use super::{InvalidReason, ProviderError, Resolution};
-use crate::identity::Identity;
+use crate::identity::IdentityParts;
 
 /// How a [`Predicate`] compares the value at its pointer.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,7 +236,7 @@ impl ResponseMapping {
         if subject.is_empty() {
             return Err(mapping_error(self.subject.join(" or "), "subject is empty"));
         }
-        let identity = Identity {
+        let identity = IdentityParts {
             subject,
             session_id: optional(doc, first_present(doc, &self.session_id), scalar_string)?,
             scopes: optional(doc, first_present(doc, &self.scopes), scopes)?.unwrap_or_default(),
@@ -254,7 +254,7 @@ impl ResponseMapping {
         if identity.is_expired_at(now) {
             return Ok(Resolution::Invalid(InvalidReason::Expired));
         }
-        Ok(Resolution::Valid(identity))
+        Ok(Resolution::Valid(identity.into()))
     }
 
     fn claims(&self, doc: &Value) -> Result<Vec<(String, String)>, ProviderError> {
@@ -499,10 +499,14 @@ mod tests {
         let Resolution::Valid(id) = introspection().apply(&doc, now()).unwrap() else {
             panic!("expected valid")
         };
+        let id = id.to_parts();
         assert_eq!(id.subject, "u1");
         assert_eq!(id.session_id.as_deref(), Some("s1"));
         assert_eq!(id.scopes, ["a", "b:c"]);
-        assert_eq!(id.expires_unix(), Some(1_700_000_100));
+        assert_eq!(
+            crate::identity::Identity::from(id.clone()).expires_unix(),
+            Some(1_700_000_100)
+        );
     }
 
     #[test]
@@ -556,10 +560,14 @@ mod tests {
         let Resolution::Valid(id) = m.apply(&doc, now()).unwrap() else {
             panic!()
         };
+        let id = id.to_parts();
         assert_eq!(id.subject, "42");
         assert_eq!(id.organizations, ["o1", "o2"]);
         assert_eq!(id.ip_restrict, ["10.0.0.0/24"]);
-        assert_eq!(id.expires_unix(), Some(1_893_456_000));
+        assert_eq!(
+            crate::identity::Identity::from(id.clone()).expires_unix(),
+            Some(1_893_456_000)
+        );
         let bad = json!({"u": "x", "orgs": [1.5]});
         assert!(
             matches!(m.apply(&bad, now()), Err(ProviderError::Mapping { pointer, .. }) if pointer == "/orgs/0")
@@ -575,6 +583,7 @@ mod tests {
         let Resolution::Valid(id) = wild.apply(&doc, now()).unwrap() else {
             panic!()
         };
+        let id = id.to_parts();
         assert_eq!(id.organizations, ["k1", "k2"]);
         let bad = json!({"u": "x", "user": {"organizations": [{"organization_id": {"x": 1}}]}});
         assert!(
@@ -696,6 +705,7 @@ mod rule_tests {
         let Resolution::Valid(id) = m.apply(&doc, SystemTime::now()).unwrap() else {
             panic!()
         };
+        let id = id.to_parts();
         assert_eq!(
             id.claims,
             [

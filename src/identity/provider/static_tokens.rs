@@ -68,21 +68,24 @@ impl Provider for StaticProvider {
 mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
+    use crate::identity::IdentityParts;
     use std::sync::Arc;
     use std::time::Duration;
 
     #[tokio::test]
     async fn answers_from_the_table_judging_expiry_on_its_clock() {
         let clock = ManualClock::new();
-        let alice = Identity {
+        let alice: Identity = IdentityParts {
             subject: "alice".into(),
             ..Default::default()
-        };
-        let old = Identity {
+        }
+        .into();
+        let old: Identity = IdentityParts {
             subject: "old".into(),
             expires_at: Some(clock.now() + Duration::from_secs(10)),
             ..Default::default()
-        };
+        }
+        .into();
         let p = StaticProvider::new(
             [
                 (token_digest("t-alice"), alice.clone()),
