@@ -3,9 +3,17 @@
 //! lookup, client-header sanitization + identity-header building, and (for misses) the
 //! BitGo response mapping.
 //!
+//! The last bench, **end to end**, is what a cache hit costs the gateway as a whole, in
+//! process: the gateway's own connection application (the one its listener runs) reads
+//! a keep-alive client request from an in-memory connection, decides it, forwards it
+//! over a pooled loopback connection to a minimal upstream in the same runtime, and
+//! writes the answer back, which the bench reads. Its time per request is CPU time of one
+//! thread, kernel included, and includes the minimal upstream and client (a few µs):
+//! compare it with the load harness's CPU µs per request for a hit.
+//!
 //! Run: `cargo bench --bench request_path`. Compare pieces with each other within one run;
-//! absolute times drift on shared machines. The end-to-end comparison with nginx
-//! `auth_request` is a separate load harness.
+//! absolute times drift on shared machines. The side-by-side comparison with nginx
+//! `auth_request` is the load harness (benches/load/run.sh).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -257,6 +265,117 @@ fn header_clone(c: &mut Criterion) {
     });
 }
 
+/// A minimal HTTP/1.1 upstream on loopback: answers every request head with a fixed
+/// keep-alive 200.
+async fn tiny_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut have = 0;
+                loop {
+                    match conn.read(&mut buf[have..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => have += n,
+                    }
+                    while let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nupstream ok\n";
+                        if conn.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        buf.copy_within(end + 4..have, 0);
+                        have -= end + 4;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Sends one request and reads one whole answer: its head, then the 12-byte body it
+/// declares.
+async fn round_trip(client: &mut tokio::io::DuplexStream, buf: &mut [u8], request: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    client.write_all(request).await.unwrap();
+    let mut have = 0;
+    loop {
+        let n = client.read(&mut buf[have..]).await.unwrap();
+        assert!(n > 0, "the gateway closed the connection");
+        have += n;
+        if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+            if have >= end + 4 + 12 {
+                assert!(
+                    buf.starts_with(b"HTTP/1.1 200"),
+                    "{}",
+                    String::from_utf8_lossy(&buf[..have])
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// The whole request path for a cache hit, in process (see the module docs).
+fn end_to_end(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let upstream = rt.block_on(tiny_upstream());
+    // As the load harness's hit case, without `ip_restrict`: an in-memory connection has
+    // no client address, and the gateway refuses an IP-restricted identity without one.
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(TOKEN.as_bytes()))
+    };
+    let yaml = format!(
+        r#"
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:1
+providers:
+  idp:
+    kind: static
+    tokens:
+      - {{ token_sha256: {digest}, identity: {{ subject: fedcba9876543210fedcba9876543210, session_id: 0123456789abcdef0123456789abcdef, scopes: [wallet_view_all, wallet_spend_all, openid, profile, user_manage], organizations: [6b2c3d4e5f60718293a4b5c6d7e8f9a0] }} }}
+upstreams: {{ app: "http://{upstream}" }}
+routes:
+  - name: api
+    path_prefix: /
+    provider: idp
+    upstream: app
+    require_scopes: {{ any_of: [wallet_view_*] }}
+    method_scopes: [{{ methods: [POST], all_of: [wallet_spend_all] }}]
+log: {{ level: error }}
+"#
+    );
+    let settings = sessiongate::config::from_str(&yaml, std::path::Path::new(".")).unwrap();
+    let gateway = sessiongate::gateway::Gateway::new(settings).unwrap();
+    let app = Arc::new(gateway.proxy_app(&Arc::new(
+        pingora::server::configuration::ServerConf::default(),
+    )));
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let (_keep_running, shutdown) = tokio::sync::watch::channel(false);
+    rt.spawn(async move {
+        use pingora::apps::ServerApp;
+        app.process_new(Box::new(server), &shutdown).await;
+    });
+    let request =
+        format!("GET /api/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    let mut buf = vec![0u8; 4096];
+    rt.block_on(round_trip(&mut client, &mut buf, request.as_bytes()));
+    c.bench_function(
+        "end to end: a cache hit through the gateway's connection app",
+        |b| b.iter(|| rt.block_on(round_trip(&mut client, &mut buf, request.as_bytes()))),
+    );
+}
+
 criterion_group!(
     benches,
     token_and_hash,
@@ -265,6 +384,7 @@ criterion_group!(
     headers,
     bitgo_mapping,
     whole_hit_path,
-    header_clone
+    header_clone,
+    end_to_end
 );
 criterion_main!(benches);

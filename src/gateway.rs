@@ -74,6 +74,19 @@ impl Gateway {
         &self.state
     }
 
+    /// What serves each connection of the proxy listener: connection limits and deadlines
+    /// around the direct path, with Pingora's full proxy behind it for everything else
+    /// (see `proxy::direct`); both run the same `Proxy` steps. Public so a benchmark can
+    /// drive the whole request path over an in-memory connection.
+    pub fn proxy_app(&self, conf: &Arc<ServerConf>) -> Limited<Direct> {
+        let full_proxy = pingora::proxy::http_proxy(conf, Proxy::new(self.state.clone()));
+        let upstreams = pingora::connectors::http::Connector::new(Some(
+            pingora::connectors::ConnectorOptions::from_server_conf(conf),
+        ));
+        let direct = Direct::new(Proxy::new(self.state.clone()), full_proxy, upstreams);
+        Limited::new(direct, self.state.clone())
+    }
+
     /// The Pingora server with both services added.
     pub fn into_server(self) -> Server {
         let grace = self.settings.shutdown_grace_period;
@@ -94,17 +107,9 @@ impl Gateway {
         let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
         server.bootstrap();
 
-        // The direct path serves the common request; Pingora's full proxy everything else
-        // (see proxy::direct). Both run the same `Proxy` steps.
-        let full_proxy =
-            pingora::proxy::http_proxy(&server.configuration, Proxy::new(self.state.clone()));
-        let upstreams = pingora::connectors::http::Connector::new(Some(
-            pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration),
-        ));
-        let proxy_app = Direct::new(Proxy::new(self.state.clone()), full_proxy, upstreams);
         let mut proxy = Service::new(
             "sessiongate proxy".to_string(),
-            Limited::new(proxy_app, self.state.clone()),
+            self.proxy_app(&server.configuration),
         );
         proxy.add_tcp(&self.settings.listen.to_string());
 

@@ -4,6 +4,7 @@
 #   benches/load/run.sh                      # full run: 3 interleaved rounds x 10 s per case
 #   ROUNDS=1 DURATION=2 benches/load/run.sh  # smoke run (what .ci/run does)
 #   PROFILE=/tmp/sg.perf benches/load/run.sh # also: perf profile of the first cache-hit run
+#   PROFILE_FIXED=/tmp/f.txt benches/load/run.sh  # … and of the first fixed-rate hit run
 #                                            # (PERF_CALLGRAPH=dwarf for whole call stacks)
 #                                            # (summary in the file, raw data in FILE.data)
 #
@@ -252,10 +253,24 @@ run_oha() { # case round url "pids": FIXED_RATE req/s for DURATION, Authorizatio
     local name=$1 round=$2 url=$3 cpu_pids=$4
     local before after
     before=$(python3 benches/load/cpu_ticks.py $cpu_pids)
+    local perf_pid=
+    if [ -n "${PROFILE_FIXED:-}" ] && [ "$name" = fixed-sg-hit ] && [ "$round" = 1 ]; then
+        # PROFILE_FIXED=FILE: perf profile of sessiongate at the fixed rate (top symbols).
+        perf record -F 1999 --call-graph "${PERF_CALLGRAPH:-fp}" -p "$SG_PID" -o "$work/perf-fixed.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
+    # Requests still in flight at the end are waited for, not counted as aborted.
     taskset -c 1 oha -z "${DURATION}s" -q "$FIXED_RATE" -c "$CONNS" --latency-correction \
+        --wait-ongoing-requests-after-deadline \
         --no-tui --output-format json -H "Authorization: Bearer $TOKEN" "$url" \
         > "$work/oha-$name-$round.json"
     after=$(python3 benches/load/cpu_ticks.py $cpu_pids)
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid" || true
+        cp "$work/perf-fixed.data" "$PROFILE_FIXED.data" 2>/dev/null || true   # for perf report -i
+        perf report -i "$work/perf-fixed.data" --stdio --no-children -g none --percent-limit 0.3 \
+            --sort dso,symbol 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60 > "$PROFILE_FIXED" || true
+    fi
     python3 - "$work/oha-$name-$round.json" "$name" "$round" "$before" "$after" "$(getconf CLK_TCK)" >> "$fixed" <<'PY'
 import json, sys
 path, name, rnd, before, after, hz = sys.argv[1:7]
@@ -264,6 +279,8 @@ codes = r.get("statusCodeDistribution", {})
 ok = sum(n for c, n in codes.items() if c.startswith("2"))
 total = sum(codes.values())
 errors = sum(r.get("errorDistribution", {}).values())
+for kind, n in r.get("errorDistribution", {}).items():
+    print(f"load: {name} round {rnd}: {n} x {kind}", file=sys.stderr)
 pct = r["latencyPercentiles"]
 cpu_us = (int(after) - int(before)) / int(hz) * 1e6 / max(total, 1)
 print("\t".join([name, rnd, f"{r['summary']['requestsPerSec']:.0f}",
