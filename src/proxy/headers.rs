@@ -123,30 +123,32 @@ fn plain(b: u8, also: &[u8]) -> bool {
 
 /// Percent-encodes bytes outside printable ASCII, `%`, and any byte in `also`.
 pub fn encode(value: &str, also: &[u8]) -> HeaderValue {
-    let mut out = String::with_capacity(value.len());
+    let mut out = Vec::with_capacity(value.len());
     push_encoded(&mut out, value, also);
     HeaderValue::try_from(out).expect("only printable ASCII remains after encoding")
 }
 
-/// Appends `value` to `out`, percent-encoding what [`encode`] encodes.
-fn push_encoded(out: &mut String, value: &str, also: &[u8]) {
+/// Appends `value` to `out`, percent-encoding what [`encode`] encodes. Runs of plain
+/// bytes (every byte, for the hex ids and scope names providers send) are copied whole.
+fn push_encoded(out: &mut Vec<u8>, value: &str, also: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in value.as_bytes() {
-        if plain(b, also) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 0xf)] as char);
+    let bytes = value.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !plain(b, also) {
+            out.extend_from_slice(&bytes[run..i]);
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+            run = i + 1;
         }
     }
+    out.extend_from_slice(&bytes[run..]);
 }
 
 fn encode_list<'a>(items: impl Iterator<Item = &'a str> + Clone, separator: u8) -> HeaderValue {
-    let mut joined = String::with_capacity(items.clone().map(|i| i.len() + 1).sum());
+    let mut joined = Vec::with_capacity(items.clone().map(|i| i.len() + 1).sum());
     for (i, item) in items.enumerate() {
         if i > 0 {
-            joined.push(separator as char);
+            joined.push(separator);
         }
         push_encoded(&mut joined, item, &[separator, b' ', b',']);
     }
