@@ -215,6 +215,9 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
                 None
             }
         };
+        if let Some(cluster) = &self.state.cluster {
+            tokio::spawn(cluster.clone().run(shutdown.clone()));
+        }
         for p in &self.state.snapshot().providers {
             if let Err(e) = p.provider.warm_up().await {
                 tracing::warn!(provider = %p.name(), error = %e, "warm-up failed; the first request will try again");

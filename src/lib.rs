@@ -72,6 +72,7 @@
 
 pub mod admin;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod identity;

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 
 use crate::clock::SharedClock;
+use crate::cluster::Cluster;
 use crate::config::{self, ConfigError, Settings};
 use crate::identity::cache::IdentityCache;
 use crate::identity::provider::guard::Guarded;
@@ -44,12 +45,27 @@ pub fn start(
     let cache = IdentityCache::build(settings.cache.clone(), clock.clone(), Some(metrics.clone()));
     let snapshot = build(&settings, &metrics, &clock)?;
     cache.set_stale_horizon(stale_horizon(&snapshot));
+    // Replicas derive the same token keys and purge names from the shared secret, so a
+    // purge can name them in the stream; alone, the keys are random per process.
+    let (hasher, cluster) = match &settings.cluster {
+        Some(c) => {
+            cache.share_names(&c.derive_key("purge names"));
+            let cluster = Cluster::new(c.clone(), cache.clone(), metrics.cluster.clone())
+                .map_err(|e| ConfigError::at("cluster.redis.url", e))?;
+            (
+                TokenHasher::with_key(&c.derive_key("token keys")),
+                Some(Arc::new(cluster)),
+            )
+        }
+        None => (TokenHasher::random(), None),
+    };
     metrics.config_last_reload_success.set(1);
     metrics.config_last_reload_success_time.set(unix_now());
     Ok(GatewayState {
         current: ArcSwap::from_pointee(snapshot),
         cache,
-        hasher: TokenHasher::random(),
+        hasher,
+        cluster,
         assertions: AssertionCache::new(clock.clone()),
         metrics,
         clock,
@@ -206,6 +222,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.cache != new.cache {
         out.push("cache");
+    }
+    if old.cluster != new.cluster {
+        out.push("cluster");
     }
     if old.log.level != new.log.level || old.log.format != new.log.format {
         out.push("log");

@@ -5,8 +5,11 @@
 //! - `POST /admin/purge` — `{"token": "..."}`, `{"subject": "..."}` or
 //!   `{"session_id": "..."}`, optionally `"provider": "<name>"`: removes every matching
 //!   cached identity at once (a logout or revocation takes effect before the TTL) and
-//!   answers `{"removed": n}`. A token is hashed as the proxy hashes it, never stored or
-//!   echoed.
+//!   answers `{"removed": n, "by", "fan_out"}`. A token is hashed as the proxy hashes
+//!   it, never stored or echoed. With `cluster:`, the purge also goes to every other
+//!   replica through the revocation stream: `fan_out` is `published`, or `pending` when
+//!   Redis is unreachable (applied here, published once it is back); `none` without a
+//!   cluster.
 //! - `POST /admin/explain` — `{"method", "path", "host"?, "client_ip"?, "token"?,
 //!   "headers"?}`: runs the proxy's own decision for that request without forwarding it
 //!   and answers the trace (route, client address, token provider, cache state before
@@ -242,15 +245,20 @@ impl AdminApp {
             provider
         };
         let removed = self.state().cache.purge(&by, filter).await;
+        // The other replicas: through the cluster's stream, when there is one.
+        let fan_out = match &self.state().cluster {
+            Some(cluster) => cluster.publish(&by, filter).await.as_str(),
+            None => "none",
+        };
         self.state()
             .metrics
             .cache_purged
             .with_label_values(&[label])
             .inc_by(removed as u64);
-        tracing::info!(by = label, provider, removed, "admin purge");
+        tracing::info!(by = label, provider, removed, fan_out, "admin purge");
         Ok(json_reply(
             StatusCode::OK,
-            json!({"removed": removed, "by": label}),
+            json!({"removed": removed, "by": label, "fan_out": fan_out}),
         ))
     }
 

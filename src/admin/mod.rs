@@ -120,7 +120,13 @@ impl ServeHttp for AdminApp {
             "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             "/readyz" => {
                 if self.proxy_accepts().await {
-                    reply(StatusCode::OK, "text/plain", b"ready\n".to_vec())
+                    // Redis never makes the gateway unready (requests do not need it):
+                    // its state is reported, not judged.
+                    let mut body = b"ready\n".to_vec();
+                    if let Some(cluster) = &self.state.cluster {
+                        body.extend_from_slice(cluster.status_line().as_bytes());
+                    }
+                    reply(StatusCode::OK, "text/plain", body)
                 } else {
                     reply(
                         StatusCode::SERVICE_UNAVAILABLE,

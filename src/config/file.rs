@@ -54,6 +54,9 @@ pub struct FileConfig {
     pub log: LogFile,
     #[serde(default)]
     pub admin: AdminFile,
+    /// Replicas sharing revocations through Redis; absent: this process alone.
+    #[serde(default)]
+    pub cluster: Option<ClusterFile>,
     /// Where the process id is written (default `/tmp/sessiongate.pid`).
     pub pid_file: Option<String>,
     /// The Unix socket listeners are handed over on for a zero-downtime upgrade (default
@@ -101,6 +104,45 @@ pub struct AdminFile {
     pub token: Option<String>,
     /// A file holding the admin token.
     pub token_file: Option<String>,
+}
+
+/// `cluster:` — replicas sharing revocations through a Redis Stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub redis: ClusterRedisFile,
+    /// `${ENV_VAR}` holding the secret all replicas share (at least 32 characters).
+    pub key_secret: Option<String>,
+    /// A file holding that secret.
+    pub key_secret_file: Option<String>,
+    #[serde(default)]
+    pub revocations: ClusterRevocationsFile,
+}
+
+/// `cluster.redis`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterRedisFile {
+    /// `redis://host:port/db` or `rediss://…` (TLS); no password in it.
+    pub url: String,
+    /// `${ENV_VAR}` holding the Redis password (AUTH).
+    pub password: Option<String>,
+    /// A file holding the Redis password.
+    pub password_file: Option<String>,
+    /// Longest wait for a connection (default 1s).
+    pub connect_timeout: Option<ConfigDuration>,
+    /// Longest wait for one command (default 200ms).
+    pub command_timeout: Option<ConfigDuration>,
+}
+
+/// `cluster.revocations`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterRevocationsFile {
+    /// The stream's key (default `sessiongate:revocations`).
+    pub stream: Option<String>,
+    /// Entries kept in the stream (approximately; default 100000).
+    pub max_entries: Option<u64>,
 }
 
 /// `providers.<name>.protection`: concurrency bound and circuit breaker.

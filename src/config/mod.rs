@@ -116,6 +116,8 @@ pub struct Settings {
     pub admin_api_listen: Option<SocketAddr>,
     pub pid_file: String,
     pub upgrade_sock: String,
+    /// `cluster:`: revocations shared with the other replicas through Redis.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 impl Settings {

@@ -153,7 +153,13 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         }
     }
 
+    let cluster = match &file.cluster {
+        Some(c) => Some(cluster(c, base_dir)?),
+        None => None,
+    };
+
     Ok(Settings {
+        cluster,
         listen,
         admin_listen,
         threads,
@@ -184,6 +190,108 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
             .upgrade_sock
             .clone()
             .unwrap_or_else(|| "/tmp/sessiongate_upgrade.sock".into()),
+    })
+}
+
+fn cluster(
+    c: &super::file::ClusterFile,
+    base_dir: &Path,
+) -> Result<crate::cluster::ClusterSettings> {
+    let url = url::Url::parse(&c.redis.url).map_err(|e| {
+        ConfigError::at(
+            "cluster.redis.url",
+            format!("not a URL ({e}): expected redis://host:6379/0 or rediss://host:6380/0"),
+        )
+    })?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(ConfigError::at(
+            "cluster.redis.url",
+            format!(
+                "scheme `{}` is not Redis: expected redis:// or rediss:// (TLS)",
+                url.scheme()
+            ),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::at("cluster.redis.url", "names no host"));
+    }
+    if url.password().is_some() {
+        return Err(ConfigError::at(
+            "cluster.redis.url",
+            "holds a password: give it as cluster.redis.password: ${ENV_VAR} or cluster.redis.password_file",
+        ));
+    }
+    let password = super::secret::resolve(
+        "cluster.redis.password",
+        c.redis.password.as_deref(),
+        c.redis.password_file.as_deref(),
+        base_dir,
+    )?;
+    let key_secret = super::secret::resolve(
+        "cluster.key_secret",
+        c.key_secret.as_deref(),
+        c.key_secret_file.as_deref(),
+        base_dir,
+    )?
+    .ok_or_else(|| {
+        ConfigError::at(
+            "cluster.key_secret_file",
+            "is required: a secret shared by every replica (e.g. `head -c 32 /dev/urandom | base64`), which keys the token keys and purge names",
+        )
+    })?;
+    if key_secret.expose().len() < 32 {
+        let key = if c.key_secret.is_some() {
+            "cluster.key_secret"
+        } else {
+            "cluster.key_secret_file"
+        };
+        return Err(ConfigError::at(
+            key,
+            "the cluster secret must be at least 32 characters",
+        ));
+    }
+    let positive = |key: &str, d: Option<&ConfigDuration>, default: Duration| {
+        let d = d.map_or(default, |d| d.0);
+        if d.is_zero() {
+            Err(ConfigError::at(key, "must be greater than zero"))
+        } else {
+            Ok(d)
+        }
+    };
+    let max_entries = c.revocations.max_entries.unwrap_or(100_000);
+    if max_entries < 1_000 {
+        return Err(ConfigError::at(
+            "cluster.revocations.max_entries",
+            "must be at least 1000 (replicas disconnected longer than the stream covers flush their caches)",
+        ));
+    }
+    let stream = c
+        .revocations
+        .stream
+        .clone()
+        .unwrap_or_else(|| "sessiongate:revocations".into());
+    if stream.is_empty() {
+        return Err(ConfigError::at(
+            "cluster.revocations.stream",
+            "cannot be empty",
+        ));
+    }
+    Ok(crate::cluster::ClusterSettings {
+        url: c.redis.url.clone(),
+        password,
+        connect_timeout: positive(
+            "cluster.redis.connect_timeout",
+            c.redis.connect_timeout.as_ref(),
+            Duration::from_secs(1),
+        )?,
+        command_timeout: positive(
+            "cluster.redis.command_timeout",
+            c.redis.command_timeout.as_ref(),
+            Duration::from_millis(200),
+        )?,
+        key_secret,
+        stream,
+        max_entries,
     })
 }
 

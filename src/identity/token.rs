@@ -109,9 +109,17 @@ impl TokenKey {
         hex::encode(&self.0[..6])
     }
 
-    /// All 32 hex characters: what stands in for a token an identity value repeats.
+    /// All 32 hex characters: what stands in for a token an identity value repeats, and
+    /// what a purge by token carries between replicas.
     pub fn hex(&self) -> String {
         hex::encode(self.0)
+    }
+
+    /// The key written as [`TokenKey::hex`] writes it.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut key = [0u8; 16];
+        hex::decode_to_slice(text, &mut key).ok()?;
+        Some(TokenKey(key))
     }
 }
 

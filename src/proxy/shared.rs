@@ -100,6 +100,8 @@ pub struct GatewayState {
     pub current: ArcSwap<Snapshot>,
     pub cache: IdentityCache,
     pub hasher: TokenHasher,
+    /// The replicas' shared revocation stream (`cluster:`), when configured.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub assertions: AssertionCache,
     pub metrics: Metrics,
     pub clock: SharedClock,

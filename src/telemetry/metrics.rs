@@ -121,6 +121,33 @@ pub struct Metrics {
     /// `sessiongate_connections_closed_total{reason}`: client connections the gateway
     /// closed for a limit (header_timeout, idle_timeout, body_timeout, over_limit).
     pub connections_closed: IntCounterVec,
+    /// `sessiongate_cluster_*`: the replicas' shared revocation stream (all zero without
+    /// a `cluster:` section).
+    pub cluster: ClusterMetrics,
+}
+
+/// The `cluster:` series (see `cluster`).
+#[derive(Clone)]
+pub struct ClusterMetrics {
+    /// `sessiongate_cluster_enabled`: 1 when a `cluster:` section is configured.
+    pub enabled: IntGauge,
+    /// `sessiongate_cluster_redis_up`: 1 while the revocation stream is being read.
+    pub redis_up: IntGauge,
+    /// `sessiongate_cluster_redis_errors_total{op}`: failed Redis commands (connect, read,
+    /// publish, check).
+    pub redis_errors: IntCounterVec,
+    /// `sessiongate_cluster_purges_published_total`: purges appended to the stream.
+    pub published: IntCounter,
+    /// `sessiongate_cluster_purges_applied_total`: other replicas' purges applied here.
+    pub applied: IntCounter,
+    /// `sessiongate_cluster_purges_pending`: purges waiting for Redis to be published.
+    pub pending: IntGauge,
+    /// `sessiongate_cluster_flushes_total{reason}`: whole-cache flushes because purges may
+    /// have been missed (trimmed, stream_lost, overflow) or a replica asked (remote).
+    pub flushes: IntCounterVec,
+    /// `sessiongate_cluster_stream_lag_milliseconds`: publish-to-apply time of the last
+    /// entry applied; 0 once the replica has read everything there is.
+    pub lag_ms: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -170,7 +197,60 @@ impl Metrics {
                 .expect("registered once");
             g
         };
+        let cluster = ClusterMetrics {
+            enabled: plain_gauge(
+                "sessiongate_cluster_enabled",
+                "1 when this gateway shares revocations with other replicas through Redis (a cluster: section).",
+            ),
+            redis_up: plain_gauge(
+                "sessiongate_cluster_redis_up",
+                "1 while this replica reads the cluster's revocation stream in Redis; 0 otherwise (or without cluster).",
+            ),
+            redis_errors: counter(
+                "sessiongate_cluster_redis_errors_total",
+                "Failed Redis commands of the cluster, by operation (connect, read, publish, check).",
+                &["op"],
+            ),
+            published: {
+                let c = IntCounter::new(
+                    "sessiongate_cluster_purges_published_total",
+                    "Purges this replica appended to the cluster's revocation stream.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            applied: {
+                let c = IntCounter::new(
+                    "sessiongate_cluster_purges_applied_total",
+                    "Purges of other replicas read from the revocation stream and applied here.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            pending: plain_gauge(
+                "sessiongate_cluster_purges_pending",
+                "Purges applied locally and waiting for Redis to be published to the other replicas.",
+            ),
+            flushes: counter(
+                "sessiongate_cluster_flushes_total",
+                "Whole identity-cache flushes because purges may have been missed (trimmed, stream_lost, overflow) or another replica asked (remote).",
+                &["reason"],
+            ),
+            lag_ms: plain_gauge(
+                "sessiongate_cluster_stream_lag_milliseconds",
+                "Publish-to-apply time of the last revocation-stream entry applied here; 0 once this replica has read the whole stream.",
+            ),
+        };
+        for op in ["connect", "read", "publish", "check"] {
+            cluster.redis_errors.with_label_values(&[op]);
+        }
+        for reason in ["trimmed", "stream_lost", "overflow", "remote"] {
+            cluster.flushes.with_label_values(&[reason]);
+        }
         Metrics {
+            cluster,
             cache_refreshes: counter(
                 "sessiongate_cache_refreshes_total",
                 "Background refresh-ahead calls by result (ok, invalid, failed).",

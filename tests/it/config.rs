@@ -355,6 +355,35 @@ fn check_rejects_bad_configs_naming_the_key() {
             "providers:\n  u: { kind: userinfo, url: \"http://127.0.0.1:1/a\", response: { claims: { 'e mail': /email } } }\nroutes:\n  - { path_prefix: /, provider: u, upstream: echo }\n",
             &["providers.u.response.claims.e mail"],
         ),
+        // cluster: (Redis) — every mistake names its key, no secret is echoed.
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"http://127.0.0.1:6379\" }\n  key_secret_file: /etc/hostname\n",
+            &["cluster.redis.url", "redis://"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://:hunter2@127.0.0.1:6379/0\" }\n  key_secret_file: /etc/hostname\n",
+            &["cluster.redis.url", "password_file"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n",
+            &["cluster.key_secret_file", "required"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n  key_secret: ${SG_UNSET_SECRET}\n",
+            &["cluster.key_secret", "SG_UNSET_SECRET"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n  key_secret_file: /etc/hostname\n",
+            &["cluster.key_secret_file", "at least 32"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\", password: hunter2 }\n  key_secret_file: /etc/hostname\n",
+            &["cluster.redis.password", "${ENV_VAR}"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n  shared_cache: true\n",
+            &["shared_cache"],
+        ),
     ];
     for (body, wants) in table {
         let text = format!("{BASE}{body}");

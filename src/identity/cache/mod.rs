@@ -44,8 +44,8 @@ mod purge;
 pub use entry::CachedIdentity;
 use entry::{millis, KeepFor};
 use limiter::MissLimiter;
-pub use purge::PurgeBy;
-use purge::{NameKind, PurgeIndex};
+use purge::PurgeIndex;
+pub use purge::{NameHash, NameKind, PurgeBy};
 
 /// Cache sizes and lifetimes (`cache:` in the config).
 #[derive(Debug, Clone, PartialEq)]
@@ -544,6 +544,7 @@ impl IdentityCache {
             }
             PurgeBy::Subject(s) => clock::lock(&self.index).keys(NameKind::Subject, s),
             PurgeBy::SessionId(s) => clock::lock(&self.index).keys(NameKind::Session, s),
+            PurgeBy::Name(_, hash) => clock::lock(&self.index).keys_of(*hash),
         };
         let mut removed = 0;
         for key in keys {
@@ -554,6 +555,13 @@ impl IdentityCache {
                 PurgeBy::Keys(_) => true,
                 PurgeBy::Subject(s) => entry.identity.subject() == s,
                 PurgeBy::SessionId(s) => entry.identity.session_id() == Some(s),
+                PurgeBy::Name(kind, hash) => {
+                    let value = match kind {
+                        NameKind::Subject => Some(entry.identity.subject()),
+                        NameKind::Session => entry.identity.session_id(),
+                    };
+                    value.is_some_and(|v| self.name_hash(*kind, v) == *hash)
+                }
             };
             let provider_ok = provider.is_none_or(|p| &**entry.provider.name() == p);
             if matches && provider_ok && self.positive.remove(&key).await.is_some() {
@@ -561,6 +569,27 @@ impl IdentityCache {
             }
         }
         removed
+    }
+
+    /// The keyed hash of a subject or session id, as [`PurgeBy::Name`] carries it.
+    pub fn name_hash(&self, kind: NameKind, value: &str) -> NameHash {
+        clock::lock(&self.index).hash(kind, value)
+    }
+
+    /// Keys subject and session-id names with the cluster's shared key, so that purges by
+    /// name travel between replicas as hashes. Call before the cache is used.
+    pub fn share_names(&self, key: &[u8; 32]) {
+        clock::lock(&self.index).set_key(key);
+    }
+
+    /// Forgets every identity and every remembered invalid token (a replica that may have
+    /// missed purges). Returns how many identities there were.
+    pub async fn flush(&self) -> u64 {
+        let n = self.positive.entry_count();
+        self.positive.invalidate_all();
+        self.negative.invalidate_all();
+        self.positive.run_pending_tasks().await;
+        n
     }
 
     /// Applies moka's pending bookkeeping (expirations, evictions) so counts are current.

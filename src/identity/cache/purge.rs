@@ -3,16 +3,21 @@
 
 use std::collections::HashMap;
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
 use crate::identity::token::TokenKey;
 use crate::identity::Identity;
 
 /// subject → keys and session id → keys, for purges, kept small: names are stored as
 /// keyed 64-bit hashes (no string copies), and a name with one key — nearly every name —
-/// is one 24-byte slot of a flat table. A purge re-checks each key's current entry, so a
+/// is one 24-byte slot of a flat table. The names are keyed HMACs: with a random key per
+/// process, or with the cluster's shared key, so that a purge by subject or session id
+/// can travel between replicas as a [`NameHash`] that reveals neither. A purge re-checks each key's current entry, so a
 /// hash collision or a leftover key removes nothing it should not. Keys are dropped from
 /// the index when moka drops the entry.
 pub(super) struct PurgeIndex {
-    hasher: std::collections::hash_map::RandomState,
+    hasher: Hmac<Sha256>,
     /// Names with exactly one key.
     one: HashMap<u64, TokenKey, PassThrough>,
     /// Names with several keys (a user signed in on several devices, a token two
@@ -21,12 +26,12 @@ pub(super) struct PurgeIndex {
 }
 
 /// The names are already keyed hashes: the tables use them as they are.
-type PassThrough = std::hash::BuildHasherDefault<NameHash>;
+type PassThrough = std::hash::BuildHasherDefault<PassThroughHasher>;
 
 #[derive(Default)]
-pub(super) struct NameHash(u64);
+pub(super) struct PassThroughHasher(u64);
 
-impl std::hash::Hasher for NameHash {
+impl std::hash::Hasher for PassThroughHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -46,24 +51,56 @@ impl std::hash::Hasher for NameHash {
 impl Default for PurgeIndex {
     fn default() -> Self {
         PurgeIndex {
-            hasher: std::collections::hash_map::RandomState::new(),
+            hasher: keyed(&rand::random()),
             one: HashMap::default(),
             many: HashMap::default(),
         }
     }
 }
 
+fn keyed(key: &[u8; 32]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length")
+}
+
 /// What an index name is: the same text as subject and as session id are different names.
-#[derive(Clone, Copy)]
-pub(super) enum NameKind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
     Subject = 1,
     Session = 2,
 }
 
+/// A subject or session id as a keyed 128-bit hash: what a purge by name carries between
+/// replicas (the session id of some providers is the token itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameHash(pub [u8; 16]);
+
+impl NameHash {
+    /// The index's 64-bit name.
+    fn short(&self) -> u64 {
+        u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+}
+
 impl PurgeIndex {
+    /// Keys the names with `key` (the cluster's shared key). Only before the first entry:
+    /// names already indexed would no longer be found.
+    pub(super) fn set_key(&mut self, key: &[u8; 32]) {
+        debug_assert!(self.one.is_empty() && self.many.is_empty());
+        self.hasher = keyed(key);
+    }
+
+    pub(super) fn hash(&self, kind: NameKind, value: &str) -> NameHash {
+        let mut mac = self.hasher.clone();
+        mac.update(&[kind as u8]);
+        mac.update(value.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        NameHash(out)
+    }
+
     fn name(&self, kind: NameKind, value: &str) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one((kind as u8, value))
+        self.hash(kind, value).short()
     }
 
     fn names(&self, identity: &Identity) -> [Option<u64>; 2] {
@@ -118,7 +155,11 @@ impl PurgeIndex {
     }
 
     pub(super) fn keys(&self, kind: NameKind, value: &str) -> Vec<TokenKey> {
-        let name = self.name(kind, value);
+        self.keys_of(self.hash(kind, value))
+    }
+
+    pub(super) fn keys_of(&self, hash: NameHash) -> Vec<TokenKey> {
+        let name = hash.short();
         match self.one.get(&name) {
             Some(k) => vec![*k],
             None => self.many.get(&name).cloned().unwrap_or_default(),
@@ -139,6 +180,8 @@ pub enum PurgeBy {
     Keys(Vec<TokenKey>),
     Subject(String),
     SessionId(String),
+    /// A subject or session id known by its keyed hash only (a purge from another replica).
+    Name(NameKind, NameHash),
 }
 
 #[cfg(test)]

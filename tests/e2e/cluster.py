@@ -1,0 +1,469 @@
+#!/usr/bin/env python3
+"""Three gateway processes sharing revocations through a real redis-server.
+
+Started here, each on a free 127.0.0.1 port: redis-server (append-only file, written on shutdown,
+so a restart keeps the stream), a fake BitGo provider that counts calls and can revoke tokens, a
+static upstream, and gateways A, B and C with the same `cluster:` section. B reaches
+Redis through a TCP relay this script can cut, to disconnect B alone.
+
+Checked (each failure names itself; exit 1):
+1. propagation: 100 purges on A (by token, subject and session id, in turn) of tokens
+   cached on B and C; each is refused on B and C once the provider has revoked it; time
+   from A's answer to both refusals, p50/p99 (target p99 < 250 ms);
+2. the stream holds no token, subject or session id in clear;
+3. Redis down: cache hits keep being served on B (no 5xx); a purge on A answers
+   `pending`; after Redis returns (same data), it reaches B;
+4. B cut off while A publishes more than the stream keeps: B flushes its cache when it
+   reconnects (sessiongate_cluster_flushes_total{reason="trimmed"}) and refuses the
+   purged token.
+
+Usage: tests/e2e/cluster.py [--bin target/debug/sessiongate] [--json out.json]
+"""
+
+import argparse
+import http.client
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ADMIN_TOKEN = "cluster-admin-token-0123456789"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Provider(http.server.ThreadingHTTPServer):
+    """BitGo's GET /api/v2/user/session: every `tok-*` token is a session of user
+    `user-<n>` with session id `sess-<n>`, until revoked."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), ProviderHandler)
+        self.revoked = set()
+        self.calls = {}
+        self.lock = threading.Lock()
+
+
+class NoDelay:
+    """Headers and body go out in separate writes: without TCP_NODELAY the second waits
+    for the gateway's delayed ACK (40 ms per request)."""
+
+    def setup(self):
+        super().setup()
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class ProviderHandler(NoDelay, http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        auth = self.headers.get("Authorization", "")
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+        srv = self.server
+        with srv.lock:
+            srv.calls[token] = srv.calls.get(token, 0) + 1
+            revoked = token in srv.revoked
+        if not token.startswith("tok-") or revoked:
+            body = b'{"error":"unauthorized"}'
+            self.send_response(401)
+        else:
+            n = token[4:]
+            body = json.dumps({"session": {
+                "id": f"sess-{n}", "user": f"user-{n}", "client": "bitgo",
+                "created": "2026-11-01T10:00:00.000Z", "expires": "2099-01-01T00:00:00.000Z",
+                "scope": ["wallet_view_all"], "ipRestrict": [],
+            }}).encode()
+            self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Relay:
+    """A TCP relay to Redis that can be cut (all connections closed, new ones refused)
+    and restored."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.open = True
+        self.conns = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            client, _ = self.listener.accept()
+            if not self.open:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.open = False
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self.conns = []
+
+    def restore(self):
+        self.open = True
+
+
+def request(port, method, path, token=None, body=None, headers=None, timeout=5):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    if data is not None:
+        h["Content-Type"] = "application/json"
+    conn.request(method, path, body=data, headers=h)
+    r = conn.getresponse()
+    payload = r.read()
+    conn.close()
+    return r.status, payload
+
+
+def metric(port, name):
+    status, body = request(port, "GET", "/metrics")
+    assert status == 200
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.environ.get("SESSIONGATE_BIN", "target/debug/sessiongate"))
+    ap.add_argument("--json")
+    ap.add_argument("--purges", type=int, default=100)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="sg-cluster-")
+    procs = []
+    gateways = {}
+
+    def spawn(cmd, log, env=None):
+        p = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                             env={**os.environ, **(env or {})})
+        procs.append(p)
+        return p
+
+    try:
+        # --- Redis, with an append-only file so a restart keeps the stream ---
+        redis_port = free_port()
+        redis_cmd = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                     "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+                     "--dir", work, "--daemonize", "no"]
+        redis = spawn(redis_cmd, f"{work}/redis.log")
+        wait_port(redis_port, "redis-server")
+
+        provider = Provider()
+        threading.Thread(target=provider.serve_forever, daemon=True).start()
+        upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), UpstreamHandler)
+        upstream.daemon_threads = True
+        threading.Thread(target=upstream.serve_forever, daemon=True).start()
+
+        relay = Relay(redis_port)
+        with open(f"{work}/cluster-secret", "w") as f:
+            f.write("an-e2e-cluster-secret-of-forty-characters!")
+        with open(f"{work}/admin-token", "w") as f:
+            f.write(ADMIN_TOKEN)
+
+        for name in "ABC":
+            port, admin = free_port(), free_port()
+            rport = relay.port if name == "B" else redis_port
+            cfg = f"""
+listen: 127.0.0.1:{port}
+admin_listen: 127.0.0.1:{admin}
+threads: 1
+pid_file: {work}/{name}.pid
+upgrade_sock: {work}/{name}.sock
+providers:
+  bitgo:
+    kind: bitgo
+    url: http://127.0.0.1:{provider.server_address[1]}/api/v2/user/session
+cache: {{ ttl: 600s }}
+upstreams:
+  app: http://127.0.0.1:{upstream.server_address[1]}
+routes:
+  - {{ name: api, path_prefix: /, provider: bitgo, upstream: app }}
+admin:
+  token_file: {work}/admin-token
+cluster:
+  redis:
+    url: redis://127.0.0.1:{rport}/0
+    command_timeout: 200ms
+  key_secret_file: {work}/cluster-secret
+  revocations:
+    stream: e2e:revocations
+    max_entries: 1000
+log: {{ level: info, format: json }}
+"""
+            path = f"{work}/{name}.yaml"
+            with open(path, "w") as f:
+                f.write(cfg)
+            spawn([args.bin, "--config", path], f"{work}/{name}.log")
+            gateways[name] = (port, admin)
+        for name, (port, admin) in gateways.items():
+            wait_http(admin, "/readyz", f"gateway {name}")
+            deadline = time.time() + 10
+            while metric(admin, "sessiongate_cluster_redis_up") != 1:
+                check(time.time() < deadline, f"gateway {name} never connected to Redis")
+                time.sleep(0.05)
+        A, B, C = (gateways[n] for n in "ABC")
+
+        # --- 1. propagation ---
+        kinds = ["token", "subject", "session_id"]
+        times = []
+        for i in range(args.purges):
+            token = f"tok-{i}"
+            for port, _ in (A, B, C):
+                status, _ = request(port, "GET", "/x", token)
+                check(status == 200, f"{token} not allowed before the purge: {status}")
+            before = provider.calls.get(token, 0)
+            with provider.lock:
+                provider.revoked.add(token)
+            kind = kinds[i % 3]
+            value = {"token": token, "subject": f"user-{i}", "session_id": f"sess-{i}"}[kind]
+            status, body = request(A[1], "POST", "/admin/purge", body={kind: value},
+                                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            reply = json.loads(body)
+            check(status == 200 and reply["removed"] == 1 and reply["fan_out"] == "published",
+                  f"purge {i} on A: {status} {reply}")
+            t0 = time.monotonic()
+            refused = {}
+            while len(refused) < 2:
+                for name, (port, _) in (("B", B), ("C", C)):
+                    if name in refused:
+                        continue
+                    status, _ = request(port, "GET", "/x", token)
+                    if status == 401:
+                        refused[name] = time.monotonic() - t0
+                check(time.monotonic() - t0 < 5, f"purge {i} ({kind}) did not reach {set('BC') - set(refused)} in 5 s")
+                time.sleep(0.001)
+            times.append(max(refused.values()))
+            # Each replica asked the provider again only after its own purge.
+            # B and C asked the provider again once each (then remembered the refusal).
+            extra = provider.calls.get(token, 0) - before
+            check(extra <= 2, f"{token}: {extra} provider calls after the purge, expected <= 2")
+        times.sort()
+        p50 = statistics.median(times) * 1000
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))] * 1000
+        print(f"cluster: propagation over {len(times)} purges (A's answer -> refused on B and C): "
+              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {times[-1] * 1000:.1f} ms")
+        check(p99 < 250, f"propagation p99 {p99:.1f} ms >= 250 ms")
+        applied = metric(B[1], "sessiongate_cluster_purges_applied_total")
+        check(applied >= args.purges, f"B applied {applied} purges, expected >= {args.purges}")
+
+        # --- 2. nothing in clear in the stream ---
+        dump = subprocess.run(["redis-cli", "-p", str(redis_port), "XRANGE", "e2e:revocations", "-", "+"],
+                              capture_output=True, text=True, check=True).stdout
+        for i in range(args.purges):
+            for secret in (f"tok-{i}\n", f"user-{i}\n", f"sess-{i}\n"):
+                check(secret not in dump + "\n", f"the stream holds {secret.strip()!r} in clear")
+        print(f"cluster: stream has {dump.count(chr(10) + 'o' + chr(10))} entries, no token, subject or session id in clear")
+
+        # --- 3. Redis down ---
+        hot = "tok-hot"
+        for port, _ in (A, B, C):
+            check(request(port, "GET", "/x", hot)[0] == 200, "hot token before the outage")
+        victim = "tok-victim"
+        for port, _ in (A, B, C):
+            check(request(port, "GET", "/x", victim)[0] == 200, "victim before the outage")
+        redis.send_signal(signal.SIGTERM)
+        redis.wait(timeout=10)
+        deadline = time.time() + 10
+        while metric(B[1], "sessiongate_cluster_redis_up") != 0:
+            check(time.time() < deadline, "B still reports Redis up after it stopped")
+            time.sleep(0.05)
+        status, body = request(B[1], "GET", "/readyz")
+        check(status == 200 and b"cluster: redis down" in body,
+              f"B's /readyz while Redis is down: {status} {body!r}")
+        served, errors = 0, 0
+        t_end = time.time() + 2
+        while time.time() < t_end:
+            status, _ = request(B[0], "GET", "/x", hot)
+            served += 1
+            errors += status >= 500
+        check(errors == 0, f"{errors} of {served} hits on B failed while Redis was down")
+        with provider.lock:
+            provider.revoked.add(victim)
+        status, body = request(A[1], "POST", "/admin/purge", body={"token": victim},
+                               headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        reply = json.loads(body)
+        check(status == 200 and reply["fan_out"] == "pending" and reply["removed"] == 1,
+              f"purge while Redis is down: {status} {reply}")
+        check(request(A[0], "GET", "/x", victim)[0] == 401, "A applies its own purge at once")
+        check(request(B[0], "GET", "/x", victim)[0] == 200, "B cannot know yet (test premise)")
+        print(f"cluster: Redis down: {served} hits on B, 0 failed; purge on A answered 'pending'")
+        redis = spawn(redis_cmd, f"{work}/redis-2.log")
+        wait_port(redis_port, "redis-server (restarted)")
+        t0 = time.monotonic()
+        while request(B[0], "GET", "/x", victim)[0] != 401:
+            check(time.monotonic() - t0 < 15, "the purge made during the outage never reached B")
+            time.sleep(0.02)
+        print(f"cluster: the purge made during the outage reached B {time.monotonic() - t0:.2f} s after Redis returned")
+        check(metric(B[1], 'sessiongate_cluster_flushes_total') == 0, "B flushed although nothing was lost")
+
+        # --- 4. B cut off while entries are trimmed ---
+        kept = "tok-kept-on-b"
+        check(request(B[0], "GET", "/x", kept)[0] == 200, "kept token on B")
+        relay.cut()
+        deadline = time.time() + 10
+        while metric(B[1], "sessiongate_cluster_redis_up") != 0:
+            check(time.time() < deadline, "B still reports Redis up after the cut")
+            time.sleep(0.05)
+        with provider.lock:
+            provider.revoked.add(kept)
+        for i in range(1500):
+            status, body = request(A[1], "POST", "/admin/purge", body={"subject": f"nobody-{i}"},
+                                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            check(status == 200, f"filler purge {i}: {status}")
+        status, body = request(A[1], "POST", "/admin/purge", body={"token": kept},
+                               headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        # Published, or queued behind filler purges still being published: either way
+        # it is in A's hands; what matters is that B, which misses it, flushes.
+        check(json.loads(body)["fan_out"] in ("published", "pending"), f"purge of {kept}: {body!r}")
+        relay.restore()
+        t0 = time.monotonic()
+        while metric(B[1], 'sessiongate_cluster_flushes_total{reason="trimmed"}') < 1:
+            check(time.monotonic() - t0 < 20, "B never flushed after missing trimmed entries")
+            time.sleep(0.05)
+        check(request(B[0], "GET", "/x", kept)[0] == 401, "B serves a purged token after the flush")
+        print("cluster: B, cut off while 1,501 purges went by (stream keeps ~1,000), flushed on reconnect")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"purges": len(times), "p50_ms": p50, "p99_ms": p99,
+                           "max_ms": times[-1] * 1000}, f)
+        print("cluster: ok")
+        return 0
+    except Failure as e:
+        print(f"cluster: FAILED: {e}", file=sys.stderr)
+        for name, (_, admin) in gateways.items():
+            try:
+                _, body = request(admin, "GET", "/metrics")
+                lines = [l for l in body.decode().splitlines() if l.startswith("sessiongate_cluster")]
+                print(f"--- {name} metrics", *lines, sep="\n", file=sys.stderr)
+            except OSError:
+                pass
+        for name in ("A", "B", "C"):
+            log = f"{work}/{name}.log"
+            if os.path.exists(log):
+                lines = [l for l in open(log) if "sessiongate::access" not in l and "admin purge" not in l]
+                print(f"--- {name}.log (tail, without access lines)", file=sys.stderr)
+                print("".join(lines[-15:]), file=sys.stderr)
+        return 1
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class UpstreamHandler(NoDelay, http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = b"upstream ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def wait_port(port, what):
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise Failure(f"{what} did not listen on {port}")
+
+
+def wait_http(port, path, what):
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            if request(port, "GET", path, timeout=1)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise Failure(f"{what} did not answer {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
