@@ -95,8 +95,9 @@ fn has_access_token_param(query: &str) -> bool {
 }
 
 /// A keyed SHA-256 (HMAC) of (provider name, token), truncated to 128 bits: the only form
-/// in which a token is kept. The key is random per process, so the digests mean nothing
-/// outside it. 128 bits leave no practical chance of two tokens sharing a key (a collision
+/// in which a token is kept. The key is random per process (or, with `cluster:`, derived
+/// from the replicas' shared secret), so the digests mean nothing outside the process (or
+/// the cluster). 128 bits leave no practical chance of two tokens sharing a key (a collision
 /// among a billion cached tokens is about 1 in 10^21) and an attacker cannot search for one
 /// without the key; the truncation halves what every cache entry and purge-index slot
 /// stores.
