@@ -37,6 +37,10 @@ use crate::telemetry::metrics::ClusterMetrics;
 /// Purges kept while Redis is unreachable before they are replaced by one flush.
 pub const PENDING_LIMIT: usize = 10_000;
 
+/// How far before its own start a replica that cached identities before it could reach
+/// Redis replays the stream (clock skew between it and Redis).
+const CLOCK_MARGIN_MS: u64 = 5_000;
+
 /// Longest wait between two attempts to reach Redis.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -190,6 +194,8 @@ pub struct Cluster {
     writer: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     pending: Mutex<VecDeque<Message>>,
     overflowed: AtomicBool,
+    /// When this process started (Unix ms): a first connection replays from here.
+    started_ms: u64,
 }
 
 impl Cluster {
@@ -217,6 +223,9 @@ impl Cluster {
             writer: tokio::sync::Mutex::new(None),
             pending: Mutex::new(VecDeque::new()),
             overflowed: AtomicBool::new(false),
+            started_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         })
     }
 
@@ -438,12 +447,45 @@ impl Cluster {
         let text = |v: Option<&redis::Value>| -> Option<String> {
             v.and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
         };
+        let generated = info
+            .as_ref()
+            .and_then(|i| text(i.get("last-generated-id")))
+            .unwrap_or_else(|| "0-0".into());
         let Some(last) = last else {
-            // First connection: the cache holds nothing older than now.
-            return Ok(info
-                .as_ref()
-                .and_then(|i| text(i.get("last-generated-id")))
-                .unwrap_or_else(|| "0-0".into()));
+            self.cache.sync().await;
+            if self.cache.entry_count() == 0 {
+                // First connection with nothing cached: nothing older than now matters.
+                return Ok(generated);
+            }
+            // Identities were cached before the stream could be read (Redis was
+            // unreachable at start): replay the purges made since this process started
+            // (less a margin for clock skew with Redis), or flush if they are gone.
+            let from = format!("{}-0", self.started_ms.saturating_sub(CLOCK_MARGIN_MS));
+            let Some(info) = &info else {
+                return Ok("0-0".into());
+            };
+            let first = text(info.get("recorded-first-entry-id")).or_else(|| {
+                text(info.get("first-entry").and_then(|e| match e {
+                    redis::Value::Array(parts) => parts.first(),
+                    _ => None,
+                }))
+            });
+            let number = |k: &str| {
+                info.get(k)
+                    .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+            };
+            let never_trimmed =
+                number("entries-added").is_some_and(|a| Some(a) == number("length"));
+            if !never_trimmed && first.is_none_or(|f| id_after(&f, &from)) {
+                let n = self.cache.flush().await;
+                self.metrics.flushes.with_label_values(&["trimmed"]).inc();
+                tracing::warn!(
+                    flushed = n,
+                    "cluster: purges made since start-up may be gone from the stream; identity cache flushed"
+                );
+                return Ok(generated);
+            }
+            return Ok(from);
         };
         let missed = match &info {
             // The stream is gone (a Redis restarted empty): what was in it is unknown.
@@ -453,8 +495,7 @@ impl Cluster {
                     info.get(k)
                         .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
                 };
-                let generated = text(info.get("last-generated-id"));
-                if generated.is_some_and(|g| id_after(last, &g)) {
+                if id_after(last, &generated) {
                     // The stream restarted below where this replica was.
                     Some("stream_lost")
                 } else if number("entries-added")
@@ -480,10 +521,7 @@ impl Cluster {
                 flushed = n,
                 "cluster: revocations may have been missed while disconnected; identity cache flushed"
             );
-            return Ok(info
-                .as_ref()
-                .and_then(|i| text(i.get("last-generated-id")))
-                .unwrap_or_else(|| "0-0".into()));
+            return Ok(generated);
         }
         Ok(last.to_string())
     }

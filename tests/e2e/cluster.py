@@ -12,7 +12,8 @@ Checked (each failure names itself; exit 1):
    from A's answer to both refusals, p50/p99 (target p99 < 250 ms);
 2. the stream holds no token, subject or session id in clear;
 3. Redis down: cache hits keep being served on B (no 5xx); a purge on A answers
-   `pending`; after Redis returns (same data), it reaches B;
+   `pending`; after Redis returns (same data), it reaches B, and D — a gateway started
+   during the outage that cached the token before it could read the stream;
 4. B cut off while A publishes more than the stream keeps: B flushes its cache when it
    reconnects (sessiongate_cluster_flushes_total{reason="trimmed"}) and refuses the
    purged token.
@@ -232,9 +233,8 @@ def main():
         with open(f"{work}/admin-token", "w") as f:
             f.write(ADMIN_TOKEN)
 
-        for name in "ABC":
+        def start_gateway(name, rport):
             port, admin = free_port(), free_port()
-            rport = relay.port if name == "B" else redis_port
             cfg = f"""
 listen: 127.0.0.1:{port}
 admin_listen: 127.0.0.1:{admin}
@@ -267,6 +267,10 @@ log: {{ level: info, format: json }}
                 f.write(cfg)
             spawn([args.bin, "--config", path], f"{work}/{name}.log")
             gateways[name] = (port, admin)
+            return port, admin
+
+        for name in "ABC":
+            start_gateway(name, relay.port if name == "B" else redis_port)
         for name, (port, admin) in gateways.items():
             wait_http(admin, "/readyz", f"gateway {name}")
             deadline = time.time() + 10
@@ -349,6 +353,11 @@ log: {{ level: info, format: json }}
             served += 1
             errors += status >= 500
         check(errors == 0, f"{errors} of {served} hits on B failed while Redis was down")
+        # D starts while Redis is down and caches the victim before it ever reads the
+        # stream: the purge below must still reach it.
+        D = start_gateway("D", redis_port)
+        wait_http(D[1], "/readyz", "gateway D (started while Redis is down)")
+        check(request(D[0], "GET", "/x", victim)[0] == 200, "victim on D before the purge")
         with provider.lock:
             provider.revoked.add(victim)
         status, body = request(A[1], "POST", "/admin/purge", body={"token": victim},
@@ -366,6 +375,10 @@ log: {{ level: info, format: json }}
             check(time.monotonic() - t0 < 15, "the purge made during the outage never reached B")
             time.sleep(0.02)
         print(f"cluster: the purge made during the outage reached B {time.monotonic() - t0:.2f} s after Redis returned")
+        while request(D[0], "GET", "/x", victim)[0] != 401:
+            check(time.monotonic() - t0 < 15, "the purge made during the outage never reached D (started during it)")
+            time.sleep(0.02)
+        print(f"cluster: ... and D, started during the outage, {time.monotonic() - t0:.2f} s after")
         check(metric(B[1], 'sessiongate_cluster_flushes_total') == 0, "B flushed although nothing was lost")
 
         # --- 4. B cut off while entries are trimmed ---
@@ -409,7 +422,7 @@ log: {{ level: info, format: json }}
                 print(f"--- {name} metrics", *lines, sep="\n", file=sys.stderr)
             except OSError:
                 pass
-        for name in ("A", "B", "C"):
+        for name in ("A", "B", "C", "D"):
             log = f"{work}/{name}.log"
             if os.path.exists(log):
                 lines = [l for l in open(log) if "sessiongate::access" not in l and "admin purge" not in l]
