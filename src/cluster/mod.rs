@@ -585,7 +585,7 @@ impl Cluster {
             let keys = reply.map(|r| r.keys).unwrap_or_default();
             if keys.iter().all(|k| k.ids.is_empty()) {
                 // Nothing new within the block time: caught up.
-                self.metrics.lag_ms.set(0);
+                self.metrics.lag.set(0.0);
             }
             for key in keys {
                 for entry in key.ids {
@@ -637,9 +637,7 @@ impl Cluster {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis());
-            self.metrics
-                .lag_ms
-                .set(i64::try_from(now.saturating_sub(ms)).unwrap_or(i64::MAX));
+            self.metrics.lag.set(now.saturating_sub(ms) as f64 / 1000.0);
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -145,9 +145,9 @@ pub struct ClusterMetrics {
     /// `sessiongate_cluster_flushes_total{reason}`: whole-cache flushes because purges may
     /// have been missed (trimmed, stream_lost, overflow) or a replica asked (remote).
     pub flushes: IntCounterVec,
-    /// `sessiongate_cluster_stream_lag_milliseconds`: publish-to-apply time of the last
+    /// `sessiongate_cluster_stream_lag_seconds`: publish-to-apply time of the last
     /// entry applied; 0 once the replica has read everything there is.
-    pub lag_ms: IntGauge,
+    pub lag: Gauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -238,10 +238,15 @@ impl Metrics {
                 "Whole identity-cache flushes because purges may have been missed (trimmed, stream_lost, overflow) or another replica asked (remote).",
                 &["reason"],
             ),
-            lag_ms: plain_gauge(
-                "sessiongate_cluster_stream_lag_milliseconds",
-                "Publish-to-apply time of the last revocation-stream entry applied here; 0 once this replica has read the whole stream.",
-            ),
+            lag: {
+                let g = Gauge::new(
+                    "sessiongate_cluster_stream_lag_seconds",
+                    "Publish-to-apply time of the last revocation-stream entry applied here; 0 once this replica has read the whole stream.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
         };
         for op in ["connect", "read", "publish", "check"] {
             cluster.redis_errors.with_label_values(&[op]);
