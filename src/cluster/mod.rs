@@ -451,57 +451,44 @@ impl Cluster {
             .as_ref()
             .and_then(|i| text(i.get("last-generated-id")))
             .unwrap_or_else(|| "0-0".into());
-        let Some(last) = last else {
-            self.cache.sync().await;
-            if self.cache.entry_count() == 0 {
-                // First connection with nothing cached: nothing older than now matters.
-                return Ok(generated);
-            }
-            // Identities were cached before the stream could be read (Redis was
-            // unreachable at start): replay the purges made since this process started
-            // (less a margin for clock skew with Redis), or flush if they are gone.
-            let from = format!("{}-0", self.started_ms.saturating_sub(CLOCK_MARGIN_MS));
-            let Some(info) = &info else {
-                return Ok("0-0".into());
-            };
-            let first = text(info.get("recorded-first-entry-id")).or_else(|| {
-                text(info.get("first-entry").and_then(|e| match e {
-                    redis::Value::Array(parts) => parts.first(),
-                    _ => None,
-                }))
-            });
-            let number = |k: &str| {
-                info.get(k)
-                    .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
-            };
-            let never_trimmed =
-                number("entries-added").is_some_and(|a| Some(a) == number("length"));
-            if !never_trimmed && first.is_none_or(|f| id_after(&f, &from)) {
-                let n = self.cache.flush().await;
-                self.metrics.flushes.with_label_values(&["trimmed"]).inc();
-                tracing::warn!(
-                    flushed = n,
-                    "cluster: purges made since start-up may be gone from the stream; identity cache flushed"
-                );
-                return Ok(generated);
-            }
-            return Ok(from);
+        let number = |k: &str| -> Option<u64> {
+            info.as_ref()?
+                .get(k)
+                .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
         };
-        let missed = match &info {
-            // The stream is gone (a Redis restarted empty): what was in it is unknown.
-            None => Some("stream_lost"),
-            Some(info) => {
-                let number = |k: &str| {
-                    info.get(k)
-                        .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+        // Nothing was ever trimmed (Redis 7 counts every entry added).
+        let never_trimmed = number("entries-added").is_some_and(|a| Some(a) == number("length"));
+        let (resume, missed) = match last {
+            None => {
+                self.cache.sync().await;
+                if self.cache.entry_count() == 0 {
+                    // First connection with nothing cached: nothing older than now matters.
+                    return Ok(generated);
+                }
+                let Some(info) = &info else {
+                    // No stream: nothing was ever published.
+                    return Ok("0-0".into());
                 };
-                if id_after(last, &generated) {
-                    // The stream restarted below where this replica was.
+                // Identities were cached before the stream could be read (Redis was
+                // unreachable at start): replay the purges made since this process
+                // started (less a margin for clock skew with Redis), or flush if they
+                // are gone.
+                let from = format!("{}-0", self.started_ms.saturating_sub(CLOCK_MARGIN_MS));
+                let first = text(info.get("recorded-first-entry-id")).or_else(|| {
+                    text(info.get("first-entry").and_then(|e| match e {
+                        redis::Value::Array(parts) => parts.first(),
+                        _ => None,
+                    }))
+                });
+                let gone = !never_trimmed && first.is_none_or(|f| id_after(&f, &from));
+                (from, gone.then_some("trimmed"))
+            }
+            Some(last) => {
+                let missed = if info.is_none() || id_after(last, &generated) {
+                    // The stream is gone (a Redis restarted empty) or restarted below
+                    // where this replica was: what was in it is unknown.
                     Some("stream_lost")
-                } else if number("entries-added")
-                    .is_some_and(|added| Some(added) == number("length"))
-                {
-                    // Nothing was ever trimmed (Redis 7 counts every entry added).
+                } else if never_trimmed {
                     None
                 } else if last == "0-0" || !self.still_there(conn, last).await? {
                     // Trimming removes the oldest entries first: while the last entry this
@@ -510,7 +497,8 @@ impl Cluster {
                     Some("trimmed")
                 } else {
                     None
-                }
+                };
+                (last.to_string(), missed)
             }
         };
         if let Some(reason) = missed {
@@ -519,11 +507,11 @@ impl Cluster {
             tracing::warn!(
                 reason,
                 flushed = n,
-                "cluster: revocations may have been missed while disconnected; identity cache flushed"
+                "cluster: revocations may have been missed; identity cache flushed"
             );
             return Ok(generated);
         }
-        Ok(last.to_string())
+        Ok(resume)
     }
 
     /// Whether the entry `id` is still in the stream.

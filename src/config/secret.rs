@@ -32,6 +32,29 @@ pub fn resolve(
     }
 }
 
+/// Refuses a secret shorter than `min` characters, naming the key it was given with:
+/// `path` (inline `${ENV}`) or `path_file`.
+pub fn require_length(
+    path: &str,
+    inline: bool,
+    secret: &Secret,
+    min: usize,
+    what: &str,
+) -> Result<(), ConfigError> {
+    if secret.expose().len() >= min {
+        return Ok(());
+    }
+    let key = if inline {
+        path.to_string()
+    } else {
+        format!("{path}_file")
+    };
+    Err(ConfigError::at(
+        key,
+        format!("{what} must be at least {min} characters"),
+    ))
+}
+
 fn leaf(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
 }

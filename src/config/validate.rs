@@ -140,17 +140,13 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         base_dir,
     )?;
     if let Some(t) = &admin_token {
-        if t.expose().len() < 16 {
-            let key = if file.admin.token.is_some() {
-                "admin.token"
-            } else {
-                "admin.token_file"
-            };
-            return Err(ConfigError::at(
-                key,
-                "the admin token must be at least 16 characters",
-            ));
-        }
+        super::secret::require_length(
+            "admin.token",
+            file.admin.token.is_some(),
+            t,
+            16,
+            "the admin token",
+        )?;
     }
 
     let cluster = match &file.cluster {
@@ -239,17 +235,13 @@ fn cluster(
             "is required: a secret shared by every replica (e.g. `head -c 32 /dev/urandom | base64`), which keys the token keys and purge names",
         )
     })?;
-    if key_secret.expose().len() < 32 {
-        let key = if c.key_secret.is_some() {
-            "cluster.key_secret"
-        } else {
-            "cluster.key_secret_file"
-        };
-        return Err(ConfigError::at(
-            key,
-            "the cluster secret must be at least 32 characters",
-        ));
-    }
+    super::secret::require_length(
+        "cluster.key_secret",
+        c.key_secret.is_some(),
+        &key_secret,
+        32,
+        "the cluster secret",
+    )?;
     let positive = |key: &str, d: Option<&ConfigDuration>, default: Duration| {
         let d = d.map_or(default, |d| d.0);
         if d.is_zero() {

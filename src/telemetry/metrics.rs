@@ -197,6 +197,13 @@ impl Metrics {
                 .expect("registered once");
             g
         };
+        let plain_counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
         let cluster = ClusterMetrics {
             enabled: plain_gauge(
                 "sessiongate_cluster_enabled",
@@ -211,24 +218,14 @@ impl Metrics {
                 "Failed Redis commands of the cluster, by operation (connect, read, publish, check).",
                 &["op"],
             ),
-            published: {
-                let c = IntCounter::new(
-                    "sessiongate_cluster_purges_published_total",
-                    "Purges this replica appended to the cluster's revocation stream.",
-                )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
-            applied: {
-                let c = IntCounter::new(
-                    "sessiongate_cluster_purges_applied_total",
-                    "Purges of other replicas read from the revocation stream and applied here.",
-                )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
+            published: plain_counter(
+                "sessiongate_cluster_purges_published_total",
+                "Purges this replica appended to the cluster's revocation stream.",
+            ),
+            applied: plain_counter(
+                "sessiongate_cluster_purges_applied_total",
+                "Purges of other replicas read from the revocation stream and applied here.",
+            ),
             pending: plain_gauge(
                 "sessiongate_cluster_purges_pending",
                 "Purges applied locally and waiting for Redis to be published to the other replicas.",
