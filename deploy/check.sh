@@ -27,26 +27,73 @@ build() { # kustomization dir → rendered YAML
     if command -v kubectl >/dev/null && [ -z "${DEPLOY_NO_KUBECTL:-}" ]; then
         kubectl kustomize "$1"
     else
-        # Fallback when kubectl is absent: plain resources plus configMapGenerator files
-        # (all these kustomizations use), rendered the same way.
+        # Fallback when kubectl is absent: what these kustomizations use, rendered the same
+        # way — resources (files or kustomization directories), components, patches
+        # (strategic merge: lists of objects merged by name / mountPath) and
+        # configMapGenerator (behavior create or replace).
         "$VENV/bin/python" - "$1" <<'PY'
 import sys, os, yaml
-d = sys.argv[1]
-k = yaml.safe_load(open(os.path.join(d, "kustomization.yaml")))
-docs = [yaml.safe_load(open(os.path.join(d, r))) for r in k.get("resources", [])]
-for g in k.get("configMapGenerator", []):
-    data = {}
-    for f in g.get("files", []):
-        key, _, path = f.partition("=")
-        data[key] = open(os.path.join(d, path or key)).read()
-    docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": g["name"]}, "data": data})
-print(yaml.safe_dump_all(docs))
+
+def merge(base, patch):
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for k, v in patch.items():
+            out[k] = merge(base[k], v) if k in base else v
+        return out
+    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(x, dict) for x in base + patch):
+        key = next((k for k in ("name", "mountPath") if all(k in x for x in base + patch)), None)
+        if key:
+            out = list(base)
+            for p in patch:
+                i = next((i for i, b in enumerate(out) if b[key] == p[key]), None)
+                if i is None:
+                    out.append(p)
+                else:
+                    out[i] = merge(out[i], p)
+            return out
+    return patch
+
+def build(d, docs=None):
+    k = yaml.safe_load(open(os.path.join(d, "kustomization.yaml")))
+    docs = list(docs or [])
+    for r in k.get("resources", []):
+        p = os.path.join(d, r)
+        docs += build(p) if os.path.isdir(p) else [yaml.safe_load(open(p))]
+    for g in k.get("configMapGenerator", []):
+        data = {}
+        for f in g.get("files", []):
+            key, _, path = f.partition("=")
+            data[key] = open(os.path.join(d, path or key)).read()
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": g["name"]}, "data": data}
+        same = [i for i, x in enumerate(docs) if x["kind"] == "ConfigMap" and x["metadata"]["name"] == g["name"]]
+        if g.get("behavior", "create") == "replace":
+            assert same, f"{d}: configMapGenerator replaces {g['name']}, which no resource has"
+            docs[same[0]] = cm
+        else:
+            assert not same, f"{d}: {g['name']} generated twice"
+            docs.append(cm)
+    for c in k.get("components", []):
+        docs = build(os.path.join(d, c), docs)
+    for p in k.get("patches", []):
+        patch = yaml.safe_load(p["patch"] if "patch" in p else open(os.path.join(d, p["path"])))
+        t = p.get("target", {"kind": patch["kind"], "name": patch["metadata"]["name"]})
+        hits = 0
+        for i, x in enumerate(docs):
+            if x["kind"] == t["kind"] and t.get("name", x["metadata"]["name"]) == x["metadata"]["name"]:
+                body = {k: v for k, v in patch.items() if k != "metadata"}
+                docs[i] = merge(x, body)
+                hits += 1
+        assert hits, f"{d}: a patch matches nothing ({t})"
+    return docs
+
+print(yaml.safe_dump_all(build(sys.argv[1])))
 PY
     fi
 }
 
-for overlay in deploy/kubernetes/sidecar deploy/kubernetes/standalone; do
-    name=$(basename "$overlay")
+for overlay in deploy/kubernetes/sidecar deploy/kubernetes/standalone \
+    deploy/kubernetes/cluster/sidecar deploy/kubernetes/cluster/standalone; do
+    name=$(echo "${overlay#deploy/kubernetes/}" | tr / -)
     echo "== $overlay"
     build "$overlay" > "$work/$name.yaml"
     "$VENV/bin/python" - "$work/$name.yaml" "$work/$name" <<'PY'
@@ -91,12 +138,34 @@ PY
     echo "ok: $(grep -c '^kind:' "$work/$name-core.yaml") resources validate against Kubernetes 1.30"
     while IFS= read -r cfg; do
         [ -n "$cfg" ] || continue
-        INTROSPECTION_CLIENT_SECRET=check-only "$BIN" --config "$cfg" --check 2> "$work/check-warnings"
+        INTROSPECTION_CLIENT_SECRET=check-only REDIS_PASSWORD=check-only \
+            SESSIONGATE_CLUSTER_SECRET=check-only-cluster-secret-of-40-characters \
+            "$BIN" --config "$cfg" --check 2> "$work/check-warnings"
         # The admin API must listen on loopback: `--check` warns otherwise.
         if [ -s "$work/check-warnings" ]; then cat "$work/check-warnings" >&2; exit 1; fi
         grep -Eq '^  listen: 127\.0\.0\.1:' "$cfg" || { echo "$cfg: admin.listen is not on loopback" >&2; exit 1; }
     done < "$work/$name-configs.txt"
 done
+
+echo "== deploy/kubernetes/cluster: the same configs plus cluster:, the Secret wired in"
+"$VENV/bin/python" - "$work" <<'PY'
+import sys, yaml
+work = sys.argv[1]
+for base in ("sidecar", "standalone"):
+    plain = yaml.safe_load(open(f"deploy/kubernetes/{base}/sessiongate.yaml"))
+    clustered = yaml.safe_load(open(f"deploy/kubernetes/cluster/{base}/sessiongate.yaml"))
+    assert "cluster" in clustered and "cluster" not in plain, base
+    extra = {k: v for k, v in clustered.items() if k != "cluster"}
+    assert extra == plain, f"cluster/{base}/sessiongate.yaml differs from {base}/sessiongate.yaml beyond cluster:"
+    docs = [d for d in yaml.safe_load_all(open(f"{work}/cluster-{base}.yaml")) if d]
+    [dep] = [d for d in docs if d["kind"] == "Deployment"]
+    [gw] = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "sessiongate"]
+    env = {e["name"]: e for e in gw.get("env", [])}
+    for var in ("SESSIONGATE_CLUSTER_SECRET", "REDIS_PASSWORD", "INTROSPECTION_CLIENT_SECRET"):
+        assert var in env, f"cluster/{base}: the sessiongate container lacks {var}"
+    assert env["SESSIONGATE_CLUSTER_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "sessiongate-cluster"
+    print(f"ok: cluster/{base}: config = {base}'s + cluster:, Secret sessiongate-cluster wired in")
+PY
 
 echo "== deploy/prometheus"
 promtool check rules deploy/prometheus/alerts.yaml

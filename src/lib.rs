@@ -42,7 +42,8 @@
 //! **[`identity`]** — who a token belongs to: [`identity::Identity`] and
 //! [`identity::ProviderId`]; `token` (reading the bearer token, the keyed hash that stands
 //! for it); `cache/` (entry, purge index, miss limiter; negative caching, single-flight,
-//! refresh-ahead, stale-if-error); `provider/` (the provider kinds built from plain-data
+//! refresh-ahead, stale-if-error; `shared`: the interface of the tier replicas share,
+//! which `cluster` implements); `provider/` (the provider kinds built from plain-data
 //! [`identity::provider::ProviderSpec`]s: `static`, HTTP session endpoints by preset,
 //! `jwt`, wrapped by `metered` and `guard`). It is the heaviest folder because each
 //! provider kind has its own file; the request path only meets `Provider::resolve`.
@@ -55,7 +56,9 @@
 //! (the assembly: settings → snapshot, and reloads); [`gateway`] (the Pingora server);
 //! [`admin`] (`/healthz`, `/readyz`, `/metrics`, JWKS; the admin API in `admin::api`,
 //! `explain`'s serializable trace in `admin::explain`); [`telemetry`] (metrics, logging:
-//! leaves); [`clock`] (the time decisions are made on); [`secret`].
+//! leaves); [`clock`] (the time decisions are made on); [`secret`]; [`cluster`] (replicas
+//! sharing revocations through a Redis Stream and identities through sealed Redis values:
+//! `link` the connection and breaker, `seal` the encryption, `shared` the L2).
 //!
 //! Where things go:
 //! - a new **provider kind** (3 files): a [`identity::provider::ProviderKind`] variant

@@ -42,7 +42,8 @@ pub fn start(
     config_path: Option<PathBuf>,
 ) -> Result<GatewayState, ConfigError> {
     let metrics = Metrics::new();
-    let cache = IdentityCache::build(settings.cache.clone(), clock.clone(), Some(metrics.clone()));
+    let mut cache =
+        IdentityCache::build(settings.cache.clone(), clock.clone(), Some(metrics.clone()));
     let snapshot = build(&settings, &metrics, &clock)?;
     cache.set_stale_horizon(stale_horizon(&snapshot));
     // Replicas derive the same token keys and purge names from the shared secret, so a
@@ -50,8 +51,9 @@ pub fn start(
     let (hasher, cluster) = match &settings.cluster {
         Some(c) => {
             cache.share_names(&c.derive_key("purge names"));
-            let cluster = Cluster::new(c.clone(), cache.clone(), metrics.cluster.clone())
+            let (cluster, shared) = Cluster::new(c.clone(), cache, metrics.cluster.clone())
                 .map_err(|e| ConfigError::at("cluster.redis.url", e))?;
+            cache = shared;
             (
                 TokenHasher::with_key(&c.derive_key("token keys")),
                 Some(Arc::new(cluster)),

@@ -19,6 +19,17 @@
 //!
 //! Entry fields: `o` the publishing replica (its own entries are skipped), `t` the kind
 //! (`keys`, `subject`, `session`, `flush`), `v` the hex value(s), `p` the provider filter.
+//!
+//! With `shared_cache` (on by default), replicas also share provider answers
+//! ([`shared`]): a purge removes the shared values it concerns *before* its stream entry
+//! is appended, so a replica that applies the entry cannot find the purged identity in
+//! Redis again.
+
+mod link;
+mod seal;
+mod shared;
+
+pub use shared::{SharedCacheSettings, SharedIdentities};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +44,7 @@ use crate::identity::cache::{IdentityCache, NameHash, NameKind, PurgeBy};
 use crate::identity::token::TokenKey;
 use crate::secret::Secret;
 use crate::telemetry::metrics::ClusterMetrics;
+use link::Link;
 
 /// Purges kept while Redis is unreachable before they are replaced by one flush.
 pub const PENDING_LIMIT: usize = 10_000;
@@ -63,6 +75,8 @@ pub struct ClusterSettings {
     pub stream: String,
     /// The stream is trimmed (approximately) to this many entries.
     pub max_entries: u64,
+    /// The shared identity cache; `None`: replicas share revocations only.
+    pub shared_cache: Option<SharedCacheSettings>,
 }
 
 impl std::fmt::Debug for ClusterSettings {
@@ -73,6 +87,7 @@ impl std::fmt::Debug for ClusterSettings {
             .field("command_timeout", &self.command_timeout)
             .field("stream", &self.stream)
             .field("max_entries", &self.max_entries)
+            .field("shared_cache", &self.shared_cache)
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +102,7 @@ impl PartialEq for ClusterSettings {
             && self.key_secret.expose() == other.key_secret.expose()
             && self.stream == other.stream
             && self.max_entries == other.max_entries
+            && self.shared_cache == other.shared_cache
     }
 }
 
@@ -191,7 +207,11 @@ pub struct Cluster {
     origin: String,
     cache: IdentityCache,
     metrics: ClusterMetrics,
-    writer: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// Commands other than the blocking stream read (publishing, the shared cache).
+    link: Arc<Link>,
+    shared: Option<Arc<SharedIdentities>>,
+    /// Serializes publications (stream order is purge order).
+    publishing: tokio::sync::Mutex<()>,
     pending: Mutex<VecDeque<Message>>,
     overflowed: AtomicBool,
     /// When this process started (Unix ms): a first connection replays from here.
@@ -200,12 +220,13 @@ pub struct Cluster {
 
 impl Cluster {
     /// Checks the settings and builds the client (no connection is made here: start-up
-    /// never waits for Redis).
+    /// never waits for Redis). Returns `cache` asking the shared cache on a miss, when
+    /// there is one: use that one (the cache must not have been cloned before).
     pub fn new(
         settings: ClusterSettings,
         cache: IdentityCache,
         metrics: ClusterMetrics,
-    ) -> Result<Self, String> {
+    ) -> Result<(Self, IdentityCache), String> {
         let mut info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())
             .map_err(|e| format!("not a Redis URL: {e}"))?;
         if let Some(p) = &settings.password {
@@ -214,31 +235,61 @@ impl Cluster {
         }
         let client = redis::Client::open(info).map_err(|e| e.to_string())?;
         metrics.enabled.set(1);
-        Ok(Cluster {
-            settings,
-            client,
-            origin: hex::encode(rand::random::<[u8; 8]>()),
+        let origin = hex::encode(rand::random::<[u8; 8]>());
+        let link = Arc::new(Link::new(
+            client.clone(),
+            settings.connect_timeout,
+            settings.command_timeout,
+            metrics.clone(),
+        ));
+        let shared = settings.shared_cache.clone().map(|s| {
+            Arc::new(SharedIdentities::new(
+                link.clone(),
+                s,
+                &settings.derive_key("identity values"),
+                origin.clone(),
+                metrics.clone(),
+            ))
+        });
+        let cache = match &shared {
+            Some(tier) => cache.with_shared(tier.clone()),
+            None => cache,
+        };
+        Ok((
+            Cluster {
+                settings,
+                client,
+                origin,
+                cache: cache.clone(),
+                metrics,
+                link,
+                shared,
+                publishing: tokio::sync::Mutex::new(()),
+                pending: Mutex::new(VecDeque::new()),
+                overflowed: AtomicBool::new(false),
+                started_ms: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+            },
             cache,
-            metrics,
-            writer: tokio::sync::Mutex::new(None),
-            pending: Mutex::new(VecDeque::new()),
-            overflowed: AtomicBool::new(false),
-            started_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        })
+        ))
     }
 
     /// One line for `/readyz`: whether the stream is being read, and what waits.
     pub fn status_line(&self) -> String {
         format!(
-            "cluster: redis {}, purges pending {}\n",
+            "cluster: redis {}, purges pending {}, shared cache {}\n",
             if self.metrics.redis_up.get() == 1 {
                 "up"
             } else {
                 "down (revocations from other replicas resume on reconnect)"
             },
-            self.metrics.pending.get()
+            self.metrics.pending.get(),
+            match (&self.shared, self.metrics.breaker_open.get()) {
+                (None, _) => "off",
+                (Some(_), 0) => "on",
+                (Some(_), _) => "paused (Redis failing; local cache and provider serve)",
+            }
         )
     }
 
@@ -279,16 +330,21 @@ impl Cluster {
         self.metrics.pending.set(pending.len() as i64);
     }
 
-    /// XADD with a timeout; false on any failure (the writer connection is then dropped).
+    /// Removes what the purge concerns from the shared cache, then appends it to the
+    /// stream (XADD), each within `command_timeout`; false on any failure.
     async fn append(&self, message: &Message) -> bool {
-        let mut writer = self.writer.lock().await;
-        if writer.is_none() {
-            match self.connect().await {
-                Ok(c) => *writer = Some(c),
-                Err(_) => return false,
+        let _order = self.publishing.lock().await;
+        if let Some(shared) = &self.shared {
+            let removed = match message {
+                Message::Keys(keys) => shared.remove_keys(keys).await,
+                Message::Name(_, hash, _) => shared.remove_name(hash).await,
+                Message::Flush => shared.remove_all().await,
+            };
+            if !removed {
+                return false;
             }
         }
-        let Some(conn) = writer.as_mut() else {
+        let Some(conn) = self.link.connected().await else {
             return false;
         };
         let mut cmd = redis::cmd("XADD");
@@ -302,35 +358,19 @@ impl Cluster {
         for (k, v) in message.fields() {
             cmd.arg(k).arg(v);
         }
-        let sent = tokio::time::timeout(
-            self.settings.command_timeout,
-            cmd.query_async::<String>(conn),
-        )
-        .await;
-        match sent {
-            Ok(Ok(_)) => {
-                self.metrics.published.inc();
-                true
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cluster: publishing a purge failed");
-                self.metrics
-                    .redis_errors
-                    .with_label_values(&["publish"])
-                    .inc();
-                *writer = None;
-                false
-            }
-            Err(_) => {
-                tracing::warn!("cluster: publishing a purge timed out");
-                self.metrics
-                    .redis_errors
-                    .with_label_values(&["publish"])
-                    .inc();
-                *writer = None;
-                false
-            }
+        let sent = self
+            .link
+            .run(
+                "publish",
+                self.settings.command_timeout,
+                conn,
+                |mut c| async move { cmd.query_async::<String>(&mut c).await },
+            )
+            .await;
+        if sent.is_ok() {
+            self.metrics.published.inc();
         }
+        sent.is_ok()
     }
 
     /// Publishes what waited, in order; stops at the first failure.
@@ -397,6 +437,8 @@ impl Cluster {
                 return;
             }
             if let Ok(mut conn) = self.connect().await {
+                // The command connection too, so the shared cache is usable from here on.
+                let _ = self.link.connected().await;
                 match self.catch_up(&mut conn, last.as_deref()).await {
                     Ok(start) => {
                         self.metrics.redis_up.set(1);

@@ -117,6 +117,53 @@ pub struct ClusterFile {
     pub key_secret_file: Option<String>,
     #[serde(default)]
     pub revocations: ClusterRevocationsFile,
+    /// The shared identity cache: on unless `false`.
+    pub shared_cache: Option<Toggle<ClusterSharedCacheFile>>,
+}
+
+/// A section that is on with its defaults unless given as `false`, or given with settings.
+/// (Not `#[serde(untagged)]`: a wrong key inside the settings is reported by name.)
+#[derive(Debug)]
+pub enum Toggle<T> {
+    Switch(bool),
+    Settings(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Toggle<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Toggle<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, or a mapping of settings")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Toggle::Switch(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Toggle::Settings)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// `cluster.shared_cache`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSharedCacheFile {
+    /// `false` turns it off (same as `shared_cache: false`).
+    pub enabled: Option<bool>,
+    /// Prefix of its Redis keys (default `sessiongate:identities`).
+    pub key_prefix: Option<String>,
+    /// Longest wait for one Redis command on the request path (default 50ms).
+    pub timeout: Option<ConfigDuration>,
+    /// Longest wait for another replica's provider call for the same token (default 1s).
+    pub lock_wait: Option<ConfigDuration>,
 }
 
 /// `cluster.redis`.

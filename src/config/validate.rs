@@ -242,14 +242,7 @@ fn cluster(
         32,
         "the cluster secret",
     )?;
-    let positive = |key: &str, d: Option<&ConfigDuration>, default: Duration| {
-        let d = d.map_or(default, |d| d.0);
-        if d.is_zero() {
-            Err(ConfigError::at(key, "must be greater than zero"))
-        } else {
-            Ok(d)
-        }
-    };
+    let positive = nonzero;
     let max_entries = c.revocations.max_entries.unwrap_or(100_000);
     if max_entries < 1_000 {
         return Err(ConfigError::at(
@@ -268,6 +261,14 @@ fn cluster(
             "cannot be empty",
         ));
     }
+    let shared_cache = match &c.shared_cache {
+        Some(super::file::Toggle::Switch(false)) => None,
+        Some(super::file::Toggle::Switch(true)) | None => Some(shared_cache(
+            &super::file::ClusterSharedCacheFile::default(),
+        )?),
+        Some(super::file::Toggle::Settings(s)) if s.enabled == Some(false) => None,
+        Some(super::file::Toggle::Settings(s)) => Some(shared_cache(s)?),
+    };
     Ok(crate::cluster::ClusterSettings {
         url: c.redis.url.clone(),
         password,
@@ -284,6 +285,54 @@ fn cluster(
         key_secret,
         stream,
         max_entries,
+        shared_cache,
+    })
+}
+
+/// A duration that must be greater than zero.
+fn nonzero(key: &str, d: Option<&ConfigDuration>, default: Duration) -> Result<Duration> {
+    let d = d.map_or(default, |d| d.0);
+    if d.is_zero() {
+        Err(ConfigError::at(key, "must be greater than zero"))
+    } else {
+        Ok(d)
+    }
+}
+
+fn shared_cache(
+    s: &super::file::ClusterSharedCacheFile,
+) -> Result<crate::cluster::SharedCacheSettings> {
+    let positive = nonzero;
+    let key_prefix = s
+        .key_prefix
+        .clone()
+        .unwrap_or_else(|| "sessiongate:identities".into());
+    if key_prefix.is_empty() || key_prefix.contains(char::is_whitespace) {
+        return Err(ConfigError::at(
+            "cluster.shared_cache.key_prefix",
+            "must be a non-empty Redis key prefix without spaces",
+        ));
+    }
+    let timeout = positive(
+        "cluster.shared_cache.timeout",
+        s.timeout.as_ref(),
+        Duration::from_millis(50),
+    )?;
+    let lock_wait = positive(
+        "cluster.shared_cache.lock_wait",
+        s.lock_wait.as_ref(),
+        Duration::from_secs(1),
+    )?;
+    if lock_wait > Duration::from_secs(30) {
+        return Err(ConfigError::at(
+            "cluster.shared_cache.lock_wait",
+            "at most 30s: a request waits this long at worst for another replica's provider call",
+        ));
+    }
+    Ok(crate::cluster::SharedCacheSettings {
+        key_prefix,
+        timeout,
+        lock_wait,
     })
 }
 

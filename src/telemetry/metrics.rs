@@ -134,7 +134,7 @@ pub struct ClusterMetrics {
     /// `sessiongate_cluster_redis_up`: 1 while the revocation stream is being read.
     pub redis_up: IntGauge,
     /// `sessiongate_cluster_redis_errors_total{op}`: failed Redis commands (connect, read,
-    /// publish, check).
+    /// publish, check, shared_find, shared_store, shared_purge).
     pub redis_errors: IntCounterVec,
     /// `sessiongate_cluster_purges_published_total`: purges appended to the stream.
     pub published: IntCounter,
@@ -148,6 +148,18 @@ pub struct ClusterMetrics {
     /// `sessiongate_cluster_stream_lag_seconds`: publish-to-apply time of the last
     /// entry applied; 0 once the replica has read everything there is.
     pub lag: Gauge,
+    /// `sessiongate_cluster_shared_cache_lookups_total{result}`: local misses asked of the
+    /// shared cache (hit, invalid, miss, older, unreadable, unavailable).
+    pub shared_lookups: IntCounterVec,
+    /// `sessiongate_cluster_shared_cache_writes_total{result}`: answers shared (ok, error).
+    pub shared_writes: IntCounterVec,
+    /// `sessiongate_cluster_claim_waits_total{outcome}`: waits for another replica's
+    /// provider call (answered, claimed, timed_out).
+    pub claim_waits: IntCounterVec,
+    /// `sessiongate_cluster_claim_wait_seconds`: how long those waits took.
+    pub claim_wait_seconds: Histogram,
+    /// `sessiongate_cluster_redis_breaker_open`: 1 while Redis is not asked (failing).
+    pub breaker_open: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -244,8 +256,63 @@ impl Metrics {
                 registry.register(Box::new(g.clone())).expect("registered once");
                 g
             },
+            shared_lookups: counter(
+                "sessiongate_cluster_shared_cache_lookups_total",
+                "Local cache misses asked of the shared identity cache in Redis, by result (hit, invalid, miss, older, unreadable: tampered or sealed under another secret, unavailable: Redis not asked).",
+                &["result"],
+            ),
+            shared_writes: counter(
+                "sessiongate_cluster_shared_cache_writes_total",
+                "Provider answers written to the shared identity cache, by result (ok, error).",
+                &["result"],
+            ),
+            claim_waits: counter(
+                "sessiongate_cluster_claim_waits_total",
+                "Waits for another replica's provider call for the same token, by outcome (answered, claimed: the other gave up, timed_out).",
+                &["outcome"],
+            ),
+            claim_wait_seconds: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "sessiongate_cluster_claim_wait_seconds",
+                        "How long waits for another replica's provider call took.",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                )
+                .expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("registered once");
+                h
+            },
+            breaker_open: plain_gauge(
+                "sessiongate_cluster_redis_breaker_open",
+                "1 while this replica does not ask Redis because its commands keep failing (or half-open after that, until one succeeds).",
+            ),
         };
-        for op in ["connect", "read", "publish", "check"] {
+        for result in [
+            "hit",
+            "invalid",
+            "miss",
+            "older",
+            "unreadable",
+            "unavailable",
+        ] {
+            cluster.shared_lookups.with_label_values(&[result]);
+        }
+        for result in ["ok", "error"] {
+            cluster.shared_writes.with_label_values(&[result]);
+        }
+        for outcome in ["answered", "claimed", "timed_out"] {
+            cluster.claim_waits.with_label_values(&[outcome]);
+        }
+        for op in [
+            "connect",
+            "read",
+            "publish",
+            "check",
+            "shared_find",
+            "shared_store",
+            "shared_purge",
+        ] {
             cluster.redis_errors.with_label_values(&[op]);
         }
         for reason in ["trimmed", "stream_lost", "overflow", "remote"] {

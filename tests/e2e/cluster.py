@@ -18,6 +18,18 @@ Checked (each failure names itself; exit 1):
    reconnects (sessiongate_cluster_flushes_total{reason="trimmed"}) and refuses the
    purged token.
 
+The shared identity cache (L2), between 2 and 3:
+5. one new token asked 64-way concurrently on each of A, B and C at once: exactly one
+   provider call; a refused token likewise;
+6. Redis holds no subject, scope, session id or token in clear, and no value outlives
+   min(cache.ttl, the identity's expiry) (PTTL checked, a token expiring in 30 s);
+7. a value tampered with in Redis is not used (counted `unreadable`, the provider is
+   asked) and is replaced by a good one;
+8. C restarted: its first request for a token it had cached makes no provider call;
+9. latency of a provider miss, an L2 hit and an L1 hit (p50 over 200 tokens) and Redis
+   bytes per identity (MEMORY USAGE of values and name sets);
+and in 3, tokens never seen before are served on B while Redis is down.
+
 Usage: tests/e2e/cluster.py [--bin target/debug/sessiongate] [--json out.json]
 """
 
@@ -52,12 +64,14 @@ class Provider(http.server.ThreadingHTTPServer):
     `user-<n>` with session id `sess-<n>`, until revoked."""
 
     daemon_threads = True
+    request_queue_size = 512
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), ProviderHandler)
         self.revoked = set()
         self.calls = {}
         self.lock = threading.Lock()
+        self.delay = 0.0
 
 
 class NoDelay:
@@ -82,14 +96,21 @@ class ProviderHandler(NoDelay, http.server.BaseHTTPRequestHandler):
         with srv.lock:
             srv.calls[token] = srv.calls.get(token, 0) + 1
             revoked = token in srv.revoked
+        # A slow provider, so that concurrent misses overlap.
+        time.sleep(srv.delay)
         if not token.startswith("tok-") or revoked:
             body = b'{"error":"unauthorized"}'
             self.send_response(401)
         else:
             n = token[4:]
+            expires = "2099-01-01T00:00:00.000Z"
+            if n.startswith("exp"):
+                # tok-exp<seconds>-...: expires that many seconds from now.
+                secs = int(n[3:].split("-")[0])
+                expires = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + secs))
             body = json.dumps({"session": {
                 "id": f"sess-{n}", "user": f"user-{n}", "client": "bitgo",
-                "created": "2026-11-01T10:00:00.000Z", "expires": "2099-01-01T00:00:00.000Z",
+                "created": "2026-11-01T10:00:00.000Z", "expires": expires,
                 "scope": ["wallet_view_all"], "ipRestrict": [],
             }}).encode()
             self.send_response(200)
@@ -223,8 +244,7 @@ def main():
 
         provider = Provider()
         threading.Thread(target=provider.serve_forever, daemon=True).start()
-        upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), UpstreamHandler)
-        upstream.daemon_threads = True
+        upstream = Upstream(("127.0.0.1", 0), UpstreamHandler)
         threading.Thread(target=upstream.serve_forever, daemon=True).start()
 
         relay = Relay(redis_port)
@@ -260,6 +280,10 @@ cluster:
   revocations:
     stream: e2e:revocations
     max_entries: 1000
+  shared_cache:
+    key_prefix: e2e:identities
+    lock_wait: 2s
+    timeout: 250ms   # a debug build under 192 concurrent requests on 2 cores
 log: {{ level: info, format: json }}
 """
             path = f"{work}/{name}.yaml"
@@ -330,6 +354,10 @@ log: {{ level: info, format: json }}
                 check(secret not in dump + "\n", f"the stream holds {secret.strip()!r} in clear")
         print(f"cluster: stream has {dump.count(chr(10) + 'o' + chr(10))} entries, no token, subject or session id in clear")
 
+        # --- 5-9. the shared identity cache ---
+        l2 = shared_cache_checks(provider, gateways, redis_port, start_gateway, procs)
+        A, B, C = (gateways[n] for n in "ABC")  # C was restarted on new ports
+
         # --- 3. Redis down ---
         hot = "tok-hot"
         for port, _ in (A, B, C):
@@ -367,7 +395,15 @@ log: {{ level: info, format: json }}
               f"purge while Redis is down: {status} {reply}")
         check(request(A[0], "GET", "/x", victim)[0] == 401, "A applies its own purge at once")
         check(request(B[0], "GET", "/x", victim)[0] == 200, "B cannot know yet (test premise)")
-        print(f"cluster: Redis down: {served} hits on B, 0 failed; purge on A answered 'pending'")
+        slowest = 0.0
+        for i in range(20):
+            t0 = time.monotonic()
+            status, _ = request(B[0], "GET", "/x", f"tok-outage-{i}")
+            slowest = max(slowest, time.monotonic() - t0)
+            check(status == 200, f"a new token on B while Redis is down: {status}")
+        check(slowest < 0.5, f"a new token on B took {slowest * 1000:.0f} ms while Redis was down")
+        print(f"cluster: Redis down: {served} hits on B, 0 failed; 20 new tokens served "
+              f"(slowest {slowest * 1000:.0f} ms); purge on A answered 'pending'")
         redis = spawn(redis_cmd, f"{work}/redis-2.log")
         wait_port(redis_port, "redis-server (restarted)")
         t0 = time.monotonic()
@@ -410,7 +446,7 @@ log: {{ level: info, format: json }}
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"purges": len(times), "p50_ms": p50, "p99_ms": p99,
-                           "max_ms": times[-1] * 1000}, f)
+                           "max_ms": times[-1] * 1000, "shared_cache": l2}, f)
         print("cluster: ok")
         return 0
     except Failure as e:
@@ -441,6 +477,12 @@ log: {{ level: info, format: json }}
         shutil.rmtree(work, ignore_errors=True)
 
 
+class Upstream(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    # 192 concurrent requests open as many upstream connections at once.
+    request_queue_size = 512
+
+
 class UpstreamHandler(NoDelay, http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -453,6 +495,142 @@ class UpstreamHandler(NoDelay, http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def redis_cli(port, *args):
+    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True,
+                          check=True).stdout
+
+
+def l2_keys(port, kind="v"):
+    return set(redis_cli(port, "--scan", "--pattern", f"e2e:identities:{kind}:*").decode().split())
+
+
+def shared_cache_checks(provider, gateways, redis_port, start_gateway, procs):
+    A, B, C = (gateways[n] for n in "ABC")
+    # 5. 3 x 64 concurrent requests for one new token -> one provider call.
+    provider.delay = 0.05
+    answered = lambda: sum(metric(admin, 'sessiongate_cluster_claim_waits_total{outcome="answered"}')
+                           for _, admin in (A, B, C))
+    waits_before = answered()
+    for token, want in (("tok-herd", 200), ("bad-herd", 401)):
+        barrier = threading.Barrier(192)
+        results = []
+
+        def one(port):
+            barrier.wait()
+            results.append(request(port, "GET", "/x", token, timeout=10)[0])
+
+        threads = [threading.Thread(target=one, args=(port,))
+                   for port, _ in (A, B, C) for _ in range(64)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        check(results.count(want) == 192,
+              f"{token}: answers {sorted(set(results))}, expected all {want}")
+        calls = provider.calls.get(token, 0)
+        if calls != 1:
+            for name, (_, admin) in (("A", A), ("B", B), ("C", C)):
+                _, body = request(admin, "GET", "/metrics")
+                print(name, [l for l in body.decode().splitlines()
+                             if ("shared_cache_lookups" in l or "claim_waits" in l or "cache_lookups_total" in l) and not l.startswith("#") and not l.endswith(" 0")])
+        check(calls == 1, f"{token}: {calls} provider calls for 3 x 64 concurrent requests, expected 1")
+    provider.delay = 0.0
+    waits = answered() - waits_before
+    print(f"cluster: 3 x 64 concurrent requests for a new token: 1 provider call "
+          f"({waits:.0f} waits for another replica's call answered); for a refused token: 1 call")
+
+    # 6. nothing in clear; TTLs within min(ttl, expiry).
+    before = l2_keys(redis_port)
+    check(request(A[0], "GET", "/x", "tok-exp30-short")[0] == 200, "short-lived token")
+    time.sleep(0.2)
+    new = l2_keys(redis_port) - before
+    check(len(new) == 1, f"one L2 value for a new token, found {len(new)}")
+    short_key = new.pop()
+    short_ttl = int(redis_cli(redis_port, "PTTL", short_key))
+    check(0 < short_ttl <= 30_000, f"L2 TTL {short_ttl} ms for an identity expiring in 30 s")
+    longest = 0
+    for key in l2_keys(redis_port):
+        pttl = int(redis_cli(redis_port, "PTTL", key))
+        if pttl == -2:
+            continue  # expired since the scan (a refusal is kept 5 s)
+        longest = max(longest, pttl)
+        check(0 < pttl <= 600_000, f"L2 value {key} has PTTL {pttl} (cache.ttl is 600 s)")
+        value = redis_cli(redis_port, "GET", key)
+        for clear in (b"user-", b"sess-", b"tok-", b"wallet_view_all", b"bitgo"):
+            check(clear not in value, f"L2 value holds {clear!r} in clear")
+    names = redis_cli(redis_port, "--scan", "--pattern", "e2e:identities:*").decode()
+    check("tok-" not in names and "user-" not in names and "sess-" not in names,
+          "an L2 key name holds a token, subject or session id")
+    print(f"cluster: L2 values sealed (no token, subject, session or scope in clear); "
+          f"longest PTTL {longest} ms <= 600 s; {short_ttl} ms for an identity expiring in 30 s")
+
+    # 7. tampering: flip one byte of the ciphertext.
+    before = l2_keys(redis_port)
+    check(request(A[0], "GET", "/x", "tok-tamper")[0] == 200, "tamper token on A")
+    time.sleep(0.2)
+    key = (l2_keys(redis_port) - before).pop()
+    raw = redis_cli(redis_port, "GET", key)[:-1]  # redis-cli adds a newline
+    pos = len(raw) // 2
+    redis_cli(redis_port, "SETRANGE", key, str(pos), chr(raw[pos] ^ 1) if raw[pos] < 128 and raw[pos] ^ 1 not in (0, 10) else "A")
+    check(redis_cli(redis_port, "GET", key)[:-1] != raw, "the test failed to change the stored value")
+    unreadable = metric(B[1], 'sessiongate_cluster_shared_cache_lookups_total{result="unreadable"}')
+    check(request(B[0], "GET", "/x", "tok-tamper")[0] == 200, "tamper token on B")
+    check(provider.calls.get("tok-tamper") == 2,
+          "a tampered L2 value was used instead of asking the provider")
+    check(metric(B[1], 'sessiongate_cluster_shared_cache_lookups_total{result="unreadable"}')
+          == unreadable + 1, "the tampered value was not counted")
+    time.sleep(0.2)
+    check(request(C[0], "GET", "/x", "tok-tamper")[0] == 200, "tamper token on C")
+    check(provider.calls.get("tok-tamper") == 2, "B's answer did not replace the tampered value")
+    print("cluster: a tampered L2 value is refused (counted unreadable), the provider asked, "
+          "the value replaced")
+
+    # 8. C restarted: its first request for a known token is an L2 hit.
+    check(request(C[0], "GET", "/x", "tok-restart")[0] == 200, "restart token on C")
+    calls = provider.calls.get("tok-restart")
+    for p in procs:
+        if p.args[-1].endswith("/C.yaml") and p.poll() is None:
+            p.send_signal(signal.SIGINT)  # fast shutdown (SIGTERM drains for the grace period)
+            p.wait(timeout=10)
+    C = start_gateway("C", redis_port)
+    wait_http(C[1], "/readyz", "gateway C (restarted)")
+    deadline = time.time() + 10
+    while metric(C[1], "sessiongate_cluster_redis_up") != 1:
+        check(time.time() < deadline, "restarted C never connected to Redis")
+        time.sleep(0.05)
+    check(request(C[0], "GET", "/x", "tok-restart")[0] == 200, "restart token on restarted C")
+    check(provider.calls.get("tok-restart") == calls,
+          "restarted C called the provider for a token in L2")
+    print("cluster: C restarted: its first request for a known token made 0 provider calls (L2 hit)")
+
+    # 9. cost: provider miss (A), L2 hit (B), L1 hit (B again); Redis bytes per identity.
+    lat = {"miss": [], "l2": [], "l1": []}
+    before, names_before = l2_keys(redis_port), l2_keys(redis_port, "n")
+    for i in range(200):
+        token = f"tok-cost-{i}"
+        for what, port in (("miss", A[0]), ("l2", B[0]), ("l1", B[0])):
+            t0 = time.perf_counter()
+            status, _ = request(port, "GET", "/x", token)
+            lat[what].append((time.perf_counter() - t0) * 1000)
+            check(status == 200, f"{token} ({what}): {status}")
+        check(provider.calls.get(token) == 1, f"{token}: {provider.calls.get(token)} provider calls")
+    time.sleep(0.2)
+    values = l2_keys(redis_port) - before
+    names = l2_keys(redis_port, "n") - names_before
+    usage = lambda keys: sum(int(redis_cli(redis_port, "MEMORY", "USAGE", k)) for k in keys)
+    per_identity = usage(values | names) / max(1, len(values))
+    value_only = usage(values) / max(1, len(values))
+    out = {f"{k}_p50_ms": statistics.median(v) for k, v in lat.items()}
+    out.update({"redis_bytes_per_identity": per_identity, "redis_value_bytes": value_only})
+    print(f"cluster: request latency p50 over 200 tokens (Python client, one connection per request): "
+          f"provider miss {out['miss_p50_ms']:.2f} ms, L2 hit {out['l2_p50_ms']:.2f} ms, "
+          f"L1 hit {out['l1_p50_ms']:.2f} ms")
+    print(f"cluster: Redis bytes per identity {per_identity:.0f} (value {value_only:.0f}, "
+          f"the rest its subject and session sets; {len(values)} values, {len(names)} sets)")
+    gateways["C"] = C
+    return out
 
 
 def wait_port(port, what):

@@ -381,8 +381,20 @@ fn check_rejects_bad_configs_naming_the_key() {
             &["cluster.redis.password", "${ENV_VAR}"],
         ),
         (
-            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n  shared_cache: true\n",
-            &["shared_cache"],
+            concat!("routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n  key_secret_file: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-cluster-secret\n  shared_cache: { timeout: 0s }\n"),
+            &["cluster.shared_cache.timeout", "greater than zero"],
+        ),
+        (
+            concat!("routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n  key_secret_file: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-cluster-secret\n  shared_cache: { lock_wait: 5m }\n"),
+            &["cluster.shared_cache.lock_wait", "30s"],
+        ),
+        (
+            concat!("routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n  key_secret_file: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-cluster-secret\n  shared_cache: { ttl: 5s }\n"),
+            &["cluster.shared_cache", "ttl"],
+        ),
+        (
+            concat!("routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n  key_secret_file: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-cluster-secret\n  shared_cache: sometimes\n"),
+            &["cluster.shared_cache", "true, false, or a mapping"],
         ),
     ];
     for (body, wants) in table {

@@ -25,6 +25,9 @@ pub struct CachedIdentity {
     /// How long moka stores the entry (freshness plus the longest stale budget, never
     /// past the identity's expiry).
     pub(super) keep_ms: u32,
+    /// Taken from the tier replicas share rather than from this replica's provider call
+    /// (fits in the padding: entries stay the same size).
+    pub(super) from_shared: bool,
 }
 
 pub(super) fn millis(d: Duration) -> u32 {

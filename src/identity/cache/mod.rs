@@ -15,6 +15,10 @@
 //! - Provider failures are never cached.
 //! - Concurrent misses for one key make one provider call; the other callers wait for it
 //!   and are reported as `Coalesced`.
+//! - With a [`SharedTier`] (the cluster's Redis), a local miss asks it before the
+//!   provider (reported as `Shared` when it answers), and a provider answer is shared
+//!   with it; its freshness still counts from the provider's answer, so sharing never
+//!   extends how long an identity is served.
 //! - A secondary index (subject → keys, session id → keys) lets an operator purge every
 //!   cached identity of a user or a session at once.
 //! - Optionally, cache misses are rate-limited per client address, so one client cannot
@@ -40,12 +44,14 @@ use crate::telemetry::metrics::Metrics;
 mod entry;
 mod limiter;
 mod purge;
+mod shared;
 
 pub use entry::CachedIdentity;
 use entry::{millis, KeepFor};
 use limiter::MissLimiter;
 use purge::PurgeIndex;
 pub use purge::{NameHash, NameKind, PurgeBy};
+pub use shared::{SharedAnswer, SharedFind, SharedQuery, SharedTier};
 
 /// Cache sizes and lifetimes (`cache:` in the config).
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +100,8 @@ pub enum CacheStatus {
     Miss,
     /// Another request was already calling the provider for this token; this one waited.
     Coalesced,
+    /// Answered by the tier replicas share (another replica's provider answer).
+    Shared,
     /// The client exceeded its cache-miss rate; the provider was not called.
     Throttled,
 }
@@ -107,17 +115,19 @@ impl CacheStatus {
             CacheStatus::NegativeHit => "negative_hit",
             CacheStatus::Miss => "miss",
             CacheStatus::Coalesced => "coalesced",
+            CacheStatus::Shared => "shared",
             CacheStatus::Throttled => "throttled",
         }
     }
 
     /// Every label value, for creating metric series up front.
-    pub const ALL: [&'static str; 6] = [
+    pub const ALL: [&'static str; 7] = [
         "hit",
         "stale",
         "negative_hit",
         "miss",
         "coalesced",
+        "shared",
         "throttled",
     ];
 }
@@ -214,7 +224,8 @@ impl Prior {
 /// What the single-flight fetch hands to every waiter when it does not produce an entry.
 #[derive(Debug)]
 enum FetchFailure {
-    Invalid(InvalidReason),
+    /// Not valid: the provider said so (`false`) or the shared tier did (`true`).
+    Invalid(InvalidReason, bool),
     Provider(ProviderError),
 }
 
@@ -236,6 +247,8 @@ pub struct IdentityCache {
     settings: CacheSettings,
     clock: SharedClock,
     metrics: Option<Metrics>,
+    /// The tier replicas share, when there is one (`cluster:`).
+    shared: Option<Arc<dyn SharedTier>>,
 }
 
 impl IdentityCache {
@@ -297,7 +310,14 @@ impl IdentityCache {
             settings,
             clock,
             metrics,
+            shared: None,
         }
+    }
+
+    /// The same cache asking `tier` on a local miss. Set before the cache is cloned.
+    pub fn with_shared(mut self, tier: Arc<dyn SharedTier>) -> Self {
+        self.shared = Some(tier);
+        self
     }
 
     /// Sets how long past freshness entries are kept: the longest route `stale_if_error`.
@@ -345,12 +365,16 @@ impl IdentityCache {
             }
         }
         let (called, result) = self
-            .fetch_shared(req.key, req.token, req.provider_id, req.provider)
+            .fetch_shared(req.key, req.token, req.provider_id, req.provider, None)
             .await;
-        let status = if called {
-            CacheStatus::Miss
-        } else {
-            CacheStatus::Coalesced
+        let from_shared = match &result {
+            Ok(entry) => entry.from_shared,
+            Err(f) => matches!(**f, FetchFailure::Invalid(_, true)),
+        };
+        let status = match (called, from_shared) {
+            (true, false) => CacheStatus::Miss,
+            (true, true) => CacheStatus::Shared,
+            (false, _) => CacheStatus::Coalesced,
         };
         let now = self.clock.now();
         let lookup = match result {
@@ -362,7 +386,7 @@ impl IdentityCache {
             }
             Ok(_) => Lookup::Invalid(InvalidReason::Expired),
             Err(failure) => match &*failure {
-                FetchFailure::Invalid(reason) => Lookup::Invalid(*reason),
+                FetchFailure::Invalid(reason, _) => Lookup::Invalid(*reason),
                 FetchFailure::Provider(e) => {
                     if let Some(entry) =
                         lapsed.filter(|e| self.stale_usable(e, req.stale_if_error, now))
@@ -421,8 +445,12 @@ impl IdentityCache {
         let token = req.token.to_string();
         let provider_id = req.provider_id.clone();
         let provider = req.provider.clone();
+        // Another replica's answer serves as a refresh only when it is newer than ours.
+        let newer_than = Some(entry.fetched_at);
         handle.spawn(async move {
-            let (_, result) = cache.fetch_shared(key, &token, &provider_id, &provider).await;
+            let (_, result) = cache
+                .fetch_shared(key, &token, &provider_id, &provider, newer_than)
+                .await;
             if !matches!(&result, Err(f) if matches!(**f, FetchFailure::Provider(_))) {
                 // Done (a new entry, or the token is gone). A failure keeps the marker until
                 // it expires: at most one retry per 5 s while the old entry stays fresh.
@@ -431,7 +459,7 @@ impl IdentityCache {
             let label = match &result {
                 Ok(_) => "ok",
                 Err(f) => match &**f {
-                    FetchFailure::Invalid(_) => "invalid",
+                    FetchFailure::Invalid(..) => "invalid",
                     FetchFailure::Provider(e) => {
                         tracing::warn!(provider = %provider_id, error = %e, "background refresh failed; the cached identity serves until it lapses");
                         "failed"
@@ -453,13 +481,15 @@ impl IdentityCache {
         token: &str,
         provider_id: &ProviderId,
         provider: &Arc<dyn Provider>,
+        newer_than: Option<SystemTime>,
     ) -> (bool, Result<CachedIdentity, Arc<FetchFailure>>) {
         let mut called = false;
         let result = self
             .flights
             .try_get_with(key, async {
                 called = true;
-                self.fetch(key, token, provider_id, provider.as_ref()).await
+                self.fetch(key, token, provider_id, provider.as_ref(), newer_than)
+                    .await
             })
             .await;
         if called {
@@ -474,43 +504,123 @@ impl IdentityCache {
         token: &str,
         provider_id: &ProviderId,
         provider: &dyn Provider,
+        newer_than: Option<SystemTime>,
     ) -> Result<CachedIdentity, FetchFailure> {
+        let query = SharedQuery {
+            key,
+            token,
+            provider: provider_id,
+        };
+        let mut claimed = false;
+        if let Some(tier) = &self.shared {
+            match tier.find(&query, newer_than).await {
+                SharedFind::Valid {
+                    identity,
+                    fetched_at,
+                } => {
+                    let now = self.clock.now();
+                    let entry = self.entry(identity, provider_id.clone(), fetched_at.min(now), now);
+                    if !entry.identity.is_expired_at(now) && now < entry.fresh_until() {
+                        let entry = CachedIdentity {
+                            from_shared: true,
+                            ..entry
+                        };
+                        self.keep(key, &entry).await;
+                        return Ok(entry);
+                    }
+                    // Lapsed on the way (clock skew between replicas): ask the provider.
+                }
+                SharedFind::Invalid(reason) => {
+                    self.forget(key, reason).await;
+                    return Err(FetchFailure::Invalid(reason, true));
+                }
+                SharedFind::Nothing { claimed: c } => claimed = c,
+            }
+        }
         let reason = match provider.resolve(token).await {
             Ok(Resolution::Valid(identity)) => {
                 let now = self.clock.now();
                 if identity.is_expired_at(now) {
                     InvalidReason::Expired
                 } else {
-                    let entry = self.entry(identity, provider_id.clone(), now);
-                    self.negative.invalidate(&key).await;
-                    if entry.keep_ms > 0 {
-                        clock::lock(&self.index).add(key, &entry.identity);
-                        self.positive.insert(key, entry.clone()).await;
+                    let entry = self.entry(identity, provider_id.clone(), now, now);
+                    self.keep(key, &entry).await;
+                    if let Some(tier) = &self.shared {
+                        let names = [
+                            Some(self.name_hash(NameKind::Subject, entry.identity.subject())),
+                            entry
+                                .identity
+                                .session_id()
+                                .map(|s| self.name_hash(NameKind::Session, s)),
+                        ];
+                        let answer = SharedAnswer::Valid {
+                            identity: &entry.identity,
+                            fetched_at: now,
+                            ttl: Duration::from_millis(entry.fresh_ms.into()),
+                            names,
+                        };
+                        tier.store(&query, answer, claimed);
                     }
                     return Ok(entry);
                 }
             }
             Ok(Resolution::Invalid(reason)) => reason,
-            Err(e) => return Err(FetchFailure::Provider(e)),
+            Err(e) => {
+                if let Some(tier) = &self.shared {
+                    tier.store(&query, SharedAnswer::Failed, claimed);
+                }
+                return Err(FetchFailure::Provider(e));
+            }
         };
-        // The provider says no: forget any identity kept for this token.
+        self.forget(key, reason).await;
+        if let Some(tier) = &self.shared {
+            let answer = SharedAnswer::Invalid {
+                reason,
+                ttl: self.settings.negative_ttl,
+            };
+            tier.store(&query, answer, claimed);
+        }
+        Err(FetchFailure::Invalid(reason, false))
+    }
+
+    /// Caches a just-resolved identity (unless it may not be kept at all).
+    async fn keep(&self, key: TokenKey, entry: &CachedIdentity) {
+        self.negative.invalidate(&key).await;
+        if entry.keep_ms > 0 {
+            clock::lock(&self.index).add(key, &entry.identity);
+            self.positive.insert(key, entry.clone()).await;
+        }
+    }
+
+    /// The token is not valid: forget any identity kept for it, remember the refusal.
+    async fn forget(&self, key: TokenKey, reason: InvalidReason) {
         self.positive.invalidate(&key).await;
         if !self.settings.negative_ttl.is_zero() {
             self.negative.insert(key, reason).await;
         }
-        Err(FetchFailure::Invalid(reason))
     }
 
-    fn entry(&self, identity: Identity, provider: ProviderId, now: SystemTime) -> CachedIdentity {
+    /// The cache entry for an identity the provider gave at `fetched_at` (now, or
+    /// earlier when another replica fetched it): fresh until `fetched_at + ttl` at most.
+    fn entry(
+        &self,
+        identity: Identity,
+        provider: ProviderId,
+        fetched_at: SystemTime,
+        now: SystemTime,
+    ) -> CachedIdentity {
+        let age = now.duration_since(fetched_at).unwrap_or_default();
+        // Freshness from `fetched_at`.
         let fresh_for = match identity.remaining(now) {
-            Some(left) => left.min(self.settings.ttl),
+            Some(left) => (age + left).min(self.settings.ttl),
             None => self.settings.ttl,
         };
         let horizon = Duration::from_millis(self.stale_horizon_ms.load(Ordering::Relaxed));
-        let keep_for = if fresh_for.is_zero() {
+        // Storage from now.
+        let keep_for = if fresh_for <= age {
             Duration::ZERO
         } else {
-            let keep = fresh_for + horizon;
+            let keep = fresh_for - age + horizon;
             identity.remaining(now).map_or(keep, |left| keep.min(left))
         };
         let refresh_ms = if self.settings.refresh_ahead > 0.0 && !fresh_for.is_zero() {
@@ -525,10 +635,11 @@ impl IdentityCache {
         CachedIdentity {
             identity,
             provider,
-            fetched_at: now,
+            fetched_at,
             fresh_ms: millis(fresh_for),
             refresh_ms,
             keep_ms: millis(keep_for),
+            from_shared: false,
         }
     }
 
@@ -1050,5 +1161,145 @@ mod tests {
             CacheStatus::Miss
         );
         assert_eq!(s.calls(), 3);
+    }
+
+    /// An in-memory shared tier: what `store` got, and answers set by the test.
+    #[derive(Default)]
+    struct FakeTier {
+        answer: Mutex<Option<(Identity, SystemTime)>>,
+        invalid: Mutex<Option<InvalidReason>>,
+        claim: AtomicU8,
+        stored: Mutex<Vec<(String, Duration, bool)>>,
+    }
+
+    #[async_trait]
+    impl SharedTier for FakeTier {
+        async fn find(&self, _: &SharedQuery<'_>, newer_than: Option<SystemTime>) -> SharedFind {
+            if let Some(reason) = *self.invalid.lock().unwrap() {
+                return SharedFind::Invalid(reason);
+            }
+            match self.answer.lock().unwrap().clone() {
+                Some((identity, at)) if newer_than.is_none_or(|t| at > t) => SharedFind::Valid {
+                    identity,
+                    fetched_at: at,
+                },
+                _ => SharedFind::Nothing {
+                    claimed: self.claim.load(Ordering::SeqCst) == 1,
+                },
+            }
+        }
+        fn store(&self, _: &SharedQuery<'_>, answer: SharedAnswer<'_>, claimed: bool) {
+            let (what, ttl) = match answer {
+                SharedAnswer::Valid {
+                    identity,
+                    ttl,
+                    names,
+                    ..
+                } => {
+                    assert!(names[0].is_some() && names[1].is_some());
+                    (identity.subject().to_string(), ttl)
+                }
+                SharedAnswer::Invalid { ttl, .. } => ("invalid".into(), ttl),
+                SharedAnswer::Failed => ("failed".into(), Duration::ZERO),
+            };
+            self.stored.lock().unwrap().push((what, ttl, claimed));
+        }
+    }
+
+    fn with_tier(settings: CacheSettings) -> (Setup, Arc<FakeTier>) {
+        let mut s = setup_with(settings);
+        let tier = Arc::new(FakeTier::default());
+        s.cache = s.cache.clone().with_shared(tier.clone());
+        (s, tier)
+    }
+
+    #[tokio::test]
+    async fn a_shared_answer_serves_without_a_provider_call_and_keeps_its_age() {
+        let (s, tier) = with_tier(CacheSettings {
+            ttl: Duration::from_secs(60),
+            refresh_ahead: 0.0,
+            ..CacheSettings::default()
+        });
+        let identity: Identity = IdentityParts {
+            subject: "other-replica".into(),
+            session_id: Some("sid".into()),
+            ..Default::default()
+        }
+        .into();
+        // Another replica fetched it 50 s ago: 10 s of freshness are left, not 60.
+        let at = s.clock.now() - Duration::from_secs(50);
+        *tier.answer.lock().unwrap() = Some((identity, at));
+        let out = s.look_with("valid-x", Duration::ZERO, None).await;
+        assert_eq!(out.status, CacheStatus::Shared);
+        assert!(matches!(&out.lookup, Lookup::Valid(i) if i.subject() == "other-replica"));
+        assert_eq!(s.calls(), 0);
+        assert_eq!(s.look("valid-x").await, CacheStatus::Hit);
+        s.clock.advance(Duration::from_secs(11));
+        *tier.answer.lock().unwrap() = None;
+        // Lapsed after 10 s: the provider is asked, and its answer shared for the full ttl.
+        assert_eq!(s.look("valid-x").await, CacheStatus::Miss);
+        assert_eq!(s.calls(), 1);
+        let stored = tier.stored.lock().unwrap().clone();
+        assert_eq!(
+            stored,
+            vec![("x".to_string(), Duration::from_secs(60), false)]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_shared_ttl_never_outlives_the_identity_and_claims_are_released() {
+        let (s, tier) = with_tier(CacheSettings {
+            refresh_ahead: 0.0,
+            ..CacheSettings::default()
+        });
+        tier.claim.store(1, Ordering::SeqCst);
+        assert_eq!(s.look("exp20-a").await, CacheStatus::Miss);
+        assert_eq!(s.look("nope").await, CacheStatus::Miss);
+        s.set(FAIL);
+        assert_eq!(s.look("valid-b").await, CacheStatus::Miss);
+        let stored = tier.stored.lock().unwrap().clone();
+        assert_eq!(
+            stored,
+            vec![
+                ("a".to_string(), Duration::from_secs(20), true),
+                ("invalid".to_string(), Duration::from_secs(5), true),
+                ("failed".to_string(), Duration::ZERO, true),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shared_refusal_is_remembered_and_a_refresh_takes_only_newer_answers() {
+        let (s, tier) = with_tier(CacheSettings {
+            ttl: Duration::from_secs(100),
+            refresh_ahead: 0.5,
+            ..CacheSettings::default()
+        });
+        *tier.invalid.lock().unwrap() = Some(InvalidReason::Inactive);
+        assert_eq!(s.look("valid-n").await, CacheStatus::Shared);
+        assert_eq!(s.look("valid-n").await, CacheStatus::NegativeHit);
+        assert_eq!(s.calls(), 0);
+        *tier.invalid.lock().unwrap() = None;
+        // A refresh whose shared answer is not newer asks the provider.
+        assert_eq!(s.look("valid-r").await, CacheStatus::Miss);
+        let fetched = s.clock.now();
+        *tier.answer.lock().unwrap() = Some((
+            IdentityParts {
+                subject: "old".into(),
+                ..Default::default()
+            }
+            .into(),
+            fetched,
+        ));
+        s.clock.advance(Duration::from_secs(80));
+        let out = s.look_with("valid-r", Duration::ZERO, None).await;
+        assert!(out.refresh_started);
+        for _ in 0..100 {
+            if s.calls() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(s.calls(), 2, "an answer as old as ours is no refresh");
     }
 }
