@@ -289,7 +289,7 @@ impl SharedTier for SharedIdentities {
         let claim = self.origin.as_str();
         let started = Instant::now();
         let mut waited = false;
-        let mut pause = Duration::from_millis(5);
+        let mut pause = Duration::from_millis(2);
         loop {
             let found = match self.find_once(&value_key, &lock_key, claim).await {
                 Ok(f) => f,
@@ -356,7 +356,7 @@ impl SharedTier for SharedIdentities {
                         return SharedFind::Nothing { claimed: false };
                     }
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(25));
+                    pause = (pause * 2).min(Duration::from_millis(20));
                 }
             }
         }

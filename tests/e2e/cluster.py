@@ -588,8 +588,14 @@ def shared_cache_checks(provider, gateways, redis_port, start_gateway, procs):
           "the value replaced")
 
     # 8. C restarted: its first request for a known token is an L2 hit.
+    written = metric(C[1], 'sessiongate_cluster_shared_cache_writes_total{result="ok"}')
     check(request(C[0], "GET", "/x", "tok-restart")[0] == 200, "restart token on C")
     calls = provider.calls.get("tok-restart")
+    # The write to Redis happens after the answer, in the background: let it land.
+    deadline = time.time() + 5
+    while metric(C[1], 'sessiongate_cluster_shared_cache_writes_total{result="ok"}') <= written:
+        check(time.time() < deadline, "C never shared the restart token")
+        time.sleep(0.02)
     for p in procs:
         if p.args[-1].endswith("/C.yaml") and p.poll() is None:
             p.send_signal(signal.SIGINT)  # fast shutdown (SIGTERM drains for the grace period)
