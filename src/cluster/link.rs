@@ -162,6 +162,12 @@ impl Link {
         }
     }
 
+    /// Redis answered on another connection (the stream reader reconnected): stop
+    /// waiting out the breaker, so pending purges go out at once.
+    pub(crate) fn recovered(&self) {
+        self.succeeded();
+    }
+
     fn open(&self) -> bool {
         let b = clock::lock(&self.breaker);
         b.open_until.is_some_and(|until| Instant::now() < until)

@@ -59,6 +59,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long one blocking stream read waits for new entries.
 const READ_BLOCK: Duration = Duration::from_millis(1000);
 
+/// Entries read at once.
+const READ_COUNT: usize = 100;
+
+/// Behind the stream's end by more than this many entries is reported as this many.
+const LAG_COUNT_LIMIT: usize = 1000;
+
 /// The `cluster:` section, resolved.
 #[derive(Clone)]
 pub struct ClusterSettings {
@@ -437,7 +443,9 @@ impl Cluster {
                 return;
             }
             if let Ok(mut conn) = self.connect().await {
-                // The command connection too, so the shared cache is usable from here on.
+                // Redis is back: the command connection too, so the shared cache and the
+                // pending purges need not wait out the breaker.
+                self.link.recovered();
                 let _ = self.link.connected().await;
                 match self.catch_up(&mut conn, last.as_deref()).await {
                     Ok(start) => {
@@ -588,7 +596,7 @@ impl Cluster {
             let mut cmd = redis::cmd("XREAD");
             let read = cmd
                 .arg("COUNT")
-                .arg(100)
+                .arg(READ_COUNT)
                 .arg("BLOCK")
                 .arg(READ_BLOCK.as_millis() as u64)
                 .arg("STREAMS")
@@ -613,7 +621,8 @@ impl Cluster {
                 }
             };
             let keys = reply.map(|r| r.keys).unwrap_or_default();
-            if keys.iter().all(|k| k.ids.is_empty()) {
+            let read: usize = keys.iter().map(|k| k.ids.len()).sum();
+            if read == 0 {
                 // Nothing new within the block time: caught up.
                 self.metrics.lag.set(0.0);
             }
@@ -623,6 +632,33 @@ impl Cluster {
                     *last = Some(entry.id);
                 }
             }
+            let behind = match last.as_deref() {
+                Some(id) if read == READ_COUNT => self.entries_after(conn, id).await,
+                // A partial batch is the stream's end.
+                _ => 0,
+            };
+            self.metrics.lag_entries.set(behind as i64);
+        }
+    }
+
+    /// How many entries follow `id` (at most [`LAG_COUNT_LIMIT`]); asked only while this
+    /// replica reads full batches, i.e. is behind.
+    async fn entries_after(&self, conn: &mut redis::aio::MultiplexedConnection, id: &str) -> usize {
+        let after = tokio::time::timeout(
+            self.settings.command_timeout,
+            redis::cmd("XRANGE")
+                .arg(&self.settings.stream)
+                .arg(format!("({id}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(LAG_COUNT_LIMIT)
+                .query_async::<Vec<redis::Value>>(conn),
+        )
+        .await;
+        match after {
+            Ok(Ok(entries)) => entries.len(),
+            // Unknown: keep reporting a full batch's worth (the replica is behind).
+            _ => READ_COUNT,
         }
     }
 

@@ -8,7 +8,8 @@
 //!   "invalid" answer: `cache.negative_ttl`);
 //! - `P:lock:K` — the claim of the replica calling the provider for it now (`SET NX PX`,
 //!   expiring after `lock_wait`);
-//! - `P:n:N` — the token keys of a subject or session id, so purges by name reach L2.
+//! - `P:n:N` — the token keys of a subject or session id (as the fields of a small hash:
+//!   Redis 7.0 stores small hashes compactly, small sets not), so purges by name reach L2.
 //!
 //! A replica that finds a claim waits for the answer at most `lock_wait`, polling; when
 //! the claim is released without an answer (the provider failed) it takes the claim
@@ -46,17 +47,17 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 ";
 
-/// SET the value (if any) with its TTL, add it to its names' sets (whose TTL covers the
-/// longest member; members whose values are gone are dropped once a set grows), release
+/// SET the value (if any) with its TTL, add it to its names' key sets (whose TTL covers
+/// the longest member; members whose values are gone are dropped once one grows), release
 /// the claim if it is still ours.
 const STORE: &str = r"
 if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   for i = 3, #KEYS do
-    redis.call('SADD', KEYS[i], ARGV[3])
-    if redis.call('SCARD', KEYS[i]) > 32 then
-      for _, m in ipairs(redis.call('SMEMBERS', KEYS[i])) do
-        if redis.call('EXISTS', ARGV[5] .. m) == 0 then redis.call('SREM', KEYS[i], m) end
+    redis.call('HSET', KEYS[i], ARGV[3], '')
+    if redis.call('HLEN', KEYS[i]) > 32 then
+      for _, m in ipairs(redis.call('HKEYS', KEYS[i])) do
+        if redis.call('EXISTS', ARGV[5] .. m) == 0 then redis.call('HDEL', KEYS[i], m) end
       end
     end
     if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[2]) then
@@ -72,7 +73,7 @@ return 1
 
 /// Removes every value of a name, and the name's set.
 const PURGE_NAME: &str = r"
-local members = redis.call('SMEMBERS', KEYS[1])
+local members = redis.call('HKEYS', KEYS[1])
 for _, m in ipairs(members) do redis.call('DEL', ARGV[1] .. m) end
 redis.call('DEL', KEYS[1])
 return #members
@@ -370,7 +371,7 @@ impl SharedTier for SharedIdentities {
                 fetched_at,
                 ttl,
                 names,
-            } => (
+            } if !ttl.is_zero() => (
                 self.sealer.seal_identity(
                     query.provider,
                     query.token,
@@ -392,7 +393,7 @@ impl SharedTier for SharedIdentities {
                 ttl,
                 [None, None],
             ),
-            SharedAnswer::Invalid { .. } | SharedAnswer::Failed => {
+            SharedAnswer::Valid { .. } | SharedAnswer::Invalid { .. } | SharedAnswer::Failed => {
                 (Vec::new(), Duration::ZERO, [None, None])
             }
         };

@@ -148,6 +148,9 @@ pub struct ClusterMetrics {
     /// `sessiongate_cluster_stream_lag_seconds`: publish-to-apply time of the last
     /// entry applied; 0 once the replica has read everything there is.
     pub lag: Gauge,
+    /// `sessiongate_cluster_stream_lag_entries`: entries in the stream after the last one
+    /// applied here (counted up to 1000); 0 when caught up.
+    pub lag_entries: IntGauge,
     /// `sessiongate_cluster_shared_cache_lookups_total{result}`: local misses asked of the
     /// shared cache (hit, invalid, miss, older, unreadable, unavailable).
     pub shared_lookups: IntCounterVec,
@@ -256,6 +259,10 @@ impl Metrics {
                 registry.register(Box::new(g.clone())).expect("registered once");
                 g
             },
+            lag_entries: plain_gauge(
+                "sessiongate_cluster_stream_lag_entries",
+                "Revocation-stream entries after the last one applied here (counted up to 1000); 0 when this replica has read the whole stream.",
+            ),
             shared_lookups: counter(
                 "sessiongate_cluster_shared_cache_lookups_total",
                 "Local cache misses asked of the shared identity cache in Redis, by result (hit, invalid, miss, older, unreadable: tampered or sealed under another secret, unavailable: Redis not asked).",

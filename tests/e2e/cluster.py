@@ -22,7 +22,8 @@ The shared identity cache (L2), between 2 and 3:
 5. one new token asked 64-way concurrently on each of A, B and C at once: exactly one
    provider call; a refused token likewise;
 6. Redis holds no subject, scope, session id or token in clear, and no value outlives
-   min(cache.ttl, the identity's expiry) (PTTL checked, a token expiring in 30 s);
+   min(cache.ttl, the identity's expiry) (PTTL checked, a token expiring in 30 s); a
+   purge by subject removes its value;
 7. a value tampered with in Redis is not used (counted `unreadable`, the provider is
    asked) and is replaced by a good one;
 8. C restarted: its first request for a token it had cached makes no provider call;
@@ -565,6 +566,14 @@ def shared_cache_checks(provider, gateways, redis_port, start_gateway, procs):
           "an L2 key name holds a token, subject or session id")
     print(f"cluster: L2 values sealed (no token, subject, session or scope in clear); "
           f"longest PTTL {longest} ms <= 600 s; {short_ttl} ms for an identity expiring in 30 s")
+
+    # Purges reach Redis: by subject, the value and the subject's key set are gone.
+    status, body = request(A[1], "POST", "/admin/purge", body={"subject": "user-exp30-short"},
+                           headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    check(status == 200, f"purge by subject: {status} {body!r}")
+    check(int(redis_cli(redis_port, "EXISTS", short_key)) == 0,
+          "a purge by subject left the identity's L2 value in Redis")
+    print("cluster: a purge by subject removed the identity's L2 value")
 
     # 7. tampering: flip one byte of the ciphertext.
     before = l2_keys(redis_port)
