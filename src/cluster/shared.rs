@@ -39,10 +39,14 @@ pub struct SharedCacheSettings {
     pub lock_wait: Duration,
 }
 
-/// GET the value, or take the claim: one round trip for a miss.
+/// GET the value, or take the claim: one round trip for a miss. A value larger than any
+/// identity sealed here (64 KiB) is not sent back: it answers 2 (unreadable).
 const FIND: &str = r"
 local v = redis.call('GET', KEYS[1])
-if v then return v end
+if v then
+  if #v > 65536 then return 2 end
+  return v
+end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 ";
@@ -165,11 +169,17 @@ impl SharedIdentities {
             )
             .await
             .map_err(|_| ())?;
-        Ok(match reply {
-            redis::Value::BulkString(bytes) => Found::Value(bytes),
-            redis::Value::Int(1) => Found::Claimed,
-            _ => Found::Busy,
-        })
+        match reply {
+            redis::Value::BulkString(bytes) => Ok(Found::Value(bytes)),
+            redis::Value::Int(1) => Ok(Found::Claimed),
+            redis::Value::Int(0) => Ok(Found::Busy),
+            redis::Value::Int(2) => Ok(Found::Value(Vec::new())),
+            other => {
+                // Not what the script returns: never wait on an answer we cannot read.
+                tracing::warn!(reply = ?std::mem::discriminant(&other), "cluster: an unexpected reply to a shared-cache lookup; asking the provider");
+                Err(())
+            }
+        }
     }
 
     /// Removes these tokens' shared values (a purge by token).
@@ -272,6 +282,9 @@ impl SharedIdentities {
         }
     }
 }
+
+/// The largest shared value (FIND's limit).
+const MAX_VALUE_BYTES: usize = 65_536;
 
 /// Purges are not on the request path: they may wait longer than a lookup.
 const PURGE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -397,7 +410,13 @@ impl SharedTier for SharedIdentities {
                 (Vec::new(), Duration::ZERO, [None, None])
             }
         };
-        if ttl.is_zero() && !claimed {
+        // Larger than FIND sends back: not shared (another replica could not use it).
+        let value = if value.len() > MAX_VALUE_BYTES {
+            Vec::new()
+        } else {
+            value
+        };
+        if value.is_empty() && !claimed {
             return;
         }
         let claim = if claimed {
