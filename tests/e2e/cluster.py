@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Three gateway processes sharing revocations through a real redis-server.
+"""Three gateway processes sharing revocations and identities through a real redis-server.
 
 Started here, each on a free 127.0.0.1 port: redis-server (append-only file, written on shutdown,
 so a restart keeps the stream), a fake BitGo provider that counts calls and can revoke tokens, a
