@@ -245,7 +245,8 @@ impl Cluster {
         let link = Arc::new(Link::new(
             client.clone(),
             settings.connect_timeout,
-            settings.command_timeout,
+            // The client's own limit must outlast every command's (purges may take 500 ms).
+            settings.command_timeout.max(Duration::from_secs(1)),
             metrics.clone(),
         ));
         let shared = settings.shared_cache.clone().map(|s| {
