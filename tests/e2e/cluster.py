@@ -29,6 +29,8 @@ The shared identity cache (L2), between 2 and 3:
 8. C restarted: its first request for a token it had cached makes no provider call;
 9. latency of a provider miss, an L2 hit and an L1 hit (p50 over 200 tokens) and Redis
    bytes per identity (MEMORY USAGE of values and name sets);
+10. Redis hung (SIGSTOP) and Redis full (maxmemory): new tokens still served, the
+    breaker opens and closes again;
 and in 3, tokens never seen before are served on B while Redis is down.
 
 Usage: tests/e2e/cluster.py [--bin target/debug/sessiongate] [--json out.json]
@@ -358,6 +360,7 @@ log: {{ level: info, format: json }}
         # --- 5-9. the shared identity cache ---
         l2 = shared_cache_checks(provider, gateways, redis_port, start_gateway, procs, work)
         A, B, C = (gateways[n] for n in "ABC")  # C was restarted on new ports
+        redis_slow_and_full(redis, redis_port, A, C)
 
         # --- 3. Redis down ---
         hot = "tok-hot"
@@ -679,6 +682,51 @@ def shared_cache_checks(provider, gateways, redis_port, start_gateway, procs, wo
           f"the rest its subject and session sets; {len(values)} values, {len(names)} sets)")
     gateways["C"] = C
     return out
+
+
+def redis_slow_and_full(redis, redis_port, A, C):
+    """10. Redis hung (SIGSTOP) and Redis full (maxmemory reached, noeviction): new tokens
+    are still served from the provider, without waiting longer than the shared cache's
+    timeout for each of the breaker's first failures; the breaker opens, and closes
+    again once Redis answers."""
+    redis.send_signal(signal.SIGSTOP)
+    try:
+        slowest = 0.0
+        for i in range(10):
+            t0 = time.monotonic()
+            status, _ = request(A[0], "GET", "/x", f"tok-hung-{i}")
+            slowest = max(slowest, time.monotonic() - t0)
+            check(status == 200, f"a new token on A while Redis is hung: {status}")
+        # timeout: 250ms here; three failures open the breaker, the rest skip Redis.
+        check(slowest < 1.0, f"a new token took {slowest * 1000:.0f} ms while Redis was hung")
+        check(metric(A[1], "sessiongate_cluster_redis_breaker_open") == 1,
+              "the breaker did not open while Redis was hung")
+    finally:
+        redis.send_signal(signal.SIGCONT)
+    print(f"cluster: Redis hung (SIGSTOP): 10 new tokens served (slowest {slowest * 1000:.0f} ms), "
+          f"breaker open")
+    deadline = time.time() + 15
+    i = 0
+    while metric(A[1], "sessiongate_cluster_redis_breaker_open") != 0:
+        check(time.time() < deadline, "the breaker never closed after Redis answered again")
+        request(A[0], "GET", "/x", f"tok-after-hang-{i}")
+        i += 1
+        time.sleep(0.2)
+    print("cluster: ... the breaker closed once Redis answered again")
+
+    errors = lambda: metric(C[1], "sessiongate_cluster_redis_errors_total")
+    before = errors()
+    redis_cli(redis_port, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+    redis_cli(redis_port, "CONFIG", "SET", "maxmemory", "1")
+    try:
+        for i in range(10):
+            status, _ = request(C[0], "GET", "/x", f"tok-full-{i}")
+            check(status == 200, f"a new token on C while Redis is full: {status}")
+        check(errors() > before, "Redis refused writes, but C counted no error")
+    finally:
+        redis_cli(redis_port, "CONFIG", "SET", "maxmemory", "0")
+    print(f"cluster: Redis full (maxmemory, noeviction): 10 new tokens served on C; "
+          f"{errors() - before:.0f} Redis errors counted")
 
 
 def wait_port(port, what):
