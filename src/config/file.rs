@@ -528,6 +528,64 @@ pub struct RouteFile {
     /// Accept paths with encoded slashes (`%2F`, `%5C`, e.g. object keys) and forward them
     /// as sent; the route is still chosen on the decoded path (default false: 400).
     pub allow_encoded_slashes: Option<bool>,
+    /// Where the token is read, in order (default `[authorization]`).
+    pub token_sources: Option<Vec<TokenSourceFile>>,
+    /// Whether a credential cookie reaches the upstream (default false).
+    pub forward_token_cookie: Option<bool>,
+    /// Origins besides the request's own allowed to make cookie-authenticated unsafe
+    /// requests.
+    pub csrf_trusted_origins: Option<Vec<String>>,
+}
+
+/// One `token_sources` entry: `authorization`, `cookie: <name>` or `header: <name>`.
+#[derive(Debug)]
+pub enum TokenSourceFile {
+    Authorization,
+    Cookie(String),
+    Header(String),
+}
+
+impl<'de> Deserialize<'de> for TokenSourceFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        const EXPECTED: &str = "`authorization`, `cookie: <name>` or `header: <name>`";
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = TokenSourceFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "authorization" => Ok(TokenSourceFile::Authorization),
+                    other => Err(E::custom(format!(
+                        "unknown token source `{other}`: expected {EXPECTED}"
+                    ))),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::Error;
+                let Some((kind, name)) = map.next_entry::<String, String>()? else {
+                    return Err(A::Error::custom(format!("empty: expected {EXPECTED}")));
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(A::Error::custom(format!(
+                        "one source per entry: expected {EXPECTED}"
+                    )));
+                }
+                match kind.as_str() {
+                    "cookie" => Ok(TokenSourceFile::Cookie(name)),
+                    "header" => Ok(TokenSourceFile::Header(name)),
+                    other => Err(A::Error::custom(format!(
+                        "unknown token source `{other}`: expected {EXPECTED}"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// One `assertion_keys` entry.

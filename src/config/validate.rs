@@ -665,7 +665,113 @@ fn route(
         assertion: None,
         stale_if_error,
         allow_encoded_slashes: r.allow_encoded_slashes.unwrap_or(false),
+        credentials: credentials(path, r, authenticated)?,
     })
+}
+
+/// `token_sources`, `forward_token_cookie`, `csrf_trusted_origins`.
+fn credentials(
+    path: &str,
+    r: &super::file::RouteFile,
+    authenticated: bool,
+) -> Result<crate::proxy::route::Credentials> {
+    use super::file::TokenSourceFile;
+    use crate::identity::token::TokenSource;
+    let mut out = crate::proxy::route::Credentials::default();
+    let given = r.token_sources.is_some()
+        || r.forward_token_cookie.is_some()
+        || r.csrf_trusted_origins.is_some();
+    if given && !authenticated {
+        return Err(ConfigError::at(
+            format!("{path}.token_sources"),
+            "a route with `auth: none` reads no token; remove token_sources, forward_token_cookie and csrf_trusted_origins",
+        ));
+    }
+    if let Some(list) = &r.token_sources {
+        if list.is_empty() {
+            return Err(ConfigError::at(
+                format!("{path}.token_sources"),
+                "name at least one source (authorization, cookie: <name>, header: <name>)",
+            ));
+        }
+        out.sources.clear();
+        for (i, source) in list.iter().enumerate() {
+            let key = format!("{path}.token_sources[{i}]");
+            let source = match source {
+                TokenSourceFile::Authorization => TokenSource::Authorization,
+                TokenSourceFile::Cookie(name) => {
+                    // RFC 6265 cookie-name: a token (visible ASCII without separators).
+                    let ok = !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+                    if !ok {
+                        return Err(ConfigError::at(
+                            key,
+                            format!("{name:?} is not a cookie name"),
+                        ));
+                    }
+                    TokenSource::Cookie(name.clone())
+                }
+                TokenSourceFile::Header(name) => {
+                    let lower = name.to_ascii_lowercase();
+                    if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                        return Err(ConfigError::at(
+                            key,
+                            format!("{name:?} is not a header name"),
+                        ));
+                    }
+                    if matches!(
+                        lower.as_str(),
+                        "authorization"
+                            | "cookie"
+                            | "host"
+                            | "connection"
+                            | "content-length"
+                            | "transfer-encoding"
+                            | "upgrade"
+                            | "te"
+                            | "trailer"
+                            | "x-forwarded-for"
+                            | "forwarded"
+                    ) {
+                        return Err(ConfigError::at(
+                            key,
+                            format!("{name:?} cannot carry a token (use `authorization` or `cookie: <name>` for those)"),
+                        ));
+                    }
+                    TokenSource::Header(lower)
+                }
+            };
+            if out.sources.contains(&source) {
+                return Err(ConfigError::at(
+                    key,
+                    format!("{} is listed twice", source.describe()),
+                ));
+            }
+            out.sources.push(source);
+        }
+    }
+    out.forward_cookie = r.forward_token_cookie.unwrap_or(false);
+    for (i, origin) in r.csrf_trusted_origins.iter().flatten().enumerate() {
+        let key = format!("{path}.csrf_trusted_origins[{i}]");
+        let parsed = url::Url::parse(origin).map_err(|e| {
+            ConfigError::at(
+                &key,
+                format!("not an origin ({e}): expected https://host[:port]"),
+            )
+        })?;
+        let canonical = parsed.origin().ascii_serialization();
+        if canonical == "null" || parsed.path() != "/" || origin.trim_end_matches('/') != canonical
+        {
+            return Err(ConfigError::at(
+                key,
+                format!("{origin:?} is not an origin: expected scheme://host[:port] with nothing after it (e.g. {canonical})"),
+            ));
+        }
+        out.trusted_origins.push(canonical);
+    }
+    Ok(out)
 }
 
 fn requests(file: &FileConfig) -> Result<RequestSettings> {

@@ -13,7 +13,7 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 /// Why no usable token was found. None of these carry the token text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    #[error("no Authorization header")]
+    #[error("no token was sent")]
     Missing,
     #[error("the Authorization scheme is not Bearer")]
     NotBearer,
@@ -76,6 +76,158 @@ pub fn extract_bearer<'a>(
     }
     // All bytes are ASCII, so this cannot fail.
     std::str::from_utf8(token).map_err(|_| TokenError::BadCharacters)
+}
+
+/// Where a route reads its token (`token_sources:`), in the configured order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>` (and the `access_token` query rule).
+    Authorization,
+    /// A named cookie (a browser session).
+    Cookie(String),
+    /// A named request header holding the bare token (e.g. `X-Api-Key`); lower-case.
+    Header(String),
+}
+
+impl TokenSource {
+    /// For logs and `explain`: `authorization`, `cookie:<name>`, `header:<name>`.
+    pub fn describe(&self) -> String {
+        match self {
+            TokenSource::Authorization => "authorization".into(),
+            TokenSource::Cookie(n) => format!("cookie:{n}"),
+            TokenSource::Header(n) => format!("header:{n}"),
+        }
+    }
+}
+
+/// Reads the one credential a request carries from `sources`; returns it and the index
+/// of its source.
+///
+/// - A source is *present* when its header or cookie is there at all (an `Authorization`
+///   with another scheme included): exactly one credential is used. Present in several
+///   sources with different values (or one source with several values) is
+///   [`TokenError::Ambiguous`] (400); the same value in several (a browser app sending
+///   its session cookie and the same token as a header) is that one token.
+/// - Nothing present is [`TokenError::Missing`]. An `access_token` query parameter
+///   beside any credential is ambiguous, as with `Authorization` alone.
+/// - A cookie or header token follows the bearer rules: 1..=`max_len` visible ASCII
+///   (a cookie value may be in double quotes, RFC 6265).
+pub fn extract_token<'a>(
+    sources: &[TokenSource],
+    headers: &'a http::HeaderMap,
+    query: Option<&str>,
+    max_len: usize,
+) -> Result<(&'a str, usize), TokenError> {
+    if let [TokenSource::Authorization] = sources {
+        let values = headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes());
+        return extract_bearer(values, query, max_len).map(|t| (t, 0));
+    }
+    let mut found: Option<(Result<&'a str, TokenError>, usize)> = None;
+    for (i, source) in sources.iter().enumerate() {
+        let candidate = match source {
+            TokenSource::Authorization => {
+                let mut values = headers
+                    .get_all(http::header::AUTHORIZATION)
+                    .iter()
+                    .peekable();
+                if values.peek().is_none() {
+                    continue;
+                }
+                extract_bearer(values.map(|v| v.as_bytes()), None, max_len)
+            }
+            TokenSource::Cookie(name) => {
+                let mut value: Option<&'a [u8]> = None;
+                for header in headers.get_all(http::header::COOKIE) {
+                    for v in cookie_values(header.as_bytes(), name.as_bytes()) {
+                        if value.is_some_and(|seen| seen != v) {
+                            return Err(TokenError::Ambiguous);
+                        }
+                        value = Some(v);
+                    }
+                }
+                let Some(v) = value else { continue };
+                bare_token(v, max_len)
+            }
+            TokenSource::Header(name) => {
+                let mut values = headers.get_all(name.as_str()).iter();
+                let Some(v) = values.next() else { continue };
+                if values.next().is_some() {
+                    return Err(TokenError::Ambiguous);
+                }
+                bare_token(trim_ows(v.as_bytes()), max_len)
+            }
+        };
+        if candidate == Err(TokenError::Missing) {
+            continue; // an empty Authorization header carries nothing
+        }
+        match &found {
+            None => found = Some((candidate, i)),
+            // The same token twice is one credential; anything else is two.
+            Some((Ok(t), _)) if candidate.as_ref().is_ok_and(|c| c == t) => {}
+            Some(_) => return Err(TokenError::Ambiguous),
+        }
+    }
+    let (token, i) = found.ok_or(TokenError::Missing)?;
+    if query.is_some_and(has_access_token_param) {
+        return Err(TokenError::Ambiguous);
+    }
+    token.map(|t| (t, i))
+}
+
+/// The values of cookie `name` in one `Cookie` header (`a=1; b=2`).
+fn cookie_values<'h: 'n, 'n>(
+    header: &'h [u8],
+    name: &'n [u8],
+) -> impl Iterator<Item = &'h [u8]> + 'n {
+    header.split(|b| *b == b';').filter_map(move |pair| {
+        let pair = trim_ows(pair);
+        let eq = pair.iter().position(|b| *b == b'=')?;
+        (trim_ows(&pair[..eq]) == name).then(|| {
+            let v = trim_ows(&pair[eq + 1..]);
+            match v {
+                [b'"', inner @ .., b'"'] => inner,
+                _ => v,
+            }
+        })
+    })
+}
+
+/// A token sent bare (cookie or named header): the bearer rules without the scheme.
+fn bare_token(v: &[u8], max_len: usize) -> Result<&str, TokenError> {
+    if v.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if v.len() > max_len {
+        return Err(TokenError::TooLong);
+    }
+    if !v.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(TokenError::BadCharacters);
+    }
+    std::str::from_utf8(v).map_err(|_| TokenError::BadCharacters)
+}
+
+/// `Cookie` header values without cookie `name` (a credential the upstream does not get);
+/// `None` for a header that is left empty.
+pub fn without_cookie(header: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(header.len());
+    for pair in header.split(|b| *b == b';') {
+        let trimmed = trim_ows(pair);
+        let is_it = trimmed
+            .iter()
+            .position(|b| *b == b'=')
+            .is_some_and(|eq| trim_ows(&trimmed[..eq]) == name.as_bytes());
+        if is_it || trimmed.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(trimmed);
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 fn trim_ows(mut v: &[u8]) -> &[u8] {
@@ -233,5 +385,106 @@ mod tests {
         let k = h.key(&id("a"), "secret-token");
         assert_eq!(k.short().len(), 12);
         assert!(!format!("{k:?}").contains("secret"));
+    }
+
+    fn sources() -> Vec<TokenSource> {
+        vec![
+            TokenSource::Authorization,
+            TokenSource::Cookie("sid".into()),
+            TokenSource::Header("x-api-key".into()),
+        ]
+    }
+
+    fn from(headers: &[(&str, &str)], query: Option<&str>) -> Result<(String, usize), TokenError> {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        extract_token(&sources(), &map, query, 64).map(|(t, i)| (t.to_string(), i))
+    }
+
+    #[test]
+    fn one_credential_from_any_configured_source() {
+        let ok = |t: &str, i| Ok((t.to_string(), i));
+        assert_eq!(from(&[("authorization", "Bearer a1")], None), ok("a1", 0));
+        assert_eq!(
+            from(&[("cookie", "theme=dark; sid=c1; x=y")], None),
+            ok("c1", 1)
+        );
+        assert_eq!(from(&[("cookie", "sid=\"c1\"")], None), ok("c1", 1));
+        assert_eq!(
+            from(&[("cookie", "a=b"), ("cookie", "sid=c1")], None),
+            ok("c1", 1)
+        );
+        assert_eq!(from(&[("x-api-key", " k1 ")], None), ok("k1", 2));
+        // The same token twice is one credential.
+        assert_eq!(
+            from(&[("cookie", "sid=t"), ("x-api-key", "t")], None),
+            ok("t", 1)
+        );
+        // Not the configured cookie, a cookie whose name only ends with it, an empty
+        // Authorization: nothing.
+        for h in [
+            ("cookie", "other=c1"),
+            ("cookie", "xsid=c1"),
+            ("authorization", ""),
+        ] {
+            assert_eq!(from(&[h], None), Err(TokenError::Missing), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn two_credentials_or_bad_ones_are_refused() {
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, TokenError);
+        let table: [Case; 8] = [
+            (
+                &[("authorization", "Bearer a"), ("cookie", "sid=b")],
+                None,
+                TokenError::Ambiguous,
+            ),
+            (&[("cookie", "sid=a; sid=b")], None, TokenError::Ambiguous),
+            (
+                &[("x-api-key", "a"), ("x-api-key", "b")],
+                None,
+                TokenError::Ambiguous,
+            ),
+            (
+                &[("authorization", "Basic x"), ("x-api-key", "b")],
+                None,
+                TokenError::Ambiguous,
+            ),
+            (
+                &[("cookie", "sid=a")],
+                Some("access_token=b"),
+                TokenError::Ambiguous,
+            ),
+            (&[("cookie", "sid=")], None, TokenError::Empty),
+            (&[("x-api-key", "a b")], None, TokenError::BadCharacters),
+            (&[("authorization", "Basic x")], None, TokenError::NotBearer),
+        ];
+        for (headers, query, want) in table {
+            assert_eq!(from(headers, query), Err(want), "{headers:?} {query:?}");
+        }
+        let long = "k".repeat(65);
+        assert_eq!(
+            from(&[("x-api-key", &long)], None),
+            Err(TokenError::TooLong)
+        );
+    }
+
+    #[test]
+    fn the_credential_cookie_is_removed_and_the_rest_kept() {
+        assert_eq!(
+            without_cookie(b"a=1; sid=secret;b=2", "sid").as_deref(),
+            Some(&b"a=1; b=2"[..])
+        );
+        assert_eq!(without_cookie(b"sid=secret", "sid"), None);
+        assert_eq!(
+            without_cookie(b"xsid=1; sid=2", "sid").as_deref(),
+            Some(&b"xsid=1"[..])
+        );
     }
 }

@@ -10,12 +10,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
 use crate::identity::cache::{Lookup, LookupOutcome, LookupRequest};
 use crate::identity::provider::InvalidReason;
-use crate::identity::token::{extract_bearer, TokenError, TokenKey, DEFAULT_MAX_TOKEN_BYTES};
+use crate::identity::token::{
+    extract_token, TokenError, TokenKey, TokenSource, DEFAULT_MAX_TOKEN_BYTES,
+};
 use crate::identity::{Identity, IdentityParts};
 use crate::policy::{self, Denial, DenialKind, Mode};
 use crate::proxy::canonical::{
@@ -57,12 +58,14 @@ pub enum Outcome {
     ProviderUnavailable,
     ClientThrottled,
     AssertionFailed,
+    /// A cookie-authenticated unsafe request from another site (403 `csrf`).
+    CrossSite,
 }
 
 impl Outcome {
     /// How many outcomes there are (indexes `0..COUNT`).
     pub const COUNT: usize = Outcome::FIXED + DenialKind::ALL.len();
-    const FIXED: usize = 10;
+    const FIXED: usize = 11;
 
     /// This outcome's position in [`Outcome::all`].
     pub fn index(self) -> usize {
@@ -77,6 +80,7 @@ impl Outcome {
             Outcome::ProviderUnavailable => 7,
             Outcome::ClientThrottled => 8,
             Outcome::AssertionFailed => 9,
+            Outcome::CrossSite => 10,
             Outcome::Denied(kind) => Outcome::FIXED + kind.index(),
         }
     }
@@ -94,6 +98,7 @@ impl Outcome {
             Outcome::ProviderUnavailable,
             Outcome::ClientThrottled,
             Outcome::AssertionFailed,
+            Outcome::CrossSite,
         ]
         .into_iter()
         .chain(DenialKind::ALL.into_iter().map(Outcome::Denied))
@@ -113,6 +118,7 @@ impl Outcome {
             Outcome::ProviderUnavailable => "provider_unavailable",
             Outcome::ClientThrottled => "client_throttled",
             Outcome::AssertionFailed => "assertion_failed",
+            Outcome::CrossSite => "cross_site",
         }
     }
 
@@ -160,6 +166,8 @@ pub struct Decision {
     /// The provider that judged the token.
     pub provider: Option<Arc<ProviderEntry>>,
     pub token_key: Option<TokenKey>,
+    /// Which of the route's `token_sources` the token came from.
+    pub token_source: Option<usize>,
     pub cache: Option<LookupOutcome>,
     pub identity: Option<Identity>,
     /// The route's network rule (`allow_cidrs`/`deny_cidrs`), when it refused the client
@@ -253,6 +261,7 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         client: None,
         provider: None,
         token_key: None,
+        token_source: None,
         cache: None,
         identity: None,
         network_denial: None,
@@ -318,16 +327,17 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         return d;
     };
 
-    let token = match extract_bearer(
-        input
-            .headers
-            .get_all(AUTHORIZATION)
-            .iter()
-            .map(|v| v.as_bytes()),
+    let credentials = &route.spec.credentials;
+    let token = match extract_token(
+        &credentials.sources,
+        input.headers,
         input.query,
         DEFAULT_MAX_TOKEN_BYTES,
     ) {
-        Ok(t) => t,
+        Ok((t, source)) => {
+            d.token_source = Some(source);
+            t
+        }
         Err(e) => {
             return d.refuse(
                 Outcome::of_token_error(e),
@@ -335,6 +345,11 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
             )
         }
     };
+    if let Some(TokenSource::Cookie(_)) = d.token_source.map(|i| &credentials.sources[i]) {
+        if let Err(why) = same_site(input, &credentials.trusted_origins) {
+            return d.refuse(Outcome::CrossSite, Refusal::cross_site(why));
+        }
+    }
     let Some(entry) = providers
         .iter()
         .find(|p| p.format.check(token).is_ok() && p.provider.accepts(token))
@@ -419,6 +434,56 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         break;
     }
     d
+}
+
+/// A browser sends the cookie with requests other sites make it send (CSRF): an unsafe
+/// method authenticated by a cookie must come from the request's own origin or a trusted
+/// one. `Sec-Fetch-Site` decides when the browser sent it (`same-origin`, `none`: a user's
+/// own navigation); else `Origin` must match (scheme ignored: TLS may end before the
+/// gateway); a request with neither — not a browser's — is refused too: such clients
+/// send their token in a header.
+fn same_site(input: &DecisionInput<'_>, trusted: &[String]) -> Result<(), &'static str> {
+    if matches!(
+        *input.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
+        return Ok(());
+    }
+    let origin = input
+        .headers
+        .get(http::header::ORIGIN)
+        .map(|v| v.as_bytes());
+    let trusted_origin = origin.is_some_and(|o| trusted.iter().any(|t| t.as_bytes() == o));
+    match input
+        .headers
+        .get("sec-fetch-site")
+        .map(|v| v.as_bytes().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some(b"same-origin") | Some(b"none") => return Ok(()),
+        Some(_) if trusted_origin => return Ok(()),
+        Some(_) => return Err("a cookie-authenticated request from another site (Sec-Fetch-Site)"),
+        None => {}
+    }
+    let Some(origin) = origin else {
+        return Err(
+            "a cookie-authenticated unsafe request without Origin: send the token in a header",
+        );
+    };
+    if trusted_origin {
+        return Ok(());
+    }
+    // Same origin: Origin's host[:port] is the request's Host.
+    let own = origin
+        .split(|b| *b == b'/')
+        .nth(2)
+        .zip(input.host)
+        .is_some_and(|(authority, host)| authority.eq_ignore_ascii_case(host));
+    if own {
+        Ok(())
+    } else {
+        Err("a cookie-authenticated request from another origin")
+    }
 }
 
 #[cfg(test)]

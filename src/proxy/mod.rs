@@ -45,6 +45,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::identity::cache::CacheStatus;
+use crate::identity::token::{without_cookie, TokenSource};
 use crate::identity::Identity;
 use crate::policy::Denial;
 use crate::proxy::decision::{decide, Decision, DecisionInput, Outcome, Verdict};
@@ -215,8 +216,25 @@ impl Proxy {
         if let Some((name, value)) = &ctx.assertion {
             req.insert_header(name.clone(), value.clone())?;
         }
-        if ctx.route().is_some_and(|r| !r.spec.forward_authorization) {
-            req.remove_header(&AUTHORIZATION);
+        if let Some(route) = ctx.route() {
+            let credentials = &route.spec.credentials;
+            if !route.spec.forward_authorization {
+                req.remove_header(&AUTHORIZATION);
+                // A named header credential is the same secret: it goes with it.
+                for source in &credentials.sources {
+                    if let TokenSource::Header(name) = source {
+                        req.remove_header(name.as_str());
+                    }
+                }
+            }
+            let used = ctx
+                .decision
+                .as_ref()
+                .and_then(|d| d.token_source)
+                .and_then(|i| credentials.sources.get(i));
+            if let (Some(TokenSource::Cookie(name)), false) = (used, credentials.forward_cookie) {
+                strip_cookie(req, name)?;
+            }
         }
         crate::proxy::forwarded::set_forwarded(req, ctx.peer, ctx.client(), &snap.trusted_proxies)?;
         req.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
@@ -738,4 +756,20 @@ impl Proxy {
             "request"
         );
     }
+}
+
+/// Removes cookie `name` (the credential) from every `Cookie` header of the upstream
+/// request; a header left empty is dropped.
+fn strip_cookie(req: &mut RequestHeader, name: &str) -> Result<()> {
+    let values: Vec<Vec<u8>> = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| without_cookie(v.as_bytes(), name))
+        .collect();
+    req.remove_header(&http::header::COOKIE);
+    for v in values {
+        req.append_header(http::header::COOKIE, v)?;
+    }
+    Ok(())
 }

@@ -59,6 +59,18 @@ impl Refusal {
         }
     }
 
+    /// 403 `csrf`: a cookie-authenticated unsafe request from another site.
+    pub fn cross_site(description: &'static str) -> Self {
+        Refusal {
+            status: 403,
+            error: "csrf",
+            description: description.into(),
+            challenge: None,
+            retry_after: false,
+            scope: None,
+        }
+    }
+
     /// 503: the identity provider could not answer; the request was not forwarded.
     pub fn provider_unavailable() -> Self {
         Refusal {

@@ -146,6 +146,31 @@ pub struct RouteSpec {
     /// Paths with encoded slashes (`%2F`, `%5C`) are accepted and forwarded as sent; the
     /// route is still chosen on the decoded form.
     pub allow_encoded_slashes: bool,
+    /// Where the token is read, and the cookie rules (`token_sources:`).
+    pub credentials: Credentials,
+}
+
+/// Where a route reads its token, and what a cookie credential obliges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    /// In order; default `[authorization]`.
+    pub sources: Vec<crate::identity::token::TokenSource>,
+    /// Whether a credential cookie stays in the `Cookie` header the upstream gets
+    /// (default false: removed).
+    pub forward_cookie: bool,
+    /// Origins (`https://app.example.com`) besides the request's own from which a
+    /// cookie-authenticated unsafe request is accepted.
+    pub trusted_origins: Vec<String>,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Credentials {
+            sources: vec![crate::identity::token::TokenSource::Authorization],
+            forward_cookie: false,
+            trusted_origins: Vec::new(),
+        }
+    }
 }
 
 /// The one route type the request path uses: its spec, with the names in it resolved to
@@ -271,6 +296,7 @@ mod tests {
             assertion: None,
             stale_if_error: std::time::Duration::ZERO,
             allow_encoded_slashes: false,
+            credentials: Credentials::default(),
         };
         let series = RouteSeries::new(&Metrics::new(), &spec.name, 0);
         Route::resolve(spec, &HashMap::new(), &HashMap::new(), series).unwrap()

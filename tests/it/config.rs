@@ -355,6 +355,31 @@ fn check_rejects_bad_configs_naming_the_key() {
             "providers:\n  u: { kind: userinfo, url: \"http://127.0.0.1:1/a\", response: { claims: { 'e mail': /email } } }\nroutes:\n  - { path_prefix: /, provider: u, upstream: echo }\n",
             &["providers.u.response.claims.e mail"],
         ),
+        // token_sources (issue #17): each mistake names its entry.
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, token_sources: [authorization, { cookie: \"my session\" }] }\n",
+            &["routes[0].token_sources[1]", "not a cookie name"],
+        ),
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, token_sources: [{ header: Cookie }] }\n",
+            &["routes[0].token_sources[0]", "cannot carry a token"],
+        ),
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, token_sources: [{ header: X-Api-Key }, { header: x-api-key }] }\n",
+            &["routes[0].token_sources[1]", "listed twice"],
+        ),
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, token_sources: [{ query: token }] }\n",
+            &["routes[0].token_sources[0]", "unknown token source `query`"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo, token_sources: [{ cookie: sid }] }\n",
+            &["routes[0].token_sources", "auth: none"],
+        ),
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, token_sources: [{ cookie: sid }], csrf_trusted_origins: [\"https://app.example.com/login\"] }\n",
+            &["routes[0].csrf_trusted_origins[0]", "https://app.example.com"],
+        ),
         // cluster: (Redis) — every mistake names its key, no secret is echoed.
         (
             "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"http://127.0.0.1:6379\" }\n  key_secret_file: /etc/hostname\n",

@@ -16,6 +16,7 @@
 //! | `process` | the binary: SIGTERM, logs without tokens, `--healthcheck` |
 //! | `direct` | the lean request path and the hand-over to the full proxy on one connection |
 //! | `dashboard` | the Grafana dashboard's queries name real metrics |
+//! | `token_sources` | tokens from cookies and named headers, one credential, CSRF on cookies |
 
 mod support;
 
@@ -31,3 +32,4 @@ mod presets;
 mod process;
 mod providers;
 mod resilience;
+mod token_sources;
