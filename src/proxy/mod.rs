@@ -227,13 +227,14 @@ impl Proxy {
                     }
                 }
             }
-            let used = ctx
-                .decision
-                .as_ref()
-                .and_then(|d| d.token_source)
-                .and_then(|i| credentials.sources.get(i));
-            if let (Some(TokenSource::Cookie(name)), false) = (used, credentials.forward_cookie) {
-                strip_cookie(req, name)?;
+            // Whichever source the token was read from: a credential cookie sent beside
+            // the same token in a header is still the credential.
+            if !credentials.forward_cookie {
+                for source in &credentials.sources {
+                    if let TokenSource::Cookie(name) = source {
+                        strip_cookie(req, name)?;
+                    }
+                }
             }
         }
         crate::proxy::forwarded::set_forwarded(req, ctx.peer, ctx.client(), &snap.trusted_proxies)?;

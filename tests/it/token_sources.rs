@@ -212,6 +212,18 @@ async fn two_credentials_none_or_an_unconfigured_source_are_refused() {
         calls + 1,
         "no refused request reached the upstream"
     );
+    // Read from Authorization (listed first), the same token in the cookie is still the
+    // credential: removed.
+    let bearer = format!("Bearer {BROWSER}");
+    let r = send(
+        &g,
+        reqwest::Method::GET,
+        "/console/x",
+        &[("authorization", &bearer), ("cookie", &cookie(BROWSER))],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.last().all("cookie"), vec!["theme=dark; lang=en"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
