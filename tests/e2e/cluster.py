@@ -54,12 +54,20 @@ import time
 ADMIN_TOKEN = "cluster-admin-token-0123456789"
 
 
+_TAKEN = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port free a moment ago and not handed out before (two calls in a row can get
+    the same port from the kernel)."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _TAKEN:
+            _TAKEN.add(port)
+            return port
 
 
 class Provider(http.server.ThreadingHTTPServer):

@@ -1,8 +1,25 @@
 # Helpers shared by the end-to-end scripts (tests/e2e/*.sh, benches/load/run.sh).
 
-# A TCP port on 127.0.0.1 that was free a moment ago.
+# A TCP port on 127.0.0.1 that was free a moment ago, and that this script has not been
+# given before: two calls in a row can get the same port from the kernel (a load-harness
+# run once configured admin_listen = listen), so the ports handed out are remembered.
+_SG_PORTS_TAKEN=$(mktemp "${TMPDIR:-/tmp}/sg-ports.XXXXXX")
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    python3 - "$_SG_PORTS_TAKEN" <<'PY'
+import socket, sys
+path = sys.argv[1]
+taken = set(open(path).read().split())
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = str(s.getsockname()[1])
+    s.close()
+    if port not in taken:
+        break
+with open(path, "a") as f:
+    f.write(port + "\n")
+print(port)
+PY
 }
 
 # wait_http URL SECONDS: poll until URL answers 2xx, or fail naming it.

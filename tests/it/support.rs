@@ -15,13 +15,25 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use sessiongate::{Gateway, GatewayHandle};
 
-/// A port that was free a moment ago (the gateway binds it itself).
+/// A port that was free a moment ago (the gateway binds it itself), never handed out
+/// before in this test binary: two calls in a row can get the same port from the kernel.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static TAKEN: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if TAKEN
+            .lock()
+            .unwrap()
+            .get_or_insert_with(Default::default)
+            .insert(port)
+        {
+            return port;
+        }
+    }
 }
 
 /// A request as a fake server received it.
