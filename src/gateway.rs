@@ -79,7 +79,15 @@ impl Gateway {
     /// (see `proxy::direct`); both run the same `Proxy` steps. Public so a benchmark can
     /// drive the whole request path over an in-memory connection.
     pub fn proxy_app(&self, conf: &Arc<ServerConf>) -> Limited<Direct> {
-        let full_proxy = pingora::proxy::http_proxy(conf, Proxy::new(self.state.clone()));
+        let mut full_proxy = pingora::proxy::http_proxy(conf, Proxy::new(self.state.clone()));
+        let mut options = pingora::apps::HttpServerOptions::default();
+        // HTTP/2 with prior knowledge on the plain listener, when asked for (on TLS,
+        // ALPN decides); never by `Upgrade: h2c`.
+        options.h2c = self.settings.h2c;
+        // An HTTP/2 connection with no stream open is idle (the stream wrapper bounds only
+        // the wait for its first bytes).
+        options.h2_idle_timeout = Some(self.settings.connections.idle_timeout);
+        full_proxy.server_options = Some(options);
         let upstreams = pingora::connectors::http::Connector::new(Some(
             pingora::connectors::ConnectorOptions::from_server_conf(conf),
         ));
@@ -107,10 +115,24 @@ impl Gateway {
         let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
         server.bootstrap();
 
-        let mut proxy = Service::new(
-            "sessiongate proxy".to_string(),
-            self.proxy_app(&server.configuration),
-        );
+        let app = self.proxy_app(&server.configuration);
+        // The TLS listener serves the same application and shares the connection count;
+        // the handshake is made by the application (see `proxy::connection`).
+        let tls_proxy =
+            self.settings
+                .tls
+                .as_ref()
+                .zip(self.state.tls.clone())
+                .map(|(tls, store)| {
+                    let config = crate::tls::server_config(store, tls.http2);
+                    let acceptor =
+                        pingora::listeners::tls::Acceptor::from_server_config(Arc::new(config));
+                    let mut service =
+                        Service::new("sessiongate proxy tls".to_string(), app.with_tls(acceptor));
+                    service.add_tcp(&tls.listen.to_string());
+                    service
+                });
+        let mut proxy = Service::new("sessiongate proxy".to_string(), app);
         proxy.add_tcp(&self.settings.listen.to_string());
 
         let proxy_addr: SocketAddr = self.settings.listen;
@@ -142,10 +164,14 @@ impl Gateway {
             WarmUpAndReload {
                 state: self.state.clone(),
                 watch: self.watch,
+                certificates: self.settings.tls.as_ref().and_then(|t| t.watch),
             },
         );
 
         server.add_service(proxy);
+        if let Some(tls) = tls_proxy {
+            server.add_service(tls);
+        }
         server.add_service(admin);
         server.add_service(warm_up);
         server
@@ -194,6 +220,15 @@ impl Gateway {
 struct WarmUpAndReload {
     state: Arc<GatewayState>,
     watch: Option<Duration>,
+    /// How often the TLS certificate files are checked (`tls.watch`).
+    certificates: Option<Duration>,
+}
+
+/// An interval whose first tick is one period away.
+fn ticker(every: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
 }
 
 /// A digest of the config file's content, `None` when it cannot be read.
@@ -227,11 +262,8 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
             .watch
             .zip(self.state.config_path().map(Path::to_path_buf));
         let mut last_digest = watched.as_ref().and_then(|(_, p)| file_digest(p));
-        let mut ticks = watched.as_ref().map(|(every, _)| {
-            let mut t = tokio::time::interval(*every);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            t
-        });
+        let mut ticks = watched.as_ref().map(|(every, _)| ticker(*every));
+        let mut certificate_ticks = self.certificates.map(ticker);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -240,6 +272,9 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
                     // Errors are logged and counted by the reload itself.
                     let _ = self.state.reload_from_file().await;
                     last_digest = watched.as_ref().and_then(|(_, p)| file_digest(p));
+                }
+                _ = async { match &mut certificate_ticks { Some(t) => { t.tick().await; } None => std::future::pending::<()>().await } } => {
+                    self.state.check_certificates();
                 }
                 _ = async { match &mut ticks { Some(t) => { t.tick().await; } None => std::future::pending::<()>().await } } => {
                     let Some((_, path)) = &watched else { continue };

@@ -56,7 +56,7 @@
 //! (the assembly: settings → snapshot, and reloads); [`gateway`] (the Pingora server);
 //! [`admin`] (`/healthz`, `/readyz`, `/metrics`, JWKS; the admin API in `admin::api`,
 //! `explain`'s serializable trace in `admin::explain`); [`telemetry`] (metrics, logging:
-//! leaves); [`clock`] (the time decisions are made on); [`secret`]; [`cluster`] (replicas
+//! leaves); [`clock`] (the time decisions are made on); [`secret`]; [`tls`] (the TLS listener's certificates: SNI choice, rotation; a leaf); [`cluster`] (replicas
 //! sharing revocations through a Redis Stream and identities through sealed Redis values:
 //! `link` the connection and breaker, `seal` the encryption, `shared` the L2).
 //!
@@ -85,5 +85,6 @@ pub mod proxy;
 pub mod secret;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 
 pub use gateway::{Gateway, GatewayHandle};

@@ -61,9 +61,16 @@ pub fn start(
         }
         None => (TokenHasher::random(), None),
     };
+    let tls = match &settings.tls {
+        Some(t) => Some(Arc::new(
+            crate::tls::CertStore::load(t.certificates.clone())
+                .map_err(|e| ConfigError::at("tls.certificates", e))?,
+        )),
+        None => None,
+    };
     metrics.config_last_reload_success.set(1);
     metrics.config_last_reload_success_time.set(unix_now());
-    Ok(GatewayState {
+    let state = GatewayState {
         current: ArcSwap::from_pointee(snapshot),
         cache,
         hasher,
@@ -75,7 +82,10 @@ pub fn start(
             path: config_path,
             applied: tokio::sync::Mutex::new(settings),
         }),
-    })
+        tls,
+    };
+    state.publish_certificates();
+    Ok(state)
 }
 
 /// Reloads from the config file; holds the settings in force (to report what changed).
@@ -153,6 +163,8 @@ impl ConfigReloader {
             .set_stale_horizon(stale_horizon(&snapshot).max(stale_horizon(&old)));
         state.current.store(Arc::new(snapshot));
         *applied = settings;
+        // A reload (SIGHUP, the admin API, a changed file) also picks up rotated certificates.
+        state.check_certificates();
         state.metrics.config_last_reload_success.set(1);
         state
             .metrics
@@ -206,6 +218,13 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.admin_api_listen != new.admin_api_listen {
         out.push("admin.listen");
+    }
+    if old.tls != new.tls {
+        // Certificate *content* is reloaded live (`tls.watch`, or any reload).
+        out.push("tls");
+    }
+    if old.h2c != new.h2c {
+        out.push("h2c");
     }
     if old.threads != new.threads {
         out.push("threads");

@@ -19,6 +19,13 @@ pub struct FileConfig {
     pub listen: String,
     /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`).
     pub admin_listen: String,
+    /// A TLS listener for the proxy (HTTPS, and HTTP/2 by ALPN); `listen` stays plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsFile>,
+    /// Also accept HTTP/2 with prior knowledge (h2c) on the plain `listen` (default
+    /// false). Never by `Upgrade: h2c`, which is always refused.
+    #[serde(default)]
+    pub h2c: Option<bool>,
     /// Worker threads of the proxy service (Pingora's `threads`).
     #[serde(default)]
     pub threads: Option<usize>,
@@ -75,6 +82,31 @@ pub struct RequestsFile {
     /// from clients; every other one is removed.
     #[serde(default)]
     pub keep_override_headers: Vec<String>,
+}
+
+/// `tls:` — the proxy's TLS listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// Address of the TLS listener, e.g. `0.0.0.0:8443`.
+    pub listen: String,
+    /// Certificate chains and keys (PEM files); chosen by SNI, the first is the default.
+    pub certificates: Vec<CertificateFile>,
+    /// Offer HTTP/2 by ALPN (default true).
+    pub http2: Option<bool>,
+    /// How often the certificate files are checked for a change (default 10s; `0s`: only
+    /// on a config reload).
+    pub watch: Option<ConfigDuration>,
+}
+
+/// One certificate of `tls.certificates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    /// PEM file with the certificate chain, leaf first (Kubernetes `tls.crt`).
+    pub chain: String,
+    /// PEM file with its private key (Kubernetes `tls.key`).
+    pub key: String,
 }
 
 /// `connections:` — limits on downstream connections.

@@ -91,6 +91,10 @@ pub struct ProviderSettings {
 pub struct Settings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// `tls:`: the TLS listener (certificates, ALPN); `None`: plain HTTP only.
+    pub tls: Option<crate::tls::TlsListener>,
+    /// `h2c`: HTTP/2 with prior knowledge on the plain listener.
+    pub h2c: bool,
     pub threads: usize,
     /// One work-stealing runtime for all proxy threads (`true`, the default) or one
     /// runtime per thread, each connection staying on the thread that accepted it

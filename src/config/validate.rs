@@ -49,6 +49,10 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         }
         None => None,
     };
+    let tls = match &file.tls {
+        Some(t) => Some(tls(t, base_dir, &[listen, admin_listen], admin_api_listen)?),
+        None => None,
+    };
     let threads = match file.threads {
         Some(0) => return Err(ConfigError::at("threads", "must be at least 1")),
         Some(n) => n,
@@ -158,6 +162,8 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         cluster,
         listen,
         admin_listen,
+        tls,
+        h2c: file.h2c.unwrap_or(false),
         threads,
         work_stealing: file.work_stealing.unwrap_or(true),
         shutdown_grace_period: file
@@ -798,6 +804,55 @@ fn requests(file: &FileConfig) -> Result<RequestSettings> {
     Ok(RequestSettings {
         case_insensitive_paths: r.case_insensitive_paths.unwrap_or(false),
         hygiene: HeaderHygiene { keep_override },
+    })
+}
+
+/// Default of `tls.watch`: Kubernetes updates a mounted secret within about a minute; a
+/// check costs two small file reads per certificate.
+const DEFAULT_TLS_WATCH: Duration = Duration::from_secs(10);
+
+fn tls(
+    t: &super::file::TlsFile,
+    base_dir: &Path,
+    taken: &[SocketAddr],
+    admin_api: Option<SocketAddr>,
+) -> Result<crate::tls::TlsListener> {
+    let listen = socket_addr("tls.listen", &t.listen)?;
+    if taken.contains(&listen) || admin_api == Some(listen) {
+        return Err(ConfigError::at(
+            "tls.listen",
+            "must differ from `listen`, `admin_listen` and `admin.listen`",
+        ));
+    }
+    if t.certificates.is_empty() {
+        return Err(ConfigError::at(
+            "tls.certificates",
+            "at least one certificate is needed (chain: …, key: …)",
+        ));
+    }
+    let mut certificates = Vec::with_capacity(t.certificates.len());
+    for (i, c) in t.certificates.iter().enumerate() {
+        let files = crate::tls::CertificateFiles {
+            chain: base_dir.join(&c.chain),
+            key: base_dir.join(&c.key),
+        };
+        // Loaded now so that a bad pair stops the start (or the reload) with its key named.
+        crate::tls::load_pair(&files)
+            .map_err(|e| ConfigError::at(format!("tls.certificates[{i}]"), e))?;
+        certificates.push(files);
+    }
+    let watch = t.watch.map_or(DEFAULT_TLS_WATCH, |d| d.0);
+    if !watch.is_zero() && watch < Duration::from_secs(1) {
+        return Err(ConfigError::at(
+            "tls.watch",
+            "must be at least 1s (or 0s: check only on a config reload)",
+        ));
+    }
+    Ok(crate::tls::TlsListener {
+        listen,
+        certificates,
+        http2: t.http2.unwrap_or(true),
+        watch: (!watch.is_zero()).then_some(watch),
     })
 }
 

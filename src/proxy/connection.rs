@@ -17,6 +17,12 @@
 //! wait: a request whose headers arrive in one read, on a kept-alive connection, costs no
 //! timer at all. A response still being written pushes the idle deadline back.
 //!
+//! On the TLS listener the handshake is made here too (not by Pingora's listener, which
+//! allows 60 s uncounted): inside the connection count, within `header_timeout`, counted
+//! by outcome. An HTTP/2 connection (ALPN `h2`, or the h2c preface as its first bytes)
+//! carries frames, not HTTP/1 heads: only the wait for its first bytes has a deadline
+//! here; Pingora's HTTP/2 server closes it when idle (`h2_idle_timeout`).
+//!
 //! The wrapper also keeps the bytes of the request head it read last (the reads from the
 //! request's first byte to the end of its headers, so any body bytes that came with
 //! them too), so the direct path can hand a request it does not serve to Pingora's full
@@ -31,6 +37,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::TlsRef;
 use pingora::protocols::{
@@ -48,6 +56,9 @@ pub struct Limited<A> {
     inner: Arc<A>,
     state: Arc<GatewayState>,
     open: Arc<AtomicUsize>,
+    /// The TLS listener's acceptor: the handshake is made here, under the connection
+    /// limit and the header deadline (Pingora's own listener TLS allows 60 s uncounted).
+    tls: Option<Arc<Acceptor>>,
 }
 
 impl<A> Limited<A> {
@@ -56,6 +67,17 @@ impl<A> Limited<A> {
             inner: Arc::new(inner),
             state,
             open: Arc::new(AtomicUsize::new(0)),
+            tls: None,
+        }
+    }
+
+    /// The same application and connection count, for a listener that speaks TLS.
+    pub fn with_tls(&self, acceptor: Acceptor) -> Self {
+        Limited {
+            inner: self.inner.clone(),
+            state: self.state.clone(),
+            open: self.open.clone(),
+            tls: Some(Arc::new(acceptor)),
         }
     }
 }
@@ -104,12 +126,38 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
                 .connections_closed
                 .with_label_values(&["over_limit"])
                 .inc();
+            if self.tls.is_some() {
+                // No handshake is spent on a connection that will not be served.
+                return None;
+            }
             let response = over_limit_response();
             let write = stream.write_all(response.as_bytes());
             let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.flush()).await;
             return None;
         }
+        let stream: Stream = match &self.tls {
+            None => stream,
+            Some(acceptor) => {
+                // The listener is plain TCP: its streams are Pingora's L4 streams.
+                let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
+                    tracing::error!("TLS listener: a connection that is not TCP; closing it");
+                    return None;
+                };
+                let handshake = acceptor.tls_handshake(*l4);
+                let (outcome, tls) =
+                    match tokio::time::timeout(limits.header_timeout, handshake).await {
+                        Ok(Ok(tls)) => ("ok", Some(tls)),
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            (handshake_failure(&e), None)
+                        }
+                        Err(_) => ("timeout", None),
+                    };
+                metrics.tls_handshakes.with_label_values(&[outcome]).inc();
+                Box::new(tls?)
+            }
+        };
         let closed = metrics.connections_closed.clone();
         let wrapped = Deadlines::new(
             stream,
@@ -123,6 +171,20 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
 
     async fn cleanup(&self) {
         self.inner.cleanup().await;
+    }
+}
+
+/// `closed`: the client hung up before finishing the handshake (a TCP health check does,
+/// sending nothing); `failed`: anything else (not TLS, no shared version or cipher, an
+/// alert from the client).
+fn handshake_failure(e: &pingora::Error) -> &'static str {
+    // Pingora keeps the I/O error only as text ("... tls handshake eof"); the integration
+    // test `tls::handshakes_are_bounded_by_the_header_deadline_and_counted` pins it.
+    let text = e.to_string();
+    if text.contains("handshake eof") || text.contains("reset by peer") {
+        "closed"
+    } else {
+        "failed"
     }
 }
 
@@ -162,7 +224,17 @@ pub struct Deadlines {
     replay: Option<(Vec<u8>, usize)>,
     /// The current head outgrew [`HEAD_LIMIT`] or its response began: not kept.
     head_lost: bool,
+    /// HTTP/2 (ALPN `h2`, or the h2c preface): frames, not HTTP/1 heads. Only the wait
+    /// for the first bytes is bounded here; Pingora closes an HTTP/2 connection idle
+    /// with no stream open (`h2_idle_timeout`).
+    http2: bool,
+    /// Anything was read on this connection yet.
+    read_any: bool,
 }
+
+/// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4), up to where it
+/// differs from any HTTP/1 request line.
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0\r\n";
 
 /// The most request-head bytes kept for a hand-over: Pingora's own header limit (1 MiB)
 /// plus one read.
@@ -184,7 +256,10 @@ impl Deadlines {
         header_timeout: Duration,
         on_close: Box<dyn Fn(&'static str) + Send + Sync>,
     ) -> Self {
+        let http2 = inner.selected_alpn_proto() == Some(ALPN::H2);
         Deadlines {
+            http2,
+            read_any: false,
             inner,
             phase: Phase::Fresh,
             idle_timeout,
@@ -228,6 +303,19 @@ impl Deadlines {
         if data.is_empty() {
             return;
         }
+        if !self.read_any {
+            // The connection's first bytes (an HTTP/2 server may have written its SETTINGS
+            // before reading them, so the phase does not tell).
+            self.read_any = true;
+            self.http2 |= data.starts_with(H2_PREFACE_START);
+        }
+        if self.http2 {
+            if self.phase != Phase::Tunnel {
+                self.phase = Phase::Tunnel;
+                self.deadline = None;
+            }
+            return;
+        }
         if matches!(self.phase, Phase::Fresh | Phase::Responded) {
             self.phase = Phase::Headers;
             self.blank_line = BlankLine::default();
@@ -254,7 +342,7 @@ impl Deadlines {
     }
 
     fn saw_write(&mut self, data: &[u8]) {
-        if data.is_empty() {
+        if data.is_empty() || self.http2 {
             return;
         }
         if !self.head.is_empty() {

@@ -69,12 +69,14 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 
 /// `X-Forwarded-For` gets the peer appended (a chain from an untrusted peer is
 /// replaced, not extended); `X-Forwarded-Proto` / `-Host` are kept only from trusted
-/// proxies; `X-Real-IP` is the client address the gateway decided on; `Forwarded`
+/// proxies (else `X-Forwarded-Proto` is how the client reached the gateway: `https` on the
+/// TLS listener); `X-Real-IP` is the client address the gateway decided on; `Forwarded`
 /// from an untrusted peer is dropped.
 pub fn set_forwarded(
     req: &mut RequestHeader,
     peer: Option<IpAddr>,
     client: Option<IpAddr>,
+    https: bool,
     trusted_proxies: &TrustedProxies,
 ) -> Result<()> {
     // Header names are constants (no parsing per request); an address is formatted once
@@ -111,7 +113,8 @@ pub fn set_forwarded(
         peer_text = Some(text);
     }
     if !trusted || !req.headers.contains_key(&PROTO) {
-        req.insert_header(PROTO, HeaderValue::from_static("http"))?;
+        let scheme = if https { "https" } else { "http" };
+        req.insert_header(PROTO, HeaderValue::from_static(scheme))?;
     }
     if !trusted || !req.headers.contains_key(&XFH) {
         match req.headers.get(http::header::HOST).cloned() {

@@ -80,6 +80,8 @@ pub struct RequestCtx {
     assertion: Option<(HeaderName, HeaderValue)>,
     /// The client asked to switch protocols (`Upgrade`); only then may a 101 reach it.
     upgrade_requested: bool,
+    /// The request came over TLS (the `tls.listen` listener).
+    https: bool,
 }
 
 impl RequestCtx {
@@ -237,7 +239,13 @@ impl Proxy {
                 }
             }
         }
-        crate::proxy::forwarded::set_forwarded(req, ctx.peer, ctx.client(), &snap.trusted_proxies)?;
+        crate::proxy::forwarded::set_forwarded(
+            req,
+            ctx.peer,
+            ctx.client(),
+            ctx.https,
+            &snap.trusted_proxies,
+        )?;
         req.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
     }
@@ -340,6 +348,7 @@ impl Proxy {
     fn begin(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<Arc<Snapshot>> {
         ctx.request_id = request_id(session.req_header());
         ctx.upgrade_requested = session.is_upgrade_req();
+        ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let snap = self.state.snapshot();
         ctx.snapshot = Some(snap.clone());
         let limits = &snap.connections;
@@ -532,6 +541,7 @@ impl Proxy {
             rejection: None,
             assertion: None,
             upgrade_requested: false,
+            https: false,
         }
     }
 

@@ -102,6 +102,8 @@ pub struct GatewayState {
     pub hasher: TokenHasher,
     /// The replicas' shared revocation stream (`cluster:`), when configured.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The TLS listener's certificates (`tls:`), reloaded in place.
+    pub tls: Option<Arc<crate::tls::CertStore>>,
     pub assertions: AssertionCache,
     pub metrics: Metrics,
     pub clock: SharedClock,
@@ -117,6 +119,39 @@ impl GatewayState {
     /// Reads the config file again and applies it; on error the old one keeps serving.
     pub async fn reload_from_file(&self) -> Result<ReloadReport, ReloadRejected> {
         self.reloader.reload_from_file(self).await
+    }
+
+    /// Reads the TLS certificate files again; a changed set that loads replaces the one in
+    /// use, one that does not is logged and counted and the old one stays.
+    pub fn check_certificates(&self) {
+        use crate::tls::Reload;
+        let Some(store) = &self.tls else { return };
+        let reloads = &self.metrics.tls_certificate_reloads;
+        match store.reload() {
+            Reload::Unchanged | Reload::StillRejected => {}
+            Reload::Loaded => {
+                reloads.with_label_values(&["loaded"]).inc();
+                self.publish_certificates();
+                let names: Vec<String> =
+                    store.current().iter().map(|c| c.names.join(",")).collect();
+                tracing::info!(certificates = ?names, "TLS certificates reloaded");
+            }
+            Reload::Rejected(why) => {
+                reloads.with_label_values(&["rejected"]).inc();
+                tracing::error!(error = %why, "TLS certificate files changed but do not load; the previous certificates stay in use");
+            }
+        }
+    }
+
+    /// Sets the certificate expiry gauges from the certificates in use.
+    pub fn publish_certificates(&self) {
+        let Some(store) = &self.tls else { return };
+        for (i, c) in store.current().iter().enumerate() {
+            self.metrics
+                .tls_certificate_expiry
+                .with_label_values(&[i.to_string().as_str()])
+                .set(c.not_after);
+        }
     }
 
     /// The file reloads read.

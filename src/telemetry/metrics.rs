@@ -121,6 +121,17 @@ pub struct Metrics {
     /// `sessiongate_connections_closed_total{reason}`: client connections the gateway
     /// closed for a limit (header_timeout, idle_timeout, body_timeout, over_limit).
     pub connections_closed: IntCounterVec,
+    /// `sessiongate_tls_handshakes_total{outcome}`: TLS handshakes on `tls.listen` (ok;
+    /// closed: the client hung up first, as TCP health checks do; failed: not TLS, no
+    /// common version or cipher, a client alert; timeout: not done within
+    /// `connections.header_timeout`).
+    pub tls_handshakes: IntCounterVec,
+    /// `sessiongate_tls_certificate_reloads_total{result}`: certificate files that changed
+    /// and were loaded, or rejected (the old certificates stay in use).
+    pub tls_certificate_reloads: IntCounterVec,
+    /// `sessiongate_tls_certificate_expiry_timestamp_seconds{certificate}`: `notAfter` of
+    /// each certificate in use, by its index in `tls.certificates`.
+    pub tls_certificate_expiry: IntGaugeVec,
     /// `sessiongate_cluster_*`: the replicas' shared revocation stream (all zero without
     /// a `cluster:` section).
     pub cluster: ClusterMetrics,
@@ -434,6 +445,21 @@ impl Metrics {
                 "Client connections closed by a limit: header_timeout, idle_timeout, body_timeout, over_limit.",
                 &["reason"],
             ),
+            tls_handshakes: counter(
+                "sessiongate_tls_handshakes_total",
+                "TLS handshakes on the proxy's TLS listener by outcome: ok, closed (client hung up), failed, timeout.",
+                &["outcome"],
+            ),
+            tls_certificate_reloads: counter(
+                "sessiongate_tls_certificate_reloads_total",
+                "Changed TLS certificate files: loaded, or rejected (the old certificates stay in use).",
+                &["result"],
+            ),
+            tls_certificate_expiry: gauge(
+                "sessiongate_tls_certificate_expiry_timestamp_seconds",
+                "notAfter of each TLS certificate in use, by its index in tls.certificates.",
+                &["certificate"],
+            ),
             build_info,
             registry,
         }
@@ -491,6 +517,12 @@ impl Metrics {
             "over_limit",
         ] {
             self.connections_closed.with_label_values(&[reason]);
+        }
+        for outcome in ["ok", "closed", "failed", "timeout"] {
+            self.tls_handshakes.with_label_values(&[outcome]);
+        }
+        for result in ["loaded", "rejected"] {
+            self.tls_certificate_reloads.with_label_values(&[result]);
         }
         for cache in ["positive", "negative"] {
             self.cache_entries.with_label_values(&[cache]);

@@ -380,6 +380,35 @@ fn check_rejects_bad_configs_naming_the_key() {
             "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, token_sources: [{ cookie: sid }], csrf_trusted_origins: [\"https://app.example.com/login\"] }\n",
             &["routes[0].csrf_trusted_origins[0]", "https://app.example.com"],
         ),
+        // tls: — each mistake names its key; a key file's content is never echoed.
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ntls:\n  listen: 127.0.0.1:18080\n  certificates: []\n",
+            &["tls.listen", "must differ"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ntls:\n  listen: 127.0.0.1:18443\n  certificates: []\n",
+            &["tls.certificates", "at least one"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ntls:\n  listen: 127.0.0.1:18443\n  certificates: [{ chain: /nonexistent/tls.crt, key: /nonexistent/tls.key }]\n",
+            &["tls.certificates[0]", "cannot read /nonexistent/tls.crt"],
+        ),
+        (
+            concat!("routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ntls:\n  listen: 127.0.0.1:18443\n  certificates:\n    - { chain: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-tls.crt, key: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-tls.crt }\n"),
+            &["tls.certificates[0]", "demo-tls.crt: no PEM private key"],
+        ),
+        (
+            concat!("routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ntls:\n  listen: 127.0.0.1:18443\n  certificates:\n    - { chain: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-tls.key, key: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-tls.key }\n"),
+            &["tls.certificates[0]", "no certificate in the file"],
+        ),
+        (
+            concat!("routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ntls:\n  listen: 127.0.0.1:18443\n  certificates:\n    - { chain: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-tls.crt, key: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-tls.key }\n  watch: 100ms\n"),
+            &["tls.watch", "at least 1s"],
+        ),
+        (
+            concat!("routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ntls:\n  listen: 127.0.0.1:18443\n  certificates:\n    - { chain: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-tls.crt, key: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-tls.key }\n  min_version: \"1.0\"\n"),
+            &["tls", "min_version"],
+        ),
         // cluster: (Redis) — every mistake names its key, no secret is echoed.
         (
             "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"http://127.0.0.1:6379\" }\n  key_secret_file: /etc/hostname\n",
@@ -434,7 +463,9 @@ fn check_rejects_bad_configs_naming_the_key() {
             assert!(stderr.contains(want), "missing {want:?} in: {stderr}");
         }
         assert!(
-            !stderr.contains("hunter2") && !stderr.contains("panicked"),
+            !stderr.contains("hunter2")
+                && !stderr.contains("PRIVATE KEY")
+                && !stderr.contains("panicked"),
             "{stderr}"
         );
     }

@@ -1,0 +1,428 @@
+//! TLS on the proxy's `tls.listen` listener: certificates from PEM files, chosen per
+//! connection by SNI, reloaded when the files change.
+//!
+//! - **Versions and ciphers**: TLS 1.2 and 1.3 only, rustls' ring suites (AEAD only,
+//!   forward secrecy only: no CBC, no RSA key exchange, no SHA-1 MACs).
+//! - **SNI**: the first certificate whose names (SAN DNS names, wildcards as RFC 6125
+//!   reads them, via webpki) cover the requested name, preferring one whose key the
+//!   client can verify; no SNI, or no match, gets the first certificate.
+//! - **Rotation**: [`CertStore::reload`] reads the files again and swaps the set in one
+//!   step when their content changed; a set that does not load (a half-written secret, a
+//!   key that is not the certificate's) keeps the old one and says why. Handshakes in
+//!   flight keep the certificate they chose.
+//!
+//! Plain data ([`TlsListener`], [`CertificateFiles`]) comes from the config; what this
+//! module builds from it (the rustls server config, the store) lives with the listener.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// One certificate: its chain (leaf first) and its private key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub chain: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `tls:` — the TLS listener, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListener {
+    pub listen: SocketAddr,
+    /// In order of preference; the first is the default (no SNI, unknown name).
+    pub certificates: Vec<CertificateFiles>,
+    /// Offer HTTP/2 by ALPN (`h2`, then `http/1.1`).
+    pub http2: bool,
+    /// How often the certificate files are checked for a change; `None`: only on reload.
+    pub watch: Option<Duration>,
+}
+
+/// A loaded certificate and what is known of it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub key: Arc<CertifiedKey>,
+    /// The leaf's DNS names (SAN), or its common name when it has none; for logs.
+    pub names: Vec<String>,
+    /// The leaf's `notAfter`, seconds since the epoch.
+    pub not_after: i64,
+}
+
+/// Reads one certificate pair, checking that the key belongs to the leaf.
+pub fn load_pair(files: &CertificateFiles) -> Result<Loaded, String> {
+    let chain_pem = std::fs::read(&files.chain)
+        .map_err(|e| format!("cannot read {}: {e}", files.chain.display()))?;
+    let key_pem = std::fs::read(&files.key)
+        .map_err(|e| format!("cannot read {}: {e}", files.key.display()))?;
+    pair_from_pem(&chain_pem, &key_pem, files)
+}
+
+fn pair_from_pem(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+    files: &CertificateFiles,
+) -> Result<Loaded, String> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            format!(
+                "{}: not a PEM certificate chain ({e})",
+                files.chain.display()
+            )
+        })?;
+    let Some(leaf) = chain.first() else {
+        return Err(format!(
+            "{}: no certificate in the file",
+            files.chain.display()
+        ));
+    };
+    let (names, not_after) = describe(leaf).map_err(|e| {
+        format!(
+            "{}: the first certificate does not parse ({e})",
+            files.chain.display()
+        )
+    })?;
+    // Never echo key material: the error names the file and the kind of problem only.
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
+        format!(
+            "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in the file",
+            files.key.display()
+        )
+    })?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|_| {
+        format!(
+            "{}: a key type rustls cannot sign with (RSA, ECDSA P-256/P-384, Ed25519 are supported)",
+            files.key.display()
+        )
+    })?;
+    let key = CertifiedKey::new(chain, signer);
+    key.keys_match().map_err(|_| {
+        format!(
+            "{} is not the private key of the first certificate in {}",
+            files.key.display(),
+            files.chain.display()
+        )
+    })?;
+    Ok(Loaded {
+        key: Arc::new(key),
+        names,
+        not_after,
+    })
+}
+
+fn describe(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(n) => names.push((*n).to_string()),
+                GeneralName::IPAddress(ip) => names.push(format!("ip:{}", hex::encode(ip))),
+                _ => {}
+            }
+        }
+    }
+    if names.is_empty() {
+        if let Some(cn) = cert.subject().iter_common_name().next() {
+            if let Ok(cn) = cn.as_str() {
+                names.push(cn.to_string());
+            }
+        }
+    }
+    Ok((names, cert.validity().not_after.timestamp()))
+}
+
+/// What [`CertStore::reload`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// The files are as they were.
+    Unchanged,
+    /// A new set is in use.
+    Loaded,
+    /// The files changed but do not load; the old set stays in use.
+    Rejected(String),
+    /// The same content as the last rejected attempt (already reported).
+    StillRejected,
+}
+
+/// The listener's certificates: a rustls resolver whose set can be swapped while
+/// connections are being accepted.
+pub struct CertStore {
+    files: Vec<CertificateFiles>,
+    current: ArcSwap<Vec<Loaded>>,
+    /// Hash of the file contents last loaded, and of the last content seen at all.
+    seen: Mutex<(u64, u64)>,
+}
+
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore")
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+impl CertStore {
+    /// Loads every pair; the first problem is the error (naming the file).
+    pub fn load(files: Vec<CertificateFiles>) -> Result<Self, String> {
+        let (contents, hash) = read_all(&files)?;
+        let set = parse_all(&files, &contents)?;
+        Ok(CertStore {
+            files,
+            current: ArcSwap::from_pointee(set),
+            seen: Mutex::new((hash, hash)),
+        })
+    }
+
+    /// Reads the files again; swaps the set in when their content changed and loads.
+    pub fn reload(&self) -> Reload {
+        let (contents, hash) = match read_all(&self.files) {
+            Ok(read) => read,
+            Err(e) => return self.rejected(None, e),
+        };
+        {
+            let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if hash == seen.0 {
+                return Reload::Unchanged;
+            }
+        }
+        match parse_all(&self.files, &contents) {
+            Ok(set) => {
+                self.current.store(Arc::new(set));
+                *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = (hash, hash);
+                Reload::Loaded
+            }
+            Err(e) => self.rejected(Some(hash), e),
+        }
+    }
+
+    fn rejected(&self, hash: Option<u64>, why: String) -> Reload {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        // An unreadable file has no content hash: one derived from the message stands in,
+        // so the same problem is reported once.
+        let hash = hash.unwrap_or_else(|| {
+            let mut h = DefaultHasher::new();
+            why.hash(&mut h);
+            h.finish()
+        });
+        if seen.1 == hash {
+            return Reload::StillRejected;
+        }
+        seen.1 = hash;
+        Reload::Rejected(why)
+    }
+
+    /// The certificates in use, in configured order.
+    pub fn current(&self) -> Arc<Vec<Loaded>> {
+        self.current.load_full()
+    }
+
+    /// The certificate for a client that asked for `sni` and can verify `schemes`.
+    fn choose(
+        &self,
+        sni: Option<&str>,
+        schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        let set = self.current.load();
+        let usable = |l: &Loaded| l.key.key.choose_scheme(schemes).is_some();
+        if let Some(name) = sni.and_then(|s| ServerName::try_from(s).ok()) {
+            let covers = |l: &Loaded| {
+                l.key.cert.first().is_some_and(|leaf| {
+                    webpki::EndEntityCert::try_from(leaf)
+                        .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok())
+                })
+            };
+            let matching = || set.iter().filter(|l| covers(l));
+            if let Some(l) = matching().find(|l| usable(l)).or_else(|| matching().next()) {
+                return Some(l.key.clone());
+            }
+        }
+        set.iter()
+            .find(|l| usable(l))
+            .or_else(|| set.first())
+            .map(|l| l.key.clone())
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.choose(hello.server_name(), hello.signature_schemes())
+    }
+}
+
+/// Each pair's (chain, key) file contents.
+type Contents = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Reads every file; the contents and one hash of them all.
+fn read_all(files: &[CertificateFiles]) -> Result<(Contents, u64), String> {
+    let mut hasher = DefaultHasher::new();
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let chain = std::fs::read(&f.chain)
+            .map_err(|e| format!("cannot read {}: {e}", f.chain.display()))?;
+        let key =
+            std::fs::read(&f.key).map_err(|e| format!("cannot read {}: {e}", f.key.display()))?;
+        chain.hash(&mut hasher);
+        key.hash(&mut hasher);
+        out.push((chain, key));
+    }
+    Ok((out, hasher.finish()))
+}
+
+fn parse_all(
+    files: &[CertificateFiles],
+    contents: &[(Vec<u8>, Vec<u8>)],
+) -> Result<Vec<Loaded>, String> {
+    files
+        .iter()
+        .zip(contents)
+        .map(|(f, (chain, key))| pair_from_pem(chain, key, f))
+        .collect()
+}
+
+/// The rustls server configuration of the TLS listener: TLS 1.2 and 1.3, the store as
+/// certificate resolver, ALPN `h2` + `http/1.1` or `http/1.1` alone.
+pub fn server_config(store: Arc<CertStore>, http2: bool) -> rustls::ServerConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    // The server's suite order (strongest first), not the client's.
+    config.ignore_client_order = true;
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    // Stateless tickets would need a key rotated across replicas; session ids (the
+    // default in-memory cache) resume on the same process, which is enough.
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Pair {
+        chain: String,
+        key: String,
+    }
+
+    fn pair(names: &[&str]) -> Pair {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let c = rcgen::generate_simple_self_signed(names).unwrap();
+        Pair {
+            chain: c.cert.pem(),
+            key: c.signing_key.serialize_pem(),
+        }
+    }
+
+    fn write(dir: &std::path::Path, name: &str, p: &Pair) -> CertificateFiles {
+        let chain = dir.join(format!("{name}.crt"));
+        let key = dir.join(format!("{name}.key"));
+        std::fs::write(&chain, &p.chain).unwrap();
+        std::fs::write(&key, &p.key).unwrap();
+        CertificateFiles { chain, key }
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sg-tls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn names_of(key: &CertifiedKey) -> Vec<String> {
+        describe(key.cert.first().unwrap()).unwrap().0
+    }
+
+    const SCHEMES: &[rustls::SignatureScheme] = &[
+        rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
+        rustls::SignatureScheme::RSA_PSS_SHA256,
+        rustls::SignatureScheme::ED25519,
+    ];
+
+    #[test]
+    fn sni_picks_the_certificate_that_covers_the_name_else_the_first() {
+        let dir = tempdir("sni");
+        let a = write(&dir, "a", &pair(&["api.example.com"]));
+        let b = write(&dir, "b", &pair(&["*.internal.example"]));
+        let store = CertStore::load(vec![a, b]).unwrap();
+        let pick = |sni| names_of(&store.choose(sni, SCHEMES).unwrap());
+        assert_eq!(pick(Some("api.example.com")), ["api.example.com"]);
+        assert_eq!(pick(Some("API.Example.com")), ["api.example.com"]);
+        assert_eq!(
+            pick(Some("orders.internal.example")),
+            ["*.internal.example"]
+        );
+        // A wildcard covers one label only.
+        assert_eq!(pick(Some("a.b.internal.example")), ["api.example.com"]);
+        assert_eq!(pick(Some("unknown.test")), ["api.example.com"]);
+        assert_eq!(pick(None), ["api.example.com"]);
+    }
+
+    #[test]
+    fn a_changed_file_is_loaded_a_broken_one_keeps_the_old_set() {
+        let dir = tempdir("reload");
+        let files = write(&dir, "s", &pair(&["old.example"]));
+        let store = CertStore::load(vec![files.clone()]).unwrap();
+        assert_eq!(store.reload(), Reload::Unchanged);
+
+        let new = pair(&["new.example"]);
+        std::fs::write(&files.chain, &new.chain).unwrap();
+        // Chain written, key not yet: the pair does not match, the old set stays.
+        match store.reload() {
+            Reload::Rejected(why) => assert!(why.contains("is not the private key"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.reload(), Reload::StillRejected);
+        assert_eq!(store.current()[0].names, ["old.example"]);
+        std::fs::write(&files.key, &new.key).unwrap();
+        assert_eq!(store.reload(), Reload::Loaded);
+        assert_eq!(store.current()[0].names, ["new.example"]);
+
+        std::fs::write(&files.chain, "not pem").unwrap();
+        assert!(matches!(store.reload(), Reload::Rejected(_)));
+        assert_eq!(store.current()[0].names, ["new.example"]);
+        std::fs::remove_file(&files.key).unwrap();
+        match store.reload() {
+            Reload::Rejected(why) => assert!(why.contains("cannot read"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.reload(), Reload::StillRejected);
+    }
+
+    #[test]
+    fn load_errors_name_the_file_and_never_the_key() {
+        let dir = tempdir("errors");
+        let good = pair(&["x.example"]);
+        let other = pair(&["y.example"]);
+        let f = write(&dir, "f", &good);
+        std::fs::write(&f.key, &other.key).unwrap();
+        let e = load_pair(&f).unwrap_err();
+        assert!(e.contains("f.key is not the private key"), "{e}");
+        std::fs::write(
+            &f.key,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = load_pair(&f).unwrap_err();
+        assert!(e.contains("no PEM private key"), "{e}");
+        std::fs::write(&f.key, &good.key).unwrap();
+        std::fs::write(&f.chain, "").unwrap();
+        let e = load_pair(&f).unwrap_err();
+        assert!(e.contains("no certificate"), "{e}");
+        assert!(!e.contains("PRIVATE KEY"));
+    }
+}

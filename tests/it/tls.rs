@@ -1,0 +1,639 @@
+//! Issue #17, TLS and HTTP/2: the TLS listener (certificates by SNI, TLS 1.2 and 1.3,
+//! rotation without restart, the handshake under the connection limits), HTTP/2 by ALPN
+//! and with prior knowledge, and the canonical-request rules holding alike for HTTP/1.1
+//! and HTTP/2 (the same hostile requests sent over both).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "tls-test-token-0123456789abcdef";
+
+/// A test CA and leaf certificates it signs.
+struct Pki {
+    ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        sessiongate::identity::provider::http::install_crypto_provider();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "sessiongate TLS test CA");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Pki {
+            ca_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// (chain PEM, key PEM, leaf DER) for `names`.
+    fn leaf(&self, names: &[&str]) -> (String, String, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+}
+
+const CONFIG: &str = r#"
+listen: {listen}
+admin_listen: {admin}
+shutdown_grace_period: 0s
+h2c: true
+tls:
+  listen: {tls}
+  certificates:
+    - { chain: "{dir}/api.crt", key: "{dir}/api.key" }
+    - { chain: "{dir}/svc.crt", key: "{dir}/svc.key" }
+  watch: 1s
+connections: { header_timeout: 1s }
+providers:
+  s:
+    kind: static
+    tokens:
+      - { token_sha256: {sha}, identity: { subject: alice, scopes: [read] } }
+upstreams: { app: "{upstream}" }
+routes:
+  - { path_prefix: /public, auth: none, upstream: echo }
+  - { path_prefix: /admin, provider: s, upstream: echo, require_scopes: { all_of: [user_manage] } }
+  - { name: vhost-admin, host: admin.internal, path_prefix: /, provider: s, upstream: echo, require_scopes: { all_of: [user_manage] } }
+  - { name: echo, path_prefix: /echo, provider: s, upstream: echo }
+  - { name: app, path_prefix: /app, provider: s, upstream: app }
+"#;
+
+struct Setup {
+    pki: Pki,
+    dir: std::path::PathBuf,
+    tls: SocketAddr,
+    up: Fake,
+    g: sessiongate::GatewayHandle,
+    /// The DER of the `api.test` leaf being served.
+    api_leaf: Vec<u8>,
+}
+
+async fn setup() -> Setup {
+    let pki = Pki::new();
+    let dir = temp_dir("tls");
+    let (chain, key, api_leaf) = pki.leaf(&["api.test"]);
+    std::fs::write(dir.join("api.crt"), chain).unwrap();
+    std::fs::write(dir.join("api.key"), key).unwrap();
+    let (chain, key, _) = pki.leaf(&["*.svc.test"]);
+    std::fs::write(dir.join("svc.crt"), chain).unwrap();
+    std::fs::write(dir.join("svc.key"), key).unwrap();
+    let up = Fake::upstream().await;
+    let tls: SocketAddr = free_address().parse().unwrap();
+    let g = start_gateway(
+        CONFIG,
+        &[
+            ("tls", tls.to_string()),
+            ("dir", dir.display().to_string()),
+            ("sha", hex::encode(Sha256::digest(TOKEN.as_bytes()))),
+            ("upstream", up.url()),
+        ],
+    );
+    // Readiness probes the plain listener; the TLS one starts beside it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(tls).await.is_err() {
+        assert!(Instant::now() < deadline, "the TLS listener did not open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Setup {
+        pki,
+        dir,
+        tls,
+        up,
+        g,
+        api_leaf,
+    }
+}
+
+/// A client trusting only the test CA, reaching the TLS listener under any `*.test` name,
+/// opening a new connection for every request.
+fn https_client(
+    s: &Setup,
+    configure: impl Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(s.pki.ca_pem.as_bytes()).unwrap();
+    let builder = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .pool_max_idle_per_host(0)
+        .resolve("api.test", s.tls)
+        .resolve("orders.svc.test", s.tls)
+        .resolve("a.b.svc.test", s.tls)
+        .timeout(Duration::from_secs(10));
+    configure(builder).build().unwrap()
+}
+
+fn url(s: &Setup, host: &str, path: &str) -> String {
+    format!("https://{host}:{}{path}", s.tls.port())
+}
+
+/// The leaf certificate the listener serves for `sni`, from a full handshake (a fresh
+/// client config: no session to resume, which would skip the certificate), verified
+/// against the test CA.
+async fn served_leaf(s: &Setup, sni: &str) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(s.pki.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(s.tls).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_serves_http1_and_http2_with_sni_and_both_versions() {
+    let s = setup().await;
+    let bearer = format!("Bearer {TOKEN}");
+
+    // HTTP/1.1 and HTTP/2 (ALPN) on the TLS listener, identity headers and the scheme
+    // reaching the upstream.
+    for (client, version) in [
+        (
+            https_client(&s, |b| b.http1_only()),
+            reqwest::Version::HTTP_11,
+        ),
+        (https_client(&s, |b| b), reqwest::Version::HTTP_2),
+    ] {
+        let resp = client
+            .get(url(&s, "api.test", "/app/orders?x=1"))
+            .header("authorization", &bearer)
+            .header("x-auth-subject", "mallory")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), version);
+        assert_eq!(resp.text().await.unwrap(), "upstream ok");
+        let seen = s.up.last();
+        assert_eq!(seen.uri, "/app/orders?x=1");
+        assert_eq!(seen.header("x-auth-subject"), Some("alice"), "{version:?}");
+        assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+        assert_eq!(
+            seen.header("host"),
+            Some(format!("api.test:{}", s.tls.port()).as_str())
+        );
+
+        // Denials are the same over both: 401 with the RFC 6750 challenge, nothing sent on.
+        let calls = s.up.calls();
+        let resp = client
+            .get(url(&s, "api.test", "/app/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        assert!(resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer"));
+        assert_eq!(s.up.calls(), calls);
+    }
+
+    // SNI: the wildcard certificate for a name it covers (the client verifies the name,
+    // so a wrong certificate fails the request); the default one for a name none covers.
+    let client = https_client(&s, |b| b);
+    let resp = client
+        .get(url(&s, "orders.svc.test", "/public/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_ne!(served_leaf(&s, "orders.svc.test").await, s.api_leaf);
+    assert_eq!(served_leaf(&s, "api.test").await, s.api_leaf);
+    let err = client
+        .get(url(&s, "a.b.svc.test", "/public/x"))
+        .send()
+        .await
+        .expect_err("a wildcard covers one label: the default certificate does not name it");
+    assert!(
+        format!("{err:?}").to_lowercase().contains("certificate"),
+        "{err:?}"
+    );
+
+    // TLS 1.2 and TLS 1.3 each on their own.
+    for (min, max) in [
+        (
+            reqwest::tls::Version::TLS_1_2,
+            reqwest::tls::Version::TLS_1_2,
+        ),
+        (
+            reqwest::tls::Version::TLS_1_3,
+            reqwest::tls::Version::TLS_1_3,
+        ),
+    ] {
+        let client = https_client(&s, |b| b.min_tls_version(min).max_tls_version(max));
+        let resp = client
+            .get(url(&s, "api.test", "/public/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{min:?}");
+    }
+
+    // The plain listener keeps serving HTTP/1.1, and HTTP/2 with prior knowledge (h2c).
+    for client in [
+        client_builder().build().unwrap(),
+        client_builder().http2_prior_knowledge().build().unwrap(),
+    ] {
+        let resp = client
+            .get(at(&s.g, "/app/plain"))
+            .header("authorization", &bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(s.up.last().header("x-forwarded-proto"), Some("http"));
+    }
+    let ok = metric(&s.g, "sessiongate_tls_handshakes_total{outcome=\"ok\"}").await;
+    assert!(ok >= 7.0, "{ok}");
+    let expiry = metric(
+        &s.g,
+        "sessiongate_tls_certificate_expiry_timestamp_seconds{certificate=\"1\"}",
+    )
+    .await;
+    assert!(expiry > 1.7e9, "{expiry}");
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+}
+
+/// Waits until `check` holds, polling.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotate_without_restart_and_a_broken_pair_keeps_the_old_one() {
+    let s = setup().await;
+    let client = https_client(&s, |b| b.http1_only());
+    let get = || client.get(url(&s, "api.test", "/public/x")).send();
+    assert_eq!(served_leaf(&s, "api.test").await, s.api_leaf);
+
+    // Kubernetes replaces both files; a check between the two writes sees a key that is
+    // not the certificate's and waits for the pair.
+    let (chain, key, new_leaf) = s.pki.leaf(&["api.test"]);
+    std::fs::write(s.dir.join("api.key"), &key).unwrap();
+    std::fs::write(s.dir.join("api.crt"), &chain).unwrap();
+    eventually("the new certificate is served", async || {
+        served_leaf(&s, "api.test").await == new_leaf
+    })
+    .await;
+    assert_eq!(get().await.unwrap().status(), 200);
+    let loaded = "sessiongate_tls_certificate_reloads_total{result=\"loaded\"}";
+    let rejected = "sessiongate_tls_certificate_reloads_total{result=\"rejected\"}";
+    assert_eq!(metric(&s.g, loaded).await, 1.0);
+    let rejected_before = metric(&s.g, rejected).await;
+
+    // A certificate whose key is another one's: refused, counted, the last good one stays.
+    let (other_chain, _, _) = s.pki.leaf(&["api.test"]);
+    std::fs::write(s.dir.join("api.crt"), other_chain).unwrap();
+    eventually("the broken pair is rejected", async || {
+        metric(&s.g, rejected).await > rejected_before
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(served_leaf(&s, "api.test").await, new_leaf);
+        assert_eq!(get().await.unwrap().status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        metric(&s.g, rejected).await,
+        rejected_before + 1.0,
+        "the same broken content is reported once"
+    );
+
+    // Fixed by the next rotation.
+    let (chain3, key3, leaf3) = s.pki.leaf(&["api.test"]);
+    std::fs::write(s.dir.join("api.key"), key3).unwrap();
+    std::fs::write(s.dir.join("api.crt"), chain3).unwrap();
+    eventually("the third certificate is served", async || {
+        served_leaf(&s, "api.test").await == leaf3
+    })
+    .await;
+    assert_eq!(metric(&s.g, loaded).await, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_are_bounded_by_the_header_deadline_and_counted() {
+    let s = setup().await;
+    // A TCP health check connects and hangs up: counted as `closed`, not `failed`.
+    drop(tokio::net::TcpStream::connect(s.tls).await.unwrap());
+    eventually("the probe is counted", async || {
+        metric(&s.g, "sessiongate_tls_handshakes_total{outcome=\"closed\"}").await >= 2.0
+    })
+    .await;
+    assert_eq!(
+        metric(&s.g, "sessiongate_tls_handshakes_total{outcome=\"failed\"}").await,
+        0.0
+    );
+    // Silence after connecting: closed at `header_timeout` (1s), not Pingora's 60 s.
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(s.tls).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(
+        metric(
+            &s.g,
+            "sessiongate_tls_handshakes_total{outcome=\"timeout\"}"
+        )
+        .await,
+        1.0
+    );
+
+    // Plain HTTP on the TLS port: no answer in clear, the connection closed, counted.
+    let mut stream = tokio::net::TcpStream::connect(s.tls).await.unwrap();
+    stream
+        .write_all(b"GET /public/x HTTP/1.1\r\nHost: api.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    assert!(!String::from_utf8_lossy(&out).contains("HTTP/1.1 200"));
+    eventually("the failed handshake is counted", async || {
+        metric(&s.g, "sessiongate_tls_handshakes_total{outcome=\"failed\"}").await == 1.0
+    })
+    .await;
+    assert_eq!(s.up.calls(), 0);
+}
+
+// === The same hostile requests over HTTP/1.1 and HTTP/2 ===
+
+/// One request: method, path, authority (HTTP/1.1 `Host`), extra headers.
+struct Case {
+    method: &'static str,
+    path: &'static str,
+    authority: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+}
+
+const fn case(method: &'static str, path: &'static str) -> Case {
+    Case {
+        method,
+        path,
+        authority: "x.test",
+        headers: &[],
+    }
+}
+
+/// The issue #13 table's hostile rows that HTTP/2 can carry (HTTP/2 has no request
+/// line to split, no chunked framing and no obs-fold), and a control for each.
+fn cases() -> Vec<Case> {
+    let mut out = vec![
+        case("GET", "/public/..%2Fadmin/users"),
+        case("GET", "/public/%2e%2e%2Fadmin/users"),
+        case("GET", "/public/..%5Cadmin/users"),
+        case("GET", "/public/..%252Fadmin/users"),
+        case("GET", "/public/%c0%ae%c0%ae/admin/users"),
+        case("GET", "/public/../admin/users"),
+        case("GET", "/public/%2e%2e/admin/users"),
+        case("GET", "/public/..;/admin/users"),
+        case("GET", "/public;/../admin"),
+        case("GET", "/admin%2Fusers"),
+        case("GET", "//admin/users"),
+        case("GET", "/public/./x"),
+        case("GET", "/public/a%41b"),
+        case("get", "/echo/x"),
+        case("Post", "/echo/x"),
+        case("GET", "/echo/x"),
+    ];
+    for authority in [
+        "admin.internal",
+        "ADMIN.Internal",
+        "admin.internal.",
+        "admin.internal:443",
+        "admin.internal:0443",
+        "admin.internal:99999",
+        "admin..internal",
+        "[::1]",
+    ] {
+        out.push(Case {
+            method: "GET",
+            path: "/public/x",
+            authority,
+            headers: &[],
+        });
+    }
+    for headers in [
+        &[("x-original-url", "/admin/users")][..],
+        &[("x-http-method-override", "DELETE")],
+        &[("x-rewrite-url", "/admin")],
+        &[("content_length", "5")],
+        &[("transfer_encoding", "chunked")],
+        &[("x-auth-subject", "mallory")],
+        &[("x-forwarded-for", "10.0.0.1")],
+        &[("authorization", "Bearer wrong")],
+    ] {
+        out.push(Case {
+            method: "GET",
+            path: "/echo/y",
+            authority: "x.test",
+            headers,
+        });
+    }
+    out
+}
+
+/// What a client sees of a response: status, the `error` code, and for an echo the
+/// method, target and headers the upstream would receive (minus the request id).
+#[derive(Debug, PartialEq)]
+struct Seen2 {
+    status: u16,
+    error: Value,
+    upstream: Value,
+}
+
+fn reading(status: u16, body: &[u8]) -> Seen2 {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut upstream = json.clone();
+    if let Some(h) = upstream.get_mut("headers").and_then(Value::as_object_mut) {
+        h.remove("x-request-id");
+        // The HTTP/1.1 requests carry `Connection: close` (hop-by-hop, never forwarded).
+        h.remove("connection");
+    }
+    Seen2 {
+        status,
+        error: json.get("error").cloned().unwrap_or(Value::Null),
+        upstream: if json.get("method").is_some() {
+            upstream
+        } else {
+            Value::Null
+        },
+    }
+}
+
+async fn over_http1(addr: SocketAddr, c: &Case) -> Seen2 {
+    let mut req = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n",
+        c.method, c.path, c.authority
+    );
+    for (k, v) in c.headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let raw = raw_http(addr, &req).await;
+    let status = raw.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = raw.find("\r\n\r\n").map_or("", |i| &raw[i + 4..]);
+    reading(status, body.as_bytes())
+}
+
+async fn over_http2(addr: SocketAddr, c: &Case) -> Seen2 {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let mut req = http::Request::builder()
+        .method(http::Method::from_bytes(c.method.as_bytes()).unwrap())
+        .uri(format!("http://{}{}", c.authority, c.path))
+        .header("authorization", format!("Bearer {TOKEN}"));
+    for (k, v) in c.headers {
+        req = req.header(*k, *v);
+    }
+    // A header list HTTP/2 itself refuses (none of the cases) would fail here.
+    let Ok((resp, _)) = client.send_request(req.body(()).unwrap(), true) else {
+        return reading(0, b"");
+    };
+    let resp = match resp.await {
+        Ok(r) => r,
+        // A stream reset: the HTTP/2 form of a refusal without an answer.
+        Err(_) => return reading(0, b""),
+    };
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    reading(status, &bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_the_same_answer_over_http1_and_http2() {
+    let s = setup().await;
+    let mut differences = Vec::new();
+    let mut refused = 0;
+    for c in cases() {
+        let one = over_http1(s.g.proxy_addr, &c).await;
+        let two = over_http2(s.g.proxy_addr, &c).await;
+        if one.status == 400 {
+            refused += 1;
+        }
+        let mut two_as_one = two;
+        // The echo reports the HTTP version the upstream request would carry.
+        if let Some(v) = two_as_one.upstream.get_mut("version") {
+            *v = Value::String("HTTP/1.1".into());
+        }
+        if one != two_as_one {
+            differences.push(format!(
+                "{} {} (authority {}, {:?}):\n  HTTP/1.1 {one:?}\n  HTTP/2   {two_as_one:?}",
+                c.method, c.path, c.authority, c.headers
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+
+    // HTTP/2 only: a `Host` beside `:authority` must name the same host (RFC 9113 §8.3.1);
+    // one that differs would let routing and the upstream read different hosts.
+    let mut conflicting = case("GET", "/public/x");
+    conflicting.headers = &[("host", "admin.internal")];
+    let seen = over_http2(s.g.proxy_addr, &conflicting).await;
+    assert!(seen.status == 400 || seen.status == 0, "{seen:?}");
+    conflicting.headers = &[("host", "x.test")];
+    assert_eq!(over_http2(s.g.proxy_addr, &conflicting).await.status, 200);
+    // The table is hostile: most of it is refused (over both protocols alike).
+    assert!(refused >= 12, "{refused}");
+    assert_eq!(s.up.calls(), 0, "no case reaches the app upstream");
+}
+
+/// A TLS connection to the listener offering only `h2` by ALPN.
+async fn tls_h2(s: &Setup) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(s.pki.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(s.tls).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("api.test").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls
+}
+
+/// Three requests 1.3 s apart on one HTTP/2 connection (the test config's
+/// header_timeout is 1s): the connection wrapper must not read HTTP/2 frames as an
+/// HTTP/1.1 head that never ends.
+async fn three_requests_apart<T>(io: T)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, connection) = h2::client::handshake(io).await.unwrap();
+    let conn = tokio::spawn(connection);
+    for i in 0..3 {
+        let mut ready = client.clone().ready().await.unwrap();
+        let req = http::Request::get("https://api.test/public/x")
+            .body(())
+            .unwrap();
+        let (resp, _) = ready.send_request(req, true).unwrap();
+        assert_eq!(resp.await.unwrap().status(), 200, "request {i}");
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+    }
+    assert!(!conn.is_finished(), "the HTTP/2 connection was closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_outlives_the_header_deadline_between_requests() {
+    let s = setup().await;
+    let h2c = tokio::net::TcpStream::connect(s.g.proxy_addr)
+        .await
+        .unwrap();
+    tokio::join!(
+        three_requests_apart(h2c),
+        three_requests_apart(tls_h2(&s).await)
+    );
+    assert_eq!(
+        metric(
+            &s.g,
+            "sessiongate_connections_closed_total{reason=\"header_timeout\"}"
+        )
+        .await,
+        0.0
+    );
+}
