@@ -46,8 +46,9 @@ pub struct FileConfig {
     /// Limits on downstream connections.
     #[serde(default)]
     pub connections: ConnectionsFile,
+    /// Upstream servers by name: a URL, or a mapping with `url` and options.
     #[serde(default)]
-    pub upstreams: BTreeMap<String, String>,
+    pub upstreams: BTreeMap<String, UpstreamFile>,
     /// Keys that sign identity assertions; all are published on the admin JWKS.
     #[serde(default)]
     pub assertion_keys: Vec<AssertionKeyFile>,
@@ -151,6 +152,56 @@ pub struct ClusterFile {
     pub revocations: ClusterRevocationsFile,
     /// The shared identity cache: on unless `false`.
     pub shared_cache: Option<Toggle<ClusterSharedCacheFile>>,
+}
+
+/// One of `upstreams`: `"http://host:port"` (also `https://`, and `h2c://` for cleartext
+/// HTTP/2), or a mapping. (Not `#[serde(untagged)]`: a wrong key is reported by name.)
+#[derive(Debug)]
+pub enum UpstreamFile {
+    Url(String),
+    Options(UpstreamOptionsFile),
+}
+
+/// An upstream with options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOptionsFile {
+    pub url: String,
+    /// `http1` (default), `http2` (gRPC: prior knowledge on `http://`, ALPN `h2` on
+    /// `https://`), or `auto` (`https://` only: ALPN `h2`, else HTTP/1.1).
+    pub protocol: Option<String>,
+}
+
+impl UpstreamFile {
+    pub fn url(&self) -> &str {
+        match self {
+            UpstreamFile::Url(u) => u,
+            UpstreamFile::Options(o) => &o.url,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UpstreamFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a URL (http://host:port) or a mapping with `url` and options")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(UpstreamFile::Url(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                UpstreamOptionsFile::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(UpstreamFile::Options)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A section that is on with its defaults unless given as `false`, or given with settings.

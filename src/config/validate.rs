@@ -22,7 +22,7 @@ use crate::proxy::assertion::{AssertionSpec, SigningKey};
 use crate::proxy::canonical::{canonical_host, normalize_path, HeaderHygiene, OVERRIDE_HEADERS};
 use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::{IdentityHeaders, DEFAULT_PREFIX};
-use crate::proxy::route::{RouteSpec, UpstreamSpec, ECHO_UPSTREAM};
+use crate::proxy::route::{RouteSpec, UpstreamProtocol, UpstreamSpec, ECHO_UPSTREAM};
 use crate::telemetry::logging::LogSettings;
 
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
@@ -78,7 +78,7 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
     }
 
     let mut upstreams: BTreeMap<String, UpstreamSpec> = BTreeMap::new();
-    for (name, url) in &file.upstreams {
+    for (name, up) in &file.upstreams {
         let path = format!("upstreams.{name}");
         check_name(&path, name)?;
         if name == ECHO_UPSTREAM {
@@ -87,7 +87,7 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
                 "`echo` is the built-in echo upstream; choose another name",
             ));
         }
-        upstreams.insert(name.clone(), upstream(&path, name, url)?);
+        upstreams.insert(name.clone(), upstream(&path, name, up)?);
     }
 
     let assertion_keys = assertion_keys(&file, base_dir)?;
@@ -520,19 +520,51 @@ fn cache(file: &FileConfig) -> Result<CacheSettings> {
     })
 }
 
-fn upstream(path: &str, name: &str, text: &str) -> Result<UpstreamSpec> {
-    let url = reqwest::Url::parse(text)
-        .map_err(|e| ConfigError::at(path, format!("not a valid URL: {e}")))?;
+fn upstream(path: &str, name: &str, up: &super::file::UpstreamFile) -> Result<UpstreamSpec> {
+    use super::file::UpstreamFile;
+    let (text, url_path, protocol) = match up {
+        UpstreamFile::Url(u) => (u.as_str(), path.to_string(), None),
+        UpstreamFile::Options(o) => (o.url.as_str(), format!("{path}.url"), o.protocol.as_deref()),
+    };
+    // `h2c://host:port` is `http://host:port` spoken in HTTP/2 with prior knowledge.
+    let (text, h2c) = match text.strip_prefix("h2c://") {
+        Some(rest) => (format!("http://{rest}"), true),
+        None => (text.to_string(), false),
+    };
+    let url = reqwest::Url::parse(&text)
+        .map_err(|e| ConfigError::at(&url_path, format!("not a valid URL: {e}")))?;
     let tls = match url.scheme() {
         "http" => false,
         "https" => true,
         other => {
             return Err(ConfigError::at(
-                path,
-                format!("scheme `{other}` is not supported: use http:// or https://"),
+                &url_path,
+                format!("scheme `{other}` is not supported: use http://, https:// or h2c://"),
             ))
         }
     };
+    let protocol =
+        match (protocol, h2c) {
+            (None, false) | (Some("http1"), false) => UpstreamProtocol::Http1,
+            (None, true) | (Some("http2"), _) => UpstreamProtocol::Http2,
+            (Some("auto"), false) if tls => UpstreamProtocol::Auto,
+            (Some("auto"), false) => return Err(ConfigError::at(
+                format!("{path}.protocol"),
+                "`auto` needs an https:// upstream (ALPN chooses); over http:// say http1 or http2",
+            )),
+            (Some("http1" | "auto"), true) => {
+                return Err(ConfigError::at(
+                    format!("{path}.protocol"),
+                    "an h2c:// upstream speaks HTTP/2; drop `protocol` or use http://",
+                ))
+            }
+            (Some(other), _) => {
+                return Err(ConfigError::at(
+                    format!("{path}.protocol"),
+                    format!("`{other}` is not a protocol: http1, http2 or auto"),
+                ))
+            }
+        };
     let host = url
         .host_str()
         .ok_or_else(|| ConfigError::at(path, "the URL needs a host"))?
@@ -564,6 +596,7 @@ fn upstream(path: &str, name: &str, text: &str) -> Result<UpstreamSpec> {
         authority,
         tls,
         host,
+        protocol,
     })
 }
 

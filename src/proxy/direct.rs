@@ -116,6 +116,9 @@ impl Direct {
             let mut req = session.req_header().clone();
             req.remove_header(&header::CONNECTION);
             self.gate.prepare_upstream_request(&mut req, ctx)?;
+            if matches!(upstream, ClientSession::H2(_)) {
+                to_h2_request(&mut req, peer.tls())?;
+            }
             match exchange(&mut upstream, req).await {
                 Ok(()) => break upstream,
                 Err(mut e) => {
@@ -152,6 +155,10 @@ impl Direct {
                 .await
                 .map_err(|e| e.into_up())?;
         };
+        if matches!(upstream, ClientSession::H2(_)) {
+            // The client speaks HTTP/1.1 (Pingora's HTTP/1 writer refuses an HTTP/2 head).
+            resp.set_version(Version::HTTP_11);
+        }
         let end = upstream.response_done();
         close_delimited_to_chunked(&mut resp, session.req_header().method == Method::HEAD, end);
         self.gate.prepare_response(&mut resp, ctx)?;
@@ -225,6 +232,38 @@ impl Peer for PooledPeer {
     }
     fn get_tracer(&self) -> Option<pingora::upstreams::peer::Tracer> {
         self.0.get_tracer()
+    }
+}
+
+/// An HTTP/1.1 request made ready for an HTTP/2 upstream (as Pingora's proxy does): the
+/// `Host` becomes `:authority`, the scheme is the upstream's. The direct path's requests
+/// carry no connection-specific header (see [`eligible`]; `Connection` was removed).
+fn to_h2_request(req: &mut pingora::http::RequestHeader, tls: bool) -> Result<()> {
+    req.set_version(Version::HTTP_2);
+    let path_and_query = req
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let Some(host) = req.remove_header(&header::HOST) else {
+        return Error::e_explain(ErrorType::InvalidHTTPHeader, "no Host for :authority");
+    };
+    let uri = http::uri::Authority::try_from(host.as_bytes())
+        .ok()
+        .and_then(|authority| {
+            http::Uri::builder()
+                .scheme(if tls { "https" } else { "http" })
+                .authority(authority)
+                .path_and_query(path_and_query)
+                .build()
+                .ok()
+        });
+    match uri {
+        Some(uri) => {
+            req.set_uri(uri);
+            Ok(())
+        }
+        None => Error::e_explain(ErrorType::InvalidHTTPHeader, "a Host that is no :authority"),
     }
 }
 

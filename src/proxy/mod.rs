@@ -50,7 +50,7 @@ use crate::identity::Identity;
 use crate::policy::Denial;
 use crate::proxy::decision::{decide, Decision, DecisionInput, Outcome, Verdict};
 use crate::proxy::respond::Refusal;
-use crate::proxy::route::{Route, UpstreamTarget};
+use crate::proxy::route::{Route, UpstreamProtocol, UpstreamTarget};
 pub use crate::proxy::shared::GatewayState;
 use crate::proxy::shared::Snapshot;
 
@@ -638,6 +638,11 @@ impl Proxy {
             Some(UpstreamTarget::Http(up)) => {
                 let mut peer = HttpPeer::new(up.address, up.tls, up.host.clone());
                 peer.options.connection_timeout = Some(UPSTREAM_CONNECT_TIMEOUT);
+                match up.protocol {
+                    UpstreamProtocol::Http1 => {}
+                    UpstreamProtocol::Http2 => peer.options.set_http_version(2, 2),
+                    UpstreamProtocol::Auto => peer.options.set_http_version(2, 1),
+                }
                 Ok(peer)
             }
             // `filter` answers every request that has no HTTP upstream.

@@ -2,6 +2,12 @@
 //! routing errors (404). Each has a small JSON body `{error, error_description,
 //! request_id}`, `Cache-Control: no-store`, and for bearer-token problems an RFC 6750
 //! `WWW-Authenticate` challenge. Nothing from the token is ever echoed.
+//!
+//! A gRPC request (`content-type: application/grpc`, `application/grpc+proto`, …) gets
+//! the answer a gRPC client understands instead: HTTP 200, `content-type:
+//! application/grpc`, `grpc-status` and `grpc-message` in one header block ending the
+//! stream ("Trailers-Only"), the code chosen by [`grpc_status`]. (gRPC-Web,
+//! `application/grpc-web*`, is answered in HTTP: its clients read HTTP statuses.)
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -143,6 +149,19 @@ impl Refusal {
         Ok(resp)
     }
 
+    /// The gRPC form of the refusal: a Trailers-Only response.
+    pub fn grpc_header(&self, request_id: &str) -> Result<ResponseHeader> {
+        let mut resp = ResponseHeader::build(200, Some(6))?;
+        resp.insert_header("content-type", "application/grpc")?;
+        resp.insert_header("grpc-status", grpc_status(self).to_string())?;
+        resp.insert_header("grpc-message", grpc_message(&self.description))?;
+        resp.insert_header("x-request-id", request_id)?;
+        if self.retry_after {
+            resp.insert_header("retry-after", RETRY_AFTER_SECS.to_string())?;
+        }
+        Ok(resp)
+    }
+
     /// Writes the response. With `keep_alive` the connection stays open for the next
     /// request (the caller checked that the request body is absent or small enough to be
     /// drained); otherwise it is closed afterwards.
@@ -152,6 +171,23 @@ impl Refusal {
         request_id: &str,
         keep_alive: bool,
     ) -> Result<()> {
+        if is_grpc(downstream.req_header()) && downstream.response_written().is_none() {
+            let header = Box::new(self.grpc_header(request_id)?);
+            return match downstream {
+                // One HEADERS frame with END_STREAM: gRPC's Trailers-Only.
+                ServerSession::H2(h2) => h2.write_response_header(header, true),
+                other => {
+                    let mut header = header;
+                    header.insert_header("content-length", "0")?;
+                    if !keep_alive {
+                        other.set_keepalive(None);
+                    }
+                    other.write_response_header(header).await?;
+                    other.write_response_body(Bytes::new(), true).await?;
+                    other.finish_body().await
+                }
+            };
+        }
         let body = self.body(request_id);
         let header = self.header(request_id, body.len())?;
         if !keep_alive {
@@ -166,9 +202,97 @@ impl Refusal {
     }
 }
 
+/// A gRPC request: `application/grpc` alone or with a `+format` / parameters; not
+/// gRPC-Web.
+pub fn is_grpc(req: &pingora::http::RequestHeader) -> bool {
+    let Some(ct) = req.headers.get(http::header::CONTENT_TYPE) else {
+        return false;
+    };
+    let ct = ct.as_bytes();
+    const GRPC: &[u8] = b"application/grpc";
+    ct.len() >= GRPC.len()
+        && ct[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+        && matches!(ct.get(GRPC.len()), None | Some(b'+') | Some(b';'))
+}
+
+/// The gRPC status code for a refusal (gRPC's own codes, not its HTTP mapping):
+/// 16 UNAUTHENTICATED for a missing, malformed or refused token; 7 PERMISSION_DENIED for
+/// a policy denial; 14 UNAVAILABLE when the provider or the upstream cannot answer;
+/// 8 RESOURCE_EXHAUSTED for a limit; 3 INVALID_ARGUMENT for a request with no canonical
+/// form; 12 UNIMPLEMENTED for no route; 4 DEADLINE_EXCEEDED for an upstream timeout.
+pub fn grpc_status(r: &Refusal) -> u8 {
+    match r.status {
+        401 => 16,
+        400 if r.challenge.is_some() => 16,
+        400 => 3,
+        403 => 7,
+        404 | 405 => 12,
+        408 | 504 => 4,
+        413 | 429 | 431 => 8,
+        502 | 503 => 14,
+        _ => 13,
+    }
+}
+
+/// `grpc-message`: percent-encoded as gRPC requires (bytes outside printable ASCII, and
+/// `%`).
+fn grpc_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_requests_are_recognised_and_answered_with_grpc_codes() {
+        let req = |ct: &str| {
+            let mut r = pingora::http::RequestHeader::build("POST", b"/pkg.Svc/M", None).unwrap();
+            r.insert_header("content-type", ct).unwrap();
+            r
+        };
+        for ct in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC;x=1",
+        ] {
+            assert!(is_grpc(&req(ct)), "{ct}");
+        }
+        for ct in [
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/json",
+            "application/grpcx",
+        ] {
+            assert!(!is_grpc(&req(ct)), "{ct}");
+        }
+        assert_eq!(grpc_status(&Refusal::bearer("invalid_token", "x")), 16);
+        assert_eq!(grpc_status(&Refusal::bearer("invalid_request", "x")), 16);
+        assert_eq!(grpc_status(&Refusal::plain(400, "invalid_path", "x")), 3);
+        assert_eq!(grpc_status(&Refusal::insufficient_scope(&["a".into()])), 7);
+        assert_eq!(grpc_status(&Refusal::provider_unavailable()), 14);
+        assert_eq!(grpc_status(&Refusal::too_many_requests("x")), 8);
+        assert_eq!(grpc_status(&Refusal::plain(404, "no_route", "x")), 12);
+        assert_eq!(
+            grpc_status(&Refusal::plain(504, "upstream_timeout", "x")),
+            4
+        );
+        let h = Refusal::insufficient_scope(&["a".into()])
+            .grpc_header("rid")
+            .unwrap();
+        assert_eq!(h.status.as_u16(), 200);
+        assert_eq!(h.headers.get("grpc-status").unwrap(), "7");
+        assert_eq!(h.headers.get("content-type").unwrap(), "application/grpc");
+        assert_eq!(grpc_message("50% done\n é"), "50%25 done%0A %C3%A9");
+    }
 
     #[test]
     fn bearer_challenge_and_body() {

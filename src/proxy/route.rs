@@ -76,6 +76,20 @@ pub struct UpstreamSpec {
     pub tls: bool,
     /// Server name for TLS and the default `Host`.
     pub host: String,
+    pub protocol: UpstreamProtocol,
+}
+
+/// The HTTP version spoken to an upstream (`upstreams.<name>.protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (the default).
+    #[default]
+    Http1,
+    /// HTTP/2 only: with prior knowledge over cleartext (`h2c://`), ALPN `h2` over TLS.
+    /// What gRPC services need.
+    Http2,
+    /// TLS only: ALPN `h2` if the upstream offers it, else HTTP/1.1.
+    Auto,
 }
 
 /// An upstream the gateway connects to: its address resolved once, so that requests never
@@ -87,6 +101,7 @@ pub struct Upstream {
     pub tls: bool,
     /// Server name for TLS and the default `Host`.
     pub host: String,
+    pub protocol: UpstreamProtocol,
 }
 
 /// Why an upstream's address could not be resolved.
@@ -120,6 +135,7 @@ impl UpstreamSpec {
             address,
             tls: self.tls,
             host: self.host.clone(),
+            protocol: self.protocol,
         })
     }
 }

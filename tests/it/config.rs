@@ -380,6 +380,27 @@ fn check_rejects_bad_configs_naming_the_key() {
             "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, token_sources: [{ cookie: sid }], csrf_trusted_origins: [\"https://app.example.com/login\"] }\n",
             &["routes[0].csrf_trusted_origins[0]", "https://app.example.com"],
         ),
+        // upstreams: — a URL or a mapping; protocols.
+        (
+            "upstreams:\n  g: { url: \"http://127.0.0.1:50051\", protocol: http3 }\nroutes:\n  - { path_prefix: /, auth: none, upstream: g }\n",
+            &["upstreams.g.protocol", "http1, http2 or auto"],
+        ),
+        (
+            "upstreams:\n  g: { url: \"http://127.0.0.1:50051\", protocol: auto }\nroutes:\n  - { path_prefix: /, auth: none, upstream: g }\n",
+            &["upstreams.g.protocol", "https://"],
+        ),
+        (
+            "upstreams:\n  g: { url: \"h2c://127.0.0.1:50051\", protocol: http1 }\nroutes:\n  - { path_prefix: /, auth: none, upstream: g }\n",
+            &["upstreams.g.protocol", "h2c://"],
+        ),
+        (
+            "upstreams:\n  g: { url: \"http://127.0.0.1:50051\", protcol: http2 }\nroutes:\n  - { path_prefix: /, auth: none, upstream: g }\n",
+            &["upstreams.g", "protcol"],
+        ),
+        (
+            "upstreams:\n  g: \"grpc://127.0.0.1:50051\"\nroutes:\n  - { path_prefix: /, auth: none, upstream: g }\n",
+            &["upstreams.g", "h2c://"],
+        ),
         // tls: — each mistake names its key; a key file's content is never echoed.
         (
             "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ntls:\n  listen: 127.0.0.1:18080\n  certificates: []\n",

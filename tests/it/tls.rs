@@ -637,3 +637,217 @@ async fn an_http2_connection_outlives_the_header_deadline_between_requests() {
         0.0
     );
 }
+
+// === HTTP/2 upstreams (`h2c://`, `protocol: http2`) ===
+
+/// An HTTP/2-only (prior knowledge) upstream: answers `upstream h2 <method> <path>` with a
+/// `grpc-status: 0` trailer, and records what it received (version, `:authority`,
+/// headers).
+async fn h2_upstream() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Seen>::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let record = record.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let mut headers: Vec<(String, String)> = parts
+                                .headers
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                                .collect();
+                            headers.push((":version".into(), format!("{:?}", parts.version)));
+                            headers.push((
+                                ":authority".into(),
+                                parts
+                                    .uri
+                                    .authority()
+                                    .map(|a| a.to_string())
+                                    .unwrap_or_default(),
+                            ));
+                            let text = format!("upstream h2 {} {}", parts.method, parts.uri.path());
+                            record.lock().unwrap().push(Seen {
+                                method: parts.method.to_string(),
+                                uri: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default(),
+                                headers,
+                                body: body.to_vec(),
+                            });
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            let body = Frames(
+                                [
+                                    hyper::body::Frame::data(bytes::Bytes::from(text)),
+                                    hyper::body::Frame::trailers(trailers),
+                                ]
+                                .into(),
+                            );
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+                        }
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A response body of fixed frames (data, then trailers).
+struct Frames(std::collections::VecDeque<hyper::body::Frame<bytes::Bytes>>);
+
+impl hyper::body::Body for Frames {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+const H2_UPSTREAM: &str = r#"
+listen: {listen}
+admin_listen: {admin}
+shutdown_grace_period: 0s
+h2c: true
+providers:
+  s:
+    kind: static
+    tokens:
+      - { token_sha256: {sha}, identity: { subject: alice, scopes: [read] } }
+upstreams:
+  grpc: "h2c://{h2}"
+  grpc-long: { url: "http://{h2}", protocol: http2 }
+routes:
+  - { name: svc, path_prefix: /svc, provider: s, upstream: grpc }
+  - { name: long, path_prefix: /long, provider: s, upstream: grpc-long }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_upstreams_get_every_kind_of_request_with_identity_and_trailers() {
+    let (h2, seen) = h2_upstream().await;
+    let g = start_gateway(
+        H2_UPSTREAM,
+        &[
+            ("sha", hex::encode(Sha256::digest(TOKEN.as_bytes()))),
+            ("h2", h2.to_string()),
+        ],
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let last = || {
+        seen.lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a request upstream")
+    };
+
+    // HTTP/1.1 without a body (the direct path) and with one (Pingora's proxy), on both
+    // spellings of an HTTP/2 upstream.
+    let client = client_builder().build().unwrap();
+    for (prefix, method, body) in [
+        ("/svc", "GET", ""),
+        ("/long", "GET", ""),
+        ("/svc", "POST", "hello"),
+    ] {
+        let resp = client
+            .request(method.parse().unwrap(), at(&g, &format!("{prefix}/a?q=1")))
+            .header("authorization", &bearer)
+            .header("x-auth-subject", "mallory")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{method} {prefix}");
+        assert_eq!(
+            resp.text().await.unwrap(),
+            format!("upstream h2 {method} {prefix}/a")
+        );
+        let up = last();
+        assert_eq!(up.header(":version"), Some("HTTP/2.0"));
+        assert_eq!(
+            up.header(":authority"),
+            Some(g.proxy_addr.to_string().as_str())
+        );
+        assert_eq!(up.uri, format!("{prefix}/a?q=1"));
+        assert_eq!(up.header("x-auth-subject"), Some("alice"));
+        assert_eq!(
+            up.header("host"),
+            None,
+            "HTTP/2 carries the host as :authority"
+        );
+        assert_eq!(up.body, body.as_bytes());
+    }
+
+    // HTTP/2 end to end: the upstream's trailers reach the client.
+    let tcp = tokio::net::TcpStream::connect(g.proxy_addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::post("http://api.test/svc/Echo")
+        .header("authorization", &bearer)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (resp, mut send) = client.send_request(req, false).unwrap();
+    send.send_data(bytes::Bytes::from_static(b"\0\0\0\0\0"), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(bytes, b"upstream h2 POST /svc/Echo");
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    let up = last();
+    assert_eq!(up.header("te"), Some("trailers"));
+    assert_eq!(up.header(":authority"), Some("api.test"));
+    assert_eq!(up.header("x-auth-subject"), Some("alice"));
+
+    // A gRPC call refused by the gateway: HTTP 200, grpc-status 16, one header block that
+    // ends the stream (Trailers-Only), nothing sent upstream.
+    let calls = seen.lock().unwrap().len();
+    let req = http::Request::post("http://api.test/svc/Echo")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let mut client = client.ready().await.unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["grpc-status"], "16");
+    assert_eq!(resp.headers()["content-type"], "application/grpc");
+    assert!(
+        resp.body().is_end_stream(),
+        "Trailers-Only: the header block ends the stream"
+    );
+    assert_eq!(seen.lock().unwrap().len(), calls);
+}
