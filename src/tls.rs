@@ -118,6 +118,26 @@ fn pair_from_pem(
     })
 }
 
+/// Every certificate (DER) in a PEM text.
+pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let ders = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not PEM certificates ({e})"))?;
+    for der in &ders {
+        x509_parser::parse_x509_certificate(der)
+            .map_err(|e| format!("a certificate does not parse ({e})"))?;
+    }
+    Ok(ders.into_iter().map(|d| d.as_ref().to_vec()).collect())
+}
+
+/// The DER of the private key in a PEM file (for Pingora's client certificates).
+pub fn private_key_der(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map(|k| k.secret_der().to_vec())
+        .map_err(|_| format!("{}: no PEM private key in the file", path.display()))
+}
+
 fn describe(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
     use x509_parser::extensions::GeneralName;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| e.to_string())?;

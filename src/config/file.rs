@@ -170,6 +170,17 @@ pub struct UpstreamOptionsFile {
     /// `http1` (default), `http2` (gRPC: prior knowledge on `http://`, ALPN `h2` on
     /// `https://`), or `auto` (`https://` only: ALPN `h2`, else HTTP/1.1).
     pub protocol: Option<String>,
+    /// `https://` only: PEM file of the CAs that verify this upstream, instead of the
+    /// system store (a private CA).
+    pub ca_file: Option<String>,
+    /// `https://` only: the name sent as SNI and verified in the certificate (default:
+    /// the URL's host).
+    pub server_name: Option<String>,
+    /// `https://` only: check that the certificate names `server_name` (default true; the
+    /// chain is always verified).
+    pub verify_hostname: Option<bool>,
+    /// `https://` only: a client certificate for upstreams that require one (mTLS).
+    pub client_certificate: Option<CertificateFile>,
 }
 
 impl UpstreamFile {

@@ -87,7 +87,7 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
                 "`echo` is the built-in echo upstream; choose another name",
             ));
         }
-        upstreams.insert(name.clone(), upstream(&path, name, up)?);
+        upstreams.insert(name.clone(), upstream(&path, name, up, base_dir)?);
     }
 
     let assertion_keys = assertion_keys(&file, base_dir)?;
@@ -520,7 +520,12 @@ fn cache(file: &FileConfig) -> Result<CacheSettings> {
     })
 }
 
-fn upstream(path: &str, name: &str, up: &super::file::UpstreamFile) -> Result<UpstreamSpec> {
+fn upstream(
+    path: &str,
+    name: &str,
+    up: &super::file::UpstreamFile,
+    base_dir: &Path,
+) -> Result<UpstreamSpec> {
     use super::file::UpstreamFile;
     let (text, url_path, protocol) = match up {
         UpstreamFile::Url(u) => (u.as_str(), path.to_string(), None),
@@ -591,13 +596,100 @@ fn upstream(path: &str, name: &str, up: &super::file::UpstreamFile) -> Result<Up
         Ok(ip) => SocketAddr::new(ip, port).to_string(),
         Err(_) => format!("{host}:{port}"),
     };
+    let tls_options = match up {
+        UpstreamFile::Options(o) => upstream_tls(path, o, tls, base_dir)?,
+        UpstreamFile::Url(_) => None,
+    };
     Ok(UpstreamSpec {
         name: name.to_string(),
         authority,
         tls,
         host,
         protocol,
+        tls_options,
     })
+}
+
+/// An `https://` upstream's options; the files are loaded here too, so that a bad one
+/// stops `--check` with its key named.
+fn upstream_tls(
+    path: &str,
+    o: &super::file::UpstreamOptionsFile,
+    tls: bool,
+    base_dir: &Path,
+) -> Result<Option<crate::proxy::route::UpstreamTlsFiles>> {
+    let given = [
+        ("ca_file", o.ca_file.is_some()),
+        ("server_name", o.server_name.is_some()),
+        ("verify_hostname", o.verify_hostname.is_some()),
+        ("client_certificate", o.client_certificate.is_some()),
+    ];
+    if !tls {
+        if let Some((key, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::at(
+                format!("{path}.{key}"),
+                "only for https:// upstreams",
+            ));
+        }
+        return Ok(None);
+    }
+    if !given.iter().any(|(_, set)| *set) {
+        return Ok(None);
+    }
+    if let Some(name) = &o.server_name {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return Err(ConfigError::at(
+                format!("{path}.server_name"),
+                "not a DNS name or IP address",
+            ));
+        }
+    }
+    let files = crate::proxy::route::UpstreamTlsFiles {
+        ca_file: o.ca_file.as_ref().map(|f| base_dir.join(f)),
+        server_name: o.server_name.clone(),
+        verify_hostname: o.verify_hostname.unwrap_or(true),
+        client_certificate: o
+            .client_certificate
+            .as_ref()
+            .map(|c| crate::tls::CertificateFiles {
+                chain: base_dir.join(&c.chain),
+                key: base_dir.join(&c.key),
+            }),
+    };
+    if !files.verify_hostname && files.ca_file.is_none() {
+        return Err(ConfigError::at(
+            format!("{path}.verify_hostname"),
+            "`false` needs `ca_file`: the name check is skipped only against a private CA you name",
+        ));
+    }
+    if let Some(ca) = &files.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| {
+            ConfigError::at(
+                format!("{path}.ca_file"),
+                format!("cannot read {}: {e}", ca.display()),
+            )
+        })?;
+        match crate::tls::certificates_from_pem(&pem) {
+            Ok(ders) if !ders.is_empty() => {}
+            Ok(_) => {
+                return Err(ConfigError::at(
+                    format!("{path}.ca_file"),
+                    format!("{}: no certificate in the file", ca.display()),
+                ))
+            }
+            Err(e) => {
+                return Err(ConfigError::at(
+                    format!("{path}.ca_file"),
+                    format!("{}: {e}", ca.display()),
+                ))
+            }
+        }
+    }
+    if let Some(cert) = &files.client_certificate {
+        crate::tls::load_pair(cert)
+            .map_err(|e| ConfigError::at(format!("{path}.client_certificate"), e))?;
+    }
+    Ok(Some(files))
 }
 
 fn route(

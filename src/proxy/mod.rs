@@ -638,10 +638,19 @@ impl Proxy {
             Some(UpstreamTarget::Http(up)) => {
                 let mut peer = HttpPeer::new(up.address, up.tls, up.host.clone());
                 peer.options.connection_timeout = Some(UPSTREAM_CONNECT_TIMEOUT);
+                peer.group_key = up.pool_key;
                 match up.protocol {
                     UpstreamProtocol::Http1 => {}
                     UpstreamProtocol::Http2 => peer.options.set_http_version(2, 2),
                     UpstreamProtocol::Auto => peer.options.set_http_version(2, 1),
+                }
+                if let Some(tls) = &up.tls_options {
+                    peer.options.ca.clone_from(&tls.ca);
+                    peer.client_cert_key.clone_from(&tls.client_cert);
+                    peer.options.verify_hostname = tls.verify_hostname;
+                    if let Some(name) = &tls.server_name {
+                        peer.sni.clone_from(name);
+                    }
                 }
                 Ok(peer)
             }

@@ -77,6 +77,105 @@ pub struct UpstreamSpec {
     /// Server name for TLS and the default `Host`.
     pub host: String,
     pub protocol: UpstreamProtocol,
+    /// `https://` options beyond the defaults (system store, the URL's host).
+    pub tls_options: Option<UpstreamTlsFiles>,
+}
+
+/// An `https://` upstream's TLS options as configured (files not read yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTlsFiles {
+    /// CAs that verify the upstream instead of the system store.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// SNI and the name verified; `None`: the URL's host.
+    pub server_name: Option<String>,
+    pub verify_hostname: bool,
+    pub client_certificate: Option<crate::tls::CertificateFiles>,
+}
+
+/// The same, loaded: what each connection to the upstream is made with.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub ca: Option<Arc<pingora::protocols::tls::CaType>>,
+    pub server_name: Option<String>,
+    pub verify_hostname: bool,
+    pub client_cert: Option<Arc<pingora::utils::tls::CertKey>>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("ca", &self.ca.as_ref().map(|c| c.len()))
+            .field("server_name", &self.server_name)
+            .field("verify_hostname", &self.verify_hostname)
+            .field("client_cert", &self.client_cert.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for UpstreamTls {
+    fn eq(&self, other: &Self) -> bool {
+        let same_ca = match (&self.ca, &other.ca) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        let same_cert = match (&self.client_cert, &other.client_cert) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        same_ca
+            && same_cert
+            && self.server_name == other.server_name
+            && self.verify_hostname == other.verify_hostname
+    }
+}
+
+impl Eq for UpstreamTls {}
+
+impl UpstreamTlsFiles {
+    /// Reads the CA file and the client certificate; errors name the file.
+    pub fn load(&self) -> Result<UpstreamTls, String> {
+        let ca = match &self.ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let ders = crate::tls::certificates_from_pem(&pem)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                if ders.is_empty() {
+                    return Err(format!("{}: no certificate in the file", path.display()));
+                }
+                let list: Vec<pingora::utils::tls::WrappedX509> = ders
+                    .into_iter()
+                    .map(|der| {
+                        pingora::utils::tls::WrappedX509::new(der, pingora::utils::tls::parse_x509)
+                    })
+                    .collect();
+                Some(Arc::from(list.into_boxed_slice()))
+            }
+        };
+        let client_cert = match &self.client_certificate {
+            None => None,
+            Some(files) => {
+                let loaded = crate::tls::load_pair(files)?;
+                let chain: Vec<Vec<u8>> = loaded
+                    .key
+                    .cert
+                    .iter()
+                    .map(|c| c.as_ref().to_vec())
+                    .collect();
+                let key = crate::tls::private_key_der(&files.key)?;
+                Some(Arc::new(pingora::utils::tls::CertKey::new(chain, key)))
+            }
+        };
+        Ok(UpstreamTls {
+            ca,
+            server_name: self.server_name.clone(),
+            verify_hostname: self.verify_hostname,
+            client_cert,
+        })
+    }
 }
 
 /// The HTTP version spoken to an upstream (`upstreams.<name>.protocol`).
@@ -102,6 +201,12 @@ pub struct Upstream {
     /// Server name for TLS and the default `Host`.
     pub host: String,
     pub protocol: UpstreamProtocol,
+    pub tls_options: Option<UpstreamTls>,
+    /// Keeps pooled connections apart: Pingora's pool keys a connection by address, SNI,
+    /// client certificate and verification flags, not by the CA that verified it or the
+    /// protocol; two upstreams at one address (or one upstream across a reload that
+    /// changed its CA) must never share a connection made for the other.
+    pub pool_key: u64,
 }
 
 /// Why an upstream's address could not be resolved.
@@ -109,6 +214,8 @@ pub struct Upstream {
 pub enum ResolveError {
     #[error("cannot resolve `{authority}`: {reason}")]
     Lookup { authority: String, reason: String },
+    #[error("{0}")]
+    Tls(String),
     #[error("`{0}` resolves to no address")]
     NoAddress(String),
     #[error("no provider named `{0}`")]
@@ -130,12 +237,35 @@ impl UpstreamSpec {
             })?
             .next()
             .ok_or_else(|| ResolveError::NoAddress(self.authority.clone()))?;
+        let tls_options = self
+            .tls_options
+            .as_ref()
+            .map(|o| o.load().map_err(ResolveError::Tls))
+            .transpose()?;
+        let pool_key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&self.name, &self.authority, self.tls, &self.host).hash(&mut h);
+            (self.protocol as u8).hash(&mut h);
+            if let Some(t) = &tls_options {
+                (&t.server_name, t.verify_hostname).hash(&mut h);
+                for ca in t.ca.iter().flat_map(|c| c.iter()) {
+                    ca.borrow_raw_cert().hash(&mut h);
+                }
+                for cert in t.client_cert.iter() {
+                    cert.leaf().borrow_raw_cert().hash(&mut h);
+                }
+            }
+            h.finish()
+        };
         Ok(Upstream {
             name: self.name.clone(),
             address,
             tls: self.tls,
             host: self.host.clone(),
             protocol: self.protocol,
+            tls_options,
+            pool_key,
         })
     }
 }

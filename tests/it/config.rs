@@ -401,6 +401,22 @@ fn check_rejects_bad_configs_naming_the_key() {
             "upstreams:\n  g: \"grpc://127.0.0.1:50051\"\nroutes:\n  - { path_prefix: /, auth: none, upstream: g }\n",
             &["upstreams.g", "h2c://"],
         ),
+        (
+            "upstreams:\n  g: { url: \"http://127.0.0.1:8080\", ca_file: /etc/hostname }\nroutes:\n  - { path_prefix: /, auth: none, upstream: g }\n",
+            &["upstreams.g.ca_file", "only for https://"],
+        ),
+        (
+            "upstreams:\n  g: { url: \"https://127.0.0.1:8443\", verify_hostname: false }\nroutes:\n  - { path_prefix: /, auth: none, upstream: g }\n",
+            &["upstreams.g.verify_hostname", "needs `ca_file`"],
+        ),
+        (
+            "upstreams:\n  g: { url: \"https://127.0.0.1:8443\", ca_file: /etc/hostname }\nroutes:\n  - { path_prefix: /, auth: none, upstream: g }\n",
+            &["upstreams.g.ca_file", "no certificate"],
+        ),
+        (
+            concat!("upstreams:\n  g: { url: \"https://127.0.0.1:8443\", client_certificate: { chain: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-tls.crt, key: /nonexistent.key } }\nroutes:\n  - { path_prefix: /, auth: none, upstream: g }\n"),
+            &["upstreams.g.client_certificate", "cannot read /nonexistent.key"],
+        ),
         // tls: — each mistake names its key; a key file's content is never echoed.
         (
             "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ntls:\n  listen: 127.0.0.1:18080\n  certificates: []\n",

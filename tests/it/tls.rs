@@ -851,3 +851,99 @@ async fn http2_upstreams_get_every_kind_of_request_with_identity_and_trailers() 
     );
     assert_eq!(seen.lock().unwrap().len(), calls);
 }
+
+// === `https://` upstreams: ca_file, server_name, verify_hostname, client certificate ===
+
+const TLS_UPSTREAMS: &str = r#"
+listen: {listen}
+admin_listen: {admin}
+shutdown_grace_period: 0s
+upstreams:
+  system-store: "https://localhost:{port}"
+  private-ca: { url: "https://localhost:{port}", ca_file: "{dir}/ca.pem" }
+  wrong-name: { url: "https://127.0.0.1:{port}", ca_file: "{dir}/ca.pem", server_name: other.test }
+  name-unchecked: { url: "https://127.0.0.1:{port}", ca_file: "{dir}/ca.pem", server_name: other.test, verify_hostname: false }
+  mtls-without: { url: "https://localhost:{mtls}", ca_file: "{dir}/ca.pem" }
+  mtls: { url: "https://localhost:{mtls}", ca_file: "{dir}/ca.pem", client_certificate: { chain: "{dir}/client.crt", key: "{dir}/client.key" } }
+routes:
+  - { path_prefix: /system-store, auth: none, upstream: system-store }
+  - { path_prefix: /private-ca, auth: none, upstream: private-ca }
+  - { path_prefix: /wrong-name, auth: none, upstream: wrong-name }
+  - { path_prefix: /name-unchecked, auth: none, upstream: name-unchecked }
+  - { path_prefix: /mtls-without, auth: none, upstream: mtls-without }
+  - { path_prefix: /mtls, auth: none, upstream: mtls }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_verified_with_their_own_ca_name_and_client_certificate() {
+    let pki = Pki::new();
+    let dir = temp_dir("upstream-tls");
+    std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
+    let server_config = |client_auth: bool| {
+        let (chain, key, _) = pki.leaf(&["localhost"]);
+        use rustls::pki_types::pem::PemObject;
+        let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+            .map(Result::unwrap)
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let builder = rustls::ServerConfig::builder();
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder.with_single_cert(certs, key).unwrap();
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+    };
+    let plain = Fake::start_tls(
+        |_| Reply::raw(200, "text/plain", "tls upstream"),
+        server_config(false),
+    )
+    .await;
+    let mtls = Fake::start_tls(
+        |_| Reply::raw(200, "text/plain", "mtls upstream"),
+        server_config(true),
+    )
+    .await;
+    let (chain, key, _) = pki.leaf(&["sessiongate.client"]);
+    std::fs::write(dir.join("client.crt"), chain).unwrap();
+    std::fs::write(dir.join("client.key"), key).unwrap();
+    let g = start_gateway(
+        TLS_UPSTREAMS,
+        &[
+            ("port", plain.addr.port().to_string()),
+            ("mtls", mtls.addr.port().to_string()),
+            ("dir", dir.display().to_string()),
+        ],
+    );
+    let client = client_builder().build().unwrap();
+    for (path, status, body) in [
+        ("/private-ca/x", 200, "tls upstream"),
+        ("/name-unchecked/x", 200, "tls upstream"),
+        ("/mtls/x", 200, "mtls upstream"),
+        // The system store does not know the test CA; the name is checked; the upstream
+        // wants a client certificate.
+        ("/system-store/x", 502, ""),
+        ("/wrong-name/x", 502, ""),
+        ("/mtls-without/x", 502, ""),
+    ] {
+        let resp = client.get(at(&g, path)).send().await.unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        if status == 200 {
+            assert_eq!(resp.text().await.unwrap(), body, "{path}");
+        }
+    }
+    assert_eq!(
+        mtls.calls(),
+        1,
+        "only the request with the client certificate got through"
+    );
+}
