@@ -29,6 +29,8 @@ pub struct Gateway {
     upgrade: bool,
     /// Poll the config file this often and reload when its content changes.
     watch: Option<Duration>,
+    /// The TLS listener's rustls configuration (`tls:`), built with the state.
+    tls_config: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Gateway {
@@ -47,11 +49,19 @@ impl Gateway {
         clock: SharedClock,
     ) -> Result<Self, ConfigError> {
         let state = Arc::new(crate::state::start(settings.clone(), clock, config_path)?);
+        let tls_config = match (&settings.tls, &state.tls) {
+            (Some(listener), Some(store)) => Some(Arc::new(
+                crate::tls::server_config(store.clone(), listener)
+                    .map_err(|e| ConfigError::at("tls", e))?,
+            )),
+            _ => None,
+        };
         Ok(Gateway {
             settings,
             state,
             upgrade: false,
             watch: None,
+            tls_config,
         })
     }
 
@@ -122,11 +132,9 @@ impl Gateway {
             self.settings
                 .tls
                 .as_ref()
-                .zip(self.state.tls.clone())
-                .map(|(tls, store)| {
-                    let config = crate::tls::server_config(store, tls.http2);
-                    let acceptor =
-                        pingora::listeners::tls::Acceptor::from_server_config(Arc::new(config));
+                .zip(self.tls_config.clone())
+                .map(|(tls, config)| {
+                    let acceptor = pingora::listeners::tls::Acceptor::from_server_config(config);
                     let mut service =
                         Service::new("sessiongate proxy tls".to_string(), app.with_tls(acceptor));
                     service.add_tcp(&tls.listen.to_string());

@@ -83,6 +83,7 @@ pub fn start(
             applied: tokio::sync::Mutex::new(settings),
         }),
         tls,
+        client_certs: Default::default(),
     };
     state.publish_certificates();
     Ok(state)

@@ -44,6 +44,153 @@ pub struct TlsListener {
     pub http2: bool,
     /// How often the certificate files are checked for a change; `None`: only on reload.
     pub watch: Option<Duration>,
+    /// Client certificates (mTLS), verified against these CAs.
+    pub client_certificates: Option<ClientCertificates>,
+}
+
+/// `tls.client_certificates`: which client certificates the listener verifies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificates {
+    pub ca_file: PathBuf,
+    /// A handshake without a certificate fails (else it is allowed, and routes that read
+    /// `client_certificate` refuse the request).
+    pub required: bool,
+}
+
+/// A verified client certificate, as the request path sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The identity: the first URI SAN (a SPIFFE id), else the first DNS SAN, else the
+    /// subject's common name.
+    pub id: String,
+    /// The subject distinguished name (RFC 4514 text).
+    pub subject: String,
+}
+
+/// The client certificates of open TLS connections, by the SHA-256 of their leaf (what
+/// Pingora's TLS digest of a connection carries): the request path finds the verified
+/// identity of its connection here, for HTTP/1.1 and HTTP/2 alike. An entry lives while a
+/// connection that presented the certificate is open.
+#[derive(Debug, Default)]
+pub struct ClientCertRegistry {
+    by_digest: Mutex<std::collections::HashMap<Vec<u8>, Registered>>,
+}
+
+/// A certificate and how many open connections presented it.
+type Registered = (Arc<ClientCert>, usize);
+
+/// Keeps a registration while its connection is open.
+pub struct Registration {
+    registry: Arc<ClientCertRegistry>,
+    digest: Vec<u8>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut map = self
+            .registry
+            .by_digest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((_, count)) = map.get_mut(&self.digest) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.digest);
+            }
+        }
+    }
+}
+
+impl ClientCertRegistry {
+    /// Registers the verified leaf `der` of a connection; `None` when it names no usable
+    /// identity (its requests then carry no client certificate).
+    pub fn register(self: &Arc<Self>, der: &[u8]) -> Option<Registration> {
+        let cert = client_cert(der)?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, der)
+            .as_ref()
+            .to_vec();
+        let mut map = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(digest.clone())
+            .and_modify(|(_, count)| *count += 1)
+            .or_insert_with(|| (Arc::new(cert), 1));
+        Some(Registration {
+            registry: self.clone(),
+            digest,
+        })
+    }
+
+    /// The certificate of a connection, by the leaf digest of its TLS digest.
+    pub fn get(&self, digest: &[u8]) -> Option<Arc<ClientCert>> {
+        if digest.is_empty() {
+            return None;
+        }
+        let map = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(digest).map(|(c, _)| c.clone())
+    }
+}
+
+/// Reads what the gateway uses of a (verified) client certificate; `None` when it names
+/// nothing usable.
+pub fn client_cert(der: &[u8]) -> Option<ClientCert> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let mut uri = None;
+    let mut dns = None;
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::URI(u) if uri.is_none() => uri = Some((*u).to_string()),
+                GeneralName::DNSName(d) if dns.is_none() => dns = Some((*d).to_string()),
+                _ => {}
+            }
+        }
+    }
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok())
+        .map(str::to_string);
+    let id = uri.or(dns).or(cn)?;
+    // Identity values become header values: printable ASCII only.
+    if id.is_empty() || !id.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return None;
+    }
+    Some(ClientCert {
+        id,
+        subject: cert.subject().to_string(),
+    })
+}
+
+/// The verifier of `tls.client_certificates`.
+fn client_verifier(
+    c: &ClientCertificates,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let pem = std::fs::read(&c.ca_file)
+        .map_err(|e| format!("cannot read {}: {e}", c.ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in certificates_from_pem(&pem).map_err(|e| format!("{}: {e}", c.ca_file.display()))? {
+        roots
+            .add(CertificateDer::from(der))
+            .map_err(|e| format!("{}: {e}", c.ca_file.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "{}: no certificate in the file",
+            c.ca_file.display()
+        ));
+    }
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if c.required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder
+        .build()
+        .map_err(|e| format!("{}: {e}", c.ca_file.display()))
 }
 
 /// A loaded certificate and what is known of it.
@@ -310,14 +457,22 @@ fn parse_all(
 }
 
 /// The rustls server configuration of the TLS listener: TLS 1.2 and 1.3, the store as
-/// certificate resolver, ALPN `h2` + `http/1.1` or `http/1.1` alone.
-pub fn server_config(store: Arc<CertStore>, http2: bool) -> rustls::ServerConfig {
+/// certificate resolver, ALPN `h2` + `http/1.1` or `http/1.1` alone, client certificates
+/// verified when configured.
+pub fn server_config(
+    store: Arc<CertStore>,
+    listener: &TlsListener,
+) -> Result<rustls::ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .expect("the ring provider supports TLS 1.2 and 1.3")
-        .with_no_client_auth()
-        .with_cert_resolver(store);
+        .expect("the ring provider supports TLS 1.2 and 1.3");
+    let builder = match &listener.client_certificates {
+        Some(c) => builder.with_client_cert_verifier(client_verifier(c, provider)?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(store);
+    let http2 = listener.http2;
     // The server's suite order (strongest first), not the client's.
     config.ignore_client_order = true;
     config.alpn_protocols = if http2 {
@@ -327,7 +482,7 @@ pub fn server_config(store: Arc<CertStore>, http2: bool) -> rustls::ServerConfig
     };
     // Stateless tickets would need a key rotated across replicas; session ids (the
     // default in-memory cache) resume on the same process, which is enough.
-    config
+    Ok(config)
 }
 
 #[cfg(test)]

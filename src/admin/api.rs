@@ -341,6 +341,8 @@ impl AdminApp {
                 query,
                 peer,
                 headers: &headers,
+                // explain judges what a request would carry in headers; no connection.
+                client_cert: None,
             },
         )
         .await;

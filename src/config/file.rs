@@ -98,6 +98,18 @@ pub struct TlsFile {
     /// How often the certificate files are checked for a change (default 10s; `0s`: only
     /// on a config reload).
     pub watch: Option<ConfigDuration>,
+    /// Client certificates (mTLS): verified against `ca_file`.
+    pub client_certificates: Option<ClientCertificatesFile>,
+}
+
+/// `tls.client_certificates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificatesFile {
+    /// PEM file of the CAs that issue client certificates.
+    pub ca_file: String,
+    /// Refuse handshakes without a client certificate (default true).
+    pub required: Option<bool>,
 }
 
 /// One certificate of `tls.certificates`.
@@ -341,6 +353,7 @@ const JWT_KEYS: &[&str] = &[
 pub fn kind_keys(kind: ProviderKind) -> &'static [&'static [&'static str]] {
     match kind {
         ProviderKind::Static => &[&["tokens", "token_format"]],
+        ProviderKind::ClientCertificate => &[&["clients", "allow_unlisted"]],
         ProviderKind::Jwt => &[CLIENT_KEYS, JWT_KEYS, &["token_format"]],
         ProviderKind::Rfc7662 => &[
             CLIENT_KEYS,
@@ -396,6 +409,11 @@ pub struct ProviderFile {
     pub client_secret_file: Option<String>,
     /// static: the tokens this provider knows.
     pub tokens: Option<Vec<StaticTokenFile>>,
+    /// client_certificate: the certificate ids this provider knows, with their scopes.
+    pub clients: Option<Vec<ClientFile>>,
+    /// client_certificate: a verified certificate not in `clients` gets an identity (its
+    /// id as subject, no scopes) instead of a refusal (default false).
+    pub allow_unlisted: Option<bool>,
     /// jwt: the required `iss`.
     pub issuer: Option<String>,
     /// jwt: accepted `aud` values (a token must carry one).
@@ -548,6 +566,18 @@ pub struct StaticTokenFile {
     pub identity: StaticIdentityFile,
 }
 
+/// One of `clients` (kind `client_certificate`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    /// The certificate's id: its URI SAN (`spiffe://…`), else DNS SAN, else CN.
+    pub id: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub organizations: Vec<String>,
+}
+
 /// The identity a static token resolves to.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -635,6 +665,7 @@ pub struct RouteFile {
 #[derive(Debug)]
 pub enum TokenSourceFile {
     Authorization,
+    ClientCertificate,
     Cookie(String),
     Header(String),
 }
@@ -642,7 +673,8 @@ pub enum TokenSourceFile {
 impl<'de> Deserialize<'de> for TokenSourceFile {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        const EXPECTED: &str = "`authorization`, `cookie: <name>` or `header: <name>`";
+        const EXPECTED: &str =
+            "`authorization`, `client_certificate`, `cookie: <name>` or `header: <name>`";
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = TokenSourceFile;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -651,6 +683,7 @@ impl<'de> Deserialize<'de> for TokenSourceFile {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 match v {
                     "authorization" => Ok(TokenSourceFile::Authorization),
+                    "client_certificate" => Ok(TokenSourceFile::ClientCertificate),
                     other => Err(E::custom(format!(
                         "unknown token source `{other}`: expected {EXPECTED}"
                     ))),

@@ -20,6 +20,7 @@ pub fn provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Provide
     check_keys(path, p)?;
     match p.kind {
         ProviderKind::Static => static_provider(path, p, base_dir),
+        ProviderKind::ClientCertificate => client_certificate_provider(path, p),
         ProviderKind::Jwt => super::jwt_provider::build(path, p, base_dir),
         _ => super::http_provider::build(path, p, base_dir),
     }
@@ -27,8 +28,10 @@ pub fn provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Provide
 
 /// Every optional key of a `providers.<name>` entry and whether the file gives it: the one
 /// list of provider keys (`kind` is required and always allowed).
-fn given_keys(p: &ProviderFile) -> [(&'static str, bool); 24] {
+fn given_keys(p: &ProviderFile) -> [(&'static str, bool); 26] {
     [
+        ("clients", p.clients.is_some()),
+        ("allow_unlisted", p.allow_unlisted.is_some()),
         ("url", p.url.is_some()),
         ("timeout", p.timeout.is_some()),
         ("max_response_bytes", p.max_response_bytes.is_some()),
@@ -96,6 +99,42 @@ fn static_provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Prov
         entries.push((digest, static_identity(&format!("{tpath}.identity"), t)?));
     }
     Ok(ProviderSpec::Static(entries))
+}
+
+fn client_certificate_provider(path: &str, p: &ProviderFile) -> Result<ProviderSpec> {
+    let allow_unlisted = p.allow_unlisted.unwrap_or(false);
+    let list = p.clients.as_deref().unwrap_or_default();
+    if list.is_empty() && !allow_unlisted {
+        return Err(ConfigError::at(
+            format!("{path}.clients"),
+            "list the certificate ids this provider accepts (or set allow_unlisted: true)",
+        ));
+    }
+    let mut clients = Vec::with_capacity(list.len());
+    for (i, c) in list.iter().enumerate() {
+        let key = format!("{path}.clients[{i}]");
+        if c.id.is_empty() || !c.id.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(ConfigError::at(
+                format!("{key}.id"),
+                "a certificate id: its URI SAN (spiffe://…), DNS SAN or CN, printable ASCII",
+            ));
+        }
+        if clients.iter().any(|(id, _)| id == &c.id) {
+            return Err(ConfigError::at(format!("{key}.id"), "listed twice"));
+        }
+        let identity: Identity = IdentityParts {
+            subject: c.id.clone(),
+            scopes: c.scopes.clone(),
+            organizations: c.organizations.clone(),
+            ..Default::default()
+        }
+        .into();
+        clients.push((c.id.clone(), identity));
+    }
+    Ok(ProviderSpec::ClientCertificate {
+        clients,
+        allow_unlisted,
+    })
 }
 
 fn static_digest(path: &str, t: &StaticTokenFile, base_dir: &Path) -> Result<[u8; 32]> {

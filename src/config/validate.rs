@@ -725,6 +725,7 @@ fn route(
         },
         None => None,
     };
+    let all_providers = providers;
     let names: Option<Vec<String>> = r.provider.as_ref().map(|p| match p {
         OneOrMany::One(n) => vec![n.clone()],
         OneOrMany::Many(ns) => ns.clone(),
@@ -769,6 +770,7 @@ fn route(
         ));
     }
     let authenticated = !providers.is_empty();
+    let providers_named = providers.clone();
     let policy = route_policy(path, r, authenticated)?;
     let forward_authorization = r.forward_authorization.unwrap_or(true);
     let stale_if_error = r.stale_if_error.map_or(Duration::ZERO, |d| d.0);
@@ -796,11 +798,54 @@ fn route(
         assertion: None,
         stale_if_error,
         allow_encoded_slashes: r.allow_encoded_slashes.unwrap_or(false),
-        credentials: credentials(path, r, authenticated)?,
+        credentials: {
+            let credentials = credentials(path, r, authenticated)?;
+            pair_certificates(path, &credentials, &providers_named, all_providers)?;
+            credentials
+        },
     })
 }
 
 /// `token_sources`, `forward_token_cookie`, `csrf_trusted_origins`.
+/// A client certificate is a credential of its own: a route reads it alone
+/// (`token_sources: [client_certificate]`) with `client_certificate` providers only, and
+/// those providers serve no other route — so a header can never stand in for a verified
+/// certificate, nor a certificate id for a token.
+fn pair_certificates(
+    path: &str,
+    credentials: &crate::proxy::route::Credentials,
+    route_providers: &[String],
+    all: &BTreeMap<String, ProviderSettings>,
+) -> Result<()> {
+    use crate::identity::provider::ProviderSpec;
+    use crate::identity::token::TokenSource;
+    let from_certificate = credentials
+        .sources
+        .contains(&TokenSource::ClientCertificate);
+    if from_certificate && credentials.sources.len() > 1 {
+        return Err(ConfigError::at(
+            format!("{path}.token_sources"),
+            "`client_certificate` is read alone: list no other source beside it",
+        ));
+    }
+    for name in route_providers {
+        let is_certificate = all
+            .get(name)
+            .is_some_and(|p| matches!(p.spec, ProviderSpec::ClientCertificate { .. }));
+        if is_certificate != from_certificate {
+            return Err(ConfigError::at(
+                format!("{path}.provider"),
+                if from_certificate {
+                    format!("`{name}` reads tokens; a route with `token_sources: [client_certificate]` needs providers of kind `client_certificate`")
+                } else {
+                    format!("`{name}` is of kind `client_certificate`: the route needs `token_sources: [client_certificate]`")
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn credentials(
     path: &str,
     r: &super::file::RouteFile,
@@ -830,6 +875,7 @@ fn credentials(
             let key = format!("{path}.token_sources[{i}]");
             let source = match source {
                 TokenSourceFile::Authorization => TokenSource::Authorization,
+                TokenSourceFile::ClientCertificate => TokenSource::ClientCertificate,
                 TokenSourceFile::Cookie(name) => {
                     // RFC 6265 cookie-name: a token (visible ASCII without separators).
                     let ok = !name.is_empty()
@@ -973,11 +1019,36 @@ fn tls(
             "must be at least 1s (or 0s: check only on a config reload)",
         ));
     }
+    let client_certificates = match &t.client_certificates {
+        None => None,
+        Some(c) => {
+            let ca_file = base_dir.join(&c.ca_file);
+            let key = "tls.client_certificates.ca_file";
+            let pem = std::fs::read(&ca_file).map_err(|e| {
+                ConfigError::at(key, format!("cannot read {}: {e}", ca_file.display()))
+            })?;
+            match crate::tls::certificates_from_pem(&pem) {
+                Ok(ders) if !ders.is_empty() => {}
+                Ok(_) => {
+                    return Err(ConfigError::at(
+                        key,
+                        format!("{}: no certificate in the file", ca_file.display()),
+                    ))
+                }
+                Err(e) => return Err(ConfigError::at(key, format!("{}: {e}", ca_file.display()))),
+            }
+            Some(crate::tls::ClientCertificates {
+                ca_file,
+                required: c.required.unwrap_or(true),
+            })
+        }
+    };
     Ok(crate::tls::TlsListener {
         listen,
         certificates,
         http2: t.http2.unwrap_or(true),
         watch: (!watch.is_zero()).then_some(watch),
+        client_certificates,
     })
 }
 

@@ -87,6 +87,9 @@ pub enum TokenSource {
     Cookie(String),
     /// A named request header holding the bare token (e.g. `X-Api-Key`); lower-case.
     Header(String),
+    /// The verified client certificate of the TLS connection (its id); never read from
+    /// a header. A route that lists it lists nothing else (checked in the config).
+    ClientCertificate,
 }
 
 impl TokenSource {
@@ -96,6 +99,7 @@ impl TokenSource {
             TokenSource::Authorization => "authorization".into(),
             TokenSource::Cookie(n) => format!("cookie:{n}"),
             TokenSource::Header(n) => format!("header:{n}"),
+            TokenSource::ClientCertificate => "client_certificate".into(),
         }
     }
 }
@@ -151,6 +155,8 @@ pub fn extract_token<'a>(
                 let Some(v) = value else { continue };
                 bare_token(v, max_len)
             }
+            // Not in the headers: the decision reads it from the connection.
+            TokenSource::ClientCertificate => continue,
             TokenSource::Header(name) => {
                 let mut values = headers.get_all(name.as_str()).iter();
                 let Some(v) = values.next() else { continue };

@@ -136,6 +136,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.flush()).await;
             return None;
         }
+        // A verified client certificate stays findable while the connection is open.
+        let mut registration = None;
         let stream: Stream = match &self.tls {
             None => stream,
             Some(acceptor) => {
@@ -155,7 +157,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
                         Err(_) => ("timeout", None),
                     };
                 metrics.tls_handshakes.with_label_values(&[outcome]).inc();
-                Box::new(tls?)
+                let tls = tls?;
+                registration = tls
+                    .get_ssl()
+                    .and_then(|s| s.peer_certificate_der())
+                    .and_then(|der| self.state.client_certs.register(der));
+                Box::new(tls)
             }
         };
         let closed = metrics.connections_closed.clone();
@@ -166,6 +173,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             Box::new(move |reason| closed.with_label_values(&[reason]).inc()),
         );
         self.inner.process_new(Box::new(wrapped), shutdown).await;
+        drop(registration);
         None
     }
 

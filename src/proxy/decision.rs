@@ -38,6 +38,8 @@ pub struct DecisionInput<'a> {
     pub peer: Option<IpAddr>,
     /// The request headers (`Authorization`, `X-Forwarded-For` are read).
     pub headers: &'a HeaderMap,
+    /// The id of the connection's verified client certificate (`tls.client_certificates`).
+    pub client_cert: Option<&'a str>,
 }
 
 /// How a request ended, as `sessiongate_requests_total{outcome}` and the access log name it.
@@ -328,21 +330,37 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
     };
 
     let credentials = &route.spec.credentials;
-    let token = match extract_token(
-        &credentials.sources,
-        input.headers,
-        input.query,
-        DEFAULT_MAX_TOKEN_BYTES,
-    ) {
-        Ok((t, source)) => {
-            d.token_source = Some(source);
-            t
-        }
-        Err(e) => {
+    let token = if let [TokenSource::ClientCertificate] = credentials.sources.as_slice() {
+        // The config pairs this source with `client_certificate` providers only.
+        let Some(id) = input.client_cert else {
             return d.refuse(
-                Outcome::of_token_error(e),
-                Refusal::bearer(e.rfc6750_code(), e.to_string()),
-            )
+                Outcome::MissingToken,
+                Refusal::plain(
+                    401,
+                    "client_certificate_required",
+                    "this route needs a verified client certificate (mTLS on the TLS listener)",
+                ),
+            );
+        };
+        d.token_source = Some(0);
+        id
+    } else {
+        match extract_token(
+            &credentials.sources,
+            input.headers,
+            input.query,
+            DEFAULT_MAX_TOKEN_BYTES,
+        ) {
+            Ok((t, source)) => {
+                d.token_source = Some(source);
+                t
+            }
+            Err(e) => {
+                return d.refuse(
+                    Outcome::of_token_error(e),
+                    Refusal::bearer(e.rfc6750_code(), e.to_string()),
+                )
+            }
         }
     };
     if let Some(TokenSource::Cookie(_)) = d.token_source.map(|i| &credentials.sources[i]) {

@@ -82,6 +82,8 @@ pub struct RequestCtx {
     upgrade_requested: bool,
     /// The request came over TLS (the `tls.listen` listener).
     https: bool,
+    /// The connection's verified client certificate (`tls.client_certificates`).
+    client_cert: Option<Arc<crate::tls::ClientCert>>,
 }
 
 impl RequestCtx {
@@ -348,7 +350,9 @@ impl Proxy {
     fn begin(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<Arc<Snapshot>> {
         ctx.request_id = request_id(session.req_header());
         ctx.upgrade_requested = session.is_upgrade_req();
-        ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
+        ctx.https = tls.is_some();
+        ctx.client_cert = tls.and_then(|t| self.state.client_certs.get(&t.cert_digest));
         let snap = self.state.snapshot();
         ctx.snapshot = Some(snap.clone());
         let limits = &snap.connections;
@@ -542,6 +546,7 @@ impl Proxy {
             assertion: None,
             upgrade_requested: false,
             https: false,
+            client_cert: None,
         }
     }
 
@@ -564,6 +569,7 @@ impl Proxy {
                 query: req.uri.query(),
                 peer: ctx.peer,
                 headers: &req.headers,
+                client_cert: ctx.client_cert.as_deref().map(|c| c.id.as_str()),
             },
         )
         .await;

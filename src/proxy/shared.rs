@@ -104,6 +104,8 @@ pub struct GatewayState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// The TLS listener's certificates (`tls:`), reloaded in place.
     pub tls: Option<Arc<crate::tls::CertStore>>,
+    /// Verified client certificates of open TLS connections (`tls.client_certificates`).
+    pub client_certs: Arc<crate::tls::ClientCertRegistry>,
     pub assertions: AssertionCache,
     pub metrics: Metrics,
     pub clock: SharedClock,

@@ -417,6 +417,31 @@ fn check_rejects_bad_configs_naming_the_key() {
             concat!("upstreams:\n  g: { url: \"https://127.0.0.1:8443\", client_certificate: { chain: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-tls.crt, key: /nonexistent.key } }\nroutes:\n  - { path_prefix: /, auth: none, upstream: g }\n"),
             &["upstreams.g.client_certificate", "cannot read /nonexistent.key"],
         ),
+        // client certificates (mTLS): a credential of their own.
+        (
+            "providers:\n  mesh: { kind: client_certificate }\nroutes:\n  - { path_prefix: /, provider: mesh, upstream: echo, token_sources: [client_certificate] }\n",
+            &["providers.mesh.clients", "allow_unlisted"],
+        ),
+        (
+            "providers:\n  mesh: { kind: client_certificate, allow_unlisted: true }\nroutes:\n  - { path_prefix: /, provider: mesh, upstream: echo }\n",
+            &["routes[0].provider", "token_sources: [client_certificate]"],
+        ),
+        (
+            "providers:\n  mesh: { kind: client_certificate, allow_unlisted: true }\nroutes:\n  - { path_prefix: /, provider: mesh, upstream: echo, token_sources: [client_certificate, authorization] }\n",
+            &["routes[0].token_sources", "read alone"],
+        ),
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, token_sources: [client_certificate] }\n",
+            &["routes[0].provider", "kind `client_certificate`"],
+        ),
+        (
+            "providers:\n  mesh: { kind: client_certificate, clients: [{ id: \"spiffe://a b\" }] }\nroutes:\n  - { path_prefix: /, provider: mesh, upstream: echo, token_sources: [client_certificate] }\n",
+            &["providers.mesh.clients[0].id", "printable"],
+        ),
+        (
+            "providers:\n  mesh: { kind: client_certificate, clients: [{ id: x }], tokens: [] }\nroutes:\n  - { path_prefix: /, provider: mesh, upstream: echo, token_sources: [client_certificate] }\n",
+            &["providers.mesh.tokens", "not used by kind `client_certificate`"],
+        ),
         // tls: — each mistake names its key; a key file's content is never echoed.
         (
             "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ntls:\n  listen: 127.0.0.1:18080\n  certificates: []\n",

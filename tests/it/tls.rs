@@ -947,3 +947,201 @@ async fn https_upstreams_are_verified_with_their_own_ca_name_and_client_certific
         "only the request with the client certificate got through"
     );
 }
+
+// === Client certificates (mTLS) on the TLS listener ===
+
+const MTLS: &str = r#"
+listen: {listen}
+admin_listen: {admin}
+shutdown_grace_period: 0s
+tls:
+  listen: {tls}
+  certificates: [{ chain: "{dir}/api.crt", key: "{dir}/api.key" }]
+  client_certificates: { ca_file: "{dir}/clients-ca.pem", required: false }
+providers:
+  mesh:
+    kind: client_certificate
+    clients:
+      - { id: "spiffe://test/ns/billing/sa/api", scopes: [orders] }
+      - { id: "spiffe://test/ns/ro/sa/reader", scopes: [] }
+routes:
+  - { path_prefix: /public, auth: none, upstream: echo }
+  - name: orders
+    path_prefix: /orders
+    provider: mesh
+    token_sources: [client_certificate]
+    upstream: echo
+    require_scopes: { all_of: [orders] }
+"#;
+
+/// A client certificate for `uri` (a SPIFFE id) signed by `pki`: (chain PEM, key PEM).
+fn client_cert(pki: &Pki, uri: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "workload");
+    let cert = params.signed_by(&key, &pki.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// One HTTP/1.1 request over TLS to `addr`, presenting `cert` if given; the status and
+/// the JSON body (`Null` when the handshake or the request failed).
+async fn mtls_get(
+    addr: SocketAddr,
+    server_ca: &str,
+    cert: Option<&(String, String)>,
+    path: &str,
+) -> (u16, Value) {
+    mtls_request(addr, server_ca, cert, path, false).await
+}
+
+/// [`mtls_get`], over HTTP/2 when `h2`.
+async fn mtls_request(
+    addr: SocketAddr,
+    server_ca: &str,
+    cert: Option<&(String, String)>,
+    path: &str,
+    h2: bool,
+) -> (u16, Value) {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(server_ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match cert {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+                .map(Result::unwrap)
+                .collect();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    let mut config = config;
+    if h2 {
+        config.alpn_protocols = vec![b"h2".to_vec()];
+    }
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("api.test").unwrap();
+    let Ok(mut tls) = connector.connect(name, tcp).await else {
+        return (0, Value::Null);
+    };
+    if h2 {
+        let (client, connection) = h2::client::handshake(tls).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("https://api.test{path}"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = resp.await.unwrap();
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.data().await {
+            bytes.extend_from_slice(&chunk.unwrap());
+        }
+        return (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        );
+    }
+    let req = format!("GET {path} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n");
+    if tls.write_all(req.as_bytes()).await.is_err() {
+        return (0, Value::Null);
+    }
+    let mut out = Vec::new();
+    // TLS 1.3: a refused client certificate shows as an alert on the first read.
+    if tls.read_to_end(&mut out).await.is_err() && out.is_empty() {
+        return (0, Value::Null);
+    }
+    let text = String::from_utf8_lossy(&out);
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.find("\r\n\r\n").map_or("", |i| &text[i + 4..]);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_identify_workloads_on_routes_that_read_them() {
+    let pki = Pki::new();
+    let clients = Pki::new();
+    let stranger = Pki::new();
+    let dir = temp_dir("mtls");
+    let (chain, key, _) = pki.leaf(&["api.test"]);
+    std::fs::write(dir.join("api.crt"), chain).unwrap();
+    std::fs::write(dir.join("api.key"), key).unwrap();
+    std::fs::write(dir.join("clients-ca.pem"), &clients.ca_pem).unwrap();
+    let tls: SocketAddr = free_address().parse().unwrap();
+    let g = start_gateway(
+        MTLS,
+        &[("tls", tls.to_string()), ("dir", dir.display().to_string())],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(tls).await.is_err() {
+        assert!(Instant::now() < deadline, "the TLS listener did not open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let billing = client_cert(&clients, "spiffe://test/ns/billing/sa/api");
+    let reader = client_cert(&clients, "spiffe://test/ns/ro/sa/reader");
+    let unlisted = client_cert(&clients, "spiffe://test/ns/other/sa/x");
+    let forged = client_cert(&stranger, "spiffe://test/ns/billing/sa/api");
+
+    let (status, body) = mtls_get(tls, &pki.ca_pem, Some(&billing), "/orders/1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["headers"]["x-auth-subject"],
+        "spiffe://test/ns/billing/sa/api"
+    );
+    assert_eq!(body["headers"]["x-auth-scopes"], "orders");
+    // HTTP/2 connections find their certificate too.
+    let (status, body) = mtls_request(tls, &pki.ca_pem, Some(&billing), "/orders/2", true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["headers"]["x-auth-subject"],
+        "spiffe://test/ns/billing/sa/api"
+    );
+    assert_eq!(
+        mtls_request(tls, &pki.ca_pem, None, "/orders/2", true)
+            .await
+            .0,
+        401
+    );
+
+    // Listed without the scope, not listed, no certificate: refused; optional mode lets
+    // the connection through for routes that do not read a certificate.
+    assert_eq!(
+        mtls_get(tls, &pki.ca_pem, Some(&reader), "/orders/1")
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        mtls_get(tls, &pki.ca_pem, Some(&unlisted), "/orders/1")
+            .await
+            .0,
+        401
+    );
+    let (status, body) = mtls_get(tls, &pki.ca_pem, None, "/orders/1").await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "client_certificate_required");
+    assert_eq!(mtls_get(tls, &pki.ca_pem, None, "/public/x").await.0, 200);
+    // A certificate from another CA, for the same id: the handshake fails.
+    assert_eq!(
+        mtls_get(tls, &pki.ca_pem, Some(&forged), "/public/x")
+            .await
+            .0,
+        0
+    );
+    // The plain listener has no client certificate at all.
+    let r = raw_http(
+        g.proxy_addr,
+        "GET /orders/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+}

@@ -49,11 +49,14 @@ pub enum ProviderKind {
     Userinfo,
     /// JWT access tokens verified locally against a JWKS.
     Jwt,
+    /// The verified client certificate of the TLS connection (mTLS), by its id.
+    #[serde(rename = "client_certificate")]
+    ClientCertificate,
 }
 
 impl ProviderKind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [ProviderKind; 9] = [
+    pub const ALL: [ProviderKind; 10] = [
         ProviderKind::Static,
         ProviderKind::Http,
         ProviderKind::Rfc7662,
@@ -63,6 +66,7 @@ impl ProviderKind {
         ProviderKind::Enos,
         ProviderKind::Userinfo,
         ProviderKind::Jwt,
+        ProviderKind::ClientCertificate,
     ];
 
     /// The name used in the config.
@@ -77,6 +81,7 @@ impl ProviderKind {
             ProviderKind::Enos => "enos",
             ProviderKind::Userinfo => "userinfo",
             ProviderKind::Jwt => "jwt",
+            ProviderKind::ClientCertificate => "client_certificate",
         }
     }
 }
@@ -98,6 +103,12 @@ pub enum ProviderSpec {
     Http(http::HttpProviderSpec),
     /// `kind: jwt`.
     Jwt(jwt::JwtSpec),
+    /// `kind: client_certificate`: identities by certificate id, and whether a verified
+    /// certificate not listed gets a bare identity.
+    ClientCertificate {
+        clients: Vec<(String, Identity)>,
+        allow_unlisted: bool,
+    },
 }
 
 impl ProviderSpec {
@@ -113,6 +124,13 @@ impl ProviderSpec {
             )),
             ProviderSpec::Http(spec) => Arc::new(http::HttpProvider::new(spec.clone(), clock)?),
             ProviderSpec::Jwt(spec) => Arc::new(jwt::JwtProvider::new(spec.clone(), clock)?),
+            ProviderSpec::ClientCertificate {
+                clients,
+                allow_unlisted,
+            } => Arc::new(static_tokens::ClientCertificateProvider::new(
+                clients.iter().cloned(),
+                *allow_unlisted,
+            )),
         })
     }
 }

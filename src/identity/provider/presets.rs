@@ -45,7 +45,9 @@ impl Preset {
             ProviderKind::Prefactor => prefactor(),
             ProviderKind::Enos => enos(),
             ProviderKind::Userinfo => userinfo(),
-            ProviderKind::Static | ProviderKind::Jwt => return None,
+            ProviderKind::Static | ProviderKind::Jwt | ProviderKind::ClientCertificate => {
+                return None
+            }
         })
     }
 }

@@ -64,6 +64,48 @@ impl Provider for StaticProvider {
     }
 }
 
+/// `kind: client_certificate`: the "token" is the id of the connection's verified client
+/// certificate (URI SAN, DNS SAN or CN; see `tls::client_cert`), never a header value:
+/// routes that use this kind read only `client_certificate` (checked in the config).
+#[derive(Debug)]
+pub struct ClientCertificateProvider {
+    by_id: HashMap<String, Identity>,
+    allow_unlisted: bool,
+}
+
+impl ClientCertificateProvider {
+    pub fn new(
+        clients: impl IntoIterator<Item = (String, Identity)>,
+        allow_unlisted: bool,
+    ) -> Self {
+        ClientCertificateProvider {
+            by_id: clients.into_iter().collect(),
+            allow_unlisted,
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for ClientCertificateProvider {
+    fn kind(&self) -> &'static str {
+        "client_certificate"
+    }
+
+    async fn resolve(&self, id: &str) -> Result<Resolution, ProviderError> {
+        Ok(match self.by_id.get(id) {
+            Some(identity) => Resolution::Valid(identity.clone()),
+            None if self.allow_unlisted => Resolution::Valid(
+                crate::identity::IdentityParts {
+                    subject: id.to_string(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
+            None => Resolution::Invalid(InvalidReason::Unknown),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
