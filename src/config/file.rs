@@ -134,6 +134,11 @@ pub struct ConnectionsFile {
     pub body_idle_timeout: Option<ConfigDuration>,
     /// Connections open at once on the proxy listener (default 10000).
     pub max_connections: Option<usize>,
+    /// A WebSocket (or other upgraded) tunnel idle both ways this long is closed
+    /// (default 1h).
+    pub tunnel_idle_timeout: Option<ConfigDuration>,
+    /// A tunnel is closed this long after the upgrade, busy or not (default: never).
+    pub tunnel_max_duration: Option<ConfigDuration>,
 }
 
 /// `admin:` — the admin API's mutating endpoints (`/admin/purge`, `/admin/explain`,

@@ -1060,8 +1060,23 @@ fn connections(file: &FileConfig) -> Result<ConnectionLimits> {
         idle_timeout: c.idle_timeout.map_or(d.idle_timeout, |x| x.0),
         body_idle_timeout: c.body_idle_timeout.map_or(d.body_idle_timeout, |x| x.0),
         max_connections: c.max_connections.unwrap_or(d.max_connections),
+        tunnel_idle_timeout: c.tunnel_idle_timeout.map_or(d.tunnel_idle_timeout, |x| x.0),
+        tunnel_max_duration: c
+            .tunnel_max_duration
+            .map(|x| x.0)
+            .filter(|d| !d.is_zero())
+            .or(d.tunnel_max_duration),
     };
+    if let Some(max) = limits.tunnel_max_duration {
+        if max < Duration::from_secs(1) {
+            return Err(ConfigError::at(
+                "connections.tunnel_max_duration",
+                "must be at least 1s (or 0: no limit)",
+            ));
+        }
+    }
     for (key, v) in [
+        ("tunnel_idle_timeout", limits.tunnel_idle_timeout),
         ("header_timeout", limits.header_timeout),
         ("idle_timeout", limits.idle_timeout),
         ("body_idle_timeout", limits.body_idle_timeout),

@@ -168,8 +168,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         let closed = metrics.connections_closed.clone();
         let wrapped = Deadlines::new(
             stream,
-            limits.idle_timeout,
-            limits.header_timeout,
+            &limits,
             Box::new(move |reason| closed.with_label_values(&[reason]).inc()),
         );
         self.inner.process_new(Box::new(wrapped), shutdown).await;
@@ -238,6 +237,10 @@ pub struct Deadlines {
     http2: bool,
     /// Anything was read on this connection yet.
     read_any: bool,
+    tunnel_idle: Duration,
+    tunnel_max: Option<Duration>,
+    /// When the tunnel opened (a `101` went out), for `tunnel_max`.
+    tunnel_opened: Option<Instant>,
 }
 
 /// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4), up to where it
@@ -260,14 +263,17 @@ impl std::fmt::Debug for Deadlines {
 impl Deadlines {
     pub fn new(
         inner: Stream,
-        idle_timeout: Duration,
-        header_timeout: Duration,
+        limits: &crate::proxy::shared::ConnectionLimits,
         on_close: Box<dyn Fn(&'static str) + Send + Sync>,
     ) -> Self {
+        let (idle_timeout, header_timeout) = (limits.idle_timeout, limits.header_timeout);
         let http2 = inner.selected_alpn_proto() == Some(ALPN::H2);
         Deadlines {
             http2,
             read_any: false,
+            tunnel_idle: limits.tunnel_idle_timeout,
+            tunnel_max: limits.tunnel_max_duration,
+            tunnel_opened: None,
             inner,
             phase: Phase::Fresh,
             idle_timeout,
@@ -324,6 +330,11 @@ impl Deadlines {
             }
             return;
         }
+        if self.phase == Phase::Tunnel {
+            // The client sent something: the tunnel is not idle.
+            self.deadline = None;
+            return;
+        }
         if matches!(self.phase, Phase::Fresh | Phase::Responded) {
             self.phase = Phase::Headers;
             self.blank_line = BlankLine::default();
@@ -364,13 +375,14 @@ impl Deadlines {
                 // `HTTP/1.1 101 ` starts a tunnel; other 1xx are interim responses.
                 if data.len() >= 12 && data.starts_with(b"HTTP/1.") && &data[8..12] == b" 101" {
                     self.phase = Phase::Tunnel;
+                    self.tunnel_opened = Some(Instant::now());
+                    self.deadline = None;
                 } else if !(data.len() >= 10 && data.starts_with(b"HTTP/1.") && data[9] == b'1') {
                     self.phase = Phase::Responded;
                     self.deadline = None;
                 }
             }
-            Phase::Responded => self.writes += 1,
-            Phase::Tunnel => {}
+            Phase::Responded | Phase::Tunnel => self.writes += 1,
         }
     }
 
@@ -380,7 +392,10 @@ impl Deadlines {
         let (reason, limit) = match self.phase {
             Phase::Fresh | Phase::Responded => ("idle_timeout", self.idle_timeout),
             Phase::Headers => ("header_timeout", self.header_timeout),
-            Phase::Request | Phase::Tunnel => return None,
+            // HTTP/2 frames run in Phase::Tunnel too; Pingora bounds that connection.
+            Phase::Tunnel if self.http2 => return None,
+            Phase::Tunnel => return self.tunnel_timed_out(cx),
+            Phase::Request => return None,
         };
         loop {
             let deadline = match self.deadline {
@@ -408,6 +423,47 @@ impl Deadlines {
             }
             if self.phase == Phase::Responded && self.writes != self.writes_at_deadline {
                 // The response was still being written: idle only from now.
+                self.deadline = None;
+                continue;
+            }
+            return Some(reason);
+        }
+    }
+}
+
+impl Deadlines {
+    /// A tunnel's limits: idle both ways for `tunnel_idle`, open for `tunnel_max`.
+    fn tunnel_timed_out(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
+        let opened = *self.tunnel_opened.get_or_insert_with(Instant::now);
+        let end = self.tunnel_max.map(|max| opened + max);
+        loop {
+            let idle_end = match self.deadline {
+                Some(d) => d,
+                None => {
+                    let d = Instant::now() + self.tunnel_idle;
+                    self.deadline = Some(d);
+                    self.writes_at_deadline = self.writes;
+                    d
+                }
+            };
+            let (wake, reason) = match end {
+                Some(end) if end <= idle_end => (end, "tunnel_max_duration"),
+                _ => (idle_end, "tunnel_idle_timeout"),
+            };
+            let sleep = match &mut self.sleep {
+                Some(s) => {
+                    if s.deadline() != wake {
+                        s.as_mut().reset(wake);
+                    }
+                    s
+                }
+                None => self.sleep.insert(Box::pin(tokio::time::sleep_until(wake))),
+            };
+            if sleep.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            if reason == "tunnel_idle_timeout" && self.writes != self.writes_at_deadline {
+                // Bytes went to the client meanwhile: idle only from now.
                 self.deadline = None;
                 continue;
             }
@@ -606,6 +662,99 @@ mod tests {
 
     /// A kept-alive connection waiting for its next request while the previous response
     /// is still being streamed is not idle: each write pushes the idle deadline back.
+    fn limits(idle_secs: u64, header_secs: u64) -> crate::proxy::shared::ConnectionLimits {
+        crate::proxy::shared::ConnectionLimits {
+            idle_timeout: Duration::from_secs(idle_secs),
+            header_timeout: Duration::from_secs(header_secs),
+            ..Default::default()
+        }
+    }
+
+    /// After a `101`, the connection is a tunnel: closed when idle both ways for
+    /// `tunnel_idle_timeout` (bytes either way keep it), and at `tunnel_max_duration`
+    /// however busy.
+    #[tokio::test(start_paused = true)]
+    async fn tunnels_close_when_idle_or_too_old() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // (max duration, who talks: "" nobody / "client" / "server", expected close, when)
+        for (max, busy, want, after) in [
+            (None, "", "tunnel_idle_timeout", 10),
+            (None, "client", "", 0),
+            (None, "server", "", 0),
+            (Some(25), "client", "tunnel_max_duration", 25),
+        ] {
+            let (client, server) = tokio::io::duplex(1 << 16);
+            let closed = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let seen = closed.clone();
+            let limits = crate::proxy::shared::ConnectionLimits {
+                tunnel_idle_timeout: Duration::from_secs(10),
+                tunnel_max_duration: max.map(Duration::from_secs),
+                ..Default::default()
+            };
+            let stream = Deadlines::new(
+                Box::new(server),
+                &limits,
+                Box::new(move |reason| seen.lock().unwrap().push(reason)),
+            );
+            let (mut rd, mut wr) = tokio::io::split(stream);
+            let (mut client_rd, mut client_wr) = tokio::io::split(client);
+            client_wr
+                .write_all(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 256];
+            let n = rd.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            wr.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
+                .await
+                .unwrap();
+            let started = Instant::now();
+            let reader = tokio::spawn(async move {
+                let mut buf = [0u8; 256];
+                loop {
+                    match rd.read(&mut buf).await {
+                        Ok(0) => return None,
+                        Ok(_) => continue,
+                        Err(e) => return Some((e.to_string(), Instant::now())),
+                    }
+                }
+            });
+            if !busy.is_empty() {
+                // A message every 4 s one way only, for 40 s.
+                for _ in 0..10 {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    if busy == "client" {
+                        client_wr.write_all(b"ping").await.unwrap();
+                    } else {
+                        wr.write_all(b"pong").await.unwrap();
+                        let _ = client_rd.read(&mut buf).await;
+                    }
+                    if reader.is_finished() {
+                        break;
+                    }
+                }
+            } else {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            if want.is_empty() {
+                assert!(
+                    !reader.is_finished(),
+                    "a tunnel busy from the {busy} was closed"
+                );
+                assert!(closed.lock().unwrap().is_empty());
+                continue;
+            }
+            let (err, at) = reader.await.unwrap().expect("closed by a limit");
+            assert_eq!(err, want);
+            let took = at - started;
+            assert!(
+                took >= Duration::from_secs(after) && took < Duration::from_secs(after + 5),
+                "{want}: {took:?}"
+            );
+            assert_eq!(*closed.lock().unwrap(), vec![want]);
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_response_still_being_written_is_not_idleness() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -614,8 +763,7 @@ mod tests {
         let seen = closed.clone();
         let stream = Deadlines::new(
             Box::new(server),
-            Duration::from_secs(1),
-            Duration::from_secs(1),
+            &limits(1, 1),
             Box::new(move |reason| seen.lock().unwrap().push(reason)),
         );
         let (mut rd, mut wr) = tokio::io::split(stream);
@@ -669,12 +817,7 @@ mod tests {
     async fn the_request_head_is_kept_for_a_hand_over_and_only_then() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut client, server) = tokio::io::duplex(4 << 20);
-        let mut stream = Deadlines::new(
-            Box::new(server),
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-            Box::new(|_| {}),
-        );
+        let mut stream = Deadlines::new(Box::new(server), &limits(5, 5), Box::new(|_| {}));
         let request = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
         client.write_all(&request[..10]).await.unwrap();
         let mut buf = vec![0u8; 1 << 16];

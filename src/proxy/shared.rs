@@ -40,6 +40,11 @@ pub struct ConnectionLimits {
     pub body_idle_timeout: Duration,
     /// Connections open at once on the proxy listener; more are answered 503 and closed.
     pub max_connections: usize,
+    /// A tunnel (WebSocket, after `101`) with no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+    /// A tunnel is closed this long after it opened, busy or not (`None`: never) — the
+    /// bound on how long a connection outlives the identity checked at its upgrade.
+    pub tunnel_max_duration: Option<Duration>,
 }
 
 impl Default for ConnectionLimits {
@@ -49,6 +54,8 @@ impl Default for ConnectionLimits {
             idle_timeout: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            tunnel_idle_timeout: Duration::from_secs(3600),
+            tunnel_max_duration: None,
         }
     }
 }

@@ -442,7 +442,7 @@ impl Metrics {
             ),
             connections_closed: counter(
                 "sessiongate_connections_closed_total",
-                "Client connections closed by a limit: header_timeout, idle_timeout, body_timeout, over_limit.",
+                "Client connections closed by a limit: header_timeout, idle_timeout, body_timeout, over_limit, tunnel_idle_timeout, tunnel_max_duration.",
                 &["reason"],
             ),
             tls_handshakes: counter(
@@ -515,6 +515,8 @@ impl Metrics {
             "idle_timeout",
             "body_timeout",
             "over_limit",
+            "tunnel_idle_timeout",
+            "tunnel_max_duration",
         ] {
             self.connections_closed.with_label_values(&[reason]);
         }

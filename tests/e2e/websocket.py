@@ -11,8 +11,10 @@ a static provider. Checked (each failure names itself; exit 1):
    upstream never sees it;
 3. a token without the route's scope: 403;
 4. an `Upgrade: h2c` request is not a tunnel (the header is stripped);
-5. a tunnel outlives the gateway's idle timeout for requests (tunnels have none: it is
-   the application's to ping), and closes cleanly from either side.
+5. a tunnel outlives the gateway's idle timeout for requests, and closes cleanly;
+6. a tunnel silent both ways for `tunnel_idle_timeout` (4 s here) is closed by the
+   gateway; one busy every second is kept until `tunnel_max_duration` (12 s here), then
+   closed too.
 
 Usage: tests/e2e/websocket.py --bin target/debug/sessiongate
 """
@@ -32,7 +34,7 @@ import time
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 TOKEN = "ws-reader-token-0123456789"
 NO_SCOPE = "ws-other-token-0123456789"
@@ -126,6 +128,36 @@ async def run(gateway_port, upstream_hits):
     check(status != 101, f"an h2c upgrade was switched: {status}")
     print(f"websocket: Upgrade: h2c is not switched (the upstream, seeing a plain GET, answered {status})")
 
+    # 6. tunnel limits: idle both ways, and the whole lifetime.
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with connect(url, additional_headers=auth, ping_interval=None) as ws:
+        await ws.recv()
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(ws.recv(), timeout=10)
+            raise Failure("the idle tunnel sent a message")
+        except ConnectionClosed:
+            idle = time.monotonic() - started
+        except asyncio.TimeoutError:
+            raise Failure("an idle tunnel was still open after 10 s (tunnel_idle_timeout 4s)")
+        check(3.5 <= idle <= 7, f"the idle tunnel closed after {idle:.1f} s, expected ~4 s")
+    async with connect(url, additional_headers=auth, ping_interval=None) as ws:
+        await ws.recv()
+        started = time.monotonic()
+        lived = None
+        for i in range(20):
+            try:
+                await ws.send(f"tick {i}")
+                await asyncio.wait_for(ws.recv(), timeout=5)
+                await asyncio.sleep(1)
+            except ConnectionClosed:
+                lived = time.monotonic() - started
+                break
+        check(lived is not None, "a busy tunnel outlived tunnel_max_duration (12 s)")
+        check(10 <= lived <= 15, f"the busy tunnel closed after {lived:.1f} s, expected ~12 s")
+    print(f"websocket: a silent tunnel closed after {idle:.1f} s (tunnel_idle_timeout 4s); one "
+          f"busy every second kept until {lived:.1f} s (tunnel_max_duration 12s)")
+
 
 async def amain(bin_path, work):
     hits = {"n": 0}
@@ -145,7 +177,7 @@ admin_listen: 127.0.0.1:{admin}
 threads: 1
 pid_file: {work}/sg.pid
 upgrade_sock: {work}/sg.sock
-connections: {{ idle_timeout: 2s }}
+connections: {{ idle_timeout: 2s, tunnel_idle_timeout: 4s, tunnel_max_duration: 12s }}
 providers:
   static:
     kind: static
