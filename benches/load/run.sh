@@ -49,78 +49,17 @@ require_tools load nginx wrk python3 taskset curl
 
 UP=$(free_port); PROV=$(free_port); SG=$(free_port); SGADMIN=$(free_port); NGX=$(free_port)
 CADDY=$(free_port)
-mkdir -p "$work/nginx"
 # nginx workers run as the invoking user, with their temp files in the work dir.
-NGINX_COMMON="user $(id -un) $(id -gn);
-worker_processes 1;
-daemon off;
-events { worker_connections 4096; }"
-NGINX_HTTP_COMMON="access_log off;
-    keepalive_requests 100000;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;"
+. benches/load/nginx.sh
 TOKEN="bench-token-0123456789abcdef"
 
 # --- the static upstream and the fake provider: one nginx, two servers, CPU 1 ---
-cat > "$work/helpers.conf" <<CONF
-$NGINX_COMMON
-pid $work/helpers.pid;
-error_log $work/helpers-error.log warn;
-http {
-    $NGINX_HTTP_COMMON
-    server {
-        listen 127.0.0.1:$UP;
-        location / { return 200 "upstream ok\n"; }
-    }
-    server {
-        listen 127.0.0.1:$PROV;
-        access_log $work/provider-access.log;
-        location / {
-            default_type application/json;
-            return 200 '{"session":{"id":"0f3a9c1e5b7d2f4a6c8e0b1d3f5a7c90","user":"59cd72485007a239fb00282ed480da1f","client":"bitgo","created":"2026-11-01T10:00:00.000Z","expires":"2099-01-01T00:00:00.000Z","scope":["wallet_view_all","wallet_spend_all","openid","profile","user_manage"],"ipRestrict":["127.0.0.0/8"],"organizations":["6b2c3d4e5f60718293a4b5c6d7e8f9a0"],"isExtensible":false}}';
-        }
-    }
-}
-CONF
+write_helpers_conf "$work/helpers.conf"
 taskset -c 1 nginx -p "$work/nginx" -c "$work/helpers.conf" &
 pids+=($!)
 
 # --- nginx auth_request + proxy_cache, the usual alternative, CPU 0 ---
-cat > "$work/authreq.conf" <<CONF
-$NGINX_COMMON
-pid $work/authreq.pid;
-error_log $work/authreq-error.log warn;
-http {
-    $NGINX_HTTP_COMMON
-    proxy_cache_path $work/authcache levels=1:2 keys_zone=auth:10m max_size=100m inactive=10m;
-    upstream app { server 127.0.0.1:$UP; keepalive 64; }
-    upstream idp { server 127.0.0.1:$PROV; keepalive 16; }
-    server {
-        listen 127.0.0.1:$NGX;
-        location / {
-            auth_request /_auth;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass http://app;
-        }
-        location = /_auth {
-            internal;
-            proxy_pass http://idp/api/v2/user/session;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_cache auth;
-            proxy_cache_key \$http_authorization;
-            proxy_cache_valid 200 60s;
-            proxy_cache_lock on;
-        }
-    }
-}
-CONF
+write_authreq_conf "$work/authreq.conf" "listen 127.0.0.1:$NGX;"
 taskset -c 0 nginx -p "$work/nginx" -c "$work/authreq.conf" &
 pids+=($!)
 
