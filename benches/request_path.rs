@@ -116,6 +116,7 @@ fn routing(c: &mut Criterion) {
             stale_if_error: Duration::ZERO,
             allow_encoded_slashes: false,
             credentials: Default::default(),
+            require_client_certificate: Vec::new(),
         };
         let series = RouteSeries::new(&Metrics::new(), &spec.name, 0);
         Route::resolve(spec, &HashMap::new(), &HashMap::new(), series).expect("no names to resolve")

@@ -664,6 +664,9 @@ pub struct RouteFile {
     /// Origins besides the request's own allowed to make cookie-authenticated unsafe
     /// requests.
     pub csrf_trusted_origins: Option<Vec<String>>,
+    /// Besides the token, the TLS connection must have presented one of these verified
+    /// client certificates (ids: URI SAN, DNS SAN or CN; `"*"`: any verified one).
+    pub require_client_certificate: Option<Vec<String>>,
 }
 
 /// One `token_sources` entry: `authorization`, `cookie: <name>` or `header: <name>`.

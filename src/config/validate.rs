@@ -798,6 +798,27 @@ fn route(
         assertion: None,
         stale_if_error,
         allow_encoded_slashes: r.allow_encoded_slashes.unwrap_or(false),
+        require_client_certificate: {
+            let ids = r.require_client_certificate.clone().unwrap_or_default();
+            for (i, id) in ids.iter().enumerate() {
+                if id.is_empty() || !id.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+                    return Err(ConfigError::at(
+                        format!("{path}.require_client_certificate[{i}]"),
+                        "a certificate id (URI SAN, DNS SAN or CN, printable ASCII) or \"*\"",
+                    ));
+                }
+            }
+            if r.require_client_certificate
+                .as_ref()
+                .is_some_and(|l| l.is_empty())
+            {
+                return Err(ConfigError::at(
+                    format!("{path}.require_client_certificate"),
+                    "list certificate ids, or [\"*\"] for any verified certificate",
+                ));
+            }
+            ids
+        },
         credentials: {
             let credentials = credentials(path, r, authenticated)?;
             pair_certificates(path, &credentials, &providers_named, all_providers)?;

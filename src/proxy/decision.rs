@@ -62,12 +62,15 @@ pub enum Outcome {
     AssertionFailed,
     /// A cookie-authenticated unsafe request from another site (403 `csrf`).
     CrossSite,
+    /// A route's `require_client_certificate` not met: none presented (401) or another
+    /// one (403).
+    ClientCertificateRefused,
 }
 
 impl Outcome {
     /// How many outcomes there are (indexes `0..COUNT`).
     pub const COUNT: usize = Outcome::FIXED + DenialKind::ALL.len();
-    const FIXED: usize = 11;
+    const FIXED: usize = 12;
 
     /// This outcome's position in [`Outcome::all`].
     pub fn index(self) -> usize {
@@ -83,6 +86,7 @@ impl Outcome {
             Outcome::ClientThrottled => 8,
             Outcome::AssertionFailed => 9,
             Outcome::CrossSite => 10,
+            Outcome::ClientCertificateRefused => 11,
             Outcome::Denied(kind) => Outcome::FIXED + kind.index(),
         }
     }
@@ -101,6 +105,7 @@ impl Outcome {
             Outcome::ClientThrottled,
             Outcome::AssertionFailed,
             Outcome::CrossSite,
+            Outcome::ClientCertificateRefused,
         ]
         .into_iter()
         .chain(DenialKind::ALL.into_iter().map(Outcome::Denied))
@@ -121,6 +126,7 @@ impl Outcome {
             Outcome::ClientThrottled => "client_throttled",
             Outcome::AssertionFailed => "assertion_failed",
             Outcome::CrossSite => "cross_site",
+            Outcome::ClientCertificateRefused => "client_certificate_refused",
         }
     }
 
@@ -323,6 +329,32 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
                 denial: Some(denial),
             };
             return d;
+        }
+    }
+    let wanted = &route.spec.require_client_certificate;
+    if !wanted.is_empty() {
+        match input.client_cert {
+            None => {
+                return d.refuse(
+                    Outcome::ClientCertificateRefused,
+                    Refusal::plain(
+                        401,
+                        "client_certificate_required",
+                        "this route needs a verified client certificate (mTLS on the TLS listener)",
+                    ),
+                )
+            }
+            Some(id) if !wanted.iter().any(|w| w == "*" || w == id) => {
+                return d.refuse(
+                    Outcome::ClientCertificateRefused,
+                    Refusal::plain(
+                        403,
+                        "client_certificate_not_allowed",
+                        "this route does not accept the client certificate presented",
+                    ),
+                )
+            }
+            Some(_) => {}
         }
     }
     let RouteAuth::Providers(providers) = &route.auth else {

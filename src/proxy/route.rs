@@ -294,6 +294,9 @@ pub struct RouteSpec {
     pub allow_encoded_slashes: bool,
     /// Where the token is read, and the cookie rules (`token_sources:`).
     pub credentials: Credentials,
+    /// Client certificate ids the connection must also present (`"*"`: any verified);
+    /// empty: none required.
+    pub require_client_certificate: Vec<String>,
 }
 
 /// Where a route reads its token, and what a cookie credential obliges.
@@ -443,6 +446,7 @@ mod tests {
             stale_if_error: std::time::Duration::ZERO,
             allow_encoded_slashes: false,
             credentials: Credentials::default(),
+            require_client_certificate: Vec::new(),
         };
         let series = RouteSeries::new(&Metrics::new(), &spec.name, 0);
         Route::resolve(spec, &HashMap::new(), &HashMap::new(), series).unwrap()

@@ -44,6 +44,40 @@ install() {
 }
 leaf api.test "$pki/api" rsa:2048 && install "$pki/api"
 leaf '*.svc.test' "$pki/svc" ec -pkeyopt ec_paramgen_curve:prime256v1 && install "$pki/svc"
+leaf upstream.test "$pki/up" ec -pkeyopt ec_paramgen_curve:prime256v1 && install "$pki/up"
+
+# --- an HTTPS upstream (nginx; stub_status counts the connections it accepted)
+ups_port=$(free_port)
+ups_status=$(free_port)
+mkdir -p "$work/nginx"
+cat > "$work/upstream-tls.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/upstream-tls.pid;
+error_log $work/upstream-tls-error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    keepalive_requests 100000;
+    server {
+        listen 127.0.0.1:$ups_port ssl;
+        ssl_certificate $pki/up.crt;
+        ssl_certificate_key $pki/up.key;
+        location / { return 200 "secure upstream\n"; }
+    }
+    server {
+        listen 127.0.0.1:$ups_status;
+        location / { stub_status; }
+    }
+}
+CONF
+nginx -p "$work/nginx" -c "$work/upstream-tls.conf" -e "$work/upstream-tls-error.log" &
+pids+=($!)
 
 # --- upstream (Python, HTTP/1.1, answers with what it received) and the gateway
 up_port=$(free_port)
@@ -86,8 +120,11 @@ providers:
     kind: static
     tokens:
       - { token_sha256: $sha, identity: { subject: alice, scopes: [read] } }
-upstreams: { app: "http://127.0.0.1:$up_port" }
+upstreams:
+  app: "http://127.0.0.1:$up_port"
+  secure: { url: "https://127.0.0.1:$ups_port", ca_file: pki/ca.crt, server_name: upstream.test }
 routes:
+  - { name: secure, path_prefix: /secure, provider: s, upstream: secure }
   - { name: app, path_prefix: /, provider: s, upstream: app, require_scopes: { all_of: [read] } }
 YAML
 "$BIN" --config "$work/config.yaml" --check > /dev/null || fail "config check"
@@ -188,6 +225,26 @@ out=$(h2 -n 2000 -c 4 -m 10 "http://127.0.0.1:$listen/orders")
 grep -q "2000 succeeded, 0 failed" <<<"$out" && grep -q "status codes: 2000 2xx" <<<"$out" \
     || fail "h2load h2c: $out"
 pass "h2load: 2,000 requests over TLS+h2 and 2,000 over h2c, 10 streams per connection, all 200"
+
+# --- the HTTPS upstream: verified with its private CA and name, connections reused
+accepted() { curl -s "http://127.0.0.1:$ups_status/" | awk 'NR==3 {print $1}'; }
+for _ in $(seq 100); do [ -n "$(accepted)" ] && break; sleep 0.05; done
+out=$("${c[@]}" -o /dev/null -w '%{http_code}' "https://api.test:$tls/secure/x") || fail "https upstream"
+[ "$out" = 200 ] || fail "https upstream: $out"
+before=$(accepted)
+out=$(h2 -n 4000 -c 8 -m 10 "https://127.0.0.1:$tls/secure/x")
+grep -q "4000 succeeded, 0 failed" <<<"$out" && grep -q "status codes: 4000 2xx" <<<"$out" \
+    || fail "h2load to the https upstream: $out"
+opened=$(( $(accepted) - before ))
+# 80 concurrent streams need up to 80 HTTP/1.1 upstream connections at once; each is
+# then reused (without reuse: 4,000).
+[ "$opened" -le 80 ] || fail "4,000 requests opened $opened TLS connections to the upstream"
+before=$(accepted)
+out=$(h2 --h1 -n 2000 -c 4 "https://127.0.0.1:$tls/secure/x")
+grep -q "2000 succeeded, 0 failed" <<<"$out" || fail "h2load --h1 to the https upstream: $out"
+serial=$(( $(accepted) - before ))
+[ "$serial" -le 8 ] || fail "2,000 requests on 4 client connections opened $serial upstream connections"
+pass "https upstream (private CA, server_name): connections reused — 4,000 requests over 80 concurrent streams opened $opened, 2,000 over 4 HTTP/1.1 connections opened $serial"
 
 # --- testssl.sh: no HIGH or CRITICAL finding
 if [ -z "${SKIP_TESTSSL:-}" ]; then

@@ -442,6 +442,10 @@ fn check_rejects_bad_configs_naming_the_key() {
             "providers:\n  mesh: { kind: client_certificate, clients: [{ id: x }], tokens: [] }\nroutes:\n  - { path_prefix: /, provider: mesh, upstream: echo, token_sources: [client_certificate] }\n",
             &["providers.mesh.tokens", "not used by kind `client_certificate`"],
         ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo, require_client_certificate: [] }\n",
+            &["routes[0].require_client_certificate", "\"*\""],
+        ),
         // tls: — each mistake names its key; a key file's content is never echoed.
         (
             "routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ntls:\n  listen: 127.0.0.1:18080\n  certificates: []\n",

@@ -964,8 +964,14 @@ providers:
     clients:
       - { id: "spiffe://test/ns/billing/sa/api", scopes: [orders] }
       - { id: "spiffe://test/ns/ro/sa/reader", scopes: [] }
+  s:
+    kind: static
+    tokens:
+      - { token_sha256: {sha}, identity: { subject: alice, scopes: [read] } }
 routes:
   - { path_prefix: /public, auth: none, upstream: echo }
+  - { path_prefix: /pay, provider: s, upstream: echo, require_client_certificate: ["spiffe://test/ns/billing/sa/api"] }
+  - { path_prefix: /any-cert, provider: s, upstream: echo, require_client_certificate: ["*"] }
   - name: orders
     path_prefix: /orders
     provider: mesh
@@ -1051,7 +1057,9 @@ async fn mtls_request(
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         );
     }
-    let req = format!("GET {path} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
     if tls.write_all(req.as_bytes()).await.is_err() {
         return (0, Value::Null);
     }
@@ -1079,7 +1087,11 @@ async fn client_certificates_identify_workloads_on_routes_that_read_them() {
     let tls: SocketAddr = free_address().parse().unwrap();
     let g = start_gateway(
         MTLS,
-        &[("tls", tls.to_string()), ("dir", dir.display().to_string())],
+        &[
+            ("tls", tls.to_string()),
+            ("dir", dir.display().to_string()),
+            ("sha", hex::encode(Sha256::digest(TOKEN.as_bytes()))),
+        ],
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(tls).await.is_err() {
@@ -1137,6 +1149,30 @@ async fn client_certificates_identify_workloads_on_routes_that_read_them() {
             .0,
         0
     );
+    // A token route that also needs a certificate (one id, or any verified one).
+    let (status, body) = mtls_get(tls, &pki.ca_pem, Some(&billing), "/pay/1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["headers"]["x-auth-subject"], "alice",
+        "the token's identity"
+    );
+    let (status, body) = mtls_get(tls, &pki.ca_pem, Some(&reader), "/pay/1").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("client_certificate_not_allowed"))
+    );
+    let (status, body) = mtls_get(tls, &pki.ca_pem, None, "/pay/1").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("client_certificate_required"))
+    );
+    assert_eq!(
+        mtls_get(tls, &pki.ca_pem, Some(&unlisted), "/any-cert/1")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(mtls_get(tls, &pki.ca_pem, None, "/any-cert/1").await.0, 401);
     // The plain listener has no client certificate at all.
     let r = raw_http(
         g.proxy_addr,
