@@ -41,6 +41,9 @@ pub struct IdentityHeaders {
     pub provider: HeaderName,
     /// Set only when the identity was served stale (stale-if-error): its age in seconds.
     pub stale: HeaderName,
+    /// The id of the connection's verified client certificate (mTLS), beside a token's
+    /// identity.
+    pub client_certificate: HeaderName,
 }
 
 impl IdentityHeaders {
@@ -64,6 +67,7 @@ impl IdentityHeaders {
             expires: name("Expires")?,
             provider: name("Provider")?,
             stale: name("Stale")?,
+            client_certificate: name("Client-Certificate")?,
         })
     }
 

@@ -216,6 +216,13 @@ impl Proxy {
             if let Some(age) = ctx.stale_age() {
                 req.insert_header(snap.identity_headers.stale.clone(), age.to_string())?;
             }
+            if let Some(cert) = &ctx.client_cert {
+                // The id is printable ASCII (checked when the certificate was read).
+                req.insert_header(
+                    snap.identity_headers.client_certificate.clone(),
+                    cert.id.as_str(),
+                )?;
+            }
         }
         if let Some((name, value)) = &ctx.assertion {
             req.insert_header(name.clone(), value.clone())?;

@@ -1156,6 +1156,10 @@ async fn client_certificates_identify_workloads_on_routes_that_read_them() {
         body["headers"]["x-auth-subject"], "alice",
         "the token's identity"
     );
+    assert_eq!(
+        body["headers"]["x-auth-client-certificate"], "spiffe://test/ns/billing/sa/api",
+        "and the workload that presented it"
+    );
     let (status, body) = mtls_get(tls, &pki.ca_pem, Some(&reader), "/pay/1").await;
     assert_eq!(
         (status, body["error"].as_str()),
