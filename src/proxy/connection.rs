@@ -241,6 +241,8 @@ pub struct Deadlines {
     tunnel_max: Option<Duration>,
     /// When the tunnel opened (a `101` went out), for `tunnel_max`.
     tunnel_opened: Option<Instant>,
+    /// The tunnel's last write to the client (activity that keeps it open).
+    tunnel_last_write: Option<Instant>,
 }
 
 /// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4), up to where it
@@ -274,6 +276,7 @@ impl Deadlines {
             tunnel_idle: limits.tunnel_idle_timeout,
             tunnel_max: limits.tunnel_max_duration,
             tunnel_opened: None,
+            tunnel_last_write: None,
             inner,
             phase: Phase::Fresh,
             idle_timeout,
@@ -382,7 +385,8 @@ impl Deadlines {
                     self.deadline = None;
                 }
             }
-            Phase::Responded | Phase::Tunnel => self.writes += 1,
+            Phase::Responded => self.writes += 1,
+            Phase::Tunnel => self.tunnel_last_write = Some(Instant::now()),
         }
     }
 
@@ -442,7 +446,6 @@ impl Deadlines {
                 None => {
                     let d = Instant::now() + self.tunnel_idle;
                     self.deadline = Some(d);
-                    self.writes_at_deadline = self.writes;
                     d
                 }
             };
@@ -462,10 +465,14 @@ impl Deadlines {
             if sleep.as_mut().poll(cx).is_pending() {
                 return None;
             }
-            if reason == "tunnel_idle_timeout" && self.writes != self.writes_at_deadline {
-                // Bytes went to the client meanwhile: idle only from now.
-                self.deadline = None;
-                continue;
+            if reason == "tunnel_idle_timeout" {
+                // Bytes went to the client meanwhile: idle from the last of them.
+                if let Some(last) = self.tunnel_last_write {
+                    if last + self.tunnel_idle > idle_end {
+                        self.deadline = Some(last + self.tunnel_idle);
+                        continue;
+                    }
+                }
             }
             return Some(reason);
         }
@@ -679,6 +686,9 @@ mod tests {
         // (max duration, who talks: "" nobody / "client" / "server", expected close, when)
         for (max, busy, want, after) in [
             (None, "", "tunnel_idle_timeout", 10),
+            // One message 1 s in, then silence: closed 10 s after it, not 10 s after the
+            // idle clock was first armed plus another 10 (CI caught that: 8 s for 4 s).
+            (None, "once", "tunnel_idle_timeout", 11),
             (None, "client", "", 0),
             (None, "server", "", 0),
             (Some(25), "client", "tunnel_max_duration", 25),
@@ -719,7 +729,12 @@ mod tests {
                     }
                 }
             });
-            if !busy.is_empty() {
+            if busy == "once" {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                wr.write_all(b"hello").await.unwrap();
+                let _ = client_rd.read(&mut buf).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            } else if !busy.is_empty() {
                 // A message every 4 s one way only, for 40 s.
                 for _ in 0..10 {
                     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -748,7 +763,7 @@ mod tests {
             assert_eq!(err, want);
             let took = at - started;
             assert!(
-                took >= Duration::from_secs(after) && took < Duration::from_secs(after + 5),
+                took >= Duration::from_secs(after) && took < Duration::from_secs(after + 2),
                 "{want}: {took:?}"
             );
             assert_eq!(*closed.lock().unwrap(), vec![want]);
