@@ -167,19 +167,11 @@ fn client_verifier(
     c: &ClientCertificates,
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
-    let pem = std::fs::read(&c.ca_file)
-        .map_err(|e| format!("cannot read {}: {e}", c.ca_file.display()))?;
     let mut roots = rustls::RootCertStore::empty();
-    for der in certificates_from_pem(&pem).map_err(|e| format!("{}: {e}", c.ca_file.display()))? {
+    for der in read_ca_file(&c.ca_file)? {
         roots
             .add(CertificateDer::from(der))
             .map_err(|e| format!("{}: {e}", c.ca_file.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!(
-            "{}: no certificate in the file",
-            c.ca_file.display()
-        ));
     }
     let builder =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
@@ -263,6 +255,16 @@ fn pair_from_pem(
         names,
         not_after,
     })
+}
+
+/// The certificates (DER) of a CA bundle file: at least one; errors name the file.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let ders = certificates_from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
+    if ders.is_empty() {
+        return Err(format!("{}: no certificate in the file", path.display()));
+    }
+    Ok(ders)
 }
 
 /// Every certificate (DER) in a PEM text.

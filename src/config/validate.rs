@@ -663,27 +663,7 @@ fn upstream_tls(
         ));
     }
     if let Some(ca) = &files.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| {
-            ConfigError::at(
-                format!("{path}.ca_file"),
-                format!("cannot read {}: {e}", ca.display()),
-            )
-        })?;
-        match crate::tls::certificates_from_pem(&pem) {
-            Ok(ders) if !ders.is_empty() => {}
-            Ok(_) => {
-                return Err(ConfigError::at(
-                    format!("{path}.ca_file"),
-                    format!("{}: no certificate in the file", ca.display()),
-                ))
-            }
-            Err(e) => {
-                return Err(ConfigError::at(
-                    format!("{path}.ca_file"),
-                    format!("{}: {e}", ca.display()),
-                ))
-            }
-        }
+        crate::tls::read_ca_file(ca).map_err(|e| ConfigError::at(format!("{path}.ca_file"), e))?;
     }
     if let Some(cert) = &files.client_certificate {
         crate::tls::load_pair(cert)
@@ -1044,20 +1024,8 @@ fn tls(
         None => None,
         Some(c) => {
             let ca_file = base_dir.join(&c.ca_file);
-            let key = "tls.client_certificates.ca_file";
-            let pem = std::fs::read(&ca_file).map_err(|e| {
-                ConfigError::at(key, format!("cannot read {}: {e}", ca_file.display()))
-            })?;
-            match crate::tls::certificates_from_pem(&pem) {
-                Ok(ders) if !ders.is_empty() => {}
-                Ok(_) => {
-                    return Err(ConfigError::at(
-                        key,
-                        format!("{}: no certificate in the file", ca_file.display()),
-                    ))
-                }
-                Err(e) => return Err(ConfigError::at(key, format!("{}: {e}", ca_file.display()))),
-            }
+            crate::tls::read_ca_file(&ca_file)
+                .map_err(|e| ConfigError::at("tls.client_certificates.ca_file", e))?;
             Some(crate::tls::ClientCertificates {
                 ca_file,
                 required: c.required.unwrap_or(true),

@@ -139,13 +139,7 @@ impl UpstreamTlsFiles {
         let ca = match &self.ca_file {
             None => None,
             Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let ders = crate::tls::certificates_from_pem(&pem)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                if ders.is_empty() {
-                    return Err(format!("{}: no certificate in the file", path.display()));
-                }
+                let ders = crate::tls::read_ca_file(path)?;
                 let list: Vec<pingora::utils::tls::WrappedX509> = ders
                     .into_iter()
                     .map(|der| {
