@@ -51,23 +51,9 @@ import tempfile
 import threading
 import time
 
+from e2e_util import Failure, check, free_port
+
 ADMIN_TOKEN = "cluster-admin-token-0123456789"
-
-
-_TAKEN = set()
-
-
-def free_port():
-    """A port free a moment ago and not handed out before (two calls in a row can get
-    the same port from the kernel)."""
-    while True:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in _TAKEN:
-            _TAKEN.add(port)
-            return port
 
 
 class Provider(http.server.ThreadingHTTPServer):
@@ -217,15 +203,6 @@ def metric(port, name):
         if line.startswith(name):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failure(what)
 
 
 def main():

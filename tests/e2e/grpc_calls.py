@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import os
 import queue
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,31 +27,10 @@ from concurrent import futures
 
 import grpc
 
+from e2e_util import Failure, check, free_port
+
 TOKEN = "grpc-e2e-token-0123456789abcdef"
 READER = "grpc-e2e-reader-0123456789abcdef"
-_taken = set()
-
-
-def free_port():
-    while True:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in _taken:
-            _taken.add(port)
-            return port
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failure(what)
-
-
 # --- the upstream -----------------------------------------------------------------------
 
 calls = {"n": 0}

@@ -26,43 +26,18 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from e2e_util import Failure, check, free_port
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 TOKEN = "ws-reader-token-0123456789"
 NO_SCOPE = "ws-other-token-0123456789"
-
-
-_TAKEN = set()
-
-
-def free_port():
-    """A port free a moment ago and not handed out before (two calls in a row can get
-    the same port from the kernel)."""
-    while True:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in _TAKEN:
-            _TAKEN.add(port)
-            return port
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failure(what)
 
 
 async def upstream_handler(ws):
