@@ -231,31 +231,60 @@ where
         .await;
 }
 
+/// A test CA and leaf certificates it signs.
+pub struct Pki {
+    pub ca_pem: String,
+    pub issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        sessiongate::identity::provider::http::install_crypto_provider();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "sessiongate test CA");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Pki {
+            ca_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// (chain PEM, key PEM, leaf DER) for `names`.
+    pub fn leaf(&self, names: &[&str]) -> (String, String, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+}
+
 /// A test certificate authority and a `localhost` / `127.0.0.1` server certificate it
 /// signed: (CA certificate PEM, TLS acceptor for the server).
 pub fn test_ca() -> (String, tokio_rustls::TlsAcceptor) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    sessiongate::identity::provider::http::install_crypto_provider();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sessiongate test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let pki = Pki::new();
+    let (chain, key, _) = pki.leaf(&["localhost", "127.0.0.1"]);
+    // The chain the server sends: the leaf, then the CA.
+    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(
+        format!("{chain}{}", pki.ca_pem).as_bytes(),
+    )
+    .map(Result::unwrap)
+    .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone(), ca_cert.der().clone()], key)
+        .with_single_cert(certs, key)
         .unwrap();
     (
-        ca_cert.pem(),
+        pki.ca_pem,
         tokio_rustls::TlsAcceptor::from(Arc::new(config)),
     )
 }
