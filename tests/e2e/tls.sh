@@ -99,7 +99,7 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     def handle_error(self, request, client_address):
         # A kept-alive connection the gateway's pool closes is not an error of the test.
-        if not isinstance(sys.exc_info()[1], ConnectionResetError):
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
             super().handle_error(request, client_address)
 Server(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
