@@ -5,6 +5,11 @@
 #
 #   A=/path/to/old/sessiongate B=target/release/sessiongate benches/load/cpu_ab.sh
 #   ROUNDS=3 DURATION=10 (defaults)
+#   TOGETHER=1 …                 # load A and B at the same time (two wrk, both gateways on
+#                                # CPU 0): a slow spell of the shared machine then hits
+#                                # both alike, and each round's B ÷ A is the figure to read
+#   PERF=/tmp/b.txt …            # also: perf profile of B's first cache-hit run (top symbols;
+#                                # the raw data beside it as /tmp/b.txt.data for perf report -i)
 #   A=target/release/sessiongate CONFIG_A="work_stealing: true" CONFIG_B="work_stealing: false" \
 #       benches/load/cpu_ab.sh     # one build, two settings (top-level YAML per gateway)
 #
@@ -89,19 +94,59 @@ run() { # label pid port path [header] → one line: label req/s cpu-us-per-requ
     local label=$1 pid=$2 port=$3 path=$4 header=${5:-}
     local before after out reqs
     before=$(cpu_ticks "$pid")
+    local perf_pid=
+    if [ -n "${PERF:-}" ] && [ "$label" = "hit B" ] && [ ! -e "$PERF.data" ]; then
+        perf record -F 1999 --call-graph "${PERF_CALLGRAPH:-fp}" -p "$pid" -o "$PERF.data" \
+            -- sleep "$DURATION" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     if [ -n "$header" ]; then
         out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" -H "$header" "http://127.0.0.1:$port$path")
     else
         out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" "http://127.0.0.1:$port$path")
     fi
     after=$(cpu_ticks "$pid")
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid" || true
+        perf report -i "$PERF.data" --stdio --no-children -g none --percent-limit 0.2 \
+            --sort dso,symbol 2>/dev/null | grep -v '^#' | grep -v '^$' | head -80 > "$PERF" || true
+    fi
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     if echo "$out" | grep -q "Non-2xx"; then echo "$label: non-2xx answers" >&2; exit 1; fi
     python3 -c "t=($after-$before)/$HZ; r=$reqs; print(f'$label {r/$DURATION:.0f} {t*1e6/r:.1f}')"
 }
 
+together() { # label path [header] → two lines (A and B loaded at once) and B ÷ A
+    local label=$1 path=$2 header=${3:-} a0 b0 a1 b1 out_a out_b
+    local -a h=()
+    [ -n "$header" ] && h=(-H "$header")
+    a0=$(cpu_ticks "$PID_A"); b0=$(cpu_ticks "$PID_B")
+    taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" "${h[@]}" "http://127.0.0.1:$PORT_A$path" > "$work/wrk-a" &
+    local wa=$!
+    taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" "${h[@]}" "http://127.0.0.1:$PORT_B$path" > "$work/wrk-b"
+    wait "$wa"
+    a1=$(cpu_ticks "$PID_A"); b1=$(cpu_ticks "$PID_B")
+    for f in "$work/wrk-a" "$work/wrk-b"; do
+        if grep -q "Non-2xx" "$f"; then echo "$label: non-2xx answers" >&2; exit 1; fi
+    done
+    out_a=$(awk '/requests in/ {print $1}' "$work/wrk-a")
+    out_b=$(awk '/requests in/ {print $1}' "$work/wrk-b")
+    python3 -c "
+a=($a1-$a0)/$HZ*1e6/$out_a; b=($b1-$b0)/$HZ*1e6/$out_b
+print(f'$label A {$out_a/$DURATION:.0f} {a:.1f}')
+print(f'$label B {$out_b/$DURATION:.0f} {b:.1f}')
+print(f'$label B/A {b/a:.3f}')"
+}
+
 AUTH="Authorization: Bearer $CPU_AB_TOKEN"
 echo "case build req/s cpu_us_per_request"
+if [ -n "${TOGETHER:-}" ]; then
+    for round in $(seq 1 "$ROUNDS"); do
+        together hit /x "$AUTH"
+        together none /open/x
+    done
+    exit 0
+fi
 for round in $(seq 1 "$ROUNDS"); do
     run "hit A" "$PID_A" "$PORT_A" /x "$AUTH"
     run "hit B" "$PID_B" "$PORT_B" /x "$AUTH"

@@ -113,8 +113,7 @@ impl Direct {
                 .get_http_session(&peer)
                 .await
                 .map_err(|e| e.into_up())?;
-            let mut req = session.req_header().clone();
-            req.remove_header(&header::CONNECTION);
+            let mut req = upstream_request(session.req_header())?;
             self.gate.prepare_upstream_request(&mut req, ctx)?;
             if matches!(upstream, ClientSession::H2(_)) {
                 to_h2_request(&mut req, peer.tls())?;
@@ -265,6 +264,38 @@ fn to_h2_request(req: &mut pingora::http::RequestHeader, tls: bool) -> Result<()
         }
         None => Error::e_explain(ErrorType::InvalidHTTPHeader, "a Host that is no :authority"),
     }
+}
+
+/// The headers the gateway may add to a request (identity, forwarding, request id,
+/// assertion, with room for a few claims).
+const ADDED_HEADERS: usize = 16;
+
+/// The client's request as the upstream gets it before [`Proxy::prepare_upstream_request`]:
+/// the same method, target and headers (spelling and order kept), less `Connection`, in
+/// header maps sized for what the gateway adds. A clone of the client's header would keep
+/// the client's (exact) capacity, and adding the gateway's headers would then grow and
+/// re-hash both of Pingora's maps on every request.
+fn upstream_request(client: &pingora::http::RequestHeader) -> Result<pingora::http::RequestHeader> {
+    let mut req = pingora::http::RequestHeader::build(
+        client.method.clone(),
+        client.raw_path(),
+        Some(client.headers.len() + ADDED_HEADERS),
+    )?;
+    req.set_version(client.version);
+    if client.has_case() {
+        for (name, value) in client.case_header_iter() {
+            if !name.as_slice().eq_ignore_ascii_case(b"connection") {
+                req.append_header(name.clone(), value.clone())?;
+            }
+        }
+    } else {
+        for (name, value) in client.headers.iter() {
+            if name != header::CONNECTION {
+                req.append_header(name.clone(), value.clone())?;
+            }
+        }
+    }
+    Ok(req)
 }
 
 /// Sends the request header and reads the first response header.
@@ -427,6 +458,31 @@ mod tests {
             let s = session_for(raw).await;
             assert!(!eligible(&s), "{}", String::from_utf8_lossy(raw));
         }
+    }
+
+    /// The upstream request is the client's, header for header (spelling, order and
+    /// repeated names kept), less `Connection`; its maps have room for the gateway's headers.
+    #[tokio::test]
+    async fn the_upstream_request_keeps_the_clients_headers() {
+        let raw = b"GET /a/%2F?q=1&q=2 HTTP/1.1\r\nHost: x\r\nX-Custom: 1\r\n\
+            Connection: keep-alive\r\nAccept: a\r\nx-custom: 2\r\nUser-Agent: t\r\n\r\n";
+        let session = session_for(raw).await;
+        let client = session.req_header();
+        let req = upstream_request(client).unwrap();
+        assert_eq!(req.method, Method::GET);
+        assert_eq!(req.version, Version::HTTP_11);
+        assert_eq!(req.raw_path(), b"/a/%2F?q=1&q=2");
+        let wire = |r: &pingora::http::RequestHeader| {
+            let mut buf = bytes::BytesMut::new();
+            r.header_to_h1_wire(&mut buf);
+            String::from_utf8(buf.to_vec()).unwrap()
+        };
+        // In the client's order (a clone less `Connection` would move the last header into
+        // its place: `HeaderMap::remove` swaps).
+        assert_eq!(
+            wire(&req),
+            "Host: x\r\nX-Custom: 1\r\nx-custom: 2\r\nAccept: a\r\nUser-Agent: t\r\n"
+        );
     }
 
     #[test]

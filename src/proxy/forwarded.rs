@@ -9,11 +9,22 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::prelude::Result;
 
 use crate::policy::net::IpNet;
+use crate::proxy::headers::WireName;
+
+const XFF: WireName = WireName::constant("x-forwarded-for", "X-Forwarded-For");
+const PROTO: WireName = WireName::constant("x-forwarded-proto", "X-Forwarded-Proto");
+const XFH: WireName = WireName::constant("x-forwarded-host", "X-Forwarded-Host");
+const REAL_IP: WireName = WireName::constant("x-real-ip", "X-Real-IP");
+const FORWARDED: WireName = WireName::constant("forwarded", "Forwarded");
+
+/// The forwarding headers this module writes (for the spelling check in the tests).
+#[cfg(test)]
+pub const WIRE_NAMES: [WireName; 5] = [XFF, PROTO, XFH, REAL_IP, FORWARDED];
 
 /// The `trusted_proxies` list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,19 +90,14 @@ pub fn set_forwarded(
     https: bool,
     trusted_proxies: &TrustedProxies,
 ) -> Result<()> {
-    // Header names are constants (no parsing per request); an address is formatted once
-    // when the client is the peer.
-    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-    const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-    const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+    // Header names are constants (no parsing or copying of names per request); the
+    // peer's address is formatted once.
     let trusted = peer.is_some_and(|p| trusted_proxies.contains(p));
     let mut chain = String::new();
     if trusted {
         for v in req
             .headers
-            .get_all(&XFF)
+            .get_all(XFF.name())
             .iter()
             .filter_map(|v| v.to_str().ok())
         {
@@ -101,45 +107,81 @@ pub fn set_forwarded(
             chain.push_str(v);
         }
     }
-    req.remove_header(&XFF);
-    let mut peer_text = None;
+    if req.headers.contains_key(XFF.name()) {
+        req.remove_header(XFF.name());
+    }
+    let mut peer_value = None;
     if let Some(peer) = peer {
-        let text = peer.to_string();
-        if !chain.is_empty() {
+        if chain.is_empty() {
+            let value = address_value(peer);
+            XFF.insert(req, value.clone())?;
+            peer_value = Some(value);
+        } else {
             chain.push_str(", ");
+            push_address(&mut chain, peer);
+            XFF.insert(req, chain)?;
         }
-        chain.push_str(&text);
-        req.insert_header(XFF, chain)?;
-        peer_text = Some(text);
     }
-    if !trusted || !req.headers.contains_key(&PROTO) {
+    if !trusted || !req.headers.contains_key(PROTO.name()) {
         let scheme = if https { "https" } else { "http" };
-        req.insert_header(PROTO, HeaderValue::from_static(scheme))?;
+        PROTO.insert(req, HeaderValue::from_static(scheme))?;
     }
-    if !trusted || !req.headers.contains_key(&XFH) {
+    if !trusted || !req.headers.contains_key(XFH.name()) {
         match req.headers.get(http::header::HOST).cloned() {
-            Some(host) => req.insert_header(XFH, host)?,
+            Some(host) => XFH.insert(req, host)?,
             None => {
-                req.remove_header(&XFH);
+                req.remove_header(XFH.name());
             }
         }
     }
-    if !trusted {
-        req.remove_header(&FORWARDED);
+    if !trusted && req.headers.contains_key(FORWARDED.name()) {
+        req.remove_header(FORWARDED.name());
     }
     match client {
         Some(ip) => {
-            let text = match peer_text {
-                Some(t) if Some(ip) == peer => t,
-                _ => ip.to_string(),
+            let value = match peer_value {
+                Some(v) if Some(ip) == peer => v,
+                _ => address_value(ip),
             };
-            req.insert_header(REAL_IP, text)?
+            REAL_IP.insert(req, value)?
         }
         None => {
-            req.remove_header(&REAL_IP);
+            req.remove_header(REAL_IP.name());
         }
     }
     Ok(())
+}
+
+/// `ip` as a header value. An IPv4 address (the common case) is written without the
+/// formatting machinery; the value is shared, not copied, when used twice.
+fn address_value(ip: IpAddr) -> HeaderValue {
+    let mut text = String::with_capacity(15);
+    push_address(&mut text, ip);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .expect("an IP address is a valid header value")
+}
+
+fn push_address(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(_) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{ip}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +198,27 @@ mod tests {
             xff.iter().map(|v| v.as_bytes()),
         )
         .map(|ip| ip.to_string())
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.100.255",
+            "127.0.0.1",
+            "99.100.9.250",
+            "::1",
+            "2001:db8::5",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(address_value(ip), ip.to_string().as_str(), "{text}");
+        }
+        for octet in 0..=255u8 {
+            let ip = IpAddr::from([octet, 255 - octet, octet / 2, 7]);
+            assert_eq!(address_value(ip), ip.to_string().as_str());
+        }
     }
 
     #[test]

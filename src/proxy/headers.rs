@@ -15,6 +15,7 @@
 //! Identity values come from the provider and are not trusted to be header-safe: bytes
 //! outside printable ASCII, and `%`, are percent-encoded, so CR/LF can never split a header.
 
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONNECTION, UPGRADE};
 use pingora::http::{RequestHeader, ResponseHeader};
 
@@ -26,6 +27,65 @@ pub const DEFAULT_PREFIX: &str = "X-Auth-";
 /// The request id header, kept from the client when well-formed, else generated.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// A header the gateway writes: its name (for lookups) and its spelling on the wire.
+///
+/// Pingora keeps every header's spelling in a case map, and given a bare `HeaderName` it
+/// copies the name into a new buffer on every insert. A `WireName` is built once (at
+/// start or from the configuration) and its spelling is shared by reference count, so an
+/// insert costs no copy of the name; the upstream also sees the usual spelling
+/// (`X-Forwarded-For`, the configured `X-Auth-` prefix) rather than lower case.
+#[derive(Debug, Clone)]
+pub struct WireName {
+    name: HeaderName,
+    wire: Bytes,
+}
+
+impl WireName {
+    /// A name known at compile time: `name` in lower case, `wire` the same name spelled
+    /// for the wire (the two must agree; [`tests::constant_wire_names_agree`] checks ours).
+    pub const fn constant(name: &'static str, wire: &'static str) -> Self {
+        WireName {
+            name: HeaderName::from_static(name),
+            wire: Bytes::from_static(wire.as_bytes()),
+        }
+    }
+
+    /// A name spelled `spelling`; `None` when it is not a valid header name.
+    pub fn new(spelling: String) -> Option<Self> {
+        let name = HeaderName::from_bytes(spelling.as_bytes()).ok()?;
+        Some(WireName {
+            name,
+            wire: Bytes::from(spelling),
+        })
+    }
+
+    /// The name, for lookups and removal.
+    pub fn name(&self) -> &HeaderName {
+        &self.name
+    }
+
+    /// Sets `value` under this name on `req`, replacing any value already there.
+    pub fn insert(
+        &self,
+        req: &mut RequestHeader,
+        value: impl TryInto<HeaderValue>,
+    ) -> pingora::Result<()> {
+        req.insert_header(self.wire.clone(), value)
+    }
+
+    /// As [`Self::insert`], on a response.
+    pub fn insert_response(
+        &self,
+        resp: &mut ResponseHeader,
+        value: impl TryInto<HeaderValue>,
+    ) -> pingora::Result<()> {
+        resp.insert_header(self.wire.clone(), value)
+    }
+}
+
+/// The request id header, kept from the client when well-formed, else generated.
+pub const REQUEST_ID_HEADER: WireName = WireName::constant(REQUEST_ID, "X-Request-Id");
+
 /// The identity header names derived from one prefix.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
@@ -33,17 +93,17 @@ pub struct IdentityHeaders {
     prefix: String,
     /// Lower-case prefix with `_` read as `-`, for stripping.
     prefix_lower: String,
-    pub subject: HeaderName,
-    pub session_id: HeaderName,
-    pub scopes: HeaderName,
-    pub organizations: HeaderName,
-    pub expires: HeaderName,
-    pub provider: HeaderName,
+    pub subject: WireName,
+    pub session_id: WireName,
+    pub scopes: WireName,
+    pub organizations: WireName,
+    pub expires: WireName,
+    pub provider: WireName,
     /// Set only when the identity was served stale (stale-if-error): its age in seconds.
-    pub stale: HeaderName,
+    pub stale: WireName,
     /// The id of the connection's verified client certificate (mTLS), beside a token's
     /// identity.
-    pub client_certificate: HeaderName,
+    pub client_certificate: WireName,
 }
 
 impl IdentityHeaders {
@@ -54,8 +114,8 @@ impl IdentityHeaders {
             return Err("the prefix cannot be empty".into());
         }
         let name = |suffix: &str| {
-            HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes())
-                .map_err(|_| format!("{prefix:?} does not make valid header names"))
+            WireName::new(format!("{prefix}{suffix}"))
+                .ok_or_else(|| format!("{prefix:?} does not make valid header names"))
         };
         Ok(IdentityHeaders {
             prefix: prefix.to_string(),
@@ -81,30 +141,36 @@ impl IdentityHeaders {
                 .all(|(have, want)| normalize_byte(have) == want)
     }
 
+    /// Calls `f` with each header describing `identity` resolved by `provider`, in a fixed
+    /// order (claims last).
+    fn each(&self, identity: &Identity, provider: &str, mut f: impl FnMut(&WireName, HeaderValue)) {
+        f(&self.subject, encode(identity.subject(), b""));
+        if let Some(sid) = identity.session_id() {
+            f(&self.session_id, encode(sid, b""));
+        }
+        f(&self.scopes, encode_list(identity.scopes(), b' '));
+        f(
+            &self.organizations,
+            encode_list(identity.organizations(), b','),
+        );
+        if let Some(exp) = identity.expires_unix() {
+            f(&self.expires, HeaderValue::from(exp));
+        }
+        f(&self.provider, encode(provider, b""));
+        for (claim, value) in identity.claims() {
+            // Claim names are checked at config time to make valid header names.
+            if let Some(name) = WireName::new(format!("{}Claim-{claim}", self.prefix)) {
+                f(&name, encode(value, b""));
+            }
+        }
+    }
+
     /// The headers describing `identity` resolved by `provider`, in a fixed order.
     pub fn values(&self, identity: &Identity, provider: &str) -> Vec<(HeaderName, HeaderValue)> {
         let mut out = Vec::with_capacity(6);
-        out.push((self.subject.clone(), encode(identity.subject(), b"")));
-        if let Some(sid) = identity.session_id() {
-            out.push((self.session_id.clone(), encode(sid, b"")));
-        }
-        out.push((self.scopes.clone(), encode_list(identity.scopes(), b' ')));
-        out.push((
-            self.organizations.clone(),
-            encode_list(identity.organizations(), b','),
-        ));
-        if let Some(exp) = identity.expires_unix() {
-            out.push((self.expires.clone(), HeaderValue::from(exp)));
-        }
-        out.push((self.provider.clone(), encode(provider, b"")));
-        for (claim, value) in identity.claims() {
-            // Claim names are checked at config time to make valid header names.
-            if let Ok(name) =
-                HeaderName::from_bytes(format!("{}Claim-{claim}", self.prefix).as_bytes())
-            {
-                out.push((name, encode(value, b"")));
-            }
-        }
+        self.each(identity, provider, |name, value| {
+            out.push((name.name().clone(), value))
+        });
         out
     }
 }
@@ -252,10 +318,10 @@ pub fn set_identity(
     identity: &Identity,
     provider: &str,
 ) {
-    for (name, value) in names.values(identity, provider) {
-        // insert_header only fails on invalid names/values, which `values` never yields.
-        let _ = req.insert_header(name, value);
-    }
+    names.each(identity, provider, |name, value| {
+        // Inserting only fails on invalid names/values, which `each` never yields.
+        let _ = name.insert(req, value);
+    });
 }
 
 /// A client's `X-Request-Id` is kept when it is 1..=128 characters of `[A-Za-z0-9._:-]`.
@@ -268,7 +334,13 @@ pub fn well_formed_request_id(value: &[u8]) -> bool {
 
 /// A new random request id (32 hex characters).
 pub fn new_request_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in rand::random::<[u8; 16]>() {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    id
 }
 
 #[cfg(test)]
@@ -371,6 +443,18 @@ mod tests {
         let id = new_request_id();
         assert_eq!(id.len(), 32);
         assert!(well_formed_request_id(id.as_bytes()));
+    }
+
+    #[test]
+    fn constant_wire_names_agree() {
+        use crate::proxy::forwarded::WIRE_NAMES;
+        for wire in WIRE_NAMES.iter().chain([&REQUEST_ID_HEADER]) {
+            let spelled = std::str::from_utf8(&wire.wire).unwrap();
+            assert_eq!(wire.name().as_str(), spelled.to_ascii_lowercase());
+        }
+        let names = names();
+        assert_eq!(&names.subject.wire[..], b"X-Auth-Subject");
+        assert_eq!(names.subject.name().as_str(), "x-auth-subject");
     }
 
     #[test]

@@ -214,14 +214,13 @@ impl Proxy {
         if let (Some(identity), Some(provider)) = (ctx.identity(), ctx.provider()) {
             headers::set_identity(req, &snap.identity_headers, identity, provider);
             if let Some(age) = ctx.stale_age() {
-                req.insert_header(snap.identity_headers.stale.clone(), age.to_string())?;
+                snap.identity_headers.stale.insert(req, age.to_string())?;
             }
             if let Some(cert) = &ctx.client_cert {
                 // The id is printable ASCII (checked when the certificate was read).
-                req.insert_header(
-                    snap.identity_headers.client_certificate.clone(),
-                    cert.id.as_str(),
-                )?;
+                snap.identity_headers
+                    .client_certificate
+                    .insert(req, cert.id.as_str())?;
             }
         }
         if let Some((name, value)) = &ctx.assertion {
@@ -255,7 +254,7 @@ impl Proxy {
             ctx.https,
             &snap.trusted_proxies,
         )?;
-        req.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        headers::REQUEST_ID_HEADER.insert(req, ctx.request_id.as_str())?;
         Ok(())
     }
 
