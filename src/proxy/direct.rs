@@ -19,8 +19,10 @@
 //! need (boxed futures per phase, task channels between the two directions, a second
 //! header clone); measured in BENCHMARKS.md ("CPU per request").
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -30,7 +32,9 @@ use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::client::HttpSession as ClientSession;
+use pingora::protocols::http::v1::client::HttpSession as H1Session;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::Peer;
@@ -48,8 +52,111 @@ pub struct Direct {
     gate: Proxy,
     full: Arc<HttpProxy<Proxy>>,
     upstreams: Connector,
+    idle: Arc<IdlePool>,
     shutting_down: AtomicBool,
     shutdown: Notify,
+}
+
+/// Idle HTTP/1.1 connections to upstreams, kept by the direct path itself.
+///
+/// Pingora's pool spawns a watcher task for every connection it takes back (a task, a
+/// channel, a pool node and its queue: about ten allocations and two task wake-ups per
+/// request on a keep-alive upstream) so that an idle connection the upstream closes is
+/// noticed at once. Here a connection is checked when it is taken instead — the same
+/// non-blocking test Pingora makes, which costs no system call unless the socket has
+/// become readable (closed, or unexpected bytes) — and a sweep every few seconds drops
+/// the ones that closed or outlived the upstream's `idle_timeout`, so none lingers.
+/// The most recently used connection is taken first (it is the least likely to have
+/// been closed by the upstream). HTTP/2 upstream sessions stay in Pingora's pool.
+#[derive(Default)]
+struct IdlePool {
+    by_upstream: Mutex<HashMap<u64, VecDeque<IdleConnection>>>,
+    sweeper: AtomicBool,
+}
+
+struct IdleConnection {
+    stream: Stream,
+    expires: Option<Instant>,
+}
+
+/// Idle connections kept per upstream (beyond it the oldest is closed).
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
+/// How often idle connections are checked for closure and expiry.
+const IDLE_SWEEP: Duration = Duration::from_secs(2);
+
+impl IdleConnection {
+    /// True when the connection can carry another request: not expired, not closed by the
+    /// upstream and holding no unsolicited bytes (Pingora's `test_reusable_stream`).
+    fn usable(&mut self, now: Instant) -> bool {
+        use std::future::Future;
+        use tokio::io::AsyncReadExt;
+        if self.expires.is_some_and(|at| at <= now) {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        // Ready at once only when the socket has something to say: EOF, an error or bytes.
+        // (Outside tokio's cooperative budget, which could otherwise answer "not yet".)
+        let read = std::pin::pin!(tokio::task::unconstrained(self.stream.read(&mut byte)));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        read.poll(&mut cx).is_pending()
+    }
+}
+
+impl IdlePool {
+    fn take(&self, key: u64) -> Option<Stream> {
+        let now = Instant::now();
+        let mut all = self.by_upstream.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = all.get_mut(&key)?;
+        while let Some(mut conn) = idle.pop_back() {
+            if conn.usable(now) {
+                return Some(conn.stream);
+            }
+        }
+        None
+    }
+
+    fn put(self: &Arc<Self>, key: u64, stream: Stream, idle_timeout: Option<Duration>) {
+        let now = Instant::now();
+        let conn = IdleConnection {
+            stream,
+            expires: idle_timeout.map(|t| now + t),
+        };
+        {
+            let mut all = self.by_upstream.lock().unwrap_or_else(|e| e.into_inner());
+            let idle = all.entry(key).or_default();
+            if idle.len() >= MAX_IDLE_PER_UPSTREAM {
+                idle.pop_front();
+            }
+            idle.push_back(conn);
+        }
+        if !self.sweeper.swap(true, Ordering::AcqRel) {
+            let pool = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(IDLE_SWEEP).await;
+                    let Some(pool) = pool.upgrade() else { return };
+                    pool.sweep();
+                }
+            });
+        }
+    }
+
+    /// Closes idle connections that expired, were closed by the upstream or hold bytes.
+    fn sweep(&self) {
+        let now = Instant::now();
+        let mut all = self.by_upstream.lock().unwrap_or_else(|e| e.into_inner());
+        for idle in all.values_mut() {
+            idle.retain_mut(|conn| conn.usable(now));
+        }
+        all.retain(|_, idle| !idle.is_empty());
+    }
+
+    fn clear(&self) {
+        self.by_upstream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
 }
 
 impl Direct {
@@ -58,8 +165,39 @@ impl Direct {
             gate,
             full: Arc::new(full),
             upstreams,
+            idle: Arc::default(),
             shutting_down: AtomicBool::new(false),
             shutdown: Notify::new(),
+        }
+    }
+
+    /// An upstream session: an idle HTTP/1.1 connection of this path's own pool, else
+    /// one from Pingora's connector (its pool, or a new connection); `true` when reused.
+    async fn upstream_session(&self, peer: &PooledPeer) -> Result<(ClientSession, bool)> {
+        if let Some(stream) = self.idle.take(peer.reuse_hash()) {
+            return Ok((
+                ClientSession::H1(H1Session::new_with_options(stream, peer)),
+                true,
+            ));
+        }
+        self.upstreams.get_http_session(peer).await
+    }
+
+    /// Keeps the upstream connection for the next request when it can be.
+    async fn release(&self, upstream: ClientSession, peer: &PooledPeer) {
+        match upstream {
+            ClientSession::H1(mut h1) => {
+                h1.respect_keepalive();
+                if let Some(stream) = h1.reuse().await {
+                    self.idle
+                        .put(peer.reuse_hash(), stream, peer.idle_timeout());
+                }
+            }
+            other => {
+                self.upstreams
+                    .release_http_session(other, peer, peer.idle_timeout())
+                    .await
+            }
         }
     }
 
@@ -109,8 +247,7 @@ impl Direct {
         let mut retries = 0;
         let mut upstream = loop {
             let (mut upstream, reused) = self
-                .upstreams
-                .get_http_session(&peer)
+                .upstream_session(&peer)
                 .await
                 .map_err(|e| e.into_up())?;
             let mut req = upstream_request(session.req_header())?;
@@ -179,9 +316,7 @@ impl Direct {
             .write_response_body(Bytes::new(), true)
             .await
             .map_err(|e| e.into_down())?;
-        self.upstreams
-            .release_http_session(upstream, &peer, peer.idle_timeout())
-            .await;
+        self.release(upstream, &peer).await;
         Ok(())
     }
 }
@@ -399,6 +534,7 @@ impl HttpServerApp for Direct {
     async fn http_cleanup(&self) {
         self.shutting_down.store(true, Ordering::Release);
         self.shutdown.notify_waiters();
+        self.idle.clear();
         self.full.http_cleanup().await;
     }
 
@@ -483,6 +619,60 @@ mod tests {
             wire(&req),
             "Host: x\r\nX-Custom: 1\r\nx-custom: 2\r\nAccept: a\r\nUser-Agent: t\r\n"
         );
+    }
+
+    /// The direct path's idle pool hands out live connections only, newest first, and its
+    /// sweep closes the ones the upstream closed.
+    #[tokio::test]
+    async fn idle_connections_are_checked_when_taken_and_swept() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Arc::new(IdlePool::default());
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            servers.push(listener.accept().await.unwrap().0);
+            pool.put(
+                7,
+                Box::new(pingora::protocols::l4::stream::Stream::from(client)),
+                None,
+            );
+        }
+        // The newest is taken first; closing the upstream side of the next one makes it
+        // unusable, and the oldest is still good.
+        let newest = pool.take(7).unwrap();
+        drop(newest);
+        drop(servers.remove(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            pool.take(7).is_some(),
+            "the closed one is skipped, the oldest taken"
+        );
+        assert!(pool.take(7).is_none());
+        assert!(pool.take(8).is_none());
+
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let server = listener.accept().await.unwrap().0;
+        pool.put(
+            7,
+            Box::new(pingora::protocols::l4::stream::Stream::from(client)),
+            None,
+        );
+        drop(server);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pool.sweep();
+        assert!(pool.by_upstream.lock().unwrap().is_empty());
+
+        // Expired connections are not handed out.
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _server = listener.accept().await.unwrap().0;
+        pool.put(
+            7,
+            Box::new(pingora::protocols::l4::stream::Stream::from(client)),
+            Some(Duration::from_millis(10)),
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(pool.take(7).is_none());
     }
 
     #[test]

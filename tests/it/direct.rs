@@ -231,6 +231,59 @@ async fn a_pooled_connection_the_upstream_closed_is_retried_for_a_get() {
     drop(g);
 }
 
+/// An upstream that closes a keep-alive connection while it is idle (its own idle
+/// timeout): the gateway notices before it sends the next request on it, so even a
+/// request that cannot be retried (a POST) gets through; and idle connections are reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_the_upstream_closed_is_never_used() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let acc = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let first = acc.fetch_add(1, SeqCst) == 0;
+            tokio::spawn(async move {
+                while read_head(&mut s).await.is_some() {
+                    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if s.write_all(reply).await.is_err() {
+                        return;
+                    }
+                    if first {
+                        // The first connection is closed 50 ms after its first answer.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let g = gateway_for(&format!("http://{up_addr}"));
+    let c = client();
+    let resp = c.get(at(&g, "/open/a")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..3 {
+        let resp = c.post(at(&g, &format!("/open/p{i}"))).send().await.unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "POST {i} after the upstream closed an idle connection"
+        );
+    }
+    for i in 0..5 {
+        let resp = c.get(at(&g, &format!("/open/g{i}"))).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(
+        accepted.load(SeqCst),
+        2,
+        "one new connection after the closed one, then reuse"
+    );
+    drop(g);
+}
+
 /// What an upstream answers, by path, for [`both_paths_pass_on_every_response_alike`];
 /// `true` when it closes the connection after answering.
 fn canned(path: &str) -> Option<(&'static [u8], bool)> {
