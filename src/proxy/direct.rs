@@ -180,7 +180,9 @@ impl Direct {
                 true,
             ));
         }
-        self.upstreams.get_http_session(peer).await
+        // Connecting (TCP, TLS, HTTP/2) is a future of several KiB: boxed, as it is rare,
+        // so that the future of every request does not carry its size.
+        Box::pin(self.upstreams.get_http_session(peer)).await
     }
 
     /// Keeps the upstream connection for the next request when it can be.
@@ -194,9 +196,11 @@ impl Direct {
                 }
             }
             other => {
-                self.upstreams
-                    .release_http_session(other, peer, peer.idle_timeout())
-                    .await
+                Box::pin(
+                    self.upstreams
+                        .release_http_session(other, peer, peer.idle_timeout()),
+                )
+                .await
             }
         }
     }

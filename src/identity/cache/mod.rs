@@ -359,6 +359,19 @@ impl IdentityCache {
         } else {
             Prior::Absent
         };
+        // Everything past here may call out (miss limiter, shared tier, provider): its
+        // future is several KiB, boxed so that a hit's future — and every future awaiting
+        // it, up to the one Pingora boxes per request — stays small.
+        Box::pin(self.fetch_for(req, lapsed, prior)).await
+    }
+
+    /// The rest of [`Self::lookup`] when no fresh identity is cached.
+    async fn fetch_for(
+        &self,
+        req: LookupRequest<'_>,
+        lapsed: Option<CachedIdentity>,
+        prior: Prior,
+    ) -> LookupOutcome {
         if let (Some(limiter), Some(client)) = (&self.limiter, req.client) {
             if !limiter.allow(client).await {
                 return LookupOutcome::new(CacheStatus::Throttled, Lookup::Throttled, prior);
