@@ -154,6 +154,32 @@ impl CanonicalHost {
             None => self.name.clone(),
         }
     }
+
+    /// True when `raw` is exactly [`Self::header_value`] (checked without building it:
+    /// this runs for every request, and the client's `Host` is nearly always canonical).
+    pub fn is_header_value(&self, raw: &[u8]) -> bool {
+        let Some(rest) = raw.strip_prefix(self.name.as_bytes()) else {
+            return false;
+        };
+        match (self.port, rest.split_first()) {
+            (None, None) => true,
+            (Some(port), Some((b':', digits))) => {
+                let mut buf = [0u8; 5];
+                let mut at = buf.len();
+                let mut n = port;
+                loop {
+                    at -= 1;
+                    buf[at] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                digits == &buf[at..]
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Parses a `Host` value into its canonical form (see the module docs).
@@ -467,6 +493,37 @@ pub fn unwanted_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_value_is_recognised_without_building_it() {
+        for raw in [
+            "example.com",
+            "example.com:8080",
+            "EXAMPLE.com.",
+            "example.com:08080",
+            "[::1]:443",
+            "[::1]",
+            "a:0",
+            "a:65535",
+            "a:1",
+        ] {
+            let Ok(host) = canonical_host(raw.as_bytes()) else {
+                assert!(matches!(raw, "a:0" | "example.com:08080"), "{raw}");
+                continue;
+            };
+            let value = host.header_value();
+            assert!(host.is_header_value(value.as_bytes()), "{raw}");
+            assert_eq!(host.is_header_value(raw.as_bytes()), raw == value, "{raw}");
+            for other in [
+                format!("{value}0"),
+                format!("{value}:"),
+                format!("x{value}"),
+                value[..value.len() - 1].to_string(),
+            ] {
+                assert!(!host.is_header_value(other.as_bytes()), "{raw} vs {other}");
+            }
+        }
+    }
 
     #[test]
     fn normalization_table() {

@@ -441,10 +441,10 @@ fn canonicalize_headers(
 /// otherwise, so the upstream reads the host routing saw.
 fn forward_canonical_host(req: &mut RequestHeader, decision: &Decision) {
     let Some(host) = &decision.host else { return };
-    let value = host.header_value();
-    if req.headers.get(http::header::HOST).map(|v| v.as_bytes()) != Some(value.as_bytes()) {
+    let current = req.headers.get(http::header::HOST).map(|v| v.as_bytes());
+    if !current.is_some_and(|v| host.is_header_value(v)) {
         // A canonical host is ASCII: always a valid header value.
-        let _ = req.insert_header(http::header::HOST, value);
+        let _ = req.insert_header(http::header::HOST, host.header_value());
     }
 }
 
