@@ -67,10 +67,13 @@ pub struct Direct {
 /// become readable (closed, or unexpected bytes) — and a sweep every few seconds drops
 /// the ones that closed or outlived the upstream's `idle_timeout`, so none lingers.
 /// The most recently used connection is taken first (it is the least likely to have
-/// been closed by the upstream). HTTP/2 upstream sessions stay in Pingora's pool.
+/// been closed by the upstream). Connections are kept per proxy thread, as nginx workers
+/// keep theirs: with `work_stealing: false` each thread has its own runtime, and a
+/// socket stays with the runtime that registered it. HTTP/2 upstream sessions stay in
+/// Pingora's pool.
 #[derive(Default)]
 struct IdlePool {
-    by_upstream: Mutex<HashMap<u64, VecDeque<IdleConnection>>>,
+    by_upstream: Mutex<HashMap<(u64, std::thread::ThreadId), VecDeque<IdleConnection>>>,
     sweeper: AtomicBool,
 }
 
@@ -103,7 +106,8 @@ impl IdleConnection {
 }
 
 impl IdlePool {
-    fn take(&self, key: u64) -> Option<Stream> {
+    fn take(&self, upstream: u64) -> Option<Stream> {
+        let key = (upstream, std::thread::current().id());
         let now = Instant::now();
         let mut all = self.by_upstream.lock().unwrap_or_else(|e| e.into_inner());
         let idle = all.get_mut(&key)?;
@@ -115,7 +119,8 @@ impl IdlePool {
         None
     }
 
-    fn put(self: &Arc<Self>, key: u64, stream: Stream, idle_timeout: Option<Duration>) {
+    fn put(self: &Arc<Self>, upstream: u64, stream: Stream, idle_timeout: Option<Duration>) {
+        let key = (upstream, std::thread::current().id());
         let now = Instant::now();
         let conn = IdleConnection {
             stream,
@@ -415,11 +420,20 @@ const ADDED_HEADERS: usize = 16;
 /// the client's (exact) capacity, and adding the gateway's headers would then grow and
 /// re-hash both of Pingora's maps on every request.
 fn upstream_request(client: &pingora::http::RequestHeader) -> Result<pingora::http::RequestHeader> {
+    let target = client.raw_path();
+    let in_uri = client
+        .uri
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str().as_bytes() == target);
     let mut req = pingora::http::RequestHeader::build(
         client.method.clone(),
-        client.raw_path(),
+        // An origin-form target the URI holds as sent is not parsed again.
+        if in_uri { b"/" } else { target },
         Some(client.headers.len() + ADDED_HEADERS),
     )?;
+    if in_uri {
+        req.set_uri(client.uri.clone());
+    }
     req.set_version(client.version);
     if client.has_case() {
         for (name, value) in client.case_header_iter() {
