@@ -284,7 +284,7 @@ impl Direct {
                 return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header")
                     .map_err(|e| e.into_up());
             };
-            let resp = Box::new(resp.clone());
+            let resp = Box::new(client_response(resp)?);
             if !resp.status.is_informational() {
                 break resp;
             }
@@ -449,6 +449,33 @@ fn upstream_request(client: &pingora::http::RequestHeader) -> Result<pingora::ht
         }
     }
     Ok(req)
+}
+
+/// Headers added to a response on its way to the client (`X-Request-Id`; Pingora's `Date`
+/// and `Connection`, which usually replace the upstream's).
+const ADDED_RESPONSE_HEADERS: usize = 4;
+
+/// The upstream's response head as the client gets it before [`Proxy::prepare_response`]:
+/// status, reason, version and headers (spelling and order kept) in maps with room for
+/// what is added, rather than a clone whose maps would grow on the first insert.
+fn client_response(upstream: &ResponseHeader) -> Result<ResponseHeader> {
+    let size = Some(upstream.headers.len() + ADDED_RESPONSE_HEADERS);
+    let mut resp = if upstream.has_case() {
+        let mut resp = ResponseHeader::build(upstream.status, size)?;
+        for (name, value) in upstream.case_header_iter() {
+            resp.append_header(name.clone(), value.clone())?;
+        }
+        resp
+    } else {
+        let mut resp = ResponseHeader::build_no_case(upstream.status, size)?;
+        for (name, value) in upstream.headers.iter() {
+            resp.append_header(name.clone(), value.clone())?;
+        }
+        resp
+    };
+    resp.set_version(upstream.version);
+    resp.set_reason_phrase(upstream.get_reason_phrase())?;
+    Ok(resp)
 }
 
 /// Sends the request header and reads the first response header.
@@ -691,6 +718,37 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(pool.take(7).is_none());
+    }
+
+    /// The client's response head is the upstream's, byte for byte on the wire.
+    #[test]
+    fn the_client_response_is_the_upstreams() {
+        let mut up = ResponseHeader::build(299, None).unwrap();
+        up.set_reason_phrase(Some("Fine Really")).unwrap();
+        up.set_version(Version::HTTP_10);
+        for (k, v) in [
+            ("Content-Type", "text/plain"),
+            ("X-App", "1"),
+            ("set-cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+            ("ETAG", "\"x\""),
+        ] {
+            up.append_header(k.to_string(), v).unwrap();
+        }
+        let got = client_response(&up).unwrap();
+        assert_eq!(got.status, 299);
+        assert_eq!(got.version, Version::HTTP_10);
+        assert_eq!(got.get_reason_phrase(), Some("Fine Really"));
+        let wire = |r: &ResponseHeader| {
+            let mut buf = bytes::BytesMut::new();
+            r.header_to_h1_wire(&mut buf);
+            buf.to_vec()
+        };
+        assert_eq!(wire(&got), wire(&up));
+        let plain = ResponseHeader::build_no_case(204, None).unwrap();
+        let got = client_response(&plain).unwrap();
+        assert!(!got.has_case());
+        assert_eq!(got.get_reason_phrase(), Some("No Content"));
     }
 
     #[test]
