@@ -8,6 +8,8 @@
 #   TOGETHER=1 …                 # load A and B at the same time (two wrk, both gateways on
 #                                # CPU 0): a slow spell of the shared machine then hits
 #                                # both alike, and each round's B ÷ A is the figure to read
+#   OVERHEAD=1 A=X B=X …         # the auth step alone: one gateway serving hits while the
+#                                # other serves `auth: none`, at once, then swapped
 #   PERF=/tmp/b.txt …            # also: perf profile of B's first cache-hit run (top symbols;
 #                                # the raw data beside it as /tmp/b.txt.data for perf report -i)
 #   A=target/release/sessiongate CONFIG_A="work_stealing: true" CONFIG_B="work_stealing: false" \
@@ -116,14 +118,16 @@ run() { # label pid port path [header] → one line: label req/s cpu-us-per-requ
     python3 -c "t=($after-$before)/$HZ; r=$reqs; print(f'$label {r/$DURATION:.0f} {t*1e6/r:.1f}')"
 }
 
-together() { # label path [header] → two lines (A and B loaded at once) and B ÷ A
-    local label=$1 path=$2 header=${3:-} a0 b0 a1 b1 out_a out_b
-    local -a h=()
+together() { # label path [header] [path for B] [header for B] → two lines (A and B
+    # loaded at once) and B ÷ A
+    local label=$1 path=$2 header=${3:-} path_b=${4:-$2} header_b=${5-${3:-}} a0 b0 a1 b1 out_a out_b
+    local -a h=() hb=()
     [ -n "$header" ] && h=(-H "$header")
+    [ -n "$header_b" ] && hb=(-H "$header_b")
     a0=$(cpu_ticks "$PID_A"); b0=$(cpu_ticks "$PID_B")
     taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" "${h[@]}" "http://127.0.0.1:$PORT_A$path" > "$work/wrk-a" &
     local wa=$!
-    taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" "${h[@]}" "http://127.0.0.1:$PORT_B$path" > "$work/wrk-b"
+    taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" "${hb[@]}" "http://127.0.0.1:$PORT_B$path_b" > "$work/wrk-b"
     wait "$wa"
     a1=$(cpu_ticks "$PID_A"); b1=$(cpu_ticks "$PID_B")
     for f in "$work/wrk-a" "$work/wrk-b"; do
@@ -140,6 +144,15 @@ print(f'$label B/A {b/a:.3f}')"
 
 AUTH="Authorization: Bearer $CPU_AB_TOKEN"
 echo "case build req/s cpu_us_per_request"
+if [ -n "${OVERHEAD:-}" ]; then
+    # OVERHEAD=1 A=<build> B=<same build>: the auth step's cost, measured at once — one
+    # gateway serving cache hits while the other serves `auth: none`, then swapped.
+    for round in $(seq 1 "$ROUNDS"); do
+        together "hit-A/none-B" /x "$AUTH" /open/x ""
+        together "none-A/hit-B" /open/x "" /x "$AUTH"
+    done
+    exit 0
+fi
 if [ -n "${TOGETHER:-}" ]; then
     for round in $(seq 1 "$ROUNDS"); do
         together hit /x "$AUTH"
