@@ -42,7 +42,7 @@ pub struct WireName {
 
 impl WireName {
     /// A name known at compile time: `name` in lower case, `wire` the same name spelled
-    /// for the wire (the two must agree; [`tests::constant_wire_names_agree`] checks ours).
+    /// for the wire (the two must agree; the test `constant_wire_names_agree` checks ours).
     pub const fn constant(name: &'static str, wire: &'static str) -> Self {
         WireName {
             name: HeaderName::from_static(name),
