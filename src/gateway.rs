@@ -201,7 +201,14 @@ impl Gateway {
     }
 
     /// Runs on a new thread until [`GatewayHandle::shutdown`] (tests and embedding).
-    pub fn spawn(self) -> GatewayHandle {
+    ///
+    /// Always on one shared runtime (`work_stealing: true`), whatever the settings say:
+    /// Pingora keeps the handles of per-thread runtimes in thread-locals that outlive a
+    /// stopped server, so a process that starts servers one after another — what
+    /// embedding allows — would hand a new server the old one's dead runtimes. The binary
+    /// runs one server per process and honours the setting.
+    pub fn spawn(mut self) -> GatewayHandle {
+        self.settings.work_stealing = true;
         let proxy_addr = self.settings.listen;
         let admin_addr = self.settings.admin_listen;
         let state = self.state.clone();

@@ -96,10 +96,10 @@ pub struct Settings {
     /// `h2c`: HTTP/2 with prior knowledge on the plain listener.
     pub h2c: bool,
     pub threads: usize,
-    /// One work-stealing runtime for all proxy threads (`true`, the default) or one
-    /// runtime per thread, each connection staying on the thread that accepted it
-    /// (`false`: less CPU per request, measured in BENCHMARKS.md; recommended with
-    /// `threads: 1`).
+    /// One work-stealing runtime for all proxy threads (`true`; the default with
+    /// `threads` > 1) or one runtime per thread, each connection staying on the thread
+    /// that accepted it (`false`; the default with `threads: 1`, where there is nothing
+    /// to steal: less CPU per request, measured in BENCHMARKS.md).
     pub work_stealing: bool,
     pub shutdown_grace_period: Duration,
     pub providers: BTreeMap<String, ProviderSettings>,

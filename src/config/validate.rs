@@ -165,7 +165,8 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         tls,
         h2c: file.h2c.unwrap_or(false),
         threads,
-        work_stealing: file.work_stealing.unwrap_or(true),
+        // One thread has nothing to steal from: its own runtime costs less per request.
+        work_stealing: file.work_stealing.unwrap_or(threads > 1),
         shutdown_grace_period: file
             .shutdown_grace_period
             .map_or(DEFAULT_GRACE_PERIOD, |d| d.0),

@@ -633,3 +633,25 @@ fn check_warns_about_an_admin_api_reachable_from_the_network() {
     ));
     assert!(!disabled.contains("warning"), "{disabled}");
 }
+
+/// `work_stealing` defaults to `false` with one thread (nothing to steal: the cheaper
+/// runtime) and to `true` with more; an explicit value always wins.
+#[test]
+fn work_stealing_defaults_follow_threads() {
+    let settings = |top: &str| {
+        let text = format!(
+            "listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:9090\n{top}\nupstreams: {{ app: http://127.0.0.1:9 }}\nroutes:\n  - {{ path_prefix: /, auth: none, upstream: app }}\n"
+        );
+        sessiongate::config::from_str(&text, Path::new(".")).unwrap()
+    };
+    for (top, threads, stealing) in [
+        ("", 1, false),
+        ("threads: 1", 1, false),
+        ("threads: 2", 2, true),
+        ("threads: 1\nwork_stealing: true", 1, true),
+        ("threads: 4\nwork_stealing: false", 4, false),
+    ] {
+        let s = settings(top);
+        assert_eq!((s.threads, s.work_stealing), (threads, stealing), "{top:?}");
+    }
+}
