@@ -97,9 +97,12 @@ fn main() -> ExitCode {
             .run(),
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
+            sessiongate::telemetry::logging::flush();
             eprintln!("sessiongate: cannot start with {}: {e}", config.display());
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     }
+    // The access lines of the last requests may still be buffered.
+    sessiongate::telemetry::logging::flush();
     ExitCode::SUCCESS
 }

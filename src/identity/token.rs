@@ -268,6 +268,12 @@ impl TokenKey {
         hex::encode(&self.0[..6])
     }
 
+    /// [`Self::short`] written into `out` (no allocation).
+    pub fn short_into<'a>(&self, out: &'a mut [u8; 12]) -> &'a str {
+        hex::encode_to_slice(&self.0[..6], out).expect("12 hex characters for 6 bytes");
+        std::str::from_utf8(out).expect("hex is ASCII")
+    }
+
     /// All 32 hex characters: what stands in for a token an identity value repeats, and
     /// what a purge by token carries between replicas.
     pub fn hex(&self) -> String {

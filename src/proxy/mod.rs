@@ -53,6 +53,7 @@ use crate::proxy::respond::Refusal;
 use crate::proxy::route::{Route, UpstreamProtocol, UpstreamTarget};
 pub use crate::proxy::shared::GatewayState;
 use crate::proxy::shared::Snapshot;
+use crate::telemetry::access::{self, AccessRecord};
 
 /// Route label for requests that matched no route.
 pub const UNMATCHED: &str = "_unmatched";
@@ -774,27 +775,33 @@ impl Proxy {
                     .observe(total.as_secs_f64());
             }
         }
+        if !access::enabled() {
+            return;
+        }
         let req = session.req_header();
-        tracing::info!(
-            target: "sessiongate::access",
-            request_id = %ctx.request_id,
+        let mut token = [0u8; 12];
+        access::log(&AccessRecord {
+            request_id: &ctx.request_id,
             route,
-            method = %req.method,
-            path = ctx.rewritten_path().unwrap_or(req.uri.path()),
+            method: req.method.as_str(),
+            path: ctx.rewritten_path().unwrap_or(req.uri.path()),
             status,
-            outcome = ctx.outcome.as_str(),
-            subject = ctx.identity().map(|i| i.subject()),
-            provider = ctx.provider(),
-            cache = ctx.cache_status().map(CacheStatus::as_str),
-            stale_age_s = ctx.stale_age(),
-            token = ctx.decision.as_ref().and_then(|d| d.token_key).map(|k| k.short()),
-            client = ctx.client().map(|c| c.to_string()),
-            would_deny = ctx.would_deny(),
-            auth_ms = ctx.auth_time.map(|d| d.as_secs_f64() * 1e3),
-            total_ms = total.as_secs_f64() * 1e3,
-            error = e.map(|e| e.to_string()),
-            "request"
-        );
+            outcome: outcome.as_str(),
+            subject: ctx.identity().map(|i| i.subject()),
+            provider: ctx.provider(),
+            cache: ctx.cache_status().map(CacheStatus::as_str),
+            stale_age_s: ctx.stale_age(),
+            token: ctx
+                .decision
+                .as_ref()
+                .and_then(|d| d.token_key.as_ref())
+                .map(|k| k.short_into(&mut token)),
+            client: ctx.client(),
+            would_deny: ctx.would_deny(),
+            auth: ctx.auth_time,
+            total,
+            error: e.map(|e| e as &dyn std::fmt::Display),
+        });
     }
 }
 

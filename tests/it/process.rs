@@ -163,3 +163,117 @@ log: {{ format: json, level: trace }}
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Access lines are batched (see `telemetry::logging`): one written while the gateway runs
+/// shows within a moment, not only at exit; and whatever is logged just before the
+/// process exits is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lines_are_written_while_running_and_at_exit() {
+    use std::io::BufRead;
+    let upstream = Fake::upstream().await;
+    let (listen, admin_port) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("sg-process-lines-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gw.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+listen: 127.0.0.1:{listen}
+admin_listen: 127.0.0.1:{admin_port}
+shutdown_grace_period: 1s
+pid_file: {pid}
+upgrade_sock: {sock}
+upstreams: {{ app: "{}" }}
+routes:
+  - {{ path_prefix: /, auth: none, upstream: app }}
+log: {{ format: text, level: info }}
+"#,
+            upstream.url(),
+            pid = dir.join("pid").display(),
+            sock = dir.join("sock").display(),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line_with = |needle: &str, within: Duration| -> Option<String> {
+        let until = Instant::now() + within;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c
+        .get(format!("http://127.0.0.1:{admin_port}/readyz"))
+        .send()
+        .await
+        .map_or(true, |r| r.status() != 200)
+    {
+        assert!(Instant::now() < deadline, "gateway did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let get = |path: &str| c.get(format!("http://127.0.0.1:{listen}{path}")).send();
+    assert_eq!(get("/first").await.unwrap().status(), 200);
+    let sent = Instant::now();
+    let line = next_line_with("path=\"/first\"", Duration::from_secs(2))
+        .expect("the access line of a request is written while the gateway runs");
+    assert!(line.contains("sessiongate::access: request"), "{line}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "written {:?} after the request",
+        sent.elapsed()
+    );
+    // The last requests: their lines are still buffered when SIGTERM arrives.
+    for i in 0..20 {
+        assert_eq!(get(&format!("/last-{i}")).await.unwrap().status(), 200);
+    }
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = rx.iter().collect();
+    // Pingora logs its services' exits as the process ends: nothing logged last is lost
+    // (the flusher thread or, for the last few milliseconds, the flush at exit).
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("pingora_core::server: service 'sessiongate proxy' exited")),
+        "the lines logged last are lost:\n{}",
+        rest.join("\n")
+    );
+    for i in 0..20 {
+        let path = format!("path=\"/last-{i}\"");
+        assert_eq!(
+            rest.iter().filter(|l| l.contains(&path)).count(),
+            1,
+            "{path}:\n{}",
+            rest.join("\n")
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
