@@ -14,6 +14,8 @@
 #                                # the raw data beside it as /tmp/b.txt.data for perf report -i)
 #   A=target/release/sessiongate CONFIG_A="work_stealing: true" CONFIG_B="work_stealing: false" \
 #       benches/load/cpu_ab.sh     # one build, two settings (top-level YAML per gateway)
+#   LOG_A=info LOG_B=info …      # log levels (default warn: no access log); each gateway
+#                                # writes its log to a file of its own
 #
 # Each gateway runs alone on CPU 0 with one worker; wrk -t1 -c64 and a static nginx
 # upstream share CPU 1. CPU is read from /proc/PID/task/*/stat after the `)` that ends
@@ -54,8 +56,8 @@ pids+=($!)
 wait_http "http://127.0.0.1:$UP/" 10
 
 export CPU_AB_TOKEN="cpu-ab-token-0123456789abcdef"
-start_gateway() { # binary [extra top-level YAML] → prints "pid port"
-    local bin=$1 extra=${2:-} port admin dir
+start_gateway() { # binary [extra top-level YAML] [log level] → prints "pid port"
+    local bin=$1 extra=${2:-} level=${3:-warn} port admin dir
     port=$(free_port); admin=$(free_port)
     dir="$work/gw-$port"; mkdir -p "$dir"
     cat > "$dir/config.yaml" <<CONF
@@ -63,7 +65,7 @@ listen: 127.0.0.1:$port
 admin_listen: 127.0.0.1:$admin
 pid_file: $dir/pid
 upgrade_sock: $dir/sock
-log: { level: warn }
+log: { level: $level }
 $extra
 providers:
   idp:
@@ -86,8 +88,8 @@ cpu_ticks() { # pid → utime+stime of all its threads, in clock ticks
     python3 benches/load/cpu_ticks.py "$1"
 }
 
-read -r PID_A PORT_A < <(start_gateway "$A" "${CONFIG_A:-}")
-read -r PID_B PORT_B < <(start_gateway "$B" "${CONFIG_B:-}")
+read -r PID_A PORT_A < <(start_gateway "$A" "${CONFIG_A:-}" "${LOG_A:-warn}")
+read -r PID_B PORT_B < <(start_gateway "$B" "${CONFIG_B:-}" "${LOG_B:-warn}")
 # start_gateway ran in a subshell: its `pids+=` did not reach this shell's cleanup list.
 pids+=("$PID_A" "$PID_B")
 HZ=$(getconf CLK_TCK)

@@ -33,6 +33,9 @@
 # it). The proxies under test run on CPU 0, wrk and the helper servers on CPU 1.
 # sessiongate runs as recommended for one thread (`work_stealing: false`);
 # SG_WORK_STEALING=true measures the shared runtime instead.
+# Access logs are off on both sides; ACCESS_LOG=1 turns them on, as each ships: nginx's
+# default `combined` line per request to a file, sessiongate's `level: info` (its default)
+# with stderr to a file.
 # Needs: nginx, wrk (Debian packages), python3, a release build (cargo build --release).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,6 +47,9 @@ CONNS=${CONNS:-64}
 FIXED_RATE=${FIXED_RATE:-5000}
 BIN=${SESSIONGATE_BIN:-target/release/sessiongate}
 OUT=${OUT:-}
+ACCESS_LOG=${ACCESS_LOG:-}
+SG_LOG_LEVEL=warn
+[ -n "$ACCESS_LOG" ] && SG_LOG_LEVEL=info
 require_tools load nginx wrk python3 taskset curl
 [ -x "$BIN" ] || { echo "load: $BIN missing: cargo build --release" >&2; exit 1; }
 
@@ -59,7 +65,11 @@ taskset -c 1 nginx -p "$work/nginx" -c "$work/helpers.conf" &
 pids+=($!)
 
 # --- nginx auth_request + proxy_cache, the usual alternative, CPU 0 ---
-write_authreq_conf "$work/authreq.conf" "listen 127.0.0.1:$NGX;"
+if [ -n "$ACCESS_LOG" ]; then
+    write_authreq_conf "$work/authreq.conf" "listen 127.0.0.1:$NGX; access_log $work/authreq-access.log;"
+else
+    write_authreq_conf "$work/authreq.conf" "listen 127.0.0.1:$NGX;"
+fi
 taskset -c 0 nginx -p "$work/nginx" -c "$work/authreq.conf" &
 pids+=($!)
 
@@ -111,7 +121,7 @@ routes:
     upstream: app
     require_scopes: { any_of: [wallet_view_*] }
     method_scopes: [{ methods: [POST], all_of: [wallet_spend_all] }]
-log: { level: warn }
+log: { level: ${SG_LOG_LEVEL} }
 YAML
 start_sessiongate() {
     taskset -c 0 "$BIN" --config "$work/sessiongate.yaml" 2>>"$work/sessiongate.log" &
@@ -329,7 +339,8 @@ lines.append(f"Date: {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC')}
 lines.append(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}  ")
 lines.append(f"Load: wrk -t1 -c{conns} -d{duration}s on loopback, {rounds} interleaved round(s); "
              f"one worker each (sessiongate threads: 1, work_stealing: {os.environ.get('SG_WORK_STEALING', 'false')}; nginx worker_processes 1); proxies under test "
-             "pinned to CPU 0, wrk + upstream + provider to CPU 1.")
+             "pinned to CPU 0, wrk + upstream + provider to CPU 1. Access logs: "
+             + ("on (nginx `combined` to a file; sessiongate `level: info`, stderr to a file)." if os.environ.get("ACCESS_LOG") else "off."))
 lines.append("")
 lines.append("| case | round | req/s | p50 ms | p99 ms | non-2xx | CPU µs/request |")
 lines.append("|---|---|---|---|---|---|---|")

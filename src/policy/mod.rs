@@ -226,10 +226,9 @@ pub fn identity_denials(
     if let Err(denial) = check_ip_restrict(identity, client) {
         out.push(denial);
     }
-    let rules = rules_for(policy, method);
-    if !rules.iter().all(|r| r.satisfied_by(identity.scopes())) {
+    if !applicable(policy, method).all(|r| r.satisfied_by(identity.scopes())) {
         let mut required: Vec<String> = Vec::new();
-        for entry in rules.iter().flat_map(|r| r.required()) {
+        for entry in applicable(policy, method).flat_map(|r| r.required()) {
             if !required.contains(entry) {
                 required.push(entry.clone());
             }
@@ -241,14 +240,20 @@ pub fn identity_denials(
 
 /// The scope rules that apply to `method` on a route: its own, then matching method rules.
 pub fn rules_for<'a>(policy: &'a RoutePolicy, method: &Method) -> Vec<&'a ScopeRule> {
+    applicable(policy, method).collect()
+}
+
+/// [`rules_for`] without collecting them (every request checks them).
+fn applicable<'a: 'm, 'm>(
+    policy: &'a RoutePolicy,
+    method: &'m Method,
+) -> impl Iterator<Item = &'a ScopeRule> + 'm {
     let method_rules = policy
         .method_scopes
         .iter()
-        .filter(|m| m.methods.contains(method))
+        .filter(move |m| m.methods.contains(method))
         .map(|m| &m.rule);
-    std::iter::once(&policy.scopes)
-        .chain(method_rules)
-        .collect()
+    std::iter::once(&policy.scopes).chain(method_rules)
 }
 
 /// The identity's own allow-list (BitGo `ipRestrict`). Empty means unrestricted; a
@@ -257,10 +262,11 @@ fn check_ip_restrict(identity: &Identity, client: Option<IpAddr>) -> Result<(), 
     if identity.ip_restrict().len() == 0 {
         return Ok(());
     }
-    let mut nets = Vec::with_capacity(identity.ip_restrict().len());
+    // Every entry is parsed, even after one matched: a malformed list denies.
+    let mut allowed = false;
     for entry in identity.ip_restrict() {
         match IpNet::parse(entry) {
-            Ok(net) => nets.push(net),
+            Ok(net) => allowed |= client.is_some_and(|ip| net.contains(ip)),
             Err(e) => {
                 return Err(Denial::IpRestrictMalformed {
                     detail: format!("the identity's IP restriction list is malformed: {e}"),
@@ -269,7 +275,7 @@ fn check_ip_restrict(identity: &Identity, client: Option<IpAddr>) -> Result<(), 
         }
     }
     match client {
-        Some(ip) if nets.iter().any(|n| n.contains(ip)) => Ok(()),
+        Some(_) if allowed => Ok(()),
         Some(ip) => Err(Denial::IpNotAllowed {
             detail: format!("{ip} is not in the identity's IP restrictions"),
         }),
