@@ -319,6 +319,13 @@ PY
     printf 'miss\t%s\t%s\t%s\t%s\n' "$round" "$sent" "$distinct" "$calls" >> "$work/misses.tsv"
 done
 
+if [ -n "$ACCESS_LOG" ]; then
+    # The logs were really written: one line per request on each side.
+    ngx_lines=$(wc -l < "$work/authreq-access.log")
+    sg_lines=$(grep -c 'sessiongate::access' "$work/sessiongate.log" || true)
+    echo "load: access lines written: nginx $ngx_lines, sessiongate $sg_lines" >&2
+    [ "$ngx_lines" -gt 0 ] && [ "$sg_lines" -gt 0 ] || { echo "load: ACCESS_LOG=1 but no access lines" >&2; exit 1; }
+fi
 SG_WORK_STEALING=${SG_WORK_STEALING:-false} \
 FIXED_RATE=$FIXED_RATE \
 python3 - "$results" "$work/misses.tsv" "$ROUNDS" "$DURATION" "$CONNS" "$OUT" "$fixed" <<'PY'
