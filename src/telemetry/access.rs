@@ -58,10 +58,7 @@ pub fn log(r: &AccessRecord<'_>) {
     LINE.with(|line| {
         let mut line = line.borrow_mut();
         line.clear();
-        match format {
-            LogFormat::Text => write_text(&mut line, r, SystemTime::now()),
-            LogFormat::Json => write_json(&mut line, r, SystemTime::now()),
-        }
+        write_line(&mut line, r, SystemTime::now(), format);
         logging::Sink::global().append(&line);
     });
 }
@@ -101,97 +98,152 @@ fn millis(d: Duration) -> f64 {
     d.as_micros() as f64 / 1e3
 }
 
-/// `tracing`'s text layout: `<timestamp>  INFO sessiongate::access: request key=value …`,
-/// strings quoted and escaped as Rust's `Debug` does.
-fn write_text(out: &mut Vec<u8>, r: &AccessRecord<'_>, now: SystemTime) {
-    timestamp(out, now);
-    out.extend_from_slice(b"  INFO sessiongate::access: request request_id=");
-    token_text(out, r.request_id);
-    text_str(out, " route=", r.route);
-    out.extend_from_slice(b" method=");
-    token_text(out, r.method);
-    text_str(out, " path=", r.path);
-    number(out, b" status=", u64::from(r.status));
-    text_str(out, " outcome=", r.outcome);
+/// The line for `r` in `format`: one field list, two layouts — `tracing`'s text
+/// (`<timestamp>  INFO sessiongate::access: request key=value …`, strings quoted and
+/// escaped as Rust's `Debug` does) and its JSON with `flatten_event` (timestamp, level,
+/// message, the fields, target).
+fn write_line(out: &mut Vec<u8>, r: &AccessRecord<'_>, now: SystemTime, format: LogFormat) {
+    let mut line = Line { out, format };
+    line.start(now);
+    line.token("request_id", r.request_id);
+    line.string("route", r.route);
+    line.token("method", r.method);
+    line.string("path", r.path);
+    line.number("status", u64::from(r.status));
+    line.string("outcome", r.outcome);
     if let Some(v) = r.subject {
-        text_str(out, " subject=", v);
+        line.string("subject", v);
     }
     if let Some(v) = r.provider {
-        text_str(out, " provider=", v);
+        line.string("provider", v);
     }
     if let Some(v) = r.cache {
-        text_str(out, " cache=", v);
+        line.string("cache", v);
     }
     if let Some(v) = r.stale_age_s {
-        number(out, b" stale_age_s=", v);
+        line.number("stale_age_s", v);
     }
     if let Some(v) = r.token {
-        text_str(out, " token=", v);
+        line.string("token", v);
     }
     if let Some(ip) = r.client {
-        out.extend_from_slice(b" client=\"");
-        ip_addr(out, ip);
-        out.push(b'"');
+        line.ip("client", ip);
     }
     if let Some(v) = r.would_deny {
-        text_str(out, " would_deny=", v);
+        line.string("would_deny", v);
     }
     if let Some(d) = r.auth {
-        out.extend_from_slice(b" auth_ms=");
-        ms(out, d);
+        line.millis("auth_ms", d);
     }
-    out.extend_from_slice(b" total_ms=");
-    ms(out, r.total);
+    line.millis("total_ms", r.total);
     if let Some(e) = r.error {
-        text_str(out, " error=", &e.to_string());
+        line.string("error", &e.to_string());
     }
-    out.push(b'\n');
+    line.end();
 }
 
-/// `tracing`'s JSON layout (`flatten_event`): timestamp, level, message, the fields, target.
-fn write_json(out: &mut Vec<u8>, r: &AccessRecord<'_>, now: SystemTime) {
-    out.extend_from_slice(b"{\"timestamp\":\"");
-    timestamp(out, now);
-    out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\"");
-    json_str(out, "request_id", r.request_id);
-    json_str(out, "route", r.route);
-    json_str(out, "method", r.method);
-    json_str(out, "path", r.path);
-    number(out, b",\"status\":", u64::from(r.status));
-    json_str(out, "outcome", r.outcome);
-    if let Some(v) = r.subject {
-        json_str(out, "subject", v);
+/// A line being written in one of the two layouts.
+struct Line<'o> {
+    out: &'o mut Vec<u8>,
+    format: LogFormat,
+}
+
+impl Line<'_> {
+    fn start(&mut self, now: SystemTime) {
+        match self.format {
+            LogFormat::Text => {
+                timestamp(self.out, now);
+                self.out
+                    .extend_from_slice(b"  INFO sessiongate::access: request");
+            }
+            LogFormat::Json => {
+                self.out.extend_from_slice(b"{\"timestamp\":\"");
+                timestamp(self.out, now);
+                self.out
+                    .extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\"");
+            }
+        }
     }
-    if let Some(v) = r.provider {
-        json_str(out, "provider", v);
+
+    fn end(&mut self) {
+        match self.format {
+            LogFormat::Text => self.out.push(b'\n'),
+            LogFormat::Json => self
+                .out
+                .extend_from_slice(b",\"target\":\"sessiongate::access\"}\n"),
+        }
     }
-    if let Some(v) = r.cache {
-        json_str(out, "cache", v);
+
+    /// ` key=` or `,"key":`.
+    fn key(&mut self, key: &str) {
+        match self.format {
+            LogFormat::Text => {
+                self.out.push(b' ');
+                self.out.extend_from_slice(key.as_bytes());
+                self.out.push(b'=');
+            }
+            LogFormat::Json => {
+                self.out.extend_from_slice(b",\"");
+                self.out.extend_from_slice(key.as_bytes());
+                self.out.extend_from_slice(b"\":");
+            }
+        }
     }
-    if let Some(v) = r.stale_age_s {
-        number(out, b",\"stale_age_s\":", v);
+
+    /// A string, quoted and escaped as the layout does (`Debug` in text, JSON's escapes).
+    fn string(&mut self, key: &str, value: &str) {
+        self.key(key);
+        if plain(value) {
+            self.out.push(b'"');
+            self.out.extend_from_slice(value.as_bytes());
+            self.out.push(b'"');
+        } else {
+            match self.format {
+                LogFormat::Text => {
+                    let mut quoted = String::new();
+                    let _ = write!(quoted, "{value:?}");
+                    self.out.extend_from_slice(quoted.as_bytes());
+                }
+                // serde_json's own escaping: what the `tracing` JSON layer wrote.
+                LogFormat::Json => {
+                    let _ = serde_json::to_writer(&mut *self.out, value);
+                }
+            }
+        }
     }
-    if let Some(v) = r.token {
-        json_str(out, "token", v);
+
+    /// A value the text layout writes unquoted (request id, method: both validated
+    /// tokens); quoted after all if it somehow is not one, so that no value can break the
+    /// line. A string in JSON.
+    fn token(&mut self, key: &str, value: &str) {
+        let bare = !value.is_empty() && plain(value) && !value.contains(' ');
+        if self.format == LogFormat::Text && bare {
+            self.key(key);
+            self.out.extend_from_slice(value.as_bytes());
+        } else {
+            self.string(key, value);
+        }
     }
-    if let Some(ip) = r.client {
-        out.extend_from_slice(b",\"client\":\"");
-        ip_addr(out, ip);
-        out.push(b'"');
+
+    fn number(&mut self, key: &str, n: u64) {
+        self.key(key);
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
-    if let Some(v) = r.would_deny {
-        json_str(out, "would_deny", v);
+
+    /// Milliseconds with microsecond precision: `0.021`, `12.500`.
+    fn millis(&mut self, key: &str, d: Duration) {
+        self.key(key);
+        ms(self.out, d);
     }
-    if let Some(d) = r.auth {
-        out.extend_from_slice(b",\"auth_ms\":");
-        ms(out, d);
+
+    /// An address, quoted in both layouts.
+    fn ip(&mut self, key: &str, ip: IpAddr) {
+        self.key(key);
+        self.out.push(b'"');
+        ip_addr(self.out, ip);
+        self.out.push(b'"');
     }
-    out.extend_from_slice(b",\"total_ms\":");
-    ms(out, r.total);
-    if let Some(e) = r.error {
-        json_str(out, "error", &e.to_string());
-    }
-    out.extend_from_slice(b",\"target\":\"sessiongate::access\"}\n");
 }
 
 /// Printable ASCII with nothing either format escapes: written as it is.
@@ -200,51 +252,7 @@ fn plain(s: &str) -> bool {
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
-/// ` key="value"`, quoted as `tracing` quotes a string field (Rust's `Debug`).
-fn text_str(out: &mut Vec<u8>, key: &str, value: &str) {
-    out.extend_from_slice(key.as_bytes());
-    if plain(value) {
-        out.push(b'"');
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'"');
-    } else {
-        let mut quoted = String::new();
-        let _ = write!(quoted, "{value:?}");
-        out.extend_from_slice(quoted.as_bytes());
-    }
-}
-
-/// A value `tracing` wrote unquoted (request id, method: both validated tokens); quoted
-/// after all if it somehow is not one, so that no value can break the line.
-fn token_text(out: &mut Vec<u8>, value: &str) {
-    if !value.is_empty() && plain(value) && !value.contains(' ') {
-        out.extend_from_slice(value.as_bytes());
-    } else {
-        text_str(out, "", value);
-    }
-}
-
-/// `,"key":"value"` with JSON's escapes.
-fn json_str(out: &mut Vec<u8>, key: &str, value: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":");
-    if plain(value) {
-        out.push(b'"');
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'"');
-    } else {
-        // serde_json's own escaping: what the `tracing` JSON layer wrote.
-        let _ = serde_json::to_writer(&mut *out, value);
-    }
-}
-
-fn number(out: &mut Vec<u8>, key: &[u8], n: u64) {
-    out.extend_from_slice(key);
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-/// Milliseconds with microsecond precision: `0.021`, `12.500`.
+/// Milliseconds to the microsecond.
 fn ms(out: &mut Vec<u8>, d: Duration) {
     let micros = d.as_micros();
     out.extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
@@ -359,13 +367,13 @@ mod tests {
 
     fn text(r: &AccessRecord<'_>) -> String {
         let mut out = Vec::new();
-        write_text(&mut out, r, at());
+        write_line(&mut out, r, at(), LogFormat::Text);
         String::from_utf8(out).unwrap()
     }
 
     fn json(r: &AccessRecord<'_>) -> serde_json::Value {
         let mut out = Vec::new();
-        write_json(&mut out, r, at());
+        write_line(&mut out, r, at(), LogFormat::Json);
         assert_eq!(out.last(), Some(&b'\n'));
         serde_json::from_slice(&out).expect("one JSON object per line")
     }
