@@ -682,19 +682,7 @@ async fn runtimes_per_thread_serve_mixed_load_in_the_binary() {
             .spawn()
             .unwrap();
         let c = client();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while c
-            .get(format!("http://{admin}/readyz"))
-            .send()
-            .await
-            .map_or(true, |r| r.status() != 200)
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "gateway did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_readyz(&c, &admin.to_string()).await;
         mixed_load(&format!("http://{listen}")).await;
         let _ = child.kill();
         let _ = child.wait();

@@ -69,16 +69,7 @@ log: {{ format: json, level: trace }}
 
     let base = format!("http://127.0.0.1:{listen}");
     let c = client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c
-        .get(format!("http://127.0.0.1:{admin_port}/readyz"))
-        .send()
-        .await
-        .map_or(true, |r| r.status() != 200)
-    {
-        assert!(Instant::now() < deadline, "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_readyz(&c, &format!("127.0.0.1:{admin_port}")).await;
     let expect = [
         (TOKEN_VALID, 200),
         (TOKEN_INVALID, 401),
@@ -225,16 +216,7 @@ log: {{ format: text, level: info }}
         None
     };
     let c = client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c
-        .get(format!("http://127.0.0.1:{admin_port}/readyz"))
-        .send()
-        .await
-        .map_or(true, |r| r.status() != 200)
-    {
-        assert!(Instant::now() < deadline, "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_readyz(&c, &format!("127.0.0.1:{admin_port}")).await;
     let get = |path: &str| c.get(format!("http://127.0.0.1:{listen}{path}")).send();
     assert_eq!(get("/first").await.unwrap().status(), 200);
     let sent = Instant::now();

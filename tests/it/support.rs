@@ -363,6 +363,24 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 }
 
 /// A client that never pools connections between tests and follows no redirects.
+/// Waits up to 20 s for a gateway run as a separate process to answer `/readyz` with 200
+/// on `admin` (`host:port`).
+pub async fn wait_for_readyz(c: &reqwest::Client, admin: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while c
+        .get(format!("http://{admin}/readyz"))
+        .send()
+        .await
+        .map_or(true, |r| r.status() != 200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn client() -> reqwest::Client {
     sessiongate::identity::provider::http::install_crypto_provider();
     reqwest::Client::builder()
