@@ -1167,8 +1167,8 @@ fn assertion(
             format!("must start with the identity header prefix `{prefix}`, so client-sent copies are always stripped"),
         ));
     }
-    let header = http::HeaderName::from_bytes(header.as_bytes())
-        .map_err(|_| ConfigError::at(format!("{path}.header"), "not a valid header name"))?;
+    let header = crate::proxy::outgoing::WireName::new(header)
+        .ok_or_else(|| ConfigError::at(format!("{path}.header"), "not a valid header name"))?;
     let ttl = a.ttl.map_or(Duration::from_secs(60), |d| d.0);
     if ttl < Duration::from_secs(1) {
         return Err(ConfigError::at(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use moka::future::Cache;
 use serde_json::{json, Value};
@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::clock::SharedClock;
 use crate::identity::token::TokenKey;
 use crate::identity::{Identity, IdentityRef};
+use crate::proxy::outgoing::WireName;
 
 /// A private key the gateway signs assertions with, and its public JWK.
 pub struct SigningKey {
@@ -111,8 +112,9 @@ pub fn jwks(keys: &[Arc<SigningKey>]) -> Vec<u8> {
 /// A route's assertion settings.
 #[derive(Debug)]
 pub struct AssertionSpec {
-    /// The upstream request header (under the identity prefix, so clients cannot send it).
-    pub header: HeaderName,
+    /// The upstream request header (under the identity prefix, so clients cannot send it),
+    /// spelled as configured.
+    pub header: WireName,
     pub key: Arc<SigningKey>,
     pub ttl: Duration,
     pub audience: String,

@@ -5,7 +5,11 @@
 //! `Expect`, `TE`, `Trailer`, `Keep-Alive`, `Proxy-Connection` or `HTTP2-Settings`, and
 //! `Connection` naming at most `keep-alive` / `close` — is served here: the same
 //! [`Proxy::filter`] (canonical request, decision, denials, assertion, header hygiene),
-//! then one exchange over a pooled upstream connection, the response streamed back.
+//! then one exchange over a pooled upstream connection, the response streamed back. To an
+//! HTTP/1.1 upstream the request is written by [`WireRequest`] — the client's parsed head
+//! with the gateway's edits, in one buffer, built once even when a stale pooled connection
+//! makes it go out again — rather than as a Pingora `RequestHeader` (a `HEAD`, whose
+//! response Pingora's client frames by the request it wrote, and HTTP/2 upstreams still are).
 //! For such a request Pingora's own upstream-request sanitizing would change nothing but
 //! `Connection`, which is dropped here too.
 //!
@@ -38,9 +42,11 @@ use pingora::protocols::Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::Peer;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
 use crate::proxy::connection::Deadlines;
+use crate::proxy::outgoing::WireRequest;
 use crate::proxy::{Proxy, RequestCtx};
 
 /// How often a request is sent again when a pooled upstream connection turns out to be
@@ -176,18 +182,19 @@ impl Direct {
         }
     }
 
-    /// An upstream session: an idle HTTP/1.1 connection of this path's own pool, else
+    /// An upstream connection: an idle HTTP/1.1 connection of this path's own pool, else
     /// one from Pingora's connector (its pool, or a new connection); `true` when reused.
-    async fn upstream_session(&self, peer: &PooledPeer) -> Result<(ClientSession, bool)> {
+    async fn upstream_connection(&self, peer: &PooledPeer) -> Result<(Connection, bool)> {
         if let Some(stream) = self.idle.take(peer.reuse_hash()) {
-            return Ok((
-                ClientSession::H1(H1Session::new_with_options(stream, peer)),
-                true,
-            ));
+            return Ok((Connection::H1(stream), true));
         }
         // Connecting (TCP, TLS, HTTP/2) is a future of several KiB: boxed, as it is rare,
         // so that the future of every request does not carry its size.
-        Box::pin(self.upstreams.get_http_session(peer)).await
+        let (session, reused) = Box::pin(self.upstreams.get_http_session(peer)).await?;
+        Ok(match session {
+            ClientSession::H1(h1) => (Connection::H1(h1.into_inner()), reused),
+            other => (Connection::Session(Box::new(other)), reused),
+        })
     }
 
     /// Keeps the upstream connection for the next request when it can be.
@@ -252,20 +259,49 @@ impl Direct {
             return Ok(());
         }
         let peer = PooledPeer(self.gate.peer(ctx)?);
-        let idempotent = session.req_header().method.is_idempotent();
+        let method = &session.req_header().method;
+        let idempotent = method.is_idempotent();
+        // Pingora's HTTP/1 client reads a response as the answer to a `HEAD` only when it
+        // wrote the request itself: a `HEAD` goes through its writer.
+        let head = *method == Method::HEAD;
+        let mut wire: Option<Vec<u8>> = None;
         let mut retries = 0;
         let mut upstream = loop {
-            let (mut upstream, reused) = self
-                .upstream_session(&peer)
+            let (connection, reused) = self
+                .upstream_connection(&peer)
                 .await
                 .map_err(|e| e.into_up())?;
-            let mut req = upstream_request(session.req_header())?;
-            self.gate.prepare_upstream_request(&mut req, ctx)?;
-            if matches!(upstream, ClientSession::H2(_)) {
-                to_h2_request(&mut req, peer.tls())?;
-            }
-            match exchange(&mut upstream, req).await {
-                Ok(()) => break upstream,
+            let result = match connection {
+                Connection::H1(stream) if !head => {
+                    let bytes = match &wire {
+                        Some(bytes) => bytes,
+                        None => {
+                            let mut req = WireRequest::new(session.req_header());
+                            self.gate.prepare_upstream_request(&mut req, ctx)?;
+                            wire.insert(req.to_wire()?)
+                        }
+                    };
+                    send_wire(stream, &peer, bytes).await
+                }
+                Connection::H1(stream) => {
+                    let mut upstream =
+                        ClientSession::H1(H1Session::new_with_options(stream, &peer));
+                    let mut req = upstream_request(session.req_header())?;
+                    self.gate.prepare_upstream_request(&mut req, ctx)?;
+                    exchange(&mut upstream, req).await.map(|()| upstream)
+                }
+                Connection::Session(upstream) => {
+                    let mut upstream = *upstream;
+                    let mut req = upstream_request(session.req_header())?;
+                    self.gate.prepare_upstream_request(&mut req, ctx)?;
+                    if matches!(upstream, ClientSession::H2(_)) {
+                        to_h2_request(&mut req, peer.tls())?;
+                    }
+                    exchange(&mut upstream, req).await.map(|()| upstream)
+                }
+            };
+            match result {
+                Ok(upstream) => break upstream,
                 Err(mut e) => {
                     // Pingora's own rule: an error its codec marks retryable on a reused
                     // connection (closed by the upstream before it answered), idempotent
@@ -419,7 +455,9 @@ const ADDED_HEADERS: usize = 16;
 /// header maps sized for what the gateway adds. A clone of the client's header would keep
 /// the client's (exact) capacity, and adding the gateway's headers would then grow and
 /// re-hash both of Pingora's maps on every request.
-fn upstream_request(client: &pingora::http::RequestHeader) -> Result<pingora::http::RequestHeader> {
+pub(crate) fn upstream_request(
+    client: &pingora::http::RequestHeader,
+) -> Result<pingora::http::RequestHeader> {
     let target = client.raw_path();
     let in_uri = client
         .uri
@@ -476,6 +514,30 @@ fn client_response(upstream: &ResponseHeader) -> Result<ResponseHeader> {
     resp.set_version(upstream.version);
     resp.set_reason_phrase(upstream.get_reason_phrase())?;
     Ok(resp)
+}
+
+/// An upstream connection for one request.
+enum Connection {
+    /// An HTTP/1.1 connection, the request not written yet.
+    H1(Stream),
+    /// A session of Pingora's connector that is not HTTP/1.1 (HTTP/2).
+    Session(Box<ClientSession>),
+}
+
+/// Writes a request made by [`WireRequest`] and reads the first response header.
+async fn send_wire(mut stream: Stream, peer: &PooledPeer, request: &[u8]) -> Result<ClientSession> {
+    // As Pingora's HTTP/1 client writes a request header.
+    stream
+        .write_all(request)
+        .await
+        .or_err(ErrorType::WriteError, "while writing request headers")?;
+    stream
+        .flush()
+        .await
+        .or_err(ErrorType::WriteError, "flushing request header")?;
+    let mut upstream = ClientSession::H1(H1Session::new_with_options(stream, peer));
+    upstream.read_response_header().await?;
+    Ok(upstream)
 }
 
 /// Sends the request header and reads the first response header.

@@ -10,11 +10,10 @@
 use std::net::IpAddr;
 
 use http::HeaderValue;
-use pingora::http::RequestHeader;
 use pingora::prelude::Result;
 
 use crate::policy::net::IpNet;
-use crate::proxy::headers::WireName;
+use crate::proxy::outgoing::{Outgoing, WireName};
 
 const XFF: WireName = WireName::constant("x-forwarded-for", "X-Forwarded-For");
 const PROTO: WireName = WireName::constant("x-forwarded-proto", "X-Forwarded-Proto");
@@ -84,7 +83,7 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 /// TLS listener); `X-Real-IP` is the client address the gateway decided on; `Forwarded`
 /// from an untrusted peer is dropped.
 pub fn set_forwarded(
-    req: &mut RequestHeader,
+    req: &mut impl Outgoing,
     peer: Option<IpAddr>,
     client: Option<IpAddr>,
     https: bool,
@@ -95,21 +94,14 @@ pub fn set_forwarded(
     let trusted = peer.is_some_and(|p| trusted_proxies.contains(p));
     let mut chain = String::new();
     if trusted {
-        for v in req
-            .headers
-            .get_all(XFF.name())
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-        {
+        for v in req.values(XFF.name()).filter_map(|v| v.to_str().ok()) {
             if !chain.is_empty() {
                 chain.push_str(", ");
             }
             chain.push_str(v);
         }
     }
-    if req.headers.contains_key(XFF.name()) {
-        req.remove_header(XFF.name());
-    }
+    req.remove(XFF.name());
     let mut peer_value = None;
     if let Some(peer) = peer {
         if chain.is_empty() {
@@ -122,20 +114,18 @@ pub fn set_forwarded(
             XFF.insert(req, chain)?;
         }
     }
-    if !trusted || !req.headers.contains_key(PROTO.name()) {
+    if !trusted || !req.contains(PROTO.name()) {
         let scheme = if https { "https" } else { "http" };
         PROTO.insert(req, HeaderValue::from_static(scheme))?;
     }
-    if !trusted || !req.headers.contains_key(XFH.name()) {
-        match req.headers.get(http::header::HOST).cloned() {
+    if !trusted || !req.contains(XFH.name()) {
+        match req.first(&http::header::HOST).cloned() {
             Some(host) => XFH.insert(req, host)?,
-            None => {
-                req.remove_header(XFH.name());
-            }
+            None => req.remove(XFH.name()),
         }
     }
-    if !trusted && req.headers.contains_key(FORWARDED.name()) {
-        req.remove_header(FORWARDED.name());
+    if !trusted {
+        req.remove(FORWARDED.name());
     }
     match client {
         Some(ip) => {
@@ -145,9 +135,7 @@ pub fn set_forwarded(
             };
             REAL_IP.insert(req, value)?
         }
-        None => {
-            req.remove_header(REAL_IP.name());
-        }
+        None => req.remove(REAL_IP.name()),
     }
     Ok(())
 }

@@ -15,64 +15,17 @@
 //! Identity values come from the provider and are not trusted to be header-safe: bytes
 //! outside printable ASCII, and `%`, are percent-encoded, so CR/LF can never split a header.
 
-use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONNECTION, UPGRADE};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::identity::Identity;
+use crate::proxy::outgoing::{Outgoing, WireName};
 
 /// Default identity header prefix.
 pub const DEFAULT_PREFIX: &str = "X-Auth-";
 
 /// The request id header, kept from the client when well-formed, else generated.
 pub const REQUEST_ID: &str = "x-request-id";
-
-/// A header the gateway writes: its name (for lookups) and its spelling on the wire.
-///
-/// Pingora keeps every header's spelling in a case map, and given a bare `HeaderName` it
-/// copies the name into a new buffer on every insert. A `WireName` is built once (at
-/// start or from the configuration) and its spelling is shared by reference count, so an
-/// insert costs no copy of the name; the upstream also sees the usual spelling
-/// (`X-Forwarded-For`, the configured `X-Auth-` prefix) rather than lower case.
-#[derive(Debug, Clone)]
-pub struct WireName {
-    name: HeaderName,
-    wire: Bytes,
-}
-
-impl WireName {
-    /// A name known at compile time: `name` in lower case, `wire` the same name spelled
-    /// for the wire (the two must agree; the test `constant_wire_names_agree` checks ours).
-    pub const fn constant(name: &'static str, wire: &'static str) -> Self {
-        WireName {
-            name: HeaderName::from_static(name),
-            wire: Bytes::from_static(wire.as_bytes()),
-        }
-    }
-
-    /// A name spelled `spelling`; `None` when it is not a valid header name.
-    pub fn new(spelling: String) -> Option<Self> {
-        let name = HeaderName::from_bytes(spelling.as_bytes()).ok()?;
-        Some(WireName {
-            name,
-            wire: Bytes::from(spelling),
-        })
-    }
-
-    /// The name, for lookups and removal.
-    pub fn name(&self) -> &HeaderName {
-        &self.name
-    }
-
-    /// Sets `value` under this name on `req`, replacing any value already there.
-    pub fn insert(
-        &self,
-        req: &mut RequestHeader,
-        value: impl TryInto<HeaderValue>,
-    ) -> pingora::Result<()> {
-        req.insert_header(self.wire.clone(), value)
-    }
-}
 
 /// The request id header, kept from the client when well-formed, else generated.
 pub const REQUEST_ID_HEADER: WireName = WireName::constant(REQUEST_ID, "X-Request-Id");
@@ -295,7 +248,7 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
 
 /// Sets the identity headers on an outgoing request, replacing any value already there.
 pub fn set_identity(
-    req: &mut RequestHeader,
+    req: &mut impl Outgoing,
     names: &IdentityHeaders,
     identity: &Identity,
     provider: &str,
@@ -432,11 +385,11 @@ mod tests {
     fn constant_wire_names_agree() {
         use crate::proxy::forwarded::WIRE_NAMES;
         for wire in WIRE_NAMES.iter().chain([&REQUEST_ID_HEADER]) {
-            let spelled = std::str::from_utf8(&wire.wire).unwrap();
+            let spelled = std::str::from_utf8(wire.wire()).unwrap();
             assert_eq!(wire.name().as_str(), spelled.to_ascii_lowercase());
         }
         let names = names();
-        assert_eq!(&names.subject.wire[..], b"X-Auth-Subject");
+        assert_eq!(&names.subject.wire()[..], b"X-Auth-Subject");
         assert_eq!(names.subject.name().as_str(), "x-auth-subject");
     }
 

@@ -27,6 +27,7 @@ pub mod direct;
 pub mod echo;
 pub mod forwarded;
 pub mod headers;
+pub mod outgoing;
 pub mod respond;
 pub mod route;
 pub mod shared;
@@ -49,6 +50,7 @@ use crate::identity::token::{without_cookie, TokenSource};
 use crate::identity::Identity;
 use crate::policy::Denial;
 use crate::proxy::decision::{decide, Decision, DecisionInput, Outcome, Verdict};
+use crate::proxy::outgoing::{Outgoing, WireName};
 use crate::proxy::respond::Refusal;
 use crate::proxy::route::{Route, UpstreamProtocol, UpstreamTarget};
 pub use crate::proxy::shared::GatewayState;
@@ -78,7 +80,7 @@ pub struct RequestCtx {
     /// Why the request has no canonical form (a 400), from the headers or the decision.
     rejection: Option<crate::proxy::canonical::Rejection>,
     /// The signed identity assertion for the upstream, on routes that have one.
-    assertion: Option<(HeaderName, HeaderValue)>,
+    assertion: Option<(WireName, HeaderValue)>,
     /// The client asked to switch protocols (`Upgrade`); only then may a 101 reach it.
     upgrade_requested: bool,
     /// The request came over TLS (the `tls.listen` listener).
@@ -201,16 +203,16 @@ impl Proxy {
 
     /// What the upstream receives, applied to `req` (the upstream request, or a copy of the
     /// client request for the echo upstream).
-    fn prepare_upstream_request(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+    fn prepare_upstream_request(&self, req: &mut impl Outgoing, ctx: &RequestCtx) -> Result<()> {
         let Some(snap) = &ctx.snapshot else {
             return Error::e_explain(ErrorType::InternalError, "no configuration snapshot");
         };
         if let Some(path) = ctx.rewritten_path() {
-            let target = match req.uri.query() {
+            let target = match req.query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path.to_string(),
             };
-            req.set_raw_path(target.as_bytes())?;
+            req.set_target(target.as_bytes())?;
         }
         if let (Some(identity), Some(provider)) = (ctx.identity(), ctx.provider()) {
             headers::set_identity(req, &snap.identity_headers, identity, provider);
@@ -225,16 +227,18 @@ impl Proxy {
             }
         }
         if let Some((name, value)) = &ctx.assertion {
-            req.insert_header(name.clone(), value.clone())?;
+            req.insert(name, value.clone())?;
         }
         if let Some(route) = ctx.route() {
             let credentials = &route.spec.credentials;
             if !route.spec.forward_authorization {
-                req.remove_header(&AUTHORIZATION);
+                req.remove(&AUTHORIZATION);
                 // A named header credential is the same secret: it goes with it.
                 for source in &credentials.sources {
                     if let TokenSource::Header(name) = source {
-                        req.remove_header(name.as_str());
+                        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                            req.remove(&name);
+                        }
                     }
                 }
             }
@@ -807,16 +811,17 @@ impl Proxy {
 
 /// Removes cookie `name` (the credential) from every `Cookie` header of the upstream
 /// request; a header left empty is dropped.
-fn strip_cookie(req: &mut RequestHeader, name: &str) -> Result<()> {
+fn strip_cookie(req: &mut impl Outgoing, name: &str) -> Result<()> {
+    const COOKIE: WireName = WireName::constant("cookie", "Cookie");
     let values: Vec<Vec<u8>> = req
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
+        .values(COOKIE.name())
         .filter_map(|v| without_cookie(v.as_bytes(), name))
         .collect();
-    req.remove_header(&http::header::COOKIE);
+    req.remove(COOKIE.name());
     for v in values {
-        req.append_header(http::header::COOKIE, v)?;
+        let value = HeaderValue::try_from(v)
+            .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid cookie value")?;
+        req.append(&COOKIE, value)?;
     }
     Ok(())
 }

@@ -1,0 +1,503 @@
+//! The request head on its way upstream, as the gateway edits it.
+//!
+//! Everything the gateway does to a request before it leaves — identity headers, the
+//! forwarding headers, the request id, the assertion, credential stripping, the rewritten
+//! path — is written once, against [`Outgoing`], and applied to one of two forms:
+//!
+//! - Pingora's [`RequestHeader`], for the full proxy, HTTP/2 upstreams, `HEAD` requests and
+//!   the echo upstream;
+//! - [`WireRequest`], for the direct path's HTTP/1.1 requests: the edits are kept beside
+//!   the client's parsed head and the request is written to the wire once, in one buffer.
+//!   No header map is built for it: a map costs a hash, a parsed name and a case-map entry
+//!   per header, and the gateway adds eight to fourteen headers to every request
+//!   (BENCHMARKS.md, "The upstream request on the wire").
+//!
+//! The two forms answer every edit the same way; `tests::both_forms_send_the_same_request`
+//! runs the same edits through both and compares what reaches the wire.
+
+use bytes::{BufMut, Bytes};
+use http::header::{HeaderName, HeaderValue, CONNECTION};
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+
+/// A header the gateway writes: its name (for lookups) and its spelling on the wire.
+///
+/// Pingora keeps every header's spelling in a case map, and given a bare `HeaderName` it
+/// copies the name into a new buffer on every insert. A `WireName` is built once (at
+/// start or from the configuration) and its spelling is shared by reference count, so an
+/// insert costs no copy of the name; the upstream also sees the usual spelling
+/// (`X-Forwarded-For`, the configured `X-Auth-` prefix) rather than lower case.
+#[derive(Debug, Clone)]
+pub struct WireName {
+    name: HeaderName,
+    wire: Bytes,
+}
+
+impl WireName {
+    /// A name known at compile time: `name` in lower case, `wire` the same name spelled
+    /// for the wire (the two must agree; the test `constant_wire_names_agree` checks ours).
+    pub const fn constant(name: &'static str, wire: &'static str) -> Self {
+        WireName {
+            name: HeaderName::from_static(name),
+            wire: Bytes::from_static(wire.as_bytes()),
+        }
+    }
+
+    /// A name spelled `spelling`; `None` when it is not a valid header name.
+    pub fn new(spelling: String) -> Option<Self> {
+        let name = HeaderName::from_bytes(spelling.as_bytes()).ok()?;
+        Some(WireName {
+            name,
+            wire: Bytes::from(spelling),
+        })
+    }
+
+    /// The name, for lookups and removal.
+    pub fn name(&self) -> &HeaderName {
+        &self.name
+    }
+
+    /// The name as written on the wire.
+    pub fn wire(&self) -> &Bytes {
+        &self.wire
+    }
+
+    /// Sets `value` under this name on `req`, replacing any value already there.
+    pub fn insert(
+        &self,
+        req: &mut impl Outgoing,
+        value: impl TryInto<HeaderValue>,
+    ) -> pingora::Result<()> {
+        let value = value.try_into().map_err(|_| {
+            pingora::Error::explain(
+                pingora::ErrorType::InvalidHTTPHeader,
+                "invalid header value",
+            )
+        })?;
+        req.insert(self, value)
+    }
+}
+
+/// A request head the gateway can edit before it goes upstream (see the module docs).
+pub trait Outgoing {
+    /// The values under `name`, in order.
+    fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a HeaderValue>;
+
+    /// True when there is a value under `name`.
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.values(name).next().is_some()
+    }
+
+    /// The first value under `name`.
+    fn first(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.values(name).next()
+    }
+
+    /// Removes every value under `name`.
+    fn remove(&mut self, name: &HeaderName);
+
+    /// Replaces every value under `name` with `value`.
+    fn insert(&mut self, name: &WireName, value: HeaderValue) -> Result<()>;
+
+    /// Adds `value` under `name`, after the values already there.
+    fn append(&mut self, name: &WireName, value: HeaderValue) -> Result<()>;
+
+    /// The query of the request target.
+    fn query(&self) -> Option<&str>;
+
+    /// Replaces the request target (origin form: path and query).
+    fn set_target(&mut self, target: &[u8]) -> Result<()>;
+}
+
+impl Outgoing for RequestHeader {
+    fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a HeaderValue> {
+        self.headers.get_all(name).iter()
+    }
+
+    fn remove(&mut self, name: &HeaderName) {
+        if self.headers.contains_key(name) {
+            self.remove_header(name);
+        }
+    }
+
+    fn insert(&mut self, name: &WireName, value: HeaderValue) -> Result<()> {
+        self.insert_header(name.wire().clone(), value)
+    }
+
+    fn append(&mut self, name: &WireName, value: HeaderValue) -> Result<()> {
+        self.append_header(name.wire().clone(), value).map(|_| ())
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+
+    fn set_target(&mut self, target: &[u8]) -> Result<()> {
+        self.set_raw_path(target)
+    }
+}
+
+/// The headers a request gets or loses on its way upstream (identity, forwarding, request
+/// id, assertion, credentials, with room for a few claims): the usual number of edits, so
+/// that the lists below are allocated once.
+const USUAL_EDITS: usize = 16;
+
+/// An HTTP/1.1 request for the upstream: the client's parsed head, less the headers the
+/// gateway removed or replaced, plus the ones it added (see the module docs).
+pub struct WireRequest<'a> {
+    client: &'a RequestHeader,
+    /// The target, when the route rewrote the path.
+    target: Option<Vec<u8>>,
+    /// Names whose client values are not forwarded (removed or replaced).
+    dropped: Vec<HeaderName>,
+    /// Headers the gateway set, in the order set; written after the client's.
+    added: Vec<(WireName, HeaderValue)>,
+}
+
+impl<'a> WireRequest<'a> {
+    /// The client's request as it would go upstream with no edit: the same method, target
+    /// and headers (spelling and order kept), less `Connection` (the direct path's requests
+    /// name nothing else hop-by-hop; see `direct::eligible`).
+    pub fn new(client: &'a RequestHeader) -> Self {
+        let mut dropped = Vec::with_capacity(USUAL_EDITS);
+        dropped.push(CONNECTION);
+        WireRequest {
+            client,
+            target: None,
+            dropped,
+            added: Vec::with_capacity(USUAL_EDITS),
+        }
+    }
+
+    fn forwards_client(&self, name: &HeaderName) -> bool {
+        !self.dropped.contains(name)
+    }
+
+    /// The request as HTTP/1.1 bytes: request line, headers, the empty line. Fails only for
+    /// a target holding a byte no request line may carry (NUL, CR, LF, space).
+    pub fn to_wire(&self) -> Result<Vec<u8>> {
+        let target = self
+            .target
+            .as_deref()
+            .unwrap_or_else(|| self.client.raw_path());
+        if target.iter().any(|b| matches!(b, 0 | b'\r' | b'\n' | b' ')) {
+            return Error::e_explain(
+                ErrorType::InvalidHTTPHeader,
+                "the upstream request target holds a byte a request line cannot carry",
+            );
+        }
+        let mut out = Vec::with_capacity(512);
+        out.put_slice(self.client.method.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(target);
+        out.put_slice(b" HTTP/1.1\r\n");
+        let mut line = |name: &[u8], value: &HeaderValue| {
+            out.put_slice(name);
+            out.put_slice(b": ");
+            out.put_slice(value.as_bytes());
+            out.put_slice(b"\r\n");
+        };
+        if self.client.has_case() {
+            for (name, value) in self.client.case_header_iter() {
+                let name = name.as_slice();
+                let dropped = self
+                    .dropped
+                    .iter()
+                    .any(|d| d.as_str().as_bytes().eq_ignore_ascii_case(name));
+                if !dropped {
+                    line(name, value);
+                }
+            }
+        } else {
+            // A head without spellings (not one the direct path serves: HTTP/1 heads keep
+            // theirs): the names in lower case.
+            for (name, value) in self.client.headers.iter() {
+                if self.forwards_client(name) {
+                    line(name.as_str().as_bytes(), value);
+                }
+            }
+        }
+        for (name, value) in &self.added {
+            line(name.wire(), value);
+        }
+        out.put_slice(b"\r\n");
+        Ok(out)
+    }
+}
+
+impl Outgoing for WireRequest<'_> {
+    fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a HeaderValue> {
+        let client = self
+            .forwards_client(name)
+            .then(|| self.client.headers.get_all(name).iter())
+            .into_iter()
+            .flatten();
+        let name = name.clone();
+        client.chain(
+            self.added
+                .iter()
+                .filter(move |(n, _)| *n.name() == name)
+                .map(|(_, v)| v),
+        )
+    }
+
+    fn remove(&mut self, name: &HeaderName) {
+        if self.forwards_client(name) {
+            self.dropped.push(name.clone());
+        }
+        self.added.retain(|(n, _)| n.name() != name);
+    }
+
+    fn insert(&mut self, name: &WireName, value: HeaderValue) -> Result<()> {
+        self.remove(name.name());
+        self.added.push((name.clone(), value));
+        Ok(())
+    }
+
+    fn append(&mut self, name: &WireName, value: HeaderValue) -> Result<()> {
+        self.added.push((name.clone(), value));
+        Ok(())
+    }
+
+    fn query(&self) -> Option<&str> {
+        match &self.target {
+            Some(target) => target
+                .iter()
+                .position(|b| *b == b'?')
+                .and_then(|at| std::str::from_utf8(&target[at + 1..]).ok()),
+            None => self.client.uri.query(),
+        }
+    }
+
+    /// As [`RequestHeader::set_raw_path`] takes an origin-form target: a fragment is cut
+    /// off, an empty target is `/`, and what a URI cannot hold is refused.
+    fn set_target(&mut self, target: &[u8]) -> Result<()> {
+        let target = match target.iter().position(|b| *b == b'#') {
+            Some(fragment) => &target[..fragment],
+            None => target,
+        };
+        let target = if target.is_empty() { b"/" } else { target };
+        if !matches!(target.first(), Some(b'/' | b'?')) {
+            return Error::e_explain(
+                ErrorType::InvalidHTTPHeader,
+                "a rewritten target that is not in origin form",
+            );
+        }
+        http::uri::PathAndQuery::try_from(target)
+            .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid rewritten target")?;
+        self.target = Some(target.to_vec());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::identity::{Identity, IdentityParts};
+    use crate::policy::net::IpNet;
+    use crate::proxy::direct::upstream_request;
+    use crate::proxy::forwarded::{set_forwarded, TrustedProxies};
+    use crate::proxy::headers::{set_identity, IdentityHeaders, REQUEST_ID_HEADER};
+
+    /// Request line and headers of an HTTP/1.1 head; headers grouped by name (lower case),
+    /// each group the spellings and values in the order sent. The order between different
+    /// names carries no meaning (RFC 9110 §5.3) and is not compared.
+    fn parsed(wire: &[u8]) -> (String, BTreeMap<String, Vec<(String, String)>>) {
+        let text = std::str::from_utf8(wire).unwrap();
+        let head = text
+            .strip_suffix("\r\n\r\n")
+            .expect("a head ends with an empty line");
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap().to_string();
+        let mut headers: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for line in lines {
+            let (name, value) = line.split_once(": ").expect("name: value");
+            headers
+                .entry(name.to_ascii_lowercase())
+                .or_default()
+                .push((name.to_string(), value.to_string()));
+        }
+        (request_line, headers)
+    }
+
+    fn pingora_wire(req: &RequestHeader) -> Vec<u8> {
+        pingora::protocols::http::v1::client::http_req_header_to_wire(req)
+            .unwrap()
+            .to_vec()
+    }
+
+    fn client(method: &str, target: &[u8], headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build(method, target, None).unwrap();
+        for (name, value) in headers {
+            req.append_header(name.to_string(), *value).unwrap();
+        }
+        req
+    }
+
+    const NAMES: [(&str, &str); 9] = [
+        ("x-forwarded-for", "X-Forwarded-For"),
+        ("cookie", "Cookie"),
+        ("authorization", "Authorization"),
+        ("x-auth-subject", "X-Auth-Subject"),
+        ("x-request-id", "X-Request-Id"),
+        ("connection", "Connection"),
+        ("accept", "Accept"),
+        ("host", "Host"),
+        ("x-custom", "x-CUSTOM"),
+    ];
+
+    fn spelled(rng: &mut StdRng, lower: &str) -> String {
+        lower
+            .chars()
+            .map(|c| {
+                if rng.random_bool(0.5) {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
+
+    /// The class check: any sequence of edits, on any client head, reads and writes the
+    /// same through both forms.
+    #[test]
+    fn both_forms_answer_every_edit_the_same() {
+        let mut rng = StdRng::seed_from_u64(15);
+        for round in 0..2_000 {
+            let mut sent = Vec::new();
+            for _ in 0..rng.random_range(0..8) {
+                let (lower, _) = NAMES[rng.random_range(0..NAMES.len())];
+                let value = format!("v{}", rng.random_range(0..1000));
+                sent.push((spelled(&mut rng, lower), value));
+            }
+            let target = if rng.random_bool(0.5) {
+                "/a/b?x=1"
+            } else {
+                "/a%2Fb"
+            };
+            // HTTP/1 heads keep their spelling (the direct path serves nothing else).
+            let mut client = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
+            for (name, value) in &sent {
+                client.append_header(name.clone(), value.as_str()).unwrap();
+            }
+            let mut map = upstream_request(&client).unwrap();
+            let mut wire = WireRequest::new(&client);
+            for step in 0..rng.random_range(0..12) {
+                let (lower, spelling) = NAMES[rng.random_range(0..NAMES.len())];
+                let name = WireName::new(spelling.to_string()).unwrap();
+                assert_eq!(name.name().as_str(), lower);
+                let value = HeaderValue::from(rng.random_range(0..1000u32));
+                match rng.random_range(0..4) {
+                    0 => {
+                        map.insert(&name, value.clone()).unwrap();
+                        wire.insert(&name, value).unwrap();
+                    }
+                    1 => {
+                        Outgoing::remove(&mut map, name.name());
+                        wire.remove(name.name());
+                    }
+                    2 => {
+                        map.append(&name, value.clone()).unwrap();
+                        wire.append(&name, value).unwrap();
+                    }
+                    _ => {
+                        let target = format!("/r{step}?q={round}");
+                        map.set_target(target.as_bytes()).unwrap();
+                        wire.set_target(target.as_bytes()).unwrap();
+                    }
+                }
+                for (lower, _) in NAMES {
+                    let name = HeaderName::from_static(lower);
+                    let a: Vec<_> = map.values(&name).collect();
+                    let b: Vec<_> = wire.values(&name).collect();
+                    assert_eq!(a, b, "round {round} step {step}: values of {lower}");
+                    assert_eq!(map.contains(&name), wire.contains(&name));
+                }
+                assert_eq!(Outgoing::query(&map), wire.query(), "round {round}");
+            }
+            assert_eq!(
+                parsed(&pingora_wire(&map)),
+                parsed(&wire.to_wire().unwrap()),
+                "round {round}: client headers {sent:?}"
+            );
+        }
+    }
+
+    /// The gateway's own edits, through both forms: identity headers (replacing a forged
+    /// copy), a trusted proxy's forwarding chain, a stripped credential cookie and header,
+    /// the request id, a rewritten path.
+    #[test]
+    fn both_forms_send_the_same_request() {
+        let client = client(
+            "GET",
+            b"/api/v1/items?page=2",
+            &[
+                ("Host", "api.example"),
+                ("authorization", "Bearer secret"),
+                ("X-Forwarded-For", "203.0.113.7, 10.0.0.9"),
+                ("Cookie", "a=1; session=secret; b=2"),
+                ("x-auth-subject", "forged"),
+                ("Connection", "keep-alive"),
+                ("X-Forwarded-Proto", "https"),
+                ("Forwarded", "for=1.2.3.4"),
+            ],
+        );
+        let names = IdentityHeaders::new("X-Auth-").unwrap();
+        let identity: Identity = IdentityParts {
+            subject: "user-1".into(),
+            session_id: Some("sess\r\n-1".into()),
+            scopes: vec!["read".into(), "write all".into()],
+            organizations: vec!["acme".into()],
+            ..Default::default()
+        }
+        .into();
+        fn edits(
+            req: &mut impl Outgoing,
+            names: &IdentityHeaders,
+            identity: &Identity,
+            trusted: &TrustedProxies,
+        ) {
+            req.set_target(b"/items?page=2").unwrap();
+            req.remove(&http::header::AUTHORIZATION);
+            set_identity(req, names, identity, "idp");
+            let peer = "10.1.2.3".parse().ok();
+            let client = "203.0.113.7".parse().ok();
+            set_forwarded(req, peer, client, false, trusted).unwrap();
+            REQUEST_ID_HEADER.insert(req, "req-1").unwrap();
+        }
+        let proxies = TrustedProxies(vec![IpNet::parse("10.0.0.0/8").unwrap()]);
+        for trusted in [TrustedProxies::default(), proxies] {
+            let mut map = upstream_request(&client).unwrap();
+            let mut wire = WireRequest::new(&client);
+            edits(&mut map, &names, &identity, &trusted);
+            edits(&mut wire, &names, &identity, &trusted);
+            let (line, headers) = parsed(&wire.to_wire().unwrap());
+            assert_eq!((line.clone(), headers.clone()), parsed(&pingora_wire(&map)));
+            assert_eq!(line, "GET /items?page=2 HTTP/1.1");
+            assert!(!headers.contains_key("authorization") && !headers.contains_key("connection"));
+            assert_eq!(
+                headers["x-auth-subject"],
+                [("X-Auth-Subject".to_string(), "user-1".to_string())]
+            );
+            assert_eq!(headers["x-auth-session-id"][0].1, "sess%0D%0A-1");
+        }
+    }
+
+    #[test]
+    fn a_target_no_request_line_can_carry_is_refused() {
+        let client = client("GET", b"/a", &[("Host", "h")]);
+        let mut wire = WireRequest::new(&client);
+        assert!(wire.set_target(b"/a b").is_err());
+        assert!(wire.set_target(b"http://other/").is_err());
+        wire.set_target(b"/x#fragment").unwrap();
+        assert!(wire.to_wire().unwrap().starts_with(b"GET /x HTTP/1.1\r\n"));
+        wire.set_target(b"").unwrap();
+        assert!(wire.to_wire().unwrap().starts_with(b"GET / HTTP/1.1\r\n"));
+    }
+}
