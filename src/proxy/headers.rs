@@ -219,7 +219,24 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
     if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
         return;
     }
-    if resp.headers.contains_key(CONNECTION) {
+    // Nearly every upstream names only `keep-alive` or `close` (the first is removed
+    // below; a header named `close` is looked up without parsing the value into names).
+    let only_usual = resp
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .all(|t| {
+            let t = t.trim_ascii();
+            t.is_empty()
+                || t.eq_ignore_ascii_case(b"keep-alive")
+                || t.eq_ignore_ascii_case(b"close")
+        });
+    if only_usual {
+        if resp.headers.contains_key(CONNECTION) && resp.headers.contains_key("close") {
+            resp.remove_header("close");
+        }
+    } else {
         let named: Vec<HeaderName> = resp
             .headers
             .get_all(CONNECTION)
@@ -417,6 +434,21 @@ mod tests {
         let mut left: Vec<&str> = resp.headers.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["connection", "content-length", "x-app"]);
+
+        // The usual upstream: `Connection` naming only `keep-alive` / `close`.
+        let mut usual = ResponseHeader::build(200, None).unwrap();
+        for (k, v) in [
+            ("Connection", "Keep-Alive , close"),
+            ("Keep-Alive", "timeout=5"),
+            ("close", "odd but named"),
+            ("content-length", "2"),
+        ] {
+            usual.append_header(k, v).unwrap();
+        }
+        strip_response_hop_by_hop(&mut usual);
+        let mut left: Vec<&str> = usual.headers.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["connection", "content-length"]);
 
         let mut upgrade = ResponseHeader::build(101, None).unwrap();
         upgrade.append_header("connection", "upgrade").unwrap();
