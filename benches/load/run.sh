@@ -22,6 +22,9 @@
 #   6 caddy-auth     Caddy forward_auth (Debian's caddy, GOMAXPROCS=1): it has no auth
 #                    cache, so every request calls the auth service (a static 200 on the
 #                    provider nginx); skipped when caddy is not installed
+#   pair             sg-hit and nginx-hit loaded at the same time (a wrk each, the two
+#                    proxies sharing CPU 0): their CPU per request measured under the same
+#                    conditions, the ratio a slow spell of the shared machine cannot skew
 # then, when oha is installed (`cargo install oha --locked`), a fixed-rate run of nginx
 # auth_request and sessiongate cache hits (FIXED_RATE req/s, default 5000: a rate all of
 # them sustain on this machine; latency corrected for coordinated omission), reporting
@@ -196,6 +199,31 @@ run_wrk() { # case round url script "pids"
     echo "$out" > "$work/wrk-$name-$round.txt"
 }
 
+pairs="$work/pairs.tsv"
+: > "$pairs"
+run_pair() { # round: sessiongate hits and nginx auth_request hits loaded at the same time
+    # (a wrk each on CPU 1, both proxies sharing CPU 0), so that a slow spell of the shared
+    # machine hits both alike; CPU per request of each, and their ratio.
+    local round=$1 sg0 ng0 sg1 ng1 w sg_reqs ng_reqs
+    sg0=$(python3 benches/load/cpu_ticks.py $SG_PID)
+    ng0=$(python3 benches/load/cpu_ticks.py $AUTHREQ)
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$work/hot.lua" \
+        "http://127.0.0.1:$SG/api/x" > "$work/pair-sg-$round.txt" &
+    w=$!
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$work/hot.lua" \
+        "http://127.0.0.1:$NGX/api/x" > "$work/pair-nginx-$round.txt"
+    wait "$w"
+    sg1=$(python3 benches/load/cpu_ticks.py $SG_PID)
+    ng1=$(python3 benches/load/cpu_ticks.py $AUTHREQ)
+    if grep -q "Non-2xx" "$work/pair-sg-$round.txt" "$work/pair-nginx-$round.txt"; then
+        echo "load: non-2xx answers in the paired run of round $round" >&2
+        exit 1
+    fi
+    sg_reqs=$(awk '/requests in/ {print $1}' "$work/pair-sg-$round.txt")
+    ng_reqs=$(awk '/requests in/ {print $1}' "$work/pair-nginx-$round.txt")
+    python3 -c "print(f'pair\t$round\t{($sg1-$sg0)/$HZ*1e6/max($sg_reqs,1):.2f}\t{($ng1-$ng0)/$HZ*1e6/max($ng_reqs,1):.2f}')" >> "$pairs"
+}
+
 fixed="$work/fixed.tsv"
 : > "$fixed"
 run_oha() { # case round url "pids": FIXED_RATE req/s for DURATION, Authorization: the hot token
@@ -291,6 +319,7 @@ PY
         run_wrk sg-hit "$round" "http://127.0.0.1:$SG/api/x" "$work/hot.lua" "$SG_PID"
     fi
     run_wrk nginx-hit "$round" "http://127.0.0.1:$NGX/api/x" "$work/hot.lua" "$AUTHREQ"
+    run_pair "$round"
     if [ -n "$CADDY_PID" ]; then
         run_wrk caddy-auth "$round" "http://127.0.0.1:$CADDY/api/x" "$work/hot.lua" "$CADDY_PID"
     fi
@@ -328,9 +357,9 @@ if [ -n "$ACCESS_LOG" ]; then
 fi
 SG_WORK_STEALING=${SG_WORK_STEALING:-false} \
 FIXED_RATE=$FIXED_RATE \
-python3 - "$results" "$work/misses.tsv" "$ROUNDS" "$DURATION" "$CONNS" "$OUT" "$fixed" <<'PY'
+python3 - "$results" "$work/misses.tsv" "$ROUNDS" "$DURATION" "$CONNS" "$OUT" "$fixed" "$pairs" <<'PY'
 import statistics, sys, platform, os, datetime, subprocess
-results, misses, rounds, duration, conns, out, fixed = sys.argv[1:8]
+results, misses, rounds, duration, conns, out, fixed, pairs = sys.argv[1:9]
 rows = [l.rstrip("\n").split("\t") for l in open(results)]
 def ms(v):
     if v.endswith("us"): return float(v[:-2]) / 1000
@@ -364,6 +393,10 @@ fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
 cpu34 = [data["sg-hit"][r][4] / data["nginx-hit"][r][4] for r in sorted(data["sg-hit"])]
 over = [data["sg-hit"][r][4] - data["sg-none"][r][4] for r in sorted(data["sg-hit"])]
 lines.append(f"- CPU per request, sessiongate cache hit ÷ nginx auth_request hit: {fmt(cpu34)}; median **{statistics.median(cpu34):.2f}** (target ≤ 1.2, goal ≤ 1.0)")
+pair_rows = [l.split() for l in open(pairs)]
+if pair_rows:
+    at_once = [float(sg) / float(ng) for _, _, sg, ng in pair_rows]
+    lines.append(f"- CPU per request, both loaded at once (a wrk each; the two proxies share CPU 0, so a slow spell hits both): sessiongate hit ÷ nginx auth_request hit: {fmt(at_once)}; median **{statistics.median(at_once):.2f}** (µs: " + "; ".join(f"{float(sg):.1f} ÷ {float(ng):.1f}" for _, _, sg, ng in pair_rows) + ")")
 lines.append(f"- auth overhead, CPU µs per request (sessiongate hit − auth: none): {fmt(over)}; median **{statistics.median(over):.1f} µs** (target ≤ 3)")
 lines.append(f"- ratio 3/4 (sessiongate cache hit ÷ nginx auth_request hit, req/s): {fmt(r34)}; median **{statistics.median(r34):.2f}** (target ≥ 0.9, goal ≥ 1.1)")
 lines.append(f"- ratio 3/2 (sessiongate cache hit ÷ sessiongate auth: none, req/s): {fmt(r32)}; median **{statistics.median(r32):.2f}** (target ≥ 0.95)")
