@@ -236,9 +236,13 @@ impl Proxy {
                 // A named header credential is the same secret: it goes with it.
                 for source in &credentials.sources {
                     if let TokenSource::Header(name) = source {
-                        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                            req.remove(&name);
-                        }
+                        // Checked when the configuration was read; should it ever fail,
+                        // the request fails rather than carry the secret on.
+                        let name = HeaderName::from_bytes(name.as_bytes())
+                            .explain_err(ErrorType::InternalError, |_| {
+                                "a credential header name that is not a header name"
+                            })?;
+                        req.remove(&name);
                     }
                 }
             }
