@@ -283,15 +283,14 @@ impl Direct {
                     };
                     send_wire(stream, &peer, bytes).await
                 }
-                Connection::H1(stream) => {
-                    let mut upstream =
-                        ClientSession::H1(H1Session::new_with_options(stream, &peer));
-                    let mut req = upstream_request(session.req_header())?;
-                    self.gate.prepare_upstream_request(&mut req, ctx)?;
-                    exchange(&mut upstream, req).await.map(|()| upstream)
-                }
-                Connection::Session(upstream) => {
-                    let mut upstream = *upstream;
+                // A `HEAD`, or an HTTP/2 session: through Pingora's request writer.
+                connection => {
+                    let mut upstream = match connection {
+                        Connection::H1(stream) => {
+                            ClientSession::H1(H1Session::new_with_options(stream, &peer))
+                        }
+                        Connection::Session(upstream) => *upstream,
+                    };
                     let mut req = upstream_request(session.req_header())?;
                     self.gate.prepare_upstream_request(&mut req, ctx)?;
                     if matches!(upstream, ClientSession::H2(_)) {
