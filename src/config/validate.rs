@@ -1167,7 +1167,7 @@ fn assertion(
             format!("must start with the identity header prefix `{prefix}`, so client-sent copies are always stripped"),
         ));
     }
-    let header = crate::proxy::outgoing::WireName::new(header)
+    let header = crate::proxy::wire_name::WireName::new(header)
         .ok_or_else(|| ConfigError::at(format!("{path}.header"), "not a valid header name"))?;
     let ttl = a.ttl.map_or(Duration::from_secs(60), |d| d.0);
     if ttl < Duration::from_secs(1) {

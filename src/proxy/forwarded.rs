@@ -13,7 +13,8 @@ use http::HeaderValue;
 use pingora::prelude::Result;
 
 use crate::policy::net::IpNet;
-use crate::proxy::outgoing::{Outgoing, WireName};
+use crate::proxy::outgoing::Outgoing;
+use crate::proxy::wire_name::WireName;
 
 const XFF: WireName = WireName::constant("x-forwarded-for", "X-Forwarded-For");
 const PROTO: WireName = WireName::constant("x-forwarded-proto", "X-Forwarded-Proto");
@@ -82,8 +83,8 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 /// proxies (else `X-Forwarded-Proto` is how the client reached the gateway: `https` on the
 /// TLS listener); `X-Real-IP` is the client address the gateway decided on; `Forwarded`
 /// from an untrusted peer is dropped.
-pub fn set_forwarded(
-    req: &mut impl Outgoing,
+pub fn set_forwarded<'id>(
+    req: &mut impl Outgoing<'id>,
     peer: Option<IpAddr>,
     client: Option<IpAddr>,
     https: bool,

@@ -18,8 +18,8 @@
 use http::header::{HeaderName, HeaderValue, CONNECTION, UPGRADE};
 use pingora::http::{RequestHeader, ResponseHeader};
 
-use crate::identity::Identity;
-use crate::proxy::outgoing::{Outgoing, WireName};
+use crate::identity::{Identity, Pieces};
+use crate::proxy::wire_name::WireName;
 
 /// Default identity header prefix.
 pub const DEFAULT_PREFIX: &str = "X-Auth-";
@@ -85,29 +85,162 @@ impl IdentityHeaders {
                 .all(|(have, want)| normalize_byte(have) == want)
     }
 
+    /// True when `name` (as sent: any case, `_` or `-`) starts with the prefix: a quick test
+    /// before comparing with the identity header names.
+    pub(crate) fn has_prefix(&self, name: &[u8]) -> bool {
+        name.len() >= self.prefix_lower.len()
+            && name
+                .iter()
+                .zip(self.prefix_lower.bytes())
+                .all(|(have, want)| normalize_byte(*have) == want)
+    }
+
     /// Calls `f` with each header describing `identity` resolved by `provider`, in a fixed
-    /// order (claims last).
-    fn each(&self, identity: &Identity, provider: &str, mut f: impl FnMut(&WireName, HeaderValue)) {
-        f(&self.subject, encode(identity.subject(), b""));
+    /// order (claims last): its name and its value before encoding. Both ways of writing the
+    /// identity headers — [`IdentityHeaders::each`] and [`IdentityHeaders::write_lines`] —
+    /// go through here, so they name and order the same headers.
+    pub(crate) fn visit<'s>(
+        &'s self,
+        identity: &'s Identity,
+        provider: &'s str,
+        mut f: impl FnMut(IdentityName<'s>, IdentityValue<'s>),
+    ) {
+        use IdentityValue::{List, Number, Text};
+        f(IdentityName::Fixed(&self.subject), Text(identity.subject()));
         if let Some(sid) = identity.session_id() {
-            f(&self.session_id, encode(sid, b""));
+            f(IdentityName::Fixed(&self.session_id), Text(sid));
         }
-        f(&self.scopes, encode_list(identity.scopes(), b' '));
         f(
-            &self.organizations,
-            encode_list(identity.organizations(), b','),
+            IdentityName::Fixed(&self.scopes),
+            List(identity.scopes(), b' '),
+        );
+        f(
+            IdentityName::Fixed(&self.organizations),
+            List(identity.organizations(), b','),
         );
         if let Some(exp) = identity.expires_unix() {
-            f(&self.expires, HeaderValue::from(exp));
+            f(IdentityName::Fixed(&self.expires), Number(exp));
         }
-        f(&self.provider, encode(provider, b""));
+        f(IdentityName::Fixed(&self.provider), Text(provider));
         for (claim, value) in identity.claims() {
-            // Claim names are checked at config time to make valid header names.
-            if let Some(name) = WireName::new(format!("{}Claim-{claim}", self.prefix)) {
-                f(&name, encode(value, b""));
+            // Claim names are checked at config time to make valid header names; one that
+            // does not (an identity built elsewhere) is skipped by both writers alike.
+            if !claim.is_empty() && claim.bytes().all(is_tchar) {
+                f(IdentityName::Claim(claim), Text(value));
             }
         }
     }
+
+    /// Calls `f` with each header describing `identity` resolved by `provider`, as a name
+    /// and a header value, in [`IdentityHeaders::visit`]'s order.
+    pub(crate) fn each(
+        &self,
+        identity: &Identity,
+        provider: &str,
+        mut f: impl FnMut(&WireName, HeaderValue),
+    ) {
+        self.visit(identity, provider, |name, value| match name {
+            IdentityName::Fixed(name) => f(name, value.into_header_value()),
+            IdentityName::Claim(claim) => {
+                if let Some(name) = WireName::new(format!("{}Claim-{claim}", self.prefix)) {
+                    f(&name, value.into_header_value());
+                }
+            }
+        });
+    }
+
+    /// The identity headers as HTTP/1.1 header lines (`Name: value\r\n`), appended to
+    /// `out`: what [`IdentityHeaders::each`] gives, with no header value built for each.
+    pub(crate) fn write_lines(&self, identity: &Identity, provider: &str, out: &mut Vec<u8>) {
+        self.visit(identity, provider, |name, value| {
+            match name {
+                IdentityName::Fixed(name) => out.extend_from_slice(name.wire()),
+                IdentityName::Claim(claim) => {
+                    out.extend_from_slice(self.prefix.as_bytes());
+                    out.extend_from_slice(b"Claim-");
+                    out.extend_from_slice(claim.as_bytes());
+                }
+            }
+            out.extend_from_slice(b": ");
+            value.push_to(out);
+            out.extend_from_slice(b"\r\n");
+        });
+    }
+
+    /// True when `name` (compared without regard to case) is one of the headers
+    /// [`IdentityHeaders::visit`] gives for `identity`.
+    pub(crate) fn names_header(&self, identity: &Identity, provider: &str, name: &[u8]) -> bool {
+        if !self.has_prefix(name) {
+            return false;
+        }
+        let mut found = false;
+        self.visit(identity, provider, |n, _| {
+            found = found
+                || match n {
+                    IdentityName::Fixed(w) => w.wire().eq_ignore_ascii_case(name),
+                    IdentityName::Claim(claim) => {
+                        let (p, c) = (self.prefix.len(), b"Claim-".len());
+                        name.len() == p + c + claim.len()
+                            && name[..p].eq_ignore_ascii_case(self.prefix.as_bytes())
+                            && name[p..p + c].eq_ignore_ascii_case(b"Claim-")
+                            && name[p + c..].eq_ignore_ascii_case(claim.as_bytes())
+                    }
+                };
+        });
+        found
+    }
+}
+
+/// An identity header's name, as [`IdentityHeaders::visit`] gives it.
+pub(crate) enum IdentityName<'a> {
+    Fixed(&'a WireName),
+    /// A configured claim: the header is the prefix, `Claim-`, then this name.
+    Claim(&'a str),
+}
+
+/// An identity header's value before encoding.
+pub(crate) enum IdentityValue<'a> {
+    Text(&'a str),
+    /// Items joined by the separator (each item encoded so that it cannot hold one).
+    List(Pieces<'a>, u8),
+    Number(u64),
+}
+
+impl IdentityValue<'_> {
+    /// Appends the value, encoded, to `out`.
+    fn push_to(self, out: &mut Vec<u8>) {
+        match self {
+            IdentityValue::Text(text) => push_encoded(out, text, b""),
+            IdentityValue::List(items, separator) => push_list(out, items, separator),
+            IdentityValue::Number(n) => {
+                let mut digits = [0u8; 20];
+                let mut at = digits.len();
+                let mut n = n;
+                loop {
+                    at -= 1;
+                    digits[at] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                out.extend_from_slice(&digits[at..]);
+            }
+        }
+    }
+
+    fn into_header_value(self) -> HeaderValue {
+        match self {
+            IdentityValue::Number(n) => HeaderValue::from(n),
+            IdentityValue::Text(text) => encode(text, b""),
+            IdentityValue::List(items, separator) => encode_list(items, separator),
+        }
+    }
+}
+
+/// RFC 9110 `tchar`: what a header name is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn normalize_byte(b: u8) -> u8 {
@@ -151,13 +284,19 @@ fn push_encoded(out: &mut Vec<u8>, value: &str, also: &[u8]) {
 
 fn encode_list<'a>(items: impl Iterator<Item = &'a str> + Clone, separator: u8) -> HeaderValue {
     let mut joined = Vec::with_capacity(items.clone().map(|i| i.len() + 1).sum());
+    push_list(&mut joined, items, separator);
+    HeaderValue::try_from(joined).expect("only printable ASCII remains after encoding")
+}
+
+/// Appends `items` joined by `separator` to `out`, each item encoded so that it holds no
+/// separator (nor a space or a comma).
+fn push_list<'a>(out: &mut Vec<u8>, items: impl Iterator<Item = &'a str>, separator: u8) {
     for (i, item) in items.enumerate() {
         if i > 0 {
-            joined.push(separator);
+            out.push(separator);
         }
-        push_encoded(&mut joined, item, &[separator, b' ', b',']);
+        push_encoded(out, item, &[separator, b' ', b',']);
     }
-    HeaderValue::try_from(joined).expect("only printable ASCII remains after encoding")
 }
 
 /// Cleans a client request in place before anything is forwarded (see the module docs).
@@ -259,19 +398,6 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
     }
 }
 
-/// Sets the identity headers on an outgoing request, replacing any value already there.
-pub fn set_identity(
-    req: &mut impl Outgoing,
-    names: &IdentityHeaders,
-    identity: &Identity,
-    provider: &str,
-) {
-    names.each(identity, provider, |name, value| {
-        // Inserting only fails on invalid names/values, which `each` never yields.
-        let _ = name.insert(req, value);
-    });
-}
-
 /// A client's `X-Request-Id` is kept when it is 1..=128 characters of `[A-Za-z0-9._:-]`.
 pub fn well_formed_request_id(value: &[u8]) -> bool {
     (1..=128).contains(&value.len())
@@ -293,6 +419,7 @@ pub fn new_request_id() -> String {
 mod tests {
     use super::*;
     use crate::identity::IdentityParts;
+    use crate::proxy::outgoing::{Outgoing, WireRequest};
 
     fn names() -> IdentityHeaders {
         IdentityHeaders::new("X-Auth-").unwrap()
@@ -361,9 +488,10 @@ mod tests {
             ..Default::default()
         }
         .into();
-        // Through the insert the request path uses.
+        // Through the header map (the full proxy's form) …
+        let names = names();
         let mut req = request(&[]);
-        set_identity(&mut req, &names(), &id, "idp");
+        req.set_identity(&names, &id, "idp");
         let got: Vec<(String, String)> = req
             .headers
             .iter()
@@ -380,6 +508,24 @@ mod tests {
         ];
         let got: Vec<(&str, &str)> = got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         assert_eq!(got, want);
+
+        // … and as the lines the direct path writes: the same headers, one line each.
+        let client = request(&[("Host", "h")]);
+        let mut wire = WireRequest::new(&client);
+        wire.set_identity(&names, &id, "idp");
+        let bytes = wire.to_wire().unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let lines: Vec<&str> = text.trim_end().split("\r\n").skip(1).collect();
+        let mut expected = vec!["host: h".to_string()];
+        expected.extend(want.iter().map(|(name, value)| format!("{name}: {value}")));
+        let lower: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                let (name, value) = l.split_once(": ").unwrap();
+                format!("{}: {value}", name.to_ascii_lowercase())
+            })
+            .collect();
+        assert_eq!(lower, expected);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod outgoing;
 pub mod respond;
 pub mod route;
 pub mod shared;
+pub mod wire_name;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,11 +51,12 @@ use crate::identity::token::{without_cookie, TokenSource};
 use crate::identity::Identity;
 use crate::policy::Denial;
 use crate::proxy::decision::{decide, Decision, DecisionInput, Outcome, Verdict};
-use crate::proxy::outgoing::{Outgoing, WireName};
+use crate::proxy::outgoing::Outgoing;
 use crate::proxy::respond::Refusal;
 use crate::proxy::route::{Route, UpstreamProtocol, UpstreamTarget};
 pub use crate::proxy::shared::GatewayState;
 use crate::proxy::shared::Snapshot;
+use crate::proxy::wire_name::WireName;
 use crate::telemetry::access::{self, AccessRecord};
 
 /// Route label for requests that matched no route.
@@ -203,7 +205,11 @@ impl Proxy {
 
     /// What the upstream receives, applied to `req` (the upstream request, or a copy of the
     /// client request for the echo upstream).
-    fn prepare_upstream_request(&self, req: &mut impl Outgoing, ctx: &RequestCtx) -> Result<()> {
+    fn prepare_upstream_request<'id>(
+        &self,
+        req: &mut impl Outgoing<'id>,
+        ctx: &'id RequestCtx,
+    ) -> Result<()> {
         let Some(snap) = &ctx.snapshot else {
             return Error::e_explain(ErrorType::InternalError, "no configuration snapshot");
         };
@@ -215,7 +221,7 @@ impl Proxy {
             req.set_target(target.as_bytes())?;
         }
         if let (Some(identity), Some(provider)) = (ctx.identity(), ctx.provider()) {
-            headers::set_identity(req, &snap.identity_headers, identity, provider);
+            req.set_identity(&snap.identity_headers, identity, provider);
             if let Some(age) = ctx.stale_age() {
                 snap.identity_headers.stale.insert(req, age.to_string())?;
             }
@@ -815,7 +821,7 @@ impl Proxy {
 
 /// Removes cookie `name` (the credential) from every `Cookie` header of the upstream
 /// request; a header left empty is dropped.
-fn strip_cookie(req: &mut impl Outgoing, name: &str) -> Result<()> {
+fn strip_cookie<'id>(req: &mut impl Outgoing<'id>, name: &str) -> Result<()> {
     const COOKIE: WireName = WireName::constant("cookie", "Cookie");
     let values: Vec<Vec<u8>> = req
         .values(COOKIE.name())

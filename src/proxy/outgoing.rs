@@ -18,55 +18,24 @@
 //! and the bytes on the wire; `tests::both_forms_send_the_same_request` does the same with
 //! the gateway's own edits.
 
-use bytes::{BufMut, Bytes};
+use bytes::BufMut;
 use http::header::{HeaderName, HeaderValue, CONNECTION};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
+use std::cell::OnceCell;
 
-/// A header the gateway writes: its name (for lookups) and its spelling on the wire.
-///
-/// Pingora keeps every header's spelling in a case map, and given a bare `HeaderName` it
-/// copies the name into a new buffer on every insert. A `WireName` is built once (at
-/// start or from the configuration) and its spelling is shared by reference count, so an
-/// insert costs no copy of the name; the upstream also sees the usual spelling
-/// (`X-Forwarded-For`, the configured `X-Auth-` prefix) rather than lower case.
-#[derive(Debug, Clone)]
-pub struct WireName {
-    name: HeaderName,
-    wire: Bytes,
-}
+use crate::identity::Identity;
+use crate::proxy::headers::IdentityHeaders;
+
+use crate::proxy::wire_name::WireName;
 
 impl WireName {
-    /// A name known at compile time: `name` in lower case, `wire` the same name spelled
-    /// for the wire (the two must agree; the test `constant_wire_names_agree` checks ours).
-    pub const fn constant(name: &'static str, wire: &'static str) -> Self {
-        WireName {
-            name: HeaderName::from_static(name),
-            wire: Bytes::from_static(wire.as_bytes()),
-        }
-    }
-
-    /// A name spelled `spelling`; `None` when it is not a valid header name.
-    pub fn new(spelling: String) -> Option<Self> {
-        let name = HeaderName::from_bytes(spelling.as_bytes()).ok()?;
-        Some(WireName {
-            name,
-            wire: Bytes::from(spelling),
-        })
-    }
-
-    /// The name, for lookups and removal.
-    pub fn name(&self) -> &HeaderName {
-        &self.name
-    }
-
-    /// The name as written on the wire.
-    pub fn wire(&self) -> &Bytes {
-        &self.wire
-    }
-
     /// Sets `value` under this name on `req`, replacing any value already there.
-    pub fn insert(&self, req: &mut impl Outgoing, value: impl TryInto<HeaderValue>) -> Result<()> {
+    pub fn insert<'id>(
+        &self,
+        req: &mut impl Outgoing<'id>,
+        value: impl TryInto<HeaderValue>,
+    ) -> Result<()> {
         let value = value
             .try_into()
             .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid header value"))?;
@@ -74,8 +43,9 @@ impl WireName {
     }
 }
 
-/// A request head the gateway can edit before it goes upstream (see the module docs).
-pub trait Outgoing {
+/// A request head the gateway can edit before it goes upstream (see the module docs);
+/// `'id`: how long what [`Outgoing::set_identity`] is given lives.
+pub trait Outgoing<'id> {
     /// The values under `name`, in order.
     fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a HeaderValue>;
 
@@ -103,9 +73,25 @@ pub trait Outgoing {
 
     /// Replaces the request target (origin form: path and query).
     fn set_target(&mut self, target: &[u8]) -> Result<()>;
+
+    /// Sets the identity headers (`names`) describing `identity` resolved by `provider`,
+    /// replacing any value already under those names.
+    fn set_identity(
+        &mut self,
+        names: &'id IdentityHeaders,
+        identity: &'id Identity,
+        provider: &'id str,
+    ) where
+        Self: Sized,
+    {
+        names.each(identity, provider, |name, value| {
+            // Inserting only fails on invalid names/values, which `each` never yields.
+            let _ = self.insert(name, value);
+        });
+    }
 }
 
-impl Outgoing for RequestHeader {
+impl Outgoing<'_> for RequestHeader {
     fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a HeaderValue> {
         self.headers.get_all(name).iter()
     }
@@ -148,6 +134,36 @@ pub struct WireRequest<'a> {
     dropped: Vec<HeaderName>,
     /// Headers the gateway set, in the order set; written after the client's.
     added: Vec<(WireName, HeaderValue)>,
+    /// The identity headers, written straight to the wire at their place among `added`:
+    /// no header value is built for each. Any later edit of one of their names turns them
+    /// into entries of `added` first ([`WireRequest::spell_out_identity`]).
+    identity: Option<IdentityLines<'a>>,
+    /// The identity headers as header values, built only when read (never on the way of a
+    /// request: the gateway writes them and reads them back only in tests).
+    identity_values: OnceCell<Vec<(WireName, HeaderValue)>>,
+}
+
+/// What [`Outgoing::set_identity`] was given, and where among `added` it goes.
+struct IdentityLines<'a> {
+    names: &'a IdentityHeaders,
+    identity: &'a Identity,
+    provider: &'a str,
+    at: usize,
+}
+
+impl IdentityLines<'_> {
+    fn names_header(&self, name: &[u8]) -> bool {
+        self.names.names_header(self.identity, self.provider, name)
+    }
+
+    fn values(&self) -> Vec<(WireName, HeaderValue)> {
+        let mut out = Vec::new();
+        self.names
+            .each(self.identity, self.provider, |name, value| {
+                out.push((name.clone(), value))
+            });
+        out
+    }
 }
 
 impl<'a> WireRequest<'a> {
@@ -162,11 +178,46 @@ impl<'a> WireRequest<'a> {
             target: None,
             dropped,
             added: Vec::with_capacity(USUAL_EDITS),
+            identity: None,
+            identity_values: OnceCell::new(),
         }
     }
 
     fn forwards_client(&self, name: &HeaderName) -> bool {
         !self.dropped.contains(name)
+            && !self
+                .identity
+                .as_ref()
+                .is_some_and(|lines| lines.names_header(name.as_str().as_bytes()))
+    }
+
+    /// Before an edit of `name`: when it is one of the identity headers still to be written
+    /// as lines, they become ordinary entries of `added` (at their place) and the client's
+    /// values under their names are dropped, so that the edit applies to them as to any
+    /// other header.
+    fn spell_out_identity(&mut self, name: &HeaderName) {
+        if self
+            .identity
+            .as_ref()
+            .is_some_and(|lines| lines.names_header(name.as_str().as_bytes()))
+        {
+            self.spell_out_all_identity();
+        }
+    }
+
+    fn spell_out_all_identity(&mut self) {
+        let Some(lines) = self.identity.take() else {
+            return;
+        };
+        let values = lines.values();
+        let at = lines.at;
+        self.identity_values = OnceCell::new();
+        for (name, _) in &values {
+            if !self.dropped.contains(name.name()) {
+                self.dropped.push(name.name().clone());
+            }
+        }
+        self.added.splice(at..at, values);
     }
 
     /// The request as HTTP/1.1 bytes: request line, headers, the empty line. Fails only for
@@ -187,7 +238,7 @@ impl<'a> WireRequest<'a> {
         out.put_u8(b' ');
         out.put_slice(target);
         out.put_slice(b" HTTP/1.1\r\n");
-        let mut line = |name: &[u8], value: &HeaderValue| {
+        let line = |out: &mut Vec<u8>, name: &[u8], value: &HeaderValue| {
             out.put_slice(name);
             out.put_slice(b": ");
             out.put_slice(value.as_bytes());
@@ -199,9 +250,13 @@ impl<'a> WireRequest<'a> {
                 let dropped = self
                     .dropped
                     .iter()
-                    .any(|d| d.as_str().as_bytes().eq_ignore_ascii_case(name));
+                    .any(|d| d.as_str().as_bytes().eq_ignore_ascii_case(name))
+                    || self
+                        .identity
+                        .as_ref()
+                        .is_some_and(|lines| lines.names_header(name));
                 if !dropped {
-                    line(name, value);
+                    line(&mut out, name, value);
                 }
             }
         } else {
@@ -209,37 +264,69 @@ impl<'a> WireRequest<'a> {
             // theirs): the names in lower case.
             for (name, value) in self.client.headers.iter() {
                 if self.forwards_client(name) {
-                    line(name.as_str().as_bytes(), value);
+                    line(&mut out, name.as_str().as_bytes(), value);
                 }
             }
         }
-        for (name, value) in &self.added {
-            line(name.wire(), value);
+        let identity_at = self.identity.as_ref().map(|lines| lines.at);
+        for (i, (name, value)) in self.added.iter().enumerate() {
+            if identity_at == Some(i) {
+                self.write_identity(&mut out);
+            }
+            line(&mut out, name.wire(), value);
+        }
+        if identity_at.is_some_and(|at| at >= self.added.len()) {
+            self.write_identity(&mut out);
         }
         out.put_slice(b"\r\n");
         Ok(out)
     }
+
+    fn write_identity(&self, out: &mut Vec<u8>) {
+        if let Some(lines) = &self.identity {
+            lines.names.write_lines(lines.identity, lines.provider, out);
+        }
+    }
 }
 
-impl Outgoing for WireRequest<'_> {
+impl<'id> Outgoing<'id> for WireRequest<'id> {
     fn values<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a HeaderValue> {
         let client = self
             .forwards_client(name)
             .then(|| self.client.headers.get_all(name).iter())
             .into_iter()
             .flatten();
+        // The identity headers come before any entry of `added` under one of their names:
+        // an edit of one of those names spells them out into `added` first.
+        let identity = match &self.identity {
+            Some(lines) if lines.names_header(name.as_str().as_bytes()) => self
+                .identity_values
+                .get_or_init(|| lines.values())
+                .as_slice(),
+            _ => &[],
+        };
         let name = name.clone();
         client.chain(
-            self.added
+            identity
                 .iter()
+                .chain(self.added.iter())
                 .filter(move |(n, _)| *n.name() == name)
                 .map(|(_, v)| v),
         )
     }
 
     fn remove(&mut self, name: &HeaderName) {
+        self.spell_out_identity(name);
         if self.forwards_client(name) {
             self.dropped.push(name.clone());
+        }
+        if let Some(lines) = &mut self.identity {
+            // The identity lines keep their place among what stays.
+            let before = self.added[..lines.at]
+                .iter()
+                .filter(|(n, _)| n.name() == name)
+                .count();
+            lines.at -= before;
         }
         self.added.retain(|(n, _)| n.name() != name);
     }
@@ -251,6 +338,7 @@ impl Outgoing for WireRequest<'_> {
     }
 
     fn append(&mut self, name: &WireName, value: HeaderValue) -> Result<()> {
+        self.spell_out_identity(name.name());
         self.added.push((name.clone(), value));
         Ok(())
     }
@@ -284,6 +372,31 @@ impl Outgoing for WireRequest<'_> {
         self.target = Some(target.to_vec());
         Ok(())
     }
+
+    fn set_identity(
+        &mut self,
+        names: &'id IdentityHeaders,
+        identity: &'id Identity,
+        provider: &'id str,
+    ) {
+        // As an insert of each: earlier values under those names go. The names are
+        // compared only with what was added (the usual request: nothing yet) and, at
+        // `to_wire`, with the client's headers that carry the prefix.
+        self.spell_out_all_identity();
+        if !self.added.is_empty() {
+            self.added
+                .retain(|(n, _)| !names.names_header(identity, provider, n.wire()));
+        }
+        // Client values of the same names were forwarded unless dropped; now they are not
+        // (`forwards_client` and `to_wire` ask the lines).
+        self.identity = Some(IdentityLines {
+            names,
+            identity,
+            provider,
+            at: self.added.len(),
+        });
+        self.identity_values = OnceCell::new();
+    }
 }
 
 #[cfg(test)]
@@ -298,7 +411,7 @@ mod tests {
     use crate::policy::net::IpNet;
     use crate::proxy::direct::upstream_request;
     use crate::proxy::forwarded::{set_forwarded, TrustedProxies};
-    use crate::proxy::headers::{set_identity, IdentityHeaders, REQUEST_ID_HEADER};
+    use crate::proxy::headers::{IdentityHeaders, REQUEST_ID_HEADER};
 
     /// Request line and headers of an HTTP/1.1 head; headers grouped by name (lower case),
     /// each group the spellings and values in the order sent. The order between different
@@ -335,11 +448,14 @@ mod tests {
         req
     }
 
-    const NAMES: [(&str, &str); 9] = [
+    const NAMES: [(&str, &str); 12] = [
         ("x-forwarded-for", "X-Forwarded-For"),
         ("cookie", "Cookie"),
         ("authorization", "Authorization"),
         ("x-auth-subject", "X-Auth-Subject"),
+        ("x-auth-scopes", "X-Auth-Scopes"),
+        ("x-auth-session-id", "X-Auth-Session-Id"),
+        ("x-auth-claim-team", "X-Auth-Claim-Team"),
         ("x-request-id", "X-Request-Id"),
         ("connection", "Connection"),
         ("accept", "Accept"),
@@ -365,6 +481,26 @@ mod tests {
     #[test]
     fn both_forms_answer_every_edit_the_same() {
         let mut rng = StdRng::seed_from_u64(15);
+        let names = IdentityHeaders::new("X-Auth-").unwrap();
+        // Identity headers set on top of any other edit (and edited after): with and
+        // without a session id, with a claim whose header the edits also touch.
+        let identities: Vec<Identity> = (0..3)
+            .map(|i| {
+                IdentityParts {
+                    subject: format!("user-{i}"),
+                    session_id: (i != 1).then(|| format!("sess {i}")),
+                    scopes: vec!["read".into(), format!("s{i}")],
+                    organizations: vec!["acme".into()],
+                    claims: if i == 2 {
+                        vec![("team".into(), "blue".into())]
+                    } else {
+                        Vec::new()
+                    },
+                    ..Default::default()
+                }
+                .into()
+            })
+            .collect();
         for round in 0..2_000 {
             let mut sent = Vec::new();
             for _ in 0..rng.random_range(0..8) {
@@ -389,7 +525,12 @@ mod tests {
                 let name = WireName::new(spelling.to_string()).unwrap();
                 assert_eq!(name.name().as_str(), lower);
                 let value = HeaderValue::from(rng.random_range(0..1000u32));
-                match rng.random_range(0..4) {
+                match rng.random_range(0..5) {
+                    4 => {
+                        let identity = &identities[rng.random_range(0..identities.len())];
+                        map.set_identity(&names, identity, "idp");
+                        wire.set_identity(&names, identity, "idp");
+                    }
                     0 => {
                         map.insert(&name, value.clone()).unwrap();
                         wire.insert(&name, value).unwrap();
@@ -453,15 +594,15 @@ mod tests {
             ..Default::default()
         }
         .into();
-        fn edits(
-            req: &mut impl Outgoing,
-            names: &IdentityHeaders,
-            identity: &Identity,
+        fn edits<'id>(
+            req: &mut impl Outgoing<'id>,
+            names: &'id IdentityHeaders,
+            identity: &'id Identity,
             trusted: &TrustedProxies,
         ) {
             req.set_target(b"/items?page=2").unwrap();
             req.remove(&http::header::AUTHORIZATION);
-            set_identity(req, names, identity, "idp");
+            req.set_identity(names, identity, "idp");
             let peer = "10.1.2.3".parse().ok();
             let client = "203.0.113.7".parse().ok();
             set_forwarded(req, peer, client, false, trusted).unwrap();
