@@ -303,10 +303,7 @@ impl Proxy {
             self.count_rejection(rejection);
         }
         if let Some(outcome) = &d.cache {
-            metrics
-                .cache_lookups
-                .with_label_values(&[outcome.status.as_str()])
-                .inc();
+            metrics.count_cache_lookup(outcome.status.index(), outcome.status.as_str());
         }
         let Some(route) = &d.route else { return };
         // Requests refused by the route's network rules never reached the token.

@@ -87,6 +87,9 @@ pub struct Metrics {
     pub provider_in_flight: IntGaugeVec,
     /// `sessiongate_cache_lookups_total{result}`: hit, miss, negative_hit, coalesced.
     pub cache_lookups: IntCounterVec,
+    /// The series of `cache_lookups`, one per label value in `FixedLabels::cache_results`
+    /// order, resolved once (`init_series`) so that a lookup costs no label hashing.
+    cache_lookup_series: OnceLock<Box<[(&'static str, IntCounter)]>>,
     /// `sessiongate_cache_evictions_total{cache, cause}`: size / expired removals.
     pub cache_evictions: IntCounterVec,
     /// `sessiongate_cache_entries{cache}`: positive / negative, set at scrape time.
@@ -411,6 +414,7 @@ impl Metrics {
                 "Identity provider calls currently waiting for an answer.",
                 &["provider"],
             ),
+            cache_lookup_series: OnceLock::new(),
             cache_lookups: counter(
                 "sessiongate_cache_lookups_total",
                 "Identity cache lookups by result (hit, stale, miss, negative_hit, coalesced, throttled).",
@@ -495,9 +499,12 @@ impl Metrics {
         for upstream in upstreams {
             self.upstream_errors.with_label_values(&[upstream]);
         }
-        for result in labels.cache_results {
-            self.cache_lookups.with_label_values(&[result]);
-        }
+        let series: Box<[(&'static str, IntCounter)]> = labels
+            .cache_results
+            .iter()
+            .map(|result| (*result, self.cache_lookups.with_label_values(&[result])))
+            .collect();
+        let _ = self.cache_lookup_series.set(series);
         for result in ["ok", "invalid", "failed"] {
             self.cache_refreshes.with_label_values(&[result]);
         }
@@ -541,6 +548,23 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("encoding to a Vec cannot fail");
         out
+    }
+}
+
+impl Metrics {
+    /// Counts one identity cache lookup with result `label`, the `index`th value of
+    /// `FixedLabels::cache_results` (a resolved series; by label when the series were not
+    /// created or the index does not name `label`).
+    pub fn count_cache_lookup(&self, index: usize, label: &str) {
+        let series = self
+            .cache_lookup_series
+            .get()
+            .and_then(|s| s.get(index))
+            .filter(|(l, _)| *l == label);
+        match series {
+            Some((_, counter)) => counter.inc(),
+            None => self.cache_lookups.with_label_values(&[label]).inc(),
+        }
     }
 }
 

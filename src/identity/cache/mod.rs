@@ -120,7 +120,13 @@ impl CacheStatus {
         }
     }
 
-    /// Every label value, for creating metric series up front.
+    /// This status's position in [`CacheStatus::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Every label value, for creating metric series up front (in declaration order:
+    /// [`CacheStatus::index`]).
     pub const ALL: [&'static str; 7] = [
         "hit",
         "stale",
@@ -750,6 +756,16 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
     use crate::identity::token::TokenHasher;
+
+    #[test]
+    fn each_status_sits_at_its_index_among_the_label_values() {
+        use CacheStatus::*;
+        let all = [Hit, Stale, NegativeHit, Miss, Coalesced, Shared, Throttled];
+        assert_eq!(all.len(), CacheStatus::ALL.len());
+        for status in all {
+            assert_eq!(CacheStatus::ALL[status.index()], status.as_str());
+        }
+    }
     use crate::identity::IdentityParts;
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicU8, AtomicUsize};
