@@ -500,6 +500,20 @@ pub(super) fn apply_response(
                 Ok((name.clone(), pointer(&key, p)?))
             })
             .collect::<Result<_>>()?;
+        // Header names ignore case: two claims spelled alike would make one header.
+        for (i, (name, _)) in mapping.claims.iter().enumerate() {
+            if let Some((other, _)) = mapping.claims[..i]
+                .iter()
+                .find(|(other, _)| other.eq_ignore_ascii_case(name))
+            {
+                return Err(ConfigError::at(
+                    format!("{path}.claims.{name}"),
+                    format!(
+                        "claims `{other}` and `{name}` would both be sent as one header (header names ignore case); rename one"
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
 }

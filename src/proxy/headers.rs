@@ -122,10 +122,20 @@ impl IdentityHeaders {
             f(IdentityName::Fixed(&self.expires), Number(exp));
         }
         f(IdentityName::Fixed(&self.provider), Text(provider));
-        for (claim, value) in identity.claims() {
-            // Claim names are checked at config time to make valid header names; one that
-            // does not (an identity built elsewhere) is skipped by both writers alike.
-            if !claim.is_empty() && claim.bytes().all(is_tchar) {
+        let claims = identity.claims();
+        let n = claims.len();
+        for (i, (claim, value)) in claims.enumerate() {
+            // Claim names are checked at config time to make valid header names, distinct
+            // without regard to case; one that is not (an identity built elsewhere) is
+            // skipped, and of two that make the same header the last one is sent, as an
+            // insert of each would leave it.
+            let valid = !claim.is_empty() && claim.bytes().all(is_tchar);
+            let replaced = n > 1
+                && identity
+                    .claims()
+                    .skip(i + 1)
+                    .any(|(later, _)| later.eq_ignore_ascii_case(claim));
+            if valid && !replaced {
                 f(IdentityName::Claim(claim), Text(value));
             }
         }

@@ -491,8 +491,12 @@ mod tests {
                     session_id: (i != 1).then(|| format!("sess {i}")),
                     scopes: vec!["read".into(), format!("s{i}")],
                     organizations: vec!["acme".into()],
+                    // Two claims that make one header: the last one is sent.
                     claims: if i == 2 {
-                        vec![("team".into(), "blue".into())]
+                        vec![
+                            ("Team".into(), "red".into()),
+                            ("team".into(), "blue".into()),
+                        ]
                     } else {
                         Vec::new()
                     },
