@@ -33,7 +33,7 @@ use sessiongate::identity::{Identity, IdentityParts};
 use sessiongate::policy::{check_identity, MethodScopes, RoutePolicy, ScopeRule};
 use sessiongate::proxy::canonical::normalize_path;
 use sessiongate::proxy::headers::{sanitize_request, IdentityHeaders};
-use sessiongate::proxy::outgoing::Outgoing;
+use sessiongate::proxy::outgoing::{Outgoing, WireRequest};
 use sessiongate::proxy::route::{Route, RouteSpec, RouteTable, ECHO_UPSTREAM};
 use sessiongate::telemetry::metrics::{Metrics, RouteSeries};
 
@@ -252,39 +252,55 @@ fn whole_hit_path(c: &mut Criterion) {
         &provider_id,
         &provider,
     )));
-    c.bench_function("hit path: token + cache hit + decision + headers", |b| {
-        b.to_async(&rt).iter(|| async {
-            let token = extract_bearer(
-                std::iter::once(black_box(header.as_bytes())),
-                None,
-                DEFAULT_MAX_TOKEN_BYTES,
-            )
-            .unwrap();
-            let outcome = cache
-                .lookup(LookupRequest::new(
-                    hasher.key(&provider_id, token),
-                    token,
-                    &provider_id,
-                    &provider,
-                ))
-                .await;
-            let Lookup::Valid(identity) = outcome.lookup else {
-                panic!("expected a hit")
-            };
-            check_identity(
-                &policy,
-                &identity,
-                Some(client),
-                &Method::GET,
-                SystemTime::now(),
-            )
-            .unwrap();
-            let mut req = base.clone();
-            sanitize_request(&mut req, &names);
-            req.set_identity(&names, &identity, "idp");
-            black_box(req)
-        })
-    });
+    for (label, wire_form) in [
+        ("hit path: token + cache hit + decision + headers", false),
+        (
+            "hit path, the direct path's form: ... + the upstream request on the wire",
+            true,
+        ),
+    ] {
+        c.bench_function(label, |b| {
+            b.to_async(&rt).iter(|| async {
+                let token = extract_bearer(
+                    std::iter::once(black_box(header.as_bytes())),
+                    None,
+                    DEFAULT_MAX_TOKEN_BYTES,
+                )
+                .unwrap();
+                let outcome = cache
+                    .lookup(LookupRequest::new(
+                        hasher.key(&provider_id, token),
+                        token,
+                        &provider_id,
+                        &provider,
+                    ))
+                    .await;
+                let Lookup::Valid(identity) = outcome.lookup else {
+                    panic!("expected a hit")
+                };
+                check_identity(
+                    &policy,
+                    &identity,
+                    Some(client),
+                    &Method::GET,
+                    SystemTime::now(),
+                )
+                .unwrap();
+                let mut req = base.clone();
+                sanitize_request(&mut req, &names);
+                if wire_form {
+                    // The direct path's form: the identity lines written with the rest of the
+                    // request into one buffer, as it goes to an HTTP/1.1 upstream.
+                    let mut out = WireRequest::new(&req);
+                    out.set_identity(&names, &identity, "idp");
+                    black_box(out.to_wire().unwrap());
+                } else {
+                    req.set_identity(&names, &identity, "idp");
+                }
+                black_box(req)
+            })
+        });
+    }
 }
 
 /// The request header clone every header benchmark starts from, measured alone so it
