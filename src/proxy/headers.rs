@@ -78,11 +78,7 @@ impl IdentityHeaders {
     /// True when a client-sent header `name` must be stripped (no allocation: this runs
     /// for every header of every request).
     pub fn is_reserved(&self, name: &str) -> bool {
-        name.len() >= self.prefix_lower.len()
-            && name
-                .bytes()
-                .zip(self.prefix_lower.bytes())
-                .all(|(have, want)| normalize_byte(have) == want)
+        self.has_prefix(name.as_bytes())
     }
 
     /// True when `name` (as sent: any case, `_` or `-`) starts with the prefix: a quick test

@@ -756,6 +756,9 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
     use crate::identity::token::TokenHasher;
+    use crate::identity::IdentityParts;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicU8, AtomicUsize};
 
     #[test]
     fn each_status_sits_at_its_index_among_the_label_values() {
@@ -766,9 +769,6 @@ mod tests {
             assert_eq!(CacheStatus::ALL[status.index()], status.as_str());
         }
     }
-    use crate::identity::IdentityParts;
-    use async_trait::async_trait;
-    use std::sync::atomic::{AtomicU8, AtomicUsize};
 
     const VALID: u8 = 0;
     const FAIL: u8 = 1;
