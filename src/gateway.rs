@@ -277,6 +277,8 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
             .watch
             .zip(self.state.config_path().map(Path::to_path_buf));
         let mut last_digest = watched.as_ref().and_then(|(_, p)| file_digest(p));
+        // Changed content seen once, waiting to be seen unchanged on the next check.
+        let mut settling: Option<[u8; 32]> = None;
         let mut ticks = watched.as_ref().map(|(every, _)| ticker(*every));
         let mut certificate_ticks = self.certificates.map(ticker);
         loop {
@@ -287,6 +289,7 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
                     // Errors are logged and counted by the reload itself.
                     let _ = self.state.reload_from_file().await;
                     last_digest = watched.as_ref().and_then(|(_, p)| file_digest(p));
+                    settling = None;
                 }
                 _ = async { match &mut certificate_ticks { Some(t) => { t.tick().await; } None => std::future::pending::<()>().await } } => {
                     self.state.check_certificates();
@@ -294,11 +297,19 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
                 _ = async { match &mut ticks { Some(t) => { t.tick().await; } None => std::future::pending::<()>().await } } => {
                     let Some((_, path)) = &watched else { continue };
                     let digest = file_digest(path);
-                    // A file being replaced may be briefly unreadable: wait for content.
-                    if digest.is_some() && digest != last_digest {
+                    // A file being replaced may be briefly unreadable, and one written in
+                    // place (truncated, then written) briefly half-written: new content is
+                    // loaded once it has stayed the same for one more check, so a save is
+                    // one reload of what was saved, never one of a partial file.
+                    if digest.is_none() || digest == last_digest {
+                        settling = None;
+                    } else if digest == settling {
+                        settling = None;
                         last_digest = digest;
                         tracing::info!(path = %path.display(), "config file changed: reloading");
                         let _ = self.state.reload_from_file().await;
+                    } else {
+                        settling = digest;
                     }
                 }
             }

@@ -603,3 +603,38 @@ async fn a_watched_config_file_reloads_when_its_content_changes() {
     );
     assert_eq!(s.get("/extra", "t-alice").await.status(), 200);
 }
+
+/// A file saved in place is truncated, then written: a check between the two sees a
+/// partial file. New content loads only once it stays the same for one more check, so the
+/// partial state (gone before the next check) is never loaded, and the save is one reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_saved_in_place_is_never_loaded_half_written() {
+    let s = setup_watching("watch-partial", &[], Some(Duration::from_millis(400))).await;
+    let path = s.dir.join("sessiongate.yaml");
+    let full = std::fs::read_to_string(&path).unwrap();
+    for round in 0..6 {
+        // Half of the file (invalid YAML or a config missing its routes) for 150 ms, then
+        // all of it again with a new route: a check falls in the partial state in about
+        // three rounds of eight, and may see it only once.
+        std::fs::write(&path, &full[..full.len() / 2]).unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        s.rewrite(
+            &[(
+                "extra_routes",
+                "  - { name: extra, path_prefix: /extra, provider: idp, upstream: echo }",
+            )],
+            &format!("# save {round}\n"),
+        );
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    assert_eq!(s.get("/extra", "t-alice").await.status(), 200);
+    assert_eq!(
+        metric(
+            &s.gw,
+            "sessiongate_config_reloads_total{result=\"rejected\"}"
+        )
+        .await,
+        0.0,
+        "a half-written file was loaded"
+    );
+}
