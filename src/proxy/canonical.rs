@@ -164,18 +164,7 @@ impl CanonicalHost {
         match (self.port, rest.split_first()) {
             (None, None) => true,
             (Some(port), Some((b':', digits))) => {
-                let mut buf = [0u8; 5];
-                let mut at = buf.len();
-                let mut n = port;
-                loop {
-                    at -= 1;
-                    buf[at] = b'0' + (n % 10) as u8;
-                    n /= 10;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                digits == &buf[at..]
+                digits == itoa::Buffer::new().format(port).as_bytes()
             }
             _ => false,
         }

@@ -219,18 +219,7 @@ impl IdentityValue<'_> {
             IdentityValue::Text(text) => push_encoded(out, text, b""),
             IdentityValue::List(items, separator) => push_list(out, items, separator),
             IdentityValue::Number(n) => {
-                let mut digits = [0u8; 20];
-                let mut at = digits.len();
-                let mut n = n;
-                loop {
-                    at -= 1;
-                    digits[at] = b'0' + (n % 10) as u8;
-                    n /= 10;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                out.extend_from_slice(&digits[at..]);
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes())
             }
         }
     }

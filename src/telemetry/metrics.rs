@@ -549,9 +549,7 @@ impl Metrics {
             .expect("encoding to a Vec cannot fail");
         out
     }
-}
 
-impl Metrics {
     /// Counts one identity cache lookup with result `label`, the `index`th value of
     /// `FixedLabels::cache_results` (a resolved series; by label when the series were not
     /// created or the index does not name `label`).
