@@ -165,7 +165,7 @@ impl ConfigReloader {
         state.current.store(Arc::new(snapshot));
         *applied = settings;
         // A reload (SIGHUP, the admin API, a changed file) also picks up rotated certificates.
-        state.check_certificates();
+        state.reload_certificates();
         state.metrics.config_last_reload_success.set(1);
         state
             .metrics

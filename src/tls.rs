@@ -321,6 +321,9 @@ pub enum Reload {
     Rejected(String),
     /// The same content as the last rejected attempt (already reported).
     StillRejected,
+    /// A periodic check saw new content (or a new read error) for the first time: it is
+    /// acted on once the next check sees it unchanged (see [`CertStore::check`]).
+    Settling,
 }
 
 /// The listener's certificates: a rustls resolver whose set can be swapped while
@@ -328,8 +331,19 @@ pub enum Reload {
 pub struct CertStore {
     files: Vec<CertificateFiles>,
     current: ArcSwap<Vec<Loaded>>,
-    /// Hash of the file contents last loaded, and of the last content seen at all.
-    seen: Mutex<(u64, u64)>,
+    seen: Mutex<Seen>,
+}
+
+/// What the store has read so far, as hashes of the files' contents (or, for a read that
+/// failed, of its error).
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// The content in use.
+    loaded: u64,
+    /// The last content reported as not loading.
+    rejected: u64,
+    /// What the last read found, loaded or not.
+    last_read: u64,
 }
 
 impl std::fmt::Debug for CertStore {
@@ -348,46 +362,70 @@ impl CertStore {
         Ok(CertStore {
             files,
             current: ArcSwap::from_pointee(set),
-            seen: Mutex::new((hash, hash)),
+            seen: Mutex::new(Seen {
+                loaded: hash,
+                rejected: hash,
+                last_read: hash,
+            }),
         })
     }
 
-    /// Reads the files again; swaps the set in when their content changed and loads.
+    /// Reads the files again and acts on what it finds at once: swaps the set in when their
+    /// content changed and loads. For an explicit reload (SIGHUP, the admin API, a config
+    /// reload), when the operator says the files are in place.
     pub fn reload(&self) -> Reload {
-        let (contents, hash) = match read_all(&self.files) {
-            Ok(read) => read,
-            Err(e) => return self.rejected(None, e),
-        };
-        {
-            let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if hash == seen.0 {
-                return Reload::Unchanged;
-            }
-        }
-        match parse_all(&self.files, &contents) {
-            Ok(set) => {
-                self.current.store(Arc::new(set));
-                *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = (hash, hash);
-                Reload::Loaded
-            }
-            Err(e) => self.rejected(Some(hash), e),
-        }
+        self.read_and_apply(false)
     }
 
-    fn rejected(&self, hash: Option<u64>, why: String) -> Reload {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+    /// The periodic check (`tls.watch`): as [`CertStore::reload`], but new content is acted
+    /// on only once it has stayed the same for one more check. Files rewritten in place are
+    /// briefly half-written — a chain cut between two certificates still loads, as a shorter
+    /// chain — and a pair is written one file at a time; a check that lands in between
+    /// neither loads nor reports what it saw.
+    pub fn check(&self) -> Reload {
+        self.read_and_apply(true)
+    }
+
+    fn read_and_apply(&self, settle: bool) -> Reload {
+        let read = read_all(&self.files);
         // An unreadable file has no content hash: one derived from the message stands in,
         // so the same problem is reported once.
-        let hash = hash.unwrap_or_else(|| {
-            let mut h = DefaultHasher::new();
-            why.hash(&mut h);
-            h.finish()
-        });
-        if seen.1 == hash {
-            return Reload::StillRejected;
+        let hash = match &read {
+            Ok((_, hash)) => *hash,
+            Err(why) => {
+                let mut h = DefaultHasher::new();
+                why.hash(&mut h);
+                h.finish()
+            }
+        };
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let stable = seen.last_read == hash;
+            seen.last_read = hash;
+            if hash == seen.loaded {
+                return Reload::Unchanged;
+            }
+            if hash == seen.rejected {
+                return Reload::StillRejected;
+            }
+            if settle && !stable {
+                return Reload::Settling;
+            }
         }
-        seen.1 = hash;
-        Reload::Rejected(why)
+        let result = read.and_then(|(contents, _)| parse_all(&self.files, &contents));
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(set) => {
+                self.current.store(Arc::new(set));
+                seen.loaded = hash;
+                seen.rejected = hash;
+                Reload::Loaded
+            }
+            Err(why) => {
+                seen.rejected = hash;
+                Reload::Rejected(why)
+            }
+        }
     }
 
     /// The certificates in use, in configured order.
@@ -578,6 +616,66 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(store.reload(), Reload::StillRejected);
+    }
+
+    #[test]
+    fn a_periodic_check_acts_on_new_files_once_they_stay_the_same() {
+        let dir = tempdir("settle");
+        let files = write(&dir, "s", &pair(&["old.example"]));
+        let store = CertStore::load(vec![files.clone()]).unwrap();
+        assert_eq!(store.check(), Reload::Unchanged);
+
+        // A chain rewritten in place, caught after its first certificate: a valid, shorter
+        // chain (with the old key it does not load either way), then the whole one.
+        let leaf = pair(&["new.example"]);
+        let ca = pair(&["ca.example"]);
+        let full = format!("{}{}", leaf.chain, ca.chain);
+        std::fs::write(&files.key, &leaf.key).unwrap();
+        std::fs::write(&files.chain, &leaf.chain).unwrap();
+        assert_eq!(store.check(), Reload::Settling);
+        std::fs::write(&files.chain, &full).unwrap();
+        assert_eq!(
+            store.check(),
+            Reload::Settling,
+            "changed again: still settling"
+        );
+        assert_eq!(store.current()[0].names, ["old.example"]);
+        assert_eq!(store.check(), Reload::Loaded);
+        assert_eq!(store.current()[0].names, ["new.example"]);
+        assert_eq!(store.current()[0].key.cert.len(), 2, "the whole chain");
+        assert_eq!(store.check(), Reload::Unchanged);
+
+        // A pair written one file at a time: the check between the writes says nothing.
+        let next = pair(&["next.example"]);
+        std::fs::write(&files.chain, &next.chain).unwrap();
+        assert_eq!(store.check(), Reload::Settling);
+        std::fs::write(&files.key, &next.key).unwrap();
+        assert_eq!(store.check(), Reload::Settling);
+        assert_eq!(store.check(), Reload::Loaded);
+        assert_eq!(store.current()[0].names, ["next.example"]);
+
+        // Content that stays broken is reported once, on the second check; a file that
+        // stays missing likewise.
+        std::fs::write(&files.chain, "not pem").unwrap();
+        assert_eq!(store.check(), Reload::Settling);
+        assert!(matches!(store.check(), Reload::Rejected(_)));
+        assert_eq!(store.check(), Reload::StillRejected);
+        std::fs::remove_file(&files.chain).unwrap();
+        assert_eq!(store.check(), Reload::Settling);
+        match store.check() {
+            Reload::Rejected(why) => assert!(why.contains("cannot read"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.current()[0].names, ["next.example"]);
+
+        // Put back as it was loaded: nothing to do, at once.
+        std::fs::write(&files.chain, &next.chain).unwrap();
+        assert_eq!(store.check(), Reload::Unchanged);
+        // An explicit reload acts on the first read.
+        std::fs::write(&files.chain, &leaf.chain).unwrap();
+        std::fs::write(&files.key, &leaf.key).unwrap();
+        assert_eq!(store.reload(), Reload::Loaded);
+        assert_eq!(store.current()[0].names, ["new.example"]);
     }
 
     #[test]

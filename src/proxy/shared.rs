@@ -130,14 +130,30 @@ impl GatewayState {
         self.reloader.reload_from_file(self).await
     }
 
-    /// Reads the TLS certificate files again; a changed set that loads replaces the one in
-    /// use, one that does not is logged and counted and the old one stays.
+    /// Reads the TLS certificate files again, as an explicit reload does (SIGHUP, the admin
+    /// API, a config reload): a changed set that loads replaces the one in use, one that does
+    /// not is logged and counted and the old one stays.
+    pub fn reload_certificates(&self) {
+        if let Some(store) = &self.tls {
+            self.apply_certificates(store.reload());
+        }
+    }
+
+    /// The periodic `tls.watch` check: as [`GatewayState::reload_certificates`], but changed
+    /// files are acted on once they have stayed the same for one more check, so files caught
+    /// mid-write are neither loaded nor reported.
     pub fn check_certificates(&self) {
+        if let Some(store) = &self.tls {
+            self.apply_certificates(store.check());
+        }
+    }
+
+    fn apply_certificates(&self, outcome: crate::tls::Reload) {
         use crate::tls::Reload;
         let Some(store) = &self.tls else { return };
         let reloads = &self.metrics.tls_certificate_reloads;
-        match store.reload() {
-            Reload::Unchanged | Reload::StillRejected => {}
+        match outcome {
+            Reload::Unchanged | Reload::StillRejected | Reload::Settling => {}
             Reload::Loaded => {
                 reloads.with_label_values(&["loaded"]).inc();
                 self.publish_certificates();
