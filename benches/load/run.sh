@@ -17,6 +17,11 @@
 #   2 sg-none        sessiongate, auth: none route (our own proxy cost)
 #   3 sg-hit         sessiongate, cache hits, with scope and IP checks
 #   4 nginx-hit      nginx auth_request, cache hits
+#   4b nginx-id      nginx auth_request, cache hits, also sending the upstream what
+#                    sessiongate sends (the identity as six X-Auth-* headers via
+#                    auth_request_set, X-Forwarded-*, X-Real-IP, a request id; the same
+#                    543-byte upstream request and 208-byte response): like for like on
+#                    the wire, though nginx checks no scope or IP restriction
 #   5 sg-miss        sessiongate, 10,000 distinct valid tokens (cache misses), counting
 #                    provider calls
 #   6 caddy-auth     Caddy forward_auth (Debian's caddy, GOMAXPROCS=1): it has no auth
@@ -57,6 +62,7 @@ require_tools load nginx wrk python3 taskset curl
 [ -x "$BIN" ] || { echo "load: $BIN missing: cargo build --release" >&2; exit 1; }
 
 UP=$(free_port); PROV=$(free_port); SG=$(free_port); SGADMIN=$(free_port); NGX=$(free_port)
+NGXID=$(free_port)
 CADDY=$(free_port)
 # nginx workers run as the invoking user, with their temp files in the work dir.
 . benches/load/nginx.sh
@@ -69,9 +75,10 @@ pids+=($!)
 
 # --- nginx auth_request + proxy_cache, the usual alternative, CPU 0 ---
 if [ -n "$ACCESS_LOG" ]; then
-    write_authreq_conf "$work/authreq.conf" "listen 127.0.0.1:$NGX; access_log $work/authreq-access.log;"
+    write_authreq_conf "$work/authreq.conf" "listen 127.0.0.1:$NGX; access_log $work/authreq-access.log;" \
+        "listen 127.0.0.1:$NGXID; access_log $work/authreq-access.log;"
 else
-    write_authreq_conf "$work/authreq.conf" "listen 127.0.0.1:$NGX;"
+    write_authreq_conf "$work/authreq.conf" "listen 127.0.0.1:$NGX;" "listen 127.0.0.1:$NGXID;"
 fi
 taskset -c 0 nginx -p "$work/nginx" -c "$work/authreq.conf" &
 pids+=($!)
@@ -145,7 +152,7 @@ done
 if [ -n "$CADDY_PID" ]; then
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$CADDY/" && break; sleep 0.05; done
 fi
-for url in "http://127.0.0.1:$SG/api/x" "http://127.0.0.1:$NGX/api/x" \
+for url in "http://127.0.0.1:$SG/api/x" "http://127.0.0.1:$NGX/api/x" "http://127.0.0.1:$NGXID/api/x" \
     ${CADDY_PID:+"http://127.0.0.1:$CADDY/api/x"}; do
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url")
     [ "$code" = 200 ] || { echo "load: $url answered $code" >&2; exit 1; }
@@ -319,6 +326,7 @@ PY
         run_wrk sg-hit "$round" "http://127.0.0.1:$SG/api/x" "$work/hot.lua" "$SG_PID"
     fi
     run_wrk nginx-hit "$round" "http://127.0.0.1:$NGX/api/x" "$work/hot.lua" "$AUTHREQ"
+    run_wrk nginx-id "$round" "http://127.0.0.1:$NGXID/api/x" "$work/hot.lua" "$AUTHREQ"
     run_pair "$round"
     if [ -n "$CADDY_PID" ]; then
         run_wrk caddy-auth "$round" "http://127.0.0.1:$CADDY/api/x" "$work/hot.lua" "$CADDY_PID"
@@ -380,7 +388,7 @@ lines.append(f"Load: wrk -t1 -c{conns} -d{duration}s on loopback, {rounds} inter
 lines.append("")
 lines.append("| case | round | req/s | p50 ms | p99 ms | non-2xx | CPU µs/request |")
 lines.append("|---|---|---|---|---|---|---|")
-names = ["upstream", "sg-none", "sg-hit", "nginx-hit", "caddy-auth", "sg-miss"]
+names = ["upstream", "sg-none", "sg-hit", "nginx-hit", "nginx-id", "caddy-auth", "sg-miss"]
 for name in names:
     for rnd in sorted(data.get(name, {})):
         rps, p50, p99, err, cpu = data[name][rnd]
@@ -397,6 +405,11 @@ pair_rows = [l.split() for l in open(pairs)]
 if pair_rows:
     at_once = [float(sg) / float(ng) for _, _, sg, ng in pair_rows]
     lines.append(f"- CPU per request, both loaded at once (a wrk each; the two proxies share CPU 0, so a slow spell hits both): sessiongate hit ÷ nginx auth_request hit: {fmt(at_once)}; median **{statistics.median(at_once):.2f}** (µs: " + "; ".join(f"{float(sg):.1f} ÷ {float(ng):.1f}" for _, _, sg, ng in pair_rows) + ")")
+if "nginx-id" in data:
+    cpu3i = [data["sg-hit"][r][4] / data["nginx-id"][r][4] for r in sorted(data["sg-hit"])]
+    r3i = [data["sg-hit"][r][0] / data["nginx-id"][r][0] for r in sorted(data["sg-hit"])]
+    ngx_id_cost = [data["nginx-id"][r][4] - data["nginx-hit"][r][4] for r in sorted(data["sg-hit"])]
+    lines.append(f"- like for like on the wire (nginx-id: nginx auth_request also sending the identity and forwarding headers sessiongate sends): CPU per request sessiongate hit ÷ nginx-id {fmt(cpu3i)}, median **{statistics.median(cpu3i):.2f}**; req/s {fmt(r3i)}, median **{statistics.median(r3i):.2f}**; what sending them costs nginx (nginx-id − nginx-hit, CPU µs per request): {fmt(ngx_id_cost)}, median **{statistics.median(ngx_id_cost):.1f} µs**")
 lines.append(f"- auth overhead, CPU µs per request (sessiongate hit − auth: none): {fmt(over)}; median **{statistics.median(over):.1f} µs** (target ≤ 3)")
 lines.append(f"- ratio 3/4 (sessiongate cache hit ÷ nginx auth_request hit, req/s): {fmt(r34)}; median **{statistics.median(r34):.2f}** (target ≥ 0.9, goal ≥ 1.1)")
 lines.append(f"- ratio 3/2 (sessiongate cache hit ÷ sessiongate auth: none, req/s): {fmt(r32)}; median **{statistics.median(r32):.2f}** (target ≥ 0.95)")
