@@ -44,11 +44,63 @@ struct Counting;
 static ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static ALLOCATED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// `ALLOC_SITES=1`: where the end-to-end requests allocate (see [`alloc_sites`]).
+static RECORD_SITES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static SITES: std::sync::Mutex<Option<HashMap<String, u64>>> = std::sync::Mutex::new(None);
+
+thread_local! {
+    /// Set while a site is being recorded: what recording allocates is not recorded.
+    static RECORDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Records where an allocation comes from: the first frames of the call stack that are
+/// not the allocator's, the standard library's or this bench's.
+fn record_site() {
+    if !RECORD_SITES.load(std::sync::atomic::Ordering::Relaxed)
+        || RECORDING.with(|r| r.replace(true))
+    {
+        return;
+    }
+    // The debug form gives each frame's function, file and line; a site is the first two
+    // frames outside the standard library and this bench, as file:line.
+    let trace = format!("{:?}", std::backtrace::Backtrace::force_capture());
+    let frames: Vec<String> = trace
+        .split("file: \"")
+        .skip(1)
+        .filter_map(|f| {
+            let (file, rest) = f.split_once('"')?;
+            let line = rest
+                .trim_start_matches([',', ' '])
+                .strip_prefix("line: ")?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?;
+            Some((file, line))
+        })
+        .filter(|(file, _)| !file.starts_with("/rustc/") && !file.ends_with("request_path.rs"))
+        .map(|(file, line)| {
+            let file = file
+                .rsplit_once("/src/index.crates.io-")
+                .map_or(file, |(_, f)| f.split_once('/').map_or(f, |(_, f)| f));
+            format!("{file}:{line}")
+        })
+        .take(2)
+        .collect();
+    let key = frames.join("  <  ");
+    if let Ok(mut sites) = SITES.lock() {
+        *sites
+            .get_or_insert_with(HashMap::new)
+            .entry(key)
+            .or_default() += 1;
+    }
+    RECORDING.with(|r| r.set(false));
+}
+
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         use std::sync::atomic::Ordering::Relaxed;
         ALLOCATIONS.fetch_add(1, Relaxed);
         ALLOCATED_BYTES.fetch_add(layout.size() as u64, Relaxed);
+        record_site();
         unsafe { mimalloc::MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
@@ -58,6 +110,7 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
         use std::sync::atomic::Ordering::Relaxed;
         ALLOCATIONS.fetch_add(1, Relaxed);
         ALLOCATED_BYTES.fetch_add(new as u64, Relaxed);
+        record_site();
         unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new) }
     }
 }
@@ -163,7 +216,11 @@ fn routing(c: &mut Criterion) {
     c.bench_function("route: normalize + longest prefix", |b| {
         b.iter(|| {
             let path = normalize_path(black_box("/api/v2/wallets/abc/transfers")).unwrap();
-            black_box(table.find(Some("api.example.com"), &path.routing).is_some())
+            black_box(
+                table
+                    .find(Some("api.example.com"), path.routing())
+                    .is_some(),
+            )
         })
     });
 }
@@ -369,6 +426,27 @@ async fn round_trip(client: &mut tokio::io::DuplexStream, buf: &mut [u8], reques
     }
 }
 
+/// `ALLOC_SITES=1 cargo bench --bench request_path -- "end to end"`: runs 200 more
+/// requests recording a call stack per allocation (slow) and prints the sites, as
+/// allocations per request, most first.
+fn alloc_sites(label: &str, mut request: impl FnMut()) {
+    use std::sync::atomic::Ordering::Relaxed;
+    const N: u64 = 200;
+    *SITES.lock().unwrap() = Some(HashMap::new());
+    RECORD_SITES.store(true, Relaxed);
+    for _ in 0..N {
+        request();
+    }
+    RECORD_SITES.store(false, Relaxed);
+    let sites = SITES.lock().unwrap().take().unwrap_or_default();
+    let mut sites: Vec<_> = sites.into_iter().collect();
+    sites.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    println!("allocation sites ({label}), per request:");
+    for (site, n) in sites {
+        println!("  {:5.2}  {site}", n as f64 / N as f64);
+    }
+}
+
 /// The whole request path for a cache hit, in process (see the module docs).
 fn end_to_end(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -435,6 +513,11 @@ log: {{ level: error }}
             (ALLOCATIONS.load(Relaxed) - count) as f64 / N as f64,
             (ALLOCATED_BYTES.load(Relaxed) - bytes) as f64 / N as f64,
         );
+        if std::env::var_os("ALLOC_SITES").is_some() {
+            alloc_sites(label, || {
+                rt.block_on(round_trip(&mut client, &mut buf, request.as_bytes()))
+            });
+        }
     }
     c.bench_function(
         "end to end: a cache hit through the gateway's connection app",
