@@ -238,11 +238,19 @@ pub fn check_host_count(headers: &HeaderMap, version: Version) -> Result<(), Rej
 pub struct CanonicalPath {
     /// What the upstream receives (and what is logged).
     pub forward: String,
-    /// What routes are matched against: `forward` with encoded slashes decoded (differs
-    /// only on routes that allow encoded slashes).
-    pub routing: String,
+    /// What routes are matched against when it differs from `forward` (encoded slashes
+    /// decoded); see [`CanonicalPath::routing`].
+    decoded_slashes: Option<String>,
     /// The path had `%2F` / `%5C`; only routes with `allow_encoded_slashes` take it.
     pub encoded_slash: bool,
+}
+
+impl CanonicalPath {
+    /// What routes are matched against: `forward` with encoded slashes decoded (differs
+    /// only when the path has them, and only routes that allow them take it).
+    pub fn routing(&self) -> &str {
+        self.decoded_slashes.as_deref().unwrap_or(&self.forward)
+    }
 }
 
 /// Normalizes a request path (no query): decodes percent-escaped unreserved characters,
@@ -255,26 +263,54 @@ pub struct CanonicalPath {
 /// Encoded slashes (`%2F`, `%5C`) are reported in [`CanonicalPath::encoded_slash`]; the
 /// routing form decodes them, and a dot segment they would form is refused.
 pub fn normalize_path(raw: &str) -> Result<CanonicalPath, PathError> {
+    if is_canonical(raw) {
+        // Nearly every request: the path is its own normal form (one allocation, no
+        // decoding pass).
+        return Ok(CanonicalPath {
+            forward: raw.to_owned(),
+            decoded_slashes: None,
+            encoded_slash: false,
+        });
+    }
+    normalize_path_in_full(raw)
+}
+
+/// True when [`normalize_path_in_full`] would give `raw` back unchanged, by a test that
+/// allocates nothing: absolute, visible ASCII only (no `%`, `\\` or `#`: nothing to
+/// decode or refuse), no empty segment after the first (`//`), and no segment starting
+/// with `.` (which covers `.`, `..` and their `;` forms; such paths take the full way).
+fn is_canonical(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    bytes.first() == Some(&b'/')
+        && bytes
+            .iter()
+            .all(|b| (0x21..0x7f).contains(b) && !matches!(b, b'%' | b'\\' | b'#'))
+        && !bytes
+            .windows(2)
+            .any(|w| w[0] == b'/' && matches!(w[1], b'/' | b'.'))
+}
+
+fn normalize_path_in_full(raw: &str) -> Result<CanonicalPath, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
     let decoded = decode_unreserved(raw)?;
     let forward = remove_dot_segments(&decoded)?;
     let encoded_slash = forward.contains("%2F") || forward.contains("%5C");
-    let routing = if encoded_slash {
+    let decoded_slashes = if encoded_slash {
         let opened = forward.replace("%2F", "/").replace("%5C", "/");
         // A dot segment made of encoded slashes (`a%2F..%2Fadmin`) survives the first
         // pass: servers that decode slashes would climb with it.
         if opened.split('/').any(|s| s == "." || s == "..") {
             return Err(PathError::Ambiguous);
         }
-        remove_dot_segments(&opened)?
+        Some(remove_dot_segments(&opened)?)
     } else {
-        forward.clone()
+        None
     };
     Ok(CanonicalPath {
         forward,
-        routing,
+        decoded_slashes,
         encoded_slash,
     })
 }
@@ -537,8 +573,46 @@ mod tests {
         for (raw, want) in table {
             let got = normalize_path(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
             assert_eq!(got.forward, want, "{raw}");
-            assert_eq!(got.routing, want, "{raw}");
+            assert_eq!(got.routing(), want, "{raw}");
             assert!(!got.encoded_slash, "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_quick_test_agrees_with_the_full_normalization() {
+        // Every string of up to six characters over the characters that matter (and one
+        // that does not): where the quick test says "already normal", the full way gives
+        // the same answer.
+        const ALPHABET: &[u8] = b"/.;%2Fea\\#~";
+        let mut quick = 0;
+        let mut raw = Vec::new();
+        fn each(raw: &mut Vec<u8>, left: usize, f: &mut impl FnMut(&[u8])) {
+            f(raw);
+            if left == 0 {
+                return;
+            }
+            for &c in ALPHABET {
+                raw.push(c);
+                each(raw, left - 1, f);
+                raw.pop();
+            }
+        }
+        each(&mut raw, 6, &mut |raw| {
+            let raw = std::str::from_utf8(raw).unwrap();
+            if is_canonical(raw) {
+                quick += 1;
+                assert_eq!(normalize_path(raw), normalize_path_in_full(raw), "{raw:?}");
+                assert_eq!(normalize_path(raw).unwrap().forward, raw);
+            }
+        });
+        assert!(quick > 1000, "{quick}");
+        for raw in [
+            "/api/v2/wallets/59cd7248;v=1/tx",
+            "/a-b_c~d/e!f$g&h'i(j)k*l+m,n=o:p@q/",
+            "/.well-known/openid-configuration",
+            "/a/..b/c.",
+        ] {
+            assert_eq!(normalize_path(raw), normalize_path_in_full(raw), "{raw}");
         }
     }
 
@@ -552,11 +626,7 @@ mod tests {
         ] {
             let got = normalize_path(raw).unwrap();
             assert_eq!(
-                (
-                    got.forward.as_str(),
-                    got.routing.as_str(),
-                    got.encoded_slash
-                ),
+                (got.forward.as_str(), got.routing(), got.encoded_slash),
                 (forward, routing, true),
                 "{raw}"
             );

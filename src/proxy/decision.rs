@@ -289,10 +289,10 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
         Ok(p) => p,
         Err(e) => return d.reject(e.into()),
     };
-    let route = snap.routes.find(host, &path.routing).cloned();
+    let route = snap.routes.find(host, path.routing()).cloned();
     // Tomcat and Spring route `/admin;x/users` as `/admin/users`: a parameter must not
     // move the request to another route.
-    if let Some(bare) = without_parameters(&path.routing) {
+    if let Some(bare) = without_parameters(path.routing()) {
         let other = snap.routes.find(host, &bare);
         if other.map(Arc::as_ptr) != route.as_ref().map(Arc::as_ptr) {
             return d.reject(PathError::Parameter.into());

@@ -130,7 +130,8 @@ pub struct WireRequest<'a> {
     client: &'a RequestHeader,
     /// The target, when the route rewrote the path.
     target: Option<Vec<u8>>,
-    /// Names whose client values are not forwarded (removed or replaced).
+    /// Names the client sent whose values are not forwarded (removed or replaced), besides
+    /// `Connection`, which never is. Empty for the usual request: no allocation.
     dropped: Vec<HeaderName>,
     /// Headers the gateway set, in the order set; written after the client's.
     added: Vec<(WireName, HeaderValue)>,
@@ -171,12 +172,10 @@ impl<'a> WireRequest<'a> {
     /// and headers (spelling and order kept), less `Connection` (the direct path's requests
     /// name nothing else hop-by-hop; see `direct::eligible`).
     pub fn new(client: &'a RequestHeader) -> Self {
-        let mut dropped = Vec::with_capacity(USUAL_EDITS);
-        dropped.push(CONNECTION);
         WireRequest {
             client,
             target: None,
-            dropped,
+            dropped: Vec::new(),
             added: Vec::with_capacity(USUAL_EDITS),
             identity: None,
             identity_values: OnceCell::new(),
@@ -184,7 +183,8 @@ impl<'a> WireRequest<'a> {
     }
 
     fn forwards_client(&self, name: &HeaderName) -> bool {
-        !self.dropped.contains(name)
+        *name != CONNECTION
+            && !self.dropped.contains(name)
             && !self
                 .identity
                 .as_ref()
@@ -247,10 +247,11 @@ impl<'a> WireRequest<'a> {
         if self.client.has_case() {
             for (name, value) in self.client.case_header_iter() {
                 let name = name.as_slice();
-                let dropped = self
-                    .dropped
-                    .iter()
-                    .any(|d| d.as_str().as_bytes().eq_ignore_ascii_case(name))
+                let dropped = name.eq_ignore_ascii_case(b"connection")
+                    || self
+                        .dropped
+                        .iter()
+                        .any(|d| d.as_str().as_bytes().eq_ignore_ascii_case(name))
                     || self
                         .identity
                         .as_ref()
@@ -317,7 +318,9 @@ impl<'id> Outgoing<'id> for WireRequest<'id> {
 
     fn remove(&mut self, name: &HeaderName) {
         self.spell_out_identity(name);
-        if self.forwards_client(name) {
+        // Only a name the client sent needs remembering (most removals are of headers the
+        // gateway is about to set, which the client did not send).
+        if self.client.headers.contains_key(name) && self.forwards_client(name) {
             self.dropped.push(name.clone());
         }
         if let Some(lines) = &mut self.identity {
