@@ -416,7 +416,7 @@ if "nginx-id" in data:
     r3i = [data["sg-hit"][r][0] / data["nginx-id"][r][0] for r in sorted(data["sg-hit"])]
     ngx_id_cost = [data["nginx-id"][r][4] - data["nginx-hit"][r][4] for r in sorted(data["sg-hit"])]
     lines.append(f"- like for like on the wire (nginx-id: nginx auth_request also sending the identity and forwarding headers sessiongate sends): CPU per request sessiongate hit ÷ nginx-id {fmt(cpu3i)}, median **{statistics.median(cpu3i):.2f}**; req/s {fmt(r3i)}, median **{statistics.median(r3i):.2f}**; what sending them costs nginx (nginx-id − nginx-hit, CPU µs per request): {fmt(ngx_id_cost)}, median **{statistics.median(ngx_id_cost):.1f} µs**")
-lines.append("- CPU µs per request in user space + in the kernel (median of the rounds; clock ticks, so ±0.3 µs): "
+lines.append("- CPU µs per request in user space + in the kernel (median of the rounds): "
              + "; ".join(f"{n} {statistics.median(u for u, _ in split[n]):.1f} + {statistics.median(k for _, k in split[n]):.1f}"
                          for n in ["upstream", "sg-none", "sg-hit", "nginx-hit", "nginx-id"] if n in split))
 lines.append(f"- auth overhead, CPU µs per request (sessiongate hit − auth: none): {fmt(over)}; median **{statistics.median(over):.1f} µs** (target ≤ 3)")
