@@ -94,15 +94,15 @@ impl Gateway {
         // HTTP/2 with prior knowledge on the plain listener, when asked for (on TLS,
         // ALPN decides); never by `Upgrade: h2c`.
         options.h2c = self.settings.h2c;
-        // An HTTP/2 connection with no stream open is idle (the stream wrapper bounds only
-        // the wait for its first bytes).
+        // An HTTP/2 connection with no stream open is idle (the stream wrapper bounds its
+        // opening: the preface and the client's SETTINGS).
         options.h2_idle_timeout = Some(self.settings.connections.idle_timeout);
         full_proxy.server_options = Some(options);
         let upstreams = pingora::connectors::http::Connector::new(Some(
             pingora::connectors::ConnectorOptions::from_server_conf(conf),
         ));
         let direct = Direct::new(Proxy::new(self.state.clone()), full_proxy, upstreams);
-        Limited::new(direct, self.state.clone())
+        Limited::new(direct, self.state.clone()).h2c(self.settings.h2c)
     }
 
     /// The Pingora server with both services added.

@@ -126,7 +126,9 @@ pub struct CertificateFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionsFile {
-    /// From the first byte of a request to the end of its headers (default 10s).
+    /// From a connection's opening to its first complete request head (or HTTP/2 preface
+    /// and SETTINGS), and from the first byte of each later request to the end of its
+    /// headers (default 10s).
     pub header_timeout: Option<ConfigDuration>,
     /// Idle keep-alive connections are closed after this (default 60s).
     pub idle_timeout: Option<ConfigDuration>,

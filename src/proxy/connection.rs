@@ -1,14 +1,29 @@
-//! Limits on downstream connections, enforced below Pingora's HTTP layer:
+//! Limits on downstream connections, enforced below Pingora's HTTP layer. Every
+//! connection has a deadline in every state, whatever protocol it turns out to be:
 //!
 //! - **max connections**: past `connections.max_connections` open connections, a new one
 //!   is answered `503` and closed before any request is read;
-//! - **header deadline**: from the first byte of a request to the end of its headers at
-//!   most `connections.header_timeout` (Pingora only bounds each single read, so headers
-//!   trickled a line at a time were never cut off);
-//! - **idle**: a connection that sends nothing, before its first request or after a
-//!   response, is closed after `connections.idle_timeout` (Pingora's own keep-alive wait
-//!   is unbounded); while a request body arrives, pauses are bounded by
-//!   `connections.body_idle_timeout` (the session read timeout the proxy sets).
+//! - **opening** (`connections.header_timeout`, counted `header_timeout`): from accept
+//!   (on TLS: from the end of the handshake, which has the same deadline of its own) until
+//!   the first request head is complete — or, for HTTP/2, the preface and the client's
+//!   SETTINGS frame. Silence, one byte, part of a head, part of the preface: all end at the
+//!   same deadline, and trickling bytes does not move it, so a flood of stalled openings
+//!   holds a connection slot for at most one deadline;
+//! - **header deadline** for every later request: from its first byte to the end of its
+//!   headers at most `connections.header_timeout` (Pingora only bounds each single read,
+//!   so headers trickled a line at a time were never cut off);
+//! - **idle**: a kept-alive HTTP/1 connection that sends nothing after a response is
+//!   closed after `connections.idle_timeout` (Pingora's own keep-alive wait is
+//!   unbounded); an open HTTP/2 connection with no stream is closed by Pingora's HTTP/2
+//!   server after the same time (`h2_idle_timeout`); while a request body arrives,
+//!   pauses are bounded by `connections.body_idle_timeout` (the session read timeout the
+//!   proxy sets).
+//!
+//! With `h2c: true`, Pingora peeks at a plain connection's first 24 bytes for the HTTP/2
+//! preface. The peek is answered here ([`Peek`] for [`Deadlines`]): through the same
+//! deadline, and stopping at the first byte that cannot be the preface (the socket's own
+//! peek waits, with no deadline, for all 24 bytes — a short HTTP/1.0 request would wait
+//! too).
 //!
 //! The header deadline needs to know where headers end: the stream wrapper looks for the
 //! blank line (`\r\n\r\n` or `\n\n`) in what it reads, and treats the first write after it
@@ -20,8 +35,8 @@
 //! On the TLS listener the handshake is made here too (not by Pingora's listener, which
 //! allows 60 s uncounted): inside the connection count, within `header_timeout`, counted
 //! by outcome. An HTTP/2 connection (ALPN `h2`, or the h2c preface as its first bytes)
-//! carries frames, not HTTP/1 heads: only the wait for its first bytes has a deadline
-//! here; Pingora's HTTP/2 server closes it when idle (`h2_idle_timeout`).
+//! carries frames, not HTTP/1 heads: only its opening (preface and SETTINGS, followed by
+//! their lengths) has a deadline here.
 //!
 //! The wrapper also keeps the bytes of the request head it read last (the reads from the
 //! request's first byte to the end of its headers, so any body bytes that came with
@@ -59,6 +74,8 @@ pub struct Limited<A> {
     /// The TLS listener's acceptor: the handshake is made here, under the connection
     /// limit and the header deadline (Pingora's own listener TLS allows 60 s uncounted).
     tls: Option<Arc<Acceptor>>,
+    /// The plain listener also takes HTTP/2 with prior knowledge (`h2c: true`).
+    h2c: bool,
 }
 
 impl<A> Limited<A> {
@@ -68,7 +85,15 @@ impl<A> Limited<A> {
             state,
             open: Arc::new(AtomicUsize::new(0)),
             tls: None,
+            h2c: false,
         }
+    }
+
+    /// Plain connections may open with the HTTP/2 preface (`h2c: true`): the wait for it
+    /// is bounded like any opening (see [`Deadlines`]).
+    pub fn h2c(mut self, h2c: bool) -> Self {
+        self.h2c = h2c;
+        self
     }
 
     /// The same application and connection count, for a listener that speaks TLS.
@@ -78,6 +103,8 @@ impl<A> Limited<A> {
             state: self.state.clone(),
             open: self.open.clone(),
             tls: Some(Arc::new(acceptor)),
+            // On TLS, ALPN says whether a connection is HTTP/2.
+            h2c: false,
         }
     }
 }
@@ -170,7 +197,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             stream,
             &limits,
             Box::new(move |reason| closed.with_label_values(&[reason]).inc()),
-        );
+        )
+        .h2c(self.h2c);
         self.inner.process_new(Box::new(wrapped), shutdown).await;
         drop(registration);
         None
@@ -197,7 +225,8 @@ fn handshake_failure(e: &pingora::Error) -> &'static str {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Nothing received yet on this connection (idle deadline).
+    /// Opening: no complete first request head (or HTTP/2 opening) yet; the deadline set
+    /// when the connection opened.
     Fresh,
     /// Receiving request headers (header deadline).
     Headers,
@@ -231,12 +260,15 @@ pub struct Deadlines {
     replay: Option<(Vec<u8>, usize)>,
     /// The current head outgrew [`HEAD_LIMIT`] or its response began: not kept.
     head_lost: bool,
-    /// HTTP/2 (ALPN `h2`, or the h2c preface): frames, not HTTP/1 heads. Only the wait
-    /// for the first bytes is bounded here; Pingora closes an HTTP/2 connection idle
-    /// with no stream open (`h2_idle_timeout`).
+    /// HTTP/2 (ALPN `h2`, or the h2c preface): frames, not HTTP/1 heads. Its opening
+    /// (preface and the client's SETTINGS) has the header deadline; once open, Pingora
+    /// closes it when idle with no stream open (`h2_idle_timeout`).
     http2: bool,
-    /// Anything was read on this connection yet.
-    read_any: bool,
+    /// A plain connection may still turn out to be h2c: every byte read so far is the
+    /// start of the HTTP/2 preface (only with `h2c: true`).
+    maybe_h2c: bool,
+    /// How far the HTTP/2 opening has come.
+    h2_opening: H2Opening,
     tunnel_idle: Duration,
     tunnel_max: Option<Duration>,
     /// When the tunnel opened (a `101` went out), for `tunnel_max`.
@@ -245,9 +277,78 @@ pub struct Deadlines {
     tunnel_last_write: Option<Instant>,
 }
 
-/// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4), up to where it
-/// differs from any HTTP/1 request line.
-const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0\r\n";
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How far an HTTP/2 connection's opening has come: the preface, then the frame the
+/// client must send next (SETTINGS, RFC 9113 §3.4): its 9-byte header, then its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum H2Opening {
+    Preface(usize),
+    FrameHeader { got: usize, length: [u8; 3] },
+    Payload(usize),
+    Done,
+}
+
+impl Default for H2Opening {
+    fn default() -> Self {
+        H2Opening::Preface(0)
+    }
+}
+
+impl H2Opening {
+    fn after_preface() -> Self {
+        H2Opening::FrameHeader {
+            got: 0,
+            length: [0; 3],
+        }
+    }
+
+    /// Follows the opening through the bytes just read; true once it is complete. Only
+    /// lengths are read: whether the bytes are a valid preface and SETTINGS frame is the
+    /// HTTP/2 server's to judge (it closes the connection if not).
+    fn feed(&mut self, mut data: &[u8]) -> bool {
+        while !data.is_empty() {
+            match self {
+                H2Opening::Preface(seen) => {
+                    let n = (H2_PREFACE.len() - *seen).min(data.len());
+                    *seen += n;
+                    data = &data[n..];
+                    if *seen == H2_PREFACE.len() {
+                        *self = H2Opening::after_preface();
+                    }
+                }
+                H2Opening::FrameHeader { got, length } => {
+                    let n = (9 - *got).min(data.len());
+                    for (i, b) in data[..n].iter().enumerate() {
+                        if *got + i < 3 {
+                            length[*got + i] = *b;
+                        }
+                    }
+                    *got += n;
+                    data = &data[n..];
+                    if *got == 9 {
+                        let len = u32::from_be_bytes([0, length[0], length[1], length[2]]);
+                        *self = H2Opening::Payload(len as usize);
+                    }
+                }
+                H2Opening::Payload(left) => {
+                    let n = (*left).min(data.len());
+                    *left -= n;
+                    data = &data[n..];
+                }
+                H2Opening::Done => return true,
+            }
+            if *self == H2Opening::Payload(0) {
+                *self = H2Opening::Done;
+            }
+        }
+        if *self == H2Opening::Payload(0) {
+            *self = H2Opening::Done;
+        }
+        *self == H2Opening::Done
+    }
+}
 
 /// The most request-head bytes kept for a hand-over: Pingora's own header limit (1 MiB)
 /// plus one read.
@@ -272,7 +373,8 @@ impl Deadlines {
         let http2 = inner.selected_alpn_proto() == Some(ALPN::H2);
         Deadlines {
             http2,
-            read_any: false,
+            maybe_h2c: false,
+            h2_opening: H2Opening::default(),
             tunnel_idle: limits.tunnel_idle_timeout,
             tunnel_max: limits.tunnel_max_duration,
             tunnel_opened: None,
@@ -281,7 +383,8 @@ impl Deadlines {
             phase: Phase::Fresh,
             idle_timeout,
             header_timeout,
-            deadline: Some(Instant::now() + idle_timeout),
+            // Until the first request head (or the HTTP/2 opening) is complete.
+            deadline: Some(Instant::now() + header_timeout),
             sleep: None,
             writes: 0,
             writes_at_deadline: 0,
@@ -291,6 +394,12 @@ impl Deadlines {
             replay: None,
             head_lost: false,
         }
+    }
+
+    /// A plain connection whose first bytes may be the HTTP/2 preface (`h2c: true`).
+    pub fn h2c(mut self, h2c: bool) -> Self {
+        self.maybe_h2c = h2c && !self.http2 && self.phase == Phase::Fresh;
+        self
     }
 
     /// Makes the next reads return the current request's head again (the bytes read from
@@ -320,17 +429,43 @@ impl Deadlines {
         if data.is_empty() {
             return;
         }
-        if !self.read_any {
-            // The connection's first bytes (an HTTP/2 server may have written its SETTINGS
-            // before reading them, so the phase does not tell).
-            self.read_any = true;
-            self.http2 |= data.starts_with(H2_PREFACE_START);
-        }
         if self.http2 {
-            if self.phase != Phase::Tunnel {
+            if self.phase != Phase::Tunnel && self.h2_opening.feed(data) {
+                // Preface and SETTINGS in: an HTTP/2 connection, bounded by Pingora's
+                // idle timeout from here.
                 self.phase = Phase::Tunnel;
                 self.deadline = None;
             }
+            return;
+        }
+        if self.maybe_h2c {
+            // Every byte so far (kept in `head`) is the start of the preface.
+            let seen = self.head.len();
+            let n = (H2_PREFACE.len() - seen).min(data.len());
+            if data[..n] == H2_PREFACE[seen..seen + n] {
+                if seen + n < H2_PREFACE.len() {
+                    self.head.extend_from_slice(data);
+                    return;
+                }
+                // h2c: the opening goes on with the client's SETTINGS, same deadline.
+                self.maybe_h2c = false;
+                self.http2 = true;
+                self.drop_head();
+                self.h2_opening = H2Opening::after_preface();
+                return self.saw_read(&data[n..]);
+            }
+            // Not the preface: an HTTP/1 request from its first byte, still under the
+            // deadline the connection opened with.
+            self.maybe_h2c = false;
+            self.phase = Phase::Headers;
+            self.blank_line = BlankLine::default();
+            let mut head = std::mem::take(&mut self.head);
+            head.extend_from_slice(data);
+            if self.blank_line.feed(&head) {
+                self.phase = Phase::Request;
+                self.deadline = None;
+            }
+            self.head = head;
             return;
         }
         if self.phase == Phase::Tunnel {
@@ -338,7 +473,12 @@ impl Deadlines {
             self.deadline = None;
             return;
         }
-        if matches!(self.phase, Phase::Fresh | Phase::Responded) {
+        if self.phase == Phase::Fresh {
+            // The first request: its headers keep the deadline the connection opened with
+            // (a silent start does not earn a fresh header deadline).
+            self.phase = Phase::Headers;
+            self.blank_line = BlankLine::default();
+        } else if self.phase == Phase::Responded {
             self.phase = Phase::Headers;
             self.blank_line = BlankLine::default();
             self.deadline = None;
@@ -394,8 +534,10 @@ impl Deadlines {
     /// whether it has passed.
     fn timed_out(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
         let (reason, limit) = match self.phase {
-            Phase::Fresh | Phase::Responded => ("idle_timeout", self.idle_timeout),
-            Phase::Headers => ("header_timeout", self.header_timeout),
+            // Opening (nothing, part of a request head, part of the HTTP/2 preface or
+            // SETTINGS): the deadline set when the connection opened.
+            Phase::Fresh | Phase::Headers => ("header_timeout", self.header_timeout),
+            Phase::Responded => ("idle_timeout", self.idle_timeout),
             // HTTP/2 frames run in Phase::Tunnel too; Pingora bounds that connection.
             Phase::Tunnel if self.http2 => return None,
             Phase::Tunnel => return self.tunnel_timed_out(cx),
@@ -617,10 +759,33 @@ impl GetSocketDigest for Deadlines {
     }
 }
 
+/// Pingora peeks at a plain connection's first bytes for the h2c preface (`h2c: true`).
+/// The peek reads through the deadlines like any read (the socket's own peek waits
+/// forever for all 24 bytes), stops as soon as the bytes cannot be the preface (a short
+/// HTTP/1 request is not held up waiting for 24 bytes), and the bytes are read again
+/// from the start by the next reads.
 #[async_trait]
 impl Peek for Deadlines {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
-        self.inner.try_peek(buf).await
+        use tokio::io::AsyncReadExt;
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = self.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            filled += n;
+            if !H2_PREFACE.starts_with(&buf[..filled]) {
+                break;
+            }
+        }
+        let mut again = buf[..filled].to_vec();
+        if let Some((rest, served)) = self.replay.take() {
+            again.extend_from_slice(&rest[served..]);
+        }
+        self.replay = Some((again, 0));
+        // What was not read stays as the caller left it (zeros): not the preface.
+        Ok(true)
     }
 }
 
@@ -866,6 +1031,108 @@ mod tests {
             "{}",
             stream.head.capacity()
         );
+    }
+
+    /// The HTTP/2 opening is complete with the preface and the whole first frame, in
+    /// any split of the bytes, and not a byte before.
+    #[test]
+    fn the_http2_opening_ends_with_the_clients_settings_in_any_split() {
+        let settings = [0u8, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100];
+        let opening = [H2_PREFACE, &settings[..]].concat();
+        for size in 1..=opening.len() {
+            let mut o = H2Opening::default();
+            let mut fed = 0;
+            for piece in opening.chunks(size) {
+                let done = o.feed(piece);
+                fed += piece.len();
+                assert_eq!(done, fed == opening.len(), "pieces of {size}, {fed} bytes");
+            }
+        }
+        // A SETTINGS frame with an empty payload ends with its header.
+        let mut o = H2Opening::default();
+        assert!(!o.feed(H2_PREFACE));
+        assert!(o.feed(&[0, 0, 0, 4, 0, 0, 0, 0, 0]));
+    }
+
+    /// Stalled openings are closed at the header deadline counted from the connection's
+    /// start — a byte now and then does not earn more time — and the h2c peek reads
+    /// through that deadline.
+    #[tokio::test(start_paused = true)]
+    async fn openings_are_bounded_by_the_header_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for (h2c, first, second) in [
+            (false, &b""[..], &b""[..]),
+            (false, b"GET / HTTP/1.1\r\n", b"Host: a\r\n"),
+            (true, b"", b""),
+            (true, b"P", b"RI * HTTP/2.0\r\n"),
+            (true, H2_PREFACE, &[0, 0, 6]),
+        ] {
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            let closed = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let seen = closed.clone();
+            let mut stream = Deadlines::new(
+                Box::new(server),
+                &limits(60, 10),
+                Box::new(move |reason| seen.lock().unwrap().push(reason)),
+            )
+            .h2c(h2c);
+            let started = Instant::now();
+            let reader = tokio::spawn(async move {
+                if h2c {
+                    let mut peek = [0u8; 24];
+                    stream.try_peek(&mut peek).await?;
+                }
+                let mut buf = [0u8; 256];
+                loop {
+                    if stream.read(&mut buf).await? == 0 {
+                        return Ok::<_, std::io::Error>(());
+                    }
+                }
+            });
+            client.write_all(first).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            client.write_all(second).await.unwrap();
+            let result = reader.await.unwrap();
+            let err = result.expect_err("closed by the deadline");
+            assert_eq!(err.to_string(), "header_timeout", "{first:?}");
+            let took = started.elapsed();
+            assert!(
+                took >= Duration::from_secs(10) && took < Duration::from_secs(11),
+                "{first:?}: {took:?}"
+            );
+            assert_eq!(*closed.lock().unwrap(), ["header_timeout"]);
+        }
+    }
+
+    /// The h2c peek gives the preface when it is there, stops at the first byte that
+    /// cannot be it, and the next reads see every byte from the start.
+    #[tokio::test]
+    async fn the_h2c_peek_stops_early_and_rewinds() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for (sent, is_h2) in [
+            (&b"GET / HTTP/1.0\r\n\r\n"[..], false),
+            (b"PRI * HTTP/1.1\r\n\r\n", false),
+            (
+                &[H2_PREFACE, &[0, 0, 0, 4, 0, 0, 0, 0, 0]].concat()[..],
+                true,
+            ),
+        ] {
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            let mut stream =
+                Deadlines::new(Box::new(server), &limits(60, 10), Box::new(|_| {})).h2c(true);
+            client.write_all(sent).await.unwrap();
+            let mut peek = [0u8; 24];
+            assert!(stream.try_peek(&mut peek).await.unwrap());
+            assert_eq!(peek == H2_PREFACE, is_h2, "{sent:?}");
+            assert_eq!(stream.http2, is_h2);
+            let mut again = vec![0u8; sent.len()];
+            stream.read_exact(&mut again).await.unwrap();
+            assert_eq!(again, sent);
+            if !is_h2 {
+                assert_eq!(stream.phase, Phase::Request, "{sent:?}");
+                assert!(stream.replay_request(), "the head is kept for a hand-over");
+            }
+        }
     }
 
     #[test]

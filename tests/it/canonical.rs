@@ -525,17 +525,17 @@ async fn row8_slow_headers_and_idle_connections_are_closed() {
         .await,
         1.0
     );
-    // A connection that never sends a byte.
+    // A connection that never sends a byte: its opening is on the header deadline.
     let mut idle = tokio::net::TcpStream::connect(g.proxy_addr).await.unwrap();
     let took = closed_within(&mut idle, Duration::from_secs(4)).await;
     assert!(took >= Duration::from_millis(800), "{took:?}");
     assert_eq!(
         metric(
             &g,
-            "sessiongate_connections_closed_total{reason=\"idle_timeout\"}"
+            "sessiongate_connections_closed_total{reason=\"header_timeout\"}"
         )
         .await,
-        1.0
+        2.0
     );
     // A kept-alive connection idle after its request.
     let mut kept = tokio::net::TcpStream::connect(g.proxy_addr).await.unwrap();
@@ -545,6 +545,14 @@ async fn row8_slow_headers_and_idle_connections_are_closed() {
     assert_eq!(status(&read_response(&mut kept).await), 200);
     let took = closed_within(&mut kept, Duration::from_secs(4)).await;
     assert!(took >= Duration::from_millis(800), "{took:?}");
+    assert_eq!(
+        metric(
+            &g,
+            "sessiongate_connections_closed_total{reason=\"idle_timeout\"}"
+        )
+        .await,
+        1.0
+    );
     // A body that stalls.
     let mut stall = tokio::net::TcpStream::connect(g.proxy_addr).await.unwrap();
     stall

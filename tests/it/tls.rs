@@ -50,6 +50,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(CONFIG).await
+}
+
+async fn setup_with(config: &str) -> Setup {
     let pki = Pki::new();
     let dir = temp_dir("tls");
     let (chain, key, api_leaf) = pki.leaf(&["api.test"]);
@@ -61,7 +65,7 @@ async fn setup() -> Setup {
     let up = Fake::upstream().await;
     let tls: SocketAddr = free_address().parse().unwrap();
     let g = start_gateway(
-        CONFIG,
+        config,
         &[
             ("tls", tls.to_string()),
             ("dir", dir.display().to_string()),
@@ -603,6 +607,155 @@ async fn an_http2_connection_outlives_the_header_deadline_between_requests() {
         .await,
         0.0
     );
+}
+
+/// How long until the peer closes `stream` (a read gives 0 or fails); panics past `limit`.
+async fn closed_after<T: tokio::io::AsyncRead + Unpin>(mut stream: T, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((started + limit).into(), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("still open after {limit:?}"),
+        }
+    }
+}
+
+/// The HTTP/2 client preface, and an empty SETTINGS frame.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+/// Every way a connection can open and stall — nothing, one byte, part of an HTTP/1 head,
+/// part of the HTTP/2 preface, the preface without SETTINGS — over plain HTTP/1.1, h2c
+/// and TLS with ALPN h2: closed at the header deadline (1s here) and counted, and a
+/// listener full of them turns legitimate clients away for at most that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_opening_is_closed_at_the_header_deadline_and_counted() {
+    let s = setup().await;
+    let preface_and_part: Vec<u8> = [PREFACE, &SETTINGS[..5]].concat();
+    let stalls: Vec<(&'static str, Vec<u8>)> = vec![
+        ("silent", vec![]),
+        ("one byte", b"P".to_vec()),
+        (
+            "part of a head",
+            b"GET /public/x HTTP/1.1\r\nHost: a\r\n".to_vec(),
+        ),
+        ("part of the preface", PREFACE[..16].to_vec()),
+        ("preface without SETTINGS", PREFACE.to_vec()),
+        ("preface and part of SETTINGS", preface_and_part),
+    ];
+    let mut waits = Vec::new();
+    for (what, bytes) in &stalls {
+        let what = *what;
+        let mut plain = tokio::net::TcpStream::connect(s.g.proxy_addr)
+            .await
+            .unwrap();
+        plain.write_all(bytes).await.unwrap();
+        waits.push(tokio::spawn(async move {
+            (
+                format!("plain, {what}"),
+                closed_after(plain, Duration::from_secs(4)).await,
+            )
+        }));
+        if what == "part of a head" {
+            // Not HTTP/2: the HTTP/2 server refuses it at once.
+            continue;
+        }
+        let mut tls = tls_h2(&s).await;
+        tls.write_all(bytes).await.unwrap();
+        tls.flush().await.unwrap();
+        waits.push(tokio::spawn(async move {
+            (
+                format!("TLS h2, {what}"),
+                closed_after(tls, Duration::from_secs(4)).await,
+            )
+        }));
+    }
+    let n = waits.len() as f64;
+    for wait in waits {
+        let (what, took) = wait.await.unwrap();
+        assert!(
+            took >= Duration::from_millis(800) && took < Duration::from_secs(2),
+            "{what}: closed after {took:?}"
+        );
+    }
+    let closed = "sessiongate_connections_closed_total{reason=\"header_timeout\"}";
+    assert_eq!(metric(&s.g, closed).await, n);
+
+    // With the opening complete, an HTTP/2 connection is no longer on the header
+    // deadline (the idle timeout, 60 s by default here, applies).
+    let mut open = tokio::net::TcpStream::connect(s.g.proxy_addr)
+        .await
+        .unwrap();
+    open.write_all(&[PREFACE, SETTINGS].concat()).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_millis(2500), async {
+        let mut buf = [0u8; 256];
+        loop {
+            match open.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_err(), "an open HTTP/2 connection was closed");
+    assert_eq!(metric(&s.g, closed).await, n);
+
+    // A short HTTP/1.0 request on an h2c listener is answered at once: the preface check
+    // stops reading as soon as the bytes cannot be the preface.
+    let started = Instant::now();
+    let answer = raw_http(s.g.proxy_addr, "GET /public/x HTTP/1.0\r\n\r\n").await;
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// `max_connections: 4` and four stalled h2c openings: a legitimate client is turned away
+/// (503 `too_many_connections`) only until the stalled ones reach their deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_openings_lock_clients_out_for_at_most_one_deadline() {
+    let s = setup_with(&CONFIG.replace(
+        "connections: { header_timeout: 1s }",
+        "connections: { header_timeout: 1s, max_connections: 4 }",
+    ))
+    .await;
+    let started = Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut c = tokio::net::TcpStream::connect(s.g.proxy_addr)
+            .await
+            .unwrap();
+        c.write_all(&PREFACE[..16]).await.unwrap();
+        stalled.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = raw_http(s.g.proxy_addr, "GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("too_many_connections"), "{refused}");
+    loop {
+        let answer = raw_http(
+            s.g.proxy_addr,
+            "GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "still locked out after {:?}: {answer}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stalled);
 }
 
 // === HTTP/2 upstreams (`h2c://`, `protocol: http2`) ===
