@@ -1,12 +1,19 @@
 //! Replicas that agree on revocations: every purge is applied locally and appended to a
 //! Redis Stream that every replica reads from the last entry it saw.
 //!
-//! - **No lost purges.** A replica that was disconnected replays what it missed when it
-//!   reconnects (it reads on from its last entry id). If entries it had not seen may have
-//!   been trimmed away meanwhile (the last entry it saw is no longer in the stream), or
-//!   the stream itself is gone (a Redis restarted without persistence), it cannot know
-//!   what it missed and flushes its whole identity cache instead — the safe answer,
-//!   counted.
+//! - **No lost purges, and no silent gap.** The stream carries its continuity: an
+//!   *epoch* (a random id, kept in the hash `<stream>:epoch` with the stream's entry
+//!   counter `n`) and, in every entry, the epoch `e` and a number `n` one above the
+//!   previous entry's. Whenever the stream or its epoch key is missing (a Redis restarted
+//!   empty, a key deleted or evicted), the next replica to touch it — reading or
+//!   publishing, atomically in one script — starts a new epoch. On every read, not only
+//!   on reconnect, a replica checks that the epoch is the one it knows and that entry
+//!   numbers follow on from the last one it saw, with none missing up to the counter; a
+//!   new epoch or a counter that went back (`stream_lost`), or a number skipped (entries
+//!   trimmed or deleted before it read them: `trimmed`), means it cannot know what it
+//!   missed, so it flushes its whole identity cache — the safe answer, counted. After an
+//!   empty restart each replica therefore flushes exactly once, in whatever order they
+//!   reconnect. A replica that was disconnected but lost nothing replays what it missed.
 //! - **Redis is never a new way to fail.** Requests never wait for Redis. A purge made
 //!   while Redis is unreachable is applied locally, answered "pending", kept in order and
 //!   published once Redis is back; if more than [`PENDING_LIMIT`] pile up, they are
@@ -17,8 +24,9 @@
 //!   (`cluster.key_secret_file`), so every replica derives the same ones and nobody
 //!   without the secret can tie an entry to a token, user or session.
 //!
-//! Entry fields: `o` the publishing replica (its own entries are skipped), `t` the kind
-//! (`keys`, `subject`, `session`, `flush`), `v` the hex value(s), `p` the provider filter.
+//! Entry fields: `o` the publishing replica (its own entries are skipped), `e` the epoch,
+//! `n` the entry's number in it, `t` the kind (`keys`, `subject`, `session`, `flush`, or
+//! `epoch` for the entry that starts one), `v` the hex value(s), `p` the provider filter.
 //!
 //! With `shared_cache` (on by default), replicas also share provider answers
 //! ([`shared`]): a purge removes the shared values it concerns *before* its stream entry
@@ -64,6 +72,118 @@ const READ_COUNT: usize = 100;
 
 /// Behind the stream's end by more than this many entries is reported as this many.
 const LAG_COUNT_LIMIT: usize = 1000;
+
+/// Makes sure the stream (KEYS[1]) and its epoch hash (KEYS[2]) exist together: when
+/// either is missing, a new epoch (ARGV[1]) starts, with an entry of its own (origin
+/// ARGV[2]) numbered 0. Leaves `e` (the epoch) and `n` (the last entry number) set.
+const ENSURE_EPOCH: &str = r"
+local e = redis.call('HGET', KEYS[2], 'e')
+if (not e) or redis.call('EXISTS', KEYS[1]) == 0 then
+  e = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], 'e', e, 'n', 0)
+  redis.call('XADD', KEYS[1], '*', 'o', ARGV[2], 't', 'epoch', 'e', e, 'n', 0)
+end
+";
+
+/// [`ENSURE_EPOCH`], then `{epoch, last entry number, last generated id}`, read at once.
+const CHECK: &str = r"
+local n = tonumber(redis.call('HGET', KEYS[2], 'n'))
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local last = '0-0'
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then last = info[i + 1] end
+end
+return {e, n, last}
+";
+
+/// [`ENSURE_EPOCH`], then the entry (fields from ARGV[4], trimmed to about ARGV[3]
+/// entries) with the epoch and the next number; `{epoch, number, id}`.
+const PUBLISH: &str = r"
+local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'o', ARGV[2], 'e', e, 'n', n}
+for i = 4, #ARGV do args[#args + 1] = ARGV[i] end
+local id = redis.call(unpack(args))
+return {e, n, id}
+";
+
+/// Where a replica is in the stream, and what it knows of the stream's continuity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Position {
+    /// The last entry id read (XREAD goes on after it).
+    id: String,
+    epoch: String,
+    /// The number of the last entry read; `None` while replaying from a time (its first
+    /// numbered entry sets it).
+    n: Option<u64>,
+    /// The stream's entry counter when last checked: every entry up to it had been
+    /// added by then, so one not read after that is missing.
+    added: u64,
+}
+
+/// The stream's state as the check script saw it, at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Continuity {
+    epoch: String,
+    counter: u64,
+    last_id: String,
+}
+
+impl Position {
+    /// A fresh start at the stream's end.
+    fn at_end(c: &Continuity) -> Self {
+        Position {
+            id: c.last_id.clone(),
+            epoch: c.epoch.clone(),
+            n: Some(c.counter),
+            added: c.counter,
+        }
+    }
+
+    /// The numbers of entries just read (in order; `None`: an entry without one, from an
+    /// older version). Returns why purges may have been missed, if they may have.
+    fn read(&mut self, numbers: &[(Option<&str>, Option<u64>)]) -> Option<&'static str> {
+        let mut missed = None;
+        for (epoch, n) in numbers {
+            if epoch.is_some_and(|e| e != self.epoch) {
+                missed = missed.or(Some("stream_lost"));
+            }
+            let Some(n) = *n else { continue };
+            match self.n {
+                Some(last) if n == last + 1 => {}
+                Some(last) if n > last + 1 => missed = missed.or(Some("trimmed")),
+                Some(_) => missed = missed.or(Some("stream_lost")),
+                None => {}
+            }
+            self.n = Some(n);
+        }
+        if numbers.is_empty() {
+            match self.n {
+                // Nothing after our position, yet entries up to `added` existed before
+                // this read began: they were trimmed or deleted unread (the flush this
+                // leads to stands for them).
+                Some(last) if self.added > last => {
+                    missed = Some("trimmed");
+                    self.n = Some(self.added);
+                }
+                // Replaying from a time and nothing (left) to read: caught up.
+                None => self.n = Some(self.added),
+                _ => {}
+            }
+        }
+        missed
+    }
+
+    /// What the check after a read found; `Some(reason)` when the stream is not the one
+    /// this position was in (a new epoch, or a counter that went back).
+    fn checked(&mut self, c: &Continuity) -> Option<&'static str> {
+        if c.epoch != self.epoch || self.n.is_some_and(|n| c.counter < n) {
+            return Some("stream_lost");
+        }
+        self.added = c.counter;
+        None
+    }
+}
 
 /// The `cluster:` section, resolved.
 #[derive(Clone)]
@@ -222,6 +342,10 @@ pub struct Cluster {
     overflowed: AtomicBool,
     /// When this process started (Unix ms): a first connection replays from here.
     started_ms: u64,
+    /// `<stream>:epoch`: the stream's epoch and entry counter.
+    epoch_key: String,
+    check: redis::Script,
+    publish: redis::Script,
 }
 
 impl Cluster {
@@ -264,7 +388,6 @@ impl Cluster {
         };
         Ok((
             Cluster {
-                settings,
                 client,
                 origin,
                 cache: cache.clone(),
@@ -277,6 +400,10 @@ impl Cluster {
                 started_ms: SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64),
+                epoch_key: format!("{}:epoch", settings.stream),
+                check: redis::Script::new(&format!("{ENSURE_EPOCH}{CHECK}")),
+                publish: redis::Script::new(&format!("{ENSURE_EPOCH}{PUBLISH}")),
+                settings,
             },
             cache,
         ))
@@ -354,16 +481,15 @@ impl Cluster {
         let Some(conn) = self.link.connected().await else {
             return false;
         };
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.settings.stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.settings.max_entries)
-            .arg("*")
-            .arg("o")
-            .arg(&self.origin);
+        let mut invocation = self.publish.prepare_invoke();
+        invocation
+            .key(&self.settings.stream)
+            .key(&self.epoch_key)
+            .arg(new_epoch())
+            .arg(&self.origin)
+            .arg(self.settings.max_entries);
         for (k, v) in message.fields() {
-            cmd.arg(k).arg(v);
+            invocation.arg(k).arg(v);
         }
         let sent = self
             .link
@@ -371,7 +497,11 @@ impl Cluster {
                 "publish",
                 self.settings.command_timeout,
                 conn,
-                |mut c| async move { cmd.query_async::<String>(&mut c).await },
+                |mut c| async move {
+                    invocation
+                        .invoke_async::<(String, u64, String)>(&mut c)
+                        .await
+                },
             )
             .await;
         if sent.is_ok() {
@@ -437,7 +567,7 @@ impl Cluster {
     /// Reads the stream until `stop` fires: applies other replicas' purges, publishes
     /// pending ones, reconnects with backoff, flushes when it may have missed entries.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut last: Option<String> = None;
+        let mut position: Option<Position> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             if *stop.borrow() {
@@ -448,13 +578,14 @@ impl Cluster {
                 // pending purges need not wait out the breaker.
                 self.link.recovered();
                 let _ = self.link.connected().await;
-                match self.catch_up(&mut conn, last.as_deref()).await {
+                match self.catch_up(&mut conn, position.take()).await {
                     Ok(start) => {
                         self.metrics.redis_up.set(1);
                         backoff = Duration::from_millis(100);
                         tracing::info!(stream = %self.settings.stream, "cluster: reading the revocation stream");
-                        last = Some(start);
-                        self.read(&mut conn, &mut last, &mut stop).await;
+                        let mut at = start;
+                        self.read(&mut conn, &mut at, &mut stop).await;
+                        position = Some(at);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cluster: checking the revocation stream failed");
@@ -474,13 +605,92 @@ impl Cluster {
         }
     }
 
+    /// The stream's epoch, entry counter and last id, at one instant; starts a new epoch
+    /// when the stream or its epoch key is missing.
+    async fn check(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> Result<Continuity, String> {
+        let (epoch, counter, last_id) = tokio::time::timeout(
+            self.settings.command_timeout,
+            self.check
+                .key(&self.settings.stream)
+                .key(&self.epoch_key)
+                .arg(new_epoch())
+                .arg(&self.origin)
+                .invoke_async::<(String, u64, String)>(conn),
+        )
+        .await
+        .map_err(|_| "the stream check timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok(Continuity {
+            epoch,
+            counter,
+            last_id,
+        })
+    }
+
+    /// Flushes the identity cache because purges may have been missed, counted.
+    async fn flush_missed(&self, reason: &'static str) {
+        let n = self.cache.flush().await;
+        self.metrics.flushes.with_label_values(&[reason]).inc();
+        tracing::warn!(
+            reason,
+            flushed = n,
+            "cluster: revocations may have been missed; identity cache flushed"
+        );
+    }
+
     /// Where to read from after (re)connecting; flushes the cache when entries after
-    /// `last` may be gone.
+    /// the last one read may be gone.
     async fn catch_up(
         &self,
         conn: &mut redis::aio::MultiplexedConnection,
-        last: Option<&str>,
-    ) -> Result<String, String> {
+        last: Option<Position>,
+    ) -> Result<Position, String> {
+        let now = self.check(conn).await?;
+        match last {
+            None => {
+                self.cache.sync().await;
+                if self.cache.entry_count() == 0 {
+                    // First connection with nothing cached: nothing older than now matters.
+                    return Ok(Position::at_end(&now));
+                }
+                // Identities were cached before the stream could be read (Redis was
+                // unreachable at start): replay the purges made since this process
+                // started (less a margin for clock skew with Redis), or flush if they
+                // are gone.
+                let from = format!("{}-0", self.started_ms.saturating_sub(CLOCK_MARGIN_MS));
+                if self.trimmed_after(conn, &from).await? {
+                    self.flush_missed("trimmed").await;
+                    return Ok(Position::at_end(&now));
+                }
+                Ok(Position {
+                    id: from,
+                    epoch: now.epoch,
+                    n: None,
+                    added: now.counter,
+                })
+            }
+            Some(mut at) => {
+                if let Some(reason) = at.checked(&now) {
+                    self.flush_missed(reason).await;
+                    return Ok(Position::at_end(&now));
+                }
+                // Entries after `at` are read next; any that are gone show as a number
+                // skipped, or as fewer entries than the counter.
+                Ok(at)
+            }
+        }
+    }
+
+    /// Whether entries after `from` may have been trimmed: the oldest one left is after
+    /// it and some were removed (Redis 7 counts every entry added).
+    async fn trimmed_after(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        from: &str,
+    ) -> Result<bool, String> {
         let info = tokio::time::timeout(
             self.settings.command_timeout,
             redis::cmd("XINFO")
@@ -489,111 +699,33 @@ impl Cluster {
                 .query_async::<HashMap<String, redis::Value>>(conn),
         )
         .await
-        .map_err(|_| "XINFO STREAM timed out".to_string())?;
-        let info = match info {
-            Ok(info) => Some(info),
-            Err(e) if e.to_string().contains("no such key") => None,
-            Err(e) => return Err(e.to_string()),
-        };
+        .map_err(|_| "XINFO STREAM timed out".to_string())?
+        .map_err(|e| e.to_string())?;
         let text = |v: Option<&redis::Value>| -> Option<String> {
             v.and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
         };
-        let generated = info
-            .as_ref()
-            .and_then(|i| text(i.get("last-generated-id")))
-            .unwrap_or_else(|| "0-0".into());
         let number = |k: &str| -> Option<u64> {
-            info.as_ref()?
-                .get(k)
+            info.get(k)
                 .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
         };
-        // Nothing was ever trimmed (Redis 7 counts every entry added).
         let never_trimmed = number("entries-added").is_some_and(|a| Some(a) == number("length"));
-        let (resume, missed) = match last {
-            None => {
-                self.cache.sync().await;
-                if self.cache.entry_count() == 0 {
-                    // First connection with nothing cached: nothing older than now matters.
-                    return Ok(generated);
-                }
-                let Some(info) = &info else {
-                    // No stream: nothing was ever published.
-                    return Ok("0-0".into());
-                };
-                // Identities were cached before the stream could be read (Redis was
-                // unreachable at start): replay the purges made since this process
-                // started (less a margin for clock skew with Redis), or flush if they
-                // are gone.
-                let from = format!("{}-0", self.started_ms.saturating_sub(CLOCK_MARGIN_MS));
-                let first = text(info.get("recorded-first-entry-id")).or_else(|| {
-                    text(info.get("first-entry").and_then(|e| match e {
-                        redis::Value::Array(parts) => parts.first(),
-                        _ => None,
-                    }))
-                });
-                let gone = !never_trimmed && first.is_none_or(|f| id_after(&f, &from));
-                (from, gone.then_some("trimmed"))
-            }
-            Some(last) => {
-                let missed = if info.is_none() || id_after(last, &generated) {
-                    // The stream is gone (a Redis restarted empty) or restarted below
-                    // where this replica was: what was in it is unknown.
-                    Some("stream_lost")
-                } else if never_trimmed {
-                    None
-                } else if last == "0-0" || !self.still_there(conn, last).await? {
-                    // Trimming removes the oldest entries first: while the last entry this
-                    // replica saw is still there, so is everything after it. Once it is
-                    // gone, entries it never saw may be gone too.
-                    Some("trimmed")
-                } else {
-                    None
-                };
-                (last.to_string(), missed)
-            }
-        };
-        if let Some(reason) = missed {
-            let n = self.cache.flush().await;
-            self.metrics.flushes.with_label_values(&[reason]).inc();
-            tracing::warn!(
-                reason,
-                flushed = n,
-                "cluster: revocations may have been missed; identity cache flushed"
-            );
-            return Ok(generated);
-        }
-        Ok(resume)
-    }
-
-    /// Whether the entry `id` is still in the stream.
-    async fn still_there(
-        &self,
-        conn: &mut redis::aio::MultiplexedConnection,
-        id: &str,
-    ) -> Result<bool, String> {
-        let found = tokio::time::timeout(
-            self.settings.command_timeout,
-            redis::cmd("XRANGE")
-                .arg(&self.settings.stream)
-                .arg(id)
-                .arg(id)
-                .query_async::<Vec<redis::Value>>(conn),
-        )
-        .await
-        .map_err(|_| "XRANGE timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-        Ok(!found.is_empty())
+        let first = text(info.get("recorded-first-entry-id")).or_else(|| {
+            text(info.get("first-entry").and_then(|e| match e {
+                redis::Value::Array(parts) => parts.first(),
+                _ => None,
+            }))
+        });
+        Ok(!never_trimmed && first.is_none_or(|f| id_after(&f, from)))
     }
 
     async fn read(
         &self,
         conn: &mut redis::aio::MultiplexedConnection,
-        last: &mut Option<String>,
+        at: &mut Position,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) {
         loop {
             self.publish_pending().await;
-            let from = last.clone().unwrap_or_else(|| "0-0".into());
             let mut cmd = redis::cmd("XREAD");
             let read = cmd
                 .arg("COUNT")
@@ -602,7 +734,7 @@ impl Cluster {
                 .arg(READ_BLOCK.as_millis() as u64)
                 .arg("STREAMS")
                 .arg(&self.settings.stream)
-                .arg(&from)
+                .arg(&at.id)
                 .query_async::<Option<redis::streams::StreamReadReply>>(conn);
             let reply = tokio::select! {
                 r = tokio::time::timeout(READ_BLOCK + self.settings.command_timeout, read) => r,
@@ -621,22 +753,59 @@ impl Cluster {
                     return;
                 }
             };
-            let keys = reply.map(|r| r.keys).unwrap_or_default();
-            let read: usize = keys.iter().map(|k| k.ids.len()).sum();
-            if read == 0 {
+            let entries: Vec<_> = reply
+                .map(|r| r.keys)
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|k| k.ids)
+                .map(|entry| (entry.id.clone(), fields_of(&entry)))
+                .collect();
+            if entries.is_empty() {
                 // Nothing new within the block time: caught up.
                 self.metrics.lag.set(0.0);
             }
-            for key in keys {
-                for entry in key.ids {
-                    self.apply(&entry).await;
-                    *last = Some(entry.id);
+            let numbers: Vec<_> = entries
+                .iter()
+                .map(|(_, f)| {
+                    (
+                        f.get("e").map(String::as_str),
+                        f.get("n").and_then(|n| n.parse().ok()),
+                    )
+                })
+                .collect();
+            let missed = at.read(&numbers);
+            for (id, fields) in &entries {
+                self.apply(id, fields).await;
+            }
+            if let Some((id, _)) = entries.last() {
+                at.id = id.clone();
+            }
+            if let Some(reason) = missed {
+                self.flush_missed(reason).await;
+            }
+            // Checked after every read: a stream re-created, or entries removed that this
+            // replica had not read yet, is noticed within one read.
+            match self.check(conn).await {
+                Ok(now) => {
+                    if let Some(reason) = at.checked(&now) {
+                        self.flush_missed(reason).await;
+                        *at = Position::at_end(&now);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: checking the revocation stream failed");
+                    self.metrics
+                        .redis_errors
+                        .with_label_values(&["check"])
+                        .inc();
+                    return;
                 }
             }
-            let behind = match last.as_deref() {
-                Some(id) if read == READ_COUNT => self.entries_after(conn, id).await,
+            let behind = if entries.len() == READ_COUNT {
+                self.entries_after(conn, &at.id).await
+            } else {
                 // A partial batch is the stream's end.
-                _ => 0,
+                0
             };
             self.metrics.lag_entries.set(behind as i64);
         }
@@ -663,21 +832,12 @@ impl Cluster {
         }
     }
 
-    async fn apply(&self, entry: &redis::streams::StreamId) {
-        let fields: HashMap<String, String> = entry
-            .map
-            .iter()
-            .filter_map(|(k, v)| {
-                redis::from_redis_value_ref::<String>(v)
-                    .ok()
-                    .map(|v| (k.clone(), v))
-            })
-            .collect();
-        if fields.get("o") == Some(&self.origin) {
+    async fn apply(&self, id: &str, fields: &HashMap<String, String>) {
+        if fields.get("o") == Some(&self.origin) || fields.get("t").is_some_and(|t| t == "epoch") {
             return;
         }
-        let Some(message) = Message::parse(&fields) else {
-            tracing::warn!(id = %entry.id, "cluster: a revocation-stream entry this version cannot read; skipped");
+        let Some(message) = Message::parse(fields) else {
+            tracing::warn!(id = %id, "cluster: a revocation-stream entry this version cannot read; skipped");
             return;
         };
         match &message {
@@ -695,18 +855,31 @@ impl Cluster {
             }
         }
         self.metrics.applied.inc();
-        if let Some(ms) = entry
-            .id
-            .split('-')
-            .next()
-            .and_then(|ms| ms.parse::<u128>().ok())
-        {
+        if let Some(ms) = id.split('-').next().and_then(|ms| ms.parse::<u128>().ok()) {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis());
             self.metrics.lag.set(now.saturating_sub(ms) as f64 / 1000.0);
         }
     }
+}
+
+/// An entry's fields that are text (all of ours are).
+fn fields_of(entry: &redis::streams::StreamId) -> HashMap<String, String> {
+    entry
+        .map
+        .iter()
+        .filter_map(|(k, v)| {
+            redis::from_redis_value_ref::<String>(v)
+                .ok()
+                .map(|v| (k.clone(), v))
+        })
+        .collect()
+}
+
+/// A new epoch id: 128 random bits, hex.
+fn new_epoch() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
 }
 
 /// Stream ids `ms-seq`, compared as numbers: true when `a` comes after `b`.
@@ -747,6 +920,62 @@ mod tests {
         ]
         .into();
         assert_eq!(Message::parse(&junk), None);
+    }
+
+    fn continuity(epoch: &str, counter: u64) -> Continuity {
+        Continuity {
+            epoch: epoch.into(),
+            counter,
+            last_id: format!("{counter}-0"),
+        }
+    }
+
+    /// Every kind of discontinuity is noticed on the read or check where it shows, and
+    /// nothing else is taken for one.
+    #[test]
+    fn a_position_notices_every_gap_in_the_stream() {
+        let mut at = Position::at_end(&continuity("e1", 5));
+        // Entries 6, 7 (one from an older version, without a number), 8: continuous.
+        assert_eq!(
+            at.read(&[(Some("e1"), Some(6)), (None, None), (Some("e1"), Some(7))]),
+            None
+        );
+        assert_eq!(at.checked(&continuity("e1", 8)), None);
+        assert_eq!(at.read(&[(Some("e1"), Some(8))]), None);
+        // Nothing new, and nothing missing.
+        assert_eq!(at.read(&[]), None);
+        // Trimmed while the replica stalled: 9 and 10 were added (the check saw the
+        // counter at 10), then removed before it read them.
+        assert_eq!(at.checked(&continuity("e1", 10)), None);
+        assert_eq!(at.read(&[]), Some("trimmed"));
+        // Counted once: the flush stands for the entries missed.
+        assert_eq!(at.read(&[]), None);
+        assert_eq!(at.read(&[(Some("e1"), Some(11))]), None);
+        // ... or trimmed with newer entries after them: a number skipped.
+        let mut at = Position::at_end(&continuity("e1", 5));
+        assert_eq!(at.read(&[(Some("e1"), Some(9))]), Some("trimmed"));
+        // An entry of another epoch: the stream was re-created.
+        let mut at = Position::at_end(&continuity("e1", 5));
+        assert_eq!(at.read(&[(Some("e2"), Some(1))]), Some("stream_lost"));
+        // A new epoch, or a counter that went back (an older copy of the stream).
+        let mut at = Position::at_end(&continuity("e1", 5));
+        assert_eq!(at.checked(&continuity("e2", 7)), Some("stream_lost"));
+        assert_eq!(at.checked(&continuity("e1", 3)), Some("stream_lost"));
+        // Replaying from a time: the first numbered entry sets the count.
+        let mut at = Position {
+            id: "100-0".into(),
+            epoch: "e1".into(),
+            n: None,
+            added: 4,
+        };
+        assert_eq!(
+            at.read(&[(Some("e1"), Some(3)), (Some("e1"), Some(4))]),
+            None
+        );
+        assert_eq!(at.n, Some(4));
+        let mut at = Position { n: None, ..at };
+        assert_eq!(at.read(&[]), None);
+        assert_eq!(at.n, Some(4));
     }
 
     #[test]

@@ -31,7 +31,14 @@ The shared identity cache (L2), between 2 and 3:
    bytes per identity (MEMORY USAGE of values and name sets);
 10. Redis hung (SIGSTOP) and Redis full (maxmemory): new tokens still served, the
     breaker opens and closes again;
-and in 3, tokens never seen before are served on B while Redis is down.
+and in 3, tokens never seen before are served on B while Redis is down;
+11. Redis killed and restarted empty while B is cut off, A publishing first (re-creating
+    the stream): B refuses the token purged before the restart, and A, B and C each flush
+    exactly once (`stream_lost`);
+12. C stalled (SIGSTOP, 1.05 s) while a purge is published and the stream trimmed past
+    it (XTRIM MAXLEN 0): C flushes (`trimmed`) and refuses the token;
+13. an entry published and trimmed in one transaction (never handed to any read), B
+    neither stalled nor disconnected: B notices on its next read, flushes, refuses.
 
 Usage: tests/e2e/cluster.py [--bin target/debug/sessiongate] [--json out.json]
 """
@@ -446,6 +453,9 @@ log: {{ level: info, format: json }}
             time.sleep(0.05)
         check(request(B[0], "GET", "/x", kept)[0] == 401, "B serves a purged token after the flush")
         print("cluster: B, cut off while 1,501 purges went by (stream keeps ~1,000), flushed on reconnect")
+        # --- 11. Redis restarted empty while B is cut off ---
+        stream_gaps(provider, redis, redis_cmd, redis_port, relay, gateways, spawn, work)
+
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"purges": len(times), "p50_ms": p50, "p99_ms": p99,
@@ -498,6 +508,125 @@ class UpstreamHandler(NoDelay, http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def flushes(admin, reason):
+    return metric(admin, f'sessiongate_cluster_flushes_total{{reason="{reason}"}}')
+
+
+def purge(admin, body):
+    status, reply = request(admin, "POST", "/admin/purge", body=body,
+                            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    check(status == 200, f"purge {body}: {status} {reply!r}")
+    return json.loads(reply)
+
+
+def wait_refused(port, token, within, what):
+    t0 = time.monotonic()
+    while request(port, "GET", "/x", token)[0] != 401:
+        check(time.monotonic() - t0 < within, what)
+        time.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def stream_gaps(provider, redis, redis_cmd, redis_port, relay, gateways, spawn, work):
+    """11. Redis restarted empty while B is cut off: a purge published before the restart
+    is lost with the stream; A publishes again (re-creating it) before B reconnects. B must
+    notice that the stream is not the one it was reading, flush, and refuse the token —
+    and every replica flushes exactly once, whatever the order they reconnect in.
+    12. C stalls (SIGSTOP) while the stream is trimmed past its position (XTRIM MAXLEN 0
+    after a purge it has not read): on waking it notices the gap on its next read (no
+    reconnect needed), flushes, and refuses the token."""
+    A, B, C = (gateways[n] for n in "ABC")
+    lost = "tok-lost-in-restart"
+    for port, _ in (A, B, C):
+        check(request(port, "GET", "/x", lost)[0] == 200, f"{lost} before the restart")
+    before = {n: flushes(gateways[n][1], "stream_lost") for n in "ABC"}
+    relay.cut()
+    deadline = time.time() + 10
+    while metric(B[1], "sessiongate_cluster_redis_up") != 0:
+        check(time.time() < deadline, "B still reports Redis up after the cut")
+        time.sleep(0.05)
+    with provider.lock:
+        provider.revoked.add(lost)
+    check(purge(A[1], {"token": lost})["fan_out"] == "published", "purge before the restart")
+    redis.kill()
+    redis.wait(timeout=10)
+    for leftover in ("appendonlydir", "appendonly.aof", "dump.rdb"):
+        path = os.path.join(work, leftover)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    redis = spawn(redis_cmd, f"{work}/redis-3.log")
+    wait_port(redis_port, "redis-server (restarted empty)")
+    # A publishes first (re-creating the stream), while B is still cut off.
+    t0 = time.monotonic()
+    while purge(A[1], {"subject": "nobody-after-restart"})["fan_out"] != "published":
+        check(time.monotonic() - t0 < 15, "A never published after the empty restart")
+        time.sleep(0.1)
+    relay.restore()
+    took = wait_refused(B[0], lost, 15, "B serves a token purged before the empty restart")
+    time.sleep(2.5)  # every replica has read and checked the new stream by now
+    after = {n: flushes(gateways[n][1], "stream_lost") for n in "ABC"}
+    for n in "ABC":
+        check(after[n] - before[n] == 1,
+              f"{n} flushed {after[n] - before[n]} times after the empty restart, expected once")
+    print(f"cluster: Redis restarted empty while B was cut off: B refused the purged token "
+          f"{took:.2f} s after reconnecting; A, B and C flushed once each (stream_lost)")
+
+    # --- 12. trimmed while C stalls ---
+    stalled = "tok-trimmed-during-stall"
+    check(request(C[0], "GET", "/x", stalled)[0] == 200, f"{stalled} before the stall")
+    trimmed_before = flushes(C[1], "trimmed")
+    errors_before = metric(C[1], 'sessiongate_cluster_redis_errors_total{op="read"}')
+    with open(f"{work}/C.pid") as f:
+        c_pid = int(f.read().strip())
+    os.kill(c_pid, signal.SIGSTOP)
+    try:
+        # Long enough for C's blocking read to end at Redis, so the purge is not handed
+        # to a read already waiting; short of C's own read timeout (no reconnect).
+        time.sleep(1.05)
+        with provider.lock:
+            provider.revoked.add(stalled)
+        check(purge(A[1], {"token": stalled})["fan_out"] == "published", "purge during the stall")
+        redis_cli(redis_port, "XTRIM", "e2e:revocations", "MAXLEN", "0")
+    finally:
+        os.kill(c_pid, signal.SIGCONT)
+    took = wait_refused(C[0], stalled, 5, "C serves a token whose purge was trimmed during its stall")
+    check(flushes(C[1], "trimmed") == trimmed_before + 1, "C's flush after the trim was not counted")
+    reconnected = metric(C[1], 'sessiongate_cluster_redis_errors_total{op="read"}') > errors_before
+    print(f"cluster: C stalled 1.05 s while the stream was trimmed past it: flushed (trimmed) and "
+          f"refused the token {took:.2f} s after waking"
+          f"{' (after a read timeout)' if reconnected else ', on its next read'}")
+
+    # --- 13. an entry trimmed before anyone could read it, no stall, no reconnect ---
+    # What a burst of more than max_entries purges does to a replica that is merely
+    # slow: one publication (the publish script's two writes) and a trim in one
+    # transaction, so no blocked read is ever handed the entry.
+    unread = "tok-trimmed-unread"
+    check(request(B[0], "GET", "/x", unread)[0] == 200, f"{unread} before the trim")
+    trimmed_before = flushes(B[1], "trimmed")
+    reads_before = metric(B[1], 'sessiongate_cluster_redis_errors_total{op="read"}')
+    with provider.lock:
+        provider.revoked.add(unread)
+    # A purge removes the shared (L2) value it concerns before publishing: so here.
+    for kind in ("v", "n"):
+        for key in l2_keys(redis_port, kind):
+            redis_cli(redis_port, "DEL", key)
+    epoch = redis_cli(redis_port, "HGET", "e2e:revocations:epoch", "e").decode().strip()
+    n = int(redis_cli(redis_port, "HGET", "e2e:revocations:epoch", "n")) + 1
+    script = (f"MULTI\nHINCRBY e2e:revocations:epoch n 1\n"
+              f"XADD e2e:revocations * o e2e-test e {epoch} n {n} t subject v {'0' * 32}\n"
+              f"XTRIM e2e:revocations MAXLEN 0\nEXEC\n")
+    subprocess.run(["redis-cli", "-p", str(redis_port)], input=script.encode(),
+                   capture_output=True, check=True)
+    took = wait_refused(B[0], unread, 5, "B serves a token after an entry it never read was trimmed")
+    check(flushes(B[1], "trimmed") == trimmed_before + 1, "B's flush after the trim was not counted")
+    check(metric(B[1], 'sessiongate_cluster_redis_errors_total{op="read"}') == reads_before,
+          "B reconnected (the gap must be noticed on a read, not on a reconnect)")
+    print(f"cluster: an entry trimmed before B read it (no stall, no reconnect): B flushed "
+          f"(trimmed) {took:.2f} s later")
 
 
 def redis_cli(port, *args):
