@@ -486,17 +486,22 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
     d
 }
 
-/// A browser sends the cookie with requests other sites make it send (CSRF): an unsafe
-/// method authenticated by a cookie must come from the request's own origin or a trusted
-/// one. `Sec-Fetch-Site` decides when the browser sent it (`same-origin`, `none`: a user's
-/// own navigation); else `Origin` must match (scheme ignored: TLS may end before the
-/// gateway); a request with neither — not a browser's — is refused too: such clients
-/// send their token in a header.
+/// A browser sends the cookie with requests other sites make it send (CSRF): a request
+/// authenticated by a cookie that can change state or hand the page a channel must come
+/// from the request's own origin or a trusted one. That is every method but GET, HEAD,
+/// OPTIONS and TRACE — and those too when they open a connection rather than fetch a
+/// resource: a WebSocket handshake is a GET (any `Upgrade` header, or `Sec-Fetch-Mode:
+/// websocket`), and a cross-site page that gets its `101` can read and write the socket
+/// as the victim (cross-site WebSocket hijacking). `Sec-Fetch-Site` decides when the
+/// browser sent it (`same-origin`, `none`: a user's own navigation); else `Origin` must
+/// match (scheme ignored: TLS may end before the gateway); a request with neither — not a
+/// browser's — is refused too: such clients send their token in a header.
 fn same_site(input: &DecisionInput<'_>, trusted: &[String]) -> Result<(), &'static str> {
-    if matches!(
+    let safe = matches!(
         *input.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    ) {
+    );
+    if safe && !opens_a_channel(input.headers) {
         return Ok(());
     }
     let origin = input
@@ -534,6 +539,15 @@ fn same_site(input: &DecisionInput<'_>, trusted: &[String]) -> Result<(), &'stat
     } else {
         Err("a cookie-authenticated request from another origin")
     }
+}
+
+/// A request that asks to turn the connection into something else (a WebSocket): any
+/// `Upgrade` header, or a browser saying it opens a WebSocket.
+fn opens_a_channel(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::UPGRADE)
+        || headers
+            .get("sec-fetch-mode")
+            .is_some_and(|m| m.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
 #[cfg(test)]

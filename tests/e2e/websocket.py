@@ -14,7 +14,11 @@ a static provider. Checked (each failure names itself; exit 1):
 5. a tunnel outlives the gateway's idle timeout for requests, and closes cleanly;
 6. a tunnel silent both ways for `tunnel_idle_timeout` (4 s here) is closed by the
    gateway; one busy every second is kept until `tunnel_max_duration` (12 s here), then
-   closed too.
+   closed too;
+7. cookie-authenticated upgrades (a browser's): from another origin (`Origin:
+   https://evil.example`, with or without `Sec-Fetch-Site: cross-site`) or with no
+   origin evidence → 403 `csrf`, the upstream never sees them; from the page's own origin
+   or `Sec-Fetch-Site: same-origin` → 101 with the cookie's identity.
 
 Usage: tests/e2e/websocket.py --bin target/debug/sessiongate
 """
@@ -133,6 +137,35 @@ async def run(gateway_port, upstream_hits):
     print(f"websocket: a silent tunnel closed after {idle:.1f} s (tunnel_idle_timeout 4s); one "
           f"busy every second kept until {lived:.1f} s (tunnel_max_duration 12s)")
 
+    # 7. cross-site WebSocket hijacking: the browser sends the victim's cookie with a
+    # handshake any page opens; only the page's own origin may have the socket.
+    cookie_url = f"ws://127.0.0.1:{gateway_port}/console/ws"
+    cookie = f"theme=dark; sg_session={TOKEN}"
+    before = upstream_hits()
+    for extra in ({"Origin": "https://evil.example"},
+                  {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+                  {"Origin": "null"},
+                  {}):
+        try:
+            async with connect(cookie_url, additional_headers={"Cookie": cookie, **extra},
+                               origin=None):
+                raise Failure(f"a cookie-authenticated upgrade with {extra or 'no origin'} was accepted")
+        except InvalidStatus as e:
+            status = e.response.status_code
+            body = e.response.body or b""
+            check(status == 403 and b'"csrf"' in body,
+                  f"cookie upgrade with {extra or 'no origin'}: {status} {body[:200]!r}, expected 403 csrf")
+    check(upstream_hits() == before, "a cross-site upgrade reached the upstream")
+    own = f"http://127.0.0.1:{gateway_port}"
+    for extra in ({"Origin": own}, {"Origin": own, "Sec-Fetch-Site": "same-origin"}):
+        async with connect(cookie_url, additional_headers={"Cookie": cookie, **extra},
+                           origin=None) as ws:
+            hello = json.loads(await ws.recv())
+            check(hello["identity"].get("x-auth-subject") == "ws-reader",
+                  f"same-origin cookie upgrade: the upstream saw {hello['identity']}")
+    print("websocket: cookie-authenticated upgrades: cross-site, 'null' and origin-less -> 403 csrf "
+          "(the upstream saw none); same origin -> 101 with the cookie's identity")
+
 
 async def amain(bin_path, work):
     hits = {"n": 0}
@@ -165,6 +198,7 @@ upstreams:
   ws: http://127.0.0.1:{up_port}
 routes:
   - {{ name: ws, path_prefix: /ws, provider: static, upstream: ws, require_scopes: {{ all_of: [ws_read] }} }}
+  - {{ name: console, path_prefix: /console, provider: static, upstream: ws, token_sources: [{{ cookie: sg_session }}] }}
 log: {{ level: warn }}
 """
         with open(f"{work}/sg.yaml", "w") as f:

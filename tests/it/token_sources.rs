@@ -286,13 +286,36 @@ async fn unsafe_methods_authenticated_by_cookie_must_come_from_the_same_site() {
     )
     .await;
     assert_eq!(r.status(), 200);
+    // ... unless they open a channel: a WebSocket handshake is a GET (cross-site
+    // WebSocket hijacking), and so is what a browser marks `Sec-Fetch-Mode: websocket`.
+    let calls = upstream.calls();
+    for channel in [
+        &[("upgrade", "websocket"), ("connection", "Upgrade")][..],
+        &[("sec-fetch-mode", "websocket")][..],
+    ] {
+        for (origin, want) in [("https://evil.example", 403), (own_origin.as_str(), 200)] {
+            let mut headers = vec![("cookie", c.as_str()), ("origin", origin)];
+            headers.extend_from_slice(channel);
+            let r = send(&g, reqwest::Method::GET, "/console/ws", &headers).await;
+            assert_eq!(r.status().as_u16(), want, "{headers:?}");
+            if want == 403 {
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(body["error"], "csrf", "{headers:?}");
+            }
+        }
+    }
+    assert_eq!(
+        upstream.calls(),
+        calls + 2,
+        "only the same-origin ones reach the upstream"
+    );
     assert_eq!(
         metric(
             &g,
             r#"sessiongate_requests_total{outcome="cross_site",route="console"}"#
         )
         .await,
-        5.0
+        7.0
     );
     drop(upstream);
 }
