@@ -351,7 +351,13 @@ fn fingerprint(p: &ProviderFile) -> u64 {
 }
 
 fn protection(path: &str, p: &ProviderFile) -> Result<Option<Protection>> {
-    let d = Protection::default();
+    let mut d = Protection::default();
+    if p.kind == ProviderKind::Jwt {
+        // A JWT provider calls nothing per token; its only failures are JWKS fetches,
+        // which have their own rate limit. A breaker would only keep refusing tokens
+        // for `open_for` after the JWKS is back.
+        d.failures = 0;
+    }
     let Some(f) = &p.protection else {
         return Ok((p.kind != ProviderKind::Static).then_some(d));
     };

@@ -384,7 +384,7 @@ async fn a_hanging_jwks_never_holds_requests_up() {
 }
 
 /// A JWKS endpoint that refuses is not asked again for every new token, even with no
-/// minimum interval between fetches: failures back off (1 s, 2 s, 4 s, …).
+/// minimum interval between fetches: after a failure, at most one fetch a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_jwks_is_not_fetched_per_token() {
     let es = ec_key("ec-1");
@@ -427,5 +427,62 @@ async fn a_refusing_jwks_is_not_fetched_per_token() {
         jwks.calls() <= 2,
         "{} JWKS fetches for 10 unknown-kid tokens",
         jwks.calls()
+    );
+}
+
+/// A JWKS that is down when the gateway starts — first hanging, then refusing — and comes
+/// back: while it is down, requests get 503 within the fetch timeout; once it is back,
+/// tokens are accepted within max(jwks_min_refresh_interval, 2 s), not after a backoff
+/// that grew during the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_down_at_start_is_used_as_soon_as_it_is_back() {
+    use std::time::{Duration, Instant};
+    let es = ec_key("ec-1");
+    let set = json!({"keys": [es.jwk]});
+    let opened = Instant::now();
+    let (hang_until, refuse_until) = (Duration::from_secs(4), Duration::from_secs(10));
+    let jwks = Fake::start(move |_| {
+        let t = opened.elapsed();
+        if t < hang_until {
+            Reply::json(200, set.clone()).after(Duration::from_secs(30))
+        } else if t < refuse_until {
+            Reply::json(503, json!({"error": "down"}))
+        } else {
+            Reply::json(200, set.clone())
+        }
+    })
+    .await;
+    let upstream = Fake::upstream().await;
+    let g = start_gateway(
+        &HANGING
+            .replace("jwks_refresh: 1s", "jwks_refresh: 10m")
+            .replace(
+                "jwks_min_refresh_interval: 5s",
+                "jwks_min_refresh_interval: 1s",
+            ),
+        &[("jwks", jwks.url()), ("upstream", upstream.url())],
+    );
+    let token = sign(&es, &claims("after-outage"));
+    let mut slowest_refusal = Duration::ZERO;
+    let accepted_at = loop {
+        let asked = Instant::now();
+        let status = get_bearer(&g, "/x", &token).await.status().as_u16();
+        if status == 200 {
+            break opened.elapsed();
+        }
+        assert_eq!(status, 503, "a JWT while the JWKS is down");
+        slowest_refusal = slowest_refusal.max(asked.elapsed());
+        assert!(opened.elapsed() < Duration::from_secs(30), "never accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The fetch timeout is 2 s: a hanging JWKS holds a request no longer (plus slack).
+    assert!(
+        slowest_refusal < Duration::from_millis(2600),
+        "{slowest_refusal:?}"
+    );
+    let after_back = accepted_at.saturating_sub(refuse_until);
+    assert!(
+        after_back < Duration::from_secs(2),
+        "accepted {after_back:?} after the JWKS was back (refused until {refuse_until:?})"
     );
 }

@@ -6,11 +6,15 @@
 //!   with the algorithm family its JWK declares.
 //! - Keys come from a JWKS file, or from a JWKS URL: fetched at start, refreshed in the
 //!   background every `jwks_refresh` (jittered; after a failure retried with exponential
-//!   backoff from `jwks_min_refresh_interval` up to `jwks_refresh`, the old keys kept).
-//!   Requests read the current key set without waiting for any scheduled refresh. A token
-//!   with an unknown `kid` triggers at most one fetch per `jwks_min_refresh_interval`
-//!   (and none during a failure backoff); concurrent requests share that fetch. The key
-//!   set is swapped atomically, so no lock is held while a JWKS is fetched.
+//!   backoff from `jwks_min_refresh_interval`, capped at [`RETRY_CAP`] — not at
+//!   `jwks_refresh` — the old keys kept). Requests read the current key set without
+//!   waiting for any scheduled refresh. While no keys are loaded, or for a token with an
+//!   unknown `kid`, a request may fetch once per `jwks_min_refresh_interval` (at least
+//!   [`FAILED_FETCH_FLOOR`] apart after a failure, whatever the failures before: a JWKS
+//!   that comes back is used at the next such fetch, not after a grown backoff);
+//!   concurrent requests share that fetch, and a hanging endpoint holds them at most the
+//!   fetch `timeout`. The key set is swapped atomically, so no lock is held while a JWKS
+//!   is fetched.
 //! - `iss`, `aud`, `exp` (required) and `nbf` are checked with `leeway`; `typ`, when
 //!   present, must be `JWT` or `at+jwt` (RFC 9068).
 //! - The claims map to the identity like an HTTP provider's answer ([`ResponseMapping`]);
@@ -151,10 +155,26 @@ fn load(set: &JwkSet) -> Keys {
     }
 }
 
-/// How long after the last attempt the next fetch may start: `min` while fetches succeed;
-/// after `failures` failures in a row, 1 s (or `min`, if longer) doubled per further
-/// failure, capped at the refresh period — so a refusing or hanging JWKS endpoint is asked
-/// less and less often, whatever the token traffic.
+/// The longest wait between two background attempts while the JWKS keeps failing.
+pub const RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// After a failed fetch, requests wait at least this long before fetching again.
+pub const FAILED_FETCH_FLOOR: Duration = Duration::from_secs(1);
+
+/// How long after the last attempt a request may fetch again: `min`, and after a failure
+/// at least [`FAILED_FETCH_FLOOR`] (not a growing backoff: requests that need keys are
+/// the sign the keys are needed now).
+fn request_wait(min: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        min
+    } else {
+        min.max(FAILED_FETCH_FLOOR)
+    }
+}
+
+/// How long after the last attempt the background refresh tries again: `min` while
+/// fetches succeed; after `failures` failures in a row, 1 s (or `min`, if longer) doubled
+/// per further failure, capped at `cap`.
 fn backoff(min: Duration, cap: Duration, failures: u32) -> Duration {
     if failures == 0 {
         return min;
@@ -185,18 +205,14 @@ impl KeyStore {
     }
 
     /// Fetches the JWKS unless a fetch that started after `seen_generation` already
-    /// finished, or the rate limit / failure backoff says not yet (`force` skips the rate
-    /// limit: the scheduled refresh). Returns the error of a fetch made here.
+    /// finished, or the rate limit says not yet ([`request_wait`]; `force` skips it: the
+    /// scheduled refresh). Returns the error of a fetch made here.
     async fn refetch(&self, seen_generation: u64, force: bool) -> Result<(), ProviderError> {
         let mut state = self.fetch.lock().await;
         if state.generation != seen_generation {
             return Ok(()); // someone else fetched while we waited
         }
-        let wait = backoff(
-            self.spec.min_refresh_interval,
-            self.spec.refresh,
-            state.failures,
-        );
+        let wait = request_wait(self.spec.min_refresh_interval, state.failures);
         if !force && state.last_attempt.is_some_and(|t| t.elapsed() < wait) {
             return Ok(());
         }
@@ -261,7 +277,7 @@ async fn refresh_loop(store: Weak<KeyStore>) {
             } else {
                 jittered(backoff(
                     s.spec.min_refresh_interval,
-                    s.spec.refresh,
+                    s.spec.refresh.min(RETRY_CAP),
                     failures,
                 ))
             }
@@ -415,5 +431,18 @@ mod tests {
         assert_eq!(b(s(30), 1), s(30));
         assert_eq!(b(s(30), 3), s(120));
         assert_eq!(b(s(30), 40), s(600));
+        // The background retries, capped well below a 10-minute refresh period.
+        assert_eq!(backoff(s(1), s(600).min(RETRY_CAP), 40), s(30));
+    }
+
+    /// Requests that need keys fetch again after `min` — after failures too, never after
+    /// a grown backoff — and not more than once a second while the JWKS fails.
+    #[test]
+    fn requests_fetch_again_after_the_minimum_interval_whatever_failed_before() {
+        let s = Duration::from_secs;
+        assert_eq!(request_wait(s(5), 0), s(5));
+        assert_eq!(request_wait(s(5), 12), s(5));
+        assert_eq!(request_wait(Duration::ZERO, 0), Duration::ZERO);
+        assert_eq!(request_wait(Duration::ZERO, 12), FAILED_FETCH_FLOOR);
     }
 }
