@@ -98,6 +98,10 @@ impl Gateway {
         // opening: the preface and the client's SETTINGS).
         options.h2_idle_timeout = Some(self.settings.connections.idle_timeout);
         full_proxy.server_options = Some(options);
+        // Pingora's bounded defaults (header list size), with our stream limit.
+        let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+        h2.max_concurrent_streams(self.settings.connections.http2_max_concurrent_streams);
+        full_proxy.h2_options = Some(h2);
         let upstreams = pingora::connectors::http::Connector::new(Some(
             pingora::connectors::ConnectorOptions::from_server_conf(conf),
         ));

@@ -227,6 +227,11 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if old.h2c != new.h2c {
         out.push("h2c");
     }
+    if old.connections.http2_max_concurrent_streams != new.connections.http2_max_concurrent_streams
+    {
+        // HTTP/2's settings are fixed when the server starts.
+        out.push("connections.http2_max_concurrent_streams");
+    }
     if old.threads != new.threads {
         out.push("threads");
     }

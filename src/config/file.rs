@@ -141,6 +141,8 @@ pub struct ConnectionsFile {
     pub tunnel_idle_timeout: Option<ConfigDuration>,
     /// A tunnel is closed this long after the upgrade, busy or not (default: never).
     pub tunnel_max_duration: Option<ConfigDuration>,
+    /// Streams a client may have open at once on one HTTP/2 connection (default 100).
+    pub http2_max_concurrent_streams: Option<u32>,
 }
 
 /// `admin:` — the admin API's mutating endpoints (`/admin/purge`, `/admin/explain`,

@@ -1062,7 +1062,16 @@ fn connections(file: &FileConfig) -> Result<ConnectionLimits> {
             .map(|x| x.0)
             .filter(|d| !d.is_zero())
             .or(d.tunnel_max_duration),
+        http2_max_concurrent_streams: c
+            .http2_max_concurrent_streams
+            .unwrap_or(d.http2_max_concurrent_streams),
     };
+    if !(1..=1000).contains(&limits.http2_max_concurrent_streams) {
+        return Err(ConfigError::at(
+            "connections.http2_max_concurrent_streams",
+            "must be between 1 and 1000",
+        ));
+    }
     if let Some(max) = limits.tunnel_max_duration {
         if max < Duration::from_secs(1) {
             return Err(ConfigError::at(

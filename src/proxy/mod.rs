@@ -388,6 +388,14 @@ impl Proxy {
             session.set_keepalive(None);
         }
         session.set_read_timeout(Some(limits.body_idle_timeout));
+        if session.as_http2().is_some() {
+            // An HTTP/2 client that stops reading (a zero flow-control window) would hold
+            // this stream's response buffers and its upstream connection for ever: a write
+            // that makes no progress for `body_idle_timeout` resets the stream. (HTTP/1's
+            // socket buffer is the kernel's; a write timer per write would cost the
+            // request path a timer.)
+            session.set_write_timeout(Some(limits.body_idle_timeout));
+        }
         // An absolute-form target (`GET http://host/path`) is forwarded in origin-form, so
         // the upstream reads the host only from `Host`, which is what routing used (Pingora
         // refuses a `Host` that differs from the target's authority, RFC 9112 §3.2.2). A
@@ -720,13 +728,21 @@ impl Proxy {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
-        if e.esource() == &ErrorSource::Downstream && e.etype() == &ErrorType::ReadTimedout {
-            // A request body that paused longer than `connections.body_idle_timeout`.
-            self.state
-                .metrics
-                .connections_closed
-                .with_label_values(&["body_timeout"])
-                .inc();
+        if e.esource() == &ErrorSource::Downstream {
+            let reason = match e.etype() {
+                // A request body that paused longer than `connections.body_idle_timeout`.
+                ErrorType::ReadTimedout => Some("body_timeout"),
+                // A response the client stopped reading (HTTP/2: its stream is reset).
+                ErrorType::WriteTimedout => Some("send_timeout"),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                self.state
+                    .metrics
+                    .connections_closed
+                    .with_label_values(&[reason])
+                    .inc();
+            }
         }
         if let Some(UpstreamTarget::Http(up)) = ctx.route().map(|r| &r.upstream) {
             if code == 502 || code == 504 {

@@ -45,6 +45,9 @@ pub struct ConnectionLimits {
     /// A tunnel is closed this long after it opened, busy or not (`None`: never) — the
     /// bound on how long a connection outlives the identity checked at its upgrade.
     pub tunnel_max_duration: Option<Duration>,
+    /// Streams open at once on one HTTP/2 connection (what a stalled reader can pin is
+    /// this many streams' response buffers, until `body_idle_timeout` resets them).
+    pub http2_max_concurrent_streams: u32,
 }
 
 impl Default for ConnectionLimits {
@@ -56,6 +59,7 @@ impl Default for ConnectionLimits {
             max_connections: 10_000,
             tunnel_idle_timeout: Duration::from_secs(3600),
             tunnel_max_duration: None,
+            http2_max_concurrent_streams: 100,
         }
     }
 }

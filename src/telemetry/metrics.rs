@@ -521,6 +521,7 @@ impl Metrics {
             "header_timeout",
             "idle_timeout",
             "body_timeout",
+            "send_timeout",
             "over_limit",
             "tunnel_idle_timeout",
             "tunnel_max_duration",
