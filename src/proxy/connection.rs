@@ -267,8 +267,15 @@ pub struct Deadlines {
     /// A plain connection may still turn out to be h2c: every byte read so far is the
     /// start of the HTTP/2 preface (only with `h2c: true`).
     maybe_h2c: bool,
-    /// How far the HTTP/2 opening has come.
-    h2_opening: H2Opening,
+    /// Bytes of the HTTP/2 client preface read so far (the opening's first part).
+    h2_preface: usize,
+    /// The client's frames after the preface: the first complete one (SETTINGS) ends the
+    /// opening; a GOAWAY from the client is noted.
+    h2_in: FrameHeaders,
+    /// The frames the gateway writes on an HTTP/2 connection, followed to see a GOAWAY.
+    h2_out: FrameHeaders,
+    /// The client ended the connection (a read gave EOF) or it broke (an I/O error).
+    ended_by_peer: bool,
     tunnel_idle: Duration,
     tunnel_max: Option<Duration>,
     /// When the tunnel opened (a `101` went out), for `tunnel_max`.
@@ -279,76 +286,6 @@ pub struct Deadlines {
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// How far an HTTP/2 connection's opening has come: the preface, then the frame the
-/// client must send next (SETTINGS, RFC 9113 §3.4): its 9-byte header, then its payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum H2Opening {
-    Preface(usize),
-    FrameHeader { got: usize, length: [u8; 3] },
-    Payload(usize),
-    Done,
-}
-
-impl Default for H2Opening {
-    fn default() -> Self {
-        H2Opening::Preface(0)
-    }
-}
-
-impl H2Opening {
-    fn after_preface() -> Self {
-        H2Opening::FrameHeader {
-            got: 0,
-            length: [0; 3],
-        }
-    }
-
-    /// Follows the opening through the bytes just read; true once it is complete. Only
-    /// lengths are read: whether the bytes are a valid preface and SETTINGS frame is the
-    /// HTTP/2 server's to judge (it closes the connection if not).
-    fn feed(&mut self, mut data: &[u8]) -> bool {
-        while !data.is_empty() {
-            match self {
-                H2Opening::Preface(seen) => {
-                    let n = (H2_PREFACE.len() - *seen).min(data.len());
-                    *seen += n;
-                    data = &data[n..];
-                    if *seen == H2_PREFACE.len() {
-                        *self = H2Opening::after_preface();
-                    }
-                }
-                H2Opening::FrameHeader { got, length } => {
-                    let n = (9 - *got).min(data.len());
-                    for (i, b) in data[..n].iter().enumerate() {
-                        if *got + i < 3 {
-                            length[*got + i] = *b;
-                        }
-                    }
-                    *got += n;
-                    data = &data[n..];
-                    if *got == 9 {
-                        let len = u32::from_be_bytes([0, length[0], length[1], length[2]]);
-                        *self = H2Opening::Payload(len as usize);
-                    }
-                }
-                H2Opening::Payload(left) => {
-                    let n = (*left).min(data.len());
-                    *left -= n;
-                    data = &data[n..];
-                }
-                H2Opening::Done => return true,
-            }
-            if *self == H2Opening::Payload(0) {
-                *self = H2Opening::Done;
-            }
-        }
-        if *self == H2Opening::Payload(0) {
-            *self = H2Opening::Done;
-        }
-        *self == H2Opening::Done
-    }
-}
 
 /// The most request-head bytes kept for a hand-over: Pingora's own header limit (1 MiB)
 /// plus one read.
@@ -374,7 +311,10 @@ impl Deadlines {
         Deadlines {
             http2,
             maybe_h2c: false,
-            h2_opening: H2Opening::default(),
+            h2_preface: 0,
+            h2_in: FrameHeaders::default(),
+            h2_out: FrameHeaders::default(),
+            ended_by_peer: false,
             tunnel_idle: limits.tunnel_idle_timeout,
             tunnel_max: limits.tunnel_max_duration,
             tunnel_opened: None,
@@ -430,9 +370,12 @@ impl Deadlines {
             return;
         }
         if self.http2 {
-            if self.phase != Phase::Tunnel && self.h2_opening.feed(data) {
-                // Preface and SETTINGS in: an HTTP/2 connection, bounded by Pingora's
-                // idle timeout from here.
+            let n = (H2_PREFACE.len() - self.h2_preface).min(data.len());
+            self.h2_preface += n;
+            self.h2_in.feed(&data[n..]);
+            if self.phase != Phase::Tunnel && self.h2_in.complete > 0 {
+                // Preface and the first frame (SETTINGS) in: an HTTP/2 connection, bounded
+                // by Pingora's idle timeout from here.
                 self.phase = Phase::Tunnel;
                 self.deadline = None;
             }
@@ -451,7 +394,7 @@ impl Deadlines {
                 self.maybe_h2c = false;
                 self.http2 = true;
                 self.drop_head();
-                self.h2_opening = H2Opening::after_preface();
+                self.h2_preface = H2_PREFACE.len();
                 return self.saw_read(&data[n..]);
             }
             // Not the preface: an HTTP/1 request from its first byte, still under the
@@ -504,7 +447,11 @@ impl Deadlines {
     }
 
     fn saw_write(&mut self, data: &[u8]) {
-        if data.is_empty() || self.http2 {
+        if self.http2 {
+            self.h2_out.feed(data);
+            return;
+        }
+        if data.is_empty() {
             return;
         }
         if !self.head.is_empty() {
@@ -639,10 +586,17 @@ impl AsyncRead for Deadlines {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
+                let n = buf.filled().len() - before;
+                if n == 0 && buf.remaining() > 0 {
+                    self.ended_by_peer = true;
+                }
                 self.saw_read(&buf.filled()[before..]);
                 Poll::Ready(Ok(()))
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Err(e)) => {
+                self.ended_by_peer = true;
+                Poll::Ready(Err(e))
+            }
             Poll::Pending => match self.timed_out(cx) {
                 Some(reason) => {
                     (self.on_close)(reason);
@@ -665,9 +619,13 @@ impl AsyncWrite for Deadlines {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &result {
-            let n = *n;
-            self.saw_write(&buf[..n]);
+        match &result {
+            Poll::Ready(Ok(n)) => {
+                let n = *n;
+                self.saw_write(&buf[..n]);
+            }
+            Poll::Ready(Err(_)) => self.ended_by_peer = true,
+            Poll::Pending => {}
         }
         result
     }
@@ -686,9 +644,27 @@ impl AsyncWrite for Deadlines {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let (Poll::Ready(Ok(n)), Some(first)) = (&result, bufs.first()) {
-            let n = (*n).min(first.len());
-            self.saw_write(&first[..n]);
+        match &result {
+            Poll::Ready(Ok(n)) if self.http2 => {
+                // HTTP/2 frames may span the slices: follow every byte written.
+                let mut left = *n;
+                for b in bufs {
+                    let take = left.min(b.len());
+                    self.h2_out.feed(&b[..take]);
+                    left -= take;
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
+            Poll::Ready(Ok(n)) => {
+                if let Some(first) = bufs.first() {
+                    let n = (*n).min(first.len());
+                    self.saw_write(&first[..n]);
+                }
+            }
+            Poll::Ready(Err(_)) => self.ended_by_peer = true,
+            Poll::Pending => {}
         }
         result
     }
@@ -786,6 +762,69 @@ impl Peek for Deadlines {
         self.replay = Some((again, 0));
         // What was not read stays as the caller left it (zeros): not the preface.
         Ok(true)
+    }
+}
+
+/// An open HTTP/2 connection is closed by Pingora when it has had no stream for
+/// `idle_timeout` — by dropping it, with no GOAWAY and no word to us. Every other way an
+/// open HTTP/2 connection ends shows here: the client hung up or the socket broke (EOF or
+/// an I/O error), either side sent a GOAWAY (a protocol error, a graceful shutdown, a
+/// client leaving). So
+/// a connection dropped open, with neither, was closed for idleness: counted as such.
+impl Drop for Deadlines {
+    fn drop(&mut self) {
+        if self.http2
+            && self.phase == Phase::Tunnel
+            && !self.ended_by_peer
+            && !self.h2_out.goaway
+            && !self.h2_in.goaway
+        {
+            (self.on_close)("idle_timeout");
+        }
+    }
+}
+
+/// Follows the frame headers in one direction of an HTTP/2 connection (after the
+/// client's preface): how many frames are complete, and whether one was a GOAWAY (type
+/// 7). Only the 9-byte headers are read; payloads are skipped by their length. Whether
+/// the frames are valid is the HTTP/2 server's to judge.
+#[derive(Debug, Default, Clone, Copy)]
+struct FrameHeaders {
+    /// Bytes of the current frame header seen (0..9).
+    got: usize,
+    header: [u8; 9],
+    /// Payload bytes of the current frame still to come.
+    skip: usize,
+    complete: u32,
+    goaway: bool,
+}
+
+impl FrameHeaders {
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                self.skip -= n;
+                data = &data[n..];
+                if self.skip == 0 {
+                    self.complete = self.complete.saturating_add(1);
+                }
+                continue;
+            }
+            let n = (9 - self.got).min(data.len());
+            self.header[self.got..self.got + n].copy_from_slice(&data[..n]);
+            self.got += n;
+            data = &data[n..];
+            if self.got == 9 {
+                let h = self.header;
+                self.skip = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+                self.goaway |= h[3] == 7;
+                self.got = 0;
+                if self.skip == 0 {
+                    self.complete = self.complete.saturating_add(1);
+                }
+            }
+        }
     }
 }
 
@@ -1034,24 +1073,34 @@ mod tests {
     }
 
     /// The HTTP/2 opening is complete with the preface and the whole first frame, in
-    /// any split of the bytes, and not a byte before.
+    /// any split of the bytes, and not a byte before; frames after it are followed too
+    /// (a GOAWAY is noticed).
     #[test]
     fn the_http2_opening_ends_with_the_clients_settings_in_any_split() {
         let settings = [0u8, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100];
-        let opening = [H2_PREFACE, &settings[..]].concat();
+        let goaway = [0u8, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let opening = [H2_PREFACE, &settings[..], &goaway[..]].concat();
+        let settings_end = H2_PREFACE.len() + settings.len();
         for size in 1..=opening.len() {
-            let mut o = H2Opening::default();
+            let (_client, server) = tokio::io::duplex(64);
+            let mut d = Deadlines::new(Box::new(server), &limits(60, 10), Box::new(|_| {}));
+            d.http2 = true;
             let mut fed = 0;
             for piece in opening.chunks(size) {
-                let done = o.feed(piece);
+                d.saw_read(piece);
                 fed += piece.len();
-                assert_eq!(done, fed == opening.len(), "pieces of {size}, {fed} bytes");
+                assert_eq!(
+                    d.phase == Phase::Tunnel,
+                    fed >= settings_end,
+                    "pieces of {size}, {fed} bytes"
+                );
+                assert_eq!(d.h2_in.goaway, fed >= settings_end + 9, "pieces of {size}");
             }
         }
         // A SETTINGS frame with an empty payload ends with its header.
-        let mut o = H2Opening::default();
-        assert!(!o.feed(H2_PREFACE));
-        assert!(o.feed(&[0, 0, 0, 4, 0, 0, 0, 0, 0]));
+        let mut f = FrameHeaders::default();
+        f.feed(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(f.complete, 1);
     }
 
     /// Stalled openings are closed at the header deadline counted from the connection's

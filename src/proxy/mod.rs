@@ -389,6 +389,7 @@ impl Proxy {
         }
         session.set_read_timeout(Some(limits.body_idle_timeout));
         if session.as_http2().is_some() {
+            join_cookie_fields(session.req_header_mut())?;
             // An HTTP/2 client that stops reading (a zero flow-control window) would hold
             // this stream's response buffers and its upstream connection for ever: a write
             // that makes no progress for `body_idle_timeout` resets the stream. (HTTP/1's
@@ -830,6 +831,28 @@ impl Proxy {
             error: e.map(|e| e as &dyn std::fmt::Display),
         });
     }
+}
+
+/// HTTP/2 clients may split cookies over several `cookie` fields (RFC 9113 §8.2.3, what
+/// browsers do for compression); an HTTP/1.1 upstream expects one `Cookie` header, so
+/// they are joined with `; ` — before the token is read, so every reading of the
+/// request sees the same cookies.
+fn join_cookie_fields(req: &mut RequestHeader) -> Result<()> {
+    let mut fields = req.headers.get_all(http::header::COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return Ok(());
+    }
+    let mut joined = Vec::new();
+    for v in req.headers.get_all(http::header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    let value = HeaderValue::try_from(joined)
+        .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid cookie value")?;
+    req.insert_header(http::header::COOKIE, value)?;
+    Ok(())
 }
 
 /// Removes cookie `name` (the credential) from every `Cookie` header of the upstream
