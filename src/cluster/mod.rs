@@ -587,13 +587,7 @@ impl Cluster {
                         self.read(&mut conn, &mut at, &mut stop).await;
                         position = Some(at);
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cluster: checking the revocation stream failed");
-                        self.metrics
-                            .redis_errors
-                            .with_label_values(&["check"])
-                            .inc();
-                    }
+                    Err(e) => self.check_failed(&e),
                 }
             }
             self.metrics.redis_up.set(0);
@@ -628,6 +622,14 @@ impl Cluster {
             counter,
             last_id,
         })
+    }
+
+    fn check_failed(&self, error: &str) {
+        tracing::warn!(error = %error, "cluster: checking the revocation stream failed");
+        self.metrics
+            .redis_errors
+            .with_label_values(&["check"])
+            .inc();
     }
 
     /// Flushes the identity cache because purges may have been missed, counted.
@@ -793,11 +795,7 @@ impl Cluster {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cluster: checking the revocation stream failed");
-                    self.metrics
-                        .redis_errors
-                        .with_label_values(&["check"])
-                        .inc();
+                    self.check_failed(&e);
                     return;
                 }
             }

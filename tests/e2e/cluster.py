@@ -430,11 +430,7 @@ log: {{ level: info, format: json }}
         # --- 4. B cut off while entries are trimmed ---
         kept = "tok-kept-on-b"
         check(request(B[0], "GET", "/x", kept)[0] == 200, "kept token on B")
-        relay.cut()
-        deadline = time.time() + 10
-        while metric(B[1], "sessiongate_cluster_redis_up") != 0:
-            check(time.time() < deadline, "B still reports Redis up after the cut")
-            time.sleep(0.05)
+        cut_off(relay, B)
         with provider.lock:
             provider.revoked.add(kept)
         for i in range(1500):
@@ -510,6 +506,15 @@ class UpstreamHandler(NoDelay, http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def cut_off(relay, B):
+    """Cuts B's relay to Redis and waits until B knows it."""
+    relay.cut()
+    deadline = time.time() + 10
+    while metric(B[1], "sessiongate_cluster_redis_up") != 0:
+        check(time.time() < deadline, "B still reports Redis up after the cut")
+        time.sleep(0.05)
+
+
 def flushes(admin, reason):
     return metric(admin, f'sessiongate_cluster_flushes_total{{reason="{reason}"}}')
 
@@ -542,11 +547,7 @@ def stream_gaps(provider, redis, redis_cmd, redis_port, relay, gateways, spawn, 
     for port, _ in (A, B, C):
         check(request(port, "GET", "/x", lost)[0] == 200, f"{lost} before the restart")
     before = {n: flushes(gateways[n][1], "stream_lost") for n in "ABC"}
-    relay.cut()
-    deadline = time.time() + 10
-    while metric(B[1], "sessiongate_cluster_redis_up") != 0:
-        check(time.time() < deadline, "B still reports Redis up after the cut")
-        time.sleep(0.05)
+    cut_off(relay, B)
     with provider.lock:
         provider.revoked.add(lost)
     check(purge(A[1], {"token": lost})["fan_out"] == "published", "purge before the restart")

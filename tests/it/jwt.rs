@@ -383,6 +383,27 @@ async fn a_hanging_jwks_never_holds_requests_up() {
     );
 }
 
+/// The `HANGING` gateway in front of `jwks`, with its own refresh period and minimum
+/// interval between fetches.
+async fn gateway_with_refresh(
+    jwks: &Fake,
+    refresh: &str,
+    min_interval: &str,
+) -> (sessiongate::GatewayHandle, Fake) {
+    let upstream = Fake::upstream().await;
+    let config = HANGING
+        .replace("jwks_refresh: 1s", &format!("jwks_refresh: {refresh}"))
+        .replace(
+            "jwks_min_refresh_interval: 5s",
+            &format!("jwks_min_refresh_interval: {min_interval}"),
+        );
+    let g = start_gateway(
+        &config,
+        &[("jwks", jwks.url()), ("upstream", upstream.url())],
+    );
+    (g, upstream)
+}
+
 /// A JWKS endpoint that refuses is not asked again for every new token, even with no
 /// minimum interval between fetches: after a failure, at most one fetch a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,16 +419,7 @@ async fn a_refusing_jwks_is_not_fetched_per_token() {
         }
     })
     .await;
-    let upstream = Fake::upstream().await;
-    let g = start_gateway(
-        &HANGING
-            .replace("jwks_refresh: 1s", "jwks_refresh: 10m")
-            .replace(
-                "jwks_min_refresh_interval: 5s",
-                "jwks_min_refresh_interval: 0s",
-            ),
-        &[("jwks", jwks.url()), ("upstream", upstream.url())],
-    );
+    let (g, _upstream) = gateway_with_refresh(&jwks, "10m", "0s").await;
     while jwks.calls() == 0 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -452,16 +464,7 @@ async fn a_jwks_down_at_start_is_used_as_soon_as_it_is_back() {
         }
     })
     .await;
-    let upstream = Fake::upstream().await;
-    let g = start_gateway(
-        &HANGING
-            .replace("jwks_refresh: 1s", "jwks_refresh: 10m")
-            .replace(
-                "jwks_min_refresh_interval: 5s",
-                "jwks_min_refresh_interval: 1s",
-            ),
-        &[("jwks", jwks.url()), ("upstream", upstream.url())],
-    );
+    let (g, _upstream) = gateway_with_refresh(&jwks, "10m", "1s").await;
     let token = sign(&es, &claims("after-outage"));
     let mut slowest_refusal = Duration::ZERO;
     let accepted_at = loop {

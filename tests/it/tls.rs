@@ -764,6 +764,18 @@ async fn stalled_openings_lock_clients_out_for_at_most_one_deadline() {
     drop(stalled);
 }
 
+/// Sends `req` (no body) on an HTTP/2 client connection; the response status.
+async fn h2_status(client: &h2::client::SendRequest<bytes::Bytes>, req: http::Request<()>) -> u16 {
+    let (resp, _) = client
+        .clone()
+        .ready()
+        .await
+        .unwrap()
+        .send_request(req, true)
+        .unwrap();
+    resp.await.unwrap().status().as_u16()
+}
+
 /// HTTP/2 details an HTTP/1.1 upstream and an operator see: cookies a client split over
 /// several `cookie` fields (RFC 9113 §8.2.3, what browsers do) arrive as one `Cookie`
 /// header; an HTTP/2 connection closed for idleness is counted like an HTTP/1.1 one,
@@ -788,14 +800,7 @@ async fn http2_cookies_arrive_joined_and_idle_closes_are_counted() {
         .header("cookie", "d=4")
         .body(())
         .unwrap();
-    let (resp, _) = client
-        .clone()
-        .ready()
-        .await
-        .unwrap()
-        .send_request(req, true)
-        .unwrap();
-    assert_eq!(resp.await.unwrap().status(), 200);
+    assert_eq!(h2_status(&client, req).await, 200);
     assert_eq!(s.up.last().all("cookie"), ["a=1; b=2; c=3; d=4"]);
 
     // Both connections left open with no stream: closed after idle_timeout (1s), counted.
@@ -804,14 +809,7 @@ async fn http2_cookies_arrive_joined_and_idle_closes_are_counted() {
     let req = http::Request::get("https://api.test/public/x")
         .body(())
         .unwrap();
-    let (resp, _) = tls_client
-        .clone()
-        .ready()
-        .await
-        .unwrap()
-        .send_request(req, true)
-        .unwrap();
-    assert_eq!(resp.await.unwrap().status(), 200);
+    assert_eq!(h2_status(&tls_client, req).await, 200);
     let started = Instant::now();
     for conn in [plain_conn, tls_conn] {
         let closed = tokio::time::timeout(Duration::from_secs(4), conn).await;
@@ -840,14 +838,7 @@ async fn http2_cookies_arrive_joined_and_idle_closes_are_counted() {
     let req = http::Request::get("http://api.test/public/x")
         .body(())
         .unwrap();
-    let (resp, _) = client
-        .clone()
-        .ready()
-        .await
-        .unwrap()
-        .send_request(req, true)
-        .unwrap();
-    assert_eq!(resp.await.unwrap().status(), 200);
+    assert_eq!(h2_status(&client, req).await, 200);
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
