@@ -578,7 +578,8 @@ impl Cluster {
                 // pending purges need not wait out the breaker.
                 self.link.recovered();
                 let _ = self.link.connected().await;
-                match self.catch_up(&mut conn, position.take()).await {
+                // A failed check keeps the position: the next connection resumes there.
+                match self.catch_up(&mut conn, position.clone()).await {
                     Ok(start) => {
                         self.metrics.redis_up.set(1);
                         backoff = Duration::from_millis(100);
