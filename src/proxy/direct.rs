@@ -171,6 +171,31 @@ impl IdlePool {
 }
 
 impl Direct {
+    /// An HTTP/2 stream: Pingora's full proxy, with a watch on the request body, which
+    /// Pingora reads with no timeout. A body that makes no progress for
+    /// `body_idle_timeout` ends the stream (reset), counted as `body_timeout` like an
+    /// HTTP/1 body, and releases the upstream connection it held.
+    async fn serve_http2(
+        self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let limit = self.gate.state().snapshot().connections.body_idle_timeout;
+        let progress = Arc::new(crate::proxy::BodyProgress::default());
+        let proxied = crate::proxy::HTTP2_BODY.scope(
+            progress.clone(),
+            self.full.process_new_http(session, shutdown),
+        );
+        tokio::select! {
+            done = proxied => done,
+            _ = progress.stalled(limit) => {
+                self.gate.state().metrics.connections_closed.with_label_values(&["body_timeout"]).inc();
+                tracing::info!(timeout = ?limit, "an HTTP/2 request body made no progress; stream reset");
+                None
+            }
+        }
+    }
+
     pub fn new(gate: Proxy, full: HttpProxy<Proxy>, upstreams: Connector) -> Self {
         Direct {
             gate,
@@ -594,7 +619,7 @@ impl HttpServerApp for Direct {
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         if session.as_http1().is_none() {
-            return self.full.process_new_http(session, shutdown).await;
+            return self.serve_http2(session, shutdown).await;
         }
         let read = tokio::select! {
             biased;

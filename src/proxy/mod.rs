@@ -146,7 +146,77 @@ pub struct Proxy {
     state: Arc<GatewayState>,
 }
 
+/// How an HTTP/2 request's body is coming in. Pingora reads HTTP/2 request bodies with no
+/// timeout (HTTP/1's read timeout does not apply to them), so a stream that never sends
+/// its body would hold its upstream connection for ever; the direct path watches this
+/// and resets a stream whose body makes no progress for `body_idle_timeout`
+/// ([`BodyProgress::stalled`]).
+#[derive(Debug)]
+pub struct BodyProgress {
+    started: tokio::time::Instant,
+    /// Milliseconds from `started` to the last body progress; `u64::MAX`: not watching
+    /// (no body expected, or the body is complete).
+    last: std::sync::atomic::AtomicU64,
+}
+
+tokio::task_local! {
+    /// The current HTTP/2 stream's body progress (set by the direct path around the full
+    /// proxy; the proxy steps update it).
+    pub static HTTP2_BODY: Arc<BodyProgress>;
+}
+
+impl Default for BodyProgress {
+    fn default() -> Self {
+        BodyProgress {
+            started: tokio::time::Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl BodyProgress {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A body is expected (or came in): watch from now.
+    fn progressed(&self) {
+        self.last
+            .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The body is complete: nothing more to watch.
+    fn done(&self) {
+        self.last
+            .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Resolves once the body has made no progress for `limit` (never while not watched).
+    pub async fn stalled(&self, limit: Duration) {
+        let limit_ms = limit.as_millis() as u64;
+        loop {
+            let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
+            let wait = if last == u64::MAX {
+                // Not watching: look again later (cheap; one timer per stream).
+                limit
+            } else {
+                let idle = self.now_ms().saturating_sub(last);
+                if idle >= limit_ms {
+                    return;
+                }
+                Duration::from_millis(limit_ms - idle)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 impl Proxy {
+    /// What the proxy shares with the rest of the process.
+    pub fn state(&self) -> &Arc<GatewayState> {
+        &self.state
+    }
+
     pub fn new(state: Arc<GatewayState>) -> Self {
         Proxy { state }
     }
@@ -389,6 +459,9 @@ impl Proxy {
         }
         session.set_read_timeout(Some(limits.body_idle_timeout));
         if session.as_http2().is_some() {
+            if !session.is_body_done() {
+                let _ = HTTP2_BODY.try_with(|p| p.progressed());
+            }
             join_cookie_fields(session.req_header_mut())?;
             // An HTTP/2 client that stops reading (a zero flow-control window) would hold
             // this stream's response buffers and its upstream connection for ever: a write
@@ -498,6 +571,24 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         self.filter(session.as_downstream_mut(), ctx).await
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // HTTP/2 only (the task-local is set for HTTP/2 streams): the body moves.
+        let _ = HTTP2_BODY.try_with(|p| {
+            if end_of_stream {
+                p.done()
+            } else {
+                p.progressed()
+            }
+        });
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -870,4 +961,39 @@ fn strip_cookie<'id>(req: &mut impl Outgoing<'id>, name: &str) -> Result<()> {
         req.append(&COOKIE, value)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The HTTP/2 body watch: quiet while nothing is expected or the body is complete;
+    /// fires `limit` after the last progress, not after the first.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_stalls_only_after_its_last_progress() {
+        let p = BodyProgress::default();
+        let limit = Duration::from_secs(5);
+        // Not watching: never fires.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), p.stalled(limit))
+                .await
+                .is_err()
+        );
+        p.progressed();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        p.progressed();
+        let started = tokio::time::Instant::now();
+        p.stalled(limit).await;
+        let took = started.elapsed();
+        assert!(
+            took >= limit && took < limit + Duration::from_millis(10),
+            "{took:?}"
+        );
+        p.done();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), p.stalled(limit))
+                .await
+                .is_err()
+        );
+    }
 }

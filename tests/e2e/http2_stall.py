@@ -12,7 +12,10 @@ SETTINGS (a live peer, not a dead one). Checked (each failure names itself; exit
 3. every stalled stream is reset within body_idle_timeout (+ slack), counted as
    sessiongate_connections_closed_total{reason="send_timeout"}, and the upstream
    connections they held are closed (the gateway's open file descriptors go back down);
-4. the stream limit reaches the client: the gateway's SETTINGS advertise 100.
+4. the stream limit reaches the client: the gateway's SETTINGS advertise 100;
+5. 2 connections x 50 streams that announce a body and never send it (Pingora reads
+   HTTP/2 request bodies with no timeout of its own): reset after body_idle_timeout,
+   counted body_timeout, their upstream connections released.
 
 Usage: tests/e2e/http2_stall.py --bin target/debug/sessiongate [--connections 4]
 """
@@ -59,6 +62,10 @@ class Big(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.do_GET()
+
     def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
@@ -73,7 +80,7 @@ class Big(http.server.BaseHTTPRequestHandler):
 class Stalled:
     """One HTTP/2 connection that never grants flow-control window but stays alive."""
 
-    def __init__(self, port, streams):
+    def __init__(self, port, streams, method="GET"):
         self.sock = socket.create_connection(("127.0.0.1", port))
         config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         self.conn = h2.connection.H2Connection(config=config)
@@ -87,9 +94,12 @@ class Stalled:
         self.ids = []
         for i in range(streams):
             sid = self.conn.get_next_available_stream_id()
-            self.conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
-                                         (":authority", "gw.test"), (":path", f"/big/{i}")],
-                                   end_stream=True)
+            headers = [(":method", method), (":scheme", "http"), (":authority", "gw.test"),
+                       (":path", f"/big/{i}")]
+            if method == "POST":
+                # A body announced and never sent.
+                headers.append(("content-length", "100"))
+            self.conn.send_headers(sid, headers, end_stream=method != "POST")
             self.ids.append(sid)
         self.sock.sendall(self.conn.data_to_send())
         threading.Thread(target=self._read, daemon=True).start()
@@ -265,7 +275,7 @@ log: {{ level: warn }}
         # 3. reset after body_idle_timeout, counted, upstream connections released
         total = args.connections * STREAMS
         while sum(s.finished() for s in stalled) < total:
-            check(time.monotonic() - started < BODY_IDLE + 6,
+            check(time.monotonic() - started < BODY_IDLE + 10,
                   f"{total - sum(s.finished() for s in stalled)} stalled streams still open "
                   f"{time.monotonic() - started:.1f} s in (body_idle_timeout {BODY_IDLE:g} s)")
             time.sleep(0.1)
@@ -281,6 +291,30 @@ log: {{ level: warn }}
         print(f"http2 stall: all {total} stalled streams reset {took:.1f} s in "
               f"(body_idle_timeout {BODY_IDLE:g} s), counted send_timeout; file descriptors back "
               f"to +{fds(gw.pid) - fds0}; RSS now +{(rss(gw.pid) - rss0) / 2**20:.1f} MiB")
+
+        # 5. bodies that never come: Pingora reads HTTP/2 request bodies with no timeout
+        bodies_before = metric(admin, 'sessiongate_connections_closed_total{reason="body_timeout"}')
+        fds1 = fds(gw.pid)
+        started = time.monotonic()
+        silent = [Stalled(port, 50, method="POST") for _ in range(2)]
+        time.sleep(1)
+        held = fds(gw.pid) - fds1
+        while sum(s.finished() for s in silent) < 100:
+            check(time.monotonic() - started < BODY_IDLE + 10,
+                  f"{100 - sum(s.finished() for s in silent)} streams whose body never came still "
+                  f"open {time.monotonic() - started:.1f} s in")
+            time.sleep(0.1)
+        took = time.monotonic() - started
+        check(took >= BODY_IDLE - 0.5, f"silent bodies reset after {took:.1f} s, too early")
+        counted = metric(admin, 'sessiongate_connections_closed_total{reason="body_timeout"}') - bodies_before
+        check(counted == 100, f"{counted:.0f} body timeouts counted for 100 silent bodies")
+        t0 = time.monotonic()
+        while fds(gw.pid) > fds1 + 2 * len(silent):
+            check(time.monotonic() - t0 < 5, "upstream connections of silent bodies still held")
+            time.sleep(0.1)
+        print(f"http2 stall: 2 connections x 50 streams that never send their body (+{held} file "
+              f"descriptors while held): all reset {took:.1f} s in, counted body_timeout, "
+              f"released")
         print("http2 stall: ok")
         return 0
     except Failure as e:
