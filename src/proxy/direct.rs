@@ -173,8 +173,9 @@ impl IdlePool {
 impl Direct {
     /// An HTTP/2 stream: Pingora's full proxy, with a watch on the request body, which
     /// Pingora reads with no timeout. A body that makes no progress for
-    /// `body_idle_timeout` ends the stream (reset), counted as `body_timeout` like an
-    /// HTTP/1 body, and releases the upstream connection it held.
+    /// `body_idle_timeout` before the upstream answers ends the stream (reset), counted
+    /// as `body_timeout` like an HTTP/1 body, and releases the upstream connection it
+    /// held. Once the upstream answered, the stream is not watched (gRPC streams).
     async fn serve_http2(
         self: &Arc<Self>,
         session: ServerSession,

@@ -155,8 +155,10 @@ pub struct Proxy {
 pub struct BodyProgress {
     started: tokio::time::Instant,
     /// Milliseconds from `started` to the last body progress; `u64::MAX`: not watching
-    /// (no body expected, or the body is complete).
+    /// (no body expected yet, or done).
     last: std::sync::atomic::AtomicU64,
+    /// The body is complete or the upstream answered: never watched again.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 tokio::task_local! {
@@ -170,6 +172,7 @@ impl Default for BodyProgress {
         BodyProgress {
             started: tokio::time::Instant::now(),
             last: std::sync::atomic::AtomicU64::new(u64::MAX),
+            finished: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -181,12 +184,16 @@ impl BodyProgress {
 
     /// A body is expected (or came in): watch from now.
     fn progressed(&self) {
-        self.last
-            .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
+        if !self.finished.load(std::sync::atomic::Ordering::Relaxed) {
+            self.last
+                .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
-    /// The body is complete: nothing more to watch.
+    /// The body is complete, or the upstream answered: nothing more to watch.
     fn done(&self) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.last
             .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
     }
@@ -614,6 +621,9 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // The upstream answered: an HTTP/2 stream is now an exchange (gRPC streams send
+        // messages both ways at their own pace), no longer a body awaited.
+        let _ = HTTP2_BODY.try_with(|p| p.done());
         self.prepare_response(upstream_response, ctx)
     }
 
@@ -989,7 +999,10 @@ mod tests {
             took >= limit && took < limit + Duration::from_millis(10),
             "{took:?}"
         );
+        // Once the upstream answered (or the body ended), body progress no longer arms
+        // it: a gRPC stream sends messages at its own pace.
         p.done();
+        p.progressed();
         assert!(
             tokio::time::timeout(Duration::from_secs(60), p.stalled(limit))
                 .await
