@@ -202,6 +202,9 @@ pub struct UpstreamOptionsFile {
     pub verify_hostname: Option<bool>,
     /// `https://` only: a client certificate for upstreams that require one (mTLS).
     pub client_certificate: Option<CertificateFile>,
+    /// Requests in flight to this upstream at once (default 1024); beyond it a request
+    /// waits up to 1 s for a slot, then gets 503 `upstream_busy`.
+    pub max_in_flight: Option<usize>,
 }
 
 impl UpstreamFile {

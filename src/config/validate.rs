@@ -607,6 +607,17 @@ fn upstream(
         UpstreamFile::Options(o) => upstream_tls(path, o, tls, base_dir)?,
         UpstreamFile::Url(_) => None,
     };
+    let max_in_flight = match up {
+        UpstreamFile::Options(o) => o.max_in_flight,
+        UpstreamFile::Url(_) => None,
+    }
+    .unwrap_or(crate::proxy::route::DEFAULT_MAX_IN_FLIGHT);
+    if !(1..=1_000_000).contains(&max_in_flight) {
+        return Err(ConfigError::at(
+            format!("{path}.max_in_flight"),
+            "must be between 1 and 1000000",
+        ));
+    }
     Ok(UpstreamSpec {
         name: name.to_string(),
         authority,
@@ -614,6 +625,7 @@ fn upstream(
         host,
         protocol,
         tls_options,
+        max_in_flight,
     })
 }
 

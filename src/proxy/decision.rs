@@ -65,12 +65,15 @@ pub enum Outcome {
     /// A route's `require_client_certificate` not met: none presented (401) or another
     /// one (403).
     ClientCertificateRefused,
+    /// The upstream had `max_in_flight` requests in flight for longer than the gateway
+    /// waits for a free slot (503 `upstream_busy`).
+    UpstreamBusy,
 }
 
 impl Outcome {
     /// How many outcomes there are (indexes `0..COUNT`).
     pub const COUNT: usize = Outcome::FIXED + DenialKind::ALL.len();
-    const FIXED: usize = 12;
+    const FIXED: usize = 13;
 
     /// This outcome's position in [`Outcome::all`].
     pub fn index(self) -> usize {
@@ -87,6 +90,7 @@ impl Outcome {
             Outcome::AssertionFailed => 9,
             Outcome::CrossSite => 10,
             Outcome::ClientCertificateRefused => 11,
+            Outcome::UpstreamBusy => 12,
             Outcome::Denied(kind) => Outcome::FIXED + kind.index(),
         }
     }
@@ -106,6 +110,7 @@ impl Outcome {
             Outcome::AssertionFailed,
             Outcome::CrossSite,
             Outcome::ClientCertificateRefused,
+            Outcome::UpstreamBusy,
         ]
         .into_iter()
         .chain(DenialKind::ALL.into_iter().map(Outcome::Denied))
@@ -127,6 +132,7 @@ impl Outcome {
             Outcome::AssertionFailed => "assertion_failed",
             Outcome::CrossSite => "cross_site",
             Outcome::ClientCertificateRefused => "client_certificate_refused",
+            Outcome::UpstreamBusy => "upstream_busy",
         }
     }
 

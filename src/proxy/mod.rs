@@ -89,6 +89,8 @@ pub struct RequestCtx {
     https: bool,
     /// The connection's verified client certificate (`tls.client_certificates`).
     client_cert: Option<Arc<crate::tls::ClientCert>>,
+    /// This request's slot at its upstream (`max_in_flight`), held until it ends.
+    upstream_slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl RequestCtx {
@@ -675,6 +677,7 @@ impl Proxy {
             upgrade_requested: false,
             https: false,
             client_cert: None,
+            upstream_slot: None,
         }
     }
 
@@ -763,10 +766,46 @@ impl Proxy {
 
         headers::sanitize_request(session.req_header_mut(), &snap.identity_headers);
 
-        if route.upstream == UpstreamTarget::Echo {
-            return Box::pin(self.answer_echo(session, ctx)).await;
+        match &route.upstream {
+            UpstreamTarget::Echo => Box::pin(self.answer_echo(session, ctx)).await,
+            UpstreamTarget::Http(up) => match up.slots.free.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    ctx.upstream_slot = Some(slot);
+                    Ok(false)
+                }
+                Err(_) => Box::pin(self.wait_for_slot(session, ctx, up.clone())).await,
+            },
         }
-        Ok(false)
+    }
+
+    /// The upstream has `max_in_flight` requests running: wait a moment for one to end,
+    /// else refuse with 503 `upstream_busy` (the upstream is not asked).
+    async fn wait_for_slot(
+        &self,
+        session: &mut ServerSession,
+        ctx: &mut RequestCtx,
+        up: Arc<route::Upstream>,
+    ) -> Result<bool> {
+        let free = up.slots.free.clone();
+        if let Ok(Ok(slot)) =
+            tokio::time::timeout(route::UPSTREAM_SLOT_WAIT, free.acquire_owned()).await
+        {
+            ctx.upstream_slot = Some(slot);
+            return Ok(false);
+        }
+        tracing::warn!(
+            request_id = %ctx.request_id,
+            upstream = %up.name,
+            max_in_flight = up.slots.max,
+            "upstream busy: every slot stayed taken"
+        );
+        let refusal = Refusal::plain(
+            503,
+            "upstream_busy",
+            "the upstream has too many requests in flight; retry shortly",
+        );
+        self.refuse(session, ctx, Outcome::UpstreamBusy, refusal)
+            .await
     }
 
     /// The upstream the request goes to.

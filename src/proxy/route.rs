@@ -79,7 +79,42 @@ pub struct UpstreamSpec {
     pub protocol: UpstreamProtocol,
     /// `https://` options beyond the defaults (system store, the URL's host).
     pub tls_options: Option<UpstreamTlsFiles>,
+    /// Requests in flight to it at once.
+    pub max_in_flight: usize,
 }
+
+/// Requests in flight to an upstream by default (Envoy's default circuit-breaker
+/// threshold for connections and requests per cluster).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// How long a request waits for a free slot at a full upstream before 503.
+pub const UPSTREAM_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// An upstream's slots for requests in flight (each HTTP/1.1 request holds one upstream
+/// connection while it runs). A reload makes new slots: requests still running under the
+/// old configuration hold the old ones until they finish.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    pub max: usize,
+    pub free: Arc<tokio::sync::Semaphore>,
+}
+
+impl Slots {
+    pub fn new(max: usize) -> Self {
+        Slots {
+            max,
+            free: Arc::new(tokio::sync::Semaphore::new(max)),
+        }
+    }
+}
+
+impl PartialEq for Slots {
+    fn eq(&self, other: &Self) -> bool {
+        self.max == other.max
+    }
+}
+
+impl Eq for Slots {}
 
 /// An `https://` upstream's TLS options as configured (files not read yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +236,8 @@ pub struct Upstream {
     /// protocol; two upstreams at one address (or one upstream across a reload that
     /// changed its CA) must never share a connection made for the other.
     pub pool_key: u64,
+    /// Requests in flight to it, at most `slots.max`.
+    pub slots: Slots,
 }
 
 /// Why an upstream's address could not be resolved.
@@ -260,6 +297,7 @@ impl UpstreamSpec {
             protocol: self.protocol,
             tls_options,
             pool_key,
+            slots: Slots::new(self.max_in_flight),
         })
     }
 }

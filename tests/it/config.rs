@@ -223,6 +223,14 @@ fn check_rejects_bad_configs_naming_the_key() {
             &["connections.header_timeout", "at least 100ms"],
         ),
         (
+            "connections: { http2_max_concurrent_streams: 0 }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["connections.http2_max_concurrent_streams", "between 1 and 1000"],
+        ),
+        (
+            "upstreams: { app: { url: \"http://127.0.0.1:1\", max_in_flight: 0 } }\nroutes:\n  - { path_prefix: /, auth: none, upstream: app }\n",
+            &["upstreams.app.max_in_flight", "between 1 and 1000000"],
+        ),
+        (
             "connections: { max_connections: 0 }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
             &["connections.max_connections"],
         ),

@@ -638,3 +638,58 @@ async fn a_config_file_saved_in_place_is_never_loaded_half_written() {
         "a half-written file was loaded"
     );
 }
+
+/// `max_in_flight` per upstream: with 2 requests running at a slow upstream, a third
+/// waits up to 1 s for a slot, then gets 503 `upstream_busy` without reaching it; once
+/// the two end, requests go through again. An HTTP/2 client's many streams, or clients
+/// that stall, cannot hold more upstream connections than this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_upstream_turns_requests_away_after_a_short_wait() {
+    let slow =
+        Fake::start(|_| Reply::json(200, json!({"ok": true})).after(Duration::from_secs(3))).await;
+    let g = start_gateway(
+        r#"
+listen: {listen}
+admin_listen: {admin}
+shutdown_grace_period: 0s
+upstreams:
+  slow: { url: "{upstream}", max_in_flight: 2 }
+routes:
+  - { path_prefix: /, auth: none, upstream: slow }
+"#,
+        &[("upstream", slow.url())],
+    );
+    let url = at(&g, "/work");
+    let running: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { client().get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    while slow.calls() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = std::time::Instant::now();
+    let busy = client().get(&url).send().await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(busy.status(), 503);
+    let body: Value = busy.json().await.unwrap();
+    assert_eq!(body["error"], "upstream_busy");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(2500),
+        "{waited:?}"
+    );
+    assert_eq!(slow.calls(), 2, "the refused request reached the upstream");
+    for r in running {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    assert_eq!(client().get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(
+        metric(
+            &g,
+            r#"sessiongate_requests_total{outcome="upstream_busy",route="/"}"#
+        )
+        .await,
+        1.0
+    );
+}
