@@ -85,6 +85,10 @@ fn main() {
     let conf = ServerConf {
         threads: 1,
         work_stealing: false,
+        // SIGTERM (the harness's cleanup) ends it at once: Pingora's default grace
+        // period is 300 s, which the harness's `wait` sat out in every CI run.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
