@@ -646,11 +646,11 @@ impl AsyncWrite for Deadlines {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         match &result {
             Poll::Ready(Ok(n)) if self.http2 => {
-                // HTTP/2 frames may span the slices: follow every byte written.
+                // HTTP/2 frames may span the slices: every byte written is seen.
                 let mut left = *n;
                 for b in bufs {
                     let take = left.min(b.len());
-                    self.h2_out.feed(&b[..take]);
+                    self.saw_write(&b[..take]);
                     left -= take;
                     if left == 0 {
                         break;
@@ -769,8 +769,8 @@ impl Peek for Deadlines {
 /// `idle_timeout` — by dropping it, with no GOAWAY and no word to us. Every other way an
 /// open HTTP/2 connection ends shows here: the client hung up or the socket broke (EOF or
 /// an I/O error), either side sent a GOAWAY (a protocol error, a graceful shutdown, a
-/// client leaving). So
-/// a connection dropped open, with neither, was closed for idleness: counted as such.
+/// client leaving). So a connection dropped open, with neither, was closed for idleness:
+/// counted as such.
 impl Drop for Deadlines {
     fn drop(&mut self) {
         if self.http2

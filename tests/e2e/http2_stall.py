@@ -161,6 +161,28 @@ def metric(admin, name):
     return 0.0
 
 
+def expect_reset(conns, total, what, started, admin, reason, counted_before, pid, fds_before):
+    """Waits until the gateway has ended all `total` streams of `conns` — not before
+    body_idle_timeout, within it plus slack — checks that each was counted under `reason`
+    and that the upstream connections they held are closed; returns the seconds taken."""
+    while sum(c.finished() for c in conns) < total:
+        check(time.monotonic() - started < BODY_IDLE + 10,
+              f"{total - sum(c.finished() for c in conns)} {what} still open "
+              f"{time.monotonic() - started:.1f} s in (body_idle_timeout {BODY_IDLE:g} s)")
+        time.sleep(0.1)
+    took = time.monotonic() - started
+    check(took >= BODY_IDLE - 0.5, f"{what} reset after {took:.1f} s, before body_idle_timeout")
+    name = f'sessiongate_connections_closed_total{{reason="{reason}"}}'
+    counted = metric(admin, name) - counted_before
+    check(counted == total, f"{counted:.0f} {reason} counted for {total} {what}")
+    t0 = time.monotonic()
+    while fds(pid) > fds_before + 2 * len(conns):
+        check(time.monotonic() - t0 < 5,
+              f"{fds(pid) - fds_before} more file descriptors than before, after the reset of {what}")
+        time.sleep(0.1)
+    return took
+
+
 def http1_get(port, path):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     c.request("GET", path)
@@ -274,20 +296,8 @@ log: {{ level: warn }}
 
         # 3. reset after body_idle_timeout, counted, upstream connections released
         total = args.connections * STREAMS
-        while sum(s.finished() for s in stalled) < total:
-            check(time.monotonic() - started < BODY_IDLE + 10,
-                  f"{total - sum(s.finished() for s in stalled)} stalled streams still open "
-                  f"{time.monotonic() - started:.1f} s in (body_idle_timeout {BODY_IDLE:g} s)")
-            time.sleep(0.1)
-        took = time.monotonic() - started
-        check(took >= BODY_IDLE - 0.5, f"streams reset after {took:.1f} s, before body_idle_timeout")
-        reset = metric(admin, 'sessiongate_connections_closed_total{reason="send_timeout"}') - sent_before
-        check(reset == total, f"{reset:.0f} send timeouts counted for {total} stalled streams")
-        t0 = time.monotonic()
-        while fds(gw.pid) > fds0 + 2 * args.connections:
-            check(time.monotonic() - t0 < 5,
-                  f"{fds(gw.pid) - fds0} more file descriptors than before the stall, after the reset")
-            time.sleep(0.1)
+        took = expect_reset(stalled, total, "stalled streams", started, admin, "send_timeout",
+                            sent_before, gw.pid, fds0)
         print(f"http2 stall: all {total} stalled streams reset {took:.1f} s in "
               f"(body_idle_timeout {BODY_IDLE:g} s), counted send_timeout; file descriptors back "
               f"to +{fds(gw.pid) - fds0}; RSS now +{(rss(gw.pid) - rss0) / 2**20:.1f} MiB")
@@ -299,19 +309,8 @@ log: {{ level: warn }}
         silent = [Stalled(port, 50, method="POST") for _ in range(2)]
         time.sleep(1)
         held = fds(gw.pid) - fds1
-        while sum(s.finished() for s in silent) < 100:
-            check(time.monotonic() - started < BODY_IDLE + 10,
-                  f"{100 - sum(s.finished() for s in silent)} streams whose body never came still "
-                  f"open {time.monotonic() - started:.1f} s in")
-            time.sleep(0.1)
-        took = time.monotonic() - started
-        check(took >= BODY_IDLE - 0.5, f"silent bodies reset after {took:.1f} s, too early")
-        counted = metric(admin, 'sessiongate_connections_closed_total{reason="body_timeout"}') - bodies_before
-        check(counted == 100, f"{counted:.0f} body timeouts counted for 100 silent bodies")
-        t0 = time.monotonic()
-        while fds(gw.pid) > fds1 + 2 * len(silent):
-            check(time.monotonic() - t0 < 5, "upstream connections of silent bodies still held")
-            time.sleep(0.1)
+        took = expect_reset(silent, 100, "streams whose body never came", started, admin,
+                            "body_timeout", bodies_before, gw.pid, fds1)
         print(f"http2 stall: 2 connections x 50 streams that never send their body (+{held} file "
               f"descriptors while held): all reset {took:.1f} s in, counted body_timeout, "
               f"released")
