@@ -48,7 +48,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::clock;
-use crate::identity::cache::{IdentityCache, NameHash, NameKind, PurgeBy};
+use crate::identity::cache::{IdentityCache, Mark, NameHash, NameKind, PurgeBy, PURGE_SKEW};
 use crate::identity::token::TokenKey;
 use crate::secret::Secret;
 use crate::telemetry::metrics::ClusterMetrics;
@@ -581,6 +581,7 @@ impl Cluster {
                 // A failed check keeps the position: the next connection resumes there.
                 match self.catch_up(&mut conn, position.clone()).await {
                     Ok(start) => {
+                        self.track_epoch(&start);
                         self.metrics.redis_up.set(1);
                         backoff = Duration::from_millis(100);
                         tracing::info!(stream = %self.settings.stream, "cluster: reading the revocation stream");
@@ -597,6 +598,13 @@ impl Cluster {
                 _ = stop.changed() => return,
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Shares identities under the epoch this replica now reads, and takes only those.
+    fn track_epoch(&self, at: &Position) {
+        if let Some(shared) = &self.shared {
+            shared.set_epoch(&at.epoch);
         }
     }
 
@@ -635,7 +643,9 @@ impl Cluster {
 
     /// Flushes the identity cache because purges may have been missed, counted.
     async fn flush_missed(&self, reason: &'static str) {
-        let n = self.cache.flush().await;
+        // A new epoch needs no floor: values sealed under the old one are told apart by
+        // the epoch sealed in them. A gap does: its purges are unknown.
+        let n = self.cache.flush(reason != "stream_lost").await;
         self.metrics.flushes.with_label_values(&[reason]).inc();
         tracing::warn!(
             reason,
@@ -654,6 +664,9 @@ impl Cluster {
         let now = self.check(conn).await?;
         match last {
             None => {
+                if self.shared.is_some() {
+                    self.seed(conn, &now).await?;
+                }
                 self.cache.sync().await;
                 if self.cache.entry_count() == 0 {
                     // First connection with nothing cached: nothing older than now matters.
@@ -685,6 +698,89 @@ impl Cluster {
                 Ok(at)
             }
         }
+    }
+
+    /// A first connection: tells the cache the purges of the stream's last `cache.ttl`
+    /// (and the floor its gaps, flushes and epoch start imply), so that a shared value
+    /// sealed before one of them is never served — whoever wrote it back to Redis. Until
+    /// this succeeds the cache trusts no shared value.
+    async fn seed(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        now: &Continuity,
+    ) -> Result<(), String> {
+        let window = self.cache.settings().ttl + 2 * PURGE_SKEW;
+        let from = SystemTime::now()
+            .checked_sub(window)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut entries = Vec::new();
+        let mut start = format!("{from}-0");
+        loop {
+            let page = self
+                .command(
+                    redis::cmd("XRANGE")
+                        .arg(&self.settings.stream)
+                        .arg(&start)
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(SEED_PAGE),
+                    conn,
+                )
+                .await?;
+            let page: redis::streams::StreamRangeReply =
+                redis::from_redis_value(page).map_err(|e| e.to_string())?;
+            let full = page.ids.len() == SEED_PAGE;
+            for entry in page.ids {
+                start = format!("({}", entry.id);
+                entries.push((entry.id.clone(), fields_of(&entry)));
+            }
+            if !full {
+                break;
+            }
+        }
+        // The entry just before the window: the first one in it must follow on from it.
+        let before_end = entries
+            .first()
+            .map_or_else(|| "+".to_string(), |(id, _)| format!("({id}"));
+        let before: redis::streams::StreamRangeReply = redis::from_redis_value(
+            self.command(
+                redis::cmd("XREVRANGE")
+                    .arg(&self.settings.stream)
+                    .arg(&before_end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1),
+                conn,
+            )
+            .await?,
+        )
+        .map_err(|e| e.to_string())?;
+        let before = before
+            .ids
+            .first()
+            .and_then(|e| fields_of(e).get("n").and_then(|n| n.parse().ok()));
+        let (marks, floor) = recent_purges(before, &entries, now);
+        let kept = self.cache.seed_purges(marks, floor);
+        tracing::info!(
+            entries = entries.len(),
+            marks = kept,
+            floor = floor.is_some(),
+            "cluster: recent purges read from the revocation stream; shared identities sealed before them are not served"
+        );
+        Ok(())
+    }
+
+    /// One command with the command timeout.
+    async fn command(
+        &self,
+        cmd: &redis::Cmd,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> Result<redis::Value, String> {
+        tokio::time::timeout(self.settings.command_timeout, cmd.query_async(conn))
+            .await
+            .map_err(|_| "a revocation-stream command timed out".to_string())?
+            .map_err(|e| e.to_string())
     }
 
     /// Whether entries after `from` may have been trimmed: the oldest one left is after
@@ -793,6 +889,7 @@ impl Cluster {
                     if let Some(reason) = at.checked(&now) {
                         self.flush_missed(reason).await;
                         *at = Position::at_end(&now);
+                        self.track_epoch(at);
                     }
                 }
                 Err(e) => {
@@ -849,7 +946,7 @@ impl Cluster {
                     .await;
             }
             Message::Flush => {
-                self.cache.flush().await;
+                self.cache.flush(true).await;
                 self.metrics.flushes.with_label_values(&["remote"]).inc();
             }
         }
@@ -861,6 +958,58 @@ impl Cluster {
             self.metrics.lag.set(now.saturating_sub(ms) as f64 / 1000.0);
         }
     }
+}
+
+/// Entries read at once when a replica reads back the stream's recent purges.
+const SEED_PAGE: usize = 1000;
+
+/// What the stream's entries of the last `cache.ttl` say was purged (each purge's mark
+/// at its entry's time, Redis's clock), and the floor before which nothing shared can be
+/// trusted: a flush, or a gap (entries trimmed or deleted, so their purges are unknown).
+/// Values from an earlier epoch need no floor: they carry their epoch, and only the
+/// current one's are taken. `before`: the number of the entry just before the first one.
+fn recent_purges(
+    before: Option<u64>,
+    entries: &[(String, HashMap<String, String>)],
+    now: &Continuity,
+) -> (Vec<(SystemTime, Mark)>, Option<SystemTime>) {
+    let at = |id: &str| UNIX_EPOCH + Duration::from_millis(parse_id(id).0);
+    let mut marks = Vec::new();
+    let mut floor: Option<SystemTime> = None;
+    let raise = |t: SystemTime, floor: &mut Option<SystemTime>| {
+        *floor = Some(floor.map_or(t, |f| f.max(t)));
+    };
+    let mut last = before;
+    for (id, fields) in entries {
+        let t = at(id);
+        let n = fields.get("n").and_then(|n| n.parse::<u64>().ok());
+        let is_epoch = fields.get("t").is_some_and(|k| k == "epoch");
+        let follows = match (last, n) {
+            (_, Some(0)) if is_epoch => true,
+            (Some(l), Some(n)) => n == l + 1,
+            _ => false,
+        };
+        if !follows || fields.get("e") != Some(&now.epoch) {
+            // Entries are missing before this one, or it belongs to another stream: what
+            // came before cannot be known.
+            raise(t, &mut floor);
+        }
+        last = n.or(last);
+        match Message::parse(fields) {
+            Some(Message::Keys(keys)) => {
+                marks.extend(keys.into_iter().map(|k| (t, Mark::Token(k))))
+            }
+            Some(Message::Name(_, hash, _)) => marks.push((t, Mark::Name(hash))),
+            Some(Message::Flush) => raise(t, &mut floor),
+            None => {}
+        }
+    }
+    if last.is_none_or(|l| l < now.counter) {
+        // Entries counted but not found (deleted after the window's start, or no entry
+        // at all): nothing before now can be trusted.
+        raise(SystemTime::now(), &mut floor);
+    }
+    (marks, floor)
 }
 
 /// An entry's fields that are text (all of ours are).
@@ -927,6 +1076,62 @@ mod tests {
             counter,
             last_id: format!("{counter}-0"),
         }
+    }
+
+    /// A stream entry at `ms` numbered `n` in epoch `e`, of kind `t`.
+    fn entry(ms: u64, e: &str, n: u64, t: &str, v: &str) -> (String, HashMap<String, String>) {
+        let fields = [("e", e), ("t", t), ("v", v)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("n".to_string(), n.to_string())])
+            .collect();
+        (format!("{ms}-0"), fields)
+    }
+
+    #[test]
+    fn recent_purges_are_read_back_and_every_gap_becomes_the_floor() {
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        let key = "00112233445566778899aabbccddeeff";
+        let name = "ffeeddccbbaa99887766554433221100";
+        let token = Mark::Token(TokenKey::from_hex(key).unwrap());
+        let subject = Mark::Name(NameHash(hex::decode(name).unwrap().try_into().unwrap()));
+        let whole = vec![
+            entry(1000, "e1", 7, "keys", key),
+            entry(2000, "e1", 8, "subject", name),
+        ];
+        // Following on from the entry before the window, up to the counter: no floor.
+        let (marks, floor) = recent_purges(Some(6), &whole, &continuity("e1", 8));
+        assert_eq!(marks, vec![(at(1000), token), (at(2000), subject)]);
+        assert_eq!(floor, None);
+        // The entry before the window is gone (trimmed): the first one is the floor.
+        let (_, floor) = recent_purges(None, &whole, &continuity("e1", 8));
+        assert_eq!(floor, Some(at(1000)));
+        // A number skipped inside the window: the floor is the entry after the gap.
+        let gap = vec![whole[0].clone(), entry(2000, "e1", 9, "keys", key)];
+        let (marks, floor) = recent_purges(Some(6), &gap, &continuity("e1", 9));
+        assert_eq!((marks.len(), floor), (2, Some(at(2000))));
+        // The epoch started in the window: no floor (values carry their epoch). A flush:
+        // nothing older is trusted.
+        let epoch = vec![
+            entry(500, "e1", 0, "epoch", ""),
+            entry(900, "e1", 1, "keys", key),
+        ];
+        let (marks, floor) = recent_purges(None, &epoch, &continuity("e1", 1));
+        assert_eq!((marks, floor), (vec![(at(900), token)], None));
+        let flush = vec![whole[0].clone(), entry(1500, "e1", 8, "flush", "")];
+        let (_, floor) = recent_purges(Some(6), &flush, &continuity("e1", 8));
+        assert_eq!(floor, Some(at(1500)));
+        // Entries of another epoch, or fewer entries than the counter: not trusted.
+        let (_, floor) = recent_purges(Some(6), &whole, &continuity("e2", 8));
+        assert_eq!(floor, Some(at(2000)));
+        let (_, floor) = recent_purges(Some(6), &whole, &continuity("e1", 9));
+        assert!(
+            floor.is_some_and(|f| f > at(2000)),
+            "entries deleted at the end"
+        );
+        // Nothing in the window: the entry before it must be the last one counted.
+        assert_eq!(recent_purges(Some(8), &[], &continuity("e1", 8)).1, None);
+        assert!(recent_purges(None, &[], &continuity("e1", 8)).1.is_some());
     }
 
     /// Every kind of discontinuity is noticed on the read or check where it shows, and

@@ -9,7 +9,8 @@
 //!   Redis key the value is stored under is authenticated with it (a value moved to another
 //!   key does not open).
 //! - Plaintext: a small JSON object (`f` fetched at, Unix ms; then either `x` an invalid
-//!   reason, or the identity's fields).
+//!   reason, or the identity's fields and `g`, the revocation stream's epoch the sealing
+//!   replica was reading: a value from before the stream was lost is told apart exactly).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +30,8 @@ pub(crate) enum Opened {
     Valid {
         identity: Identity,
         fetched_at: SystemTime,
+        /// The revocation stream's epoch when it was sealed (`None`: not known then).
+        epoch: Option<String>,
     },
     Invalid(InvalidReason),
 }
@@ -58,6 +61,8 @@ struct Stored {
     o: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     c: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    g: Option<String>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -105,7 +110,8 @@ impl Sealer {
         LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &bytes).expect("a 32-byte key"))
     }
 
-    /// The sealed value for an identity (`fetched_at`: when its provider answered).
+    /// The sealed value for an identity (`fetched_at`: when its provider answered;
+    /// `epoch`: the revocation stream's epoch this replica reads, if it knows it).
     pub(crate) fn seal_identity(
         &self,
         provider: &ProviderId,
@@ -113,6 +119,7 @@ impl Sealer {
         redis_key: &str,
         identity: &Identity,
         fetched_at: SystemTime,
+        epoch: Option<&str>,
     ) -> Vec<u8> {
         let p = identity.to_parts();
         let stored = Stored {
@@ -125,6 +132,7 @@ impl Sealer {
             ip: p.ip_restrict,
             o: p.organizations,
             c: p.claims,
+            g: epoch.map(str::to_string),
         };
         self.seal(provider, token, redis_key, &stored)
     }
@@ -212,6 +220,7 @@ impl Sealer {
         Some(Opened::Valid {
             identity,
             fetched_at: from_unix_ms(stored.f),
+            epoch: stored.g,
         })
     }
 }
@@ -238,12 +247,13 @@ mod tests {
         let sealer = Sealer::new(&[7; 32]);
         let p = ProviderId::new("bitgo", 42);
         let at = from_unix_ms(1_700_000_000_123);
-        let sealed = sealer.seal_identity(&p, "tok-1", "k:1", &identity(), at);
+        let sealed = sealer.seal_identity(&p, "tok-1", "k:1", &identity(), at, Some("ep0ch"));
         assert_eq!(
             sealer.open(&p, "tok-1", "k:1", &sealed),
             Some(Opened::Valid {
                 identity: identity(),
-                fetched_at: at
+                fetched_at: at,
+                epoch: Some("ep0ch".into()),
             })
         );
         // Nothing in clear.

@@ -26,6 +26,7 @@ use super::link::Link;
 use super::seal::{Opened, Sealer};
 use crate::identity::cache::{NameHash, SharedAnswer, SharedFind, SharedQuery, SharedTier};
 use crate::identity::token::TokenKey;
+use crate::identity::Identity;
 use crate::telemetry::metrics::ClusterMetrics;
 
 /// `cluster.shared_cache`, resolved.
@@ -95,6 +96,10 @@ pub struct SharedIdentities {
     find: redis::Script,
     store: redis::Script,
     purge_name: redis::Script,
+    /// The revocation stream's epoch this replica reads (set by the stream reader):
+    /// sealed into every identity it shares, and required of every identity it takes, so
+    /// a value from before the stream was lost (re-created) is never served.
+    epoch: std::sync::Mutex<Option<Arc<str>>>,
 }
 
 impl SharedIdentities {
@@ -114,7 +119,20 @@ impl SharedIdentities {
             find: redis::Script::new(FIND),
             store: redis::Script::new(STORE),
             purge_name: redis::Script::new(PURGE_NAME),
+            epoch: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The revocation stream's current epoch, as the stream reader knows it.
+    pub(crate) fn set_epoch(&self, epoch: &str) {
+        let mut current = crate::clock::lock(&self.epoch);
+        if current.as_deref() != Some(epoch) {
+            *current = Some(Arc::from(epoch));
+        }
+    }
+
+    fn epoch(&self) -> Option<Arc<str>> {
+        crate::clock::lock(&self.epoch).clone()
     }
 
     fn value_key(&self, key: &TokenKey) -> String {
@@ -297,7 +315,12 @@ enum Found {
 
 #[async_trait]
 impl SharedTier for SharedIdentities {
-    async fn find(&self, query: &SharedQuery<'_>, newer_than: Option<SystemTime>) -> SharedFind {
+    async fn find(
+        &self,
+        query: &SharedQuery<'_>,
+        newer_than: Option<SystemTime>,
+        trusted: &(dyn for<'i> Fn(&'i Identity, SystemTime) -> bool + Sync),
+    ) -> SharedFind {
         let value_key = self.value_key(&query.key);
         let lock_key = self.lock_key(&query.key);
         let claim = self.origin.as_str();
@@ -321,11 +344,24 @@ impl SharedTier for SharedIdentities {
                         Some(Opened::Valid {
                             identity,
                             fetched_at,
+                            epoch,
                         }) => {
                             if newer_than.is_some_and(|t| fetched_at <= t) {
                                 // Not newer than what this replica has: refresh from the
                                 // provider (no claim: refreshes are spread by jitter).
                                 self.count("older");
+                                return SharedFind::Nothing { claimed: false };
+                            }
+                            let current = self.epoch();
+                            let same_stream =
+                                current.is_some() && epoch.as_deref() == current.as_deref();
+                            if !same_stream || !trusted(&identity, fetched_at) {
+                                // Sealed before a purge that reached it, or before the
+                                // stream was lost (written back to Redis since, or left
+                                // over), or this replica does not know the stream yet:
+                                // never served; the provider decides.
+                                tracing::info!(token_key = %query.key.short(), "cluster: a shared identity sealed before a purge that reached it; asking the provider");
+                                self.count("purged");
                                 return SharedFind::Nothing { claimed: false };
                             }
                             self.count("hit");
@@ -391,6 +427,7 @@ impl SharedTier for SharedIdentities {
                     &value_key,
                     identity,
                     fetched_at,
+                    self.epoch().as_deref(),
                 ),
                 ttl,
                 names,

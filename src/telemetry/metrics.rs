@@ -279,7 +279,7 @@ impl Metrics {
             ),
             shared_lookups: counter(
                 "sessiongate_cluster_shared_cache_lookups_total",
-                "Local cache misses asked of the shared identity cache in Redis, by result (hit, invalid, miss, older, unreadable: tampered or sealed under another secret, unavailable: Redis not asked).",
+                "Local cache misses asked of the shared identity cache in Redis, by result (hit, invalid, miss, older, purged: sealed before a purge that reached it, unreadable: tampered or sealed under another secret, unavailable: Redis not asked).",
                 &["result"],
             ),
             shared_writes: counter(
@@ -314,6 +314,7 @@ impl Metrics {
             "invalid",
             "miss",
             "older",
+            "purged",
             "unreadable",
             "unavailable",
         ] {

@@ -352,6 +352,7 @@ log: {{ level: info, format: json }}
         # --- 5-9. the shared identity cache ---
         l2 = shared_cache_checks(provider, gateways, redis_port, start_gateway, procs, work)
         A, B, C = (gateways[n] for n in "ABC")  # C was restarted on new ports
+        replayed_values(provider, redis_port, gateways, start_gateway, procs)
         redis_slow_and_full(redis, redis_port, A, C)
 
         # --- 3. Redis down ---
@@ -628,6 +629,67 @@ def stream_gaps(provider, redis, redis_cmd, redis_port, relay, gateways, spawn, 
           "B reconnected (the gap must be noticed on a read, not on a reconnect)")
     print(f"cluster: an entry trimmed before B read it (no stall, no reconnect): B flushed "
           f"(trimmed) {took:.2f} s later")
+
+
+def replayed_values(provider, redis_port, gateways, start_gateway, procs):
+    """14. Someone who can write to Redis saves a token's sealed identity, the token is
+    revoked and purged (by token, then by subject), and the saved value is written back.
+    Neither a replica that never cached the token (C) nor one started after the purge (E)
+    may serve it: each asks the provider, which refuses; the refusal is counted."""
+    A, C = gateways["A"], gateways["C"]
+    purged = lambda admin: metric(admin, 'sessiongate_cluster_shared_cache_lookups_total{result="purged"}')
+    for kind in ("token", "subject"):
+        token = f"tok-replay-{kind}"
+        before = l2_keys(redis_port)
+        check(request(A[0], "GET", "/x", token)[0] == 200, f"{token} on A")
+        deadline = time.time() + 5
+        while not (l2_keys(redis_port) - before):
+            check(time.time() < deadline, f"A never shared {token}")
+            time.sleep(0.02)
+        key = (l2_keys(redis_port) - before).pop()
+        saved = f"e2e:saved:{kind}"
+        redis_cli(redis_port, "COPY", key, saved, "REPLACE")
+        with provider.lock:
+            provider.revoked.add(token)
+        name = {"token": token, "subject": f"user-replay-{kind}"}[kind]
+        check(purge(A[1], {kind: name})["fan_out"] == "published", f"purge by {kind}")
+        check(int(redis_cli(redis_port, "EXISTS", key)) == 0, f"the purge by {kind} left the value")
+        redis_cli(redis_port, "COPY", saved, key, "REPLACE")
+        calls, counted = provider.calls.get(token, 0), purged(C[1])
+        status = request(C[0], "GET", "/x", token)[0]
+        check(status == 401, f"C answered {status} for a token purged by {kind} whose sealed "
+                             f"value was written back to Redis")
+        check(provider.calls.get(token, 0) == calls + 1, "C did not ask the provider")
+        check(purged(C[1]) == counted + 1, "C's refusal of the written-back value was not counted")
+        # C shared the provider's refusal, replacing the value: write it back again for E.
+        redis_cli(redis_port, "COPY", saved, key, "REPLACE")
+    E = start_gateway("E", redis_port)
+    wait_http(E[1], "/readyz", "gateway E")
+    deadline = time.time() + 10
+    while metric(E[1], "sessiongate_cluster_redis_up") != 1:
+        check(time.time() < deadline, "E never connected to Redis")
+        time.sleep(0.05)
+    # E trusts the shared cache (a token nobody purged is an L2 hit) ...
+    calls = provider.calls.get("tok-restart")
+    check(request(E[0], "GET", "/x", "tok-restart")[0] == 200, "tok-restart on E")
+    check(provider.calls.get("tok-restart") == calls, "E called the provider for a token in L2")
+    # ... but not a value sealed before a purge it read back from the stream.
+    for kind in ("token", "subject"):
+        token = f"tok-replay-{kind}"
+        calls = provider.calls.get(token, 0)
+        status = request(E[0], "GET", "/x", token)[0]
+        check(status == 401, f"E (started after the purge by {kind}) answered {status} for "
+                             f"a written-back sealed value")
+        check(provider.calls.get(token, 0) == calls + 1, "E did not ask the provider")
+    check(purged(E[1]) == 2, f"E counted {purged(E[1])} written-back values, expected 2")
+    for p in procs:
+        if p.args[-1].endswith("/E.yaml") and p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=10)
+    del gateways["E"]
+    print("cluster: sealed values written back to Redis after a purge (by token, by subject) "
+          "are not served: C (never cached them) and E (started after the purge) asked the "
+          "provider and refused")
 
 
 def redis_cli(port, *args):

@@ -44,6 +44,7 @@ use crate::telemetry::metrics::Metrics;
 mod entry;
 mod limiter;
 mod purge;
+mod purged;
 mod shared;
 
 pub use entry::CachedIdentity;
@@ -51,6 +52,7 @@ use entry::{millis, KeepFor};
 use limiter::MissLimiter;
 use purge::PurgeIndex;
 pub use purge::{NameHash, NameKind, PurgeBy};
+pub use purged::{Mark, Purged, SKEW as PURGE_SKEW};
 pub use shared::{SharedAnswer, SharedFind, SharedQuery, SharedTier};
 
 /// Cache sizes and lifetimes (`cache:` in the config).
@@ -255,6 +257,8 @@ pub struct IdentityCache {
     metrics: Option<Metrics>,
     /// The tier replicas share, when there is one (`cluster:`).
     shared: Option<Arc<dyn SharedTier>>,
+    /// Recent purges, so a shared value sealed before one is never served (with `shared`).
+    purged: Option<Arc<Mutex<Purged>>>,
 }
 
 impl IdentityCache {
@@ -317,13 +321,60 @@ impl IdentityCache {
             clock,
             metrics,
             shared: None,
+            purged: None,
         }
     }
 
     /// The same cache asking `tier` on a local miss. Set before the cache is cloned.
+    /// Shared identities are trusted only once [`IdentityCache::seed_purges`] told the
+    /// cache which purges were made lately.
     pub fn with_shared(mut self, tier: Arc<dyn SharedTier>) -> Self {
         self.shared = Some(tier);
+        self.purged = Some(Arc::new(Mutex::new(Purged::new(self.settings.ttl))));
         self
+    }
+
+    /// The purges made lately that this cache did not apply itself (a replica starting:
+    /// the revocation stream's last `cache.ttl`) and the floor they imply; until this is
+    /// called, no shared identity is served. Returns how many marks are remembered.
+    pub fn seed_purges(
+        &self,
+        marks: impl IntoIterator<Item = (SystemTime, Mark)>,
+        floor: Option<SystemTime>,
+    ) -> usize {
+        let Some(purged) = &self.purged else {
+            return 0;
+        };
+        let mut purged = clock::lock(purged);
+        purged.seed(marks, floor);
+        purged.marks()
+    }
+
+    /// Whether a shared identity the provider gave at `fetched_at` postdates every purge
+    /// that reached it (its token key, subject, session id) and every flush.
+    fn trusted(&self, key: TokenKey, identity: &Identity, fetched_at: SystemTime) -> bool {
+        let Some(purged) = &self.purged else {
+            return true;
+        };
+        let mut marks = vec![
+            Mark::Token(key),
+            Mark::Name(self.name_hash(NameKind::Subject, identity.subject())),
+        ];
+        if let Some(sid) = identity.session_id() {
+            marks.push(Mark::Name(self.name_hash(NameKind::Session, sid)));
+        }
+        clock::lock(purged).allows(fetched_at, &marks, self.clock.now())
+    }
+
+    /// Remembers a purge (with a shared tier: see [`Purged`]).
+    fn remember(&self, marks: impl IntoIterator<Item = Mark>) {
+        if let Some(purged) = &self.purged {
+            let now = self.clock.now();
+            let mut purged = clock::lock(purged);
+            for m in marks {
+                purged.record(m, now);
+            }
+        }
     }
 
     /// Sets how long past freshness entries are kept: the longest route `stale_if_error`.
@@ -532,7 +583,10 @@ impl IdentityCache {
         };
         let mut claimed = false;
         if let Some(tier) = &self.shared {
-            match tier.find(&query, newer_than).await {
+            let trusted = |identity: &Identity, fetched_at: SystemTime| {
+                self.trusted(key, identity, fetched_at)
+            };
+            match tier.find(&query, newer_than, &trusted).await {
                 SharedFind::Valid {
                     identity,
                     fetched_at,
@@ -665,6 +719,20 @@ impl IdentityCache {
     /// Removes every matching entry (identities, and for a token its negative entries
     /// too); returns how many cached identities were removed.
     pub async fn purge(&self, by: &PurgeBy, provider: Option<&str>) -> usize {
+        if self.purged.is_some() {
+            // Whatever the provider filter: a shared value of another provider for the
+            // same name costs one provider call, never a wrong answer.
+            match by {
+                PurgeBy::Keys(keys) => self.remember(keys.iter().map(|k| Mark::Token(*k))),
+                PurgeBy::Subject(s) => {
+                    self.remember([Mark::Name(self.name_hash(NameKind::Subject, s))]);
+                }
+                PurgeBy::SessionId(s) => {
+                    self.remember([Mark::Name(self.name_hash(NameKind::Session, s))]);
+                }
+                PurgeBy::Name(_, hash) => self.remember([Mark::Name(*hash)]),
+            }
+        }
         let keys: Vec<TokenKey> = match by {
             PurgeBy::Keys(keys) => {
                 for k in keys {
@@ -713,8 +781,13 @@ impl IdentityCache {
     }
 
     /// Forgets every identity and every remembered invalid token (a replica that may have
-    /// missed purges). Returns how many identities there were.
-    pub async fn flush(&self) -> u64 {
+    /// missed purges). With `shared_too`, shared identities sealed before now are not
+    /// served either (the missed purges are unknown, so which shared values they reached
+    /// is too). Returns how many identities there were.
+    pub async fn flush(&self, shared_too: bool) -> u64 {
+        if let (Some(purged), true) = (&self.purged, shared_too) {
+            clock::lock(purged).flushed(self.clock.now());
+        }
         let n = self.positive.entry_count();
         self.positive.invalidate_all();
         self.negative.invalidate_all();
@@ -1203,15 +1276,24 @@ mod tests {
 
     #[async_trait]
     impl SharedTier for FakeTier {
-        async fn find(&self, _: &SharedQuery<'_>, newer_than: Option<SystemTime>) -> SharedFind {
+        async fn find(
+            &self,
+            _: &SharedQuery<'_>,
+            newer_than: Option<SystemTime>,
+            trusted: &(dyn for<'i> Fn(&'i Identity, SystemTime) -> bool + Sync),
+        ) -> SharedFind {
             if let Some(reason) = *self.invalid.lock().unwrap() {
                 return SharedFind::Invalid(reason);
             }
             match self.answer.lock().unwrap().clone() {
-                Some((identity, at)) if newer_than.is_none_or(|t| at > t) => SharedFind::Valid {
-                    identity,
-                    fetched_at: at,
-                },
+                Some((identity, at))
+                    if newer_than.is_none_or(|t| at > t) && trusted(&identity, at) =>
+                {
+                    SharedFind::Valid {
+                        identity,
+                        fetched_at: at,
+                    }
+                }
                 _ => SharedFind::Nothing {
                     claimed: self.claim.load(Ordering::SeqCst) == 1,
                 },
@@ -1239,7 +1321,69 @@ mod tests {
         let mut s = setup_with(settings);
         let tier = Arc::new(FakeTier::default());
         s.cache = s.cache.clone().with_shared(tier.clone());
+        s.cache.seed_purges([], None);
         (s, tier)
+    }
+
+    #[tokio::test]
+    async fn a_shared_identity_sealed_before_a_purge_is_never_served() {
+        let (s, tier) = with_tier(CacheSettings {
+            ttl: Duration::from_secs(60),
+            refresh_ahead: 0.0,
+            ..CacheSettings::default()
+        });
+        let identity: Identity = IdentityParts {
+            subject: "carol".into(),
+            session_id: Some("s-carol".into()),
+            ..Default::default()
+        }
+        .into();
+        let sealed = s.clock.now() - Duration::from_secs(1);
+        let purges = [
+            PurgeBy::Keys(vec![s.hasher.key(&s.id, "valid-c")]),
+            PurgeBy::Subject("carol".into()),
+            PurgeBy::SessionId("s-carol".into()),
+            PurgeBy::Name(
+                NameKind::Subject,
+                s.cache.name_hash(NameKind::Subject, "carol"),
+            ),
+        ];
+        for (n, by) in purges.iter().enumerate() {
+            // Each purge reaches the value even when this replica had nothing cached.
+            let (s, tier) = with_tier(CacheSettings {
+                ttl: Duration::from_secs(60),
+                refresh_ahead: 0.0,
+                ..CacheSettings::default()
+            });
+            let by = match by {
+                PurgeBy::Keys(_) => PurgeBy::Keys(vec![s.hasher.key(&s.id, "valid-c")]),
+                PurgeBy::Name(kind, _) => PurgeBy::Name(*kind, s.cache.name_hash(*kind, "carol")),
+                other => other.clone(),
+            };
+            *tier.answer.lock().unwrap() = Some((identity.clone(), sealed));
+            assert_eq!(s.cache.purge(&by, None).await, 0);
+            // Written back after the purge: the provider is asked instead (case {n}).
+            assert_eq!(s.look("valid-c").await, CacheStatus::Miss, "case {n}");
+            assert_eq!(s.calls(), 1, "case {n}");
+        }
+        // Sealed well after the purge: served.
+        s.cache.purge(&purges[1], None).await;
+        let later = s.clock.now() + PURGE_SKEW + Duration::from_secs(1);
+        s.clock.advance(PURGE_SKEW + Duration::from_secs(2));
+        *tier.answer.lock().unwrap() = Some((identity.clone(), later));
+        assert_eq!(s.look("valid-c").await, CacheStatus::Shared);
+        assert_eq!(s.calls(), 0);
+        // A flush (purges may have been missed) distrusts everything sealed before it.
+        s.cache.flush(true).await;
+        assert_eq!(s.look("valid-c").await, CacheStatus::Miss);
+        // A replica that does not know the stream yet trusts no shared value.
+        let mut fresh = setup_with(CacheSettings::default());
+        let tier = Arc::new(FakeTier::default());
+        fresh.cache = fresh.cache.clone().with_shared(tier.clone());
+        *tier.answer.lock().unwrap() = Some((identity, fresh.clock.now()));
+        assert_eq!(fresh.look("valid-c").await, CacheStatus::Miss);
+        fresh.cache.seed_purges([], None);
+        assert_eq!(fresh.look("valid-d").await, CacheStatus::Shared);
     }
 
     #[tokio::test]

@@ -71,7 +71,7 @@ pub enum NameKind {
 
 /// A subject or session id as a keyed 128-bit hash: what a purge by name carries between
 /// replicas (the session id of some providers is the token itself).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NameHash(pub [u8; 16]);
 
 impl NameHash {

@@ -63,9 +63,16 @@ pub enum SharedAnswer<'a> {
 #[async_trait]
 pub trait SharedTier: Send + Sync {
     /// What another replica resolved for this token. With `newer_than` (a background
-    /// refresh), an answer fetched at or before it counts as nothing. While another
-    /// replica holds the token's claim, waits (bounded) for its answer.
-    async fn find(&self, query: &SharedQuery<'_>, newer_than: Option<SystemTime>) -> SharedFind;
+    /// refresh), an answer fetched at or before it counts as nothing; so does an identity
+    /// `trusted` refuses (given it and when the provider answered: sealed before a purge
+    /// that reached it). While another replica holds the token's claim, waits (bounded)
+    /// for its answer.
+    async fn find(
+        &self,
+        query: &SharedQuery<'_>,
+        newer_than: Option<SystemTime>,
+        trusted: &(dyn for<'i> Fn(&'i Identity, SystemTime) -> bool + Sync),
+    ) -> SharedFind;
 
     /// Shares the provider's answer and releases the claim when `claimed`. Returns at
     /// once; the write happens in the background.
