@@ -141,11 +141,11 @@ impl Gateway {
                     let acceptor = pingora::listeners::tls::Acceptor::from_server_config(config);
                     let mut service =
                         Service::new("sessiongate proxy tls".to_string(), app.with_tls(acceptor));
-                    service.add_tcp(&tls.listen.to_string());
+                    service.add_listener(proxy_listener(tls.listen));
                     service
                 });
         let mut proxy = Service::new("sessiongate proxy".to_string(), app);
-        proxy.add_tcp(&self.settings.listen.to_string());
+        proxy.add_listener(proxy_listener(self.settings.listen));
 
         let proxy_addr: SocketAddr = self.settings.listen;
         let api_listen = self.settings.admin_api_listen;
@@ -379,4 +379,15 @@ impl Drop for GatewayHandle {
     fn drop(&mut self) {
         self.stop_and_join();
     }
+}
+
+/// A proxy listener. Its connections read the socket directly (no L4 read buffer):
+/// Pingora's HTTP/1 and HTTP/2 codecs and rustls read into buffers of their own, so the
+/// 64 KiB read buffer Pingora puts in front of every connection by default only copied
+/// bytes once more — and cost 64 KiB for every open connection, idle or silent ones
+/// included (BENCHMARKS.md, "Memory per connection").
+fn proxy_listener(addr: SocketAddr) -> pingora::listeners::ListenerConfig {
+    use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
+    ListenerConfig::tcp(addr.to_string())
+        .l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
 }

@@ -9,9 +9,19 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// mimalloc: measured faster than glibc malloc for Pingora's per-request allocations on
-/// these machines (and jemalloc slower); see BENCHMARKS.md.
+/// these machines (and jemalloc slower); see BENCHMARKS.md. The `system-allocator`
+/// feature leaves it out, for heap profilers that hook malloc (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Gives the calling thread's free mimalloc pages back to the system (their purge delay
+/// passed; mimalloc itself only purges when the thread allocates or frees again).
+#[cfg(not(feature = "system-allocator"))]
+fn give_back_memory() {
+    // SAFETY: mi_collect takes no arguments to trust; it walks the calling thread's heap.
+    unsafe { libmimalloc_sys::mi_collect(false) }
+}
 
 /// Exit code for an invalid configuration (EX_USAGE, as linkerd and others use).
 const EXIT_BAD_CONFIG: u8 = 64;
@@ -76,6 +86,8 @@ fn main() -> ExitCode {
         println!("sessiongate: configuration {} is valid", config.display());
         return ExitCode::SUCCESS;
     }
+    #[cfg(not(feature = "system-allocator"))]
+    sessiongate::proxy::connection::set_memory_give_back(give_back_memory);
     sessiongate::telemetry::logging::init(&settings.log);
     for warning in settings.warnings() {
         tracing::warn!("{warning}");

@@ -51,8 +51,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::TlsRef;
@@ -119,7 +120,75 @@ impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
         self.gauge.dec();
+        give_back_soon();
     }
+}
+
+/// One worker thread's closes, for [`give_back_soon`].
+#[derive(Default)]
+struct Closes {
+    /// The last close, in milliseconds since [`CLOCK_START`].
+    last_ms: std::sync::atomic::AtomicU64,
+    /// A give-back task is waiting.
+    pending: std::sync::atomic::AtomicBool,
+}
+
+thread_local! {
+    static CLOSES: Arc<Closes> = Arc::default();
+}
+
+static CLOCK_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// How long after the last connection close its thread's allocator is asked to give freed
+/// memory back: past mimalloc's purge delay (1 s), so the pages are due.
+const GIVE_BACK_AFTER: Duration = Duration::from_millis(1500);
+
+/// Memory freed by closed connections goes back to the system. mimalloc returns a free
+/// page once it has been unused for its purge delay, but only when the thread that owns
+/// it allocates or frees again — and a worker whose burst of connections has ended may do
+/// neither for hours, keeping its high-water mark. So a close makes sure one task per
+/// thread waits until [`GIVE_BACK_AFTER`] past the thread's last close and then collects
+/// the thread's heap: under steady traffic that task just keeps waiting (no work per
+/// close but two atomic stores); after a burst, the memory is back about 1.5 s after the
+/// last close (BENCHMARKS.md, "Memory per connection"). With `work_stealing: true` the
+/// task may run on another thread, which then collects its own heap instead.
+fn give_back_soon() {
+    let Some(&give_back) = GIVE_BACK.get() else {
+        return;
+    };
+    let start = *CLOCK_START.get_or_init(Instant::now);
+    let closes = CLOSES.with(Arc::clone);
+    let now_ms = start.elapsed().as_millis() as u64;
+    closes.last_ms.store(now_ms, Ordering::Relaxed);
+    if closes.pending.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        closes.pending.store(false, Ordering::Release);
+        return;
+    };
+    runtime.spawn(async move {
+        loop {
+            let last = Duration::from_millis(closes.last_ms.load(Ordering::Relaxed));
+            let due = start + last + GIVE_BACK_AFTER;
+            if Instant::now() >= due {
+                break;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+        closes.pending.store(false, Ordering::Release);
+        give_back();
+    });
+}
+
+/// How the process's allocator gives the calling thread's free memory back (set by the
+/// binary, which chooses the allocator: `mi_collect` for mimalloc).
+static GIVE_BACK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets how the calling thread's freed memory is given back to the system after
+/// connections close (see [`give_back_soon`]); without it, nothing is done.
+pub fn set_memory_give_back(give_back: fn()) {
+    let _ = GIVE_BACK.set(give_back);
 }
 
 const OVER_LIMIT_BODY: &str = r#"{"error":"too_many_connections","error_description":"the gateway is at its connection limit"}"#;
@@ -134,12 +203,32 @@ fn over_limit_response() -> String {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
+    /// The connection goes on in a task of its own: Pingora's accept task (≈ 9 KiB, its
+    /// size set by a TLS handshake this listener never makes there) ends here, and what
+    /// stays is only what the connection needs while it waits (see [`Limited::serve`]).
     async fn process_new(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        tokio::spawn(self.clone().serve(stream, shutdown.clone()));
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
+    /// One connection, from accept to close. Its memory while it waits is kept small
+    /// (BENCHMARKS.md, "Memory per connection"): the TLS handshake's state lives on the
+    /// heap only during the handshake; an HTTP/1 connection waits for each request's first
+    /// bytes here, holding no parser, session or buffer (the bytes are read into a
+    /// per-thread scratch buffer and handed on), and a session exists only while a
+    /// request is served. HTTP/2 connections go to Pingora's HTTP/2 server.
+    async fn serve(self: Arc<Self>, mut stream: Stream, mut shutdown: ShutdownWatch) {
         let limits = self.state.snapshot().connections;
         let metrics = &self.state.metrics;
         let before = self.open.fetch_add(1, Ordering::Relaxed);
@@ -153,59 +242,115 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
                 .connections_closed
                 .with_label_values(&["over_limit"])
                 .inc();
-            if self.tls.is_some() {
-                // No handshake is spent on a connection that will not be served.
-                return None;
+            if self.tls.is_none() {
+                // (No handshake is spent on a TLS connection that will not be served.)
+                let response = over_limit_response();
+                let write = stream.write_all(response.as_bytes());
+                let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.flush()).await;
             }
-            let response = over_limit_response();
-            let write = stream.write_all(response.as_bytes());
-            let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), stream.flush()).await;
-            return None;
+            return;
         }
         // A verified client certificate stays findable while the connection is open.
         let mut registration = None;
-        let stream: Stream = match &self.tls {
-            None => stream,
-            Some(acceptor) => {
-                // The listener is plain TCP: its streams are Pingora's L4 streams.
-                let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
-                    tracing::error!("TLS listener: a connection that is not TCP; closing it");
-                    return None;
-                };
-                let handshake = acceptor.tls_handshake(*l4);
-                let (outcome, tls) =
-                    match tokio::time::timeout(limits.header_timeout, handshake).await {
-                        Ok(Ok(tls)) => ("ok", Some(tls)),
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "TLS handshake failed");
-                            (handshake_failure(&e), None)
-                        }
-                        Err(_) => ("timeout", None),
-                    };
-                metrics.tls_handshakes.with_label_values(&[outcome]).inc();
-                let tls = tls?;
-                registration = tls
-                    .get_ssl()
-                    .and_then(|s| s.peer_certificate_der())
-                    .and_then(|der| self.state.client_certs.register(der));
-                Box::new(tls)
-            }
-        };
+        if let Some(acceptor) = &self.tls {
+            // On the heap: the handshake's state is large and needed only until it ends.
+            let Some(tls) = Box::pin(self.handshake(acceptor, stream, &limits)).await else {
+                return;
+            };
+            registration = tls
+                .get_ssl()
+                .and_then(|s| s.peer_certificate_der())
+                .and_then(|der| self.state.client_certs.register(der));
+            stream = tls;
+        }
         let closed = metrics.connections_closed.clone();
-        let wrapped = Deadlines::new(
-            stream,
-            &limits,
-            Box::new(move |reason| closed.with_label_values(&[reason]).inc()),
-        )
-        .h2c(self.h2c);
-        self.inner.process_new(Box::new(wrapped), shutdown).await;
+        let mut conn = Box::new(
+            Deadlines::new(
+                stream,
+                &limits,
+                Box::new(move |reason| closed.with_label_values(&[reason]).inc()),
+            )
+            .h2c(self.h2c),
+        );
+        let mut persistent: Option<HttpPersistentSettings> = None;
+        loop {
+            if !conn.http2 {
+                let ready = tokio::select! {
+                    ready = conn.await_request() => ready,
+                    _ = shutdown.changed() => false,
+                };
+                if !ready {
+                    break;
+                }
+            }
+            if conn.http2 {
+                // Pingora's HTTP/2 server (the h2c preface is read again through `Peek`).
+                self.inner.process_new(conn, &shutdown).await;
+                break;
+            }
+            // One HTTP/1 request, as Pingora's HTTP server app would serve it.
+            let first = conn.take_first_bytes();
+            let mut session = ServerSession::new_http1(conn);
+            if let Some(first) = first {
+                session.set_pipelined_prefix(first);
+            }
+            match persistent.take() {
+                Some(settings) => settings.apply_to_session(&mut session),
+                None => {
+                    session.set_keepalive((!*shutdown.borrow()).then_some(60));
+                    session.set_keepalive_reuses_remaining(
+                        self.inner
+                            .server_options()
+                            .and_then(|o| o.keepalive_request_limit),
+                    );
+                }
+            }
+            let Some(reused) = self.inner.process_new_http(session, &shutdown).await else {
+                break;
+            };
+            let (stream, settings) = reused.consume();
+            persistent = settings;
+            conn = match stream.into_any().downcast::<Deadlines>() {
+                Ok(conn) => conn,
+                // Not ours back (never happens): close rather than guess.
+                Err(_) => break,
+            };
+            if *shutdown.borrow() {
+                break;
+            }
+            conn.rest();
+        }
         drop(registration);
-        None
     }
 
-    async fn cleanup(&self) {
-        self.inner.cleanup().await;
+    /// The TLS handshake, under the connection's header deadline, counted by outcome.
+    async fn handshake(
+        &self,
+        acceptor: &Acceptor,
+        stream: Stream,
+        limits: &crate::proxy::shared::ConnectionLimits,
+    ) -> Option<Stream> {
+        // The listener is plain TCP: its streams are Pingora's L4 streams.
+        let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
+            tracing::error!("TLS listener: a connection that is not TCP; closing it");
+            return None;
+        };
+        let handshake = acceptor.tls_handshake(*l4);
+        let (outcome, tls) = match tokio::time::timeout(limits.header_timeout, handshake).await {
+            Ok(Ok(tls)) => ("ok", Some(tls)),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                (handshake_failure(&e), None)
+            }
+            Err(_) => ("timeout", None),
+        };
+        self.state
+            .metrics
+            .tls_handshakes
+            .with_label_values(&[outcome])
+            .inc();
+        tls.map(|tls| Box::new(tls) as Stream)
     }
 }
 
@@ -258,6 +403,9 @@ pub struct Deadlines {
     head: Vec<u8>,
     /// Bytes to serve again before reading the socket, and how many were served.
     replay: Option<(Vec<u8>, usize)>,
+    /// Bytes [`Deadlines::await_request`] read, served before `replay` (or handed to an
+    /// HTTP/1 session whole: [`Deadlines::take_first_bytes`]).
+    first: Option<bytes::BytesMut>,
     /// The current head outgrew [`HEAD_LIMIT`] or its response began: not kept.
     head_lost: bool,
     /// HTTP/2 (ALPN `h2`, or the h2c preface): frames, not HTTP/1 heads. Its opening
@@ -286,6 +434,9 @@ pub struct Deadlines {
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The request-head memory an idle kept-alive connection keeps for its next request.
+const KEPT_HEAD_BYTES: usize = 1024;
 
 /// The most request-head bytes kept for a hand-over: Pingora's own header limit (1 MiB)
 /// plus one read.
@@ -332,6 +483,7 @@ impl Deadlines {
             on_close,
             head: Vec::new(),
             replay: None,
+            first: None,
             head_lost: false,
         }
     }
@@ -574,6 +726,15 @@ impl AsyncRead for Deadlines {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if let Some(first) = &mut self.first {
+            // Read by `await_request`, not taken by an HTTP/1 session (HTTP/2, a peek).
+            let n = first.len().min(buf.remaining());
+            buf.put_slice(&first.split_to(n));
+            if first.is_empty() {
+                self.first = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
         if let Some((bytes, served)) = &mut self.replay {
             let n = (bytes.len() - *served).min(buf.remaining());
             buf.put_slice(&bytes[*served..*served + n]);
@@ -583,6 +744,28 @@ impl AsyncRead for Deadlines {
             }
             return Poll::Ready(Ok(()));
         }
+        self.poll_socket(cx, buf)
+    }
+}
+
+thread_local! {
+    /// Where a waiting connection's next bytes are first read ([`Deadlines::await_request`]):
+    /// one buffer per thread, not one per connection. As large as the first read Pingora
+    /// makes of a request head, so a head costs no more reads than before.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice());
+}
+
+const SCRATCH_BYTES: usize = 4096;
+
+impl Deadlines {
+    /// A read from the connection itself (not the bytes kept to be read again), under the
+    /// deadline of the phase it is in.
+    fn poll_socket(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -609,6 +792,60 @@ impl AsyncRead for Deadlines {
                 None => Poll::Pending,
             },
         }
+    }
+
+    /// Waits for the next request's first bytes — on a connection that may be h2c, until
+    /// they tell the HTTP/2 preface from an HTTP/1 request — under the phase's deadline,
+    /// without holding a buffer while it waits: the bytes are read into the thread's
+    /// scratch buffer and kept to be read again. False when the connection ended (closed
+    /// by the client, broken, or past its deadline).
+    pub async fn await_request(&mut self) -> bool {
+        std::future::poll_fn(|cx| {
+            loop {
+                if (self.first.is_some() || self.replay.is_some()) && !self.maybe_h2c {
+                    return Poll::Ready(true);
+                }
+                let read = SCRATCH.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    let mut buf = ReadBuf::new(&mut scratch[..]);
+                    match self.poll_socket(cx, &mut buf) {
+                        Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                            let data = buf.filled();
+                            self.first
+                                .get_or_insert_with(|| {
+                                    bytes::BytesMut::with_capacity(data.len().max(SCRATCH_BYTES))
+                                })
+                                .extend_from_slice(data);
+                            Poll::Ready(true)
+                        }
+                        Poll::Ready(_) => Poll::Ready(false),
+                        Poll::Pending => Poll::Pending,
+                    }
+                });
+                match read {
+                    // More bytes of what may be the preface: read on.
+                    Poll::Ready(true) if self.maybe_h2c => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Between two requests of a kept-alive connection: the last head is not needed; an
+    /// ordinary one's memory is kept for the next (no allocation per request), a large
+    /// one's is not (an idle connection holds at most [`KEPT_HEAD_BYTES`]).
+    pub fn rest(&mut self) {
+        if self.head.capacity() > KEPT_HEAD_BYTES {
+            self.head = Vec::new();
+        }
+    }
+
+    /// The bytes [`Deadlines::await_request`] read, for an HTTP/1 session to parse first
+    /// (Pingora's `pipelined_prefix`: no second copy, and the buffer is the one Pingora
+    /// would have read the head into).
+    pub fn take_first_bytes(&mut self) -> Option<bytes::BytesMut> {
+        self.first.take()
     }
 }
 
@@ -756,6 +993,10 @@ impl Peek for Deadlines {
             }
         }
         let mut again = buf[..filled].to_vec();
+        // What the peek did not reach follows, in order.
+        if let Some(first) = self.first.take() {
+            again.extend_from_slice(&first);
+        }
         if let Some((rest, served)) = self.replay.take() {
             again.extend_from_slice(&rest[served..]);
         }
