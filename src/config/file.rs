@@ -17,7 +17,9 @@ use crate::telemetry::logging::LogFormat;
 pub struct FileConfig {
     /// Address the proxy listens on, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`.
     pub listen: String,
-    /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`).
+    /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`); default
+    /// `127.0.0.1:9090` (loopback: a pod or host exposes it on purpose).
+    #[serde(default = "default_admin_listen")]
     pub admin_listen: String,
     /// A TLS listener for the proxy (HTTPS, and HTTP/2 by ALPN); `listen` stays plain HTTP.
     #[serde(default)]
@@ -645,6 +647,9 @@ pub struct RouteFile {
     /// A provider name, or a list tried in order by token shape (`[jwt, introspection]`).
     pub provider: Option<OneOrMany>,
     pub upstream: String,
+    /// The methods the route takes (others: 405 with `Allow`); `GET` brings `HEAD`.
+    /// Absent: any method.
+    pub methods: Option<Vec<String>>,
     /// Scopes every request on the route needs.
     pub require_scopes: Option<ScopeRuleFile>,
     /// Extra scopes for some methods, on top of `require_scopes`.
@@ -801,4 +806,8 @@ pub struct LogFile {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `sessiongate=debug`; `RUST_LOG` wins when set.
     pub level: Option<String>,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9090".into()
 }

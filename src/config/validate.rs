@@ -1249,6 +1249,24 @@ fn scope_rule(path: &str, all_of: &[String], any_of: &[String]) -> Result<ScopeR
     })
 }
 
+/// HTTP methods as a rule lists them (upper-cased); `GET` brings `HEAD` (RFC 9110 §9.3.2:
+/// HEAD is GET without the body — same existence, same headers), so a rule on GET is
+/// never bypassed by HEAD.
+fn method_list(path: &str, names: &[String]) -> Result<Vec<http::Method>> {
+    let mut methods: Vec<http::Method> = Vec::new();
+    for name in names {
+        let method = http::Method::from_bytes(name.to_ascii_uppercase().as_bytes())
+            .map_err(|_| ConfigError::at(path, format!("{name:?} is not an HTTP method")))?;
+        if !methods.contains(&method) {
+            methods.push(method);
+        }
+    }
+    if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
+        methods.push(http::Method::HEAD);
+    }
+    Ok(methods)
+}
+
 fn route_policy(path: &str, r: &RouteFile, authenticated: bool) -> Result<RoutePolicy> {
     if !authenticated {
         for (key, given) in [
@@ -1292,23 +1310,45 @@ fn route_policy(path: &str, r: &RouteFile, authenticated: bool) -> Result<RouteP
         if all_of.is_empty() && any_of.is_empty() {
             return Err(ConfigError::at(mpath, "give `all_of` and/or `any_of`"));
         }
-        let methods = methods
-            .iter()
-            .map(|name| {
-                http::Method::from_bytes(name.to_ascii_uppercase().as_bytes()).map_err(|_| {
-                    ConfigError::at(
-                        format!("{mpath}.methods"),
-                        format!("{name:?} is not an HTTP method"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let methods = method_list(&format!("{mpath}.methods"), methods)?;
         method_scopes.push(MethodScopes {
             methods,
             rule: scope_rule(&mpath, all_of, any_of)?,
         });
     }
+    let methods = match &r.methods {
+        None => Vec::new(),
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::at(
+                format!("{path}.methods"),
+                "list the methods the route takes (or leave `methods` out: any method)",
+            ))
+        }
+        Some(list) => method_list(&format!("{path}.methods"), list)?,
+    };
+    if !method_scopes.is_empty() && r.require_scopes.is_none() && methods.is_empty() {
+        // The trap: "GET needs X, POST needs Y" written with `method_scopes` alone lets
+        // every other method through with any valid token.
+        let mut covered: Vec<&str> = Vec::new();
+        for m in method_scopes.iter().flat_map(|m| m.methods.iter()) {
+            if !covered.contains(&m.as_str()) {
+                covered.push(m.as_str());
+            }
+        }
+        return Err(ConfigError::at(
+            format!("{path}.method_scopes"),
+            format!(
+                "only {} have scope rules here: any other method (PUT, DELETE, PATCH, OPTIONS, …) \
+                 would pass with any valid token. Add `methods: [{}]` to refuse the others \
+                 (405), or `require_scopes` for every method, or list the other methods the \
+                 route takes in `methods` too",
+                covered.join(", "),
+                covered.join(", ")
+            ),
+        ));
+    }
     Ok(RoutePolicy {
+        methods,
         scopes,
         method_scopes,
         allow_cidrs: cidrs(

@@ -61,6 +61,9 @@ pub enum Mode {
 /// The policy of one route.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoutePolicy {
+    /// The methods the route takes (others: 405); empty: any. Contains HEAD when it
+    /// contains GET.
+    pub methods: Vec<Method>,
     pub scopes: ScopeRule,
     pub method_scopes: Vec<MethodScopes>,
     /// When non-empty, the client address must be inside one of these.
@@ -236,6 +239,11 @@ pub fn identity_denials(
         out.push(Denial::InsufficientScope { required });
     }
     out
+}
+
+/// Whether the route takes `method` at all (its `methods` allow-list).
+pub fn method_allowed(policy: &RoutePolicy, method: &Method) -> bool {
+    policy.methods.is_empty() || policy.methods.contains(method)
 }
 
 /// The scope rules that apply to `method` on a route: its own, then matching method rules.

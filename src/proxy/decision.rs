@@ -68,12 +68,14 @@ pub enum Outcome {
     /// The upstream had `max_in_flight` requests in flight for longer than the gateway
     /// waits for a free slot (503 `upstream_busy`).
     UpstreamBusy,
+    /// The route's `methods` do not include the request's (405).
+    MethodNotAllowed,
 }
 
 impl Outcome {
     /// How many outcomes there are (indexes `0..COUNT`).
     pub const COUNT: usize = Outcome::FIXED + DenialKind::ALL.len();
-    const FIXED: usize = 13;
+    const FIXED: usize = 14;
 
     /// This outcome's position in [`Outcome::all`].
     pub fn index(self) -> usize {
@@ -91,6 +93,7 @@ impl Outcome {
             Outcome::CrossSite => 10,
             Outcome::ClientCertificateRefused => 11,
             Outcome::UpstreamBusy => 12,
+            Outcome::MethodNotAllowed => 13,
             Outcome::Denied(kind) => Outcome::FIXED + kind.index(),
         }
     }
@@ -111,6 +114,7 @@ impl Outcome {
             Outcome::CrossSite,
             Outcome::ClientCertificateRefused,
             Outcome::UpstreamBusy,
+            Outcome::MethodNotAllowed,
         ]
         .into_iter()
         .chain(DenialKind::ALL.into_iter().map(Outcome::Denied))
@@ -133,6 +137,7 @@ impl Outcome {
             Outcome::CrossSite => "cross_site",
             Outcome::ClientCertificateRefused => "client_certificate_refused",
             Outcome::UpstreamBusy => "upstream_busy",
+            Outcome::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -337,6 +342,14 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
             return d;
         }
     }
+    if !policy::method_allowed(&route.spec.policy, input.method) {
+        // Enforced in report-only mode too: which methods a route takes is its shape,
+        // not a rule being rolled out.
+        return d.refuse(
+            Outcome::MethodNotAllowed,
+            Refusal::method_not_allowed(&route.spec.policy.methods),
+        );
+    }
     let wanted = &route.spec.require_client_certificate;
     if !wanted.is_empty() {
         match input.client_cert {
@@ -394,10 +407,13 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
                 t
             }
             Err(e) => {
-                return d.refuse(
-                    Outcome::of_token_error(e),
-                    Refusal::bearer(e.rfc6750_code(), e.to_string()),
-                )
+                let refusal = match e {
+                    TokenError::Missing | TokenError::NotBearer => {
+                        Refusal::no_credentials(e.to_string())
+                    }
+                    _ => Refusal::bearer(e.rfc6750_code(), e.to_string()),
+                };
+                return d.refuse(Outcome::of_token_error(e), refusal);
             }
         }
     };

@@ -110,10 +110,14 @@ impl IdentityHeaders {
             IdentityName::Fixed(&self.scopes),
             List(identity.scopes(), b' '),
         );
-        f(
-            IdentityName::Fixed(&self.organizations),
-            List(identity.organizations(), b','),
-        );
+        // None: omitted, like a missing session id or expiry (client copies are stripped,
+        // so the upstream never sees a header the identity did not give).
+        if identity.organizations().len() > 0 {
+            f(
+                IdentityName::Fixed(&self.organizations),
+                List(identity.organizations(), b','),
+            );
+        }
         if let Some(exp) = identity.expires_unix() {
             f(IdentityName::Fixed(&self.expires), Number(exp));
         }

@@ -28,12 +28,15 @@ pub struct Refusal {
     pub error: &'static str,
     /// Human-readable explanation; never contains the token.
     pub description: String,
-    /// RFC 6750 error code for a `WWW-Authenticate: Bearer` challenge, if any.
+    /// RFC 6750 error code for a `WWW-Authenticate: Bearer` challenge, if any (`""`: a
+    /// challenge with no error code, for a request without credentials).
     pub challenge: Option<&'static str>,
     /// Sends `Retry-After`.
     pub retry_after: bool,
     /// The `scope` parameter of an `insufficient_scope` challenge.
     pub scope: Option<String>,
+    /// The `Allow` header of a 405: the methods the route takes.
+    pub allow: Option<String>,
 }
 
 impl Refusal {
@@ -50,6 +53,18 @@ impl Refusal {
             challenge: Some(rfc6750_code),
             retry_after: false,
             scope: None,
+            allow: None,
+        }
+    }
+
+    /// 401 for a request that sent no credentials at all (no token, or another scheme than
+    /// Bearer): a challenge with no error code (RFC 6750 §3.1: the client may simply not
+    /// have known that authentication is needed); `missing_token` in the JSON body.
+    pub fn no_credentials(description: impl Into<String>) -> Self {
+        Refusal {
+            error: "missing_token",
+            challenge: Some(""),
+            ..Refusal::bearer("invalid_token", description)
         }
     }
 
@@ -62,6 +77,7 @@ impl Refusal {
             challenge: Some("insufficient_scope"),
             retry_after: false,
             scope: Some(required.join(" ")),
+            allow: None,
         }
     }
 
@@ -74,6 +90,7 @@ impl Refusal {
             challenge: None,
             retry_after: false,
             scope: None,
+            allow: None,
         }
     }
 
@@ -87,6 +104,7 @@ impl Refusal {
             challenge: None,
             retry_after: true,
             scope: None,
+            allow: None,
         }
     }
 
@@ -99,6 +117,24 @@ impl Refusal {
             challenge: None,
             retry_after: true,
             scope: None,
+            allow: None,
+        }
+    }
+
+    /// 405 `method_not_allowed`, with `Allow` naming the methods the route takes.
+    pub fn method_not_allowed(allowed: &[http::Method]) -> Self {
+        let allow = allowed
+            .iter()
+            .map(http::Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Refusal {
+            allow: Some(allow),
+            ..Refusal::plain(
+                405,
+                "method_not_allowed",
+                "this route does not take this method (see the Allow header)",
+            )
         }
     }
 
@@ -111,6 +147,7 @@ impl Refusal {
             challenge: None,
             retry_after: false,
             scope: None,
+            allow: None,
         }
     }
 
@@ -131,7 +168,12 @@ impl Refusal {
         resp.insert_header("content-length", body_len.to_string())?;
         resp.insert_header("cache-control", "no-store")?;
         resp.insert_header("x-request-id", request_id)?;
-        if let Some(code) = self.challenge {
+        if let Some(allow) = &self.allow {
+            resp.insert_header("allow", allow.as_str())?;
+        }
+        if self.challenge == Some("") {
+            resp.insert_header("www-authenticate", format!("Bearer realm=\"{REALM}\""))?;
+        } else if let Some(code) = self.challenge {
             // The description is ours (fixed ASCII text), so quoting it is safe.
             let mut value = format!(
                 "Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{}\"",

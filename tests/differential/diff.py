@@ -119,7 +119,7 @@ PATH_MUTATIONS = [
     lambda p: "/public/%c0%ae%c0%ae" + p,
     lambda p: "/public/%252e%252e" + p,
 ]
-METHODS = ["GET", "POST", "DELETE", "post", "Get", "PUT", "patch", "FOO", "OPTIONS"]
+METHODS = ["GET", "POST", "DELETE", "post", "Get", "PUT", "patch", "FOO", "OPTIONS", "HEAD", "head"]
 HOSTS = [
     "api.example", "admin.internal", "ADMIN.internal", "admin.internal.", "admin.internal:80",
     "admin.internal:abc", "admin.internal:99999", "admin.internal..", "[::1]:8080", None,
@@ -247,6 +247,20 @@ def check(name, token, response):
     return None, status
 
 
+def check_head(port, name, token, response, raw):
+    """A HEAD has no body to read the handler's report from: a HEAD that reached a
+    handler (200) must be one whose GET twin — the same request as GET — reaches it too,
+    with a token that has what the route requires for GET (HEAD is judged as GET)."""
+    status = response.partition("\r\n\r\n")[0][9:12]
+    if status != "200":
+        return None, status
+    twin = send(port, b"GET " + raw[len(b"HEAD "):])
+    problem, twin_status = check(f"{name} (as GET)", token, twin)
+    if twin_status != "200":
+        return f"HEAD answered 200 where GET answered {twin_status}", status
+    return problem, status
+
+
 def main():
     port = int(sys.argv[1])
     backend = sys.argv[2]
@@ -258,7 +272,10 @@ def main():
     violations, statuses, reached = [], {}, 0
     for name, raw, token in cases:
         response = send(port, raw)
-        problem, status = check(name, token, response)
+        if raw.startswith(b"HEAD "):
+            problem, status = check_head(port, name, token, response, raw)
+        else:
+            problem, status = check(name, token, response)
         statuses[status] = statuses.get(status, 0) + 1
         if status == "200":
             reached += 1

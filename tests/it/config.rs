@@ -280,6 +280,19 @@ fn check_rejects_bad_configs_naming_the_key() {
             "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, method_scopes: [{ methods: [\"GE T\"], all_of: [a] }] }\n",
             &["routes[0].method_scopes[0].methods"],
         ),
+        // Methods left open by accident: per-method scopes alone, nothing for the rest.
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, method_scopes: [{ methods: [GET], all_of: [view] }, { methods: [post], all_of: [spend] }] }\n",
+            &["routes[0].method_scopes", "only GET, HEAD, POST have scope rules", "methods: [GET, HEAD, POST]", "require_scopes"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo, methods: [] }\n",
+            &["routes[0].methods", "list the methods"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo, methods: [\"GE T\"] }\n",
+            &["routes[0].methods", "is not an HTTP method"],
+        ),
         (
             "routes:\n  - { path_prefix: /, auth: none, upstream: echo, allow_cidrs: [10.0.0.0/33] }\n",
             &["routes[0].allow_cidrs[0]"],

@@ -54,6 +54,14 @@ routes:
     require_scopes: { any_of: [wallet_view_*, admin] }
     method_scopes:
       - { methods: [POST, PUT, DELETE], all_of: [wallet_spend_all] }
+  - name: vault
+    path_prefix: /vault
+    provider: idp
+    upstream: app
+    methods: [GET, POST]
+    method_scopes:
+      - { methods: [GET], all_of: [wallet_view_all] }
+      - { methods: [POST], all_of: [wallet_spend_all] }
   - name: bound
     path_prefix: /wallet/abc123
     provider: idp
@@ -164,6 +172,47 @@ async fn scopes_per_route_and_method() {
     )
     .await;
     assert_eq!(denied, 4.0);
+}
+
+/// "GET needs wallet_view_all, POST needs wallet_spend_all": HEAD is judged as GET, and
+/// a method the route does not list is refused (405 with `Allow`) before any token is
+/// read — never let through with any valid token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_method_is_open_by_accident() {
+    let s = setup("").await;
+    let table = [
+        ("GET", "t-viewer", 200),
+        ("GET", "t-plain", 403),
+        ("HEAD", "t-plain", 403),
+        ("HEAD", "t-viewer", 200),
+        ("POST", "t-viewer", 403),
+        ("POST", "t-spender", 200),
+        ("PUT", "t-spender", 405),
+        ("DELETE", "t-spender", 405),
+        ("PATCH", "t-plain", 405),
+        ("OPTIONS", "t-spender", 405),
+        ("PUT", "", 405),
+    ];
+    for (method, token, want) in table {
+        let resp = call(&s, method, "/vault/v1", token, &[]).await;
+        assert_eq!(resp.status(), want, "{method} {token}");
+        if want == 405 {
+            assert_eq!(header_map(&resp)["allow"], "GET, POST, HEAD");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"], "method_not_allowed");
+        }
+    }
+    // A route without `methods` but with `require_scopes`: HEAD needs them as GET does.
+    assert_eq!(
+        call(&s, "HEAD", "/wallets", "t-plain", &[]).await.status(),
+        403
+    );
+    let refused = metric(
+        &s.gateway,
+        "sessiongate_requests_total{outcome=\"method_not_allowed\",route=\"vault\"}",
+    )
+    .await;
+    assert_eq!(refused, 5.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -726,6 +726,12 @@ async fn stalled_openings_lock_clients_out_for_at_most_one_deadline() {
         "connections: { header_timeout: 5s, max_connections: 4 }",
     ))
     .await;
+    // The setup's own requests may still hold a connection for an instant: the slots are
+    // all free before the stalled openings take them.
+    eventually("the setup's connections are closed", async || {
+        metric(&s.g, "sessiongate_downstream_connections").await == 0.0
+    })
+    .await;
     let started = Instant::now();
     let mut stalled = Vec::new();
     for _ in 0..4 {
@@ -737,10 +743,23 @@ async fn stalled_openings_lock_clients_out_for_at_most_one_deadline() {
     }
     // The gateway takes connections in no fixed order (one task each): once all four
     // are counted open, a new client is refused...
-    eventually("the four stalled openings are counted open", async || {
-        metric(&s.g, "sessiongate_downstream_connections").await >= 4.0
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = metric(&s.g, "sessiongate_downstream_connections").await;
+        if open >= 4.0 {
+            break;
+        }
+        let closed = metric(
+            &s.g,
+            "sessiongate_connections_closed_total{reason=\"over_limit\"}",
+        )
+        .await;
+        assert!(
+            Instant::now() < deadline,
+            "the four stalled openings were never counted open: {open} open, {closed} over the limit"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let close = "GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     if started.elapsed() < Duration::from_secs(4) {
         let refused = raw_http(s.g.proxy_addr, close).await;
