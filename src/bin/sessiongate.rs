@@ -53,6 +53,154 @@ struct Args {
     /// (besides SIGHUP and POST /admin/reload). 0 or absent: no watch.
     #[arg(long, value_name = "SECONDS", conflicts_with_all = ["check", "healthcheck"])]
     watch_config: Option<u64>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Talk to the running gateway's admin API (address and token from the same config:
+    /// `admin.listen` or `admin_listen`, `admin.token_file` / `admin.token`) — e.g. with
+    /// `kubectl exec` into its container. Prints the API's JSON answer; exits 0 on 2xx.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum AdminAction {
+    /// Remove cached identities, here and (with `cluster:`) on every replica.
+    Purge {
+        /// Every identity of this subject.
+        #[arg(long, conflicts_with_all = ["session_id", "token_stdin"])]
+        subject: Option<String>,
+        /// Every identity of this session id.
+        #[arg(long, conflicts_with_all = ["subject", "token_stdin"])]
+        session_id: Option<String>,
+        /// One token, read from standard input (never on the command line, where `ps`
+        /// and shell history would keep it).
+        #[arg(long, conflicts_with_all = ["subject", "session_id"])]
+        token_stdin: bool,
+        /// Only identities from this provider (by subject or session id).
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// How the gateway would decide a request (nothing is forwarded).
+    Explain {
+        /// The request path, with its query if any.
+        #[arg(long)]
+        path: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        client_ip: Option<String>,
+        /// The request's token, read from standard input.
+        #[arg(long)]
+        token_stdin: bool,
+    },
+    /// Reload the configuration file (as SIGHUP does).
+    Reload,
+}
+
+/// `sessiongate admin …`: one call to the admin API named by `settings`.
+fn admin_command(settings: &sessiongate::config::Settings, action: AdminAction) -> ExitCode {
+    let (Some(addr), Some(token)) = (settings.admin_api_address(), settings.admin_token.as_ref())
+    else {
+        eprintln!("sessiongate: the admin API is not enabled in this config (set `admin.token_file` or `admin.token`)");
+        return ExitCode::FAILURE;
+    };
+    let read_token = || -> Result<String, String> {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| format!("reading the token from standard input: {e}"))?;
+        let token = text.trim().to_string();
+        if token.is_empty() {
+            return Err("no token on standard input".into());
+        }
+        Ok(token)
+    };
+    let request = match action {
+        AdminAction::Purge {
+            subject,
+            session_id,
+            token_stdin,
+            provider,
+        } => {
+            let mut body = serde_json::Map::new();
+            match (subject, session_id, token_stdin) {
+                (Some(s), None, false) => body.insert("subject".into(), s.into()),
+                (None, Some(s), false) => body.insert("session_id".into(), s.into()),
+                (None, None, true) => match read_token() {
+                    Ok(t) => body.insert("token".into(), t.into()),
+                    Err(e) => {
+                        eprintln!("sessiongate: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                _ => {
+                    eprintln!("sessiongate: give one of --subject, --session-id, --token-stdin");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Some(p) = provider {
+                body.insert("provider".into(), p.into());
+            }
+            ("POST", "/admin/purge", serde_json::Value::Object(body))
+        }
+        AdminAction::Explain {
+            path,
+            method,
+            host,
+            client_ip,
+            token_stdin,
+        } => {
+            let mut body = serde_json::json!({ "path": path, "method": method });
+            if let Some(h) = host {
+                body["host"] = h.into();
+            }
+            if let Some(ip) = client_ip {
+                body["client_ip"] = ip.into();
+            }
+            if token_stdin {
+                match read_token() {
+                    Ok(t) => body["token"] = t.into(),
+                    Err(e) => {
+                        eprintln!("sessiongate: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ("POST", "/admin/explain", body)
+        }
+        AdminAction::Reload => ("POST", "/admin/reload", serde_json::json!({})),
+    };
+    let (method, path, body) = request;
+    let sent = sessiongate::admin::call(
+        addr,
+        token.expose(),
+        method,
+        path,
+        body.to_string().as_bytes(),
+        std::time::Duration::from_secs(10),
+    );
+    match sent {
+        Ok((status, answer)) => {
+            println!("{}", answer.trim_end());
+            if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("sessiongate: the admin API answered {status}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("sessiongate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -79,6 +227,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    if let Some(Command::Admin { action }) = args.command {
+        return admin_command(&settings, action);
+    }
     if args.check {
         for warning in settings.warnings() {
             eprintln!("sessiongate: warning: {warning}");

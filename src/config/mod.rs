@@ -179,9 +179,32 @@ pub fn parse(text: &str) -> Result<file::FileConfig, ConfigError> {
         ConfigError {
             path,
             location,
-            message,
+            message: in_config_words(&message),
         }
     })
+}
+
+/// A parser message in the config's own words: the names of the structs and enums the
+/// file is read into are not the user's business (`expected struct ScopeRuleFile` →
+/// `expected a mapping`), nor is YAML's tag syntax for enums.
+fn in_config_words(message: &str) -> String {
+    let mut out = message.replace(
+        "expected a YAML tag starting with '!'",
+        "expected a single value (not a list or a mapping)",
+    );
+    for (kind, words) in [
+        ("struct ", "a mapping"),
+        ("enum ", "one of the documented values"),
+    ] {
+        while let Some(at) = out.find(&format!("expected {kind}")) {
+            let name_start = at + "expected ".len() + kind.len();
+            let name_end = out[name_start..]
+                .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .map_or(out.len(), |n| name_start + n);
+            out.replace_range(at..name_end, &format!("expected {words}"));
+        }
+    }
+    out
 }
 
 /// Parses and validates YAML text; relative `*_file` paths are resolved from `base_dir`.

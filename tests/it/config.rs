@@ -280,6 +280,15 @@ fn check_rejects_bad_configs_naming_the_key() {
             "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, method_scopes: [{ methods: [\"GE T\"], all_of: [a] }] }\n",
             &["routes[0].method_scopes[0].methods"],
         ),
+        // The parser's words, never the names of the structs and enums behind them.
+        (
+            "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, require_scopes: read }\n",
+            &["routes[0].require_scopes", "expected a mapping"],
+        ),
+        (
+            "routes:\n  - { path_prefix: /, auth: none, upstream: echo, mode: [report] }\n",
+            &["routes[0].mode", "expected a single value"],
+        ),
         // Methods left open by accident: per-method scopes alone, nothing for the rest.
         (
             "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, method_scopes: [{ methods: [GET], all_of: [view] }, { methods: [post], all_of: [spend] }] }\n",
@@ -556,7 +565,9 @@ fn check_rejects_bad_configs_naming_the_key() {
         assert!(
             !stderr.contains("hunter2")
                 && !stderr.contains("PRIVATE KEY")
-                && !stderr.contains("panicked"),
+                && !stderr.contains("panicked")
+                && !stderr.contains("File")
+                && !stderr.contains("YAML tag"),
             "{stderr}"
         );
     }

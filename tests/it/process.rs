@@ -259,3 +259,109 @@ log: {{ format: text, level: info }}
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `sessiongate admin …` from inside the container (no curl in the image): the address
+/// and the admin token come from the same config; the token to purge from stdin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_subcommands_talk_to_the_running_gateway() {
+    let upstream = Fake::upstream().await;
+    let (listen, admin_port, api_port) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("sg-admin-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("admin-token"), "admin-cli-token-0123456789\n").unwrap();
+    let config = dir.join("gw.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+listen: 127.0.0.1:{listen}
+admin_listen: 127.0.0.1:{admin_port}
+admin:
+  listen: 127.0.0.1:{api_port}
+  token_file: {}
+shutdown_grace_period: 0s
+providers:
+  s:
+    kind: static
+    tokens: [{{ token: "${{SG_CLI_USER_TOKEN}}", identity: {{ subject: alice, session_id: s-1 }} }}]
+upstreams: {{ app: "{}" }}
+routes:
+  - {{ path_prefix: /, provider: s, upstream: app }}
+"#,
+            dir.join("admin-token").display(),
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    // The same environment for the gateway and for `admin` (as inside its container).
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .env("SG_CLI_USER_TOKEN", "cli-user-token-42")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = client();
+    wait_for_readyz(&c, &format!("127.0.0.1:{admin_port}")).await;
+    let admin = |args: &[&str], stdin: &str| {
+        let mut p = Command::new(BIN)
+            .env("SG_CLI_USER_TOKEN", "cli-user-token-42")
+            .arg("--config")
+            .arg(&config)
+            .arg("admin")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut p.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        let out = p.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let get = async || {
+        c.get(format!("http://127.0.0.1:{listen}/x"))
+            .header("authorization", "Bearer cli-user-token-42")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(get().await, 200);
+    let (ok, out, err) = admin(&["purge", "--token-stdin"], "cli-user-token-42\n");
+    assert!(ok, "{out} {err}");
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(reply["removed"], 1, "{out}");
+    assert_eq!(get().await, 200);
+    let (ok, out, _) = admin(&["purge", "--subject", "alice"], "");
+    assert!(ok && serde_json::from_str::<serde_json::Value>(&out).unwrap()["removed"] == 1);
+    let (ok, out, err) = admin(
+        &[
+            "explain",
+            "--path",
+            "/x",
+            "--method",
+            "POST",
+            "--token-stdin",
+        ],
+        "cli-user-token-42",
+    );
+    assert!(ok, "{out} {err}");
+    let trace: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(trace["decision"]["outcome"], "allowed", "{out}");
+    assert!(!out.contains("cli-user-token-42"), "{out}");
+    let (ok, out, err) = admin(&["reload"], "");
+    assert!(ok, "{out} {err}");
+    // Nothing to purge by: refused before any call; an empty stdin likewise.
+    let (ok, _, err) = admin(&["purge"], "");
+    assert!(!ok && err.contains("--subject"), "{err}");
+    let (ok, _, err) = admin(&["purge", "--token-stdin"], "");
+    assert!(!ok && err.contains("no token"), "{err}");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
