@@ -140,6 +140,7 @@ PY
         [ -n "$cfg" ] || continue
         INTROSPECTION_CLIENT_SECRET=check-only REDIS_PASSWORD=check-only \
             SESSIONGATE_CLUSTER_SECRET=check-only-cluster-secret-of-40-characters \
+            SESSIONGATE_ADMIN_TOKEN=check-only-admin-token \
             "$BIN" --config "$cfg" --check 2> "$work/check-warnings"
         # The admin API must listen on loopback: `--check` warns otherwise.
         if [ -s "$work/check-warnings" ]; then cat "$work/check-warnings" >&2; exit 1; fi
@@ -156,15 +157,18 @@ for base in ("sidecar", "standalone"):
     clustered = yaml.safe_load(open(f"deploy/kubernetes/cluster/{base}/sessiongate.yaml"))
     assert "cluster" in clustered and "cluster" not in plain, base
     extra = {k: v for k, v in clustered.items() if k != "cluster"}
-    assert extra == plain, f"cluster/{base}/sessiongate.yaml differs from {base}/sessiongate.yaml beyond cluster:"
+    # The admin API is on in the clustered shapes (its token from the cluster Secret).
+    assert extra["admin"].pop("token") == "${SESSIONGATE_ADMIN_TOKEN}", base
+    assert extra == plain, f"cluster/{base}/sessiongate.yaml differs from {base}/sessiongate.yaml beyond cluster: and admin.token"
     docs = [d for d in yaml.safe_load_all(open(f"{work}/cluster-{base}.yaml")) if d]
     [dep] = [d for d in docs if d["kind"] == "Deployment"]
     [gw] = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "sessiongate"]
     env = {e["name"]: e for e in gw.get("env", [])}
-    for var in ("SESSIONGATE_CLUSTER_SECRET", "REDIS_PASSWORD", "INTROSPECTION_CLIENT_SECRET"):
+    for var in ("SESSIONGATE_CLUSTER_SECRET", "REDIS_PASSWORD", "SESSIONGATE_ADMIN_TOKEN", "INTROSPECTION_CLIENT_SECRET"):
         assert var in env, f"cluster/{base}: the sessiongate container lacks {var}"
     assert env["SESSIONGATE_CLUSTER_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "sessiongate-cluster"
-    print(f"ok: cluster/{base}: config = {base}'s + cluster:, Secret sessiongate-cluster wired in")
+    assert env["SESSIONGATE_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "sessiongate-cluster"
+    print(f"ok: cluster/{base}: config = {base}'s + cluster: + admin token, Secret sessiongate-cluster wired in")
 PY
 
 echo "== deploy/prometheus"

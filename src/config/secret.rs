@@ -88,6 +88,17 @@ fn from_env(path: &str, value: &str) -> Result<Secret, ConfigError> {
 
 fn from_file(path: &str, file: &str, base_dir: &Path) -> Result<Secret, ConfigError> {
     let full = base_dir.join(file);
+    if full.is_dir() {
+        // A Kubernetes Secret mounted as a volume is a directory with one file per key.
+        return Err(ConfigError::at(
+            path,
+            format!(
+                "{} is a directory (a mounted Secret?): name the file inside it, e.g. {}/token",
+                full.display(),
+                full.display()
+            ),
+        ));
+    }
     let text = std::fs::read_to_string(&full)
         .map_err(|e| ConfigError::at(path, format!("cannot read {}: {e}", full.display())))?;
     let value = text.trim_end_matches(['\r', '\n']);

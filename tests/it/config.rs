@@ -280,6 +280,11 @@ fn check_rejects_bad_configs_naming_the_key() {
             "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, method_scopes: [{ methods: [\"GE T\"], all_of: [a] }] }\n",
             &["routes[0].method_scopes[0].methods"],
         ),
+        // A mounted Secret is a directory: the message says to name the file in it.
+        (
+            concat!("admin:\n  token_file: ", env!("CARGO_MANIFEST_DIR"), "/config\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n"),
+            &["admin.token", "is a directory", "/config/token"],
+        ),
         // The parser's words, never the names of the structs and enums behind them.
         (
             "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, require_scopes: read }\n",
