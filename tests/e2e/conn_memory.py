@@ -33,12 +33,13 @@ import time
 
 from e2e_util import Failure, check, free_port
 
-# README "Sizing memory": KiB per open connection, by kind (≈ 4, 4, 16, 41, 53 measured;
-# the bounds leave room for allocator rounding, not for regressions).
-BOUND_KIB = {"silent": 8, "idle": 8, "tls": 20, "h2c": 45, "h2": 58}
-# RSS after a kind's connections all closed: at most this many KiB per connection it had
-# held above where it started (memory given back, not kept at the high-water mark).
-RETURN_KIB = 2
+# README "Sizing memory": KiB per open connection, by kind (measured ≈ 3–4, 4, 16, 41–43,
+# 53–55; the bounds leave room for allocator rounding and a loaded machine, not for a
+# regression of the size of a buffer).
+BOUND_KIB = {"silent": 8, "idle": 8, "tls": 20, "h2c": 48, "h2": 60}
+# RSS 2 s after a kind's connections all closed: at most this share of what they had
+# added is still held (memory given back, not kept at the high-water mark).
+RETURN_SHARE = 0.10
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -126,9 +127,10 @@ def main():
             check(r["per_connection_kib"] <= BOUND_KIB[kind],
                   f"{kind}: {r['per_connection_kib']} KiB per connection > {BOUND_KIB[kind]} KiB")
             kept = r["after_kib"] - r["start_kib"]
-            check(kept <= RETURN_KIB * n,
-                  f"{kind}: {kept} KiB still held after all {n} connections closed "
-                  f"(> {RETURN_KIB} KiB per connection they had)")
+            grown = r["held_kib"] - r["start_kib"]
+            check(kept <= RETURN_SHARE * grown,
+                  f"{kind}: {kept} KiB of the {grown} KiB {n} connections added still held "
+                  f"2 s after they closed (> {RETURN_SHARE:.0%})")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1)
