@@ -212,6 +212,16 @@ pub fn from_str(text: &str, base_dir: &Path) -> Result<Settings, ConfigError> {
     validate::validate(parse(text)?, base_dir)
 }
 
+/// [`load`] for a CI check without the deployment's secrets (`--check --no-secrets`):
+/// every secret that is not there — an unset `${VAR}`, a missing `*_file` — is accepted
+/// as a placeholder, so the structure, names, references and every other value are
+/// checked. Files that must parse (TLS certificates and keys, CA bundles, signing keys)
+/// are still read. Returns the settings and how many placeholders stood in.
+pub fn load_without_secrets(path: &Path) -> Result<(Settings, usize), ConfigError> {
+    let (settings, used) = secret::with_placeholders(|| load(path));
+    settings.map(|s| (s, used))
+}
+
 /// Reads, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
     let text = std::fs::read_to_string(path)

@@ -696,3 +696,51 @@ fn work_stealing_defaults_follow_threads() {
         assert_eq!((s.threads, s.work_stealing), (threads, stealing), "{top:?}");
     }
 }
+
+/// `--check --no-secrets` (CI without the deployment's secrets): absent secrets are
+/// placeholders, counted; everything else is still checked, a literal secret included.
+#[test]
+fn check_without_secrets_accepts_absent_ones_and_checks_the_rest() {
+    let dir = std::env::temp_dir().join(format!("sg-nosecrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |text: &str, extra: &[&str]| {
+        let file = dir.join("c.yaml");
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&file)
+            .arg("--check")
+            .args(extra)
+            .env_remove("SG_UNSET_SECRET")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let config = format!(
+        "{BASE}admin:\n  listen: 127.0.0.1:19091\n  token_file: /nonexistent/sessiongate-admin/token\nproviders:\n  idp: {{ kind: rfc7662, url: https://idp.example/introspect, client_id: gw, client_secret: \"${{SG_UNSET_SECRET}}\" }}\nroutes:\n  - {{ path_prefix: /, provider: idp, upstream: echo }}\n"
+    );
+    let (code, _, err) = run(&config, &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("SG_UNSET_SECRET"), "{err}");
+    let (code, out, err) = run(&config, &["--no-secrets"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 absent"), "{out}");
+    // The rest is checked as always: a wrong key, a literal secret.
+    let (code, _, err) = run(&config.replace("client_id", "clientid"), &["--no-secrets"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("clientid"), "{err}");
+    let (code, _, err) = run(
+        &config.replace("\"${SG_UNSET_SECRET}\"", "hunter2-literal"),
+        &["--no-secrets"],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("client_secret") && !err.contains("hunter2"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
