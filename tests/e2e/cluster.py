@@ -291,11 +291,7 @@ log: {{ level: info, format: json }}
         for name in "ABC":
             start_gateway(name, relay.port if name == "B" else redis_port)
         for name, (port, admin) in gateways.items():
-            wait_http(admin, "/readyz", f"gateway {name}")
-            deadline = time.time() + 10
-            while metric(admin, "sessiongate_cluster_redis_up") != 1:
-                check(time.time() < deadline, f"gateway {name} never connected to Redis")
-                time.sleep(0.05)
+            wait_connected(admin, f"gateway {name}")
         A, B, C = (gateways[n] for n in "ABC")
 
         # --- 1. propagation ---
@@ -664,11 +660,7 @@ def replayed_values(provider, redis_port, gateways, start_gateway, procs):
         # C shared the provider's refusal, replacing the value: write it back again for E.
         redis_cli(redis_port, "COPY", saved, key, "REPLACE")
     E = start_gateway("E", redis_port)
-    wait_http(E[1], "/readyz", "gateway E")
-    deadline = time.time() + 10
-    while metric(E[1], "sessiongate_cluster_redis_up") != 1:
-        check(time.time() < deadline, "E never connected to Redis")
-        time.sleep(0.05)
+    wait_connected(E[1], "gateway E")
     # E trusts the shared cache (a token nobody purged is an L2 hit) ...
     calls = provider.calls.get("tok-restart")
     check(request(E[0], "GET", "/x", "tok-restart")[0] == 200, "tok-restart on E")
@@ -682,10 +674,7 @@ def replayed_values(provider, redis_port, gateways, start_gateway, procs):
                              f"a written-back sealed value")
         check(provider.calls.get(token, 0) == calls + 1, "E did not ask the provider")
     check(purged(E[1]) == 2, f"E counted {purged(E[1])} written-back values, expected 2")
-    for p in procs:
-        if p.args[-1].endswith("/E.yaml") and p.poll() is None:
-            p.send_signal(signal.SIGINT)
-            p.wait(timeout=10)
+    stop_gateway(procs, "E")
     del gateways["E"]
     print("cluster: sealed values written back to Redis after a purge (by token, by subject) "
           "are not served: C (never cached them) and E (started after the purge) asked the "
@@ -799,16 +788,9 @@ def shared_cache_checks(provider, gateways, redis_port, start_gateway, procs, wo
     while metric(C[1], 'sessiongate_cluster_shared_cache_writes_total{result="ok"}') <= written:
         check(time.time() < deadline, "C never shared the restart token")
         time.sleep(0.02)
-    for p in procs:
-        if p.args[-1].endswith("/C.yaml") and p.poll() is None:
-            p.send_signal(signal.SIGINT)  # fast shutdown (SIGTERM drains for the grace period)
-            p.wait(timeout=10)
+    stop_gateway(procs, "C")
     C = start_gateway("C", redis_port)
-    wait_http(C[1], "/readyz", "gateway C (restarted)")
-    deadline = time.time() + 10
-    while metric(C[1], "sessiongate_cluster_redis_up") != 1:
-        check(time.time() < deadline, "restarted C never connected to Redis")
-        time.sleep(0.05)
+    wait_connected(C[1], "gateway C (restarted)")
     check(request(C[0], "GET", "/x", "tok-restart")[0] == 200, "restart token on restarted C")
     check(provider.calls.get("tok-restart") == calls,
           "restarted C called the provider for a token in L2")
@@ -904,6 +886,23 @@ def redis_slow_and_full(redis, redis_port, A, C):
         redis_cli(redis_port, "CONFIG", "SET", "maxmemory", "0")
     print(f"cluster: Redis full (maxmemory, noeviction): 10 new tokens served on C; "
           f"{errors() - before:.0f} Redis errors counted")
+
+
+def wait_connected(admin, what):
+    """Waits until a gateway is ready and reads the revocation stream."""
+    wait_http(admin, "/readyz", what)
+    deadline = time.time() + 10
+    while metric(admin, "sessiongate_cluster_redis_up") != 1:
+        check(time.time() < deadline, f"{what} never connected to Redis")
+        time.sleep(0.05)
+
+
+def stop_gateway(procs, name):
+    """Stops gateway `name` at once (SIGINT: SIGTERM would drain for the grace period)."""
+    for p in procs:
+        if p.args[-1].endswith(f"/{name}.yaml") and p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=10)
 
 
 def wait_port(port, what):

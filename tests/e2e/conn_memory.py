@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-from e2e_util import Failure, check, free_port
+from e2e_util import Failure, check, free_port, rss_kib, stop
 
 # README "Sizing memory": KiB per open connection, by kind (measured ≈ 3–4, 4, 16, 41–43,
 # 53–55; the bounds leave room for allocator rounding and a loaded machine, not for a
@@ -78,14 +78,6 @@ def read_h2_response(sock):
             sock.sendall(h2_frame(4, 1, 0))
         if stream == 1 and kind in (0, 1) and flags & 1:
             return
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise Failure("no VmRSS")
 
 
 def metric(admin, name):
@@ -230,11 +222,7 @@ log: {{ level: warn }}
         print(open(f"{work}/gw.log").read()[-3000:], file=sys.stderr)
         raise
     finally:
-        gw.terminate()
-        try:
-            gw.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            gw.kill()
+        stop(gw)
         shutil.rmtree(work, ignore_errors=True)
 
 

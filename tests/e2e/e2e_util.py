@@ -1,7 +1,8 @@
 """Helpers shared by the Python end-to-end scripts (cluster.py, websocket.py,
-grpc_calls.py), imported from their own folder."""
+grpc_calls.py, http2_stall.py, conn_memory.py), imported from their own folder."""
 
 import socket
+import subprocess
 
 _TAKEN = set()
 
@@ -26,3 +27,23 @@ class Failure(Exception):
 def check(cond, what):
     if not cond:
         raise Failure(what)
+
+
+def rss_kib(pid):
+    """A process's resident memory (VmRSS), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise Failure(f"no VmRSS for process {pid}")
+
+
+def stop(proc, timeout=10):
+    """Terminates a process started by a script, killing it if it does not exit in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+

@@ -38,7 +38,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from e2e_util import Failure, check, free_port
+from e2e_util import Failure, check, free_port, rss_kib, stop
 
 BODY = os.urandom(1 << 20)
 STREAMS = 100
@@ -138,14 +138,6 @@ class Stalled:
     def finished(self):
         with self.lock:
             return len(self.reset | self.ended | self.refused)
-
-
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def fds(pid):
@@ -261,7 +253,7 @@ log: {{ level: warn }}
             check(http1_get(port, "/big/warm") == (200, len(BODY)), "HTTP/1.1 warm-up")
             check(h2_get(port, "/big/warm") == (200, len(BODY)), "HTTP/2 warm-up")
         time.sleep(0.5)
-        rss0, fds0 = rss(gw.pid), fds(gw.pid)
+        rss0, fds0 = rss_kib(gw.pid) * 1024, fds(gw.pid)
         sent_before = metric(admin, 'sessiongate_connections_closed_total{reason="send_timeout"}')
 
         started = time.monotonic()
@@ -270,7 +262,7 @@ log: {{ level: warn }}
         t_end = time.monotonic() + 2.5
         while time.monotonic() < t_end:
             time.sleep(0.1)
-        grown = rss(gw.pid) - rss0
+        grown = rss_kib(gw.pid) * 1024 - rss0
         per = grown / args.connections
         held = fds(gw.pid) - fds0
         got_headers = sum(len(s.headers) for s in stalled)
@@ -300,7 +292,7 @@ log: {{ level: warn }}
                             sent_before, gw.pid, fds0)
         print(f"http2 stall: all {total} stalled streams reset {took:.1f} s in "
               f"(body_idle_timeout {BODY_IDLE:g} s), counted send_timeout; file descriptors back "
-              f"to +{fds(gw.pid) - fds0}; RSS now +{(rss(gw.pid) - rss0) / 2**20:.1f} MiB")
+              f"to +{fds(gw.pid) - fds0}; RSS now +{(rss_kib(gw.pid) * 1024 - rss0) / 2**20:.1f} MiB")
 
         # 5. bodies that never come: Pingora reads HTTP/2 request bodies with no timeout
         bodies_before = metric(admin, 'sessiongate_connections_closed_total{reason="body_timeout"}')
@@ -321,12 +313,7 @@ log: {{ level: warn }}
         print(open(f"{work}/sg.log").read()[-3000:], file=sys.stderr)
         return 1
     finally:
-        if gw.poll() is None:
-            gw.terminate()
-            try:
-                gw.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                gw.kill()
+        stop(gw)
         shutil.rmtree(work, ignore_errors=True)
 
 
