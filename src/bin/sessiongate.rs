@@ -224,15 +224,26 @@ fn main() -> ExitCode {
     let loaded = if args.no_secrets {
         sessiongate::config::load_without_secrets(&config)
     } else {
-        sessiongate::config::load(&config).map(|s| (s, 0))
+        sessiongate::config::load_all(&config).map(|s| (s, 0))
     };
     let (settings, placeholders) = match loaded {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "sessiongate: invalid configuration in {}: {e}",
-                config.display()
-            );
+        Err(errors) => {
+            if let [e] = errors.as_slice() {
+                eprintln!(
+                    "sessiongate: invalid configuration in {}: {e}",
+                    config.display()
+                );
+            } else {
+                eprintln!(
+                    "sessiongate: invalid configuration in {}: {} errors",
+                    config.display(),
+                    errors.len()
+                );
+                for e in &errors {
+                    eprintln!("  {e}");
+                }
+            }
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };

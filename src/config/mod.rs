@@ -208,24 +208,41 @@ fn in_config_words(message: &str) -> String {
 }
 
 /// Parses and validates YAML text; relative `*_file` paths are resolved from `base_dir`.
+/// The first error; [`from_str_all`] reports every one.
 pub fn from_str(text: &str, base_dir: &Path) -> Result<Settings, ConfigError> {
-    validate::validate(parse(text)?, base_dir)
+    from_str_all(text, base_dir).map_err(|mut all| all.swap_remove(0))
 }
 
-/// [`load`] for a CI check without the deployment's secrets (`--check --no-secrets`):
+/// [`from_str`] with every independent error (never empty on `Err`). A file that does not
+/// parse — YAML syntax, an unknown key, a value of the wrong type — stops at that error:
+/// its shape is needed before anything in it can be judged.
+pub fn from_str_all(text: &str, base_dir: &Path) -> Result<Settings, Vec<ConfigError>> {
+    validate::validate_all(parse(text).map_err(|e| vec![e])?, base_dir)
+}
+
+/// [`load_all`] for a CI check without the deployment's secrets (`--check --no-secrets`):
 /// every secret that is not there — an unset `${VAR}`, a missing `*_file` — is accepted
 /// as a placeholder, so the structure, names, references and every other value are
 /// checked. Files that must parse (TLS certificates and keys, CA bundles, signing keys)
 /// are still read. Returns the settings and how many placeholders stood in.
-pub fn load_without_secrets(path: &Path) -> Result<(Settings, usize), ConfigError> {
-    let (settings, used) = secret::with_placeholders(|| load(path));
+pub fn load_without_secrets(path: &Path) -> Result<(Settings, usize), Vec<ConfigError>> {
+    let (settings, used) = secret::with_placeholders(|| load_all(path));
     settings.map(|s| (s, used))
 }
 
-/// Reads, parses and validates the config file at `path`.
+/// Reads, parses and validates the config file at `path`: the first error.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::at("", format!("cannot read {}: {e}", path.display())))?;
+    load_all(path).map_err(|mut all| all.swap_remove(0))
+}
+
+/// [`load`] with every independent error (see [`from_str_all`]).
+pub fn load_all(path: &Path) -> Result<Settings, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError::at(
+            "",
+            format!("cannot read {}: {e}", path.display()),
+        )]
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    from_str(&text, base)
+    from_str_all(&text, base)
 }

@@ -29,98 +29,161 @@ const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-/// Checks a parsed file and builds the runtime settings.
+/// Checks a parsed file and builds the runtime settings; the first error (see
+/// [`validate_all`] for every one).
 pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
-    let listen = socket_addr("listen", &file.listen)?;
-    let admin_listen = socket_addr("admin_listen", &file.admin_listen)?;
-    if listen == admin_listen {
-        return Err(ConfigError::at("admin_listen", "must differ from `listen`"));
+    validate_all(file, base_dir).map_err(|mut all| all.swap_remove(0))
+}
+
+/// Keeps the value of a check, or records its error and goes on: every independent error
+/// of a file is reported in one run.
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn keep<T>(&mut self, r: Result<T>) -> Option<T> {
+        r.map_err(|e| self.0.push(e)).ok()
+    }
+
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError::at(path, message));
+    }
+}
+
+/// [`validate`], reporting every independent error (never empty on `Err`), in the order of
+/// the file's sections. An error that only follows from another one is left out: a route
+/// that names a provider, upstream or assertion key whose own definition is wrong is not
+/// judged until that definition is right.
+pub fn validate_all(
+    file: FileConfig,
+    base_dir: &Path,
+) -> std::result::Result<Settings, Vec<ConfigError>> {
+    let mut errs = Errors(Vec::new());
+    let listen = errs.keep(socket_addr("listen", &file.listen));
+    let admin_listen = errs.keep(socket_addr("admin_listen", &file.admin_listen));
+    if listen.is_some() && listen == admin_listen {
+        errs.add("admin_listen", "must differ from `listen`");
     }
     let admin_api_listen = match &file.admin.listen {
-        Some(a) => {
-            let addr = socket_addr("admin.listen", a)?;
-            if addr == listen || addr == admin_listen {
-                return Err(ConfigError::at(
+        Some(a) => match errs.keep(socket_addr("admin.listen", a)) {
+            Some(addr) if Some(addr) == listen || Some(addr) == admin_listen => {
+                errs.add(
                     "admin.listen",
                     "must differ from `listen` and `admin_listen`",
-                ));
+                );
+                None
             }
-            Some(addr)
-        }
+            addr => addr,
+        },
         None => None,
     };
-    let tls = match &file.tls {
-        Some(t) => Some(tls(t, base_dir, &[listen, admin_listen], admin_api_listen)?),
-        None => None,
+    let tls = match (&file.tls, listen, admin_listen) {
+        (Some(t), Some(l), Some(a)) => errs
+            .keep(tls(t, base_dir, &[l, a], admin_api_listen))
+            .map(Some),
+        (Some(_), _, _) => None,
+        (None, _, _) => Some(None),
     };
     let threads = match file.threads {
-        Some(0) => return Err(ConfigError::at("threads", "must be at least 1")),
+        Some(0) => {
+            errs.add("threads", "must be at least 1");
+            1
+        }
         Some(n) => n,
         None => 1,
     };
 
+    // Definitions that failed: what names them is not judged (its error would only repeat).
+    let mut broken: HashSet<String> = HashSet::new();
     let mut providers: BTreeMap<String, ProviderSettings> = BTreeMap::new();
     for (name, p) in &file.providers {
         let path = format!("providers.{name}");
-        check_name(&path, name)?;
-        let provider = super::providers::provider(&path, p, base_dir)?;
-        let protection = protection(&path, p)?;
-        let token_format = token_format(&path, p)?;
-        providers.insert(
-            name.clone(),
-            ProviderSettings {
-                spec: provider,
-                protection,
-                token_format,
+        let checked = (|| {
+            check_name(&path, name)?;
+            Ok(ProviderSettings {
+                spec: super::providers::provider(&path, p, base_dir)?,
+                protection: protection(&path, p)?,
+                token_format: token_format(&path, p)?,
                 fingerprint: fingerprint(p),
-            },
-        );
+            })
+        })();
+        match errs.keep(checked) {
+            Some(settings) => {
+                providers.insert(name.clone(), settings);
+            }
+            None => {
+                broken.insert(format!("provider {name}"));
+            }
+        }
     }
 
     let mut upstreams: BTreeMap<String, UpstreamSpec> = BTreeMap::new();
     for (name, up) in &file.upstreams {
         let path = format!("upstreams.{name}");
-        check_name(&path, name)?;
-        if name == ECHO_UPSTREAM {
-            return Err(ConfigError::at(
-                path,
-                "`echo` is the built-in echo upstream; choose another name",
-            ));
+        let checked = (|| {
+            check_name(&path, name)?;
+            if name == ECHO_UPSTREAM {
+                return Err(ConfigError::at(
+                    &path,
+                    "`echo` is the built-in echo upstream; choose another name",
+                ));
+            }
+            upstream(&path, name, up, base_dir)
+        })();
+        match errs.keep(checked) {
+            Some(spec) => {
+                upstreams.insert(name.clone(), spec);
+            }
+            None => {
+                broken.insert(format!("upstream {name}"));
+            }
         }
-        upstreams.insert(name.clone(), upstream(&path, name, up, base_dir)?);
     }
 
-    let assertion_keys = assertion_keys(&file, base_dir)?;
+    let assertion_keys = errs.keep(assertion_keys(&file, base_dir));
 
     if file.routes.is_empty() {
-        return Err(ConfigError::at("routes", "at least one route is needed"));
+        errs.add("routes", "at least one route is needed");
     }
     let mut routes = Vec::with_capacity(file.routes.len());
     let mut seen = HashSet::new();
     let mut names = HashSet::new();
     for (i, r) in file.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
-        let mut route = route(&path, r, &providers, &upstreams)?;
-        if let Some(a) = &r.assertion {
-            route.assertion = Some(assertion(
+        let named_providers = match &r.provider {
+            Some(OneOrMany::One(n)) => std::slice::from_ref(n),
+            Some(OneOrMany::Many(ns)) => ns.as_slice(),
+            None => &[],
+        };
+        if named_providers
+            .iter()
+            .any(|n| broken.contains(&format!("provider {n}")))
+            || broken.contains(&format!("upstream {}", r.upstream))
+        {
+            continue;
+        }
+        let Some(mut route) = errs.keep(route(&path, r, &providers, &upstreams)) else {
+            continue;
+        };
+        if let (Some(a), Some(keys)) = (&r.assertion, &assertion_keys) {
+            route.assertion = errs.keep(assertion(
                 &path,
                 a,
-                &assertion_keys,
+                keys,
                 &identity_prefix(&file),
                 !route.providers.is_empty(),
-            )?);
+            ));
         }
         if !seen.insert((route.host.clone(), route.path_prefix.clone())) {
-            return Err(ConfigError::at(
+            errs.add(
                 format!("{path}.path_prefix"),
                 "another route already has this path_prefix and host",
-            ));
+            );
         }
         if !names.insert(route.name.clone()) {
-            return Err(ConfigError::at(
+            errs.add(
                 format!("{path}.name"),
                 format!("route name `{}` is used twice", route.name),
-            ));
+            );
         }
         routes.push(route);
     }
@@ -130,33 +193,76 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
         .prefix
         .as_deref()
         .unwrap_or(DEFAULT_PREFIX);
-    let identity_headers =
-        IdentityHeaders::new(prefix).map_err(|e| ConfigError::at("identity_headers.prefix", e))?;
+    let identity_headers = errs.keep(
+        IdentityHeaders::new(prefix).map_err(|e| ConfigError::at("identity_headers.prefix", e)),
+    );
 
     let level = file.log.level.clone().unwrap_or_else(|| "info".into());
-    tracing_subscriber::EnvFilter::try_new(&level)
-        .map_err(|e| ConfigError::at("log.level", format!("not a valid log filter: {e}")))?;
+    errs.keep(
+        tracing_subscriber::EnvFilter::try_new(&level)
+            .map_err(|e| ConfigError::at("log.level", format!("not a valid log filter: {e}"))),
+    );
 
-    let admin_token = super::secret::resolve(
-        "admin.token",
-        file.admin.token.as_deref(),
-        file.admin.token_file.as_deref(),
-        base_dir,
-    )?;
-    if let Some(t) = &admin_token {
-        super::secret::require_length(
+    let admin_token = errs
+        .keep(super::secret::resolve(
             "admin.token",
-            file.admin.token.is_some(),
-            t,
-            16,
-            "the admin token",
-        )?;
-    }
+            file.admin.token.as_deref(),
+            file.admin.token_file.as_deref(),
+            base_dir,
+        ))
+        .and_then(|token| match &token {
+            Some(t) => errs
+                .keep(super::secret::require_length(
+                    "admin.token",
+                    file.admin.token.is_some(),
+                    t,
+                    16,
+                    "the admin token",
+                ))
+                .map(|()| token),
+            None => Some(None),
+        });
 
     let cluster = match &file.cluster {
-        Some(c) => Some(cluster(c, base_dir)?),
-        None => None,
+        Some(c) => errs.keep(cluster(c, base_dir)).map(Some),
+        None => Some(None),
     };
+    let cache = errs.keep(cache(&file));
+    let requests = errs.keep(requests(&file));
+    let connections = errs.keep(connections(&file));
+    let trusted_proxies = errs.keep(cidrs("trusted_proxies", &file.trusted_proxies));
+
+    let (
+        Some(listen),
+        Some(admin_listen),
+        Some(tls),
+        Some(assertion_keys),
+        Some(identity_headers),
+        Some(admin_token),
+        Some(cluster),
+        Some(cache),
+        Some(requests),
+        Some(connections),
+        Some(trusted_proxies),
+    ) = (
+        listen,
+        admin_listen,
+        tls,
+        assertion_keys,
+        identity_headers,
+        admin_token,
+        cluster,
+        cache,
+        requests,
+        connections,
+        trusted_proxies,
+    )
+    else {
+        return Err(errs.0);
+    };
+    if !errs.0.is_empty() {
+        return Err(errs.0);
+    }
 
     Ok(Settings {
         cluster,
@@ -172,11 +278,11 @@ pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
             .map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
         providers,
         upstreams,
-        cache: cache(&file)?,
-        requests: requests(&file)?,
-        connections: connections(&file)?,
+        cache,
+        requests,
+        connections,
         routes,
-        trusted_proxies: TrustedProxies(cidrs("trusted_proxies", &file.trusted_proxies)?),
+        trusted_proxies: TrustedProxies(trusted_proxies),
         assertion_keys,
         identity_headers,
         log: LogSettings {

@@ -307,9 +307,18 @@ log: {{ level: info, format: json }}
                 provider.revoked.add(token)
             kind = kinds[i % 3]
             value = {"token": token, "subject": f"user-{i}", "session_id": f"sess-{i}"}[kind]
-            status, body = request(A[1], "POST", "/admin/purge", body={kind: value},
-                                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-            reply = json.loads(body)
+            if kind == "subject":
+                # What an operator runs inside a pod (`kubectl exec … sessiongate admin
+                # purge`): the CLI reads A's config for the admin address and token.
+                done = subprocess.run([args.bin, "--config", f"{work}/A.yaml", "admin", "purge",
+                                       "--subject", value], capture_output=True, text=True,
+                                      timeout=15)
+                check(done.returncode == 0, f"admin purge CLI: {done.returncode} {done.stderr}")
+                status, reply = 200, json.loads(done.stdout)
+            else:
+                status, body = request(A[1], "POST", "/admin/purge", body={kind: value},
+                                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+                reply = json.loads(body)
             check(status == 200 and reply["removed"] == 1 and reply["fan_out"] == "published",
                   f"purge {i} on A: {status} {reply}")
             t0 = time.monotonic()

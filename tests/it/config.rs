@@ -744,3 +744,38 @@ fn check_without_secrets_accepts_absent_ones_and_checks_the_rest() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--check` reports every independent error in one run — a wrong address, a provider
+/// with a bad URL, a route naming an upstream that does not exist, a bad log filter —
+/// and leaves out what only follows from another error (the route that names the broken
+/// provider is not also reported).
+#[test]
+fn check_reports_every_independent_error_at_once() {
+    let config = "listen: 127.0.0.1:notaport\nadmin_listen: 127.0.0.1:19090\n\
+        providers:\n  idp: { kind: bitgo, url: not-a-url }\n  ok: { kind: bitgo, url: http://127.0.0.1:1/s }\n\
+        routes:\n  - { path_prefix: /a, provider: idp, upstream: echo }\n  - { path_prefix: /b, provider: ok, upstream: nowhere }\n  - { path_prefix: /c, auth: none, upstream: echo, stale_if_error: 5s }\n\
+        log: { level: \"info,[\" }\n";
+    let (code, err) = check_text(config);
+    assert_eq!(code, 64, "{err}");
+    for key in [
+        "listen:",
+        "providers.idp",
+        "routes[1].upstream",
+        "routes[2].stale_if_error",
+        "log.level",
+    ] {
+        assert!(err.contains(key), "{key} not reported:\n{err}");
+    }
+    assert!(err.contains("5 errors"), "{err}");
+    assert!(
+        !err.contains("routes[0]"),
+        "a dependent error was reported:\n{err}"
+    );
+    // One error reads as before: on one line.
+    let (code, err) = check_text(&format!(
+        "{BASE}routes:\n  - {{ path_prefix: /, auth: none, upstream: nowhere }}\n"
+    ));
+    assert_eq!(code, 64);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("routes[0].upstream"), "{err}");
+}
