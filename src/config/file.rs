@@ -74,7 +74,7 @@ pub struct FileConfig {
     pub upgrade_sock: Option<String>,
 }
 
-/// `requests:` — the canonical request (see the README, "Canonical requests").
+/// `requests:` — the canonical request (docs/configuration.md, "Canonical requests").
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestsFile {

@@ -12,7 +12,7 @@
 //! | headers | override headers removed, gateway-owned `_` spellings removed | `_` spellings of framing / hop-by-hop headers, `Content-Length` lists: `invalid_header` |
 //!
 //! The path forwarded upstream is the normalized path; the `Host` forwarded is the
-//! canonical host. See the README section "Canonical requests".
+//! canonical host. See docs/configuration.md, "Canonical requests".
 
 use http::{HeaderMap, HeaderName, Method, Version};
 

@@ -13,7 +13,7 @@ opens N of them, waits until the gateway counts them, and reads the process's RS
 - h2: TLS + ALPN h2, idle after one stream.
 
 Checked (exit 1, naming the kind): growth per connection under its documented bound
-(README "Sizing memory"), and RSS after all of a kind closed back within
+(docs/deploy.md, "Sizing memory"), and RSS after all of a kind closed back within
 the documented margin of where it started. `--json F` writes the figures. Each kind gets
 a gateway process of its own (memory one kind freed would hide the next one's cost).
 
@@ -33,7 +33,7 @@ import time
 
 from e2e_util import Failure, check, free_port, rss_kib, stop
 
-# README "Sizing memory": KiB per open connection, by kind (measured ≈ 3–4, 4, 16, 41–43,
+# docs/deploy.md, "Sizing memory": KiB per open connection, by kind (measured ≈ 3–4, 4, 16, 41–43,
 # 53–55; the bounds leave room for allocator rounding and a loaded machine, not for a
 # regression of the size of a buffer).
 BOUND_KIB = {"silent": 8, "idle": 8, "tls": 20, "h2c": 48, "h2": 60}

@@ -8,7 +8,7 @@ Started here on free 127.0.0.1 ports: an HTTP/1.1 upstream answering every GET w
 SETTINGS (a live peer, not a dead one). Checked (each failure names itself; exit 1):
 1. while they stall, other clients are served (HTTP/1.1 and a fresh HTTP/2 connection);
 2. the gateway's memory growth per stalled connection stays under the documented
-   bound (README "Connection lifecycle", HTTP/2 bounds: 100 streams x 0.75 MiB), measured from /proc;
+   bound (docs/operations.md, "Connection lifecycle", HTTP/2 bounds: 100 streams x 0.75 MiB), measured from /proc;
 3. every stalled stream is reset within body_idle_timeout (+ slack), counted as
    sessiongate_connections_closed_total{reason="send_timeout"}, and the upstream
    connections they held are closed (the gateway's open file descriptors go back down);
@@ -43,7 +43,7 @@ from e2e_util import Failure, check, free_port, rss_kib, stop
 BODY = os.urandom(1 << 20)
 STREAMS = 100
 BODY_IDLE = 4.0
-# README "Connection lifecycle": what one stalled connection may pin until its streams are reset.
+# docs/operations.md, "Connection lifecycle": what one stalled connection may pin until its streams are reset.
 BOUND_PER_CONNECTION = STREAMS * 0.75 * (1 << 20)
 
 

@@ -26,6 +26,7 @@ mod canonical;
 mod config;
 mod dashboard;
 mod direct;
+mod docs;
 mod gateway;
 mod jwt;
 mod policy;
