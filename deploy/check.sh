@@ -92,7 +92,8 @@ PY
 }
 
 for overlay in deploy/kubernetes/sidecar deploy/kubernetes/standalone \
-    deploy/kubernetes/cluster/sidecar deploy/kubernetes/cluster/standalone; do
+    deploy/kubernetes/cluster/sidecar deploy/kubernetes/cluster/standalone \
+    deploy/kubernetes/examples/bitgo-sidecar-redis deploy/kubernetes/examples/rfc7662-sidecar; do
     name=$(echo "${overlay#deploy/kubernetes/}" | tr / -)
     echo "== $overlay"
     build "$overlay" > "$work/$name.yaml"
@@ -169,6 +170,31 @@ for base in ("sidecar", "standalone"):
     assert env["SESSIONGATE_CLUSTER_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "sessiongate-cluster"
     assert env["SESSIONGATE_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "sessiongate-cluster"
     print(f"ok: cluster/{base}: config = {base}'s + cluster: + admin token, Secret sessiongate-cluster wired in")
+PY
+
+echo "== deploy/kubernetes/examples: the patches land by name, once"
+"$VENV/bin/python" - "$work" <<'PY'
+import sys, yaml
+work = sys.argv[1]
+def containers(name):
+    docs = [d for d in yaml.safe_load_all(open(f"{work}/{name}.yaml")) if d]
+    [dep] = [d for d in docs if d["kind"] == "Deployment"]
+    return {c["name"]: c for c in dep["spec"]["template"]["spec"]["containers"]}, docs
+c, docs = containers("examples-bitgo-sidecar-redis")
+assert c["app"]["image"] == "registry.example.com/wallet-api:1.4.2", c["app"]["image"]
+assert c["app"]["lifecycle"]["preStop"]["sleep"]["seconds"] == 16, "the app's preStop survived the patch"
+env = [e["name"] for e in c["sessiongate"]["env"]]
+for var in ("SESSIONGATE_CLUSTER_SECRET", "REDIS_PASSWORD", "SESSIONGATE_ADMIN_TOKEN"):
+    assert env.count(var) == 1, (var, env)
+[cm] = [d for d in docs if d["kind"] == "ConfigMap"]
+assert "kind: bitgo" in cm["data"]["config.yaml"] and "cluster:" in cm["data"]["config.yaml"]
+print("ok: examples/bitgo-sidecar-redis: BitGo config with cluster:, app image patched by name, Secrets wired once")
+c, _ = containers("examples-rfc7662-sidecar")
+env = [e for e in c["sessiongate"]["env"] if e["name"] == "INTROSPECTION_CLIENT_SECRET"]
+assert len(env) == 1, env
+ref = env[0]["valueFrom"]["secretKeyRef"]
+assert (ref["name"], ref["key"], ref["optional"]) == ("orders-idp", "client-secret", False), ref
+print("ok: examples/rfc7662-sidecar: the client secret from the user's Secret orders-idp, required, one env entry")
 PY
 
 echo "== deploy/prometheus"
