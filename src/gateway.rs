@@ -105,7 +105,12 @@ impl Gateway {
         let upstreams = pingora::connectors::http::Connector::new(Some(
             pingora::connectors::ConnectorOptions::from_server_conf(conf),
         ));
-        let direct = Direct::new(Proxy::new(self.state.clone()), full_proxy, upstreams);
+        let direct = Direct::new(
+            Proxy::new(self.state.clone()),
+            full_proxy,
+            upstreams,
+            self.settings.direct_path,
+        );
         Limited::new(direct, self.state.clone()).h2c(self.settings.h2c)
     }
 

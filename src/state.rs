@@ -25,7 +25,7 @@ use crate::identity::provider::{Provider, ProviderId};
 use crate::identity::token::TokenHasher;
 use crate::policy::{DenialKind, Mode};
 use crate::proxy::assertion::AssertionCache;
-use crate::proxy::decision::Outcome;
+use crate::proxy::refused::Outcome;
 use crate::proxy::route::{ProviderEntry, Route, RouteAuth, RouteTable, Upstream, UpstreamTarget};
 use crate::proxy::shared::Reload;
 pub use crate::proxy::shared::{GatewayState, ReloadRejected, ReloadReport, Snapshot};
@@ -237,6 +237,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.work_stealing != new.work_stealing {
         out.push("work_stealing");
+    }
+    if old.direct_path != new.direct_path {
+        out.push("direct_path");
     }
     if old.shutdown_grace_period != new.shutdown_grace_period {
         out.push("shutdown_grace_period");

@@ -40,6 +40,9 @@ pub struct Trace<'a> {
     pub identity: Option<IdentityTrace<'a>>,
     pub policy: Option<PolicyTrace<'a>>,
     pub would_deny: Vec<Finding>,
+    /// The decision's steps the request passed, in order; a refusal stopped it at the
+    /// next one (`decision`).
+    pub steps_passed: Vec<&'static str>,
     pub decision: Conclusion,
 }
 
@@ -193,17 +196,19 @@ impl<'a> Trace<'a> {
                 description: None,
                 stale: None,
             },
-            Verdict::Refuse {
-                outcome, refusal, ..
-            } => Conclusion {
-                outcome: outcome.as_str(),
-                status: refusal.status,
-                error: Some(refusal.error),
-                description: Some(refusal.description.clone()),
-                stale: None,
-            },
+            Verdict::Refuse(refused) => {
+                let refusal = refused.response();
+                Conclusion {
+                    outcome: refused.outcome().as_str(),
+                    status: refusal.status,
+                    error: Some(refusal.error),
+                    description: Some(refusal.description),
+                    stale: None,
+                }
+            }
         };
         Trace {
+            steps_passed: d.steps_passed().iter().map(|s| s.as_str()).collect(),
             request,
             normalized_path: d.path.as_deref(),
             route: d.route.as_deref().map(RouteTrace::of),

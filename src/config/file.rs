@@ -35,6 +35,10 @@ pub struct FileConfig {
     /// connection stays on the thread that accepted it (Pingora's `work_stealing`).
     #[serde(default)]
     pub work_stealing: Option<bool>,
+    /// Serve bodiless HTTP/1.1 requests on the gateway's own direct path (default true);
+    /// false sends every request through Pingora's full proxy.
+    #[serde(default)]
+    pub direct_path: Option<bool>,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(default)]
     pub shutdown_grace_period: Option<ConfigDuration>,

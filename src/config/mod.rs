@@ -101,6 +101,10 @@ pub struct Settings {
     /// that accepted it (`false`; the default with `threads: 1`, where there is nothing
     /// to steal: less CPU per request, measured in BENCHMARKS.md).
     pub work_stealing: bool,
+    /// `direct_path`: bodiless HTTP/1.1 requests take the gateway's direct path (`true`,
+    /// the default) or, like every other request, Pingora's full proxy (`false`). The
+    /// decision is the same either way; the direct path costs less CPU per request.
+    pub direct_path: bool,
     pub shutdown_grace_period: Duration,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub cache: CacheSettings,

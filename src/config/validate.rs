@@ -273,6 +273,7 @@ pub fn validate_all(
         threads,
         // One thread has nothing to steal from: its own runtime costs less per request.
         work_stealing: file.work_stealing.unwrap_or(threads > 1),
+        direct_path: file.direct_path.unwrap_or(true),
         shutdown_grace_period: file
             .shutdown_grace_period
             .map_or(DEFAULT_GRACE_PERIOD, |d| d.0),

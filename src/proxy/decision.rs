@@ -1,6 +1,8 @@
-//! The gateway's decision for one request, from what the client sent to allow or refuse:
-//! path → route → client address and network rules → token → provider and format →
-//! identity cache (and provider) → identity policy.
+//! The gateway's decision for one request, from what the client sent to allow or refuse,
+//! as a list of steps (see [`decide`]): canonical form → route → network rules → methods →
+//! client certificate → credential → same origin → provider → identity → policy. Each
+//! step is a small function that records what it learnt in the [`Decision`] and returns
+//! `Err(Refused)` to stop; report-only routes are handled in one place ([`enforce`]).
 //!
 //! The proxy and the admin `explain` endpoint both call [`decide`], so `explain` reports
 //! exactly what a request would get. Side effects are limited to the identity cache (a
@@ -14,15 +16,14 @@ use http::{HeaderMap, Method};
 
 use crate::identity::cache::{Lookup, LookupOutcome, LookupRequest};
 use crate::identity::provider::InvalidReason;
-use crate::identity::token::{
-    extract_token, TokenError, TokenKey, TokenSource, DEFAULT_MAX_TOKEN_BYTES,
-};
+use crate::identity::token::{extract_token, TokenKey, TokenSource, DEFAULT_MAX_TOKEN_BYTES};
 use crate::identity::{Identity, IdentityParts};
-use crate::policy::{self, Denial, DenialKind, Mode};
+use crate::policy::{self, Denial, Mode};
 use crate::proxy::canonical::{
-    self, canonical_host, normalize_path, without_parameters, CanonicalHost, PathError, Rejection,
+    self, canonical_host, normalize_path, without_parameters, CanonicalHost, CanonicalPath,
+    PathError, Rejection,
 };
-use crate::proxy::respond::Refusal;
+use crate::proxy::refused::Refused;
 use crate::proxy::route::{ProviderEntry, Route, RouteAuth};
 use crate::proxy::shared::{GatewayState, Snapshot};
 
@@ -42,131 +43,11 @@ pub struct DecisionInput<'a> {
     pub client_cert: Option<&'a str>,
 }
 
-/// How a request ended, as `sessiongate_requests_total{outcome}` and the access log name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Allowed,
-    /// No canonical form, or unreadable framing (400).
-    BadRequest,
-    NoRoute,
-    MissingToken,
-    /// RFC 6750 `invalid_request`: two tokens.
-    InvalidRequest,
-    /// The token fits no provider's `token_format`.
-    MalformedToken,
-    InvalidToken,
-    /// Refused by a policy rule (or an expired token): labelled by the rule's kind.
-    Denied(DenialKind),
-    ProviderUnavailable,
-    ClientThrottled,
-    AssertionFailed,
-    /// A cookie-authenticated unsafe request from another site (403 `csrf`).
-    CrossSite,
-    /// A route's `require_client_certificate` not met: none presented (401) or another
-    /// one (403).
-    ClientCertificateRefused,
-    /// The upstream had `max_in_flight` requests in flight for longer than the gateway
-    /// waits for a free slot (503 `upstream_busy`).
-    UpstreamBusy,
-    /// The route's `methods` do not include the request's (405).
-    MethodNotAllowed,
-}
-
-impl Outcome {
-    /// How many outcomes there are (indexes `0..COUNT`).
-    pub const COUNT: usize = Outcome::FIXED + DenialKind::ALL.len();
-    const FIXED: usize = 14;
-
-    /// This outcome's position in [`Outcome::all`].
-    pub fn index(self) -> usize {
-        match self {
-            Outcome::Allowed => 0,
-            Outcome::BadRequest => 1,
-            Outcome::NoRoute => 2,
-            Outcome::MissingToken => 3,
-            Outcome::InvalidRequest => 4,
-            Outcome::MalformedToken => 5,
-            Outcome::InvalidToken => 6,
-            Outcome::ProviderUnavailable => 7,
-            Outcome::ClientThrottled => 8,
-            Outcome::AssertionFailed => 9,
-            Outcome::CrossSite => 10,
-            Outcome::ClientCertificateRefused => 11,
-            Outcome::UpstreamBusy => 12,
-            Outcome::MethodNotAllowed => 13,
-            Outcome::Denied(kind) => Outcome::FIXED + kind.index(),
-        }
-    }
-
-    /// Every outcome (each `requests_total` label value).
-    pub fn all() -> impl Iterator<Item = Outcome> {
-        [
-            Outcome::Allowed,
-            Outcome::BadRequest,
-            Outcome::NoRoute,
-            Outcome::MissingToken,
-            Outcome::InvalidRequest,
-            Outcome::MalformedToken,
-            Outcome::InvalidToken,
-            Outcome::ProviderUnavailable,
-            Outcome::ClientThrottled,
-            Outcome::AssertionFailed,
-            Outcome::CrossSite,
-            Outcome::ClientCertificateRefused,
-            Outcome::UpstreamBusy,
-            Outcome::MethodNotAllowed,
-        ]
-        .into_iter()
-        .chain(DenialKind::ALL.into_iter().map(Outcome::Denied))
-    }
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::BadRequest => "bad_request",
-            Outcome::NoRoute => "no_route",
-            Outcome::MissingToken => "missing_token",
-            Outcome::InvalidRequest => "invalid_request",
-            Outcome::MalformedToken => "malformed_token",
-            Outcome::InvalidToken => "invalid_token",
-            Outcome::Denied(kind) => kind.as_str(),
-            Outcome::ProviderUnavailable => "provider_unavailable",
-            Outcome::ClientThrottled => "client_throttled",
-            Outcome::AssertionFailed => "assertion_failed",
-            Outcome::CrossSite => "cross_site",
-            Outcome::ClientCertificateRefused => "client_certificate_refused",
-            Outcome::UpstreamBusy => "upstream_busy",
-            Outcome::MethodNotAllowed => "method_not_allowed",
-        }
-    }
-
-    /// The outcome of a token that could not be read.
-    pub fn of_token_error(e: TokenError) -> Self {
-        match e {
-            TokenError::Missing | TokenError::NotBearer => Outcome::MissingToken,
-            TokenError::Ambiguous => Outcome::InvalidRequest,
-            _ => Outcome::InvalidToken,
-        }
-    }
-
-    /// The outcome of a policy denial.
-    pub fn of_denial(d: &Denial) -> Self {
-        Outcome::Denied(d.kind())
-    }
-}
-
-/// Allow, or the response to send instead.
+/// Allow, or why not.
 #[derive(Debug, Clone)]
 pub enum Verdict {
     Allow,
-    Refuse {
-        /// The outcome for metrics and logs.
-        outcome: Outcome,
-        refusal: Refusal,
-        /// The policy denial behind a 403, when there is one.
-        denial: Option<Denial>,
-    },
+    Refuse(Refused),
 }
 
 /// The decision and everything learnt on the way (for headers, logs and `explain`).
@@ -197,23 +78,36 @@ pub struct Decision {
     pub identity_denials: Vec<Denial>,
     /// On a report-only route: the denials that were let through.
     pub would_deny: Vec<Denial>,
+    /// How many of [`Step::ALL`] the request passed, in order (the refusing one is not
+    /// among them); see [`Decision::steps_passed`].
+    passed: usize,
     pub verdict: Verdict,
 }
 
 impl Decision {
-    fn reject(mut self, rejection: Rejection) -> Self {
-        let refusal = refusal_for_rejection(&rejection);
-        self.rejection = Some(rejection);
-        self.refuse(Outcome::BadRequest, refusal)
+    fn new() -> Self {
+        Decision {
+            path: None,
+            rejection: None,
+            host: None,
+            route: None,
+            client: None,
+            provider: None,
+            token_key: None,
+            token_source: None,
+            cache: None,
+            identity: None,
+            network_denial: None,
+            identity_denials: Vec::new(),
+            would_deny: Vec::new(),
+            passed: 0,
+            verdict: Verdict::Allow,
+        }
     }
 
-    fn refuse(mut self, outcome: Outcome, refusal: Refusal) -> Self {
-        self.verdict = Verdict::Refuse {
-            outcome,
-            refusal,
-            denial: None,
-        };
-        self
+    /// The steps the request passed, in order.
+    pub fn steps_passed(&self) -> &'static [Step] {
+        &Step::ALL[..self.passed]
     }
 
     /// For a stale identity: its age.
@@ -222,20 +116,49 @@ impl Decision {
     }
 }
 
-/// The refusal for a request without a canonical form: 400 naming what was ambiguous.
-pub fn refusal_for_rejection(rejection: &Rejection) -> Refusal {
-    Refusal::plain(400, rejection.code(), rejection.to_string())
+/// The steps of a decision, in order (what `explain` lists as passed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    CanonicalForm,
+    Route,
+    Network,
+    Methods,
+    ClientCertificate,
+    Credential,
+    SameOrigin,
+    Provider,
+    Identity,
+    Policy,
 }
 
-/// The refusal for a policy denial.
-pub fn refusal_for(denial: &Denial) -> Refusal {
-    let kind = denial.kind();
-    match denial {
-        // RFC 6750: an expired token is `invalid_token` with a Bearer challenge, and a
-        // scope refusal names the scopes in its challenge.
-        Denial::Expired => Refusal::bearer("invalid_token", kind.description()),
-        Denial::InsufficientScope { required } => Refusal::insufficient_scope(required),
-        _ => Refusal::plain(kind.status(), kind.as_str(), kind.description()),
+impl Step {
+    /// Every step, in the order [`decide`] takes them.
+    pub const ALL: [Step; 10] = [
+        Step::CanonicalForm,
+        Step::Route,
+        Step::Network,
+        Step::Methods,
+        Step::ClientCertificate,
+        Step::Credential,
+        Step::SameOrigin,
+        Step::Provider,
+        Step::Identity,
+        Step::Policy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::CanonicalForm => "canonical_form",
+            Step::Route => "route",
+            Step::Network => "network",
+            Step::Methods => "methods",
+            Step::ClientCertificate => "client_certificate",
+            Step::Credential => "credential",
+            Step::SameOrigin => "same_origin",
+            Step::Provider => "provider",
+            Step::Identity => "identity",
+            Step::Policy => "policy",
+        }
     }
 }
 
@@ -270,170 +193,212 @@ fn hide_token(identity: &Identity, token: &str, stand_in: &str) -> Identity {
     .into()
 }
 
-/// Decides one request (see the module docs).
+/// Decides one request: the steps in order, the first refusal ends it.
 pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput<'_>) -> Decision {
-    let mut d = Decision {
-        path: None,
-        rejection: None,
-        host: None,
-        route: None,
-        client: None,
-        provider: None,
-        token_key: None,
-        token_source: None,
-        cache: None,
-        identity: None,
-        network_denial: None,
-        identity_denials: Vec::new(),
-        would_deny: Vec::new(),
-        verdict: Verdict::Allow,
-    };
-    if let Err(e) = canonical::check_method(input.method) {
-        return d.reject(e);
+    let mut d = Decision::new();
+    if let Err(refused) = run(state, snap, input, &mut d).await {
+        if let Refused::Unreadable(rejection) = &refused {
+            d.rejection = Some(rejection.clone());
+        }
+        d.verdict = Verdict::Refuse(refused);
     }
-    d.host = match input.host.map(canonical_host).transpose() {
-        Ok(h) => h,
-        Err(e) => return d.reject(e),
+    d
+}
+
+/// One step: its result, recorded as passed when it let the request through.
+macro_rules! step {
+    ($d:ident, $step:expr, $result:expr) => {{
+        let result = $result;
+        passed($d, $step, result)?
+    }};
+}
+
+async fn run(
+    state: &GatewayState,
+    snap: &Snapshot,
+    input: &DecisionInput<'_>,
+    d: &mut Decision,
+) -> Result<(), Refused> {
+    let path = step!(d, Step::CanonicalForm, canonical_form(input, d));
+    let route = step!(d, Step::Route, route(snap, path, d));
+    step!(d, Step::Network, network(snap, &route, input, d));
+    step!(d, Step::Methods, methods(&route, input.method));
+    step!(
+        d,
+        Step::ClientCertificate,
+        client_certificate(&route, input)
+    );
+    let RouteAuth::Providers(providers) = &route.auth else {
+        return Ok(()); // auth: none
     };
+    let token = step!(d, Step::Credential, credential(&route, input, d));
+    step!(d, Step::SameOrigin, same_origin(&route, input, d));
+    let entry = step!(d, Step::Provider, provider(state, providers, token, d));
+    let identity = step!(
+        d,
+        Step::Identity,
+        identity(state, &route, &entry, token, d).await
+    );
+    step!(
+        d,
+        Step::Policy,
+        judge_identity(state, &route, input, identity, d)
+    );
+    Ok(())
+}
+
+/// Records a step that let the request through.
+fn passed<T>(d: &mut Decision, step: Step, result: Result<T, Refused>) -> Result<T, Refused> {
+    debug_assert_eq!(Step::ALL.get(d.passed), Some(&step), "steps out of order");
+    if result.is_ok() {
+        d.passed += 1;
+    }
+    result
+}
+
+/// The one place report-only mode is applied: a denial on a report-only route is kept as
+/// `would_deny` and lets the request go on (unless it is always enforced, as expiry is).
+fn enforce(d: &mut Decision, route: &Route, denial: Denial) -> Result<(), Denial> {
+    if route.spec.policy.mode == Mode::Report && !denial.kind().always_enforced() {
+        d.would_deny.push(denial);
+        Ok(())
+    } else {
+        Err(denial)
+    }
+}
+
+/// The method, host and path have one meaning (else 400); the path is normalized.
+fn canonical_form(input: &DecisionInput<'_>, d: &mut Decision) -> Result<CanonicalPath, Refused> {
+    canonical::check_method(input.method).map_err(Refused::Unreadable)?;
+    d.host = input
+        .host
+        .map(canonical_host)
+        .transpose()
+        .map_err(Refused::Unreadable)?;
+    normalize_path(input.path).map_err(|e| Refused::Unreadable(e.into()))
+}
+
+/// The longest matching route (404 without one). A `;` parameter must not move the
+/// request to another route (Tomcat and Spring route `/admin;x/users` as `/admin/users`),
+/// and encoded slashes pass only on routes that allow them.
+fn route(snap: &Snapshot, path: CanonicalPath, d: &mut Decision) -> Result<Arc<Route>, Refused> {
     let host = d.host.as_ref().map(|h| h.name.as_str());
-    let path = match normalize_path(input.path) {
-        Ok(p) => p,
-        Err(e) => return d.reject(e.into()),
-    };
     let route = snap.routes.find(host, path.routing()).cloned();
-    // Tomcat and Spring route `/admin;x/users` as `/admin/users`: a parameter must not
-    // move the request to another route.
     if let Some(bare) = without_parameters(path.routing()) {
         let other = snap.routes.find(host, &bare);
         if other.map(Arc::as_ptr) != route.as_ref().map(Arc::as_ptr) {
-            return d.reject(PathError::Parameter.into());
+            return Err(Refused::Unreadable(PathError::Parameter.into()));
         }
     }
+    let encoded_slash = path.encoded_slash;
     d.path = Some(path.forward);
-    let Some(route) = route else {
-        return d.refuse(
-            Outcome::NoRoute,
-            Refusal::plain(404, "no_route", "no route matches this request"),
-        );
-    };
-    if path.encoded_slash && !route.spec.allow_encoded_slashes {
-        d.route = Some(route);
-        return d.reject(PathError::EncodedSlash.into());
-    }
+    let route = route.ok_or(Refused::NoRoute)?;
     d.route = Some(route.clone());
-    d.client = snap.trusted_proxies.client_address(
-        input.peer,
-        input
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|v| v.as_bytes()),
-    );
-    if let Err(denial) = policy::check_network(&route.spec.policy, d.client) {
-        d.network_denial = Some(denial.clone());
-        if route.spec.policy.mode == Mode::Report {
-            d.would_deny.push(denial);
-        } else {
-            d.verdict = Verdict::Refuse {
-                outcome: Outcome::of_denial(&denial),
-                refusal: refusal_for(&denial),
-                denial: Some(denial),
-            };
-            return d;
-        }
+    if encoded_slash && !route.spec.allow_encoded_slashes {
+        return Err(Refused::Unreadable(PathError::EncodedSlash.into()));
     }
-    if !policy::method_allowed(&route.spec.policy, input.method) {
-        // Enforced in report-only mode too: which methods a route takes is its shape,
-        // not a rule being rolled out.
-        return d.refuse(
-            Outcome::MethodNotAllowed,
-            Refusal::method_not_allowed(&route.spec.policy.methods),
-        );
-    }
-    let wanted = &route.spec.require_client_certificate;
-    if !wanted.is_empty() {
-        match input.client_cert {
-            None => {
-                return d.refuse(
-                    Outcome::ClientCertificateRefused,
-                    Refusal::plain(
-                        401,
-                        "client_certificate_required",
-                        "this route needs a verified client certificate (mTLS on the TLS listener)",
-                    ),
-                )
-            }
-            Some(id) if !wanted.iter().any(|w| w == "*" || w == id) => {
-                return d.refuse(
-                    Outcome::ClientCertificateRefused,
-                    Refusal::plain(
-                        403,
-                        "client_certificate_not_allowed",
-                        "this route does not accept the client certificate presented",
-                    ),
-                )
-            }
-            Some(_) => {}
-        }
-    }
-    let RouteAuth::Providers(providers) = &route.auth else {
-        return d;
-    };
+    Ok(route)
+}
 
-    let credentials = &route.spec.credentials;
-    let token = if let [TokenSource::ClientCertificate] = credentials.sources.as_slice() {
-        // The config pairs this source with `client_certificate` providers only.
-        let Some(id) = input.client_cert else {
-            return d.refuse(
-                Outcome::MissingToken,
-                Refusal::plain(
-                    401,
-                    "client_certificate_required",
-                    "this route needs a verified client certificate (mTLS on the TLS listener)",
-                ),
-            );
-        };
-        d.token_source = Some(0);
-        id
-    } else {
-        match extract_token(
-            &credentials.sources,
-            input.headers,
-            input.query,
-            DEFAULT_MAX_TOKEN_BYTES,
-        ) {
-            Ok((t, source)) => {
-                d.token_source = Some(source);
-                t
-            }
-            Err(e) => {
-                let refusal = match e {
-                    TokenError::Missing | TokenError::NotBearer => {
-                        Refusal::no_credentials(e.to_string())
-                    }
-                    _ => Refusal::bearer(e.rfc6750_code(), e.to_string()),
-                };
-                return d.refuse(Outcome::of_token_error(e), refusal);
-            }
-        }
+/// The client address (through trusted proxies only) against the route's CIDR rules.
+fn network(
+    snap: &Snapshot,
+    route: &Route,
+    input: &DecisionInput<'_>,
+    d: &mut Decision,
+) -> Result<(), Refused> {
+    let forwarded = input.headers.get_all("x-forwarded-for");
+    d.client = snap
+        .trusted_proxies
+        .client_address(input.peer, forwarded.iter().map(|v| v.as_bytes()));
+    let Err(denial) = policy::check_network(&route.spec.policy, d.client) else {
+        return Ok(());
     };
-    if let Some(TokenSource::Cookie(_)) = d.token_source.map(|i| &credentials.sources[i]) {
-        if let Err(why) = same_site(input, &credentials.trusted_origins) {
-            return d.refuse(Outcome::CrossSite, Refusal::cross_site(why));
-        }
+    d.network_denial = Some(denial.clone());
+    enforce(d, route, denial).map_err(Refused::Network)
+}
+
+/// The route's `methods` (405 with `Allow`), enforced in report-only mode too: which
+/// methods a route takes is its shape, not a rule being rolled out.
+fn methods(route: &Route, method: &Method) -> Result<(), Refused> {
+    if policy::method_allowed(&route.spec.policy, method) {
+        Ok(())
+    } else {
+        Err(Refused::MethodNotAllowed(route.spec.policy.methods.clone()))
     }
-    let Some(entry) = providers
+}
+
+/// The route's `require_client_certificate`: a verified certificate with a listed id.
+fn client_certificate(route: &Route, input: &DecisionInput<'_>) -> Result<(), Refused> {
+    let wanted = &route.spec.require_client_certificate;
+    match input.client_cert {
+        _ if wanted.is_empty() => Ok(()),
+        None => Err(Refused::ClientCertificateRequired),
+        Some(id) if wanted.iter().any(|w| w == "*" || w == id) => Ok(()),
+        Some(_) => Err(Refused::ClientCertificateNotAllowed),
+    }
+}
+
+/// The credential from the route's `token_sources`: exactly one, well-formed.
+fn credential<'i>(
+    route: &Route,
+    input: &DecisionInput<'i>,
+    d: &mut Decision,
+) -> Result<&'i str, Refused> {
+    let credentials = &route.spec.credentials;
+    if let [TokenSource::ClientCertificate] = credentials.sources.as_slice() {
+        // The config pairs this source with `client_certificate` providers only.
+        let id = input.client_cert.ok_or(Refused::NoCertificateCredential)?;
+        d.token_source = Some(0);
+        return Ok(id);
+    }
+    let (token, source) = extract_token(
+        &credentials.sources,
+        input.headers,
+        input.query,
+        DEFAULT_MAX_TOKEN_BYTES,
+    )
+    .map_err(Refused::Credential)?;
+    d.token_source = Some(source);
+    Ok(token)
+}
+
+/// A cookie credential must come from the request's own site or a trusted origin.
+fn same_origin(route: &Route, input: &DecisionInput<'_>, d: &Decision) -> Result<(), Refused> {
+    let credentials = &route.spec.credentials;
+    match d.token_source.map(|i| &credentials.sources[i]) {
+        Some(TokenSource::Cookie(_)) => {
+            same_site(input, &credentials.trusted_origins).map_err(Refused::CrossSite)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The first of the route's providers whose token format fits (401 if none, no lookup).
+fn provider(
+    state: &GatewayState,
+    providers: &[Arc<ProviderEntry>],
+    token: &str,
+    d: &mut Decision,
+) -> Result<Arc<ProviderEntry>, Refused> {
+    let entry = providers
         .iter()
         .find(|p| p.format.check(token).is_ok() && p.provider.accepts(token))
-    else {
-        return d.refuse(
-            Outcome::MalformedToken,
-            Refusal::bearer("invalid_token", "the token is not valid"),
-        );
-    };
-    let key = state.hasher.key(&entry.id, token);
-    d.token_key = Some(key);
+        .ok_or(Refused::MalformedToken)?;
+    d.token_key = Some(state.hasher.key(&entry.id, token));
     d.provider = Some(entry.clone());
+    Ok(entry.clone())
+}
+
+/// The token's identity, through the cache (and the provider on a miss).
+async fn identity(
+    state: &GatewayState,
+    route: &Route,
+    entry: &ProviderEntry,
+    token: &str,
+    d: &mut Decision,
+) -> Result<Identity, Refused> {
+    let key = d.token_key.expect("set by the provider step");
     let outcome = state
         .cache
         .lookup(LookupRequest {
@@ -449,63 +414,36 @@ pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput
     d.cache = Some(outcome);
     let identity = match lookup {
         Lookup::Valid(identity) => identity,
-        Lookup::Invalid(InvalidReason::Expired) => {
-            return d.refuse(
-                Outcome::Denied(DenialKind::Expired),
-                Refusal::bearer("invalid_token", "the token has expired"),
-            )
-        }
-        Lookup::Invalid(_) => {
-            return d.refuse(
-                Outcome::InvalidToken,
-                Refusal::bearer("invalid_token", "the token is not valid"),
-            )
-        }
-        Lookup::Failed(_) => {
-            return d.refuse(
-                Outcome::ProviderUnavailable,
-                Refusal::provider_unavailable(),
-            )
-        }
-        Lookup::Throttled => {
-            return d.refuse(
-                Outcome::ClientThrottled,
-                Refusal::too_many_requests(
-                    "too many unknown tokens from this client address; slow down",
-                ),
-            )
-        }
+        Lookup::Invalid(InvalidReason::Expired) => return Err(Refused::ExpiredToken),
+        Lookup::Invalid(_) => return Err(Refused::InvalidToken),
+        Lookup::Failed(_) => return Err(Refused::ProviderUnavailable),
+        Lookup::Throttled => return Err(Refused::Throttled),
     };
     // The session id *is* the token for Prefactor and EnOS: on a route that keeps the
     // token from the upstream, it must not arrive under another name either.
-    let identity = if !route.spec.forward_authorization && carries_token(&identity, token) {
-        hide_token(&identity, token, &key.hex())
-    } else {
-        identity
-    };
-    let denials = policy::identity_denials(
-        &route.spec.policy,
-        &identity,
-        d.client,
-        input.method,
-        state.clock.now(),
-    );
-    d.identity = Some(identity);
-    d.identity_denials = denials;
-    for denial in &d.identity_denials {
-        // An expired identity is refused even on a report-only route.
-        if route.spec.policy.mode == Mode::Report && !denial.kind().always_enforced() {
-            d.would_deny.push(denial.clone());
-            continue;
-        }
-        d.verdict = Verdict::Refuse {
-            outcome: Outcome::of_denial(denial),
-            refusal: refusal_for(denial),
-            denial: Some(denial.clone()),
-        };
-        break;
+    if !route.spec.forward_authorization && carries_token(&identity, token) {
+        return Ok(hide_token(&identity, token, &key.hex()));
     }
-    d
+    Ok(identity)
+}
+
+/// The identity policy: expiry, the identity's IP restrictions, scopes. Every finding is
+/// kept (for `explain`); the first one enforced refuses.
+fn judge_identity(
+    state: &GatewayState,
+    route: &Route,
+    input: &DecisionInput<'_>,
+    identity: Identity,
+    d: &mut Decision,
+) -> Result<(), Refused> {
+    let now = state.clock.now();
+    let policy = &route.spec.policy;
+    d.identity_denials = policy::identity_denials(policy, &identity, d.client, input.method, now);
+    d.identity = Some(identity);
+    for denial in d.identity_denials.clone() {
+        enforce(d, route, denial).map_err(Refused::Policy)?;
+    }
+    Ok(())
 }
 
 /// A browser sends the cookie with requests other sites make it send (CSRF): a request
@@ -576,39 +514,80 @@ fn opens_a_channel(headers: &http::HeaderMap) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_outcome_has_its_own_label_and_every_policy_kind_is_one() {
-        let labels: Vec<&str> = Outcome::all().map(Outcome::as_str).collect();
-        let mut unique = labels.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), labels.len(), "{labels:?}");
-        for kind in DenialKind::ALL {
-            assert!(labels.contains(&kind.as_str()), "{kind:?}");
+    fn input<'a>(method: &'a Method, headers: &'a HeaderMap, host: &'a [u8]) -> DecisionInput<'a> {
+        DecisionInput {
+            method,
+            host: Some(host),
+            path: "/x",
+            query: None,
+            peer: None,
+            headers,
+            client_cert: None,
         }
-        let indexes: Vec<usize> = Outcome::all().map(Outcome::index).collect();
-        assert_eq!(indexes, (0..Outcome::COUNT).collect::<Vec<_>>());
     }
 
+    /// The same-origin rule for cookie credentials, by method and browser headers.
     #[test]
-    fn a_policy_refusal_carries_its_kind_as_status_and_error() {
-        let denials = [
-            Denial::InsufficientScope {
-                required: vec!["a".into()],
-            },
-            Denial::IpNotAllowed { detail: "x".into() },
-            Denial::IpRestrictMalformed { detail: "x".into() },
-            Denial::Expired,
+    fn cookie_requests_pass_only_from_their_own_or_a_trusted_origin() {
+        let trusted = ["https://admin.example.com".to_string()];
+        type Case<'a> = (&'a Method, &'a [(&'a str, &'a str)], bool);
+        let table: &[Case] = &[
+            (&Method::GET, &[], true),
+            (&Method::GET, &[("upgrade", "websocket")], false),
+            (
+                &Method::GET,
+                &[
+                    ("upgrade", "websocket"),
+                    ("origin", "https://api.example.com"),
+                ],
+                true,
+            ),
+            (
+                &Method::GET,
+                &[
+                    ("sec-fetch-mode", "websocket"),
+                    ("sec-fetch-site", "cross-site"),
+                ],
+                false,
+            ),
+            (&Method::POST, &[], false),
+            (
+                &Method::POST,
+                &[("origin", "https://api.example.com")],
+                true,
+            ),
+            (&Method::POST, &[("origin", "https://evil.example")], false),
+            (
+                &Method::POST,
+                &[("origin", "https://admin.example.com")],
+                true,
+            ),
+            (&Method::POST, &[("sec-fetch-site", "same-origin")], true),
+            (&Method::POST, &[("sec-fetch-site", "none")], true),
+            (
+                &Method::POST,
+                &[
+                    ("sec-fetch-site", "cross-site"),
+                    ("origin", "https://api.example.com"),
+                ],
+                false,
+            ),
+            (
+                &Method::POST,
+                &[
+                    ("sec-fetch-site", "same-site"),
+                    ("origin", "https://admin.example.com"),
+                ],
+                true,
+            ),
         ];
-        for d in denials {
-            let r = refusal_for(&d);
-            assert_eq!(r.status, d.kind().status(), "{d:?}");
-            let expected = match d.kind() {
-                DenialKind::Expired => "invalid_token",
-                kind => kind.as_str(),
-            };
-            assert_eq!(r.error, expected, "{d:?}");
-            assert_eq!(Outcome::of_denial(&d).as_str(), d.reason());
+        for (method, headers, ok) in table {
+            let mut map = HeaderMap::new();
+            for (k, v) in *headers {
+                map.insert(*k, v.parse().unwrap());
+            }
+            let got = same_site(&input(method, &map, b"api.example.com"), &trusted);
+            assert_eq!(got.is_ok(), *ok, "{method} {headers:?}: {got:?}");
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct Direct {
     idle: Arc<IdlePool>,
     shutting_down: AtomicBool,
     shutdown: Notify,
+    /// `direct_path: false`: every request goes to the full proxy.
+    enabled: bool,
 }
 
 /// Idle HTTP/1.1 connections to upstreams, kept by the direct path itself.
@@ -197,8 +199,9 @@ impl Direct {
         }
     }
 
-    pub fn new(gate: Proxy, full: HttpProxy<Proxy>, upstreams: Connector) -> Self {
+    pub fn new(gate: Proxy, full: HttpProxy<Proxy>, upstreams: Connector, enabled: bool) -> Self {
         Direct {
+            enabled,
             gate,
             full: Arc::new(full),
             upstreams,
@@ -622,6 +625,9 @@ impl HttpServerApp for Direct {
         if session.as_http1().is_none() {
             return self.serve_http2(session, shutdown).await;
         }
+        if !self.enabled {
+            return self.full.process_new_http(session, shutdown).await;
+        }
         let read = tokio::select! {
             biased;
             read = session.read_request() => read,
@@ -646,6 +652,7 @@ impl HttpServerApp for Direct {
             session.set_keepalive(None);
         }
         let mut ctx = self.gate.new_request();
+        self.gate.state().metrics.direct_path_requests.inc();
         let result = self.serve(&mut session, &mut ctx).await;
         if let Err(e) = &result {
             self.gate.fail(&mut session, e, &mut ctx).await;

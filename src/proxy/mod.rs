@@ -28,6 +28,7 @@ pub mod echo;
 pub mod forwarded;
 pub mod headers;
 pub mod outgoing;
+pub mod refused;
 pub mod respond;
 pub mod route;
 pub mod shared;
@@ -50,8 +51,9 @@ use crate::identity::cache::CacheStatus;
 use crate::identity::token::{without_cookie, TokenSource};
 use crate::identity::Identity;
 use crate::policy::Denial;
-use crate::proxy::decision::{decide, Decision, DecisionInput, Outcome, Verdict};
+use crate::proxy::decision::{decide, Decision, DecisionInput, Verdict};
 use crate::proxy::outgoing::Outgoing;
+use crate::proxy::refused::{Outcome, Refused};
 use crate::proxy::respond::Refusal;
 use crate::proxy::route::{Route, UpstreamProtocol, UpstreamTarget};
 pub use crate::proxy::shared::GatewayState;
@@ -235,10 +237,10 @@ impl Proxy {
         &self,
         session: &mut ServerSession,
         ctx: &mut RequestCtx,
-        outcome: Outcome,
-        refusal: Refusal,
+        refused: Refused,
     ) -> Result<bool> {
-        ctx.outcome = outcome;
+        ctx.outcome = refused.outcome();
+        let refusal = refused.response();
         let mut keep_alive = ctx.rejection.is_none() && body_is_safe_to_skip(session);
         // Pingora closes a connection whose response goes out before the request body was
         // read: drain the (small, bounded) body first.
@@ -361,9 +363,8 @@ impl Proxy {
         rejection: crate::proxy::canonical::Rejection,
     ) -> Result<bool> {
         self.count_rejection(&rejection);
-        let refusal = crate::proxy::decision::refusal_for_rejection(&rejection);
-        ctx.rejection = Some(rejection);
-        self.refuse(session, ctx, Outcome::BadRequest, refusal)
+        ctx.rejection = Some(rejection.clone());
+        self.refuse(session, ctx, Refused::Unreadable(rejection))
             .await
     }
 
@@ -388,13 +389,7 @@ impl Proxy {
         // Requests refused by the route's network rules never reached the token.
         let network_refused = d.identity.is_none()
             && d.network_denial.is_some()
-            && matches!(
-                verdict,
-                Verdict::Refuse {
-                    denial: Some(_),
-                    ..
-                }
-            );
+            && matches!(verdict, Verdict::Refuse(Refused::Network(_)));
         if route.auth_duration_applies() && !network_refused && d.rejection.is_none() {
             ctx.auth_time = Some(auth);
             route.series.auth_duration().observe(auth.as_secs_f64());
@@ -407,7 +402,7 @@ impl Proxy {
         &self,
         ctx: &mut RequestCtx,
         route: &Route,
-    ) -> std::result::Result<(), Refusal> {
+    ) -> std::result::Result<(), Refused> {
         let Some(spec) = &route.spec.assertion else {
             return Ok(());
         };
@@ -433,11 +428,7 @@ impl Proxy {
             }
             Err(e) => {
                 tracing::error!(request_id = %ctx.request_id, route = %route.spec.name, error = %e, "cannot sign the identity assertion");
-                Err(Refusal::plain(
-                    500,
-                    "internal_error",
-                    "the gateway could not sign the identity assertion",
-                ))
+                Err(Refused::AssertionFailed)
             }
         }
     }
@@ -724,18 +715,13 @@ impl Proxy {
             }
         }
 
-        if let Verdict::Refuse {
-            outcome,
-            refusal,
-            denial,
-        } = verdict
-        {
-            if let (Some(route), Some(denial)) = (ctx.route().cloned(), &denial) {
+        if let Verdict::Refuse(refused) = verdict {
+            if let (Some(route), Some(denial)) = (ctx.route().cloned(), refused.denial()) {
                 self.record_denial(ctx, &route, denial, true);
             }
             // Refusals, like the other rare branches below, are boxed: the future of an
             // allowed request then does not carry their size.
-            return Box::pin(self.refuse(session, ctx, outcome, refusal)).await;
+            return Box::pin(self.refuse(session, ctx, refused)).await;
         }
         let Some(route) = ctx.route().cloned() else {
             return Error::e_explain(ErrorType::InternalError, "allowed without a route");
@@ -758,9 +744,8 @@ impl Proxy {
             );
         }
         if route.spec.assertion.is_some() {
-            if let Err(refusal) = Box::pin(self.sign_assertion(ctx, &route)).await {
-                return Box::pin(self.refuse(session, ctx, Outcome::AssertionFailed, refusal))
-                    .await;
+            if let Err(refused) = Box::pin(self.sign_assertion(ctx, &route)).await {
+                return Box::pin(self.refuse(session, ctx, refused)).await;
             }
         }
 
@@ -799,13 +784,7 @@ impl Proxy {
             max_in_flight = up.slots.max,
             "upstream busy: every slot stayed taken"
         );
-        let refusal = Refusal::plain(
-            503,
-            "upstream_busy",
-            "the upstream has too many requests in flight; retry shortly",
-        );
-        self.refuse(session, ctx, Outcome::UpstreamBusy, refusal)
-            .await
+        self.refuse(session, ctx, Refused::UpstreamBusy).await
     }
 
     /// The upstream the request goes to.

@@ -124,6 +124,10 @@ pub struct Metrics {
     /// `sessiongate_connections_closed_total{reason}`: client connections the gateway
     /// closed for a limit (header_timeout, idle_timeout, body_timeout, over_limit).
     pub connections_closed: IntCounterVec,
+    /// `sessiongate_direct_path_requests_total`: requests served by the direct path
+    /// (bodiless HTTP/1.1; `direct_path: false` turns it off); the others go through
+    /// Pingora's full proxy.
+    pub direct_path_requests: IntCounter,
     /// `sessiongate_tls_handshakes_total{outcome}`: TLS handshakes on `tls.listen` (ok;
     /// closed: the client hung up first, as TCP health checks do; failed: not TLS, no
     /// common version or cipher, a client alert; timeout: not done within
@@ -449,6 +453,10 @@ impl Metrics {
                 "sessiongate_connections_closed_total",
                 "Client connections closed by a limit: header_timeout, idle_timeout, body_timeout, over_limit, tunnel_idle_timeout, tunnel_max_duration.",
                 &["reason"],
+            ),
+            direct_path_requests: plain_counter(
+                "sessiongate_direct_path_requests_total",
+                "Requests served by the gateway's direct path (bodiless HTTP/1.1); the others go through Pingora's full proxy.",
             ),
             tls_handshakes: counter(
                 "sessiongate_tls_handshakes_total",

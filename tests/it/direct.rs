@@ -689,3 +689,45 @@ async fn runtimes_per_thread_serve_mixed_load_in_the_binary() {
     }
     assert_eq!(upstream.calls(), 2 * 16 * 10);
 }
+
+/// `direct_path: false` sends every request through Pingora's full proxy: the same
+/// answers (identity headers included), and the direct path serves none of them. The
+/// default serves bodiless requests on the direct path (counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_direct_path_can_be_turned_off() {
+    let upstream = Fake::start(|seen| {
+        let subject = seen
+            .header("x-auth-subject")
+            .unwrap_or_default()
+            .to_string();
+        Reply::raw(200, "text/plain", format!("{} {subject}", seen.uri))
+    })
+    .await;
+    for (direct_path, served_directly) in [("true", true), ("false", false)] {
+        let config = format!("{CONFIG}direct_path: {direct_path}\n");
+        let g = start_gateway(&config, &[("upstream", upstream.url())]);
+        let c = client();
+        for path in ["/open/a", "/private/b"] {
+            let resp = c
+                .get(format!("http://{}{path}", g.proxy_addr))
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{direct_path} {path}");
+            let body = resp.text().await.unwrap();
+            let subject = if path == "/open/a" { "" } else { "alice" };
+            assert_eq!(
+                body,
+                format!("{path} {subject}"),
+                "direct_path: {direct_path}"
+            );
+        }
+        let counted = metric(&g, "sessiongate_direct_path_requests_total").await;
+        assert_eq!(
+            counted > 0.0,
+            served_directly,
+            "direct_path: {direct_path}: {counted}"
+        );
+    }
+}

@@ -421,6 +421,27 @@ async fn explain_traces_each_decision_without_forwarding() {
     assert_eq!(t["cache"]["before"], "miss");
     assert_eq!(t["cache"]["provider_called"], true);
     assert_eq!(t["identity"]["subject"], "alice");
+    assert_eq!(
+        t["steps_passed"],
+        json!([
+            "canonical_form",
+            "route",
+            "network",
+            "methods",
+            "client_certificate",
+            "credential",
+            "same_origin",
+            "provider",
+            "identity",
+            "policy"
+        ]),
+        "{t}"
+    );
+    // A refusal stops the steps: the scope check is the policy step.
+    let t = explain(req("/settings", Some("t-alice"), "127.0.0.1")).await;
+    assert_eq!(t["steps_passed"].as_array().map(Vec::len), Some(9), "{t}");
+    let t = explain(req("/nowhere", Some("t-alice"), "127.0.0.1")).await;
+    assert_eq!(t["steps_passed"], json!(["canonical_form"]), "{t}");
     let t = explain(req("/strict", Some("t-alice"), "127.0.0.1")).await;
     assert_eq!(t["cache"]["before"], "fresh");
     assert_eq!(t["cache"]["result"], "hit");

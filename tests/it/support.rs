@@ -323,6 +323,14 @@ pub fn render_config(yaml: &str, listen: &str, admin: &str, vars: &[(&str, Strin
     for (k, v) in vars {
         text = text.replace(&format!("{{{k}}}"), v);
     }
+    // `SESSIONGATE_TEST_DIRECT_PATH=off cargo test --test it` (in CI): every gateway sends
+    // every request through Pingora's full proxy, so each test also holds there.
+    if std::env::var("SESSIONGATE_TEST_DIRECT_PATH").as_deref() == Ok("off")
+        && text.lines().any(|l| l.starts_with("listen:"))
+        && !text.contains("direct_path:")
+    {
+        text.push_str("\ndirect_path: false\n");
+    }
     text
 }
 
