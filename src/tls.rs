@@ -312,7 +312,7 @@ fn describe(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
 
 /// What [`CertStore::reload`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Reload {
+pub enum CertificateChange {
     /// The files are as they were.
     Unchanged,
     /// A new set is in use.
@@ -373,7 +373,7 @@ impl CertStore {
     /// Reads the files again and acts on what it finds at once: swaps the set in when their
     /// content changed and loads. For an explicit reload (SIGHUP, the admin API, a config
     /// reload), when the operator says the files are in place.
-    pub fn reload(&self) -> Reload {
+    pub fn reload(&self) -> CertificateChange {
         self.read_and_apply(false)
     }
 
@@ -382,11 +382,11 @@ impl CertStore {
     /// briefly half-written — a chain cut between two certificates still loads, as a shorter
     /// chain — and a pair is written one file at a time; a check that lands in between
     /// neither loads nor reports what it saw.
-    pub fn check(&self) -> Reload {
+    pub fn check(&self) -> CertificateChange {
         self.read_and_apply(true)
     }
 
-    fn read_and_apply(&self, settle: bool) -> Reload {
+    fn read_and_apply(&self, settle: bool) -> CertificateChange {
         let read = read_all(&self.files);
         // An unreadable file has no content hash: one derived from the message stands in,
         // so the same problem is reported once.
@@ -403,13 +403,13 @@ impl CertStore {
             let stable = seen.last_read == hash;
             seen.last_read = hash;
             if hash == seen.loaded {
-                return Reload::Unchanged;
+                return CertificateChange::Unchanged;
             }
             if hash == seen.rejected {
-                return Reload::StillRejected;
+                return CertificateChange::StillRejected;
             }
             if settle && !stable {
-                return Reload::Settling;
+                return CertificateChange::Settling;
             }
         }
         let result = read.and_then(|(contents, _)| parse_all(&self.files, &contents));
@@ -419,11 +419,11 @@ impl CertStore {
                 self.current.store(Arc::new(set));
                 seen.loaded = hash;
                 seen.rejected = hash;
-                Reload::Loaded
+                CertificateChange::Loaded
             }
             Err(why) => {
                 seen.rejected = hash;
-                Reload::Rejected(why)
+                CertificateChange::Rejected(why)
             }
         }
     }
@@ -592,30 +592,32 @@ mod tests {
         let dir = tempdir("reload");
         let files = write(&dir, "s", &pair(&["old.example"]));
         let store = CertStore::load(vec![files.clone()]).unwrap();
-        assert_eq!(store.reload(), Reload::Unchanged);
+        assert_eq!(store.reload(), CertificateChange::Unchanged);
 
         let new = pair(&["new.example"]);
         std::fs::write(&files.chain, &new.chain).unwrap();
         // Chain written, key not yet: the pair does not match, the old set stays.
         match store.reload() {
-            Reload::Rejected(why) => assert!(why.contains("is not the private key"), "{why}"),
+            CertificateChange::Rejected(why) => {
+                assert!(why.contains("is not the private key"), "{why}")
+            }
             other => panic!("{other:?}"),
         }
-        assert_eq!(store.reload(), Reload::StillRejected);
+        assert_eq!(store.reload(), CertificateChange::StillRejected);
         assert_eq!(store.current()[0].names, ["old.example"]);
         std::fs::write(&files.key, &new.key).unwrap();
-        assert_eq!(store.reload(), Reload::Loaded);
+        assert_eq!(store.reload(), CertificateChange::Loaded);
         assert_eq!(store.current()[0].names, ["new.example"]);
 
         std::fs::write(&files.chain, "not pem").unwrap();
-        assert!(matches!(store.reload(), Reload::Rejected(_)));
+        assert!(matches!(store.reload(), CertificateChange::Rejected(_)));
         assert_eq!(store.current()[0].names, ["new.example"]);
         std::fs::remove_file(&files.key).unwrap();
         match store.reload() {
-            Reload::Rejected(why) => assert!(why.contains("cannot read"), "{why}"),
+            CertificateChange::Rejected(why) => assert!(why.contains("cannot read"), "{why}"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(store.reload(), Reload::StillRejected);
+        assert_eq!(store.reload(), CertificateChange::StillRejected);
     }
 
     #[test]
@@ -623,7 +625,7 @@ mod tests {
         let dir = tempdir("settle");
         let files = write(&dir, "s", &pair(&["old.example"]));
         let store = CertStore::load(vec![files.clone()]).unwrap();
-        assert_eq!(store.check(), Reload::Unchanged);
+        assert_eq!(store.check(), CertificateChange::Unchanged);
 
         // A chain rewritten in place, caught after its first certificate: a valid, shorter
         // chain (with the old key it does not load either way), then the whole one.
@@ -632,49 +634,49 @@ mod tests {
         let full = format!("{}{}", leaf.chain, ca.chain);
         std::fs::write(&files.key, &leaf.key).unwrap();
         std::fs::write(&files.chain, &leaf.chain).unwrap();
-        assert_eq!(store.check(), Reload::Settling);
+        assert_eq!(store.check(), CertificateChange::Settling);
         std::fs::write(&files.chain, &full).unwrap();
         assert_eq!(
             store.check(),
-            Reload::Settling,
+            CertificateChange::Settling,
             "changed again: still settling"
         );
         assert_eq!(store.current()[0].names, ["old.example"]);
-        assert_eq!(store.check(), Reload::Loaded);
+        assert_eq!(store.check(), CertificateChange::Loaded);
         assert_eq!(store.current()[0].names, ["new.example"]);
         assert_eq!(store.current()[0].key.cert.len(), 2, "the whole chain");
-        assert_eq!(store.check(), Reload::Unchanged);
+        assert_eq!(store.check(), CertificateChange::Unchanged);
 
         // A pair written one file at a time: the check between the writes says nothing.
         let next = pair(&["next.example"]);
         std::fs::write(&files.chain, &next.chain).unwrap();
-        assert_eq!(store.check(), Reload::Settling);
+        assert_eq!(store.check(), CertificateChange::Settling);
         std::fs::write(&files.key, &next.key).unwrap();
-        assert_eq!(store.check(), Reload::Settling);
-        assert_eq!(store.check(), Reload::Loaded);
+        assert_eq!(store.check(), CertificateChange::Settling);
+        assert_eq!(store.check(), CertificateChange::Loaded);
         assert_eq!(store.current()[0].names, ["next.example"]);
 
         // Content that stays broken is reported once, on the second check; a file that
         // stays missing likewise.
         std::fs::write(&files.chain, "not pem").unwrap();
-        assert_eq!(store.check(), Reload::Settling);
-        assert!(matches!(store.check(), Reload::Rejected(_)));
-        assert_eq!(store.check(), Reload::StillRejected);
+        assert_eq!(store.check(), CertificateChange::Settling);
+        assert!(matches!(store.check(), CertificateChange::Rejected(_)));
+        assert_eq!(store.check(), CertificateChange::StillRejected);
         std::fs::remove_file(&files.chain).unwrap();
-        assert_eq!(store.check(), Reload::Settling);
+        assert_eq!(store.check(), CertificateChange::Settling);
         match store.check() {
-            Reload::Rejected(why) => assert!(why.contains("cannot read"), "{why}"),
+            CertificateChange::Rejected(why) => assert!(why.contains("cannot read"), "{why}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(store.current()[0].names, ["next.example"]);
 
         // Put back as it was loaded: nothing to do, at once.
         std::fs::write(&files.chain, &next.chain).unwrap();
-        assert_eq!(store.check(), Reload::Unchanged);
+        assert_eq!(store.check(), CertificateChange::Unchanged);
         // An explicit reload acts on the first read.
         std::fs::write(&files.chain, &leaf.chain).unwrap();
         std::fs::write(&files.key, &leaf.key).unwrap();
-        assert_eq!(store.reload(), Reload::Loaded);
+        assert_eq!(store.reload(), CertificateChange::Loaded);
         assert_eq!(store.current()[0].names, ["new.example"]);
     }
 

@@ -101,7 +101,7 @@ def report(name, edges):
     print(f"{name}: {len(nodes)} rooms, {arrows} arrows, {floors} floors, {len(out)} circles")
     for c in out:
         print("  circle:", " <-> ".join("::".join(x) or "lib" for x in c))
-    return floors, out
+    return len(nodes), floors, out
 
 
 def main():
@@ -115,12 +115,21 @@ def main():
         s.discard(())
     verbose = "-v" in sys.argv
     ok = True
+    counted = []
     for name, g in (("files", edges), ("stages", stages)):
-        floors, circles = report(name, g)
+        rooms, floors, circles = report(name, g)
+        counted += [rooms, floors]
         ok &= floors <= MAX_FLOORS and not circles
         if verbose and name == "stages":
             for s in sorted(g):
                 print("  ", s[0], "->", ", ".join(sorted(t[0] for t in g[s])))
+    # lib.rs's layout says the same numbers (so that it cannot drift from the tree).
+    said = re.search(r"today: (\d+) files on (\d+) floors, (\d+) stages on (\d+)",
+                     open(os.path.join(SRC, "lib.rs")).read().replace("\n//! ", " "))
+    if not said or [int(x) for x in said.groups()] != counted:
+        print(f"src/lib.rs: the layout should say 'today: {counted[0]} files on {counted[1]} floors, "
+              f"{counted[2]} stages on {counted[3]}' (it says {said.group(0) if said else 'nothing'})")
+        ok = False
     sys.exit(0 if ok else 1)
 
 

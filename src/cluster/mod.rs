@@ -33,11 +33,11 @@
 //! is appended, so a replica that applies the entry cannot find the purged identity in
 //! Redis again.
 
+mod identities;
 mod link;
 mod seal;
-mod shared;
 
-pub use shared::{SharedCacheSettings, SharedIdentities};
+pub use identities::{SharedCacheSettings, SharedIdentities};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};

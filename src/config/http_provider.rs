@@ -441,7 +441,7 @@ fn expires(path: &str, e: &ExpiresFile) -> Result<ExpiryMapping> {
 pub(super) fn apply_response(
     path: &str,
     r: &ResponseFile,
-    outcome: &mut crate::identity::provider::mapping::Outcome,
+    outcome: &mut crate::identity::provider::mapping::AnswerRules,
     mapping: &mut crate::identity::provider::mapping::ResponseMapping,
 ) -> Result<()> {
     if let Some(list) = &r.invalid_when {

@@ -9,7 +9,9 @@ use super::file::ProviderFile;
 use super::http_provider::{apply_response, ca_roots};
 use super::ConfigError;
 use crate::identity::provider::jwt::{JwtSpec, KeySource};
-use crate::identity::provider::mapping::{ExpiryFormat, ExpiryMapping, Outcome, ResponseMapping};
+use crate::identity::provider::mapping::{
+    AnswerRules, ExpiryFormat, ExpiryMapping, ResponseMapping,
+};
 use crate::identity::provider::ProviderSpec;
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -115,7 +117,7 @@ pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSp
         apply_response(
             &format!("{path}.response"),
             r,
-            &mut Outcome::default(),
+            &mut AnswerRules::default(),
             &mut mapping,
         )?;
     }

@@ -152,20 +152,22 @@ impl GatewayState {
         }
     }
 
-    fn apply_certificates(&self, outcome: crate::tls::Reload) {
-        use crate::tls::Reload;
+    fn apply_certificates(&self, outcome: crate::tls::CertificateChange) {
+        use crate::tls::CertificateChange;
         let Some(store) = &self.tls else { return };
         let reloads = &self.metrics.tls_certificate_reloads;
         match outcome {
-            Reload::Unchanged | Reload::StillRejected | Reload::Settling => {}
-            Reload::Loaded => {
+            CertificateChange::Unchanged
+            | CertificateChange::StillRejected
+            | CertificateChange::Settling => {}
+            CertificateChange::Loaded => {
                 reloads.with_label_values(&["loaded"]).inc();
                 self.publish_certificates();
                 let names: Vec<String> =
                     store.current().iter().map(|c| c.names.join(",")).collect();
                 tracing::info!(certificates = ?names, "TLS certificates reloaded");
             }
-            Reload::Rejected(why) => {
+            CertificateChange::Rejected(why) => {
                 reloads.with_label_values(&["rejected"]).inc();
                 tracing::error!(error = %why, "TLS certificate files changed but do not load; the previous certificates stay in use");
             }

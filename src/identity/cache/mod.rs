@@ -45,7 +45,7 @@ mod entry;
 mod limiter;
 mod purge;
 mod purged;
-mod shared;
+mod tier;
 
 pub use entry::CachedIdentity;
 use entry::{millis, KeepFor};
@@ -53,7 +53,7 @@ use limiter::MissLimiter;
 use purge::PurgeIndex;
 pub use purge::{NameHash, NameKind, PurgeBy};
 pub use purged::{Mark, Purged, SKEW as PURGE_SKEW};
-pub use shared::{SharedAnswer, SharedFind, SharedQuery, SharedTier};
+pub use tier::{SharedAnswer, SharedFind, SharedQuery, SharedTier};
 
 /// Cache sizes and lifetimes (`cache:` in the config).
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use reqwest::Method;
 
-use super::mapping::{Outcome, ResponseMapping, Verdict};
+use super::mapping::{AnswerClass, AnswerRules, ResponseMapping};
 use super::{BuildError, InvalidReason, Provider, ProviderError, Resolution};
 use crate::clock::SharedClock;
 use crate::secret::Secret;
@@ -66,7 +66,7 @@ pub struct HttpProviderSpec {
     /// Static body fields sent with a form or JSON token.
     pub body: Vec<(String, serde_json::Value)>,
     pub credential: Credential,
-    pub outcome: Outcome,
+    pub outcome: AnswerRules,
     pub mapping: ResponseMapping,
     pub timeout: Duration,
     pub max_response_bytes: usize,
@@ -306,7 +306,7 @@ impl Provider for HttpProvider {
 /// part of [`HttpProvider::resolve`], also what the fuzz target drives. A status outside
 /// 2xx never yields a valid identity.
 pub fn judge(
-    outcome: &Outcome,
+    outcome: &AnswerRules,
     mapping: &ResponseMapping,
     status: u16,
     body: &[u8],
@@ -314,12 +314,14 @@ pub fn judge(
 ) -> Result<Resolution, ProviderError> {
     let doc: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     match outcome.verdict(status, doc.as_ref()) {
-        Verdict::Invalid => return Ok(Resolution::Invalid(InvalidReason::RejectedStatus(status))),
-        Verdict::Broken => return Err(ProviderError::Refused(status)),
-        Verdict::Undecided if !(200..300).contains(&status) => {
+        AnswerClass::Invalid => {
+            return Ok(Resolution::Invalid(InvalidReason::RejectedStatus(status)))
+        }
+        AnswerClass::Broken => return Err(ProviderError::Refused(status)),
+        AnswerClass::Undecided if !(200..300).contains(&status) => {
             return Err(ProviderError::Status(status))
         }
-        Verdict::Undecided => {}
+        AnswerClass::Undecided => {}
     }
     let doc = match doc {
         Some(doc) => doc,

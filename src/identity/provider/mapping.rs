@@ -119,7 +119,7 @@ impl Rule {
 
 /// How a provider's answers are classified before the identity is mapped.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Outcome {
+pub struct AnswerRules {
     /// Any match: the token is not valid (401 to the client, negative-cached).
     pub invalid_when: Vec<Rule>,
     /// Any match: the provider or the gateway's credential is broken (503, not cached).
@@ -131,22 +131,22 @@ pub struct Outcome {
 
 /// What an answer means before mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum AnswerClass {
     Invalid,
     Broken,
     /// Not decided by a rule: a non-2xx status is a failure, a 2xx is mapped.
     Undecided,
 }
 
-impl Outcome {
+impl AnswerRules {
     /// Applies the rules, `invalid_when` first.
-    pub fn verdict(&self, status: u16, doc: Option<&Value>) -> Verdict {
+    pub fn verdict(&self, status: u16, doc: Option<&Value>) -> AnswerClass {
         if self.invalid_when.iter().any(|r| r.matches(status, doc)) {
-            Verdict::Invalid
+            AnswerClass::Invalid
         } else if self.broken_when.iter().any(|r| r.matches(status, doc)) {
-            Verdict::Broken
+            AnswerClass::Broken
         } else {
-            Verdict::Undecided
+            AnswerClass::Undecided
         }
     }
 
@@ -659,7 +659,7 @@ mod rule_tests {
 
     #[test]
     fn rules_and_verdicts() {
-        let outcome = Outcome {
+        let outcome = AnswerRules {
             invalid_when: vec![
                 Rule::status(&[401]),
                 Rule::body(Predicate::one_of(
@@ -673,12 +673,15 @@ mod rule_tests {
         };
         let not_found = json!({"error": {"code": "session_not_found"}});
         let org = json!({"error": {"code": "organization_not_found"}});
-        assert_eq!(outcome.verdict(401, None), Verdict::Invalid);
-        assert_eq!(outcome.verdict(404, Some(&not_found)), Verdict::Invalid);
-        assert_eq!(outcome.verdict(400, Some(&not_found)), Verdict::Undecided);
-        assert_eq!(outcome.verdict(404, Some(&org)), Verdict::Undecided);
-        assert_eq!(outcome.verdict(404, None), Verdict::Undecided);
-        assert_eq!(outcome.verdict(403, Some(&org)), Verdict::Broken);
+        assert_eq!(outcome.verdict(401, None), AnswerClass::Invalid);
+        assert_eq!(outcome.verdict(404, Some(&not_found)), AnswerClass::Invalid);
+        assert_eq!(
+            outcome.verdict(400, Some(&not_found)),
+            AnswerClass::Undecided
+        );
+        assert_eq!(outcome.verdict(404, Some(&org)), AnswerClass::Undecided);
+        assert_eq!(outcome.verdict(404, None), AnswerClass::Undecided);
+        assert_eq!(outcome.verdict(403, Some(&org)), AnswerClass::Broken);
         assert!(outcome.check_success(&json!({"status": 0})).is_ok());
         let err = outcome
             .check_success(&json!({"status": 30401}))

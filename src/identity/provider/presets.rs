@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::http::TokenPlacement;
 use super::mapping::{
-    ExpiryFormat, ExpiryMapping, Outcome, Predicate, ResponseMapping, Rule, Test,
+    AnswerRules, ExpiryFormat, ExpiryMapping, Predicate, ResponseMapping, Rule, Test,
 };
 use super::ProviderKind;
 
@@ -22,7 +22,7 @@ pub struct Preset {
     pub token: TokenPlacement,
     pub headers: Vec<(String, String)>,
     pub body: Vec<(String, Value)>,
-    pub outcome: Outcome,
+    pub outcome: AnswerRules,
     pub mapping: ResponseMapping,
 }
 
@@ -71,7 +71,7 @@ pub fn http() -> Preset {
         token: TokenPlacement::Bearer,
         headers: vec![],
         body: vec![],
-        outcome: Outcome {
+        outcome: AnswerRules {
             invalid_when: vec![Rule::status(&[401])],
             ..Default::default()
         },
@@ -90,7 +90,7 @@ pub fn bitgo() -> Preset {
         token: TokenPlacement::Bearer,
         headers: vec![],
         body: vec![],
-        outcome: Outcome {
+        outcome: AnswerRules {
             invalid_when: vec![Rule::status(&[401])],
             ..Default::default()
         },
@@ -118,7 +118,7 @@ pub fn rfc7662() -> Preset {
         token: TokenPlacement::Form("token".into()),
         headers: vec![],
         body: vec![("token_type_hint".into(), json!("access_token"))],
-        outcome: Outcome {
+        outcome: AnswerRules {
             broken_when: vec![Rule::status(&[401, 403])],
             ..Default::default()
         },
@@ -149,7 +149,7 @@ pub fn krystal() -> Preset {
         token: TokenPlacement::Json("token".into()),
         headers: vec![],
         body: vec![],
-        outcome: Outcome {
+        outcome: AnswerRules {
             invalid_when: vec![error_code(&[
                 "session_not_found",
                 "token_not_found",
@@ -195,7 +195,7 @@ pub fn prefactor() -> Preset {
         token: TokenPlacement::Path,
         headers: vec![],
         body: vec![],
-        outcome: Outcome {
+        outcome: AnswerRules {
             invalid_when: vec![Rule::body(Predicate::one_of(
                 "/code",
                 strings(&[
@@ -234,7 +234,7 @@ pub fn enos() -> Preset {
         token: TokenPlacement::Authorization,
         headers: vec![("content-type".into(), "application/json".into())],
         body: vec![],
-        outcome: Outcome {
+        outcome: AnswerRules {
             invalid_when: vec![
                 Rule::body(Predicate::one_of(
                     "/status",
@@ -275,7 +275,7 @@ pub fn userinfo() -> Preset {
         token: TokenPlacement::Bearer,
         headers: vec![],
         body: vec![],
-        outcome: Outcome {
+        outcome: AnswerRules {
             invalid_when: vec![Rule::status(&[401, 403])],
             ..Default::default()
         },
