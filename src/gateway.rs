@@ -19,12 +19,18 @@ use crate::config::{ConfigError, Settings};
 use crate::proxy::connection::Limited;
 use crate::proxy::direct::Direct;
 use crate::proxy::Proxy;
-use crate::state::GatewayState;
+use crate::reload::{ReloadQueue, Reloads};
+use crate::state::{GatewayState, Process};
 
 /// A gateway ready to run.
 pub struct Gateway {
     settings: Settings,
+    process: Arc<Process>,
+    /// The state the request path shares (`process.shared`).
     state: Arc<GatewayState>,
+    /// Reload requests (the admin API), served by the background task with SIGHUP.
+    reloads: Reloads,
+    queue: std::sync::Mutex<Option<ReloadQueue>>,
     /// Take the listeners over from a running instance (Pingora's `-u`).
     upgrade: bool,
     /// Poll the config file this often and reload when its content changes.
@@ -48,17 +54,21 @@ impl Gateway {
         config_path: Option<PathBuf>,
         clock: SharedClock,
     ) -> Result<Self, ConfigError> {
-        let state = Arc::new(crate::state::start(settings.clone(), clock, config_path)?);
-        let tls_config = match (&settings.tls, &state.tls) {
+        let process = Arc::new(crate::state::start(settings.clone(), clock, config_path)?);
+        let tls_config = match (&settings.tls, &process.tls) {
             (Some(listener), Some(store)) => Some(Arc::new(
                 crate::tls::server_config(store.clone(), listener)
                     .map_err(|e| ConfigError::at("tls", e))?,
             )),
             _ => None,
         };
+        let (reloads, queue) = crate::reload::channel();
         Ok(Gateway {
             settings,
-            state,
+            state: process.shared.clone(),
+            process,
+            reloads,
+            queue: std::sync::Mutex::new(Some(queue)),
             upgrade: false,
             watch: None,
             tls_config,
@@ -82,6 +92,16 @@ impl Gateway {
     /// State shared by the proxy and admin services.
     pub fn state(&self) -> &Arc<GatewayState> {
         &self.state
+    }
+
+    /// What the admin listeners get: the shared state, the cluster link (purge fan-out,
+    /// `/readyz`'s Redis line) and a way to ask for reloads.
+    fn admin_context(&self) -> crate::admin::AdminContext {
+        crate::admin::AdminContext {
+            state: self.state.clone(),
+            cluster: self.process.cluster.clone(),
+            reloads: self.reloads.clone(),
+        }
     }
 
     /// What serves each connection of the proxy listener: connection limits and deadlines
@@ -161,7 +181,7 @@ impl Gateway {
         };
         let mut admin = Service::new(
             "sessiongate admin".to_string(),
-            AdminApp::new(self.state.clone(), proxy_addr, role),
+            AdminApp::new(self.admin_context(), proxy_addr, role),
         );
         admin.add_tcp(&self.settings.admin_listen.to_string());
         // The admin listener needs no more than one thread.
@@ -169,7 +189,7 @@ impl Gateway {
         if let Some(addr) = api_listen {
             let mut api = Service::new(
                 "sessiongate admin api".to_string(),
-                AdminApp::new(self.state.clone(), proxy_addr, AdminRole::Api),
+                AdminApp::new(self.admin_context(), proxy_addr, AdminRole::Api),
             );
             api.add_tcp(&addr.to_string());
             api.threads = Some(1);
@@ -179,7 +199,10 @@ impl Gateway {
         let warm_up = pingora::services::background::background_service(
             "sessiongate warm-up and reload",
             WarmUpAndReload {
-                state: self.state.clone(),
+                process: self.process.clone(),
+                queue: std::sync::Mutex::new(
+                    self.queue.lock().unwrap_or_else(|e| e.into_inner()).take(),
+                ),
                 watch: self.watch,
                 certificates: self.settings.tls.as_ref().and_then(|t| t.watch),
             },
@@ -242,7 +265,9 @@ impl Gateway {
 /// configuration on every SIGHUP until shutdown. Connections it opened stay served by its
 /// runtime.
 struct WarmUpAndReload {
-    state: Arc<GatewayState>,
+    process: Arc<Process>,
+    /// Reload requests from the admin API (taken by the first start).
+    queue: std::sync::Mutex<Option<ReloadQueue>>,
     watch: Option<Duration>,
     /// How often the TLS certificate files are checked (`tls.watch`).
     certificates: Option<Duration>,
@@ -274,34 +299,40 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
                 None
             }
         };
-        if let Some(cluster) = &self.state.cluster {
+        let process = &self.process;
+        if let Some(cluster) = &process.cluster {
             tokio::spawn(cluster.clone().run(shutdown.clone()));
         }
-        for p in &self.state.snapshot().providers {
+        for p in &process.shared.snapshot().providers {
             if let Err(e) = p.provider.warm_up().await {
                 tracing::warn!(provider = %p.name(), error = %e, "warm-up failed; the first request will try again");
             }
         }
-        let watched = self
-            .watch
-            .zip(self.state.config_path().map(Path::to_path_buf));
+        let watched = self.watch.zip(process.config_path().map(Path::to_path_buf));
         let mut last_digest = watched.as_ref().and_then(|(_, p)| file_digest(p));
         // Changed content seen once, waiting to be seen unchanged on the next check.
         let mut settling: Option<[u8; 32]> = None;
         let mut ticks = watched.as_ref().map(|(every, _)| ticker(*every));
         let mut certificate_ticks = self.certificates.map(ticker);
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
+                Some(answer) = async { match &mut queue { Some(q) => q.next().await, None => std::future::pending().await } } => {
+                    let outcome = process.reload_from_file().await;
+                    ReloadQueue::answer(answer, outcome);
+                    last_digest = watched.as_ref().and_then(|(_, p)| file_digest(p));
+                    settling = None;
+                }
                 Some(()) = async { match &mut hangups { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP: reloading the configuration");
                     // Errors are logged and counted by the reload itself.
-                    let _ = self.state.reload_from_file().await;
+                    let _ = process.reload_from_file().await;
                     last_digest = watched.as_ref().and_then(|(_, p)| file_digest(p));
                     settling = None;
                 }
                 _ = async { match &mut certificate_ticks { Some(t) => { t.tick().await; } None => std::future::pending::<()>().await } } => {
-                    self.state.check_certificates();
+                    process.check_certificates();
                 }
                 _ = async { match &mut ticks { Some(t) => { t.tick().await; } None => std::future::pending::<()>().await } } => {
                     let Some((_, path)) = &watched else { continue };
@@ -316,7 +347,7 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
                         settling = None;
                         last_digest = digest;
                         tracing::info!(path = %path.display(), "config file changed: reloading");
-                        let _ = self.state.reload_from_file().await;
+                        let _ = process.reload_from_file().await;
                     } else {
                         settling = digest;
                     }

@@ -1,6 +1,9 @@
-//! Assembly of the shared state: a validated configuration built into a
-//! [`Snapshot`] (live providers, resolved routes and upstreams, metric series), and the
-//! [`ConfigReloader`] that does it again on SIGHUP, a file change or `POST /admin/reload`.
+//! Assembly of the process: a validated configuration built into a [`Snapshot`] (live
+//! providers, resolved routes and upstreams, metric series) inside the [`GatewayState`]
+//! the request path shares, and the [`Process`] around it — what only the process as a
+//! whole has (the cluster link, the TLS certificate store) and the reload that builds a
+//! snapshot again on SIGHUP, a file change or `POST /admin/reload` (asked for through
+//! [`crate::reload`]).
 //!
 //! Token keys are derived from the provider's [`ProviderId`] (name and definition
 //! fingerprint), so cached identities survive a reload exactly while their provider's
@@ -13,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
 
 use crate::clock::SharedClock;
 use crate::cluster::Cluster;
@@ -27,8 +29,8 @@ use crate::policy::{DenialKind, Mode};
 use crate::proxy::assertion::AssertionCache;
 use crate::proxy::refused::Outcome;
 use crate::proxy::route::{ProviderEntry, Route, RouteAuth, RouteTable, Upstream, UpstreamTarget};
-use crate::proxy::shared::Reload;
-pub use crate::proxy::shared::{GatewayState, ReloadRejected, ReloadReport, Snapshot};
+pub use crate::proxy::shared::{GatewayState, Snapshot};
+pub use crate::reload::{ReloadRejected, ReloadReport};
 use crate::telemetry::metrics::{Metrics, RouteSeries};
 
 /// How long a reload waits for new providers' warm-up (JWKS fetches) before swapping.
@@ -40,7 +42,7 @@ pub fn start(
     settings: Settings,
     clock: SharedClock,
     config_path: Option<PathBuf>,
-) -> Result<GatewayState, ConfigError> {
+) -> Result<Process, ConfigError> {
     let metrics = Metrics::new();
     let mut cache =
         IdentityCache::build(settings.cache.clone(), clock.clone(), Some(metrics.clone()));
@@ -70,64 +72,67 @@ pub fn start(
     };
     metrics.config_last_reload_success.set(1);
     metrics.config_last_reload_success_time.set(unix_now());
-    let state = GatewayState {
-        current: ArcSwap::from_pointee(snapshot),
-        cache,
-        hasher,
-        cluster,
-        assertions: AssertionCache::new(clock.clone()),
-        metrics,
-        clock,
-        reloader: Box::new(ConfigReloader {
-            path: config_path,
-            applied: tokio::sync::Mutex::new(settings),
+    let process = Process {
+        shared: Arc::new(GatewayState {
+            current: ArcSwap::from_pointee(snapshot),
+            cache,
+            hasher,
+            assertions: AssertionCache::new(clock.clone()),
+            metrics,
+            clock,
+            client_certs: Default::default(),
         }),
+        cluster,
         tls,
-        client_certs: Default::default(),
+        config_path,
+        applied: tokio::sync::Mutex::new(settings),
     };
-    state.publish_certificates();
-    Ok(state)
+    process.publish_certificates();
+    Ok(process)
 }
 
-/// Reloads from the config file; holds the settings in force (to report what changed).
-pub struct ConfigReloader {
-    path: Option<PathBuf>,
+/// The running process: the state the request path shares, and what only the process as
+/// a whole has — the cluster link, the TLS certificate store, the config file and the
+/// settings in force (to reload and report what changed).
+pub struct Process {
+    pub shared: Arc<GatewayState>,
+    /// The replicas' shared revocation stream (`cluster:`), when configured.
+    pub cluster: Option<Arc<Cluster>>,
+    /// The TLS listener's certificates (`tls:`), reloaded in place.
+    pub tls: Option<Arc<crate::tls::CertStore>>,
+    config_path: Option<PathBuf>,
     /// The settings applied last; the lock also serializes reloads.
     applied: tokio::sync::Mutex<Settings>,
 }
 
-#[async_trait]
-impl Reload for ConfigReloader {
-    async fn reload_from_file(&self, state: &GatewayState) -> Result<ReloadReport, ReloadRejected> {
-        let Some(path) = &self.path else {
+impl Process {
+    /// The file reloads read (`None` when the gateway was built from settings in code).
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
+    /// Reads the config file again and applies it; on error the old one keeps serving
+    /// (the error is logged and counted).
+    pub async fn reload_from_file(&self) -> Result<ReloadReport, ReloadRejected> {
+        let Some(path) = &self.config_path else {
             return Err(ReloadRejected(
                 "the gateway was not started from a config file".into(),
             ));
         };
-        let loaded = config::load(path);
-        let result = match loaded {
-            Ok(settings) => self.reload(state, settings).await,
+        let result = match config::load(path) {
+            Ok(settings) => self.reload(settings).await,
             Err(e) => Err(e),
         };
         result.map_err(|e| {
-            reload_failed(state, &e);
+            reload_failed(&self.shared, &e);
             ReloadRejected(e.to_string())
         })
     }
 
-    fn config_path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-}
-
-impl ConfigReloader {
     /// Applies new settings: builds a snapshot, warms up its providers, swaps it in. On
     /// any error the old configuration keeps serving and the error is returned.
-    async fn reload(
-        &self,
-        state: &GatewayState,
-        settings: Settings,
-    ) -> Result<ReloadReport, ConfigError> {
+    async fn reload(&self, settings: Settings) -> Result<ReloadReport, ConfigError> {
+        let state = &*self.shared;
         let mut applied = self.applied.lock().await;
         let old = state.snapshot();
         let report = ReloadReport {
@@ -165,7 +170,7 @@ impl ConfigReloader {
         state.current.store(Arc::new(snapshot));
         *applied = settings;
         // A reload (SIGHUP, the admin API, a changed file) also picks up rotated certificates.
-        state.reload_certificates();
+        self.reload_certificates();
         state.metrics.config_last_reload_success.set(1);
         state
             .metrics
@@ -181,6 +186,58 @@ impl ConfigReloader {
         }
         tracing::info!(routes = report.routes, providers_changed = ?report.providers_changed, "configuration reloaded");
         Ok(report)
+    }
+
+    /// Reads the TLS certificate files again, as an explicit reload does (SIGHUP, the admin
+    /// API, a config reload): a changed set that loads replaces the one in use, one that does
+    /// not is logged and counted and the old one stays.
+    pub fn reload_certificates(&self) {
+        if let Some(store) = &self.tls {
+            self.apply_certificates(store.reload());
+        }
+    }
+
+    /// The periodic `tls.watch` check: as [`Process::reload_certificates`], but changed
+    /// files are acted on once they have stayed the same for one more check, so files caught
+    /// mid-write are neither loaded nor reported.
+    pub fn check_certificates(&self) {
+        if let Some(store) = &self.tls {
+            self.apply_certificates(store.check());
+        }
+    }
+
+    fn apply_certificates(&self, outcome: crate::tls::CertificateChange) {
+        use crate::tls::CertificateChange;
+        let Some(store) = &self.tls else { return };
+        let reloads = &self.shared.metrics.tls_certificate_reloads;
+        match outcome {
+            CertificateChange::Unchanged
+            | CertificateChange::StillRejected
+            | CertificateChange::Settling => {}
+            CertificateChange::Loaded => {
+                reloads.with_label_values(&["loaded"]).inc();
+                self.publish_certificates();
+                let names: Vec<String> =
+                    store.current().iter().map(|c| c.names.join(",")).collect();
+                tracing::info!(certificates = ?names, "TLS certificates reloaded");
+            }
+            CertificateChange::Rejected(why) => {
+                reloads.with_label_values(&["rejected"]).inc();
+                tracing::error!(error = %why, "TLS certificate files changed but do not load; the previous certificates stay in use");
+            }
+        }
+    }
+
+    /// Sets the certificate expiry gauges from the certificates in use.
+    pub fn publish_certificates(&self) {
+        let Some(store) = &self.tls else { return };
+        for (i, c) in store.current().iter().enumerate() {
+            self.shared
+                .metrics
+                .tls_certificate_expiry
+                .with_label_values(&[i.to_string().as_str()])
+                .set(c.not_after);
+        }
     }
 }
 

@@ -246,7 +246,7 @@ impl AdminApp {
         };
         let removed = self.state().cache.purge(&by, filter).await;
         // The other replicas: through the cluster's stream, when there is one.
-        let fan_out = match &self.state().cluster {
+        let fan_out = match self.cluster() {
             Some(cluster) => cluster.publish(&by, filter).await.as_str(),
             None => "none",
         };
@@ -263,7 +263,7 @@ impl AdminApp {
     }
 
     async fn reload(&self) -> Response<Vec<u8>> {
-        match self.state().reload_from_file().await {
+        match self.reloads().request().await {
             Ok(report) => json_reply(
                 StatusCode::OK,
                 json!({

@@ -30,9 +30,20 @@ pub enum AdminRole {
     Api,
 }
 
+/// What the admin listeners work with.
+pub struct AdminContext {
+    pub state: Arc<GatewayState>,
+    /// The replicas' link (`cluster:`): purge fan-out and `/readyz`'s Redis line.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `POST /admin/reload` asks the assembly, which reloads one request at a time.
+    pub reloads: crate::reload::Reloads,
+}
+
 /// The admin HTTP application.
 pub struct AdminApp {
     state: Arc<GatewayState>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    reloads: crate::reload::Reloads,
     /// Where `/readyz` checks that the proxy listener accepts connections.
     proxy_addr: SocketAddr,
     role: AdminRole,
@@ -41,7 +52,7 @@ pub struct AdminApp {
 impl AdminApp {
     /// `proxy_listen` is the proxy's listen address; a wildcard address is checked on
     /// loopback.
-    pub fn new(state: Arc<GatewayState>, proxy_listen: SocketAddr, role: AdminRole) -> Self {
+    pub fn new(context: AdminContext, proxy_listen: SocketAddr, role: AdminRole) -> Self {
         let mut proxy_addr = proxy_listen;
         if proxy_addr.ip().is_unspecified() {
             proxy_addr.set_ip(match proxy_addr {
@@ -50,7 +61,9 @@ impl AdminApp {
             });
         }
         AdminApp {
-            state,
+            state: context.state,
+            cluster: context.cluster,
+            reloads: context.reloads,
             proxy_addr,
             role,
         }
@@ -58,6 +71,14 @@ impl AdminApp {
 
     pub(crate) fn state(&self) -> &GatewayState {
         &self.state
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    pub(crate) fn reloads(&self) -> &crate::reload::Reloads {
+        &self.reloads
     }
 
     async fn proxy_accepts(&self) -> bool {
@@ -123,7 +144,7 @@ impl ServeHttp for AdminApp {
                     // Redis never makes the gateway unready (requests do not need it):
                     // its state is reported, not judged.
                     let mut body = b"ready\n".to_vec();
-                    if let Some(cluster) = &self.state.cluster {
+                    if let Some(cluster) = &self.cluster {
                         body.extend_from_slice(cluster.status_line().as_bytes());
                     }
                     reply(StatusCode::OK, "text/plain", body)
