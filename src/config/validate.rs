@@ -58,31 +58,7 @@ pub fn validate_all(
     base_dir: &Path,
 ) -> std::result::Result<Settings, Vec<ConfigError>> {
     let mut errs = Errors(Vec::new());
-    let listen = errs.keep(socket_addr("listen", &file.listen));
-    let admin_listen = errs.keep(socket_addr("admin_listen", &file.admin_listen));
-    if listen.is_some() && listen == admin_listen {
-        errs.add("admin_listen", "must differ from `listen`");
-    }
-    let admin_api_listen = match &file.admin.listen {
-        Some(a) => match errs.keep(socket_addr("admin.listen", a)) {
-            Some(addr) if Some(addr) == listen || Some(addr) == admin_listen => {
-                errs.add(
-                    "admin.listen",
-                    "must differ from `listen` and `admin_listen`",
-                );
-                None
-            }
-            addr => addr,
-        },
-        None => None,
-    };
-    let tls = match (&file.tls, listen, admin_listen) {
-        (Some(t), Some(l), Some(a)) => errs
-            .keep(tls(t, base_dir, &[l, a], admin_api_listen))
-            .map(Some),
-        (Some(_), _, _) => None,
-        (None, _, _) => Some(None),
-    };
+    let listeners = listeners(&file, base_dir, &mut errs);
     let threads = match file.threads {
         Some(0) => {
             errs.add("threads", "must be at least 1");
@@ -91,138 +67,27 @@ pub fn validate_all(
         Some(n) => n,
         None => 1,
     };
-
     // Definitions that failed: what names them is not judged (its error would only repeat).
-    let mut broken: HashSet<String> = HashSet::new();
-    let mut providers: BTreeMap<String, ProviderSettings> = BTreeMap::new();
-    for (name, p) in &file.providers {
-        let path = format!("providers.{name}");
-        let checked = (|| {
-            check_name(&path, name)?;
-            Ok(ProviderSettings {
-                spec: super::providers::provider(&path, p, base_dir)?,
-                protection: protection(&path, p)?,
-                token_format: token_format(&path, p)?,
-                fingerprint: fingerprint(p),
-            })
-        })();
-        match errs.keep(checked) {
-            Some(settings) => {
-                providers.insert(name.clone(), settings);
-            }
-            None => {
-                broken.insert(format!("provider {name}"));
-            }
-        }
-    }
-
-    let mut upstreams: BTreeMap<String, UpstreamSpec> = BTreeMap::new();
-    for (name, up) in &file.upstreams {
-        let path = format!("upstreams.{name}");
-        let checked = (|| {
-            check_name(&path, name)?;
-            if name == ECHO_UPSTREAM {
-                return Err(ConfigError::at(
-                    &path,
-                    "`echo` is the built-in echo upstream; choose another name",
-                ));
-            }
-            upstream(&path, name, up, base_dir)
-        })();
-        match errs.keep(checked) {
-            Some(spec) => {
-                upstreams.insert(name.clone(), spec);
-            }
-            None => {
-                broken.insert(format!("upstream {name}"));
-            }
-        }
-    }
-
+    let mut broken = Broken::default();
+    let providers = providers(&file, base_dir, &mut errs, &mut broken);
+    let upstreams = upstreams(&file, base_dir, &mut errs, &mut broken);
     let assertion_keys = errs.keep(assertion_keys(&file, base_dir));
-
-    if file.routes.is_empty() {
-        errs.add("routes", "at least one route is needed");
-    }
-    let mut routes = Vec::with_capacity(file.routes.len());
-    let mut seen = HashSet::new();
-    let mut names = HashSet::new();
-    for (i, r) in file.routes.iter().enumerate() {
-        let path = format!("routes[{i}]");
-        let named_providers = match &r.provider {
-            Some(OneOrMany::One(n)) => std::slice::from_ref(n),
-            Some(OneOrMany::Many(ns)) => ns.as_slice(),
-            None => &[],
-        };
-        if named_providers
-            .iter()
-            .any(|n| broken.contains(&format!("provider {n}")))
-            || broken.contains(&format!("upstream {}", r.upstream))
-        {
-            continue;
-        }
-        let Some(mut route) = errs.keep(route(&path, r, &providers, &upstreams)) else {
-            continue;
-        };
-        if let (Some(a), Some(keys)) = (&r.assertion, &assertion_keys) {
-            route.assertion = errs.keep(assertion(
-                &path,
-                a,
-                keys,
-                &identity_prefix(&file),
-                !route.providers.is_empty(),
-            ));
-        }
-        if !seen.insert((route.host.clone(), route.path_prefix.clone())) {
-            errs.add(
-                format!("{path}.path_prefix"),
-                "another route already has this path_prefix and host",
-            );
-        }
-        if !names.insert(route.name.clone()) {
-            errs.add(
-                format!("{path}.name"),
-                format!("route name `{}` is used twice", route.name),
-            );
-        }
-        routes.push(route);
-    }
-
-    let prefix = file
-        .identity_headers
-        .prefix
-        .as_deref()
-        .unwrap_or(DEFAULT_PREFIX);
-    let identity_headers = errs.keep(
-        IdentityHeaders::new(prefix).map_err(|e| ConfigError::at("identity_headers.prefix", e)),
+    let routes = routes(
+        &file,
+        &providers,
+        &upstreams,
+        assertion_keys.as_deref(),
+        &broken,
+        &mut errs,
     );
 
+    let identity_headers = errs.keep(identity_headers(&file));
     let level = file.log.level.clone().unwrap_or_else(|| "info".into());
     errs.keep(
         tracing_subscriber::EnvFilter::try_new(&level)
             .map_err(|e| ConfigError::at("log.level", format!("not a valid log filter: {e}"))),
     );
-
-    let admin_token = errs
-        .keep(super::secret::resolve(
-            "admin.token",
-            file.admin.token.as_deref(),
-            file.admin.token_file.as_deref(),
-            base_dir,
-        ))
-        .and_then(|token| match &token {
-            Some(t) => errs
-                .keep(super::secret::require_length(
-                    "admin.token",
-                    file.admin.token.is_some(),
-                    t,
-                    16,
-                    "the admin token",
-                ))
-                .map(|()| token),
-            None => Some(None),
-        });
-
+    let admin_token = admin_token(&file, base_dir, &mut errs);
     let cluster = match &file.cluster {
         Some(c) => errs.keep(cluster(c, base_dir)).map(Some),
         None => Some(None),
@@ -233,9 +98,12 @@ pub fn validate_all(
     let trusted_proxies = errs.keep(cidrs("trusted_proxies", &file.trusted_proxies));
 
     let (
-        Some(listen),
-        Some(admin_listen),
-        Some(tls),
+        Some(Listeners {
+            listen,
+            admin_listen,
+            admin_api_listen,
+            tls,
+        }),
         Some(assertion_keys),
         Some(identity_headers),
         Some(admin_token),
@@ -245,9 +113,7 @@ pub fn validate_all(
         Some(connections),
         Some(trusted_proxies),
     ) = (
-        listen,
-        admin_listen,
-        tls,
+        listeners,
         assertion_keys,
         identity_headers,
         admin_token,
@@ -301,6 +167,205 @@ pub fn validate_all(
             .clone()
             .unwrap_or_else(|| "/tmp/sessiongate_upgrade.sock".into()),
     })
+}
+
+/// `identity_headers.prefix`: the names of the headers the upstream trusts.
+fn identity_headers(file: &FileConfig) -> Result<IdentityHeaders> {
+    let prefix = file
+        .identity_headers
+        .prefix
+        .as_deref()
+        .unwrap_or(DEFAULT_PREFIX);
+    IdentityHeaders::new(prefix).map_err(|e| ConfigError::at("identity_headers.prefix", e))
+}
+
+/// The listeners: `listen`, `admin_listen`, `admin.listen`, `tls`.
+struct Listeners {
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    admin_api_listen: Option<SocketAddr>,
+    tls: Option<crate::tls::TlsListener>,
+}
+
+fn listeners(file: &FileConfig, base_dir: &Path, errs: &mut Errors) -> Option<Listeners> {
+    let listen = errs.keep(socket_addr("listen", &file.listen));
+    let admin_listen = errs.keep(socket_addr("admin_listen", &file.admin_listen));
+    if listen.is_some() && listen == admin_listen {
+        errs.add("admin_listen", "must differ from `listen`");
+    }
+    let admin_api_listen = match &file.admin.listen {
+        Some(a) => match errs.keep(socket_addr("admin.listen", a)) {
+            Some(addr) if Some(addr) == listen || Some(addr) == admin_listen => {
+                errs.add(
+                    "admin.listen",
+                    "must differ from `listen` and `admin_listen`",
+                );
+                None
+            }
+            addr => addr,
+        },
+        None => None,
+    };
+    let (listen, admin_listen) = (listen?, admin_listen?);
+    let tls = match &file.tls {
+        Some(t) => Some(errs.keep(tls(t, base_dir, &[listen, admin_listen], admin_api_listen))?),
+        None => None,
+    };
+    Some(Listeners {
+        listen,
+        admin_listen,
+        admin_api_listen,
+        tls,
+    })
+}
+
+/// Names of providers and upstreams whose own definition failed.
+#[derive(Default)]
+struct Broken {
+    providers: HashSet<String>,
+    upstreams: HashSet<String>,
+}
+
+fn providers(
+    file: &FileConfig,
+    base_dir: &Path,
+    errs: &mut Errors,
+    broken: &mut Broken,
+) -> BTreeMap<String, ProviderSettings> {
+    let mut providers = BTreeMap::new();
+    for (name, p) in &file.providers {
+        let path = format!("providers.{name}");
+        let checked = (|| {
+            check_name(&path, name)?;
+            Ok(ProviderSettings {
+                spec: super::providers::provider(&path, p, base_dir)?,
+                protection: protection(&path, p)?,
+                token_format: token_format(&path, p)?,
+                fingerprint: fingerprint(p),
+            })
+        })();
+        match errs.keep(checked) {
+            Some(settings) => {
+                providers.insert(name.clone(), settings);
+            }
+            None => {
+                broken.providers.insert(name.clone());
+            }
+        }
+    }
+    providers
+}
+
+fn upstreams(
+    file: &FileConfig,
+    base_dir: &Path,
+    errs: &mut Errors,
+    broken: &mut Broken,
+) -> BTreeMap<String, UpstreamSpec> {
+    let mut upstreams = BTreeMap::new();
+    for (name, up) in &file.upstreams {
+        let path = format!("upstreams.{name}");
+        let checked = (|| {
+            check_name(&path, name)?;
+            if name == ECHO_UPSTREAM {
+                return Err(ConfigError::at(
+                    &path,
+                    "`echo` is the built-in echo upstream; choose another name",
+                ));
+            }
+            upstream(&path, name, up, base_dir)
+        })();
+        match errs.keep(checked) {
+            Some(spec) => {
+                upstreams.insert(name.clone(), spec);
+            }
+            None => {
+                broken.upstreams.insert(name.clone());
+            }
+        }
+    }
+    upstreams
+}
+
+/// Every route; one that names a broken definition is not judged.
+fn routes(
+    file: &FileConfig,
+    providers: &BTreeMap<String, ProviderSettings>,
+    upstreams: &BTreeMap<String, UpstreamSpec>,
+    assertion_keys: Option<&[Arc<SigningKey>]>,
+    broken: &Broken,
+    errs: &mut Errors,
+) -> Vec<RouteSpec> {
+    if file.routes.is_empty() {
+        errs.add("routes", "at least one route is needed");
+    }
+    let mut routes = Vec::with_capacity(file.routes.len());
+    let mut seen = HashSet::new();
+    let mut names = HashSet::new();
+    for (i, r) in file.routes.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        let named_providers = match &r.provider {
+            Some(OneOrMany::One(n)) => std::slice::from_ref(n),
+            Some(OneOrMany::Many(ns)) => ns.as_slice(),
+            None => &[],
+        };
+        if named_providers.iter().any(|n| broken.providers.contains(n))
+            || broken.upstreams.contains(&r.upstream)
+        {
+            continue;
+        }
+        let Some(mut route) = errs.keep(route(&path, r, providers, upstreams)) else {
+            continue;
+        };
+        if let (Some(a), Some(keys)) = (&r.assertion, assertion_keys) {
+            let authenticated = !route.providers.is_empty();
+            route.assertion = errs.keep(assertion(
+                &path,
+                a,
+                keys,
+                &identity_prefix(file),
+                authenticated,
+            ));
+        }
+        if !seen.insert((route.host.clone(), route.path_prefix.clone())) {
+            errs.add(
+                format!("{path}.path_prefix"),
+                "another route already has this path_prefix and host",
+            );
+        }
+        if !names.insert(route.name.clone()) {
+            errs.add(
+                format!("{path}.name"),
+                format!("route name `{}` is used twice", route.name),
+            );
+        }
+        routes.push(route);
+    }
+    routes
+}
+
+/// `admin.token` / `admin.token_file`: `Some(None)` when the admin API is off.
+fn admin_token(
+    file: &FileConfig,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Option<Option<super::Secret>> {
+    let token = errs.keep(super::secret::resolve(
+        "admin.token",
+        file.admin.token.as_deref(),
+        file.admin.token_file.as_deref(),
+        base_dir,
+    ))?;
+    if let Some(t) = &token {
+        errs.keep(super::secret::require_length(
+            "admin.token",
+            file.admin.token.is_some(),
+            t,
+            16,
+            "the admin token",
+        ))?;
+    }
+    Some(token)
 }
 
 fn cluster(
@@ -832,40 +897,7 @@ fn route(
         None => None,
     };
     let all_providers = providers;
-    let names: Option<Vec<String>> = r.provider.as_ref().map(|p| match p {
-        OneOrMany::One(n) => vec![n.clone()],
-        OneOrMany::Many(ns) => ns.clone(),
-    });
-    let providers = match (r.auth.unwrap_or(AuthMode::Required), &names) {
-        (AuthMode::None, Some(_)) => {
-            return Err(ConfigError::at(
-                format!("{path}.provider"),
-                "a route with `auth: none` reads no token; remove `provider`",
-            ))
-        }
-        (AuthMode::None, None) => Vec::new(),
-        (AuthMode::Required, None) => {
-            return Err(ConfigError::at(
-                format!("{path}.provider"),
-                "required (or set `auth: none` for a public route)",
-            ))
-        }
-        (AuthMode::Required, Some(list)) if list.is_empty() => {
-            return Err(ConfigError::at(
-                format!("{path}.provider"),
-                "name at least one provider",
-            ))
-        }
-        (AuthMode::Required, Some(list)) => {
-            if let Some(name) = list.iter().find(|n| !providers.contains_key(*n)) {
-                return Err(ConfigError::at(
-                    format!("{path}.provider"),
-                    format!("no provider named `{name}` under `providers`"),
-                ));
-            }
-            list.clone()
-        }
-    };
+    let providers = route_providers(path, r, providers)?;
     if r.upstream != ECHO_UPSTREAM && !upstreams.contains_key(&r.upstream) {
         return Err(ConfigError::at(
             format!("{path}.upstream"),
@@ -904,33 +936,78 @@ fn route(
         assertion: None,
         stale_if_error,
         allow_encoded_slashes: r.allow_encoded_slashes.unwrap_or(false),
-        require_client_certificate: {
-            let ids = r.require_client_certificate.clone().unwrap_or_default();
-            for (i, id) in ids.iter().enumerate() {
-                if id.is_empty() || !id.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-                    return Err(ConfigError::at(
-                        format!("{path}.require_client_certificate[{i}]"),
-                        "a certificate id (URI SAN, DNS SAN or CN, printable ASCII) or \"*\"",
-                    ));
-                }
-            }
-            if r.require_client_certificate
-                .as_ref()
-                .is_some_and(|l| l.is_empty())
-            {
-                return Err(ConfigError::at(
-                    format!("{path}.require_client_certificate"),
-                    "list certificate ids, or [\"*\"] for any verified certificate",
-                ));
-            }
-            ids
-        },
+        require_client_certificate: certificate_ids(path, r)?,
         credentials: {
             let credentials = credentials(path, r, authenticated)?;
             pair_certificates(path, &credentials, &providers_named, all_providers)?;
             credentials
         },
     })
+}
+
+/// The providers a route names (none with `auth: none`), each defined under `providers`.
+fn route_providers(
+    path: &str,
+    r: &RouteFile,
+    providers: &BTreeMap<String, ProviderSettings>,
+) -> Result<Vec<String>> {
+    let names: Option<Vec<String>> = r.provider.as_ref().map(|p| match p {
+        OneOrMany::One(n) => vec![n.clone()],
+        OneOrMany::Many(ns) => ns.clone(),
+    });
+    Ok(match (r.auth.unwrap_or(AuthMode::Required), &names) {
+        (AuthMode::None, Some(_)) => {
+            return Err(ConfigError::at(
+                format!("{path}.provider"),
+                "a route with `auth: none` reads no token; remove `provider`",
+            ))
+        }
+        (AuthMode::None, None) => Vec::new(),
+        (AuthMode::Required, None) => {
+            return Err(ConfigError::at(
+                format!("{path}.provider"),
+                "required (or set `auth: none` for a public route)",
+            ))
+        }
+        (AuthMode::Required, Some(list)) if list.is_empty() => {
+            return Err(ConfigError::at(
+                format!("{path}.provider"),
+                "name at least one provider",
+            ))
+        }
+        (AuthMode::Required, Some(list)) => {
+            if let Some(name) = list.iter().find(|n| !providers.contains_key(*n)) {
+                return Err(ConfigError::at(
+                    format!("{path}.provider"),
+                    format!("no provider named `{name}` under `providers`"),
+                ));
+            }
+            list.clone()
+        }
+    })
+}
+
+/// `require_client_certificate`: certificate ids (or `"*"`), never an empty list.
+fn certificate_ids(path: &str, r: &RouteFile) -> Result<Vec<String>> {
+    let ids = r.require_client_certificate.clone().unwrap_or_default();
+    for (i, id) in ids.iter().enumerate() {
+        if id.is_empty() || !id.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(ConfigError::at(
+                format!("{path}.require_client_certificate[{i}]"),
+                "a certificate id (URI SAN, DNS SAN or CN, printable ASCII) or \"*\"",
+            ));
+        }
+    }
+    if r.require_client_certificate
+        .as_ref()
+        .is_some_and(|l| l.is_empty())
+    {
+        return Err(ConfigError::at(
+            format!("{path}.require_client_certificate"),
+            "list certificate ids, or [\"*\"] for any verified certificate",
+        ));
+    }
+    Ok(ids)
 }
 
 /// `token_sources`, `forward_token_cookie`, `csrf_trusted_origins`.
