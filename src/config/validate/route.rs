@@ -1,0 +1,567 @@
+//! `routes:` and `assertion_keys:` — each route's match, providers, credentials, policy
+//! (methods, scopes, network rules) and identity assertion.
+
+use super::*;
+
+pub(super) fn route(
+    path: &str,
+    r: &RouteFile,
+    providers: &BTreeMap<String, ProviderSettings>,
+    upstreams: &BTreeMap<String, UpstreamSpec>,
+) -> Result<RouteSpec> {
+    let prefix = &r.path_prefix;
+    let normalized = normalize_path(prefix)
+        .ok()
+        .filter(|n| !n.encoded_slash)
+        .map(|n| n.forward);
+    let is_normal = normalized
+        .as_deref()
+        .is_some_and(|n| n == prefix || format!("{n}/") == *prefix);
+    if !is_normal {
+        return Err(ConfigError::at(
+            format!("{path}.path_prefix"),
+            format!("{prefix:?} must be a normalized absolute path such as /api (no //, . or .. segments)"),
+        ));
+    }
+    let host = match &r.host {
+        // Compared with the request's canonical host name: lower-case, no trailing dot.
+        Some(h) => match canonical_host(h.as_bytes()) {
+            Ok(c) if c.port.is_none() => Some(c.name),
+            _ => {
+                return Err(ConfigError::at(
+                    format!("{path}.host"),
+                    "give a host name without scheme or port, such as api.example.com",
+                ))
+            }
+        },
+        None => None,
+    };
+    let all_providers = providers;
+    let providers = route_providers(path, r, providers)?;
+    if r.upstream != ECHO_UPSTREAM && !upstreams.contains_key(&r.upstream) {
+        return Err(ConfigError::at(
+            format!("{path}.upstream"),
+            format!(
+                "no upstream named `{}` (define it under `upstreams`, or use the built-in `echo`)",
+                r.upstream
+            ),
+        ));
+    }
+    let authenticated = !providers.is_empty();
+    let providers_named = providers.clone();
+    let policy = route_policy(path, r, authenticated)?;
+    let forward_authorization = r.forward_authorization.unwrap_or(true);
+    let stale_if_error = r.stale_if_error.map_or(Duration::ZERO, |d| d.0);
+    if !authenticated && !stale_if_error.is_zero() {
+        return Err(ConfigError::at(
+            format!("{path}.stale_if_error"),
+            "a route with `auth: none` has no identity to serve stale; remove it",
+        ));
+    }
+    let name = match &r.name {
+        Some(n) => {
+            check_name(&format!("{path}.name"), n)?;
+            n.clone()
+        }
+        None => format!("{}{}", host.as_deref().unwrap_or(""), prefix),
+    };
+    Ok(RouteSpec {
+        name: name.into(),
+        path_prefix: prefix.clone(),
+        host,
+        providers,
+        upstream: r.upstream.clone(),
+        policy,
+        forward_authorization,
+        assertion: None,
+        stale_if_error,
+        allow_encoded_slashes: r.allow_encoded_slashes.unwrap_or(false),
+        require_client_certificate: certificate_ids(path, r)?,
+        credentials: {
+            let credentials = credentials(path, r, authenticated)?;
+            pair_certificates(path, &credentials, &providers_named, all_providers)?;
+            credentials
+        },
+    })
+}
+
+/// The providers a route names (none with `auth: none`), each defined under `providers`.
+pub(super) fn route_providers(
+    path: &str,
+    r: &RouteFile,
+    providers: &BTreeMap<String, ProviderSettings>,
+) -> Result<Vec<String>> {
+    let names: Option<Vec<String>> = r.provider.as_ref().map(|p| match p {
+        OneOrMany::One(n) => vec![n.clone()],
+        OneOrMany::Many(ns) => ns.clone(),
+    });
+    Ok(match (r.auth.unwrap_or(AuthMode::Required), &names) {
+        (AuthMode::None, Some(_)) => {
+            return Err(ConfigError::at(
+                format!("{path}.provider"),
+                "a route with `auth: none` reads no token; remove `provider`",
+            ))
+        }
+        (AuthMode::None, None) => Vec::new(),
+        (AuthMode::Required, None) => {
+            return Err(ConfigError::at(
+                format!("{path}.provider"),
+                "required (or set `auth: none` for a public route)",
+            ))
+        }
+        (AuthMode::Required, Some(list)) if list.is_empty() => {
+            return Err(ConfigError::at(
+                format!("{path}.provider"),
+                "name at least one provider",
+            ))
+        }
+        (AuthMode::Required, Some(list)) => {
+            if let Some(name) = list.iter().find(|n| !providers.contains_key(*n)) {
+                return Err(ConfigError::at(
+                    format!("{path}.provider"),
+                    format!("no provider named `{name}` under `providers`"),
+                ));
+            }
+            list.clone()
+        }
+    })
+}
+
+/// `require_client_certificate`: certificate ids (or `"*"`), never an empty list.
+pub(super) fn certificate_ids(path: &str, r: &RouteFile) -> Result<Vec<String>> {
+    let ids = r.require_client_certificate.clone().unwrap_or_default();
+    for (i, id) in ids.iter().enumerate() {
+        if id.is_empty() || !id.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(ConfigError::at(
+                format!("{path}.require_client_certificate[{i}]"),
+                "a certificate id (URI SAN, DNS SAN or CN, printable ASCII) or \"*\"",
+            ));
+        }
+    }
+    if r.require_client_certificate
+        .as_ref()
+        .is_some_and(|l| l.is_empty())
+    {
+        return Err(ConfigError::at(
+            format!("{path}.require_client_certificate"),
+            "list certificate ids, or [\"*\"] for any verified certificate",
+        ));
+    }
+    Ok(ids)
+}
+
+/// `token_sources`, `forward_token_cookie`, `csrf_trusted_origins`.
+/// A client certificate is a credential of its own: a route reads it alone
+/// (`token_sources: [client_certificate]`) with `client_certificate` providers only, and
+/// those providers serve no other route — so a header can never stand in for a verified
+/// certificate, nor a certificate id for a token.
+pub(super) fn pair_certificates(
+    path: &str,
+    credentials: &crate::proxy::route::Credentials,
+    route_providers: &[String],
+    all: &BTreeMap<String, ProviderSettings>,
+) -> Result<()> {
+    use crate::identity::provider::ProviderSpec;
+    use crate::identity::token::TokenSource;
+    let from_certificate = credentials
+        .sources
+        .contains(&TokenSource::ClientCertificate);
+    if from_certificate && credentials.sources.len() > 1 {
+        return Err(ConfigError::at(
+            format!("{path}.token_sources"),
+            "`client_certificate` is read alone: list no other source beside it",
+        ));
+    }
+    for name in route_providers {
+        let is_certificate = all
+            .get(name)
+            .is_some_and(|p| matches!(p.spec, ProviderSpec::ClientCertificate { .. }));
+        if is_certificate != from_certificate {
+            return Err(ConfigError::at(
+                format!("{path}.provider"),
+                if from_certificate {
+                    format!("`{name}` reads tokens; a route with `token_sources: [client_certificate]` needs providers of kind `client_certificate`")
+                } else {
+                    format!("`{name}` is of kind `client_certificate`: the route needs `token_sources: [client_certificate]`")
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn credentials(
+    path: &str,
+    r: &crate::config::file::RouteFile,
+    authenticated: bool,
+) -> Result<crate::proxy::route::Credentials> {
+    use crate::config::file::TokenSourceFile;
+    use crate::identity::token::TokenSource;
+    let mut out = crate::proxy::route::Credentials::default();
+    let given = r.token_sources.is_some()
+        || r.forward_token_cookie.is_some()
+        || r.csrf_trusted_origins.is_some();
+    if given && !authenticated {
+        return Err(ConfigError::at(
+            format!("{path}.token_sources"),
+            "a route with `auth: none` reads no token; remove token_sources, forward_token_cookie and csrf_trusted_origins",
+        ));
+    }
+    if let Some(list) = &r.token_sources {
+        if list.is_empty() {
+            return Err(ConfigError::at(
+                format!("{path}.token_sources"),
+                "name at least one source (authorization, cookie: <name>, header: <name>)",
+            ));
+        }
+        out.sources.clear();
+        for (i, source) in list.iter().enumerate() {
+            let key = format!("{path}.token_sources[{i}]");
+            let source = match source {
+                TokenSourceFile::Authorization => TokenSource::Authorization,
+                TokenSourceFile::ClientCertificate => TokenSource::ClientCertificate,
+                TokenSourceFile::Cookie(name) => {
+                    // RFC 6265 cookie-name: a token (visible ASCII without separators).
+                    let ok = !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+                    if !ok {
+                        return Err(ConfigError::at(
+                            key,
+                            format!("{name:?} is not a cookie name"),
+                        ));
+                    }
+                    TokenSource::Cookie(name.clone())
+                }
+                TokenSourceFile::Header(name) => {
+                    let lower = name.to_ascii_lowercase();
+                    if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                        return Err(ConfigError::at(
+                            key,
+                            format!("{name:?} is not a header name"),
+                        ));
+                    }
+                    if matches!(
+                        lower.as_str(),
+                        "authorization"
+                            | "cookie"
+                            | "host"
+                            | "connection"
+                            | "content-length"
+                            | "transfer-encoding"
+                            | "upgrade"
+                            | "te"
+                            | "trailer"
+                            | "x-forwarded-for"
+                            | "forwarded"
+                    ) {
+                        return Err(ConfigError::at(
+                            key,
+                            format!("{name:?} cannot carry a token (use `authorization` or `cookie: <name>` for those)"),
+                        ));
+                    }
+                    TokenSource::Header(lower)
+                }
+            };
+            if out.sources.contains(&source) {
+                return Err(ConfigError::at(
+                    key,
+                    format!("{} is listed twice", source.describe()),
+                ));
+            }
+            out.sources.push(source);
+        }
+    }
+    out.forward_cookie = r.forward_token_cookie.unwrap_or(false);
+    for (i, origin) in r.csrf_trusted_origins.iter().flatten().enumerate() {
+        let key = format!("{path}.csrf_trusted_origins[{i}]");
+        let parsed = url::Url::parse(origin).map_err(|e| {
+            ConfigError::at(
+                &key,
+                format!("not an origin ({e}): expected https://host[:port]"),
+            )
+        })?;
+        let canonical = parsed.origin().ascii_serialization();
+        if canonical == "null" || parsed.path() != "/" || origin.trim_end_matches('/') != canonical
+        {
+            return Err(ConfigError::at(
+                key,
+                format!("{origin:?} is not an origin: expected scheme://host[:port] with nothing after it (e.g. {canonical})"),
+            ));
+        }
+        out.trusted_origins.push(canonical);
+    }
+    Ok(out)
+}
+
+pub(super) fn assertion_keys(file: &FileConfig, base_dir: &Path) -> Result<Vec<Arc<SigningKey>>> {
+    let mut keys: Vec<Arc<SigningKey>> = Vec::new();
+    for (i, k) in file.assertion_keys.iter().enumerate() {
+        let path = format!("assertion_keys[{i}]");
+        if k.kid.is_empty() || keys.iter().any(|o| o.kid == k.kid) {
+            return Err(ConfigError::at(
+                format!("{path}.kid"),
+                "kids must be non-empty and unique",
+            ));
+        }
+        let algorithm: jsonwebtoken::Algorithm = k.algorithm.parse().map_err(|_| {
+            ConfigError::at(
+                format!("{path}.algorithm"),
+                format!("{:?}: use ES256, EdDSA, RS256 or PS256", k.algorithm),
+            )
+        })?;
+        let full = base_dir.join(&k.key_file);
+        let pem = std::fs::read_to_string(&full).map_err(|e| {
+            ConfigError::at(
+                format!("{path}.key_file"),
+                format!("cannot read {}: {e}", full.display()),
+            )
+        })?;
+        let key = SigningKey::from_pem(&k.kid, algorithm, &pem)
+            .map_err(|e| ConfigError::at(format!("{path}.key_file"), e))?;
+        keys.push(Arc::new(key));
+    }
+    Ok(keys)
+}
+
+pub(super) fn assertion(
+    path: &str,
+    a: &AssertionFile,
+    keys: &[Arc<SigningKey>],
+    prefix: &str,
+    authenticated: bool,
+) -> Result<Arc<AssertionSpec>> {
+    let path = format!("{path}.assertion");
+    if !authenticated {
+        return Err(ConfigError::at(
+            path,
+            "a route with `auth: none` has no identity to assert",
+        ));
+    }
+    let key = match &a.key {
+        Some(kid) => keys
+            .iter()
+            .find(|k| &k.kid == kid)
+            .cloned()
+            .ok_or_else(|| {
+                ConfigError::at(
+                    format!("{path}.key"),
+                    format!("no `assertion_keys` entry with kid `{kid}`"),
+                )
+            })?,
+        None => keys.first().cloned().ok_or_else(|| {
+            ConfigError::at(
+                path.clone(),
+                "needs a signing key: add one under `assertion_keys`",
+            )
+        })?,
+    };
+    let header = a
+        .header
+        .clone()
+        .unwrap_or_else(|| format!("{prefix}Assertion"));
+    let normalized = |s: &str| s.to_ascii_lowercase().replace('_', "-");
+    if !normalized(&header).starts_with(&normalized(prefix)) {
+        return Err(ConfigError::at(
+            format!("{path}.header"),
+            format!("must start with the identity header prefix `{prefix}`, so client-sent copies are always stripped"),
+        ));
+    }
+    let header = crate::proxy::wire_name::WireName::new(header)
+        .ok_or_else(|| ConfigError::at(format!("{path}.header"), "not a valid header name"))?;
+    let ttl = a.ttl.map_or(Duration::from_secs(60), |d| d.0);
+    if ttl < Duration::from_secs(1) {
+        return Err(ConfigError::at(
+            format!("{path}.ttl"),
+            "must be at least 1s",
+        ));
+    }
+    if a.audience.is_empty() {
+        return Err(ConfigError::at(
+            format!("{path}.audience"),
+            "cannot be empty",
+        ));
+    }
+    Ok(Arc::new(AssertionSpec {
+        header,
+        key,
+        ttl,
+        audience: a.audience.clone(),
+        issuer: a.issuer.clone().unwrap_or_else(|| "sessiongate".into()),
+    }))
+}
+
+pub(super) fn scope_rule(path: &str, all_of: &[String], any_of: &[String]) -> Result<ScopeRule> {
+    for (key, list) in [("all_of", all_of), ("any_of", any_of)] {
+        for (i, scope) in list.iter().enumerate() {
+            let bad = scope.is_empty()
+                || scope
+                    .bytes()
+                    .any(|b| b <= b' ' || b == b'"' || b == b'\\' || b >= 0x7f)
+                || scope.strip_suffix('*').unwrap_or(scope).contains('*');
+            if bad {
+                return Err(ConfigError::at(
+                    format!("{path}.{key}[{i}]"),
+                    format!("{scope:?} is not a scope (no spaces, quotes or backslashes; `*` only at the end)"),
+                ));
+            }
+        }
+    }
+    Ok(ScopeRule {
+        all_of: all_of.to_vec(),
+        any_of: any_of.to_vec(),
+    })
+}
+
+/// HTTP methods as a rule lists them (upper-cased); `GET` brings `HEAD` (RFC 9110 §9.3.2:
+/// HEAD is GET without the body — same existence, same headers), so a rule on GET is
+/// never bypassed by HEAD.
+pub(super) fn method_list(path: &str, names: &[String]) -> Result<Vec<http::Method>> {
+    let mut methods: Vec<http::Method> = Vec::new();
+    for name in names {
+        let method = http::Method::from_bytes(name.to_ascii_uppercase().as_bytes())
+            .map_err(|_| ConfigError::at(path, format!("{name:?} is not an HTTP method")))?;
+        if !methods.contains(&method) {
+            methods.push(method);
+        }
+    }
+    if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
+        methods.push(http::Method::HEAD);
+    }
+    Ok(methods)
+}
+
+pub(super) fn route_policy(path: &str, r: &RouteFile, authenticated: bool) -> Result<RoutePolicy> {
+    if !authenticated {
+        for (key, given) in [
+            ("require_scopes", r.require_scopes.is_some()),
+            ("method_scopes", r.method_scopes.is_some()),
+        ] {
+            if given {
+                return Err(ConfigError::at(
+                    format!("{path}.{key}"),
+                    "a route with `auth: none` has no identity to check scopes on",
+                ));
+            }
+        }
+    }
+    let scopes = match &r.require_scopes {
+        Some(ScopeRuleFile { all_of, any_of }) => {
+            if all_of.is_empty() && any_of.is_empty() {
+                return Err(ConfigError::at(
+                    format!("{path}.require_scopes"),
+                    "give `all_of` and/or `any_of`",
+                ));
+            }
+            scope_rule(&format!("{path}.require_scopes"), all_of, any_of)?
+        }
+        None => ScopeRule::default(),
+    };
+    let mut method_scopes = Vec::new();
+    for (i, m) in r.method_scopes.iter().flatten().enumerate() {
+        let mpath = format!("{path}.method_scopes[{i}]");
+        let MethodScopesFile {
+            methods,
+            all_of,
+            any_of,
+        } = m;
+        if methods.is_empty() {
+            return Err(ConfigError::at(
+                format!("{mpath}.methods"),
+                "list at least one method",
+            ));
+        }
+        if all_of.is_empty() && any_of.is_empty() {
+            return Err(ConfigError::at(mpath, "give `all_of` and/or `any_of`"));
+        }
+        let methods = method_list(&format!("{mpath}.methods"), methods)?;
+        method_scopes.push(MethodScopes {
+            methods,
+            rule: scope_rule(&mpath, all_of, any_of)?,
+        });
+    }
+    let methods = match &r.methods {
+        None => Vec::new(),
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::at(
+                format!("{path}.methods"),
+                "list the methods the route takes (or leave `methods` out: any method)",
+            ))
+        }
+        Some(list) => method_list(&format!("{path}.methods"), list)?,
+    };
+    if !method_scopes.is_empty() && r.require_scopes.is_none() && methods.is_empty() {
+        // The trap: "GET needs X, POST needs Y" written with `method_scopes` alone lets
+        // every other method through with any valid token.
+        let mut covered: Vec<&str> = Vec::new();
+        for m in method_scopes.iter().flat_map(|m| m.methods.iter()) {
+            if !covered.contains(&m.as_str()) {
+                covered.push(m.as_str());
+            }
+        }
+        return Err(ConfigError::at(
+            format!("{path}.method_scopes"),
+            format!(
+                "only {} have scope rules here: any other method (PUT, DELETE, PATCH, OPTIONS, …) \
+                 would pass with any valid token. Add `methods: [{}]` to refuse the others \
+                 (405), or `require_scopes` for every method, or list the other methods the \
+                 route takes in `methods` too",
+                covered.join(", "),
+                covered.join(", ")
+            ),
+        ));
+    }
+    Ok(RoutePolicy {
+        methods,
+        scopes,
+        method_scopes,
+        allow_cidrs: cidrs(
+            &format!("{path}.allow_cidrs"),
+            r.allow_cidrs.as_deref().unwrap_or(&[]),
+        )?,
+        deny_cidrs: cidrs(
+            &format!("{path}.deny_cidrs"),
+            r.deny_cidrs.as_deref().unwrap_or(&[]),
+        )?,
+        mode: match r.mode {
+            Some(ModeFile::Report) => Mode::Report,
+            Some(ModeFile::Enforce) | None => Mode::Enforce,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::validate::error_paths;
+
+    const PROVIDER: &str = "providers:\n  p: { kind: bitgo, url: http://127.0.0.1:1/s }\n";
+
+    /// Each route is judged alone; a route naming a broken definition is not judged.
+    #[test]
+    fn routes_name_what_exists_and_leave_no_method_open() {
+        let table: &[(&str, &[&str])] = &[
+            ("routes:\n  - { path_prefix: /, provider: p, upstream: echo }\n", &[]),
+            ("routes:\n  - { path_prefix: /, upstream: echo }\n", &["routes[0].provider"]),
+            ("routes:\n  - { path_prefix: /, auth: none, provider: p, upstream: echo }\n", &["routes[0].provider"]),
+            ("routes:\n  - { path_prefix: /, provider: q, upstream: echo }\n", &["routes[0].provider"]),
+            ("routes:\n  - { path_prefix: /a/../b, auth: none, upstream: echo }\n", &["routes[0].path_prefix"]),
+            ("routes:\n  - { path_prefix: /, auth: none, upstream: echo }\n  - { path_prefix: /, auth: none, upstream: echo }\n", &["routes[1].path_prefix"]),
+            ("routes:\n  - { path_prefix: /, provider: p, upstream: echo, method_scopes: [{ methods: [POST], all_of: [w] }] }\n", &["routes[0].method_scopes"]),
+            ("routes:\n  - { path_prefix: /, provider: p, upstream: echo, methods: [GET, POST], method_scopes: [{ methods: [POST], all_of: [w] }] }\n", &[]),
+            ("routes:\n  - { path_prefix: /, provider: p, upstream: echo, require_client_certificate: [] }\n", &["routes[0].require_client_certificate"]),
+            ("routes:\n  - { path_prefix: /, auth: none, upstream: echo, stale_if_error: 5s }\n", &["routes[0].stale_if_error"]),
+        ];
+        for (routes, want) in table {
+            let body = format!("{PROVIDER}{routes}");
+            let got = error_paths(&body);
+            assert_eq!(got.len(), want.len(), "{routes}: {got:?}");
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!(g.starts_with(w), "{routes}: {got:?}");
+            }
+        }
+        // The provider's own error is reported; the route naming it is not judged.
+        let broken = "providers:\n  p: { kind: bitgo, url: nope }\nroutes:\n  - { path_prefix: /, provider: p, upstream: nowhere }\n";
+        assert_eq!(error_paths(broken), ["providers.p.url"]);
+    }
+}
