@@ -21,6 +21,8 @@
 
 pub mod assertion;
 pub mod canonical;
+mod context;
+pub use context::{BodyProgress, RequestCtx, HTTP2_BODY};
 pub mod connection;
 pub mod decision;
 pub mod direct;
@@ -28,6 +30,7 @@ pub mod echo;
 pub mod forwarded;
 pub mod headers;
 pub mod outgoing;
+mod phases;
 pub mod refused;
 pub mod respond;
 pub mod route;
@@ -67,159 +70,9 @@ pub const UNMATCHED: &str = "_unmatched";
 /// Upstream connect timeout.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Per-request state, carried from phase to phase: the decision itself, not copies of it.
-pub struct RequestCtx {
-    started: Instant,
-    request_id: String,
-    /// The configuration this request started under (kept across a reload).
-    snapshot: Option<Arc<Snapshot>>,
-    /// The TCP peer.
-    peer: Option<IpAddr>,
-    /// What [`decide`] found: route, client, provider, cache, identity (verdict taken out).
-    decision: Option<Decision>,
-    /// The canonical path differs from the bytes the client sent: forward the canonical one.
-    rewrite_path: bool,
-    outcome: Outcome,
-    auth_time: Option<Duration>,
-    /// Why the request has no canonical form (a 400), from the headers or the decision.
-    rejection: Option<crate::proxy::canonical::Rejection>,
-    /// The signed identity assertion for the upstream, on routes that have one.
-    assertion: Option<(WireName, HeaderValue)>,
-    /// The client asked to switch protocols (`Upgrade`); only then may a 101 reach it.
-    upgrade_requested: bool,
-    /// The request came over TLS (the `tls.listen` listener).
-    https: bool,
-    /// The connection's verified client certificate (`tls.client_certificates`).
-    client_cert: Option<Arc<crate::tls::ClientCert>>,
-    /// This request's slot at its upstream (`max_in_flight`), held until it ends.
-    upstream_slot: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl RequestCtx {
-    fn route(&self) -> Option<&Arc<Route>> {
-        self.decision.as_ref()?.route.as_ref()
-    }
-
-    fn identity(&self) -> Option<&Identity> {
-        self.decision.as_ref()?.identity.as_ref()
-    }
-
-    /// The provider that judged the token (its config name).
-    fn provider(&self) -> Option<&str> {
-        self.decision
-            .as_ref()?
-            .provider
-            .as_deref()
-            .map(|p| &**p.name())
-    }
-
-    /// The client address (the peer, or read through trusted proxies).
-    fn client(&self) -> Option<IpAddr> {
-        self.decision.as_ref()?.client
-    }
-
-    fn cache_status(&self) -> Option<CacheStatus> {
-        self.decision.as_ref()?.cache.as_ref().map(|c| c.status)
-    }
-
-    /// Seconds since the provider confirmed a stale identity.
-    fn stale_age(&self) -> Option<u64> {
-        self.decision.as_ref()?.stale_age().map(|a| a.as_secs())
-    }
-
-    /// On a report-mode route: the first reason the request would have been denied.
-    fn would_deny(&self) -> Option<&'static str> {
-        self.decision
-            .as_ref()?
-            .would_deny
-            .first()
-            .map(Denial::reason)
-    }
-
-    /// The path forwarded upstream when it differs from what the client sent.
-    fn rewritten_path(&self) -> Option<&str> {
-        if !self.rewrite_path {
-            return None;
-        }
-        self.decision.as_ref()?.path.as_deref()
-    }
-}
-
 /// The Pingora proxy application.
 pub struct Proxy {
     state: Arc<GatewayState>,
-}
-
-/// How an HTTP/2 request's body is coming in. Pingora reads HTTP/2 request bodies with no
-/// timeout (HTTP/1's read timeout does not apply to them), so a stream that never sends
-/// its body would hold its upstream connection for ever; the direct path watches this
-/// and resets a stream whose body makes no progress for `body_idle_timeout`
-/// ([`BodyProgress::stalled`]).
-#[derive(Debug)]
-pub struct BodyProgress {
-    started: tokio::time::Instant,
-    /// Milliseconds from `started` to the last body progress; `u64::MAX`: not watching
-    /// (no body expected yet, or done).
-    last: std::sync::atomic::AtomicU64,
-    /// The body is complete or the upstream answered: never watched again.
-    finished: std::sync::atomic::AtomicBool,
-}
-
-tokio::task_local! {
-    /// The current HTTP/2 stream's body progress (set by the direct path around the full
-    /// proxy; the proxy steps update it).
-    pub static HTTP2_BODY: Arc<BodyProgress>;
-}
-
-impl Default for BodyProgress {
-    fn default() -> Self {
-        BodyProgress {
-            started: tokio::time::Instant::now(),
-            last: std::sync::atomic::AtomicU64::new(u64::MAX),
-            finished: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-}
-
-impl BodyProgress {
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    /// A body is expected (or came in): watch from now.
-    fn progressed(&self) {
-        if !self.finished.load(std::sync::atomic::Ordering::Relaxed) {
-            self.last
-                .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// The body is complete, or the upstream answered: nothing more to watch.
-    fn done(&self) {
-        self.finished
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.last
-            .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Resolves once the body has made no progress for `limit` (never while not watched).
-    pub async fn stalled(&self, limit: Duration) {
-        let limit_ms = limit.as_millis() as u64;
-        loop {
-            let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
-            let wait = if last == u64::MAX {
-                // Not watching: look again later (cheap; one timer per stream).
-                limit
-            } else {
-                let idle = self.now_ms().saturating_sub(last);
-                if idle >= limit_ms {
-                    return;
-                }
-                Duration::from_millis(limit_ms - idle)
-            };
-            tokio::time::sleep(wait).await;
-        }
-    }
 }
 
 impl Proxy {
@@ -559,94 +412,6 @@ fn body_is_safe_to_skip(session: &mut ServerSession) -> bool {
             .is_some_and(|n| n <= DRAIN_LIMIT),
     };
     small && session.get_keepalive().is_some()
-}
-
-#[async_trait]
-impl ProxyHttp for Proxy {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
-        self.new_request()
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        self.filter(session.as_downstream_mut(), ctx).await
-    }
-
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        _body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        _ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        // HTTP/2 only (the task-local is set for HTTP/2 streams): the body moves.
-        let _ = HTTP2_BODY.try_with(|p| {
-            if end_of_stream {
-                p.done()
-            } else {
-                p.progressed()
-            }
-        });
-        Ok(())
-    }
-
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
-        self.peer(ctx).map(Box::new)
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        upstream_request: &mut RequestHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        self.prepare_upstream_request(upstream_request, ctx)
-    }
-
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        // The upstream answered: an HTTP/2 stream is now an exchange (gRPC streams send
-        // messages both ways at their own pace), no longer a body awaited.
-        let _ = HTTP2_BODY.try_with(|p| p.done());
-        self.prepare_response(upstream_response, ctx)
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
-        FailToProxy {
-            error_code: self.fail(session.as_downstream_mut(), e, ctx).await,
-            can_reuse_downstream: false,
-        }
-    }
-
-    /// Used by Pingora in its own error logs: method and path only, never the query string
-    /// (which may carry secrets) or headers.
-    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
-        let req = session.req_header();
-        format!(
-            "{} {} request_id={}",
-            req.method,
-            ctx.rewritten_path().unwrap_or(req.uri.path()),
-            ctx.request_id
-        )
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        self.log_request(session.as_downstream(), e, ctx);
-    }
 }
 
 /// The steps both ways of serving a request share — the Pingora proxy phases above and

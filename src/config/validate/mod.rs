@@ -638,6 +638,17 @@ pub(crate) fn error_paths(body: &str) -> Vec<String> {
     }
 }
 
+/// Asserts that `body` gets one error per `want` entry, in order, each at a path that
+/// starts with it (`routes[0].provider` for `routes[0]`). For the sections' unit tests.
+#[cfg(test)]
+pub(crate) fn assert_error_paths(body: &str, want: &[&str]) {
+    let got = error_paths(body);
+    assert_eq!(got.len(), want.len(), "{body}: {got:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(g.starts_with(w), "{body}: {got:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::error_paths;
