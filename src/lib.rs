@@ -74,19 +74,19 @@
 //!
 //! Where things go:
 //! - a new **provider kind** (3 files): a [`identity::provider::ProviderKind`] variant
-//!   (its name in `as_str`) in `identity/provider/mod.rs`, its keys in `config/file.rs`
+//!   (its name in `as_str`) in `identity/provider/mod.rs`, its keys in `config/file/provider.rs`
 //!   (`kind_keys`), and for an HTTP kind a preset in `identity/provider/presets.rs`
 //!   (`Preset::for_kind` is an exhaustive match, so the compiler lists what is missing);
 //! - a new **policy rule** (3 files): its field in `RoutePolicy`, its check, `Denial`
 //!   variant and `DenialKind` (label, status, client text) in `policy/mod.rs`; its key in
-//!   `config/file.rs`; its validation in `config/validate/route.rs`. The decision, metrics and
+//!   `config/file/mod.rs`; its validation in `config/validate/route.rs`. The decision, metrics and
 //!   `explain` take the rest from `DenialKind` (tried with a throwaway
 //!   `require_organizations` rule: those three files, and it compiled);
 //! - a new **refusal reason** (2 files): a [`proxy::refused::Refused`] variant with its
 //!   outcome and response in `proxy/refused.rs` (a new outcome label is an `Outcome`
 //!   variant in the same file), and the step that returns it in `proxy/decision.rs`;
 //! - a new **token source** (3 files): its `TokenSource` variant and extraction in
-//!   `identity/token.rs`, its key in `config/file.rs`, its validation in
+//!   `identity/token.rs`, its key in `config/file/mod.rs`, its validation in
 //!   `config/validate/route.rs`; the decision's `credential` step takes it from there (a
 //!   source the upstream must not receive also needs its removal in `proxy/mod.rs`'s
 //!   `prepare_upstream_request`, as header and cookie sources have);

@@ -1,4 +1,4 @@
-//! The two ways to the upstream (src/proxy/direct.rs): requests without a body are served
+//! The two ways to the upstream (src/proxy/direct/): requests without a body are served
 //! by the direct path, the rest handed to Pingora's full proxy, which reads them again
 //! from the bytes the connection kept. Both on one client connection, in any order.
 
