@@ -22,7 +22,14 @@ pub fn provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Provide
         ProviderKind::Static => static_provider(path, p, base_dir),
         ProviderKind::ClientCertificate => client_certificate_provider(path, p),
         ProviderKind::Jwt => super::jwt_provider::build(path, p, base_dir),
-        _ => super::http_provider::build(path, p, base_dir),
+        // Exhaustive: a new kind must say which builder it takes.
+        ProviderKind::Http
+        | ProviderKind::Rfc7662
+        | ProviderKind::Bitgo
+        | ProviderKind::Krystal
+        | ProviderKind::Prefactor
+        | ProviderKind::Enos
+        | ProviderKind::Userinfo => super::http_provider::build(path, p, base_dir),
     }
 }
 
@@ -219,6 +226,28 @@ fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
 mod key_table_tests {
     use super::*;
     use crate::config::file::{kind_keys, ProviderKind};
+
+    /// The key list cannot fall behind the file struct: serde names every field of
+    /// `ProviderFile` when it refuses an unknown one, and each (but `kind`) must be in
+    /// `given_keys` — else a new key would be accepted for every kind unchecked.
+    #[test]
+    fn the_key_list_names_every_field_of_a_provider_entry() {
+        let err = serde_yaml_ng::from_str::<ProviderFile>("kind: static\nnot_a_key: 1\n")
+            .unwrap_err()
+            .to_string();
+        let listed = err
+            .split_once("expected one of ")
+            .unwrap_or_else(|| panic!("serde's message changed: {err}"))
+            .1;
+        let fields: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+        assert!(fields.len() > 20, "{err}");
+        let p: ProviderFile = serde_yaml_ng::from_str("kind: static").unwrap();
+        let known: Vec<&str> = given_keys(&p).iter().map(|(k, _)| *k).collect();
+        for field in fields.iter().filter(|f| **f != "kind") {
+            assert!(known.contains(field), "`{field}` is not in given_keys");
+        }
+        assert_eq!(known.len() + 1, fields.len(), "{known:?} vs {fields:?}");
+    }
 
     #[test]
     fn every_allowed_key_is_a_real_key() {
