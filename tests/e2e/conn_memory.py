@@ -40,6 +40,12 @@ BOUND_KIB = {"silent": 8, "idle": 8, "tls": 20, "h2c": 48, "h2": 60}
 # RSS 2 s after a kind's connections all closed: at most this share of what they had
 # added is still held (memory given back, not kept at the high-water mark).
 RETURN_SHARE = 0.10
+# Plus a fixed residue that does not grow with the number of connections: when a burst
+# crosses into a fresh 2 MiB allocator segment, mimalloc keeps part of it committed
+# (measured: ~1 MiB after 1,000 silent connections in some runs, 0 in others, on the same
+# build). 10 % of 1,000 silent connections is only ~0.5 MiB, so without this the check
+# judged where a segment boundary fell, not whether memory is given back.
+RETURN_RESIDUE_KIB = 1536
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -120,9 +126,9 @@ def main():
                   f"{kind}: {r['per_connection_kib']} KiB per connection > {BOUND_KIB[kind]} KiB")
             kept = r["after_kib"] - r["start_kib"]
             grown = r["held_kib"] - r["start_kib"]
-            check(kept <= RETURN_SHARE * grown,
+            check(kept <= RETURN_SHARE * grown + RETURN_RESIDUE_KIB,
                   f"{kind}: {kept} KiB of the {grown} KiB {n} connections added still held "
-                  f"2 s after they closed (> {RETURN_SHARE:.0%})")
+                  f"2 s after they closed (> {RETURN_SHARE:.0%} + {RETURN_RESIDUE_KIB} KiB)")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1)
@@ -150,6 +156,9 @@ tls:
   listen: 127.0.0.1:{tls_port}
   certificates:
     - {{ chain: {root}/config/demo-tls.crt, key: {root}/config/demo-tls.key }}
+  # No periodic certificate check (it reads and parses the PEM files every 10 s on the
+  # background thread): only the connections allocate during a measurement.
+  watch: 0s
 connections:
   max_connections: {n + 100}
   idle_timeout: 600s
