@@ -233,11 +233,11 @@ async fn run(
     };
     let token = step!(d, Step::Credential, credential(&route, input, d));
     step!(d, Step::SameOrigin, same_origin(&route, input, d));
-    let entry = step!(d, Step::Provider, provider(state, providers, token, d));
+    let (entry, key) = step!(d, Step::Provider, provider(state, providers, token, d));
     let identity = step!(
         d,
         Step::Identity,
-        identity(state, &route, &entry, token, d).await
+        identity(state, &route, entry, key, token, d).await
     );
     step!(
         d,
@@ -375,19 +375,20 @@ fn same_origin(route: &Route, input: &DecisionInput<'_>, d: &Decision) -> Result
 }
 
 /// The first of the route's providers whose token format fits (401 if none, no lookup).
-fn provider(
+fn provider<'p>(
     state: &GatewayState,
-    providers: &[Arc<ProviderEntry>],
+    providers: &'p [Arc<ProviderEntry>],
     token: &str,
     d: &mut Decision,
-) -> Result<Arc<ProviderEntry>, Refused> {
+) -> Result<(&'p ProviderEntry, TokenKey), Refused> {
     let entry = providers
         .iter()
         .find(|p| p.format.check(token).is_ok() && p.provider.accepts(token))
         .ok_or(Refused::MalformedToken)?;
-    d.token_key = Some(state.hasher.key(&entry.id, token));
+    let key = state.hasher.key(&entry.id, token);
+    d.token_key = Some(key);
     d.provider = Some(entry.clone());
-    Ok(entry.clone())
+    Ok((entry, key))
 }
 
 /// The token's identity, through the cache (and the provider on a miss).
@@ -395,10 +396,10 @@ async fn identity(
     state: &GatewayState,
     route: &Route,
     entry: &ProviderEntry,
+    key: TokenKey,
     token: &str,
     d: &mut Decision,
 ) -> Result<Identity, Refused> {
-    let key = d.token_key.expect("set by the provider step");
     let outcome = state
         .cache
         .lookup(LookupRequest {

@@ -236,34 +236,51 @@ struct Broken {
     upstreams: HashSet<String>,
 }
 
+/// Each named definition of a section (`providers`, `upstreams`): its name checked, then
+/// the definition itself; one that fails is left out and its name kept in `broken`.
+fn named<V, T>(
+    section: &str,
+    items: &BTreeMap<String, V>,
+    errs: &mut Errors,
+    broken: &mut HashSet<String>,
+    check: impl Fn(&str, &str, &V) -> Result<T>,
+) -> BTreeMap<String, T> {
+    let mut out = BTreeMap::new();
+    for (name, item) in items {
+        let path = format!("{section}.{name}");
+        let checked = check_name(&path, name).and_then(|()| check(&path, name, item));
+        match errs.keep(checked) {
+            Some(value) => {
+                out.insert(name.clone(), value);
+            }
+            None => {
+                broken.insert(name.clone());
+            }
+        }
+    }
+    out
+}
+
 fn providers(
     file: &FileConfig,
     base_dir: &Path,
     errs: &mut Errors,
     broken: &mut Broken,
 ) -> BTreeMap<String, ProviderSettings> {
-    let mut providers = BTreeMap::new();
-    for (name, p) in &file.providers {
-        let path = format!("providers.{name}");
-        let checked = (|| {
-            check_name(&path, name)?;
+    named(
+        "providers",
+        &file.providers,
+        errs,
+        &mut broken.providers,
+        |path, _, p| {
             Ok(ProviderSettings {
-                spec: super::providers::provider(&path, p, base_dir)?,
-                protection: protection(&path, p)?,
-                token_format: token_format(&path, p)?,
+                spec: super::providers::provider(path, p, base_dir)?,
+                protection: protection(path, p)?,
+                token_format: token_format(path, p)?,
                 fingerprint: fingerprint(p),
             })
-        })();
-        match errs.keep(checked) {
-            Some(settings) => {
-                providers.insert(name.clone(), settings);
-            }
-            None => {
-                broken.providers.insert(name.clone());
-            }
-        }
-    }
-    providers
+        },
+    )
 }
 
 fn upstreams(
@@ -272,29 +289,21 @@ fn upstreams(
     errs: &mut Errors,
     broken: &mut Broken,
 ) -> BTreeMap<String, UpstreamSpec> {
-    let mut upstreams = BTreeMap::new();
-    for (name, up) in &file.upstreams {
-        let path = format!("upstreams.{name}");
-        let checked = (|| {
-            check_name(&path, name)?;
+    named(
+        "upstreams",
+        &file.upstreams,
+        errs,
+        &mut broken.upstreams,
+        |path, name, up| {
             if name == ECHO_UPSTREAM {
                 return Err(ConfigError::at(
-                    &path,
+                    path,
                     "`echo` is the built-in echo upstream; choose another name",
                 ));
             }
-            upstream(&path, name, up, base_dir)
-        })();
-        match errs.keep(checked) {
-            Some(spec) => {
-                upstreams.insert(name.clone(), spec);
-            }
-            None => {
-                broken.upstreams.insert(name.clone());
-            }
-        }
-    }
-    upstreams
+            upstream(path, name, up, base_dir)
+        },
+    )
 }
 
 /// Every route; one that names a broken definition is not judged.
