@@ -26,15 +26,15 @@ use pingora::http::RequestHeader;
 use std::net::IpAddr;
 
 use http::Method;
+use sessiongate::decision::canonical::normalize_path;
+use sessiongate::decision::route::{Route, RouteSpec, RouteTable, ECHO_UPSTREAM};
 use sessiongate::identity::cache::{CacheSettings, IdentityCache, Lookup, LookupRequest};
 use sessiongate::identity::provider::{presets, Provider, ProviderError, ProviderId, Resolution};
 use sessiongate::identity::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
 use sessiongate::identity::{Identity, IdentityParts};
 use sessiongate::policy::{check_identity, MethodScopes, RoutePolicy, ScopeRule};
-use sessiongate::proxy::canonical::normalize_path;
 use sessiongate::proxy::headers::{sanitize_request, IdentityHeaders};
 use sessiongate::proxy::outgoing::{Outgoing, WireRequest};
-use sessiongate::proxy::route::{Route, RouteSpec, RouteTable, ECHO_UPSTREAM};
 use sessiongate::telemetry::metrics::{Metrics, RouteSeries};
 
 /// The binary's allocator (mimalloc), counting: the end-to-end bench reports allocations

@@ -8,14 +8,14 @@
 //!
 //! Folders follow the request. Stages, top to bottom (an arrow is "imports"; nothing
 //! imports upward, there are no circles, and `python3 tools/import_graph.py` — run by
-//! `.ci/run` — fails when either changes, or when these numbers are not the tree's; today: 75 files on 8 floors, 13 stages on 7):
+//! `.ci/run` — fails when either changes, or when these numbers are not the tree's; today: 76 files on 8 floors, 15 stages on 8):
 //!
 //! ```text
-//! gateway ─▶ state ─▶ config ─▶ proxy ─▶ policy ─▶ identity ─▶ telemetry, clock, secret
+//! gateway ─▶ state ─▶ config ─▶ proxy ─▶ decision ─▶ policy ─▶ identity ─▶ telemetry, clock, secret, wire_name
 //!    └─────▶ admin ─────────────────┘
 //! ```
 //!
-//! **[`proxy`]** — the request path, in the order a request meets it:
+//! **[`proxy`]** — the mechanics of the request path, in the order a request meets them:
 //! - `connection/`: limits on client connections (count, header deadline, idle), below
 //!   Pingora's HTTP layer (`mod`: the connection loop; `deadlines`: the stream wrapper,
 //!   which keeps each request head's bytes for a hand-over; `memory`: giving memory back
@@ -28,24 +28,29 @@
 //!   the request id to the echo upstream; `prepare_upstream_request`; `fail`;
 //!   `log_request`); `phases`: the Pingora `ProxyHttp` phases that call them; `context`:
 //!   what a request carries ([`proxy::RequestCtx`]).
-//! - `canonical`: the one reading of method, host, path and headers that is both
-//!   authorized and forwarded; what has no single reading is refused.
-//! - `route`: [`proxy::route::Route`] (its config spec plus resolved providers and
-//!   upstream) and longest-prefix routing on the canonical path and host.
-//! - `forwarded`: the client address (trusted proxies, `X-Forwarded-For`).
-//! - `decision`: [`proxy::decision::decide`], the list of steps — canonical form → route
-//!   → network rules → methods → client certificate → credential → same origin →
-//!   provider → identity (cache, provider) → policy — each a small function that records
-//!   what it found; the proxy and the admin `explain` both call it.
-//! - `refused`: [`proxy::refused::Refused`], the one refusal type: every reason a request
-//!   is not forwarded, each knowing its outcome label and response.
-//! - `headers`, `assertion`, `respond`, `echo`: what leaves the gateway — client header
-//!   hygiene and identity headers, signed identity assertions, the JSON errors the
-//!   gateway writes itself, the built-in `echo` upstream.
+//! - `headers`, `forwarded`, `outgoing`, `echo`: what leaves the gateway — client header
+//!   hygiene and identity headers, `X-Forwarded-*`, the upstream request as written, the
+//!   built-in `echo` upstream.
 //! - `shared`: [`proxy::shared::GatewayState`] and its [`proxy::shared::Snapshot`], what
 //!   the request path and the admin listeners share (cache, hasher, metrics, clock, the
-//!   configuration in force). Nothing process-wide: the cluster link, the certificate
-//!   store and reloads are the assembly's ([`state::Process`]).
+//!   configuration in force); `GatewayState::decider` hands the decision what it reads.
+//!   Nothing process-wide: the cluster link, the certificate store and reloads are the
+//!   assembly's ([`state::Process`]).
+//!
+//! **[`decision`]** — whether a request goes upstream, and as whom; no I/O but the
+//! identity cache's lookup:
+//! - `mod`: [`decision::decide`], the list of steps — canonical form → route → network
+//!   rules → methods → client certificate → credential → same origin → provider →
+//!   identity (cache, provider) → policy — each a small function that records what it
+//!   found; the proxy and the admin `explain` both call it with a [`decision::Decider`].
+//! - `refused`: [`decision::refused::Refused`], the one refusal type: every reason a
+//!   request is not forwarded, each knowing its outcome label and response (`respond`: the
+//!   JSON error bodies and RFC 6750 challenges).
+//! - `canonical`: the one reading of method, host, path and headers that is both
+//!   authorized and forwarded; what has no single reading is refused.
+//! - `route`: [`decision::route::Route`] (its config spec plus resolved providers and
+//!   upstream) and longest-prefix routing on the canonical path and host.
+//! - `client`: the client address (trusted proxies, `X-Forwarded-For`).
 //!
 //! **[`identity`]** — who a token belongs to: [`identity::Identity`] and
 //! [`identity::ProviderId`]; `token` (reading the bearer token, the keyed hash that stands
@@ -55,6 +60,8 @@
 //! [`identity::provider::ProviderSpec`]s: `static`, HTTP session endpoints by preset,
 //! `jwt`, wrapped by `metered` and `guard`). It is the heaviest folder because each
 //! provider kind has its own file; the request path only meets `Provider::resolve`.
+//! `assertion`: the signed identity assertion a route can send upstream: minted from an
+//! identity, cached per identity and key.
 //!
 //! **[`policy`]** — scopes and IP rules judged on every request (pure functions); `net`:
 //! IP addresses and CIDR blocks (IPv4-mapped rules read as IPv4).
@@ -67,7 +74,8 @@
 //! certificate store, reloads); [`reload`] (how a reload is asked for — a request and
 //! its answer on a channel the assembly serves — so the admin API needs no upward path); [`gateway`] (the Pingora server);
 //! [`admin`] (`/healthz`, `/readyz`, `/metrics`, JWKS; the admin API in `admin::api`,
-//! `explain`'s serializable trace in `admin::explain`); [`telemetry`] (metrics, logging:
+//! `explain`'s serializable trace in `admin::explain`); [`wire_name`] (header names the
+//! gateway writes, spelled once); [`telemetry`] (metrics, logging:
 //! leaves); [`clock`] (the time decisions are made on); [`secret`]; [`tls`] (the TLS listener's certificates: SNI choice, rotation; a leaf); [`cluster`] (replicas
 //! sharing revocations through a Redis Stream and identities through sealed Redis values:
 //! `link` the connection and breaker, `seal` the encryption, `identities` the L2).
@@ -82,9 +90,9 @@
 //!   `config/file/mod.rs`; its validation in `config/validate/route.rs`. The decision, metrics and
 //!   `explain` take the rest from `DenialKind` (tried with a throwaway
 //!   `require_organizations` rule: those three files, and it compiled);
-//! - a new **refusal reason** (2 files): a [`proxy::refused::Refused`] variant with its
-//!   outcome and response in `proxy/refused.rs` (a new outcome label is an `Outcome`
-//!   variant in the same file), and the step that returns it in `proxy/decision.rs`;
+//! - a new **refusal reason** (2 files): a [`decision::refused::Refused`] variant with its
+//!   outcome and response in `decision/refused.rs` (a new outcome label is an `Outcome`
+//!   variant in the same file), and the step that returns it in `decision/mod.rs`;
 //! - a new **token source** (3 files): its `TokenSource` variant and extraction in
 //!   `identity/token.rs`, its key in `config/file/mod.rs`, its validation in
 //!   `config/validate/route.rs`; the decision's `credential` step takes it from there (a
@@ -97,6 +105,7 @@ pub mod admin;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod decision;
 pub mod gateway;
 pub mod identity;
 pub mod policy;
@@ -107,5 +116,6 @@ pub mod secret;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
+pub mod wire_name;
 
 pub use gateway::{Gateway, GatewayHandle};

@@ -20,15 +20,17 @@ use arc_swap::ArcSwap;
 use crate::clock::SharedClock;
 use crate::cluster::Cluster;
 use crate::config::{self, ConfigError, Settings};
+use crate::decision::refused::Outcome;
+use crate::decision::route::{
+    ProviderEntry, Route, RouteAuth, RouteTable, Upstream, UpstreamTarget,
+};
+use crate::identity::assertion::AssertionCache;
 use crate::identity::cache::IdentityCache;
 use crate::identity::provider::guard::Guarded;
 use crate::identity::provider::metered::Metered;
 use crate::identity::provider::{Provider, ProviderId};
 use crate::identity::token::TokenHasher;
 use crate::policy::{DenialKind, Mode};
-use crate::proxy::assertion::AssertionCache;
-use crate::proxy::refused::Outcome;
-use crate::proxy::route::{ProviderEntry, Route, RouteAuth, RouteTable, Upstream, UpstreamTarget};
 pub use crate::proxy::shared::{GatewayState, Snapshot};
 pub use crate::reload::{ReloadRejected, ReloadReport};
 use crate::telemetry::metrics::{Metrics, RouteSeries};
@@ -385,7 +387,7 @@ pub fn build(
         upstreams,
         &crate::telemetry::metrics::FixedLabels {
             cache_results: &crate::identity::cache::CacheStatus::ALL,
-            rejection_reasons: crate::proxy::canonical::Rejection::REASONS,
+            rejection_reasons: crate::decision::canonical::Rejection::REASONS,
         },
     );
     for r in &routes {
@@ -411,7 +413,7 @@ pub fn build(
         trusted_proxies: settings.trusted_proxies.clone(),
         hygiene: settings.requests.hygiene.clone(),
         connections: settings.connections,
-        jwks: crate::proxy::assertion::jwks(&settings.assertion_keys),
+        jwks: crate::identity::assertion::jwks(&settings.assertion_keys),
         admin_token: settings.admin_token.clone(),
     })
 }

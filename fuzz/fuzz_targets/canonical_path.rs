@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sessiongate::proxy::canonical::{canonical_host, normalize_path};
+use sessiongate::decision::canonical::{canonical_host, normalize_path};
 
 fn no_dot_segments(path: &str) -> bool {
     !path.split('/').any(|s| s == "." || s == "..") && !path[1..].contains("//")

@@ -31,10 +31,10 @@ use serde_json::{json, Value};
 
 use super::explain::{AskedRequest, Trace};
 use super::AdminApp;
+use crate::decision::{decide, DecisionInput};
 use crate::identity::cache::PurgeBy;
 use crate::identity::provider::static_tokens::token_digest;
 use crate::identity::token::extract_bearer;
-use crate::proxy::decision::{decide, DecisionInput};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -332,8 +332,7 @@ impl AdminApp {
         let state = self.state();
         let snap = state.snapshot();
         let d = decide(
-            state,
-            &snap,
+            state.decider(&snap),
             &DecisionInput {
                 method: &method,
                 host: host.map(str::as_bytes),

@@ -1,6 +1,6 @@
 //! `POST /admin/explain`: the trace of one decision, serialized.
 //!
-//! The request is decided by the proxy's own [`crate::proxy::decision::decide`] (a miss calls the provider and
+//! The request is decided by the proxy's own [`crate::decision::decide`] (a miss calls the provider and
 //! caches the answer, as the request would) and nothing is forwarded. [`Trace`] is built
 //! from the [`Decision`] alone: every policy finding it shows was recorded while deciding,
 //! so `explain` cannot disagree with the proxy by evaluating the policy a second time.
@@ -10,10 +10,10 @@ use std::time::UNIX_EPOCH;
 use http::Method;
 use serde::Serialize;
 
+use crate::decision::route::{Route, RouteAuth};
+use crate::decision::{Decision, Verdict};
 use crate::identity::cache::CacheStatus;
 use crate::policy::{self, Denial, DenialKind, Mode};
-use crate::proxy::decision::{Decision, Verdict};
-use crate::proxy::route::{Route, RouteAuth};
 
 /// The request as `explain` was asked about it.
 #[derive(Debug, Serialize)]

@@ -19,14 +19,14 @@ use std::time::Duration;
 
 pub use secret::Secret;
 
+use crate::decision::client::TrustedProxies;
+use crate::decision::route::{RouteSpec, UpstreamSpec};
+use crate::identity::assertion::SigningKey;
 use crate::identity::cache::CacheSettings;
 use crate::identity::provider::format::TokenFormat;
 use crate::identity::provider::guard::Protection;
 use crate::identity::provider::ProviderSpec;
-use crate::proxy::assertion::SigningKey;
-use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::IdentityHeaders;
-use crate::proxy::route::{RouteSpec, UpstreamSpec};
 use crate::proxy::shared::ConnectionLimits;
 use crate::telemetry::logging::LogSettings;
 
@@ -66,12 +66,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// `requests:` — how the canonical request is read (see [`crate::proxy::canonical`]).
+/// `requests:` — how the canonical request is read (see [`crate::decision::canonical`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestSettings {
     /// Route prefixes match regardless of ASCII case (backends that route that way).
     pub case_insensitive_paths: bool,
-    pub hygiene: crate::proxy::canonical::HeaderHygiene,
+    pub hygiene: crate::decision::canonical::HeaderHygiene,
 }
 
 /// One provider as configured (plain data), with what the gateway wraps around it.

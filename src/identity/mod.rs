@@ -11,6 +11,7 @@
 //! HTTP presets and their response mapping, JWT with JWKS refresh, the breaker) is its
 //! own file. The request path meets only `IdentityCache::lookup` and `Provider::resolve`.
 
+pub mod assertion;
 pub mod cache;
 pub mod provider;
 pub mod token;

@@ -18,7 +18,7 @@ pub struct RequestCtx {
     pub(super) outcome: Outcome,
     pub(super) auth_time: Option<Duration>,
     /// Why the request has no canonical form (a 400), from the headers or the decision.
-    pub(super) rejection: Option<crate::proxy::canonical::Rejection>,
+    pub(super) rejection: Option<crate::decision::canonical::Rejection>,
     /// The signed identity assertion for the upstream, on routes that have one.
     pub(super) assertion: Option<(WireName, HeaderValue)>,
     /// The client asked to switch protocols (`Upgrade`); only then may a 101 reach it.

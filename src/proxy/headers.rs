@@ -19,7 +19,7 @@ use http::header::{HeaderName, HeaderValue, CONNECTION, UPGRADE};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::identity::{Identity, Pieces};
-use crate::proxy::wire_name::WireName;
+use crate::wire_name::WireName;
 
 /// Default identity header prefix.
 pub const DEFAULT_PREFIX: &str = "X-Auth-";

@@ -19,23 +19,16 @@
 //! Denials are responses written in `filter` (which then returns `Ok(true)`); they never
 //! reach an upstream.
 
-pub mod assertion;
-pub mod canonical;
 mod context;
 pub use context::{BodyProgress, RequestCtx, HTTP2_BODY};
 pub mod connection;
-pub mod decision;
 pub mod direct;
 pub mod echo;
 pub mod forwarded;
 pub mod headers;
 pub mod outgoing;
 mod phases;
-pub mod refused;
-pub mod respond;
-pub mod route;
 pub mod shared;
-pub mod wire_name;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,19 +43,19 @@ use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::decision::refused::{Outcome, Refused};
+use crate::decision::respond::Refusal;
+use crate::decision::route::{Route, UpstreamProtocol, UpstreamTarget};
+use crate::decision::{decide, Decision, DecisionInput, Verdict};
 use crate::identity::cache::CacheStatus;
 use crate::identity::token::{without_cookie, TokenSource};
 use crate::identity::Identity;
 use crate::policy::Denial;
-use crate::proxy::decision::{decide, Decision, DecisionInput, Verdict};
 use crate::proxy::outgoing::Outgoing;
-use crate::proxy::refused::{Outcome, Refused};
-use crate::proxy::respond::Refusal;
-use crate::proxy::route::{Route, UpstreamProtocol, UpstreamTarget};
 pub use crate::proxy::shared::GatewayState;
 use crate::proxy::shared::Snapshot;
-use crate::proxy::wire_name::WireName;
 use crate::telemetry::access::{self, AccessRecord};
+use crate::wire_name::WireName;
 
 /// Route label for requests that matched no route.
 pub const UNMATCHED: &str = "_unmatched";
@@ -213,7 +206,7 @@ impl Proxy {
         &self,
         session: &mut ServerSession,
         ctx: &mut RequestCtx,
-        rejection: crate::proxy::canonical::Rejection,
+        rejection: crate::decision::canonical::Rejection,
     ) -> Result<bool> {
         self.count_rejection(&rejection);
         ctx.rejection = Some(rejection.clone());
@@ -221,7 +214,7 @@ impl Proxy {
             .await
     }
 
-    fn count_rejection(&self, rejection: &crate::proxy::canonical::Rejection) {
+    fn count_rejection(&self, rejection: &crate::decision::canonical::Rejection) {
         self.state
             .metrics
             .rejected_requests
@@ -377,11 +370,11 @@ fn request_id(req: &RequestHeader) -> String {
 fn canonicalize_headers(
     req: &mut RequestHeader,
     snap: &Snapshot,
-) -> std::result::Result<(), crate::proxy::canonical::Rejection> {
-    for name in crate::proxy::canonical::unwanted_headers(&req.headers, &snap.hygiene)? {
+) -> std::result::Result<(), crate::decision::canonical::Rejection> {
+    for name in crate::decision::canonical::unwanted_headers(&req.headers, &snap.hygiene)? {
         req.remove_header(&name);
     }
-    crate::proxy::canonical::check_host_count(&req.headers, req.version)
+    crate::decision::canonical::check_host_count(&req.headers, req.version)
 }
 
 /// Sets `Host` to the canonical host the route was chosen for, when the client spelled it
@@ -447,8 +440,7 @@ impl Proxy {
         let auth_started = Instant::now();
         let req = session.req_header();
         let mut decision = decide(
-            &self.state,
-            &snap,
+            self.state.decider(&snap),
             &DecisionInput {
                 method: &req.method,
                 host: req.headers.get(http::header::HOST).map(|h| h.as_bytes()),
@@ -534,11 +526,14 @@ impl Proxy {
         &self,
         session: &mut ServerSession,
         ctx: &mut RequestCtx,
-        up: Arc<route::Upstream>,
+        up: Arc<crate::decision::route::Upstream>,
     ) -> Result<bool> {
         let free = up.slots.free.clone();
-        if let Ok(Ok(slot)) =
-            tokio::time::timeout(route::UPSTREAM_SLOT_WAIT, free.acquire_owned()).await
+        if let Ok(Ok(slot)) = tokio::time::timeout(
+            crate::decision::route::UPSTREAM_SLOT_WAIT,
+            free.acquire_owned(),
+        )
+        .await
         {
             ctx.upstream_slot = Some(slot);
             return Ok(false);

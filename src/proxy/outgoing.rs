@@ -27,7 +27,7 @@ use std::cell::OnceCell;
 use crate::identity::Identity;
 use crate::proxy::headers::IdentityHeaders;
 
-use crate::proxy::wire_name::WireName;
+use crate::wire_name::WireName;
 
 impl WireName {
     /// Sets `value` under this name on `req`, replacing any value already there.
@@ -410,10 +410,11 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
+    use crate::decision::client::TrustedProxies;
     use crate::identity::{Identity, IdentityParts};
     use crate::policy::net::IpNet;
     use crate::proxy::direct::upstream_request;
-    use crate::proxy::forwarded::{set_forwarded, TrustedProxies};
+    use crate::proxy::forwarded::set_forwarded;
     use crate::proxy::headers::{IdentityHeaders, REQUEST_ID_HEADER};
 
     /// Request line and headers of an HTTP/1.1 head; headers grouped by name (lower case),

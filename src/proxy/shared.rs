@@ -17,13 +17,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::clock::SharedClock;
+use crate::decision::canonical::HeaderHygiene;
+use crate::decision::client::TrustedProxies;
+use crate::decision::route::{ProviderEntry, RouteTable};
+use crate::decision::Decider;
+use crate::identity::assertion::AssertionCache;
 use crate::identity::cache::IdentityCache;
 use crate::identity::token::TokenHasher;
-use crate::proxy::assertion::AssertionCache;
-use crate::proxy::canonical::HeaderHygiene;
-use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::IdentityHeaders;
-use crate::proxy::route::{ProviderEntry, RouteTable};
 use crate::secret::Secret;
 use crate::telemetry::metrics::Metrics;
 
@@ -94,5 +95,17 @@ impl GatewayState {
     /// The configuration in force now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// What a decision reads: `snap`'s routes and trusted proxies, this state's cache,
+    /// hasher and clock.
+    pub fn decider<'a>(&'a self, snap: &'a Snapshot) -> Decider<'a> {
+        Decider {
+            routes: &snap.routes,
+            trusted_proxies: &snap.trusted_proxies,
+            cache: &self.cache,
+            hasher: &self.hasher,
+            clock: &self.clock,
+        }
     }
 }

@@ -13,16 +13,16 @@ use super::file::{
     ProviderKind, RouteFile, ScopeRuleFile,
 };
 use super::{ConfigError, ConnectionLimits, ProviderSettings, RequestSettings, Settings};
+use crate::decision::canonical::{canonical_host, normalize_path, HeaderHygiene, OVERRIDE_HEADERS};
+use crate::decision::client::TrustedProxies;
+use crate::decision::route::{RouteSpec, UpstreamProtocol, UpstreamSpec, ECHO_UPSTREAM};
+use crate::identity::assertion::{AssertionSpec, SigningKey};
 use crate::identity::cache::CacheSettings;
 use crate::identity::provider::format::{Charset, TokenFormat};
 use crate::identity::provider::guard::Protection;
 use crate::policy::net::IpNet;
 use crate::policy::{MethodScopes, Mode, RoutePolicy, ScopeRule};
-use crate::proxy::assertion::{AssertionSpec, SigningKey};
-use crate::proxy::canonical::{canonical_host, normalize_path, HeaderHygiene, OVERRIDE_HEADERS};
-use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::headers::{IdentityHeaders, DEFAULT_PREFIX};
-use crate::proxy::route::{RouteSpec, UpstreamProtocol, UpstreamSpec, ECHO_UPSTREAM};
 use crate::telemetry::logging::LogSettings;
 
 mod cluster;

@@ -157,7 +157,7 @@ pub(super) fn certificate_ids(path: &str, r: &RouteFile) -> Result<Vec<String>> 
 /// certificate, nor a certificate id for a token.
 pub(super) fn pair_certificates(
     path: &str,
-    credentials: &crate::proxy::route::Credentials,
+    credentials: &crate::decision::route::Credentials,
     route_providers: &[String],
     all: &BTreeMap<String, ProviderSettings>,
 ) -> Result<()> {
@@ -194,10 +194,10 @@ pub(super) fn credentials(
     path: &str,
     r: &crate::config::file::RouteFile,
     authenticated: bool,
-) -> Result<crate::proxy::route::Credentials> {
+) -> Result<crate::decision::route::Credentials> {
     use crate::config::file::TokenSourceFile;
     use crate::identity::token::TokenSource;
-    let mut out = crate::proxy::route::Credentials::default();
+    let mut out = crate::decision::route::Credentials::default();
     let given = r.token_sources.is_some()
         || r.forward_token_cookie.is_some()
         || r.csrf_trusted_origins.is_some();
@@ -368,7 +368,7 @@ pub(super) fn assertion(
             format!("must start with the identity header prefix `{prefix}`, so client-sent copies are always stripped"),
         ));
     }
-    let header = crate::proxy::wire_name::WireName::new(header)
+    let header = crate::wire_name::WireName::new(header)
         .ok_or_else(|| ConfigError::at(format!("{path}.header"), "not a valid header name"))?;
     let ttl = a.ttl.map_or(Duration::from_secs(60), |d| d.0);
     if ttl < Duration::from_secs(1) {

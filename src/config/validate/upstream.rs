@@ -86,7 +86,7 @@ pub(super) fn upstream(
         UpstreamFile::Options(o) => o.max_in_flight,
         UpstreamFile::Url(_) => None,
     }
-    .unwrap_or(crate::proxy::route::DEFAULT_MAX_IN_FLIGHT);
+    .unwrap_or(crate::decision::route::DEFAULT_MAX_IN_FLIGHT);
     if !(1..=1_000_000).contains(&max_in_flight) {
         return Err(ConfigError::at(
             format!("{path}.max_in_flight"),
@@ -111,7 +111,7 @@ pub(super) fn upstream_tls(
     o: &crate::config::file::UpstreamOptionsFile,
     tls: bool,
     base_dir: &Path,
-) -> Result<Option<crate::proxy::route::UpstreamTlsFiles>> {
+) -> Result<Option<crate::decision::route::UpstreamTlsFiles>> {
     let given = [
         ("ca_file", o.ca_file.is_some()),
         ("server_name", o.server_name.is_some()),
@@ -138,7 +138,7 @@ pub(super) fn upstream_tls(
             ));
         }
     }
-    let files = crate::proxy::route::UpstreamTlsFiles {
+    let files = crate::decision::route::UpstreamTlsFiles {
         ca_file: o.ca_file.as_ref().map(|f| base_dir.join(f)),
         server_name: o.server_name.clone(),
         verify_hostname: o.verify_hostname.unwrap_or(true),

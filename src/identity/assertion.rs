@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::clock::SharedClock;
 use crate::identity::token::TokenKey;
 use crate::identity::{Identity, IdentityRef};
-use crate::proxy::wire_name::WireName;
+use crate::wire_name::WireName;
 
 /// A private key the gateway signs assertions with, and its public JWK.
 pub struct SigningKey {

@@ -2,7 +2,7 @@
 //! boundaries: `/api` matches `/api` and `/api/x`, not `/apix`); a route with a `host`
 //! beats one without at the same prefix length.
 //!
-//! The route is chosen on the canonical path ([`crate::proxy::canonical`]), and that same path is
+//! The route is chosen on the canonical path ([`crate::decision::canonical`]), and that same path is
 //! what the upstream receives, so `/public/../admin`, `/public/%2e%2e/admin` or `//admin`
 //! cannot reach an upstream path that a different route guards.
 
@@ -318,7 +318,7 @@ pub struct RouteSpec {
     /// Whether the client's `Authorization` header reaches the upstream.
     pub forward_authorization: bool,
     /// A signed identity assertion to set on the upstream request.
-    pub assertion: Option<Arc<crate::proxy::assertion::AssertionSpec>>,
+    pub assertion: Option<Arc<crate::identity::assertion::AssertionSpec>>,
     /// Outage budget past freshness while the provider fails (zero: off).
     pub stale_if_error: std::time::Duration,
     /// Paths with encoded slashes (`%2F`, `%5C`) are accepted and forwarded as sent; the
@@ -442,7 +442,7 @@ impl RouteTable {
     }
 
     /// The route for a canonical `path` on a canonical host name (no port: see
-    /// [`crate::proxy::canonical::canonical_host`]).
+    /// [`crate::decision::canonical::canonical_host`]).
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| {
             prefix_matches(&r.spec.path_prefix, path, self.fold_case)

@@ -6,10 +6,10 @@
 
 use http::Method;
 
+use crate::decision::canonical::Rejection;
+use crate::decision::respond::Refusal;
 use crate::identity::token::TokenError;
 use crate::policy::{Denial, DenialKind};
-use crate::proxy::canonical::Rejection;
-use crate::proxy::respond::Refusal;
 
 /// Why a request was not forwarded.
 #[derive(Debug, Clone)]
@@ -243,7 +243,7 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::canonical::PathError;
+    use crate::decision::canonical::PathError;
 
     #[test]
     fn every_outcome_has_its_own_label_and_every_policy_kind_is_one() {

@@ -8,24 +8,46 @@
 //! exactly what a request would get. Side effects are limited to the identity cache (a
 //! miss calls the provider and caches the answer); logging and metrics are the caller's.
 
+pub mod canonical;
+pub mod client;
+pub mod refused;
+pub mod respond;
+pub mod route;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Method};
 
+use crate::clock::SharedClock;
+use crate::decision::canonical::{
+    canonical_host, normalize_path, without_parameters, CanonicalHost, CanonicalPath, PathError,
+    Rejection,
+};
+use crate::decision::client::TrustedProxies;
+use crate::decision::refused::Refused;
+use crate::decision::route::RouteTable;
+use crate::decision::route::{ProviderEntry, Route, RouteAuth};
+use crate::identity::cache::IdentityCache;
 use crate::identity::cache::{Lookup, LookupOutcome, LookupRequest};
 use crate::identity::provider::InvalidReason;
+use crate::identity::token::TokenHasher;
 use crate::identity::token::{extract_token, TokenKey, TokenSource, DEFAULT_MAX_TOKEN_BYTES};
 use crate::identity::{Identity, IdentityParts};
 use crate::policy::{self, Denial, Mode};
-use crate::proxy::canonical::{
-    self, canonical_host, normalize_path, without_parameters, CanonicalHost, CanonicalPath,
-    PathError, Rejection,
-};
-use crate::proxy::refused::Refused;
-use crate::proxy::route::{ProviderEntry, Route, RouteAuth};
-use crate::proxy::shared::{GatewayState, Snapshot};
+
+/// What a decision reads besides the request: the routes and trusted proxies of the
+/// configuration in force, and the process's identity cache, token hasher and clock.
+/// The proxy and `explain` build it from the same state (`proxy::shared`).
+#[derive(Clone, Copy)]
+pub struct Decider<'a> {
+    pub routes: &'a RouteTable,
+    pub trusted_proxies: &'a TrustedProxies,
+    pub cache: &'a IdentityCache,
+    pub hasher: &'a TokenHasher,
+    pub clock: &'a SharedClock,
+}
 
 /// What the decision looks at.
 pub struct DecisionInput<'a> {
@@ -194,9 +216,9 @@ fn hide_token(identity: &Identity, token: &str, stand_in: &str) -> Identity {
 }
 
 /// Decides one request: the steps in order, the first refusal ends it.
-pub async fn decide(state: &GatewayState, snap: &Snapshot, input: &DecisionInput<'_>) -> Decision {
+pub async fn decide(at: Decider<'_>, input: &DecisionInput<'_>) -> Decision {
     let mut d = Decision::new();
-    if let Err(refused) = run(state, snap, input, &mut d).await {
+    if let Err(refused) = run(at, input, &mut d).await {
         if let Refused::Unreadable(rejection) = &refused {
             d.rejection = Some(rejection.clone());
         }
@@ -213,15 +235,10 @@ macro_rules! step {
     }};
 }
 
-async fn run(
-    state: &GatewayState,
-    snap: &Snapshot,
-    input: &DecisionInput<'_>,
-    d: &mut Decision,
-) -> Result<(), Refused> {
+async fn run(at: Decider<'_>, input: &DecisionInput<'_>, d: &mut Decision) -> Result<(), Refused> {
     let path = step!(d, Step::CanonicalForm, canonical_form(input, d));
-    let route = step!(d, Step::Route, route(snap, path, d));
-    step!(d, Step::Network, network(snap, &route, input, d));
+    let route = step!(d, Step::Route, route(at, path, d));
+    step!(d, Step::Network, network(at, &route, input, d));
     step!(d, Step::Methods, methods(&route, input.method));
     step!(
         d,
@@ -233,16 +250,16 @@ async fn run(
     };
     let token = step!(d, Step::Credential, credential(&route, input, d));
     step!(d, Step::SameOrigin, same_origin(&route, input, d));
-    let (entry, key) = step!(d, Step::Provider, provider(state, providers, token, d));
+    let (entry, key) = step!(d, Step::Provider, provider(at, providers, token, d));
     let identity = step!(
         d,
         Step::Identity,
-        identity(state, &route, entry, key, token, d).await
+        identity(at, &route, entry, key, token, d).await
     );
     step!(
         d,
         Step::Policy,
-        judge_identity(state, &route, input, identity, d)
+        judge_identity(at, &route, input, identity, d)
     );
     Ok(())
 }
@@ -281,11 +298,11 @@ fn canonical_form(input: &DecisionInput<'_>, d: &mut Decision) -> Result<Canonic
 /// The longest matching route (404 without one). A `;` parameter must not move the
 /// request to another route (Tomcat and Spring route `/admin;x/users` as `/admin/users`),
 /// and encoded slashes pass only on routes that allow them.
-fn route(snap: &Snapshot, path: CanonicalPath, d: &mut Decision) -> Result<Arc<Route>, Refused> {
+fn route(at: Decider<'_>, path: CanonicalPath, d: &mut Decision) -> Result<Arc<Route>, Refused> {
     let host = d.host.as_ref().map(|h| h.name.as_str());
-    let route = snap.routes.find(host, path.routing()).cloned();
+    let route = at.routes.find(host, path.routing()).cloned();
     if let Some(bare) = without_parameters(path.routing()) {
-        let other = snap.routes.find(host, &bare);
+        let other = at.routes.find(host, &bare);
         if other.map(Arc::as_ptr) != route.as_ref().map(Arc::as_ptr) {
             return Err(Refused::Unreadable(PathError::Parameter.into()));
         }
@@ -302,13 +319,13 @@ fn route(snap: &Snapshot, path: CanonicalPath, d: &mut Decision) -> Result<Arc<R
 
 /// The client address (through trusted proxies only) against the route's CIDR rules.
 fn network(
-    snap: &Snapshot,
+    at: Decider<'_>,
     route: &Route,
     input: &DecisionInput<'_>,
     d: &mut Decision,
 ) -> Result<(), Refused> {
     let forwarded = input.headers.get_all("x-forwarded-for");
-    d.client = snap
+    d.client = at
         .trusted_proxies
         .client_address(input.peer, forwarded.iter().map(|v| v.as_bytes()));
     let Err(denial) = policy::check_network(&route.spec.policy, d.client) else {
@@ -376,7 +393,7 @@ fn same_origin(route: &Route, input: &DecisionInput<'_>, d: &Decision) -> Result
 
 /// The first of the route's providers whose token format fits (401 if none, no lookup).
 fn provider<'p>(
-    state: &GatewayState,
+    at: Decider<'_>,
     providers: &'p [Arc<ProviderEntry>],
     token: &str,
     d: &mut Decision,
@@ -385,7 +402,7 @@ fn provider<'p>(
         .iter()
         .find(|p| p.format.check(token).is_ok() && p.provider.accepts(token))
         .ok_or(Refused::MalformedToken)?;
-    let key = state.hasher.key(&entry.id, token);
+    let key = at.hasher.key(&entry.id, token);
     d.token_key = Some(key);
     d.provider = Some(entry.clone());
     Ok((entry, key))
@@ -393,14 +410,14 @@ fn provider<'p>(
 
 /// The token's identity, through the cache (and the provider on a miss).
 async fn identity(
-    state: &GatewayState,
+    at: Decider<'_>,
     route: &Route,
     entry: &ProviderEntry,
     key: TokenKey,
     token: &str,
     d: &mut Decision,
 ) -> Result<Identity, Refused> {
-    let outcome = state
+    let outcome = at
         .cache
         .lookup(LookupRequest {
             key,
@@ -431,13 +448,13 @@ async fn identity(
 /// The identity policy: expiry, the identity's IP restrictions, scopes. Every finding is
 /// kept (for `explain`); the first one enforced refuses.
 fn judge_identity(
-    state: &GatewayState,
+    at: Decider<'_>,
     route: &Route,
     input: &DecisionInput<'_>,
     identity: Identity,
     d: &mut Decision,
 ) -> Result<(), Refused> {
-    let now = state.clock.now();
+    let now = at.clock.now();
     let policy = &route.spec.policy;
     d.identity_denials = policy::identity_denials(policy, &identity, d.client, input.method, now);
     d.identity = Some(identity);
