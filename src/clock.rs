@@ -16,7 +16,7 @@ pub trait Clock: Send + Sync + Debug {
 
 /// The system's wall clock.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
@@ -55,7 +55,7 @@ impl Clock for ManualClock {
 /// Locks `m`, also after a panic elsewhere poisoned it: every mutex in the gateway guards
 /// plain values that are consistent between statements (a counter, a bucket, an index),
 /// so the request path has no reason to fail on a poisoned lock.
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

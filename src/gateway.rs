@@ -89,11 +89,6 @@ impl Gateway {
         self
     }
 
-    /// State shared by the proxy and admin services.
-    pub fn state(&self) -> &Arc<GatewayState> {
-        &self.state
-    }
-
     /// What the admin listeners get: the shared state, the cluster link (purge fan-out,
     /// `/readyz`'s Redis line) and a way to ask for reloads.
     fn admin_context(&self) -> crate::admin::AdminContext {
@@ -135,7 +130,7 @@ impl Gateway {
     }
 
     /// The Pingora server with both services added.
-    pub fn into_server(self) -> Server {
+    pub(crate) fn into_server(self) -> Server {
         let grace = self.settings.shutdown_grace_period;
         let conf = ServerConf {
             threads: self.settings.threads,
@@ -243,7 +238,6 @@ impl Gateway {
         self.settings.work_stealing = true;
         let proxy_addr = self.settings.listen;
         let admin_addr = self.settings.admin_listen;
-        let state = self.state.clone();
         let stop = Arc::new(Notify::new());
         let signal = NotifiedShutdown(stop.clone());
         let thread = std::thread::spawn(move || {
@@ -254,7 +248,6 @@ impl Gateway {
         GatewayHandle {
             proxy_addr,
             admin_addr,
-            state,
             stop,
             thread: Some(thread),
         }
@@ -367,11 +360,11 @@ impl ShutdownSignalWatch for NotifiedShutdown {
     }
 }
 
-/// A gateway running on its own thread.
+/// A gateway running on its own thread; dropping the handle stops it gracefully and
+/// waits for the thread.
 pub struct GatewayHandle {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    pub state: Arc<GatewayState>,
     stop: Arc<Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -396,11 +389,6 @@ impl GatewayHandle {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
-    }
-
-    /// Asks the gateway to stop gracefully and waits for its thread.
-    pub fn shutdown(mut self) {
-        self.stop_and_join();
     }
 
     fn stop_and_join(&mut self) {

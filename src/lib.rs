@@ -80,6 +80,10 @@
 //! sharing revocations through a Redis Stream and identities through sealed Redis values:
 //! `link` the connection and breaker, `seal` the encryption, `identities` the L2).
 //!
+//! Visibility: `pub(crate)` by default; `pub` only for what the binary
+//! (`src/bin/sessiongate.rs`), the integration tests (`tests/it`), the benches and the
+//! fuzz targets use — the compiler lists what they need when an item is narrowed.
+//!
 //! Where things go:
 //! - a new **provider kind** (3 files): a [`identity::provider::ProviderKind`] variant
 //!   (its name in `as_str`) in `identity/provider/mod.rs`, its keys in `config/file/provider.rs`
@@ -103,7 +107,7 @@
 
 pub mod admin;
 pub mod clock;
-pub mod cluster;
+pub(crate) mod cluster;
 pub mod config;
 pub mod decision;
 pub mod gateway;
@@ -111,11 +115,11 @@ pub mod identity;
 pub mod policy;
 
 pub mod proxy;
-pub mod reload;
-pub mod secret;
-pub mod state;
+pub(crate) mod reload;
+pub(crate) mod secret;
+pub(crate) mod state;
 pub mod telemetry;
-pub mod tls;
-pub mod wire_name;
+pub(crate) mod tls;
+pub(crate) mod wire_name;
 
 pub use gateway::{Gateway, GatewayHandle};

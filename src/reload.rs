@@ -8,38 +8,38 @@ use tokio::sync::{mpsc, oneshot};
 
 /// What a reload changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReloadReport {
+pub(crate) struct ReloadReport {
     /// Routes in the new configuration.
-    pub routes: usize,
+    pub(crate) routes: usize,
     /// Providers whose definition changed (their cached identities are dropped).
-    pub providers_changed: Vec<String>,
+    pub(crate) providers_changed: Vec<String>,
     /// Keys that changed but take effect only on restart.
-    pub needs_restart: Vec<&'static str>,
+    pub(crate) needs_restart: Vec<&'static str>,
 }
 
 /// Why a reload was refused (the old configuration keeps serving). Never holds a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ReloadRejected(pub String);
+pub(crate) struct ReloadRejected(pub String);
 
 type Answer = oneshot::Sender<Result<ReloadReport, ReloadRejected>>;
 
 /// Asks for reloads (cheap to clone).
 #[derive(Clone)]
-pub struct Reloads(mpsc::Sender<Answer>);
+pub(crate) struct Reloads(mpsc::Sender<Answer>);
 
 /// The requests, for the one task that carries them out.
-pub struct ReloadQueue(mpsc::Receiver<Answer>);
+pub(crate) struct ReloadQueue(mpsc::Receiver<Answer>);
 
 /// A connected pair.
-pub fn channel() -> (Reloads, ReloadQueue) {
+pub(crate) fn channel() -> (Reloads, ReloadQueue) {
     let (tx, rx) = mpsc::channel(16);
     (Reloads(tx), ReloadQueue(rx))
 }
 
 impl Reloads {
     /// Reloads the configuration file and waits for the outcome.
-    pub async fn request(&self) -> Result<ReloadReport, ReloadRejected> {
+    pub(crate) async fn request(&self) -> Result<ReloadReport, ReloadRejected> {
         let stopped = || ReloadRejected("the gateway is shutting down".into());
         let (answer, outcome) = oneshot::channel();
         self.0.send(answer).await.map_err(|_| stopped())?;
@@ -49,12 +49,12 @@ impl Reloads {
 
 impl ReloadQueue {
     /// The next request: reload, then answer it with [`ReloadQueue::answer`].
-    pub async fn next(&mut self) -> Option<Answer> {
+    pub(crate) async fn next(&mut self) -> Option<Answer> {
         self.0.recv().await
     }
 
     /// Answers one request (the asker may have gone: nothing to do then).
-    pub fn answer(to: Answer, outcome: Result<ReloadReport, ReloadRejected>) {
+    pub(crate) fn answer(to: Answer, outcome: Result<ReloadReport, ReloadRejected>) {
         let _ = to.send(outcome);
     }
 }

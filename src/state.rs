@@ -31,8 +31,8 @@ use crate::identity::provider::metered::Metered;
 use crate::identity::provider::{Provider, ProviderId};
 use crate::identity::token::TokenHasher;
 use crate::policy::{DenialKind, Mode};
-pub use crate::proxy::shared::{GatewayState, Snapshot};
-pub use crate::reload::{ReloadRejected, ReloadReport};
+pub(crate) use crate::proxy::shared::{GatewayState, Snapshot};
+pub(crate) use crate::reload::{ReloadRejected, ReloadReport};
 use crate::telemetry::metrics::{Metrics, RouteSeries};
 
 /// How long a reload waits for new providers' warm-up (JWKS fetches) before swapping.
@@ -40,7 +40,7 @@ const RELOAD_WARM_UP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Builds the state for `settings` (upstream host names are resolved here); reloads read
 /// `config_path`.
-pub fn start(
+pub(crate) fn start(
     settings: Settings,
     clock: SharedClock,
     config_path: Option<PathBuf>,
@@ -96,12 +96,12 @@ pub fn start(
 /// The running process: the state the request path shares, and what only the process as
 /// a whole has — the cluster link, the TLS certificate store, the config file and the
 /// settings in force (to reload and report what changed).
-pub struct Process {
-    pub shared: Arc<GatewayState>,
+pub(crate) struct Process {
+    pub(crate) shared: Arc<GatewayState>,
     /// The replicas' shared revocation stream (`cluster:`), when configured.
-    pub cluster: Option<Arc<Cluster>>,
+    pub(crate) cluster: Option<Arc<Cluster>>,
     /// The TLS listener's certificates (`tls:`), reloaded in place.
-    pub tls: Option<Arc<crate::tls::CertStore>>,
+    pub(crate) tls: Option<Arc<crate::tls::CertStore>>,
     config_path: Option<PathBuf>,
     /// The settings applied last; the lock also serializes reloads.
     applied: tokio::sync::Mutex<Settings>,
@@ -109,13 +109,13 @@ pub struct Process {
 
 impl Process {
     /// The file reloads read (`None` when the gateway was built from settings in code).
-    pub fn config_path(&self) -> Option<&Path> {
+    pub(crate) fn config_path(&self) -> Option<&Path> {
         self.config_path.as_deref()
     }
 
     /// Reads the config file again and applies it; on error the old one keeps serving
     /// (the error is logged and counted).
-    pub async fn reload_from_file(&self) -> Result<ReloadReport, ReloadRejected> {
+    pub(crate) async fn reload_from_file(&self) -> Result<ReloadReport, ReloadRejected> {
         let Some(path) = &self.config_path else {
             return Err(ReloadRejected(
                 "the gateway was not started from a config file".into(),
@@ -193,7 +193,7 @@ impl Process {
     /// Reads the TLS certificate files again, as an explicit reload does (SIGHUP, the admin
     /// API, a config reload): a changed set that loads replaces the one in use, one that does
     /// not is logged and counted and the old one stays.
-    pub fn reload_certificates(&self) {
+    pub(crate) fn reload_certificates(&self) {
         if let Some(store) = &self.tls {
             self.apply_certificates(store.reload());
         }
@@ -202,7 +202,7 @@ impl Process {
     /// The periodic `tls.watch` check: as [`Process::reload_certificates`], but changed
     /// files are acted on once they have stayed the same for one more check, so files caught
     /// mid-write are neither loaded nor reported.
-    pub fn check_certificates(&self) {
+    pub(crate) fn check_certificates(&self) {
         if let Some(store) = &self.tls {
             self.apply_certificates(store.check());
         }
@@ -231,7 +231,7 @@ impl Process {
     }
 
     /// Sets the certificate expiry gauges from the certificates in use.
-    pub fn publish_certificates(&self) {
+    pub(crate) fn publish_certificates(&self) {
         let Some(store) = &self.tls else { return };
         for (i, c) in store.current().iter().enumerate() {
             self.shared

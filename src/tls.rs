@@ -29,42 +29,42 @@ use rustls::sign::CertifiedKey;
 
 /// One certificate: its chain (leaf first) and its private key, as PEM files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateFiles {
-    pub chain: PathBuf,
-    pub key: PathBuf,
+pub(crate) struct CertificateFiles {
+    pub(crate) chain: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 /// `tls:` — the TLS listener, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsListener {
-    pub listen: SocketAddr,
+pub(crate) struct TlsListener {
+    pub(crate) listen: SocketAddr,
     /// In order of preference; the first is the default (no SNI, unknown name).
-    pub certificates: Vec<CertificateFiles>,
+    pub(crate) certificates: Vec<CertificateFiles>,
     /// Offer HTTP/2 by ALPN (`h2`, then `http/1.1`).
-    pub http2: bool,
+    pub(crate) http2: bool,
     /// How often the certificate files are checked for a change; `None`: only on reload.
-    pub watch: Option<Duration>,
+    pub(crate) watch: Option<Duration>,
     /// Client certificates (mTLS), verified against these CAs.
-    pub client_certificates: Option<ClientCertificates>,
+    pub(crate) client_certificates: Option<ClientCertificates>,
 }
 
 /// `tls.client_certificates`: which client certificates the listener verifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertificates {
-    pub ca_file: PathBuf,
+pub(crate) struct ClientCertificates {
+    pub(crate) ca_file: PathBuf,
     /// A handshake without a certificate fails (else it is allowed, and routes that read
     /// `client_certificate` refuse the request).
-    pub required: bool,
+    pub(crate) required: bool,
 }
 
 /// A verified client certificate, as the request path sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCert {
+pub(crate) struct ClientCert {
     /// The identity: the first URI SAN (a SPIFFE id), else the first DNS SAN, else the
     /// subject's common name.
-    pub id: String,
+    pub(crate) id: String,
     /// The subject distinguished name (RFC 4514 text).
-    pub subject: String,
+    pub(crate) subject: String,
 }
 
 /// The client certificates of open TLS connections, by the SHA-256 of their leaf (what
@@ -72,7 +72,7 @@ pub struct ClientCert {
 /// identity of its connection here, for HTTP/1.1 and HTTP/2 alike. An entry lives while a
 /// connection that presented the certificate is open.
 #[derive(Debug, Default)]
-pub struct ClientCertRegistry {
+pub(crate) struct ClientCertRegistry {
     by_digest: Mutex<std::collections::HashMap<Vec<u8>, Registered>>,
 }
 
@@ -80,7 +80,7 @@ pub struct ClientCertRegistry {
 type Registered = (Arc<ClientCert>, usize);
 
 /// Keeps a registration while its connection is open.
-pub struct Registration {
+pub(crate) struct Registration {
     registry: Arc<ClientCertRegistry>,
     digest: Vec<u8>,
 }
@@ -104,7 +104,7 @@ impl Drop for Registration {
 impl ClientCertRegistry {
     /// Registers the verified leaf `der` of a connection; `None` when it names no usable
     /// identity (its requests then carry no client certificate).
-    pub fn register(self: &Arc<Self>, der: &[u8]) -> Option<Registration> {
+    pub(crate) fn register(self: &Arc<Self>, der: &[u8]) -> Option<Registration> {
         let cert = client_cert(der)?;
         let digest = ring::digest::digest(&ring::digest::SHA256, der)
             .as_ref()
@@ -120,7 +120,7 @@ impl ClientCertRegistry {
     }
 
     /// The certificate of a connection, by the leaf digest of its TLS digest.
-    pub fn get(&self, digest: &[u8]) -> Option<Arc<ClientCert>> {
+    pub(crate) fn get(&self, digest: &[u8]) -> Option<Arc<ClientCert>> {
         if digest.is_empty() {
             return None;
         }
@@ -131,7 +131,7 @@ impl ClientCertRegistry {
 
 /// Reads what the gateway uses of a (verified) client certificate; `None` when it names
 /// nothing usable.
-pub fn client_cert(der: &[u8]) -> Option<ClientCert> {
+pub(crate) fn client_cert(der: &[u8]) -> Option<ClientCert> {
     use x509_parser::extensions::GeneralName;
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let mut uri = None;
@@ -187,16 +187,16 @@ fn client_verifier(
 
 /// A loaded certificate and what is known of it.
 #[derive(Debug)]
-pub struct Loaded {
-    pub key: Arc<CertifiedKey>,
+pub(crate) struct Loaded {
+    pub(crate) key: Arc<CertifiedKey>,
     /// The leaf's DNS names (SAN), or its common name when it has none; for logs.
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// The leaf's `notAfter`, seconds since the epoch.
-    pub not_after: i64,
+    pub(crate) not_after: i64,
 }
 
 /// Reads one certificate pair, checking that the key belongs to the leaf.
-pub fn load_pair(files: &CertificateFiles) -> Result<Loaded, String> {
+pub(crate) fn load_pair(files: &CertificateFiles) -> Result<Loaded, String> {
     let chain_pem = std::fs::read(&files.chain)
         .map_err(|e| format!("cannot read {}: {e}", files.chain.display()))?;
     let key_pem = std::fs::read(&files.key)
@@ -258,7 +258,7 @@ fn pair_from_pem(
 }
 
 /// The certificates (DER) of a CA bundle file: at least one; errors name the file.
-pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let ders = certificates_from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
     if ders.is_empty() {
@@ -268,7 +268,7 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
 }
 
 /// Every certificate (DER) in a PEM text.
-pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn certificates_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let ders = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("not PEM certificates ({e})"))?;
@@ -280,7 +280,7 @@ pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 /// The DER of the private key in a PEM file (for Pingora's client certificates).
-pub fn private_key_der(path: &std::path::Path) -> Result<Vec<u8>, String> {
+pub(crate) fn private_key_der(path: &std::path::Path) -> Result<Vec<u8>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     PrivateKeyDer::from_pem_slice(&pem)
         .map(|k| k.secret_der().to_vec())
@@ -312,7 +312,7 @@ fn describe(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
 
 /// What [`CertStore::reload`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum CertificateChange {
+pub(crate) enum CertificateChange {
     /// The files are as they were.
     Unchanged,
     /// A new set is in use.
@@ -328,7 +328,7 @@ pub enum CertificateChange {
 
 /// The listener's certificates: a rustls resolver whose set can be swapped while
 /// connections are being accepted.
-pub struct CertStore {
+pub(crate) struct CertStore {
     files: Vec<CertificateFiles>,
     current: ArcSwap<Vec<Loaded>>,
     seen: Mutex<Seen>,
@@ -373,7 +373,7 @@ impl CertStore {
     /// Reads the files again and acts on what it finds at once: swaps the set in when their
     /// content changed and loads. For an explicit reload (SIGHUP, the admin API, a config
     /// reload), when the operator says the files are in place.
-    pub fn reload(&self) -> CertificateChange {
+    pub(crate) fn reload(&self) -> CertificateChange {
         self.read_and_apply(false)
     }
 
@@ -429,7 +429,7 @@ impl CertStore {
     }
 
     /// The certificates in use, in configured order.
-    pub fn current(&self) -> Arc<Vec<Loaded>> {
+    pub(crate) fn current(&self) -> Arc<Vec<Loaded>> {
         self.current.load_full()
     }
 
@@ -499,7 +499,7 @@ fn parse_all(
 /// The rustls server configuration of the TLS listener: TLS 1.2 and 1.3, the store as
 /// certificate resolver, ALPN `h2` + `http/1.1` or `http/1.1` alone, client certificates
 /// verified when configured.
-pub fn server_config(
+pub(crate) fn server_config(
     store: Arc<CertStore>,
     listener: &TlsListener,
 ) -> Result<rustls::ServerConfig, String> {

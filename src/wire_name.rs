@@ -19,7 +19,7 @@ pub struct WireName {
 impl WireName {
     /// A name known at compile time: `name` in lower case, `wire` the same name spelled
     /// for the wire (the two must agree; the test `constant_wire_names_agree` checks ours).
-    pub const fn constant(name: &'static str, wire: &'static str) -> Self {
+    pub(crate) const fn constant(name: &'static str, wire: &'static str) -> Self {
         WireName {
             name: HeaderName::from_static(name),
             wire: Bytes::from_static(wire.as_bytes()),
@@ -36,12 +36,12 @@ impl WireName {
     }
 
     /// The name, for lookups and removal.
-    pub fn name(&self) -> &HeaderName {
+    pub(crate) fn name(&self) -> &HeaderName {
         &self.name
     }
 
     /// The name as written on the wire.
-    pub fn wire(&self) -> &Bytes {
+    pub(crate) fn wire(&self) -> &Bytes {
         &self.wire
     }
 }

@@ -17,104 +17,104 @@ use crate::policy::{self, Denial, DenialKind, Mode};
 
 /// The request as `explain` was asked about it.
 #[derive(Debug, Serialize)]
-pub struct AskedRequest<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub host: Option<&'a str>,
-    pub client_ip: Option<String>,
+pub(crate) struct AskedRequest<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) host: Option<&'a str>,
+    pub(crate) client_ip: Option<String>,
 }
 
 /// What one decision saw and concluded (the `explain` answer).
 #[derive(Debug, Serialize)]
-pub struct Trace<'a> {
-    pub request: AskedRequest<'a>,
+pub(crate) struct Trace<'a> {
+    pub(crate) request: AskedRequest<'a>,
     /// The canonical path (what would be forwarded).
-    pub normalized_path: Option<&'a str>,
-    pub route: Option<RouteTrace<'a>>,
+    pub(crate) normalized_path: Option<&'a str>,
+    pub(crate) route: Option<RouteTrace<'a>>,
     /// The client address the rules judged.
-    pub client: Option<String>,
+    pub(crate) client: Option<String>,
     /// Whether the route's network rule admitted the client (absent without a route).
-    pub network_ok: Option<bool>,
-    pub token: Option<TokenTrace>,
-    pub cache: Option<CacheTrace>,
-    pub identity: Option<IdentityTrace<'a>>,
-    pub policy: Option<PolicyTrace<'a>>,
-    pub would_deny: Vec<Finding>,
+    pub(crate) network_ok: Option<bool>,
+    pub(crate) token: Option<TokenTrace>,
+    pub(crate) cache: Option<CacheTrace>,
+    pub(crate) identity: Option<IdentityTrace<'a>>,
+    pub(crate) policy: Option<PolicyTrace<'a>>,
+    pub(crate) would_deny: Vec<Finding>,
     /// The decision's steps the request passed, in order; a refusal stopped it at the
     /// next one (`decision`).
-    pub steps_passed: Vec<&'static str>,
-    pub decision: Conclusion,
+    pub(crate) steps_passed: Vec<&'static str>,
+    pub(crate) decision: Conclusion,
 }
 
 #[derive(Debug, Serialize)]
-pub struct RouteTrace<'a> {
-    pub name: &'a str,
-    pub path_prefix: &'a str,
-    pub host: Option<&'a str>,
-    pub mode: &'static str,
-    pub providers: Vec<&'a str>,
-    pub auth: &'static str,
-    pub stale_if_error_s: u64,
-    pub allow_cidrs: Vec<String>,
-    pub deny_cidrs: Vec<String>,
+pub(crate) struct RouteTrace<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) path_prefix: &'a str,
+    pub(crate) host: Option<&'a str>,
+    pub(crate) mode: &'static str,
+    pub(crate) providers: Vec<&'a str>,
+    pub(crate) auth: &'static str,
+    pub(crate) stale_if_error_s: u64,
+    pub(crate) allow_cidrs: Vec<String>,
+    pub(crate) deny_cidrs: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct TokenTrace {
-    pub provider: String,
+pub(crate) struct TokenTrace {
+    pub(crate) provider: String,
     /// A short prefix of the token's keyed hash (never the token).
     #[serde(rename = "ref")]
-    pub reference: Option<String>,
+    pub(crate) reference: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct CacheTrace {
-    pub before: &'static str,
-    pub result: &'static str,
-    pub provider_called: bool,
-    pub stale_age_s: Option<u64>,
+pub(crate) struct CacheTrace {
+    pub(crate) before: &'static str,
+    pub(crate) result: &'static str,
+    pub(crate) provider_called: bool,
+    pub(crate) stale_age_s: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct IdentityTrace<'a> {
-    pub subject: &'a str,
-    pub session_id: Option<&'a str>,
-    pub scopes: Vec<&'a str>,
-    pub expires_at: Option<u64>,
-    pub ip_restrict: Vec<&'a str>,
-    pub organizations: Vec<&'a str>,
+pub(crate) struct IdentityTrace<'a> {
+    pub(crate) subject: &'a str,
+    pub(crate) session_id: Option<&'a str>,
+    pub(crate) scopes: Vec<&'a str>,
+    pub(crate) expires_at: Option<u64>,
+    pub(crate) ip_restrict: Vec<&'a str>,
+    pub(crate) organizations: Vec<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ScopeRuleTrace<'a> {
-    pub all_of: &'a [String],
-    pub any_of: &'a [String],
+pub(crate) struct ScopeRuleTrace<'a> {
+    pub(crate) all_of: &'a [String],
+    pub(crate) any_of: &'a [String],
 }
 
 #[derive(Debug, Serialize)]
-pub struct PolicyTrace<'a> {
-    pub scopes_required: Vec<ScopeRuleTrace<'a>>,
-    pub scopes_present: Vec<&'a str>,
-    pub scopes_ok: bool,
-    pub ip_restrict_ok: bool,
+pub(crate) struct PolicyTrace<'a> {
+    pub(crate) scopes_required: Vec<ScopeRuleTrace<'a>>,
+    pub(crate) scopes_present: Vec<&'a str>,
+    pub(crate) scopes_ok: bool,
+    pub(crate) ip_restrict_ok: bool,
     /// Every finding of the identity policy, not only the one that decided.
-    pub findings: Vec<Finding>,
+    pub(crate) findings: Vec<Finding>,
 }
 
 /// One policy denial: its reason label and a sentence.
 #[derive(Debug, Serialize)]
-pub struct Finding {
-    pub reason: &'static str,
-    pub detail: String,
+pub(crate) struct Finding {
+    pub(crate) reason: &'static str,
+    pub(crate) detail: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Conclusion {
-    pub outcome: &'static str,
-    pub status: u16,
-    pub error: Option<&'static str>,
-    pub description: Option<String>,
-    pub stale: Option<u64>,
+pub(crate) struct Conclusion {
+    pub(crate) outcome: &'static str,
+    pub(crate) status: u16,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) description: Option<String>,
+    pub(crate) stale: Option<u64>,
 }
 
 impl Finding {
@@ -164,7 +164,7 @@ impl<'a> RouteTrace<'a> {
 
 impl<'a> Trace<'a> {
     /// The trace of `d`, decided for `request` (with `method`; `d` holds the rest).
-    pub fn of(d: &'a Decision, request: AskedRequest<'a>, method: &Method) -> Self {
+    pub(crate) fn of(d: &'a Decision, request: AskedRequest<'a>, method: &Method) -> Self {
         let identity = d.identity.as_ref();
         let policy = match (&d.route, identity) {
             (Some(r), Some(i)) => Some(PolicyTrace {

@@ -17,11 +17,11 @@ use pingora::protocols::http::ServerSession;
 use crate::proxy::shared::GatewayState;
 
 mod api;
-pub mod explain;
+pub(crate) mod explain;
 
 /// What an admin listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminRole {
+pub(crate) enum AdminRole {
     /// Probes, metrics and JWKS, and the admin API (no `admin.listen` configured).
     All,
     /// Probes, metrics and JWKS only (`admin_listen` when `admin.listen` is set).
@@ -31,16 +31,16 @@ pub enum AdminRole {
 }
 
 /// What the admin listeners work with.
-pub struct AdminContext {
-    pub state: Arc<GatewayState>,
+pub(crate) struct AdminContext {
+    pub(crate) state: Arc<GatewayState>,
     /// The replicas' link (`cluster:`): purge fan-out and `/readyz`'s Redis line.
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     /// `POST /admin/reload` asks the assembly, which reloads one request at a time.
-    pub reloads: crate::reload::Reloads,
+    pub(crate) reloads: crate::reload::Reloads,
 }
 
 /// The admin HTTP application.
-pub struct AdminApp {
+pub(crate) struct AdminApp {
     state: Arc<GatewayState>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
     reloads: crate::reload::Reloads,

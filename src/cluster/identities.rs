@@ -31,13 +31,13 @@ use crate::telemetry::metrics::ClusterMetrics;
 
 /// `cluster.shared_cache`, resolved.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SharedCacheSettings {
+pub(crate) struct SharedCacheSettings {
     /// Prefix of every key (default `sessiongate:identities`).
-    pub key_prefix: String,
+    pub(crate) key_prefix: String,
     /// Longest wait for one Redis command on the request path (default 50ms).
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Longest wait for another replica's provider call (default 1s).
-    pub lock_wait: Duration,
+    pub(crate) lock_wait: Duration,
 }
 
 /// GET the value, or take the claim: one round trip for a miss. A value larger than any
@@ -85,7 +85,7 @@ return #members
 ";
 
 /// The replica's side of the shared identity cache.
-pub struct SharedIdentities {
+pub(crate) struct SharedIdentities {
     link: Arc<Link>,
     settings: SharedCacheSettings,
     sealer: Sealer,
@@ -103,7 +103,7 @@ pub struct SharedIdentities {
 }
 
 impl SharedIdentities {
-    pub(crate) fn new(
+    pub fn new(
         link: Arc<Link>,
         settings: SharedCacheSettings,
         value_key: &[u8; 32],

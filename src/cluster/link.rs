@@ -19,7 +19,7 @@ use crate::clock;
 use crate::telemetry::metrics::ClusterMetrics;
 
 /// Failures in a row that open the breaker.
-pub const BREAKER_FAILURES: u32 = 3;
+pub(crate) const BREAKER_FAILURES: u32 = 3;
 const FIRST_OPEN: Duration = Duration::from_secs(1);
 const LONGEST_OPEN: Duration = Duration::from_secs(30);
 
@@ -46,7 +46,7 @@ struct Breaker {
 pub(crate) struct Failed;
 
 impl Link {
-    pub(crate) fn new(
+    pub fn new(
         client: redis::Client,
         connect_timeout: Duration,
         response_timeout: Duration,
@@ -128,7 +128,7 @@ impl Link {
 
     /// Runs one command (or script, or pipeline) on `conn` within `timeout`; a failure
     /// is counted under `op`, drops the connection and feeds the breaker.
-    pub(crate) async fn run<T, F, Fut>(
+    pub async fn run<T, F, Fut>(
         &self,
         op: &'static str,
         timeout: Duration,

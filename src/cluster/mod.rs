@@ -40,7 +40,7 @@ mod stream;
 
 use stream::*;
 
-pub use identities::{SharedCacheSettings, SharedIdentities};
+pub(crate) use identities::{SharedCacheSettings, SharedIdentities};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +58,7 @@ use crate::telemetry::metrics::ClusterMetrics;
 use link::Link;
 
 /// Purges kept while Redis is unreachable before they are replaced by one flush.
-pub const PENDING_LIMIT: usize = 10_000;
+pub(crate) const PENDING_LIMIT: usize = 10_000;
 
 /// How far before its own start a replica that cached identities before it could reach
 /// Redis replays the stream (clock skew between it and Redis).
@@ -78,22 +78,22 @@ const LAG_COUNT_LIMIT: usize = 1000;
 
 /// The `cluster:` section, resolved.
 #[derive(Clone)]
-pub struct ClusterSettings {
+pub(crate) struct ClusterSettings {
     /// `redis://` or `rediss://` (TLS), without a password.
-    pub url: String,
-    pub password: Option<Secret>,
+    pub(crate) url: String,
+    pub(crate) password: Option<Secret>,
     /// Longest wait for a connection.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Longest wait for one command (a purge waits at most this for its publication).
-    pub command_timeout: Duration,
+    pub(crate) command_timeout: Duration,
     /// The secret every replica shares; keys token keys and purge names.
-    pub key_secret: Secret,
+    pub(crate) key_secret: Secret,
     /// The stream's key.
-    pub stream: String,
+    pub(crate) stream: String,
     /// The stream is trimmed (approximately) to this many entries.
-    pub max_entries: u64,
+    pub(crate) max_entries: u64,
     /// The shared identity cache; `None`: replicas share revocations only.
-    pub shared_cache: Option<SharedCacheSettings>,
+    pub(crate) shared_cache: Option<SharedCacheSettings>,
 }
 
 impl std::fmt::Debug for ClusterSettings {
@@ -125,7 +125,7 @@ impl PartialEq for ClusterSettings {
 
 impl ClusterSettings {
     /// A 32-byte key for one use (`label`), derived from the shared secret.
-    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+    pub(crate) fn derive_key(&self, label: &str) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key_secret.expose().as_bytes())
             .expect("HMAC accepts any key length");
         mac.update(b"sessiongate cluster key: ");
@@ -136,7 +136,7 @@ impl ClusterSettings {
 
 /// What a purge became for the other replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FanOut {
+pub(crate) enum FanOut {
     /// Appended to the stream.
     Published,
     /// Redis was unreachable: kept, published once it is back.
@@ -153,7 +153,7 @@ impl FanOut {
 }
 
 /// The replica's side of the shared revocation stream.
-pub struct Cluster {
+pub(crate) struct Cluster {
     settings: ClusterSettings,
     client: redis::Client,
     /// This process's id in the stream (its own entries are not applied twice).
@@ -237,7 +237,7 @@ impl Cluster {
     }
 
     /// One line for `/readyz`: whether the stream is being read, and what waits.
-    pub fn status_line(&self) -> String {
+    pub(crate) fn status_line(&self) -> String {
         format!(
             "cluster: redis {}, purges pending {}, shared cache {}\n",
             if self.metrics.redis_up.get() == 1 {
@@ -256,7 +256,7 @@ impl Cluster {
 
     /// Sends a purge just applied locally to the other replicas: published if Redis
     /// answers within `command_timeout`, else kept to be published later.
-    pub async fn publish(&self, by: &PurgeBy, provider: Option<&str>) -> FanOut {
+    pub(crate) async fn publish(&self, by: &PurgeBy, provider: Option<&str>) -> FanOut {
         let message = match by {
             PurgeBy::Keys(keys) if keys.is_empty() => return FanOut::Published,
             PurgeBy::Keys(keys) => Message::Keys(keys.clone()),

@@ -94,7 +94,7 @@ fn parse_reason(code: &str) -> Option<InvalidReason> {
 
 impl Sealer {
     /// `key`: the cluster's derived key for identity values.
-    pub(crate) fn new(key: &[u8; 32]) -> Self {
+    pub fn new(key: &[u8; 32]) -> Self {
         Sealer {
             mac: <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length"),
         }

@@ -7,15 +7,15 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 /// A duration parsed from a config string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfigDuration(pub Duration);
+pub(crate) struct ConfigDuration(pub Duration);
 
 /// Why a duration string was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("not a valid duration {0:?}: write a whole number with a unit, like 500ms, 60s, 5m or 1h")]
-pub struct DurationError(String);
+pub(crate) struct DurationError(String);
 
 /// Parses `<digits><unit>` where unit is `ms`, `s`, `m`, `h` or `d`; a bare `0` is zero.
-pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     if t == "0" {
         return Ok(Duration::ZERO);

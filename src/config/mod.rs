@@ -2,13 +2,13 @@
 //! into [`Settings`], the checked runtime form the gateway is built from. Every error names
 //! the key (`routes[1].upstream`) and, for syntax and unknown keys, the line and column.
 
-pub mod duration;
-pub mod file;
-pub mod http_provider;
-pub mod jwt_provider;
-pub mod providers;
-pub mod secret;
-pub mod validate;
+pub(crate) mod duration;
+pub(crate) mod file;
+pub(crate) mod http_provider;
+pub(crate) mod jwt_provider;
+pub(crate) mod providers;
+pub(crate) mod secret;
+pub(crate) mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,13 +36,13 @@ pub struct ConfigError {
     /// Dotted key path, e.g. `providers.idp.url`; empty for the whole file.
     pub path: String,
     /// 1-based line and column, when the parser knows them.
-    pub location: Option<(usize, usize)>,
+    pub(crate) location: Option<(usize, usize)>,
     pub message: String,
 }
 
 impl ConfigError {
     /// An error at key `path`.
-    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             path: path.into(),
             location: None,
@@ -68,10 +68,10 @@ impl std::error::Error for ConfigError {}
 
 /// `requests:` — how the canonical request is read (see [`crate::decision::canonical`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RequestSettings {
+pub(crate) struct RequestSettings {
     /// Route prefixes match regardless of ASCII case (backends that route that way).
-    pub case_insensitive_paths: bool,
-    pub hygiene: crate::decision::canonical::HeaderHygiene,
+    pub(crate) case_insensitive_paths: bool,
+    pub(crate) hygiene: crate::decision::canonical::HeaderHygiene,
 }
 
 /// One provider as configured (plain data), with what the gateway wraps around it.
@@ -79,11 +79,11 @@ pub struct RequestSettings {
 pub struct ProviderSettings {
     pub spec: ProviderSpec,
     /// Concurrency bound and breaker (`None` for `static`, which calls nothing).
-    pub protection: Option<Protection>,
-    pub token_format: TokenFormat,
+    pub(crate) protection: Option<Protection>,
+    pub(crate) token_format: TokenFormat,
     /// Hash of the provider's definition as written: cached identities survive a reload
     /// while it is unchanged.
-    pub fingerprint: u64,
+    pub(crate) fingerprint: u64,
 }
 
 /// The validated configuration the gateway runs with.
@@ -92,9 +92,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     /// `tls:`: the TLS listener (certificates, ALPN); `None`: plain HTTP only.
-    pub tls: Option<crate::tls::TlsListener>,
+    pub(crate) tls: Option<crate::tls::TlsListener>,
     /// `h2c`: HTTP/2 with prior knowledge on the plain listener.
-    pub h2c: bool,
+    pub(crate) h2c: bool,
     pub threads: usize,
     /// One work-stealing runtime for all proxy threads (`true`; the default with
     /// `threads` > 1) or one runtime per thread, each connection staying on the thread
@@ -104,28 +104,28 @@ pub struct Settings {
     /// `direct_path`: bodiless HTTP/1.1 requests take the gateway's direct path (`true`,
     /// the default) or, like every other request, Pingora's full proxy (`false`). The
     /// decision is the same either way; the direct path costs less CPU per request.
-    pub direct_path: bool,
-    pub shutdown_grace_period: Duration,
+    pub(crate) direct_path: bool,
+    pub(crate) shutdown_grace_period: Duration,
     pub providers: BTreeMap<String, ProviderSettings>,
-    pub cache: CacheSettings,
-    pub requests: RequestSettings,
-    pub connections: ConnectionLimits,
+    pub(crate) cache: CacheSettings,
+    pub(crate) requests: RequestSettings,
+    pub(crate) connections: ConnectionLimits,
     /// Upstream servers by name (the built-in `echo` is not listed).
-    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    pub(crate) upstreams: BTreeMap<String, UpstreamSpec>,
     pub routes: Vec<RouteSpec>,
-    pub trusted_proxies: TrustedProxies,
+    pub(crate) trusted_proxies: TrustedProxies,
     /// Every assertion signing key (published on the admin JWKS).
-    pub assertion_keys: Vec<Arc<SigningKey>>,
-    pub identity_headers: IdentityHeaders,
+    pub(crate) assertion_keys: Vec<Arc<SigningKey>>,
+    pub(crate) identity_headers: IdentityHeaders,
     pub log: LogSettings,
     /// Bearer token for the admin API's mutating endpoints; `None` disables them.
     pub admin_token: Option<Secret>,
     /// `admin.listen`: the admin API's own listener; `None` serves it on `admin_listen`.
-    pub admin_api_listen: Option<SocketAddr>,
-    pub pid_file: String,
-    pub upgrade_sock: String,
+    pub(crate) admin_api_listen: Option<SocketAddr>,
+    pub(crate) pid_file: String,
+    pub(crate) upgrade_sock: String,
     /// `cluster:`: revocations shared with the other replicas through Redis.
-    pub cluster: Option<crate::cluster::ClusterSettings>,
+    pub(crate) cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 impl Settings {
@@ -158,7 +158,7 @@ impl Settings {
 }
 
 /// Parses YAML text into the file structs, with key paths and positions in errors.
-pub fn parse(text: &str) -> Result<file::FileConfig, ConfigError> {
+pub(crate) fn parse(text: &str) -> Result<file::FileConfig, ConfigError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

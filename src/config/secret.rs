@@ -15,7 +15,7 @@ thread_local! {
 
 /// Runs `f` (a validation, on this thread) with absent secrets replaced by placeholders;
 /// returns its result and how many placeholders stood in.
-pub fn with_placeholders<T>(f: impl FnOnce() -> T) -> (T, usize) {
+pub(crate) fn with_placeholders<T>(f: impl FnOnce() -> T) -> (T, usize) {
     PLACEHOLDERS.with(|p| p.set(Some(0)));
     let out = f();
     let used = PLACEHOLDERS.with(|p| p.take()).unwrap_or(0);
@@ -63,7 +63,7 @@ pub fn resolve(
 
 /// Refuses a secret shorter than `min` characters, naming the key it was given with:
 /// `path` (inline `${ENV}`) or `path_file`.
-pub fn require_length(
+pub(crate) fn require_length(
     path: &str,
     inline: bool,
     secret: &Secret,

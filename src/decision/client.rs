@@ -13,17 +13,17 @@ use crate::policy::net::IpNet;
 
 /// The `trusted_proxies` list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(pub Vec<IpNet>);
+pub(crate) struct TrustedProxies(pub Vec<IpNet>);
 
 impl TrustedProxies {
     /// True when `ip` is a trusted proxy.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|n| n.contains(ip))
     }
 
     /// The client address for a connection from `peer` carrying these `X-Forwarded-For`
     /// header values (in order). `None` when it cannot be known.
-    pub fn client_address<'a>(
+    pub(crate) fn client_address<'a>(
         &self,
         peer: Option<IpAddr>,
         xff: impl Iterator<Item = &'a [u8]>,

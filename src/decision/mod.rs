@@ -9,9 +9,9 @@
 //! miss calls the provider and caches the answer); logging and metrics are the caller's.
 
 pub mod canonical;
-pub mod client;
-pub mod refused;
-pub mod respond;
+pub(crate) mod client;
+pub(crate) mod refused;
+pub(crate) mod respond;
 pub mod route;
 
 use std::net::IpAddr;
@@ -41,69 +41,69 @@ use crate::policy::{self, Denial, Mode};
 /// configuration in force, and the process's identity cache, token hasher and clock.
 /// The proxy and `explain` build it from the same state (`proxy::shared`).
 #[derive(Clone, Copy)]
-pub struct Decider<'a> {
-    pub routes: &'a RouteTable,
-    pub trusted_proxies: &'a TrustedProxies,
-    pub cache: &'a IdentityCache,
-    pub hasher: &'a TokenHasher,
-    pub clock: &'a SharedClock,
+pub(crate) struct Decider<'a> {
+    pub(crate) routes: &'a RouteTable,
+    pub(crate) trusted_proxies: &'a TrustedProxies,
+    pub(crate) cache: &'a IdentityCache,
+    pub(crate) hasher: &'a TokenHasher,
+    pub(crate) clock: &'a SharedClock,
 }
 
 /// What the decision looks at.
-pub struct DecisionInput<'a> {
-    pub method: &'a Method,
+pub(crate) struct DecisionInput<'a> {
+    pub(crate) method: &'a Method,
     /// The `Host` header (port included or not; canonicalized here).
-    pub host: Option<&'a [u8]>,
+    pub(crate) host: Option<&'a [u8]>,
     /// The request path as sent (before normalization), without the query.
-    pub path: &'a str,
-    pub query: Option<&'a str>,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
     /// The TCP peer.
-    pub peer: Option<IpAddr>,
+    pub(crate) peer: Option<IpAddr>,
     /// The request headers (`Authorization`, `X-Forwarded-For` are read).
-    pub headers: &'a HeaderMap,
+    pub(crate) headers: &'a HeaderMap,
     /// The id of the connection's verified client certificate (`tls.client_certificates`).
-    pub client_cert: Option<&'a str>,
+    pub(crate) client_cert: Option<&'a str>,
 }
 
 /// Allow, or why not.
 #[derive(Debug, Clone)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Allow,
     Refuse(Refused),
 }
 
 /// The decision and everything learnt on the way (for headers, logs and `explain`).
 #[derive(Debug, Clone)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// The canonical path forwarded upstream, when it could be normalized.
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     /// Why the request has no canonical form (a 400), when it has none.
-    pub rejection: Option<Rejection>,
+    pub(crate) rejection: Option<Rejection>,
     /// The canonical host the route was chosen for (what the upstream's `Host` must be).
-    pub host: Option<CanonicalHost>,
+    pub(crate) host: Option<CanonicalHost>,
 
-    pub route: Option<Arc<Route>>,
+    pub(crate) route: Option<Arc<Route>>,
     /// The client address (the peer, or read through trusted proxies).
-    pub client: Option<IpAddr>,
+    pub(crate) client: Option<IpAddr>,
     /// The provider that judged the token.
-    pub provider: Option<Arc<ProviderEntry>>,
-    pub token_key: Option<TokenKey>,
+    pub(crate) provider: Option<Arc<ProviderEntry>>,
+    pub(crate) token_key: Option<TokenKey>,
     /// Which of the route's `token_sources` the token came from.
-    pub token_source: Option<usize>,
-    pub cache: Option<LookupOutcome>,
-    pub identity: Option<Identity>,
+    pub(crate) token_source: Option<usize>,
+    pub(crate) cache: Option<LookupOutcome>,
+    pub(crate) identity: Option<Identity>,
     /// The route's network rule (`allow_cidrs`/`deny_cidrs`), when it refused the client
     /// (whether or not the route enforces it).
-    pub network_denial: Option<Denial>,
+    pub(crate) network_denial: Option<Denial>,
     /// Every finding of the identity policy (scopes, `ipRestrict`, expiry), in the order
     /// they are judged; the first one enforced decided the refusal.
-    pub identity_denials: Vec<Denial>,
+    pub(crate) identity_denials: Vec<Denial>,
     /// On a report-only route: the denials that were let through.
-    pub would_deny: Vec<Denial>,
+    pub(crate) would_deny: Vec<Denial>,
     /// How many of [`Step::ALL`] the request passed, in order (the refusing one is not
     /// among them); see [`Decision::steps_passed`].
     passed: usize,
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
 }
 
 impl Decision {
@@ -128,19 +128,19 @@ impl Decision {
     }
 
     /// The steps the request passed, in order.
-    pub fn steps_passed(&self) -> &'static [Step] {
+    pub(crate) fn steps_passed(&self) -> &'static [Step] {
         &Step::ALL[..self.passed]
     }
 
     /// For a stale identity: its age.
-    pub fn stale_age(&self) -> Option<Duration> {
+    pub(crate) fn stale_age(&self) -> Option<Duration> {
         self.cache.as_ref().and_then(|c| c.stale_age)
     }
 }
 
 /// The steps of a decision, in order (what `explain` lists as passed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     CanonicalForm,
     Route,
     Network,
@@ -216,7 +216,7 @@ fn hide_token(identity: &Identity, token: &str, stand_in: &str) -> Identity {
 }
 
 /// Decides one request: the steps in order, the first refusal ends it.
-pub async fn decide(at: Decider<'_>, input: &DecisionInput<'_>) -> Decision {
+pub(crate) async fn decide(at: Decider<'_>, input: &DecisionInput<'_>) -> Decision {
     let mut d = Decision::new();
     if let Err(refused) = run(at, input, &mut d).await {
         if let Refused::Unreadable(rejection) = &refused {

@@ -13,7 +13,7 @@ use crate::policy::{Denial, DenialKind};
 
 /// Why a request was not forwarded.
 #[derive(Debug, Clone)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// The request has no canonical form: ambiguous path, host or method (400, and the
     /// connection is closed).
     Unreadable(Rejection),
@@ -59,7 +59,7 @@ const CERTIFICATE_REQUIRED: &str =
 
 impl Refused {
     /// The outcome label.
-    pub fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         match self {
             Refused::Unreadable(_) => Outcome::BadRequest,
             Refused::NoRoute => Outcome::NoRoute,
@@ -85,7 +85,7 @@ impl Refused {
     }
 
     /// The response the client gets.
-    pub fn response(&self) -> Refusal {
+    pub(crate) fn response(&self) -> Refusal {
         match self {
             Refused::Unreadable(r) => Refusal::plain(400, r.code(), r.to_string()),
             Refused::NoRoute => Refusal::plain(404, "no_route", "no route matches this request"),
@@ -132,7 +132,7 @@ impl Refused {
     }
 
     /// The policy finding behind it (logged and counted as a denial), when there is one.
-    pub fn denial(&self) -> Option<&Denial> {
+    pub(crate) fn denial(&self) -> Option<&Denial> {
         match self {
             Refused::Network(d) | Refused::Policy(d) => Some(d),
             _ => None,
@@ -142,7 +142,7 @@ impl Refused {
 
 /// How a request ended, as `sessiongate_requests_total{outcome}` and the access log name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Allowed,
     /// No canonical form, or unreadable framing (400).
     BadRequest,
@@ -172,11 +172,11 @@ pub enum Outcome {
 
 impl Outcome {
     /// How many outcomes there are (indexes `0..COUNT`).
-    pub const COUNT: usize = Outcome::FIXED + DenialKind::ALL.len();
+    pub(crate) const COUNT: usize = Outcome::FIXED + DenialKind::ALL.len();
     const FIXED: usize = 14;
 
     /// This outcome's position in [`Outcome::all`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Outcome::Allowed => 0,
             Outcome::BadRequest => 1,
@@ -197,7 +197,8 @@ impl Outcome {
     }
 
     /// Every outcome (each `requests_total` label value).
-    pub fn all() -> impl Iterator<Item = Outcome> {
+    #[cfg(test)]
+    pub(crate) fn all() -> impl Iterator<Item = Outcome> {
         [
             Outcome::Allowed,
             Outcome::BadRequest,

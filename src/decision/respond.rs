@@ -15,33 +15,33 @@ use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 
 /// The realm in `WWW-Authenticate` challenges.
-pub const REALM: &str = "sessiongate";
+pub(crate) const REALM: &str = "sessiongate";
 
 /// Seconds a client is asked to wait after a 503.
-pub const RETRY_AFTER_SECS: u32 = 1;
+pub(crate) const RETRY_AFTER_SECS: u32 = 1;
 
 /// A response the gateway writes instead of forwarding.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: u16,
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
     /// Machine-readable code (`invalid_token`, `provider_unavailable`, …).
-    pub error: &'static str,
+    pub(crate) error: &'static str,
     /// Human-readable explanation; never contains the token.
-    pub description: String,
+    pub(crate) description: String,
     /// RFC 6750 error code for a `WWW-Authenticate: Bearer` challenge, if any (`""`: a
     /// challenge with no error code, for a request without credentials).
-    pub challenge: Option<&'static str>,
+    pub(crate) challenge: Option<&'static str>,
     /// Sends `Retry-After`.
-    pub retry_after: bool,
+    pub(crate) retry_after: bool,
     /// The `scope` parameter of an `insufficient_scope` challenge.
-    pub scope: Option<String>,
+    pub(crate) scope: Option<String>,
     /// The `Allow` header of a 405: the methods the route takes.
-    pub allow: Option<String>,
+    pub(crate) allow: Option<String>,
 }
 
 impl Refusal {
     /// 401 (or 400 for `invalid_request`) with a Bearer challenge.
-    pub fn bearer(rfc6750_code: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn bearer(rfc6750_code: &'static str, description: impl Into<String>) -> Self {
         Refusal {
             status: if rfc6750_code == "invalid_request" {
                 400
@@ -60,7 +60,7 @@ impl Refusal {
     /// 401 for a request that sent no credentials at all (no token, or another scheme than
     /// Bearer): a challenge with no error code (RFC 6750 §3.1: the client may simply not
     /// have known that authentication is needed); `missing_token` in the JSON body.
-    pub fn no_credentials(description: impl Into<String>) -> Self {
+    pub(crate) fn no_credentials(description: impl Into<String>) -> Self {
         Refusal {
             error: "missing_token",
             challenge: Some(""),
@@ -69,7 +69,7 @@ impl Refusal {
     }
 
     /// 403 `insufficient_scope` (RFC 6750 §3.1), naming the scopes the route requires.
-    pub fn insufficient_scope(required: &[String]) -> Self {
+    pub(crate) fn insufficient_scope(required: &[String]) -> Self {
         Refusal {
             status: 403,
             error: "insufficient_scope",
@@ -82,7 +82,7 @@ impl Refusal {
     }
 
     /// 403 `csrf`: a cookie-authenticated unsafe request from another site.
-    pub fn cross_site(description: &'static str) -> Self {
+    pub(crate) fn cross_site(description: &'static str) -> Self {
         Refusal {
             status: 403,
             error: "csrf",
@@ -95,7 +95,7 @@ impl Refusal {
     }
 
     /// 503: the identity provider could not answer; the request was not forwarded.
-    pub fn provider_unavailable() -> Self {
+    pub(crate) fn provider_unavailable() -> Self {
         Refusal {
             status: 503,
             error: "provider_unavailable",
@@ -109,7 +109,7 @@ impl Refusal {
     }
 
     /// 429 with `Retry-After` (a client over its cache-miss rate).
-    pub fn too_many_requests(description: impl Into<String>) -> Self {
+    pub(crate) fn too_many_requests(description: impl Into<String>) -> Self {
         Refusal {
             status: 429,
             error: "too_many_requests",
@@ -122,7 +122,7 @@ impl Refusal {
     }
 
     /// 405 `method_not_allowed`, with `Allow` naming the methods the route takes.
-    pub fn method_not_allowed(allowed: &[http::Method]) -> Self {
+    pub(crate) fn method_not_allowed(allowed: &[http::Method]) -> Self {
         let allow = allowed
             .iter()
             .map(http::Method::as_str)
@@ -139,7 +139,7 @@ impl Refusal {
     }
 
     /// Any other status with a plain error code.
-    pub fn plain(status: u16, error: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn plain(status: u16, error: &'static str, description: impl Into<String>) -> Self {
         Refusal {
             status,
             error,
@@ -152,7 +152,7 @@ impl Refusal {
     }
 
     /// The JSON body.
-    pub fn body(&self, request_id: &str) -> Bytes {
+    pub(crate) fn body(&self, request_id: &str) -> Bytes {
         let body = serde_json::json!({
             "error": self.error,
             "error_description": self.description,
@@ -162,7 +162,7 @@ impl Refusal {
     }
 
     /// The response header, for `body_len` bytes of JSON.
-    pub fn header(&self, request_id: &str, body_len: usize) -> Result<ResponseHeader> {
+    pub(crate) fn header(&self, request_id: &str, body_len: usize) -> Result<ResponseHeader> {
         let mut resp = ResponseHeader::build(self.status, Some(8))?;
         resp.insert_header("content-type", "application/json")?;
         resp.insert_header("content-length", body_len.to_string())?;
@@ -192,7 +192,7 @@ impl Refusal {
     }
 
     /// The gRPC form of the refusal: a Trailers-Only response.
-    pub fn grpc_header(&self, request_id: &str) -> Result<ResponseHeader> {
+    pub(crate) fn grpc_header(&self, request_id: &str) -> Result<ResponseHeader> {
         let mut resp = ResponseHeader::build(200, Some(6))?;
         resp.insert_header("content-type", "application/grpc")?;
         resp.insert_header("grpc-status", grpc_status(self).to_string())?;
@@ -207,7 +207,7 @@ impl Refusal {
     /// Writes the response. With `keep_alive` the connection stays open for the next
     /// request (the caller checked that the request body is absent or small enough to be
     /// drained); otherwise it is closed afterwards.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         downstream: &mut ServerSession,
         request_id: &str,
@@ -246,7 +246,7 @@ impl Refusal {
 
 /// A gRPC request: `application/grpc` alone or with a `+format` / parameters; not
 /// gRPC-Web.
-pub fn is_grpc(req: &pingora::http::RequestHeader) -> bool {
+pub(crate) fn is_grpc(req: &pingora::http::RequestHeader) -> bool {
     let Some(ct) = req.headers.get(http::header::CONTENT_TYPE) else {
         return false;
     };
@@ -262,7 +262,7 @@ pub fn is_grpc(req: &pingora::http::RequestHeader) -> bool {
 /// a policy denial; 14 UNAVAILABLE when the provider or the upstream cannot answer;
 /// 8 RESOURCE_EXHAUSTED for a limit; 3 INVALID_ARGUMENT for a request with no canonical
 /// form; 12 UNIMPLEMENTED for no route; 4 DEADLINE_EXCEEDED for an upstream timeout.
-pub fn grpc_status(r: &Refusal) -> u8 {
+pub(crate) fn grpc_status(r: &Refusal) -> u8 {
     match r.status {
         401 => 16,
         400 if r.challenge.is_some() => 16,

@@ -19,7 +19,7 @@ pub const ECHO_UPSTREAM: &str = "echo";
 
 /// True when `prefix` matches `path` on a segment boundary (ASCII case ignored when
 /// `fold_case`).
-pub fn prefix_matches(prefix: &str, path: &str, fold_case: bool) -> bool {
+pub(crate) fn prefix_matches(prefix: &str, path: &str, fold_case: bool) -> bool {
     let head = path.as_bytes().get(..prefix.len());
     let starts = match head {
         Some(h) if fold_case => h.eq_ignore_ascii_case(prefix.as_bytes()),
@@ -34,7 +34,7 @@ pub fn prefix_matches(prefix: &str, path: &str, fold_case: bool) -> bool {
 
 /// What a route requires of a request.
 #[derive(Debug, Clone)]
-pub enum RouteAuth {
+pub(crate) enum RouteAuth {
     /// No token read; identity headers are still stripped.
     None,
     /// A valid token for the first of these providers that accepts its shape.
@@ -45,21 +45,21 @@ pub enum RouteAuth {
 #[derive(Debug)]
 pub struct ProviderEntry {
     /// Name and definition fingerprint: what token keys are derived from.
-    pub id: ProviderId,
-    pub provider: Arc<dyn Provider>,
-    pub format: crate::identity::provider::format::TokenFormat,
+    pub(crate) id: ProviderId,
+    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) format: crate::identity::provider::format::TokenFormat,
 }
 
 impl ProviderEntry {
     /// The config name (metric labels, logs).
-    pub fn name(&self) -> &Arc<str> {
+    pub(crate) fn name(&self) -> &Arc<str> {
         self.id.name()
     }
 }
 
 /// Where a route sends allowed requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamTarget {
+pub(crate) enum UpstreamTarget {
     /// The built-in echo upstream: answers with what a backend would receive.
     Echo,
     /// A real HTTP(S) server.
@@ -69,34 +69,34 @@ pub enum UpstreamTarget {
 /// An upstream as configured: its host name is not resolved yet, so that `--check` works
 /// where the name does not resolve (CI, another cluster).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamSpec {
-    pub name: String,
+pub(crate) struct UpstreamSpec {
+    pub(crate) name: String,
     /// `host:port` (an IP address, or a name resolved when the gateway starts).
-    pub authority: String,
-    pub tls: bool,
+    pub(crate) authority: String,
+    pub(crate) tls: bool,
     /// Server name for TLS and the default `Host`.
-    pub host: String,
-    pub protocol: UpstreamProtocol,
+    pub(crate) host: String,
+    pub(crate) protocol: UpstreamProtocol,
     /// `https://` options beyond the defaults (system store, the URL's host).
-    pub tls_options: Option<UpstreamTlsFiles>,
+    pub(crate) tls_options: Option<UpstreamTlsFiles>,
     /// Requests in flight to it at once.
-    pub max_in_flight: usize,
+    pub(crate) max_in_flight: usize,
 }
 
 /// Requests in flight to an upstream by default (Envoy's default circuit-breaker
 /// threshold for connections and requests per cluster).
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// How long a request waits for a free slot at a full upstream before 503.
-pub const UPSTREAM_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const UPSTREAM_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An upstream's slots for requests in flight (each HTTP/1.1 request holds one upstream
 /// connection while it runs). A reload makes new slots: requests still running under the
 /// old configuration hold the old ones until they finish.
 #[derive(Debug, Clone)]
-pub struct Slots {
-    pub max: usize,
-    pub free: Arc<tokio::sync::Semaphore>,
+pub(crate) struct Slots {
+    pub(crate) max: usize,
+    pub(crate) free: Arc<tokio::sync::Semaphore>,
 }
 
 impl Slots {
@@ -118,22 +118,22 @@ impl Eq for Slots {}
 
 /// An `https://` upstream's TLS options as configured (files not read yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamTlsFiles {
+pub(crate) struct UpstreamTlsFiles {
     /// CAs that verify the upstream instead of the system store.
-    pub ca_file: Option<std::path::PathBuf>,
+    pub(crate) ca_file: Option<std::path::PathBuf>,
     /// SNI and the name verified; `None`: the URL's host.
-    pub server_name: Option<String>,
-    pub verify_hostname: bool,
-    pub client_certificate: Option<crate::tls::CertificateFiles>,
+    pub(crate) server_name: Option<String>,
+    pub(crate) verify_hostname: bool,
+    pub(crate) client_certificate: Option<crate::tls::CertificateFiles>,
 }
 
 /// The same, loaded: what each connection to the upstream is made with.
 #[derive(Clone)]
-pub struct UpstreamTls {
-    pub ca: Option<Arc<pingora::protocols::tls::CaType>>,
-    pub server_name: Option<String>,
-    pub verify_hostname: bool,
-    pub client_cert: Option<Arc<pingora::utils::tls::CertKey>>,
+pub(crate) struct UpstreamTls {
+    pub(crate) ca: Option<Arc<pingora::protocols::tls::CaType>>,
+    pub(crate) server_name: Option<String>,
+    pub(crate) verify_hostname: bool,
+    pub(crate) client_cert: Option<Arc<pingora::utils::tls::CertKey>>,
 }
 
 impl std::fmt::Debug for UpstreamTls {
@@ -209,7 +209,7 @@ impl UpstreamTlsFiles {
 
 /// The HTTP version spoken to an upstream (`upstreams.<name>.protocol`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum UpstreamProtocol {
+pub(crate) enum UpstreamProtocol {
     /// HTTP/1.1 (the default).
     #[default]
     Http1,
@@ -224,20 +224,20 @@ pub enum UpstreamProtocol {
 /// wait on DNS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    pub name: String,
-    pub address: SocketAddr,
-    pub tls: bool,
+    pub(crate) name: String,
+    pub(crate) address: SocketAddr,
+    pub(crate) tls: bool,
     /// Server name for TLS and the default `Host`.
-    pub host: String,
-    pub protocol: UpstreamProtocol,
-    pub tls_options: Option<UpstreamTls>,
+    pub(crate) host: String,
+    pub(crate) protocol: UpstreamProtocol,
+    pub(crate) tls_options: Option<UpstreamTls>,
     /// Keeps pooled connections apart: Pingora's pool keys a connection by address, SNI,
     /// client certificate and verification flags, not by the CA that verified it or the
     /// protocol; two upstreams at one address (or one upstream across a reload that
     /// changed its CA) must never share a connection made for the other.
-    pub pool_key: u64,
+    pub(crate) pool_key: u64,
     /// Requests in flight to it, at most `slots.max`.
-    pub slots: Slots,
+    pub(crate) slots: Slots,
 }
 
 /// Why an upstream's address could not be resolved.
@@ -335,13 +335,13 @@ pub struct RouteSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Credentials {
     /// In order; default `[authorization]`.
-    pub sources: Vec<crate::identity::token::TokenSource>,
+    pub(crate) sources: Vec<crate::identity::token::TokenSource>,
     /// Whether a credential cookie stays in the `Cookie` header the upstream gets
     /// (default false: removed).
-    pub forward_cookie: bool,
+    pub(crate) forward_cookie: bool,
     /// Origins (`https://app.example.com`) besides the request's own from which a
     /// cookie-authenticated unsafe request is accepted.
-    pub trusted_origins: Vec<String>,
+    pub(crate) trusted_origins: Vec<String>,
 }
 
 impl Default for Credentials {
@@ -358,11 +358,11 @@ impl Default for Credentials {
 /// live providers and a resolved upstream.
 #[derive(Debug, Clone)]
 pub struct Route {
-    pub spec: RouteSpec,
-    pub auth: RouteAuth,
-    pub upstream: UpstreamTarget,
+    pub(crate) spec: RouteSpec,
+    pub(crate) auth: RouteAuth,
+    pub(crate) upstream: UpstreamTarget,
     /// The route's metric series, resolved once.
-    pub series: RouteSeries,
+    pub(crate) series: RouteSeries,
 }
 
 impl Route {
@@ -407,12 +407,12 @@ impl Route {
     }
 
     /// The route's label in metrics and logs.
-    pub fn name(&self) -> &Arc<str> {
+    pub(crate) fn name(&self) -> &Arc<str> {
         &self.spec.name
     }
 
     /// True when requests on this route resolve a token (and so have an auth phase).
-    pub fn auth_duration_applies(&self) -> bool {
+    pub(crate) fn auth_duration_applies(&self) -> bool {
         matches!(self.auth, RouteAuth::Providers(_))
     }
 }
@@ -455,7 +455,7 @@ impl RouteTable {
     }
 
     /// Routes in matching order.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.routes.iter()
     }
 }

@@ -21,11 +21,11 @@ use crate::identity::{Identity, IdentityRef};
 use crate::wire_name::WireName;
 
 /// A private key the gateway signs assertions with, and its public JWK.
-pub struct SigningKey {
-    pub kid: String,
-    pub algorithm: Algorithm,
+pub(crate) struct SigningKey {
+    pub(crate) kid: String,
+    pub(crate) algorithm: Algorithm,
     encoding: EncodingKey,
-    pub public_jwk: Value,
+    pub(crate) public_jwk: Value,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -44,7 +44,7 @@ fn b64(bytes: &[u8]) -> String {
 impl SigningKey {
     /// Reads a PEM private key for `algorithm` (ES256: P-256 PKCS#8 or SEC1; EdDSA:
     /// Ed25519 PKCS#8; RS256/PS256: RSA PKCS#8 or PKCS#1) and derives its public JWK.
-    pub fn from_pem(kid: &str, algorithm: Algorithm, pem: &str) -> Result<Self, String> {
+    pub(crate) fn from_pem(kid: &str, algorithm: Algorithm, pem: &str) -> Result<Self, String> {
         let bad =
             |e: &dyn std::fmt::Display| format!("not a usable {algorithm:?} private key: {e}");
         let (encoding, mut jwk) = match algorithm {
@@ -104,7 +104,7 @@ impl SigningKey {
 }
 
 /// The JWKS document for these keys.
-pub fn jwks(keys: &[Arc<SigningKey>]) -> Vec<u8> {
+pub(crate) fn jwks(keys: &[Arc<SigningKey>]) -> Vec<u8> {
     let doc = json!({"keys": keys.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>()});
     serde_json::to_vec_pretty(&doc).expect("a JSON value always serializes")
 }
@@ -114,17 +114,17 @@ pub fn jwks(keys: &[Arc<SigningKey>]) -> Vec<u8> {
 pub struct AssertionSpec {
     /// The upstream request header (under the identity prefix, so clients cannot send it),
     /// spelled as configured.
-    pub header: WireName,
-    pub key: Arc<SigningKey>,
-    pub ttl: Duration,
-    pub audience: String,
-    pub issuer: String,
+    pub(crate) header: WireName,
+    pub(crate) key: Arc<SigningKey>,
+    pub(crate) ttl: Duration,
+    pub(crate) audience: String,
+    pub(crate) issuer: String,
 }
 
 impl AssertionSpec {
     /// Mints an assertion for `identity` (resolved by `provider`) at `now`: the token and
     /// the time it expires, `min(now + ttl, identity expiry)`.
-    pub fn mint(
+    pub(crate) fn mint(
         &self,
         identity: &Identity,
         provider: &str,
@@ -160,7 +160,7 @@ impl AssertionSpec {
 
 /// Why no assertion could be set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AssertionError {
+pub(crate) enum AssertionError {
     #[error("cannot sign the assertion: {0}")]
     Sign(String),
     #[error("the signed assertion is not a valid header value")]
@@ -171,7 +171,7 @@ pub enum AssertionError {
 /// only for the very identity they were minted from: a refreshed or re-fetched identity
 /// (new scopes, a purge) gets a new assertion.
 #[derive(Clone)]
-pub struct AssertionCache {
+pub(crate) struct AssertionCache {
     cache: Cache<(TokenKey, Arc<str>), Minted>,
     /// `iat`/`exp` and reuse are judged on it.
     clock: SharedClock,
@@ -193,7 +193,7 @@ impl AssertionCache {
 
     /// The assertion for this token on this route: a cached one while it has more than a
     /// quarter of its lifetime (at most 10 s) left, else a newly minted one.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         key: TokenKey,
         route: &Arc<str>,

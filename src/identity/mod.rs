@@ -11,7 +11,7 @@
 //! HTTP presets and their response mapping, JWT with JWKS refresh, the breaker) is its
 //! own file. The request path meets only `IdentityCache::lookup` and `Provider::resolve`.
 
-pub mod assertion;
+pub(crate) mod assertion;
 pub mod cache;
 pub mod provider;
 pub mod token;
@@ -32,11 +32,11 @@ impl ProviderId {
     }
 
     /// The config name (metric labels, logs, purge filters).
-    pub fn name(&self) -> &Arc<str> {
+    pub(crate) fn name(&self) -> &Arc<str> {
         &self.0 .0
     }
 
-    pub fn fingerprint(&self) -> u64 {
+    pub(crate) fn fingerprint(&self) -> u64 {
         self.0 .1
     }
 }
@@ -76,7 +76,7 @@ pub struct IdentityParts {
 
 impl IdentityParts {
     /// True when the identity carries an expiry that is at or before `now`.
-    pub fn is_expired_at(&self, now: SystemTime) -> bool {
+    pub(crate) fn is_expired_at(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|exp| exp <= now)
     }
 }
@@ -194,7 +194,7 @@ impl From<IdentityParts> for Identity {
 
 /// The pieces of one list of an [`Identity`], in the provider's order.
 #[derive(Clone)]
-pub struct Pieces<'a> {
+pub(crate) struct Pieces<'a> {
     packed: &'a Packed,
     next: usize,
     end: usize,
@@ -240,28 +240,28 @@ impl Identity {
     }
 
     /// The provider's id for the token / login session, when it has one.
-    pub fn session_id(&self) -> Option<&str> {
+    pub(crate) fn session_id(&self) -> Option<&str> {
         (self.0.starts[0] == 2).then(|| self.0.piece(1))
     }
 
     /// Granted scopes, exactly as the provider spells them.
-    pub fn scopes(&self) -> Pieces<'_> {
+    pub(crate) fn scopes(&self) -> Pieces<'_> {
         self.0.pieces(0)
     }
 
     /// Client addresses / CIDR blocks the identity may be used from (empty: any), as the
     /// provider wrote them.
-    pub fn ip_restrict(&self) -> Pieces<'_> {
+    pub(crate) fn ip_restrict(&self) -> Pieces<'_> {
         self.0.pieces(1)
     }
 
     /// Organizations / enterprises the subject belongs to.
-    pub fn organizations(&self) -> Pieces<'_> {
+    pub(crate) fn organizations(&self) -> Pieces<'_> {
         self.0.pieces(2)
     }
 
     /// Extra provider values the config asked to forward: (claim name, text).
-    pub fn claims(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+    pub(crate) fn claims(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
         let first = self.0.starts[3] as usize;
         let n = (self.0.starts[4] as usize - first) / 2;
         (0..n).map(move |i| (self.0.piece(first + 2 * i), self.0.piece(first + 2 * i + 1)))
@@ -273,19 +273,19 @@ impl Identity {
     }
 
     /// True when the identity carries an expiry that is at or before `now`.
-    pub fn is_expired_at(&self, now: SystemTime) -> bool {
+    pub(crate) fn is_expired_at(&self, now: SystemTime) -> bool {
         self.0.expires_at.is_some_and(|exp| exp <= now)
     }
 
     /// Time left until expiry as seen at `now`; `None` when the identity has no expiry.
-    pub fn remaining(&self, now: SystemTime) -> Option<Duration> {
+    pub(crate) fn remaining(&self, now: SystemTime) -> Option<Duration> {
         self.0
             .expires_at
             .map(|exp| exp.duration_since(now).unwrap_or(Duration::ZERO))
     }
 
     /// Expiry as whole Unix seconds, for the `Expires` identity header.
-    pub fn expires_unix(&self) -> Option<u64> {
+    pub(crate) fn expires_unix(&self) -> Option<u64> {
         self.0
             .expires_at
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -293,7 +293,7 @@ impl Identity {
     }
 
     /// The identity as separate, owned values (to change one, or to compare in tests).
-    pub fn to_parts(&self) -> IdentityParts {
+    pub(crate) fn to_parts(&self) -> IdentityParts {
         let owned = |p: Pieces<'_>| p.map(str::to_string).collect();
         IdentityParts {
             subject: self.subject().to_string(),
@@ -313,15 +313,15 @@ impl Identity {
 /// A handle that does not keep an identity alive, to tell later whether an identity is
 /// the very same one (resolved by the same provider answer), not merely an equal one.
 #[derive(Clone)]
-pub struct IdentityRef(std::sync::Weak<Packed>);
+pub(crate) struct IdentityRef(std::sync::Weak<Packed>);
 
 impl Identity {
-    pub fn downgrade(&self) -> IdentityRef {
+    pub(crate) fn downgrade(&self) -> IdentityRef {
         IdentityRef(Arc::downgrade(&self.0))
     }
 
     /// True when `r` was taken from this very identity.
-    pub fn is(&self, r: &IdentityRef) -> bool {
+    pub(crate) fn is(&self, r: &IdentityRef) -> bool {
         std::ptr::eq(r.0.as_ptr(), Arc::as_ptr(&self.0))
     }
 }

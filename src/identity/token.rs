@@ -30,7 +30,7 @@ pub enum TokenError {
 
 impl TokenError {
     /// RFC 6750 error code for the `WWW-Authenticate` header.
-    pub fn rfc6750_code(self) -> &'static str {
+    pub(crate) fn rfc6750_code(self) -> &'static str {
         match self {
             TokenError::Ambiguous => "invalid_request",
             _ => "invalid_token",
@@ -94,7 +94,7 @@ pub enum TokenSource {
 
 impl TokenSource {
     /// For logs and `explain`: `authorization`, `cookie:<name>`, `header:<name>`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             TokenSource::Authorization => "authorization".into(),
             TokenSource::Cookie(n) => format!("cookie:{n}"),
@@ -264,24 +264,24 @@ pub struct TokenKey([u8; 16]);
 
 impl TokenKey {
     /// The first 12 hex characters: enough to tell tokens apart in logs, useless to an attacker.
-    pub fn short(&self) -> String {
+    pub(crate) fn short(&self) -> String {
         hex::encode(&self.0[..6])
     }
 
     /// [`Self::short`] written into `out` (no allocation).
-    pub fn short_into<'a>(&self, out: &'a mut [u8; 12]) -> &'a str {
+    pub(crate) fn short_into<'a>(&self, out: &'a mut [u8; 12]) -> &'a str {
         hex::encode_to_slice(&self.0[..6], out).expect("12 hex characters for 6 bytes");
         std::str::from_utf8(out).expect("hex is ASCII")
     }
 
     /// All 32 hex characters: what stands in for a token an identity value repeats, and
     /// what a purge by token carries between replicas.
-    pub fn hex(&self) -> String {
+    pub(crate) fn hex(&self) -> String {
         hex::encode(self.0)
     }
 
     /// The key written as [`TokenKey::hex`] writes it.
-    pub fn from_hex(text: &str) -> Option<Self> {
+    pub(crate) fn from_hex(text: &str) -> Option<Self> {
         let mut key = [0u8; 16];
         hex::decode_to_slice(text, &mut key).ok()?;
         Some(TokenKey(key))
@@ -302,7 +302,7 @@ pub struct TokenHasher {
 
 impl TokenHasher {
     /// A hasher with a fresh random key.
-    pub fn random() -> Self {
+    pub(crate) fn random() -> Self {
         let key: [u8; 32] = rand::random();
         Self::with_key(&key)
     }

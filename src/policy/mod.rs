@@ -4,7 +4,7 @@
 //! request, so one cached identity is judged afresh against each route. They are pure
 //! (identity, client address, route policy, method, clock) → decision, with no I/O.
 
-pub mod net;
+pub(crate) mod net;
 
 use std::net::IpAddr;
 use std::time::SystemTime;
@@ -35,7 +35,7 @@ impl ScopeRule {
 }
 
 /// True when granted scope `have` satisfies rule entry `want`.
-pub fn scope_matches(want: &str, have: &str) -> bool {
+pub(crate) fn scope_matches(want: &str, have: &str) -> bool {
     match want.strip_suffix('*') {
         Some(prefix) => have.starts_with(prefix),
         None => want == have,
@@ -92,7 +92,7 @@ pub enum Denial {
 /// `sessiongate_policy_would_deny_total{reason}` and the JSON `error` code. A new rule adds
 /// its kind here; the decision, metrics and `explain` take it from these methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DenialKind {
+pub(crate) enum DenialKind {
     InsufficientScope,
     IpNotAllowed,
     Expired,
@@ -106,7 +106,7 @@ impl DenialKind {
     ];
 
     /// Its position in [`DenialKind::ALL`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
@@ -121,12 +121,12 @@ impl DenialKind {
 
     /// True when a report-only route refuses it anyway (an expired identity is never
     /// let through).
-    pub fn always_enforced(self) -> bool {
+    pub(crate) fn always_enforced(self) -> bool {
         self == DenialKind::Expired
     }
 
     /// The HTTP status of the refusal.
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             DenialKind::Expired => 401,
             DenialKind::InsufficientScope | DenialKind::IpNotAllowed => 403,
@@ -134,7 +134,7 @@ impl DenialKind {
     }
 
     /// What the client is told.
-    pub fn description(self) -> &'static str {
+    pub(crate) fn description(self) -> &'static str {
         match self {
             DenialKind::InsufficientScope => "the token lacks the scopes this request requires",
             DenialKind::IpNotAllowed => "requests from this client address are not allowed here",
@@ -144,7 +144,7 @@ impl DenialKind {
 }
 
 impl Denial {
-    pub fn kind(&self) -> DenialKind {
+    pub(crate) fn kind(&self) -> DenialKind {
         match self {
             Denial::InsufficientScope { .. } => DenialKind::InsufficientScope,
             Denial::IpNotAllowed { .. } | Denial::IpRestrictMalformed { .. } => {
@@ -155,12 +155,12 @@ impl Denial {
     }
 
     /// The deny reason used in metrics, logs and the JSON `error`.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         self.kind().as_str()
     }
 
     /// A sentence for logs and `explain` (never shown to the client).
-    pub fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         match self {
             Denial::InsufficientScope { required } => format!("requires {}", required.join(" ")),
             Denial::IpNotAllowed { detail } | Denial::IpRestrictMalformed { detail } => {
@@ -173,7 +173,7 @@ impl Denial {
 
 /// The route's static network rules, checked before any token is read. `client` is `None`
 /// when the address could not be determined; then any rule denies (fail closed).
-pub fn check_network(policy: &RoutePolicy, client: Option<IpAddr>) -> Result<(), Denial> {
+pub(crate) fn check_network(policy: &RoutePolicy, client: Option<IpAddr>) -> Result<(), Denial> {
     if policy.allow_cidrs.is_empty() && policy.deny_cidrs.is_empty() {
         return Ok(());
     }
@@ -215,7 +215,7 @@ pub fn check_identity(
 
 /// Every reason the identity would be refused, in the order they are enforced (a
 /// report-only route counts them all).
-pub fn identity_denials(
+pub(crate) fn identity_denials(
     policy: &RoutePolicy,
     identity: &Identity,
     client: Option<IpAddr>,
@@ -242,12 +242,12 @@ pub fn identity_denials(
 }
 
 /// Whether the route takes `method` at all (its `methods` allow-list).
-pub fn method_allowed(policy: &RoutePolicy, method: &Method) -> bool {
+pub(crate) fn method_allowed(policy: &RoutePolicy, method: &Method) -> bool {
     policy.methods.is_empty() || policy.methods.contains(method)
 }
 
 /// The scope rules that apply to `method` on a route: its own, then matching method rules.
-pub fn rules_for<'a>(policy: &'a RoutePolicy, method: &Method) -> Vec<&'a ScopeRule> {
+pub(crate) fn rules_for<'a>(policy: &'a RoutePolicy, method: &Method) -> Vec<&'a ScopeRule> {
     applicable(policy, method).collect()
 }
 

@@ -19,7 +19,7 @@ impl std::fmt::Display for IpNet {
 /// Why an entry is not an address or CIDR block.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct IpNetError(String);
+pub(crate) struct IpNetError(String);
 
 impl IpNetError {
     fn garbage(text: &str) -> Self {
@@ -35,7 +35,7 @@ impl IpNet {
     /// (`::ffff:10.0.0.0/104`) becomes the IPv4 block it stands for (`10.0.0.0/8`), since
     /// client addresses are compared in IPv4 form; one whose prefix is shorter than 96
     /// also covers non-mapped IPv6 space and is refused as ambiguous.
-    pub fn parse(text: &str) -> Result<Self, IpNetError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, IpNetError> {
         let net = Self::parse_as_written(text)?;
         match net.addr {
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -79,7 +79,7 @@ impl IpNet {
 
     /// True when `ip` is inside the block. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`)
     /// is compared as the IPv4 address it carries.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,

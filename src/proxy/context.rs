@@ -87,7 +87,7 @@ impl RequestCtx {
 /// and resets a stream whose body makes no progress for `body_idle_timeout`
 /// ([`BodyProgress::stalled`]).
 #[derive(Debug)]
-pub struct BodyProgress {
+pub(crate) struct BodyProgress {
     pub(super) started: tokio::time::Instant,
     /// Milliseconds from `started` to the last body progress; `u64::MAX`: not watching
     /// (no body expected yet, or done).
@@ -99,7 +99,7 @@ pub struct BodyProgress {
 tokio::task_local! {
     /// The current HTTP/2 stream's body progress (set by the direct path around the full
     /// proxy; the proxy steps update it).
-    pub static HTTP2_BODY: Arc<BodyProgress>;
+    pub(crate) static HTTP2_BODY: Arc<BodyProgress>;
 }
 
 impl Default for BodyProgress {
@@ -134,7 +134,7 @@ impl BodyProgress {
     }
 
     /// Resolves once the body has made no progress for `limit` (never while not watched).
-    pub async fn stalled(&self, limit: Duration) {
+    pub(crate) async fn stalled(&self, limit: Duration) {
         let limit_ms = limit.as_millis() as u64;
         loop {
             let last = self.last.load(std::sync::atomic::Ordering::Relaxed);

@@ -13,7 +13,7 @@ const MAX_DRAIN: usize = 1 << 20;
 
 /// Reads and discards the request body so the connection can be reused; returns its size.
 /// A body over 1 MiB is not read further and the connection is closed after the answer.
-pub async fn drain_body(session: &mut ServerSession) -> Result<usize> {
+pub(crate) async fn drain_body(session: &mut ServerSession) -> Result<usize> {
     let mut total = 0;
     while let Some(chunk) = session.read_request_body().await? {
         total += chunk.len();
@@ -26,7 +26,7 @@ pub async fn drain_body(session: &mut ServerSession) -> Result<usize> {
 }
 
 /// The JSON answer for the request `forwarded` (already prepared as for an upstream).
-pub fn render(forwarded: &RequestHeader, body_bytes: usize) -> Vec<u8> {
+pub(crate) fn render(forwarded: &RequestHeader, body_bytes: usize) -> Vec<u8> {
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in forwarded.headers.iter() {
         let value = String::from_utf8_lossy(value.as_bytes());

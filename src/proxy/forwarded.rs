@@ -18,14 +18,14 @@ const FORWARDED: WireName = WireName::constant("forwarded", "Forwarded");
 
 /// The forwarding headers this module writes (for the spelling check in the tests).
 #[cfg(test)]
-pub const WIRE_NAMES: [WireName; 5] = [XFF, PROTO, XFH, REAL_IP, FORWARDED];
+pub(crate) const WIRE_NAMES: [WireName; 5] = [XFF, PROTO, XFH, REAL_IP, FORWARDED];
 
 /// `X-Forwarded-For` gets the peer appended (a chain from an untrusted peer is
 /// replaced, not extended); `X-Forwarded-Proto` / `-Host` are kept only from trusted
 /// proxies (else `X-Forwarded-Proto` is how the client reached the gateway: `https` on the
 /// TLS listener); `X-Real-IP` is the client address the gateway decided on; `Forwarded`
 /// from an untrusted peer is dropped.
-pub fn set_forwarded<'id>(
+pub(crate) fn set_forwarded<'id>(
     req: &mut impl Outgoing<'id>,
     peer: Option<IpAddr>,
     client: Option<IpAddr>,

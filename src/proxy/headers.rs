@@ -22,13 +22,13 @@ use crate::identity::{Identity, Pieces};
 use crate::wire_name::WireName;
 
 /// Default identity header prefix.
-pub const DEFAULT_PREFIX: &str = "X-Auth-";
+pub(crate) const DEFAULT_PREFIX: &str = "X-Auth-";
 
 /// The request id header, kept from the client when well-formed, else generated.
-pub const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// The request id header, kept from the client when well-formed, else generated.
-pub const REQUEST_ID_HEADER: WireName = WireName::constant(REQUEST_ID, "X-Request-Id");
+pub(crate) const REQUEST_ID_HEADER: WireName = WireName::constant(REQUEST_ID, "X-Request-Id");
 
 /// The identity header names derived from one prefix.
 #[derive(Debug, Clone)]
@@ -37,17 +37,17 @@ pub struct IdentityHeaders {
     prefix: String,
     /// Lower-case prefix with `_` read as `-`, for stripping.
     prefix_lower: String,
-    pub subject: WireName,
-    pub session_id: WireName,
-    pub scopes: WireName,
-    pub organizations: WireName,
-    pub expires: WireName,
-    pub provider: WireName,
+    pub(crate) subject: WireName,
+    pub(crate) session_id: WireName,
+    pub(crate) scopes: WireName,
+    pub(crate) organizations: WireName,
+    pub(crate) expires: WireName,
+    pub(crate) provider: WireName,
     /// Set only when the identity was served stale (stale-if-error): its age in seconds.
-    pub stale: WireName,
+    pub(crate) stale: WireName,
     /// The id of the connection's verified client certificate (mTLS), beside a token's
     /// identity.
-    pub client_certificate: WireName,
+    pub(crate) client_certificate: WireName,
 }
 
 impl IdentityHeaders {
@@ -259,7 +259,7 @@ fn plain(b: u8, also: &[u8]) -> bool {
 }
 
 /// Percent-encodes bytes outside printable ASCII, `%`, and any byte in `also`.
-pub fn encode(value: &str, also: &[u8]) -> HeaderValue {
+pub(crate) fn encode(value: &str, also: &[u8]) -> HeaderValue {
     let mut out = Vec::with_capacity(value.len());
     push_encoded(&mut out, value, also);
     HeaderValue::try_from(out).expect("only printable ASCII remains after encoding")
@@ -353,7 +353,7 @@ pub fn sanitize_request(req: &mut RequestHeader, identity: &IdentityHeaders) {
 /// `Proxy-Connection`. Pingora writes the client's own `Connection`. Framing headers
 /// (`Content-Length`, `Transfer-Encoding`) and the request id are never removed this way:
 /// the body was read by them. A 101 (a WebSocket handshake) is left as it is.
-pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
+pub(crate) fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
     if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
         return;
     }
@@ -398,7 +398,7 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
 }
 
 /// A client's `X-Request-Id` is kept when it is 1..=128 characters of `[A-Za-z0-9._:-]`.
-pub fn well_formed_request_id(value: &[u8]) -> bool {
+pub(crate) fn well_formed_request_id(value: &[u8]) -> bool {
     (1..=128).contains(&value.len())
         && value
             .iter()
@@ -406,7 +406,7 @@ pub fn well_formed_request_id(value: &[u8]) -> bool {
 }
 
 /// A new random request id (32 hex characters).
-pub fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     // Into a buffer rather than `hex::encode`, whose per-character iterator showed in the
     // hit path's profile.
     let mut id = [0u8; 32];

@@ -20,15 +20,15 @@
 //! reach an upstream.
 
 mod context;
-pub use context::{BodyProgress, RequestCtx, HTTP2_BODY};
+pub(crate) use context::{BodyProgress, RequestCtx, HTTP2_BODY};
 pub mod connection;
-pub mod direct;
-pub mod echo;
-pub mod forwarded;
+pub(crate) mod direct;
+pub(crate) mod echo;
+pub(crate) mod forwarded;
 pub mod headers;
 pub mod outgoing;
 mod phases;
-pub mod shared;
+pub(crate) mod shared;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -52,13 +52,13 @@ use crate::identity::token::{without_cookie, TokenSource};
 use crate::identity::Identity;
 use crate::policy::Denial;
 use crate::proxy::outgoing::Outgoing;
-pub use crate::proxy::shared::GatewayState;
+pub(crate) use crate::proxy::shared::GatewayState;
 use crate::proxy::shared::Snapshot;
 use crate::telemetry::access::{self, AccessRecord};
 use crate::wire_name::WireName;
 
 /// Route label for requests that matched no route.
-pub const UNMATCHED: &str = "_unmatched";
+pub(crate) const UNMATCHED: &str = "_unmatched";
 
 /// Upstream connect timeout.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,7 +70,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// What the proxy shares with the rest of the process.
-    pub fn state(&self) -> &Arc<GatewayState> {
+    pub(crate) fn state(&self) -> &Arc<GatewayState> {
         &self.state
     }
 
@@ -411,7 +411,7 @@ fn body_is_safe_to_skip(session: &mut ServerSession) -> bool {
 /// the direct path ([`direct`]) — on the downstream session.
 impl Proxy {
     /// A fresh per-request context.
-    pub fn new_request(&self) -> RequestCtx {
+    pub(crate) fn new_request(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
             request_id: String::new(),
@@ -432,7 +432,11 @@ impl Proxy {
 
     /// Everything before the upstream: canonical request, decision, denials, assertion,
     /// header hygiene, the echo upstream. `Ok(true)`: the request is answered.
-    pub async fn filter(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<bool> {
+    pub(crate) async fn filter(
+        &self,
+        session: &mut ServerSession,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
         let snap = self.begin(session, ctx)?;
         if let Err(rejection) = canonicalize_headers(session.req_header_mut(), &snap) {
             return Box::pin(self.reject(session, ctx, rejection)).await;
@@ -548,7 +552,7 @@ impl Proxy {
     }
 
     /// The upstream the request goes to.
-    pub fn peer(&self, ctx: &RequestCtx) -> Result<HttpPeer> {
+    pub(crate) fn peer(&self, ctx: &RequestCtx) -> Result<HttpPeer> {
         match ctx.route().map(|r| &r.upstream) {
             Some(UpstreamTarget::Http(up)) => {
                 let mut peer = HttpPeer::new(up.address, up.tls, up.host.clone());
@@ -578,7 +582,11 @@ impl Proxy {
     }
 
     /// What the client receives of the upstream's response header.
-    pub fn prepare_response(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    pub(crate) fn prepare_response(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &RequestCtx,
+    ) -> Result<()> {
         // RFC 9110 §15.2.2: a server switches only to a protocol the client asked for.
         // Pingora passes a 101 on when neither side asked (the client then waits on a
         // connection that is neither HTTP nor a tunnel): a 502 instead, on both paths.
@@ -596,7 +604,12 @@ impl Proxy {
 
     /// Answers a request that failed after `filter` (upstream unreachable, a body that
     /// stalled, an internal error); returns the status written, 0 when none could be.
-    pub async fn fail(&self, session: &mut ServerSession, e: &Error, ctx: &mut RequestCtx) -> u16 {
+    pub(crate) async fn fail(
+        &self,
+        session: &mut ServerSession,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> u16 {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             _ => match e.esource() {
@@ -658,7 +671,7 @@ impl Proxy {
     }
 
     /// Metrics and the access-log event of a finished request (denials included).
-    pub fn log_request(&self, session: &ServerSession, e: Option<&Error>, ctx: &RequestCtx) {
+    pub(crate) fn log_request(&self, session: &ServerSession, e: Option<&Error>, ctx: &RequestCtx) {
         let route = Self::route_label(ctx);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let total = ctx.started.elapsed();

@@ -31,7 +31,7 @@ use crate::wire_name::WireName;
 
 impl WireName {
     /// Sets `value` under this name on `req`, replacing any value already there.
-    pub fn insert<'id>(
+    pub(crate) fn insert<'id>(
         &self,
         req: &mut impl Outgoing<'id>,
         value: impl TryInto<HeaderValue>,

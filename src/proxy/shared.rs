@@ -30,23 +30,23 @@ use crate::telemetry::metrics::Metrics;
 
 /// `connections:` — limits on downstream connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     /// From the first byte of a request to the end of its headers.
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// An idle keep-alive connection (between requests) is closed after this.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Longest pause while a request body is being received.
-    pub body_idle_timeout: Duration,
+    pub(crate) body_idle_timeout: Duration,
     /// Connections open at once on the proxy listener; more are answered 503 and closed.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// A tunnel (WebSocket, after `101`) with no byte either way for this long is closed.
-    pub tunnel_idle_timeout: Duration,
+    pub(crate) tunnel_idle_timeout: Duration,
     /// A tunnel is closed this long after it opened, busy or not (`None`: never) — the
     /// bound on how long a connection outlives the identity checked at its upgrade.
-    pub tunnel_max_duration: Option<Duration>,
+    pub(crate) tunnel_max_duration: Option<Duration>,
     /// Streams open at once on one HTTP/2 connection (what a stalled reader can pin is
     /// this many streams' response buffers, until `body_idle_timeout` resets them).
-    pub http2_max_concurrent_streams: u32,
+    pub(crate) http2_max_concurrent_streams: u32,
 }
 
 impl Default for ConnectionLimits {
@@ -65,41 +65,41 @@ impl Default for ConnectionLimits {
 
 /// One configuration, built.
 pub struct Snapshot {
-    pub routes: RouteTable,
+    pub(crate) routes: RouteTable,
     /// Every configured provider (for purges by token), in name order.
-    pub providers: Vec<Arc<ProviderEntry>>,
-    pub identity_headers: IdentityHeaders,
-    pub trusted_proxies: TrustedProxies,
+    pub(crate) providers: Vec<Arc<ProviderEntry>>,
+    pub(crate) identity_headers: IdentityHeaders,
+    pub(crate) trusted_proxies: TrustedProxies,
     /// `requests.*`: which client headers are refused or stripped.
-    pub hygiene: HeaderHygiene,
+    pub(crate) hygiene: HeaderHygiene,
     /// `connections:` (read when a connection opens).
-    pub connections: ConnectionLimits,
+    pub(crate) connections: ConnectionLimits,
     /// The JWKS document of the assertion keys, served by the admin listener.
-    pub jwks: Vec<u8>,
-    pub admin_token: Option<Secret>,
+    pub(crate) jwks: Vec<u8>,
+    pub(crate) admin_token: Option<Secret>,
 }
 
 /// Everything the proxy and the admin listener share.
 pub struct GatewayState {
-    pub current: ArcSwap<Snapshot>,
-    pub cache: IdentityCache,
-    pub hasher: TokenHasher,
+    pub(crate) current: ArcSwap<Snapshot>,
+    pub(crate) cache: IdentityCache,
+    pub(crate) hasher: TokenHasher,
     /// Verified client certificates of open TLS connections (`tls.client_certificates`).
-    pub client_certs: Arc<crate::tls::ClientCertRegistry>,
-    pub assertions: AssertionCache,
-    pub metrics: Metrics,
-    pub clock: SharedClock,
+    pub(crate) client_certs: Arc<crate::tls::ClientCertRegistry>,
+    pub(crate) assertions: AssertionCache,
+    pub(crate) metrics: Metrics,
+    pub(crate) clock: SharedClock,
 }
 
 impl GatewayState {
     /// The configuration in force now.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
     /// What a decision reads: `snap`'s routes and trusted proxies, this state's cache,
     /// hasher and clock.
-    pub fn decider<'a>(&'a self, snap: &'a Snapshot) -> Decider<'a> {
+    pub(crate) fn decider<'a>(&'a self, snap: &'a Snapshot) -> Decider<'a> {
         Decider {
             routes: &snap.routes,
             trusted_proxies: &snap.trusted_proxies,

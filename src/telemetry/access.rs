@@ -22,36 +22,36 @@ use crate::telemetry::logging::{self, LogFormat};
 
 /// One request's access-log fields, in the order they are written. `None` fields are left
 /// out.
-pub struct AccessRecord<'a> {
-    pub request_id: &'a str,
-    pub route: &'a str,
-    pub method: &'a str,
+pub(crate) struct AccessRecord<'a> {
+    pub(crate) request_id: &'a str,
+    pub(crate) route: &'a str,
+    pub(crate) method: &'a str,
     /// As forwarded, without the query string.
-    pub path: &'a str,
+    pub(crate) path: &'a str,
     /// 0 when no response was written.
-    pub status: u16,
-    pub outcome: &'a str,
-    pub subject: Option<&'a str>,
-    pub provider: Option<&'a str>,
-    pub cache: Option<&'a str>,
-    pub stale_age_s: Option<u64>,
+    pub(crate) status: u16,
+    pub(crate) outcome: &'a str,
+    pub(crate) subject: Option<&'a str>,
+    pub(crate) provider: Option<&'a str>,
+    pub(crate) cache: Option<&'a str>,
+    pub(crate) stale_age_s: Option<u64>,
     /// The token's reference (the first 12 hex characters of its keyed hash), never the
     /// token.
-    pub token: Option<&'a str>,
-    pub client: Option<IpAddr>,
-    pub would_deny: Option<&'a str>,
-    pub auth: Option<Duration>,
-    pub total: Duration,
-    pub error: Option<&'a dyn Display>,
+    pub(crate) token: Option<&'a str>,
+    pub(crate) client: Option<IpAddr>,
+    pub(crate) would_deny: Option<&'a str>,
+    pub(crate) auth: Option<Duration>,
+    pub(crate) total: Duration,
+    pub(crate) error: Option<&'a dyn Display>,
 }
 
 /// Whether the filter lets `sessiongate::access` through: check before building a record.
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     tracing::enabled!(target: "sessiongate::access", tracing::Level::INFO)
 }
 
 /// Writes the access-log line for `r` (call when [`enabled`]).
-pub fn log(r: &AccessRecord<'_>) {
+pub(crate) fn log(r: &AccessRecord<'_>) {
     let Some(format) = logging::access_format() else {
         return log_through_tracing(r);
     };

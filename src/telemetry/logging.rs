@@ -28,7 +28,7 @@ use serde::Deserialize;
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     #[default]
     Text,
     Json,
@@ -37,9 +37,9 @@ pub enum LogFormat {
 /// Log settings (`log:`).
 #[derive(Debug, Clone)]
 pub struct LogSettings {
-    pub format: LogFormat,
+    pub(crate) format: LogFormat,
     /// An `EnvFilter` directive (`info`, `sessiongate=debug`).
-    pub level: String,
+    pub(crate) level: String,
 }
 
 /// Crates whose debug/trace events print request headers verbatim.
@@ -55,7 +55,7 @@ const HEADER_DUMPING_CRATES: &[&str] = &[
 ];
 
 /// The filter for `level` (a `tracing` filter string), with the header-dumping crates capped.
-pub fn filter(level: &str) -> EnvFilter {
+pub(crate) fn filter(level: &str) -> EnvFilter {
     let mut filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     for krate in HEADER_DUMPING_CRATES {
         let directive: Directive = format!("{krate}=info")
@@ -106,9 +106,9 @@ pub fn flush() {
 }
 
 /// Lines below `warn` wait at most this long in the buffer.
-pub const FLUSH_AFTER: Duration = Duration::from_millis(20);
+pub(crate) const FLUSH_AFTER: Duration = Duration::from_millis(20);
 /// … or until this many bytes are waiting.
-pub const FLUSH_AT: usize = 64 * 1024;
+pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
 static SINK: OnceLock<Sink> = OnceLock::new();
 

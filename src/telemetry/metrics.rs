@@ -38,16 +38,16 @@ impl RouteSeries {
     }
 
     /// `requests_total{route, outcome}` for the outcome with this index and label.
-    pub fn requests(&self, index: usize, outcome: &str) -> Option<&IntCounter> {
+    pub(crate) fn requests(&self, index: usize, outcome: &str) -> Option<&IntCounter> {
         let slot = self.by_outcome.get(index)?;
         Some(slot.get_or_init(|| self.requests.with_label_values(&[&self.route, outcome])))
     }
 
-    pub fn request_duration(&self) -> &Histogram {
+    pub(crate) fn request_duration(&self) -> &Histogram {
         &self.request_duration
     }
 
-    pub fn auth_duration(&self) -> &Histogram {
+    pub(crate) fn auth_duration(&self) -> &Histogram {
         self.auth_duration
             .get_or_init(|| self.auth_duration_vec.with_label_values(&[&self.route]))
     }
@@ -60,11 +60,11 @@ impl std::fmt::Debug for RouteSeries {
 }
 
 /// Label values that are fixed words defined by the modules that own them.
-pub struct FixedLabels {
+pub(crate) struct FixedLabels {
     /// `cache_lookups_total{result}`: the cache's statuses.
-    pub cache_results: &'static [&'static str],
+    pub(crate) cache_results: &'static [&'static str],
     /// `requests_rejected_total{reason}`: the canonical request's rejection reasons.
-    pub rejection_reasons: &'static [&'static str],
+    pub(crate) rejection_reasons: &'static [&'static str],
 }
 
 /// All metrics of one gateway.
@@ -72,115 +72,113 @@ pub struct FixedLabels {
 pub struct Metrics {
     registry: Registry,
     /// `sessiongate_requests_total{route, outcome}`.
-    pub requests: IntCounterVec,
+    pub(crate) requests: IntCounterVec,
     /// `sessiongate_policy_would_deny_total{route, reason}`: report-only routes.
-    pub would_deny: IntCounterVec,
+    pub(crate) would_deny: IntCounterVec,
     /// `sessiongate_request_duration_seconds{route}`: whole request, as the gateway saw it.
-    pub request_duration: HistogramVec,
+    pub(crate) request_duration: HistogramVec,
     /// `sessiongate_auth_duration_seconds{route}`: token → identity, cache included.
-    pub auth_duration: HistogramVec,
+    pub(crate) auth_duration: HistogramVec,
     /// `sessiongate_provider_calls_total{provider, result}`.
-    pub provider_calls: IntCounterVec,
+    pub(crate) provider_calls: IntCounterVec,
     /// `sessiongate_provider_call_duration_seconds{provider}`.
-    pub provider_duration: HistogramVec,
+    pub(crate) provider_duration: HistogramVec,
     /// `sessiongate_provider_calls_in_flight{provider}`.
-    pub provider_in_flight: IntGaugeVec,
+    pub(crate) provider_in_flight: IntGaugeVec,
     /// `sessiongate_cache_lookups_total{result}`: hit, miss, negative_hit, coalesced.
-    pub cache_lookups: IntCounterVec,
+    pub(crate) cache_lookups: IntCounterVec,
     /// The series of `cache_lookups`, one per label value in `FixedLabels::cache_results`
     /// order, resolved once (`init_series`) so that a lookup costs no label hashing.
     cache_lookup_series: OnceLock<Box<[(&'static str, IntCounter)]>>,
     /// `sessiongate_cache_evictions_total{cache, cause}`: size / expired removals.
-    pub cache_evictions: IntCounterVec,
+    pub(crate) cache_evictions: IntCounterVec,
     /// `sessiongate_cache_entries{cache}`: positive / negative, set at scrape time.
-    pub cache_entries: IntGaugeVec,
+    pub(crate) cache_entries: IntGaugeVec,
     /// `sessiongate_upstream_errors_total{upstream}`.
-    pub upstream_errors: IntCounterVec,
-    /// `sessiongate_build_info{version}` = 1.
-    pub build_info: IntGauge,
+    pub(crate) upstream_errors: IntCounterVec,
     /// `sessiongate_cache_refreshes_total{result}`: background refreshes (ok, invalid, failed).
-    pub cache_refreshes: IntCounterVec,
+    pub(crate) cache_refreshes: IntCounterVec,
     /// `sessiongate_stale_served_total{route, provider}`: lapsed identities served because
     /// the provider failed (stale-if-error).
-    pub stale_served: IntCounterVec,
+    pub(crate) stale_served: IntCounterVec,
     /// `sessiongate_cache_purged_total{by}`: identities removed by the admin purge.
-    pub cache_purged: IntCounterVec,
+    pub(crate) cache_purged: IntCounterVec,
     /// `sessiongate_provider_rejected_total{provider, reason}`: calls not made to protect
     /// the provider (`circuit_open`, `queue_timeout`).
-    pub provider_rejected: IntCounterVec,
+    pub(crate) provider_rejected: IntCounterVec,
     /// `sessiongate_provider_circuit_state{provider}`: 0 closed, 1 half-open, 2 open.
-    pub provider_circuit_state: IntGaugeVec,
+    pub(crate) provider_circuit_state: IntGaugeVec,
     /// `sessiongate_config_last_reload_success`: 1 if the last reload (or the start) applied.
-    pub config_last_reload_success: IntGauge,
+    pub(crate) config_last_reload_success: IntGauge,
     /// `sessiongate_config_last_reload_success_timestamp_seconds`.
-    pub config_last_reload_success_time: IntGauge,
+    pub(crate) config_last_reload_success_time: IntGauge,
     /// `sessiongate_config_reloads_total{result}`: applied or rejected.
-    pub config_reloads: IntCounterVec,
+    pub(crate) config_reloads: IntCounterVec,
     /// `sessiongate_requests_rejected_total{reason}`: requests without a canonical form
     /// (400 before routing; see `canonical`).
-    pub rejected_requests: IntCounterVec,
+    pub(crate) rejected_requests: IntCounterVec,
     /// `sessiongate_downstream_connections`: client connections open on the proxy listener.
-    pub downstream_connections: IntGauge,
+    pub(crate) downstream_connections: IntGauge,
     /// `sessiongate_connections_closed_total{reason}`: client connections the gateway
     /// closed for a limit (header_timeout, idle_timeout, body_timeout, over_limit).
-    pub connections_closed: IntCounterVec,
+    pub(crate) connections_closed: IntCounterVec,
     /// `sessiongate_direct_path_requests_total`: requests served by the direct path
     /// (bodiless HTTP/1.1; `direct_path: false` turns it off); the others go through
     /// Pingora's full proxy.
-    pub direct_path_requests: IntCounter,
+    pub(crate) direct_path_requests: IntCounter,
     /// `sessiongate_tls_handshakes_total{outcome}`: TLS handshakes on `tls.listen` (ok;
     /// closed: the client hung up first, as TCP health checks do; failed: not TLS, no
     /// common version or cipher, a client alert; timeout: not done within
     /// `connections.header_timeout`).
-    pub tls_handshakes: IntCounterVec,
+    pub(crate) tls_handshakes: IntCounterVec,
     /// `sessiongate_tls_certificate_reloads_total{result}`: certificate files that changed
     /// and were loaded, or rejected (the old certificates stay in use).
-    pub tls_certificate_reloads: IntCounterVec,
+    pub(crate) tls_certificate_reloads: IntCounterVec,
     /// `sessiongate_tls_certificate_expiry_timestamp_seconds{certificate}`: `notAfter` of
     /// each certificate in use, by its index in `tls.certificates`.
-    pub tls_certificate_expiry: IntGaugeVec,
+    pub(crate) tls_certificate_expiry: IntGaugeVec,
     /// `sessiongate_cluster_*`: the replicas' shared revocation stream (all zero without
     /// a `cluster:` section).
-    pub cluster: ClusterMetrics,
+    pub(crate) cluster: ClusterMetrics,
 }
 
 /// The `cluster:` series (see `cluster`).
 #[derive(Clone)]
-pub struct ClusterMetrics {
+pub(crate) struct ClusterMetrics {
     /// `sessiongate_cluster_enabled`: 1 when a `cluster:` section is configured.
-    pub enabled: IntGauge,
+    pub(crate) enabled: IntGauge,
     /// `sessiongate_cluster_redis_up`: 1 while the revocation stream is being read.
-    pub redis_up: IntGauge,
+    pub(crate) redis_up: IntGauge,
     /// `sessiongate_cluster_redis_errors_total{op}`: failed Redis commands (connect, read,
     /// publish, check, shared_find, shared_store, shared_purge).
-    pub redis_errors: IntCounterVec,
+    pub(crate) redis_errors: IntCounterVec,
     /// `sessiongate_cluster_purges_published_total`: purges appended to the stream.
-    pub published: IntCounter,
+    pub(crate) published: IntCounter,
     /// `sessiongate_cluster_purges_applied_total`: other replicas' purges applied here.
-    pub applied: IntCounter,
+    pub(crate) applied: IntCounter,
     /// `sessiongate_cluster_purges_pending`: purges waiting for Redis to be published.
-    pub pending: IntGauge,
+    pub(crate) pending: IntGauge,
     /// `sessiongate_cluster_flushes_total{reason}`: whole-cache flushes because purges may
     /// have been missed (trimmed, stream_lost, overflow) or a replica asked (remote).
-    pub flushes: IntCounterVec,
+    pub(crate) flushes: IntCounterVec,
     /// `sessiongate_cluster_stream_lag_seconds`: publish-to-apply time of the last
     /// entry applied; 0 once the replica has read everything there is.
-    pub lag: Gauge,
+    pub(crate) lag: Gauge,
     /// `sessiongate_cluster_stream_lag_entries`: entries in the stream after the last one
     /// applied here (counted up to 1000); 0 when caught up.
-    pub lag_entries: IntGauge,
+    pub(crate) lag_entries: IntGauge,
     /// `sessiongate_cluster_shared_cache_lookups_total{result}`: local misses asked of the
     /// shared cache (hit, invalid, miss, older, unreadable, unavailable).
-    pub shared_lookups: IntCounterVec,
+    pub(crate) shared_lookups: IntCounterVec,
     /// `sessiongate_cluster_shared_cache_writes_total{result}`: answers shared (ok, error).
-    pub shared_writes: IntCounterVec,
+    pub(crate) shared_writes: IntCounterVec,
     /// `sessiongate_cluster_claim_waits_total{outcome}`: waits for another replica's
     /// provider call (answered, claimed, timed_out).
-    pub claim_waits: IntCounterVec,
+    pub(crate) claim_waits: IntCounterVec,
     /// `sessiongate_cluster_claim_wait_seconds`: how long those waits took.
-    pub claim_wait_seconds: Histogram,
+    pub(crate) claim_wait_seconds: Histogram,
     /// `sessiongate_cluster_redis_breaker_open`: 1 while Redis is not asked (failing).
-    pub breaker_open: IntGauge,
+    pub(crate) breaker_open: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -222,6 +220,7 @@ impl Metrics {
         registry
             .register(Box::new(build_info.clone()))
             .expect("registered once");
+        // The registry holds it; nothing changes it after this.
         build_info.set(1);
         let plain_gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
@@ -473,7 +472,6 @@ impl Metrics {
                 "notAfter of each TLS certificate in use, by its index in tls.certificates.",
                 &["certificate"],
             ),
-            build_info,
             registry,
         }
     }
@@ -482,7 +480,7 @@ impl Metrics {
     /// gateway exposes them too (a series that appears only on its first event breaks
     /// `rate()` and "absent" alerts). Label sets owned by other modules are passed in, so
     /// this module imports nothing of the request path.
-    pub fn init_series<'a>(
+    pub(crate) fn init_series<'a>(
         &self,
         routes: impl IntoIterator<Item = &'a str>,
         providers: impl IntoIterator<Item = &'a str>,
@@ -552,7 +550,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -563,7 +561,7 @@ impl Metrics {
     /// Counts one identity cache lookup with result `label`, the `index`th value of
     /// `FixedLabels::cache_results` (a resolved series; by label when the series were not
     /// created or the index does not name `label`).
-    pub fn count_cache_lookup(&self, index: usize, label: &str) {
+    pub(crate) fn count_cache_lookup(&self, index: usize, label: &str) {
         let series = self
             .cache_lookup_series
             .get()

@@ -1,6 +1,6 @@
 //! What the gateway tells operators: Prometheus metrics and `tracing` logs. Both are
 //! leaves: they import nothing of the request path (label sets are passed in).
 
-pub mod access;
+pub(crate) mod access;
 pub mod logging;
 pub mod metrics;

@@ -5,7 +5,7 @@
 //! [`super::validate`], which turns these into the runtime [`super::Settings`].
 
 mod provider;
-pub use provider::*;
+pub(crate) use provider::*;
 
 use std::collections::BTreeMap;
 
@@ -17,177 +17,177 @@ use crate::telemetry::logging::LogFormat;
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     /// Address the proxy listens on, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`.
-    pub listen: String,
+    pub(crate) listen: String,
     /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`); default
     /// `127.0.0.1:9090` (loopback: a pod or host exposes it on purpose).
     #[serde(default = "default_admin_listen")]
-    pub admin_listen: String,
+    pub(crate) admin_listen: String,
     /// A TLS listener for the proxy (HTTPS, and HTTP/2 by ALPN); `listen` stays plain HTTP.
     #[serde(default)]
-    pub tls: Option<TlsFile>,
+    pub(crate) tls: Option<TlsFile>,
     /// Also accept HTTP/2 with prior knowledge (h2c) on the plain `listen` (default
     /// false). Never by `Upgrade: h2c`, which is always refused.
     #[serde(default)]
-    pub h2c: Option<bool>,
+    pub(crate) h2c: Option<bool>,
     /// Worker threads of the proxy service (Pingora's `threads`).
     #[serde(default)]
-    pub threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
     /// Whether idle proxy threads take work from busy ones (one shared runtime) or each
     /// connection stays on the thread that accepted it (Pingora's `work_stealing`).
     #[serde(default)]
-    pub work_stealing: Option<bool>,
+    pub(crate) work_stealing: Option<bool>,
     /// Serve bodiless HTTP/1.1 requests on the gateway's own direct path (default true);
     /// false sends every request through Pingora's full proxy.
     #[serde(default)]
-    pub direct_path: Option<bool>,
+    pub(crate) direct_path: Option<bool>,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(default)]
-    pub shutdown_grace_period: Option<ConfigDuration>,
+    pub(crate) shutdown_grace_period: Option<ConfigDuration>,
     #[serde(default)]
-    pub providers: BTreeMap<String, ProviderFile>,
+    pub(crate) providers: BTreeMap<String, ProviderFile>,
     #[serde(default)]
-    pub cache: CacheFile,
+    pub(crate) cache: CacheFile,
     /// How requests are read into their canonical form.
     #[serde(default)]
-    pub requests: RequestsFile,
+    pub(crate) requests: RequestsFile,
     /// Limits on downstream connections.
     #[serde(default)]
-    pub connections: ConnectionsFile,
+    pub(crate) connections: ConnectionsFile,
     /// Upstream servers by name: a URL, or a mapping with `url` and options.
     #[serde(default)]
-    pub upstreams: BTreeMap<String, UpstreamFile>,
+    pub(crate) upstreams: BTreeMap<String, UpstreamFile>,
     /// Keys that sign identity assertions; all are published on the admin JWKS.
     #[serde(default)]
-    pub assertion_keys: Vec<AssertionKeyFile>,
+    pub(crate) assertion_keys: Vec<AssertionKeyFile>,
     /// Peers (addresses / CIDR blocks) whose `X-Forwarded-For` is believed.
     #[serde(default)]
-    pub trusted_proxies: Vec<String>,
-    pub routes: Vec<RouteFile>,
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) routes: Vec<RouteFile>,
     #[serde(default)]
-    pub identity_headers: IdentityHeadersFile,
+    pub(crate) identity_headers: IdentityHeadersFile,
     #[serde(default)]
-    pub log: LogFile,
+    pub(crate) log: LogFile,
     #[serde(default)]
-    pub admin: AdminFile,
+    pub(crate) admin: AdminFile,
     /// Replicas sharing revocations through Redis; absent: this process alone.
     #[serde(default)]
-    pub cluster: Option<ClusterFile>,
+    pub(crate) cluster: Option<ClusterFile>,
     /// Where the process id is written (default `/tmp/sessiongate.pid`).
-    pub pid_file: Option<String>,
+    pub(crate) pid_file: Option<String>,
     /// The Unix socket listeners are handed over on for a zero-downtime upgrade (default
     /// `/tmp/sessiongate_upgrade.sock`); the old and the new process must agree on it.
-    pub upgrade_sock: Option<String>,
+    pub(crate) upgrade_sock: Option<String>,
 }
 
 /// `requests:` — the canonical request (docs/configuration.md, "Canonical requests").
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RequestsFile {
+pub(crate) struct RequestsFile {
     /// Match route prefixes regardless of ASCII case (default false): set it when a
     /// backend routes `/ADMIN` like `/admin` (IIS, some Spring setups).
-    pub case_insensitive_paths: Option<bool>,
+    pub(crate) case_insensitive_paths: Option<bool>,
     /// Override headers (`X-Original-URL`, `X-HTTP-Method-Override`, …) a backend needs
     /// from clients; every other one is removed.
     #[serde(default)]
-    pub keep_override_headers: Vec<String>,
+    pub(crate) keep_override_headers: Vec<String>,
 }
 
 /// `tls:` — the proxy's TLS listener.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsFile {
+pub(crate) struct TlsFile {
     /// Address of the TLS listener, e.g. `0.0.0.0:8443`.
-    pub listen: String,
+    pub(crate) listen: String,
     /// Certificate chains and keys (PEM files); chosen by SNI, the first is the default.
-    pub certificates: Vec<CertificateFile>,
+    pub(crate) certificates: Vec<CertificateFile>,
     /// Offer HTTP/2 by ALPN (default true).
-    pub http2: Option<bool>,
+    pub(crate) http2: Option<bool>,
     /// How often the certificate files are checked for a change (default 10s; `0s`: only
     /// on a config reload).
-    pub watch: Option<ConfigDuration>,
+    pub(crate) watch: Option<ConfigDuration>,
     /// Client certificates (mTLS): verified against `ca_file`.
-    pub client_certificates: Option<ClientCertificatesFile>,
+    pub(crate) client_certificates: Option<ClientCertificatesFile>,
 }
 
 /// `tls.client_certificates`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClientCertificatesFile {
+pub(crate) struct ClientCertificatesFile {
     /// PEM file of the CAs that issue client certificates.
-    pub ca_file: String,
+    pub(crate) ca_file: String,
     /// Refuse handshakes without a client certificate (default true).
-    pub required: Option<bool>,
+    pub(crate) required: Option<bool>,
 }
 
 /// One certificate of `tls.certificates`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CertificateFile {
+pub(crate) struct CertificateFile {
     /// PEM file with the certificate chain, leaf first (Kubernetes `tls.crt`).
-    pub chain: String,
+    pub(crate) chain: String,
     /// PEM file with its private key (Kubernetes `tls.key`).
-    pub key: String,
+    pub(crate) key: String,
 }
 
 /// `connections:` — limits on downstream connections.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConnectionsFile {
+pub(crate) struct ConnectionsFile {
     /// From a connection's opening to its first complete request head (or HTTP/2 preface
     /// and SETTINGS), and from the first byte of each later request to the end of its
     /// headers (default 10s).
-    pub header_timeout: Option<ConfigDuration>,
+    pub(crate) header_timeout: Option<ConfigDuration>,
     /// Idle keep-alive connections are closed after this (default 60s).
-    pub idle_timeout: Option<ConfigDuration>,
+    pub(crate) idle_timeout: Option<ConfigDuration>,
     /// Longest pause while a request body arrives (default 30s).
-    pub body_idle_timeout: Option<ConfigDuration>,
+    pub(crate) body_idle_timeout: Option<ConfigDuration>,
     /// Connections open at once on the proxy listener (default 10000).
-    pub max_connections: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     /// A WebSocket (or other upgraded) tunnel idle both ways this long is closed
     /// (default 1h).
-    pub tunnel_idle_timeout: Option<ConfigDuration>,
+    pub(crate) tunnel_idle_timeout: Option<ConfigDuration>,
     /// A tunnel is closed this long after the upgrade, busy or not (default: never).
-    pub tunnel_max_duration: Option<ConfigDuration>,
+    pub(crate) tunnel_max_duration: Option<ConfigDuration>,
     /// Streams a client may have open at once on one HTTP/2 connection (default 100).
-    pub http2_max_concurrent_streams: Option<u32>,
+    pub(crate) http2_max_concurrent_streams: Option<u32>,
 }
 
 /// `admin:` — the admin API's mutating endpoints (`/admin/purge`, `/admin/explain`,
 /// `/admin/reload`) need this bearer token; without one they are disabled.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AdminFile {
+pub(crate) struct AdminFile {
     /// Where the admin API listens, apart from the probes and metrics of `admin_listen`
     /// (e.g. `127.0.0.1:9091`, reachable only from inside the pod). Absent: the API is
     /// served on `admin_listen` too.
-    pub listen: Option<String>,
+    pub(crate) listen: Option<String>,
     /// `${ENV_VAR}` holding the admin token.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// A file holding the admin token.
-    pub token_file: Option<String>,
+    pub(crate) token_file: Option<String>,
 }
 
 /// `cluster:` — replicas sharing revocations through a Redis Stream.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClusterFile {
-    pub redis: ClusterRedisFile,
+pub(crate) struct ClusterFile {
+    pub(crate) redis: ClusterRedisFile,
     /// `${ENV_VAR}` holding the secret all replicas share (at least 32 characters).
-    pub key_secret: Option<String>,
+    pub(crate) key_secret: Option<String>,
     /// A file holding that secret.
-    pub key_secret_file: Option<String>,
+    pub(crate) key_secret_file: Option<String>,
     #[serde(default)]
-    pub revocations: ClusterRevocationsFile,
+    pub(crate) revocations: ClusterRevocationsFile,
     /// The shared identity cache: on unless `false`.
-    pub shared_cache: Option<Toggle<ClusterSharedCacheFile>>,
+    pub(crate) shared_cache: Option<Toggle<ClusterSharedCacheFile>>,
 }
 
 /// One of `upstreams`: `"http://host:port"` (also `https://`, and `h2c://` for cleartext
 /// HTTP/2), or a mapping. (Not `#[serde(untagged)]`: a wrong key is reported by name.)
 #[derive(Debug)]
-pub enum UpstreamFile {
+pub(crate) enum UpstreamFile {
     Url(String),
     Options(UpstreamOptionsFile),
 }
@@ -195,34 +195,25 @@ pub enum UpstreamFile {
 /// An upstream with options.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpstreamOptionsFile {
-    pub url: String,
+pub(crate) struct UpstreamOptionsFile {
+    pub(crate) url: String,
     /// `http1` (default), `http2` (gRPC: prior knowledge on `http://`, ALPN `h2` on
     /// `https://`), or `auto` (`https://` only: ALPN `h2`, else HTTP/1.1).
-    pub protocol: Option<String>,
+    pub(crate) protocol: Option<String>,
     /// `https://` only: PEM file of the CAs that verify this upstream, instead of the
     /// system store (a private CA).
-    pub ca_file: Option<String>,
+    pub(crate) ca_file: Option<String>,
     /// `https://` only: the name sent as SNI and verified in the certificate (default:
     /// the URL's host).
-    pub server_name: Option<String>,
+    pub(crate) server_name: Option<String>,
     /// `https://` only: check that the certificate names `server_name` (default true; the
     /// chain is always verified).
-    pub verify_hostname: Option<bool>,
+    pub(crate) verify_hostname: Option<bool>,
     /// `https://` only: a client certificate for upstreams that require one (mTLS).
-    pub client_certificate: Option<CertificateFile>,
+    pub(crate) client_certificate: Option<CertificateFile>,
     /// Requests in flight to this upstream at once (default 1024); beyond it a request
     /// waits up to 1 s for a slot, then gets 503 `upstream_busy`.
-    pub max_in_flight: Option<usize>,
-}
-
-impl UpstreamFile {
-    pub fn url(&self) -> &str {
-        match self {
-            UpstreamFile::Url(u) => u,
-            UpstreamFile::Options(o) => &o.url,
-        }
-    }
+    pub(crate) max_in_flight: Option<usize>,
 }
 
 impl<'de> Deserialize<'de> for UpstreamFile {
@@ -251,7 +242,7 @@ impl<'de> Deserialize<'de> for UpstreamFile {
 /// A section that is on with its defaults unless given as `false`, or given with settings.
 /// (Not `#[serde(untagged)]`: a wrong key inside the settings is reported by name.)
 #[derive(Debug)]
-pub enum Toggle<T> {
+pub(crate) enum Toggle<T> {
     Switch(bool),
     Settings(T),
 }
@@ -282,41 +273,41 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Toggle<T> {
 /// `cluster.shared_cache`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClusterSharedCacheFile {
+pub(crate) struct ClusterSharedCacheFile {
     /// `false` turns it off (same as `shared_cache: false`).
-    pub enabled: Option<bool>,
+    pub(crate) enabled: Option<bool>,
     /// Prefix of its Redis keys (default `sessiongate:identities`).
-    pub key_prefix: Option<String>,
+    pub(crate) key_prefix: Option<String>,
     /// Longest wait for one Redis command on the request path (default 50ms).
-    pub timeout: Option<ConfigDuration>,
+    pub(crate) timeout: Option<ConfigDuration>,
     /// Longest wait for another replica's provider call for the same token (default 1s).
-    pub lock_wait: Option<ConfigDuration>,
+    pub(crate) lock_wait: Option<ConfigDuration>,
 }
 
 /// `cluster.redis`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClusterRedisFile {
+pub(crate) struct ClusterRedisFile {
     /// `redis://host:port/db` or `rediss://…` (TLS); no password in it.
-    pub url: String,
+    pub(crate) url: String,
     /// `${ENV_VAR}` holding the Redis password (AUTH).
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     /// A file holding the Redis password.
-    pub password_file: Option<String>,
+    pub(crate) password_file: Option<String>,
     /// Longest wait for a connection (default 1s).
-    pub connect_timeout: Option<ConfigDuration>,
+    pub(crate) connect_timeout: Option<ConfigDuration>,
     /// Longest wait for one command (default 200ms).
-    pub command_timeout: Option<ConfigDuration>,
+    pub(crate) command_timeout: Option<ConfigDuration>,
 }
 
 /// `cluster.revocations`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClusterRevocationsFile {
+pub(crate) struct ClusterRevocationsFile {
     /// The stream's key (default `sessiongate:revocations`).
-    pub stream: Option<String>,
+    pub(crate) stream: Option<String>,
     /// Entries kept in the stream (approximately; default 100000).
-    pub max_entries: Option<u64>,
+    pub(crate) max_entries: Option<u64>,
 }
 
 pub use crate::identity::provider::ProviderKind;
@@ -324,7 +315,7 @@ pub use crate::identity::provider::ProviderKind;
 /// One value or a list (JSON pointers tried in order, provider names tried in order).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum OneOrMany {
+pub(crate) enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
@@ -332,22 +323,22 @@ pub enum OneOrMany {
 /// `cache:` section.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CacheFile {
-    pub ttl: Option<ConfigDuration>,
-    pub negative_ttl: Option<ConfigDuration>,
-    pub max_entries: Option<u64>,
-    pub negative_max_entries: Option<u64>,
+pub(crate) struct CacheFile {
+    pub(crate) ttl: Option<ConfigDuration>,
+    pub(crate) negative_ttl: Option<ConfigDuration>,
+    pub(crate) max_entries: Option<u64>,
+    pub(crate) negative_max_entries: Option<u64>,
     /// Fraction (0–1) of the freshness window at its end in which a use refreshes.
-    pub refresh_ahead: Option<f64>,
+    pub(crate) refresh_ahead: Option<f64>,
     /// Cache misses per second one client address may cause (0: unlimited).
-    pub client_miss_rate: Option<u32>,
-    pub client_miss_burst: Option<u32>,
+    pub(crate) client_miss_rate: Option<u32>,
+    pub(crate) client_miss_burst: Option<u32>,
 }
 
 /// Whether a route requires a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AuthMode {
+pub(crate) enum AuthMode {
     /// A valid token is required (the default).
     Required,
     /// No token is read; identity headers are still stripped.
@@ -357,53 +348,53 @@ pub enum AuthMode {
 /// One entry of `routes:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteFile {
+pub(crate) struct RouteFile {
     /// Label for metrics and logs; defaults to `host` + `path_prefix`.
-    pub name: Option<String>,
-    pub path_prefix: String,
+    pub(crate) name: Option<String>,
+    pub(crate) path_prefix: String,
     /// Match only requests for this host (the `Host` header, port ignored).
-    pub host: Option<String>,
-    pub auth: Option<AuthMode>,
+    pub(crate) host: Option<String>,
+    pub(crate) auth: Option<AuthMode>,
     /// A provider name, or a list tried in order by token shape (`[jwt, introspection]`).
-    pub provider: Option<OneOrMany>,
-    pub upstream: String,
+    pub(crate) provider: Option<OneOrMany>,
+    pub(crate) upstream: String,
     /// The methods the route takes (others: 405 with `Allow`); `GET` brings `HEAD`.
     /// Absent: any method.
-    pub methods: Option<Vec<String>>,
+    pub(crate) methods: Option<Vec<String>>,
     /// Scopes every request on the route needs.
-    pub require_scopes: Option<ScopeRuleFile>,
+    pub(crate) require_scopes: Option<ScopeRuleFile>,
     /// Extra scopes for some methods, on top of `require_scopes`.
-    pub method_scopes: Option<Vec<MethodScopesFile>>,
+    pub(crate) method_scopes: Option<Vec<MethodScopesFile>>,
     /// Client addresses allowed on the route (empty: any).
-    pub allow_cidrs: Option<Vec<String>>,
+    pub(crate) allow_cidrs: Option<Vec<String>>,
     /// Client addresses refused on the route.
-    pub deny_cidrs: Option<Vec<String>>,
+    pub(crate) deny_cidrs: Option<Vec<String>>,
     /// `enforce` (default) or `report`.
-    pub mode: Option<ModeFile>,
+    pub(crate) mode: Option<ModeFile>,
     /// Whether the client's `Authorization` header reaches the upstream (default true).
-    pub forward_authorization: Option<bool>,
+    pub(crate) forward_authorization: Option<bool>,
     /// A signed identity assertion for the upstream.
-    pub assertion: Option<AssertionFile>,
+    pub(crate) assertion: Option<AssertionFile>,
     /// How long past freshness a cached identity may serve while the provider fails.
-    pub stale_if_error: Option<ConfigDuration>,
+    pub(crate) stale_if_error: Option<ConfigDuration>,
     /// Accept paths with encoded slashes (`%2F`, `%5C`, e.g. object keys) and forward them
     /// as sent; the route is still chosen on the decoded path (default false: 400).
-    pub allow_encoded_slashes: Option<bool>,
+    pub(crate) allow_encoded_slashes: Option<bool>,
     /// Where the token is read, in order (default `[authorization]`).
-    pub token_sources: Option<Vec<TokenSourceFile>>,
+    pub(crate) token_sources: Option<Vec<TokenSourceFile>>,
     /// Whether a credential cookie reaches the upstream (default false).
-    pub forward_token_cookie: Option<bool>,
+    pub(crate) forward_token_cookie: Option<bool>,
     /// Origins besides the request's own allowed to make cookie-authenticated unsafe
     /// requests.
-    pub csrf_trusted_origins: Option<Vec<String>>,
+    pub(crate) csrf_trusted_origins: Option<Vec<String>>,
     /// Besides the token, the TLS connection must have presented one of these verified
     /// client certificates (ids: URI SAN, DNS SAN or CN; `"*"`: any verified one).
-    pub require_client_certificate: Option<Vec<String>>,
+    pub(crate) require_client_certificate: Option<Vec<String>>,
 }
 
 /// One `token_sources` entry: `authorization`, `cookie: <name>` or `header: <name>`.
 #[derive(Debug)]
-pub enum TokenSourceFile {
+pub(crate) enum TokenSourceFile {
     Authorization,
     ClientCertificate,
     Cookie(String),
@@ -458,55 +449,55 @@ impl<'de> Deserialize<'de> for TokenSourceFile {
 /// One `assertion_keys` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AssertionKeyFile {
-    pub kid: String,
+pub(crate) struct AssertionKeyFile {
+    pub(crate) kid: String,
     /// ES256, EdDSA, RS256 or PS256.
-    pub algorithm: String,
+    pub(crate) algorithm: String,
     /// PEM private key.
-    pub key_file: String,
+    pub(crate) key_file: String,
 }
 
 /// A route's `assertion:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AssertionFile {
+pub(crate) struct AssertionFile {
     /// Upstream header (default `<prefix>Assertion`).
-    pub header: Option<String>,
+    pub(crate) header: Option<String>,
     /// `kid` of the signing key (default: the first of `assertion_keys`).
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// Lifetime (default 60s), never past the identity's own expiry.
-    pub ttl: Option<ConfigDuration>,
+    pub(crate) ttl: Option<ConfigDuration>,
     /// `aud`: who the assertion is for (usually the upstream's name).
-    pub audience: String,
+    pub(crate) audience: String,
     /// `iss` (default `sessiongate`).
-    pub issuer: Option<String>,
+    pub(crate) issuer: Option<String>,
 }
 
 /// `require_scopes: { all_of, any_of }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ScopeRuleFile {
+pub(crate) struct ScopeRuleFile {
     #[serde(default)]
-    pub all_of: Vec<String>,
+    pub(crate) all_of: Vec<String>,
     #[serde(default)]
-    pub any_of: Vec<String>,
+    pub(crate) any_of: Vec<String>,
 }
 
 /// One `method_scopes` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MethodScopesFile {
-    pub methods: Vec<String>,
+pub(crate) struct MethodScopesFile {
+    pub(crate) methods: Vec<String>,
     #[serde(default)]
-    pub all_of: Vec<String>,
+    pub(crate) all_of: Vec<String>,
     #[serde(default)]
-    pub any_of: Vec<String>,
+    pub(crate) any_of: Vec<String>,
 }
 
 /// Route policy mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ModeFile {
+pub(crate) enum ModeFile {
     Enforce,
     Report,
 }
@@ -514,18 +505,18 @@ pub enum ModeFile {
 /// `identity_headers:` section.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IdentityHeadersFile {
-    pub prefix: Option<String>,
+pub(crate) struct IdentityHeadersFile {
+    pub(crate) prefix: Option<String>,
 }
 
 /// `log:` section.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogFile {
+pub(crate) struct LogFile {
     #[serde(default)]
-    pub format: LogFormat,
+    pub(crate) format: LogFormat,
     /// A `tracing` filter such as `info` or `sessiongate=debug`; `RUST_LOG` wins when set.
-    pub level: Option<String>,
+    pub(crate) level: Option<String>,
 }
 
 fn default_admin_listen() -> String {

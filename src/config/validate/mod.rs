@@ -39,12 +39,6 @@ const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-/// Checks a parsed file and builds the runtime settings; the first error (see
-/// [`validate_all`] for every one).
-pub fn validate(file: FileConfig, base_dir: &Path) -> Result<Settings> {
-    validate_all(file, base_dir).map_err(|mut all| all.swap_remove(0))
-}
-
 /// Keeps the value of a check, or records its error and goes on: every independent error
 /// of a file is reported in one run.
 struct Errors(Vec<ConfigError>);
@@ -63,7 +57,7 @@ impl Errors {
 /// the file's sections. An error that only follows from another one is left out: a route
 /// that names a provider, upstream or assertion key whose own definition is wrong is not
 /// judged until that definition is right.
-pub fn validate_all(
+pub(crate) fn validate_all(
     file: FileConfig,
     base_dir: &Path,
 ) -> std::result::Result<Settings, Vec<ConfigError>> {

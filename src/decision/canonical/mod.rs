@@ -37,7 +37,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// The `error` code of the 400 response.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Rejection::Method => "invalid_method",
             Rejection::MissingHost | Rejection::DuplicateHost | Rejection::BadHost => {
@@ -49,7 +49,7 @@ impl Rejection {
     }
 
     /// The metric label: one per kind of ambiguity.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Rejection::Method => "method_case",
             Rejection::MissingHost => "missing_host",
@@ -62,7 +62,7 @@ impl Rejection {
     }
 
     /// Every metric label, so each series exists from the start.
-    pub const REASONS: &'static [&'static str] = &[
+    pub(crate) const REASONS: &'static [&'static str] = &[
         "method_case",
         "missing_host",
         "duplicate_host",
@@ -109,7 +109,7 @@ pub enum PathError {
 
 impl PathError {
     /// The metric label.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             PathError::NotAbsolute => "not_absolute",
             PathError::BadEscape => "bad_escape",
@@ -128,7 +128,7 @@ impl PathError {
 /// A method is canonical when it has no lower-case letter. HTTP methods are case-sensitive
 /// (RFC 9110 §9.1), but many frameworks upper-case them before dispatch, so `post` would
 /// run a POST handler without `method_scopes` for POST applying.
-pub fn check_method(method: &Method) -> Result<(), Rejection> {
+pub(crate) fn check_method(method: &Method) -> Result<(), Rejection> {
     if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
         return Err(Rejection::Method);
     }
@@ -142,8 +142,8 @@ pub fn check_method(method: &Method) -> Result<(), Rejection> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalHost {
     /// Lower-case, no trailing dot, no port; IPv6 literals keep their brackets.
-    pub name: String,
-    pub port: Option<u16>,
+    pub(crate) name: String,
+    pub(crate) port: Option<u16>,
 }
 
 impl CanonicalHost {
@@ -157,7 +157,7 @@ impl CanonicalHost {
 
     /// True when `raw` is exactly [`Self::header_value`] (checked without building it:
     /// this runs for every request, and the client's `Host` is nearly always canonical).
-    pub fn is_header_value(&self, raw: &[u8]) -> bool {
+    pub(crate) fn is_header_value(&self, raw: &[u8]) -> bool {
         let Some(rest) = raw.strip_prefix(self.name.as_bytes()) else {
             return false;
         };
@@ -219,7 +219,7 @@ pub fn canonical_host(raw: &[u8]) -> Result<CanonicalHost, Rejection> {
 
 /// How many `Host` headers a request may have: exactly one on HTTP/1.1 (RFC 9112 §3.2),
 /// at most one before it. (Its value is read by [`canonical_host`], in the decision.)
-pub fn check_host_count(headers: &HeaderMap, version: Version) -> Result<(), Rejection> {
+pub(crate) fn check_host_count(headers: &HeaderMap, version: Version) -> Result<(), Rejection> {
     let mut values = headers.get_all(http::header::HOST).iter();
     let first = values.next();
     if values.next().is_some() {
@@ -412,7 +412,7 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
 
 /// `path` with every `;parameter` removed from its segments (what Tomcat and Spring route
 /// on), or `None` when it has none.
-pub fn without_parameters(path: &str) -> Option<String> {
+pub(crate) fn without_parameters(path: &str) -> Option<String> {
     if !path.contains(';') {
         return None;
     }
@@ -431,7 +431,7 @@ pub fn without_parameters(path: &str) -> Option<String> {
 /// Headers that ask a backend (or a framework middleware) to route or dispatch the request
 /// differently from its request line. Removed unless listed in
 /// `request_hygiene.keep_override_headers`.
-pub const OVERRIDE_HEADERS: &[&str] = &[
+pub(crate) const OVERRIDE_HEADERS: &[&str] = &[
     "x-original-url",
     "x-rewrite-url",
     "x-http-method-override",
@@ -474,15 +474,15 @@ const GATEWAY_HEADERS: &[&str] = &[
 
 /// What [`unwanted_headers`] keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HeaderHygiene {
+pub(crate) struct HeaderHygiene {
     /// Override headers the operator's backends need (lower-case names).
-    pub keep_override: Vec<HeaderName>,
+    pub(crate) keep_override: Vec<HeaderName>,
 }
 
 /// Checks request headers: refuses `Content-Length` lists and `_` spellings of framing
 /// headers; returns the headers to remove: override headers (unless kept) and `_`
 /// spellings of headers the gateway owns.
-pub fn unwanted_headers(
+pub(crate) fn unwanted_headers(
     headers: &HeaderMap,
     hygiene: &HeaderHygiene,
 ) -> Result<Vec<HeaderName>, Rejection> {

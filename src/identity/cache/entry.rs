@@ -12,12 +12,12 @@ use crate::identity::Identity;
 /// One cached identity and its freshness. Times after `fetched_at` are kept as
 /// milliseconds (`u32`: up to 49 days, more than any sensible ttl) to keep entries small.
 #[derive(Debug, Clone)]
-pub struct CachedIdentity {
-    pub identity: Identity,
+pub(crate) struct CachedIdentity {
+    pub(crate) identity: Identity,
     /// The provider that resolved it (config name and definition fingerprint).
-    pub provider: ProviderId,
+    pub(crate) provider: ProviderId,
     /// When the provider answered.
-    pub fetched_at: SystemTime,
+    pub(crate) fetched_at: SystemTime,
     /// Served without asking the provider for this long: `min(ttl, time to expiry)`.
     pub(super) fresh_ms: u32,
     /// From this offset on a use starts a background refresh (`u32::MAX`: never).
@@ -36,7 +36,7 @@ pub(super) fn millis(d: Duration) -> u32 {
 
 impl CachedIdentity {
     /// Served without asking the provider until then.
-    pub fn fresh_until(&self) -> SystemTime {
+    pub(crate) fn fresh_until(&self) -> SystemTime {
         self.fetched_at + Duration::from_millis(self.fresh_ms.into())
     }
 

@@ -48,14 +48,14 @@ mod purged;
 mod settings;
 mod tier;
 
-pub use entry::CachedIdentity;
+pub(crate) use entry::CachedIdentity;
 use entry::{millis, KeepFor};
 use limiter::MissLimiter;
 use purge::PurgeIndex;
-pub use purge::{NameHash, NameKind, PurgeBy};
+pub(crate) use purge::{NameHash, NameKind, PurgeBy};
 pub use purged::{Mark, Purged, SKEW as PURGE_SKEW};
 pub use settings::{CacheSettings, CacheStatus};
-pub use tier::{SharedAnswer, SharedFind, SharedQuery, SharedTier};
+pub(crate) use tier::{SharedAnswer, SharedFind, SharedQuery, SharedTier};
 
 /// The answer for one token.
 #[derive(Debug, Clone)]
@@ -69,15 +69,15 @@ pub enum Lookup {
 
 /// One lookup's question.
 pub struct LookupRequest<'a> {
-    pub key: TokenKey,
-    pub token: &'a str,
+    pub(crate) key: TokenKey,
+    pub(crate) token: &'a str,
     /// Provider key id (see [`CachedIdentity::provider`]).
-    pub provider_id: &'a ProviderId,
-    pub provider: &'a Arc<dyn Provider>,
+    pub(crate) provider_id: &'a ProviderId,
+    pub(crate) provider: &'a Arc<dyn Provider>,
     /// How long past freshness an identity may serve while the provider fails.
-    pub stale_if_error: Duration,
+    pub(crate) stale_if_error: Duration,
     /// The client address, for the per-client miss limit.
-    pub client: Option<IpAddr>,
+    pub(crate) client: Option<IpAddr>,
 }
 
 impl<'a> LookupRequest<'a> {
@@ -105,11 +105,11 @@ pub struct LookupOutcome {
     pub status: CacheStatus,
     pub lookup: Lookup,
     /// For `Stale`: how old the served identity is (since the provider last confirmed it).
-    pub stale_age: Option<Duration>,
+    pub(crate) stale_age: Option<Duration>,
     /// Whether this lookup started a background refresh.
-    pub refresh_started: bool,
+    pub(crate) refresh_started: bool,
     /// What the cache held for this key before the lookup (`explain`).
-    pub prior: Prior,
+    pub(crate) prior: Prior,
 }
 
 impl LookupOutcome {
@@ -127,7 +127,7 @@ impl LookupOutcome {
 
 /// The cache state for a key before a lookup, as `explain` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Prior {
+pub(crate) enum Prior {
     Fresh,
     /// Lapsed but kept for the stale budget.
     Lapsed,
@@ -245,7 +245,7 @@ impl IdentityCache {
     /// The same cache asking `tier` on a local miss. Set before the cache is cloned.
     /// Shared identities are trusted only once [`IdentityCache::seed_purges`] told the
     /// cache which purges were made lately.
-    pub fn with_shared(mut self, tier: Arc<dyn SharedTier>) -> Self {
+    pub(crate) fn with_shared(mut self, tier: Arc<dyn SharedTier>) -> Self {
         self.shared = Some(tier);
         self.purged = Some(Arc::new(Mutex::new(Purged::new(self.settings.ttl))));
         self
@@ -254,7 +254,7 @@ impl IdentityCache {
     /// The purges made lately that this cache did not apply itself (a replica starting:
     /// the revocation stream's last `cache.ttl`) and the floor they imply; until this is
     /// called, no shared identity is served. Returns how many marks are remembered.
-    pub fn seed_purges(
+    pub(crate) fn seed_purges(
         &self,
         marks: impl IntoIterator<Item = (SystemTime, Mark)>,
         floor: Option<SystemTime>,
@@ -295,13 +295,13 @@ impl IdentityCache {
     }
 
     /// Sets how long past freshness entries are kept: the longest route `stale_if_error`.
-    pub fn set_stale_horizon(&self, horizon: Duration) {
+    pub(crate) fn set_stale_horizon(&self, horizon: Duration) {
         self.stale_horizon_ms
             .store(horizon.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// The settings this cache was built with.
-    pub fn settings(&self) -> &CacheSettings {
+    pub(crate) fn settings(&self) -> &CacheSettings {
         &self.settings
     }
 
@@ -635,7 +635,7 @@ impl IdentityCache {
 
     /// Removes every matching entry (identities, and for a token its negative entries
     /// too); returns how many cached identities were removed.
-    pub async fn purge(&self, by: &PurgeBy, provider: Option<&str>) -> usize {
+    pub(crate) async fn purge(&self, by: &PurgeBy, provider: Option<&str>) -> usize {
         if self.purged.is_some() {
             // Whatever the provider filter: a shared value of another provider for the
             // same name costs one provider call, never a wrong answer.
@@ -687,13 +687,13 @@ impl IdentityCache {
     }
 
     /// The keyed hash of a subject or session id, as [`PurgeBy::Name`] carries it.
-    pub fn name_hash(&self, kind: NameKind, value: &str) -> NameHash {
+    pub(crate) fn name_hash(&self, kind: NameKind, value: &str) -> NameHash {
         clock::lock(&self.index).hash(kind, value)
     }
 
     /// Keys subject and session-id names with the cluster's shared key, so that purges by
     /// name travel between replicas as hashes. Call before the cache is used.
-    pub fn share_names(&self, key: &[u8; 32]) {
+    pub(crate) fn share_names(&self, key: &[u8; 32]) {
         clock::lock(&self.index).set_key(key);
     }
 

@@ -64,7 +64,7 @@ fn keyed(key: &[u8; 32]) -> Hmac<Sha256> {
 
 /// What an index name is: the same text as subject and as session id are different names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameKind {
+pub(crate) enum NameKind {
     Subject = 1,
     Session = 2,
 }
@@ -175,7 +175,7 @@ impl PurgeIndex {
 
 /// What to purge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PurgeBy {
+pub(crate) enum PurgeBy {
     /// The keys of one token (one per provider that could have resolved it).
     Keys(Vec<TokenKey>),
     Subject(String),

@@ -73,7 +73,7 @@ impl Purged {
     }
 
     /// A purge of `mark` at `at`.
-    pub fn record(&mut self, mark: Mark, at: SystemTime) {
+    pub(crate) fn record(&mut self, mark: Mark, at: SystemTime) {
         // Kept in order: a time earlier than the newest (a clock stepped back, a seeded
         // entry) is recorded as the newest, which only makes the mark last longer.
         let at = self.order.back().map_or(at, |(last, _)| at.max(*last));
@@ -89,14 +89,14 @@ impl Purged {
     }
 
     /// Everything was purged at `at` (a flush).
-    pub fn flushed(&mut self, at: SystemTime) {
+    pub(crate) fn flushed(&mut self, at: SystemTime) {
         self.raise_floor(at);
     }
 
     /// What the stream says was purged lately (`marks`), and the floor it implies (a gap
     /// in it, a flush, the start of its epoch); from now on shared values are trusted
     /// unless they are older than one of these.
-    pub fn seed(
+    pub(crate) fn seed(
         &mut self,
         marks: impl IntoIterator<Item = (SystemTime, Mark)>,
         floor: Option<SystemTime>,
@@ -112,7 +112,12 @@ impl Purged {
 
     /// Whether a value the provider gave at `sealed_at` about `marks` may be served at
     /// `now`: known to postdate every purge and flush that reached it.
-    pub fn allows(&mut self, sealed_at: SystemTime, marks: &[Mark], now: SystemTime) -> bool {
+    pub(crate) fn allows(
+        &mut self,
+        sealed_at: SystemTime,
+        marks: &[Mark],
+        now: SystemTime,
+    ) -> bool {
         if !self.seeded {
             return false;
         }
@@ -127,7 +132,7 @@ impl Purged {
     }
 
     /// Marks remembered (the start-up log, tests).
-    pub fn marks(&self) -> usize {
+    pub(crate) fn marks(&self) -> usize {
         self.latest.len()
     }
 

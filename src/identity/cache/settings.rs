@@ -71,7 +71,7 @@ impl CacheStatus {
     }
 
     /// This status's position in [`CacheStatus::ALL`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 

@@ -18,17 +18,17 @@ use crate::identity::token::TokenKey;
 use crate::identity::Identity;
 
 /// The token a shared lookup is about.
-pub struct SharedQuery<'a> {
-    pub key: TokenKey,
+pub(crate) struct SharedQuery<'a> {
+    pub(crate) key: TokenKey,
     /// Needed to open (and seal) the shared value: without the token, a stored identity
     /// cannot be read or forged.
-    pub token: &'a str,
-    pub provider: &'a ProviderId,
+    pub(crate) token: &'a str,
+    pub(crate) provider: &'a ProviderId,
 }
 
 /// What the shared tier knew.
 #[derive(Debug)]
-pub enum SharedFind {
+pub(crate) enum SharedFind {
     /// Another replica resolved the token (at `fetched_at`, by the provider's answer).
     Valid {
         identity: Identity,
@@ -42,7 +42,7 @@ pub enum SharedFind {
 }
 
 /// What the provider answered, for the other replicas.
-pub enum SharedAnswer<'a> {
+pub(crate) enum SharedAnswer<'a> {
     Valid {
         identity: &'a Identity,
         fetched_at: SystemTime,
@@ -61,7 +61,7 @@ pub enum SharedAnswer<'a> {
 }
 
 #[async_trait]
-pub trait SharedTier: Send + Sync {
+pub(crate) trait SharedTier: Send + Sync {
     /// What another replica resolved for this token. With `newer_than` (a background
     /// refresh), an answer fetched at or before it counts as nothing; so does an identity
     /// `trusted` refuses (given it and when the provider answered: sealed before a purge

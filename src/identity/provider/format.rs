@@ -22,7 +22,7 @@ pub enum Charset {
 }
 
 impl Charset {
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "visible" => Charset::Visible,
             "b64token" => Charset::B64token,
@@ -47,7 +47,7 @@ pub struct TokenFormat {
 impl TokenFormat {
     /// The default for opaque tokens: 1–8192 visible characters (what `Authorization`
     /// parsing accepts anyway: large JWTs sent to an introspection endpoint fit).
-    pub fn opaque() -> Self {
+    pub(crate) fn opaque() -> Self {
         TokenFormat {
             min_length: 1,
             max_length: crate::identity::token::DEFAULT_MAX_TOKEN_BYTES,
@@ -57,7 +57,7 @@ impl TokenFormat {
     }
 
     /// The default for `jwt` providers: JWT-shaped, at most 8192 bytes.
-    pub fn jwt() -> Self {
+    pub(crate) fn jwt() -> Self {
         TokenFormat {
             min_length: 16,
             max_length: 8192,

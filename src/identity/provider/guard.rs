@@ -18,17 +18,17 @@ use crate::telemetry::metrics::Metrics;
 
 /// `providers.<name>.protection` in the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Protection {
+pub(crate) struct Protection {
     /// Most calls in flight at once; 0: unbounded.
-    pub max_concurrent: usize,
+    pub(crate) max_concurrent: usize,
     /// How long a call may wait for a free slot before failing.
-    pub queue_timeout: Duration,
+    pub(crate) queue_timeout: Duration,
     /// Consecutive failures that open the breaker; 0: no breaker.
-    pub failures: u32,
+    pub(crate) failures: u32,
     /// How long the breaker stays open before letting probes through.
-    pub open_for: Duration,
+    pub(crate) open_for: Duration,
     /// Calls let through at once while half-open.
-    pub half_open_probes: u32,
+    pub(crate) half_open_probes: u32,
 }
 
 impl Default for Protection {
@@ -45,7 +45,7 @@ impl Default for Protection {
 
 /// Breaker state, as the `provider_circuit_state` gauge shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CircuitState {
+pub(crate) enum CircuitState {
     Closed,
     HalfOpen,
     Open,
@@ -72,7 +72,7 @@ struct Breaker {
 /// `inner`, protected. Wraps the metered provider, so rejected calls are not counted as
 /// provider calls.
 #[derive(Debug)]
-pub struct Guarded {
+pub(crate) struct Guarded {
     name: Arc<str>,
     inner: Arc<dyn Provider>,
     settings: Protection,
@@ -117,7 +117,8 @@ impl Guarded {
     }
 
     /// The breaker's state now.
-    pub fn circuit_state(&self) -> CircuitState {
+    #[cfg(test)]
+    pub(crate) fn circuit_state(&self) -> CircuitState {
         lock(&self.breaker).state
     }
 

@@ -15,7 +15,7 @@ use crate::secret::Secret;
 
 /// Where the user's token goes in the provider request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenPlacement {
+pub(crate) enum TokenPlacement {
     /// `Authorization: Bearer <token>` (BitGo, OIDC UserInfo).
     Bearer,
     /// `Authorization: <token>`, the raw value (EnOS).
@@ -34,20 +34,20 @@ pub enum TokenPlacement {
 
 impl TokenPlacement {
     /// True when the token occupies the `Authorization` header.
-    pub fn uses_authorization(&self) -> bool {
+    pub(crate) fn uses_authorization(&self) -> bool {
         matches!(self, TokenPlacement::Bearer | TokenPlacement::Authorization)
             || matches!(self, TokenPlacement::Header(h) if h == http::header::AUTHORIZATION)
     }
 
     /// True when the token goes in a request body.
-    pub fn uses_body(&self) -> bool {
+    pub(crate) fn uses_body(&self) -> bool {
         matches!(self, TokenPlacement::Form(_) | TokenPlacement::Json(_))
     }
 }
 
 /// How the gateway authenticates itself to the provider.
 #[derive(Debug, Clone)]
-pub enum Credential {
+pub(crate) enum Credential {
     None,
     Basic { user: String, password: Secret },
     Bearer(Secret),
@@ -56,27 +56,27 @@ pub enum Credential {
 /// Everything needed to build an [`HttpProvider`].
 #[derive(Debug, Clone)]
 pub struct HttpProviderSpec {
-    pub kind: &'static str,
-    pub method: Method,
+    pub(crate) kind: &'static str,
+    pub(crate) method: Method,
     /// The endpoint; with `TokenPlacement::Path` it contains `{token}`.
-    pub url: String,
-    pub token: TokenPlacement,
+    pub(crate) url: String,
+    pub(crate) token: TokenPlacement,
     /// Static request headers (never secrets: those go in `credential`).
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Static body fields sent with a form or JSON token.
-    pub body: Vec<(String, serde_json::Value)>,
-    pub credential: Credential,
-    pub outcome: AnswerRules,
-    pub mapping: ResponseMapping,
-    pub timeout: Duration,
-    pub max_response_bytes: usize,
+    pub(crate) body: Vec<(String, serde_json::Value)>,
+    pub(crate) credential: Credential,
+    pub(crate) outcome: AnswerRules,
+    pub(crate) mapping: ResponseMapping,
+    pub(crate) timeout: Duration,
+    pub(crate) max_response_bytes: usize,
     /// Extra PEM CA certificates trusted on top of the system store.
-    pub extra_roots: Vec<reqwest::Certificate>,
+    pub(crate) extra_roots: Vec<reqwest::Certificate>,
 }
 
 /// The runtime provider: a spec plus its HTTP client.
 #[derive(Debug)]
-pub struct HttpProvider {
+pub(crate) struct HttpProvider {
     spec: HttpProviderSpec,
     client: reqwest::Client,
     /// The endpoint, parsed once (query tokens are appended to a copy).
@@ -104,7 +104,7 @@ pub fn clients_built_on_this_thread() -> usize {
 
 /// The HTTP client every outbound call of the gateway uses (providers, JWKS): our user
 /// agent, `timeout` for the whole call, the system CA store plus `extra_roots`.
-pub fn client(
+pub(crate) fn client(
     timeout: Duration,
     extra_roots: Vec<reqwest::Certificate>,
     redirect: reqwest::redirect::Policy,
@@ -124,7 +124,7 @@ pub fn client(
 
 /// Reads a response body of at most `limit` bytes, refusing a larger one as soon as its
 /// `Content-Length` or its running size says so (never buffering it whole).
-pub async fn read_limited(
+pub(crate) async fn read_limited(
     mut resp: reqwest::Response,
     limit: usize,
     transport_error: impl Fn(reqwest::Error) -> ProviderError,

@@ -37,7 +37,7 @@ use crate::clock::SharedClock;
 
 /// Where the verification keys come from.
 #[derive(Debug, Clone)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// A JWKS document fetched over HTTP(S) (the client is built with the provider).
     Url {
         url: reqwest::Url,
@@ -54,14 +54,14 @@ pub enum KeySource {
 /// Everything a JWT provider needs.
 #[derive(Debug, Clone)]
 pub struct JwtSpec {
-    pub issuer: String,
-    pub audiences: Vec<String>,
-    pub algorithms: Vec<Algorithm>,
-    pub keys: KeySource,
-    pub refresh: Duration,
-    pub min_refresh_interval: Duration,
-    pub leeway: Duration,
-    pub mapping: ResponseMapping,
+    pub(crate) issuer: String,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) keys: KeySource,
+    pub(crate) refresh: Duration,
+    pub(crate) min_refresh_interval: Duration,
+    pub(crate) leeway: Duration,
+    pub(crate) mapping: ResponseMapping,
 }
 
 #[derive(Default)]
@@ -99,7 +99,7 @@ struct KeyStore {
 }
 
 /// The JWT provider.
-pub struct JwtProvider {
+pub(crate) struct JwtProvider {
     store: Arc<KeyStore>,
     refresher_started: AtomicBool,
 }
@@ -114,7 +114,7 @@ impl std::fmt::Debug for JwtProvider {
 
 /// True when `token` has the shape of a JWS compact serialization: three base64url
 /// segments, the first one decoding to a JSON header with an `alg`.
-pub fn looks_like_jwt(token: &str) -> bool {
+pub(crate) fn looks_like_jwt(token: &str) -> bool {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(_s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -156,10 +156,10 @@ fn load(set: &JwkSet) -> Keys {
 }
 
 /// The longest wait between two background attempts while the JWKS keeps failing.
-pub const RETRY_CAP: Duration = Duration::from_secs(30);
+pub(crate) const RETRY_CAP: Duration = Duration::from_secs(30);
 
 /// After a failed fetch, requests wait at least this long before fetching again.
-pub const FAILED_FETCH_FLOOR: Duration = Duration::from_secs(1);
+pub(crate) const FAILED_FETCH_FLOOR: Duration = Duration::from_secs(1);
 
 /// How long after the last attempt a request may fetch again: `min`, and after a failure
 /// at least [`FAILED_FETCH_FLOOR`] (not a growing backoff: requests that need keys are

@@ -12,7 +12,7 @@ use crate::identity::IdentityParts;
 
 /// How a [`Predicate`] compares the value at its pointer.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Test {
+pub(crate) enum Test {
     /// Equal to one of these (numbers compare by value: `0` equals `0.0`).
     OneOf(Vec<Value>),
     /// Present and equal to none of these.
@@ -22,15 +22,15 @@ pub enum Test {
 /// A check on a provider answer: the value at `pointer` passes `test`. When the pointer is
 /// absent (or `null`), the predicate holds only if `if_missing` says so.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Predicate {
-    pub pointer: String,
-    pub test: Test,
-    pub if_missing: bool,
+pub(crate) struct Predicate {
+    pub(crate) pointer: String,
+    pub(crate) test: Test,
+    pub(crate) if_missing: bool,
 }
 
 impl Predicate {
     /// `pointer == value`, failing when absent.
-    pub fn equals(pointer: &str, value: Value) -> Self {
+    pub(crate) fn equals(pointer: &str, value: Value) -> Self {
         Predicate {
             pointer: pointer.to_string(),
             test: Test::OneOf(vec![value]),
@@ -39,7 +39,7 @@ impl Predicate {
     }
 
     /// `pointer` is one of `values`, failing when absent.
-    pub fn one_of(pointer: &str, values: Vec<Value>) -> Self {
+    pub(crate) fn one_of(pointer: &str, values: Vec<Value>) -> Self {
         Predicate {
             pointer: pointer.to_string(),
             test: Test::OneOf(values),
@@ -48,13 +48,13 @@ impl Predicate {
     }
 
     /// The same test, but holding when the pointer is absent.
-    pub fn or_missing(mut self) -> Self {
+    pub(crate) fn or_missing(mut self) -> Self {
         self.if_missing = true;
         self
     }
 
     /// Evaluates the predicate on `doc`.
-    pub fn holds(&self, doc: &Value) -> bool {
+    pub(crate) fn holds(&self, doc: &Value) -> bool {
         match present(doc, &self.pointer) {
             None => self.if_missing,
             Some(v) => match &self.test {
@@ -77,14 +77,14 @@ fn same(a: &Value, b: &Value) -> bool {
 /// `statuses` (any status if empty) and every predicate holds on the JSON body (a rule
 /// with predicates never matches a body that is not JSON).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Rule {
-    pub statuses: Vec<u16>,
-    pub predicates: Vec<Predicate>,
+pub(crate) struct Rule {
+    pub(crate) statuses: Vec<u16>,
+    pub(crate) predicates: Vec<Predicate>,
 }
 
 impl Rule {
     /// A rule matching these statuses whatever the body.
-    pub fn status(statuses: &[u16]) -> Self {
+    pub(crate) fn status(statuses: &[u16]) -> Self {
         Rule {
             statuses: statuses.to_vec(),
             predicates: Vec::new(),
@@ -92,7 +92,7 @@ impl Rule {
     }
 
     /// A rule matching a body predicate (on any status).
-    pub fn body(predicate: Predicate) -> Self {
+    pub(crate) fn body(predicate: Predicate) -> Self {
         Rule {
             statuses: Vec::new(),
             predicates: vec![predicate],
@@ -100,13 +100,13 @@ impl Rule {
     }
 
     /// Adds a status restriction.
-    pub fn with_status(mut self, statuses: &[u16]) -> Self {
+    pub(crate) fn with_status(mut self, statuses: &[u16]) -> Self {
         self.statuses = statuses.to_vec();
         self
     }
 
     /// True when the rule matches an answer with `status` and parsed body `doc`.
-    pub fn matches(&self, status: u16, doc: Option<&Value>) -> bool {
+    pub(crate) fn matches(&self, status: u16, doc: Option<&Value>) -> bool {
         if !self.statuses.is_empty() && !self.statuses.contains(&status) {
             return false;
         }
@@ -121,17 +121,17 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AnswerRules {
     /// Any match: the token is not valid (401 to the client, negative-cached).
-    pub invalid_when: Vec<Rule>,
+    pub(crate) invalid_when: Vec<Rule>,
     /// Any match: the provider or the gateway's credential is broken (503, not cached).
-    pub broken_when: Vec<Rule>,
+    pub(crate) broken_when: Vec<Rule>,
     /// On a 2xx answer, all must hold; otherwise the answer is a failure (503). For
     /// providers that answer 200 with an error inside (EnOS `status != 0`).
-    pub success: Vec<Predicate>,
+    pub(crate) success: Vec<Predicate>,
 }
 
 /// What an answer means before mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnswerClass {
+pub(crate) enum AnswerClass {
     Invalid,
     Broken,
     /// Not decided by a rule: a non-2xx status is a failure, a 2xx is mapped.
@@ -140,7 +140,7 @@ pub enum AnswerClass {
 
 impl AnswerRules {
     /// Applies the rules, `invalid_when` first.
-    pub fn verdict(&self, status: u16, doc: Option<&Value>) -> AnswerClass {
+    pub(crate) fn verdict(&self, status: u16, doc: Option<&Value>) -> AnswerClass {
         if self.invalid_when.iter().any(|r| r.matches(status, doc)) {
             AnswerClass::Invalid
         } else if self.broken_when.iter().any(|r| r.matches(status, doc)) {
@@ -151,7 +151,7 @@ impl AnswerRules {
     }
 
     /// Checks the success predicates on a 2xx body.
-    pub fn check_success(&self, doc: &Value) -> Result<(), ProviderError> {
+    pub(crate) fn check_success(&self, doc: &Value) -> Result<(), ProviderError> {
         match self.success.iter().find(|p| !p.holds(doc)) {
             None => Ok(()),
             Some(p) => Err(mapping_error(
@@ -167,7 +167,7 @@ impl AnswerRules {
 
 /// How an expiry field is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExpiryFormat {
+pub(crate) enum ExpiryFormat {
     /// An RFC 3339 / ISO 8601 date-time string (BitGo `expires`).
     Rfc3339,
     /// Unix time in seconds (RFC 7662 `exp`).
@@ -181,30 +181,30 @@ pub enum ExpiryFormat {
 
 /// Where the expiry is and how it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpiryMapping {
-    pub pointer: String,
-    pub format: ExpiryFormat,
+pub(crate) struct ExpiryMapping {
+    pub(crate) pointer: String,
+    pub(crate) format: ExpiryFormat,
 }
 
 /// Pointers from a provider response to identity fields.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResponseMapping {
     /// All must hold, else the token is not active (RFC 7662 `/active == true`).
-    pub active: Vec<Predicate>,
+    pub(crate) active: Vec<Predicate>,
     /// Tried in order; the first present one is the subject. Required.
-    pub subject: Vec<String>,
+    pub(crate) subject: Vec<String>,
     /// Tried in order; the first present one is the session id.
-    pub session_id: Vec<String>,
+    pub(crate) session_id: Vec<String>,
     /// Tried in order; the first present one holds the scopes: a JSON array of strings,
     /// or one space-delimited string (JWT `scope` vs `scp`).
-    pub scopes: Vec<String>,
-    pub expires: Option<ExpiryMapping>,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) expires: Option<ExpiryMapping>,
     /// A JSON array of addresses / CIDR blocks.
-    pub ip_restrict: Option<String>,
+    pub(crate) ip_restrict: Option<String>,
     /// Each pointer may hold a string or an array of strings; all are collected, in order.
-    pub organizations: Vec<String>,
+    pub(crate) organizations: Vec<String>,
     /// Extra values forwarded as `<prefix>Claim-<name>` headers: (name, pointer).
-    pub claims: Vec<(String, String)>,
+    pub(crate) claims: Vec<(String, String)>,
 }
 
 impl ResponseMapping {

@@ -11,7 +11,7 @@ use crate::telemetry::metrics::Metrics;
 
 /// `inner`, instrumented under the config name `name`.
 #[derive(Debug)]
-pub struct Metered {
+pub(crate) struct Metered {
     name: Arc<str>,
     inner: Arc<dyn Provider>,
     metrics: Metrics,

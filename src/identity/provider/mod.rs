@@ -8,13 +8,13 @@
 //!   template and a response mapping; [`presets`] holds the built-in descriptions.
 
 pub mod format;
-pub mod guard;
+pub(crate) mod guard;
 pub mod http;
-pub mod jwt;
-pub mod mapping;
-pub mod metered;
+pub(crate) mod jwt;
+pub(crate) mod mapping;
+pub(crate) mod metered;
 pub mod presets;
-pub mod static_tokens;
+pub(crate) mod static_tokens;
 
 use std::sync::Arc;
 
@@ -207,7 +207,7 @@ pub enum ProviderError {
 
 impl ProviderError {
     /// Bounded label for metrics: what kind of failure this was.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             ProviderError::Unreachable(_) => "unreachable",
             ProviderError::Timeout(_) => "timeout",

@@ -18,10 +18,10 @@ use super::ProviderKind;
 /// The request and response shape of one provider kind.
 #[derive(Debug, Clone)]
 pub struct Preset {
-    pub method: Method,
-    pub token: TokenPlacement,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<(String, Value)>,
+    pub(crate) method: Method,
+    pub(crate) token: TokenPlacement,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<(String, Value)>,
     pub outcome: AnswerRules,
     pub mapping: ResponseMapping,
 }
@@ -112,7 +112,7 @@ pub fn bitgo() -> Preset {
 /// RFC 7662 token introspection: `POST` form `token=…&token_type_hint=access_token`, the
 /// gateway authenticated with HTTP Basic. `{"active": false}` means not valid; a 401 or 403
 /// from the endpoint itself means the gateway's client credentials are wrong.
-pub fn rfc7662() -> Preset {
+pub(crate) fn rfc7662() -> Preset {
     Preset {
         method: Method::POST,
         token: TokenPlacement::Form("token".into()),
@@ -142,7 +142,7 @@ pub fn rfc7662() -> Preset {
 /// the authenticator (the gateway's key is wrong: broken). Inferred: an unknown or expired
 /// `token` argument answers 404 with a `*_not_found` / `invalid_token` code; other errors
 /// (`400 invalid_argument`, `404 organization_not_found`) stay failures (503).
-pub fn krystal() -> Preset {
+pub(crate) fn krystal() -> Preset {
     let error_code = |codes: &[&str]| Rule::body(Predicate::one_of("/error/code", strings(codes)));
     Preset {
         method: Method::POST,
@@ -189,7 +189,7 @@ pub fn krystal() -> Preset {
 /// `invalid_value`, `bad_request` mean the session id is not valid; `bad_authtoken`,
 /// `not_authenticated`, `not_permitted` concern the gateway's own key (broken).
 /// No expiry and no scopes are returned.
-pub fn prefactor() -> Preset {
+pub(crate) fn prefactor() -> Preset {
     Preset {
         method: Method::GET,
         token: TokenPlacement::Path,
@@ -228,7 +228,7 @@ pub fn prefactor() -> Preset {
 /// `Authorization` and no body. Answers HTTP 200 with `status` 0 on success; `status`
 /// 30401 / 30404 (or 401 / 404) mean the session is not valid, any other non-zero status
 /// is a failure. Expiry is `refreshTime + expires` (a lifetime); no scopes are returned.
-pub fn enos() -> Preset {
+pub(crate) fn enos() -> Preset {
     Preset {
         method: Method::POST,
         token: TokenPlacement::Authorization,
@@ -269,7 +269,7 @@ pub fn enos() -> Preset {
 /// OIDC UserInfo (`GET userinfo_endpoint`, `Authorization: Bearer <token>`). 401 and 403
 /// (`insufficient_scope`: the token cannot read UserInfo) mean not valid. Only `sub` is
 /// guaranteed; no expiry and no scopes. JSON answers only (not signed `application/jwt`).
-pub fn userinfo() -> Preset {
+pub(crate) fn userinfo() -> Preset {
     Preset {
         method: Method::GET,
         token: TokenPlacement::Bearer,

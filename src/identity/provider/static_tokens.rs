@@ -14,13 +14,13 @@ use crate::identity::Identity;
 
 /// A provider that answers from a fixed table.
 #[derive(Debug)]
-pub struct StaticProvider {
+pub(crate) struct StaticProvider {
     by_digest: HashMap<[u8; 32], Identity>,
     clock: SharedClock,
 }
 
 /// SHA-256 of a token, as the static table keys it.
-pub fn token_digest(token: &str) -> [u8; 32] {
+pub(crate) fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -34,16 +34,6 @@ impl StaticProvider {
             by_digest: entries.into_iter().collect(),
             clock,
         }
-    }
-
-    /// Number of tokens known.
-    pub fn len(&self) -> usize {
-        self.by_digest.len()
-    }
-
-    /// True when no token is configured.
-    pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty()
     }
 }
 
@@ -68,7 +58,7 @@ impl Provider for StaticProvider {
 /// certificate (URI SAN, DNS SAN or CN; see `tls::client_cert`), never a header value:
 /// routes that use this kind read only `client_certificate` (checked in the config).
 #[derive(Debug)]
-pub struct ClientCertificateProvider {
+pub(crate) struct ClientCertificateProvider {
     by_id: HashMap<String, Identity>,
     allow_unlisted: bool,
 }

@@ -20,7 +20,7 @@ pub(super) enum Phase {
 }
 
 /// A downstream stream that enforces the idle and header deadlines (see the module docs).
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     pub(super) inner: Stream,
     pub(super) phase: Phase,
     pub(super) idle_timeout: Duration,
@@ -125,7 +125,7 @@ impl Deadlines {
     }
 
     /// A plain connection whose first bytes may be the HTTP/2 preface (`h2c: true`).
-    pub fn h2c(mut self, h2c: bool) -> Self {
+    pub(crate) fn h2c(mut self, h2c: bool) -> Self {
         self.maybe_h2c = h2c && !self.http2 && self.phase == Phase::Fresh;
         self
     }
@@ -134,7 +134,7 @@ impl Deadlines {
     /// its first byte to the end of its headers), then continue with the socket. False
     /// when those bytes were not all kept (a head larger than Pingora accepts, or a
     /// response already begun): the connection cannot be handed over.
-    pub fn replay_request(&mut self) -> bool {
+    pub(crate) fn replay_request(&mut self) -> bool {
         if self.head_lost || self.head.is_empty() {
             return false;
         }
@@ -435,7 +435,7 @@ impl Deadlines {
     /// without holding a buffer while it waits: the bytes are read into the thread's
     /// scratch buffer and kept to be read again. False when the connection ended (closed
     /// by the client, broken, or past its deadline).
-    pub async fn await_request(&mut self) -> bool {
+    pub(crate) async fn await_request(&mut self) -> bool {
         std::future::poll_fn(|cx| {
             loop {
                 if (self.first.is_some() || self.replay.is_some()) && !self.maybe_h2c {
@@ -471,7 +471,7 @@ impl Deadlines {
     /// Between two requests of a kept-alive connection: the last head is not needed; an
     /// ordinary one's memory is kept for the next (no allocation per request), a large
     /// one's is not (an idle connection holds at most [`KEPT_HEAD_BYTES`]).
-    pub fn rest(&mut self) {
+    pub(crate) fn rest(&mut self) {
         if self.head.capacity() > KEPT_HEAD_BYTES {
             self.head = Vec::new();
         }
@@ -480,7 +480,7 @@ impl Deadlines {
     /// The bytes [`Deadlines::await_request`] read, for an HTTP/1 session to parse first
     /// (Pingora's `pipelined_prefix`: no second copy, and the buffer is the one Pingora
     /// would have read the head into).
-    pub fn take_first_bytes(&mut self) -> Option<bytes::BytesMut> {
+    pub(crate) fn take_first_bytes(&mut self) -> Option<bytes::BytesMut> {
         self.first.take()
     }
 }

@@ -72,7 +72,7 @@ mod memory;
 #[cfg(test)]
 mod tests;
 
-pub use deadlines::Deadlines;
+pub(crate) use deadlines::Deadlines;
 pub use memory::set_memory_give_back;
 use memory::*;
 
@@ -101,13 +101,13 @@ impl<A> Limited<A> {
 
     /// Plain connections may open with the HTTP/2 preface (`h2c: true`): the wait for it
     /// is bounded like any opening (see [`Deadlines`]).
-    pub fn h2c(mut self, h2c: bool) -> Self {
+    pub(crate) fn h2c(mut self, h2c: bool) -> Self {
         self.h2c = h2c;
         self
     }
 
     /// The same application and connection count, for a listener that speaks TLS.
-    pub fn with_tls(&self, acceptor: Acceptor) -> Self {
+    pub(crate) fn with_tls(&self, acceptor: Acceptor) -> Self {
         Limited {
             inner: self.inner.clone(),
             state: self.state.clone(),

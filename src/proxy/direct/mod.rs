@@ -591,7 +591,7 @@ fn close_delimited_to_chunked(resp: &mut ResponseHeader, head: bool, end: bool) 
 }
 
 /// True when the request can be forwarded as it is (see the module docs).
-pub fn eligible(session: &ServerSession) -> bool {
+pub(crate) fn eligible(session: &ServerSession) -> bool {
     if session.as_http1().is_none() {
         return false;
     }
