@@ -65,13 +65,8 @@ pub(crate) fn start(
         }
         None => (TokenHasher::random(), None),
     };
-    let tls = match &settings.tls {
-        Some(t) => Some(Arc::new(
-            crate::tls::CertStore::load(t.certificates.clone())
-                .map_err(|e| ConfigError::at("tls.certificates", e))?,
-        )),
-        None => None,
-    };
+    // Read and parsed when the configuration was checked.
+    let tls = settings.tls.as_ref().map(|t| t.certificates.clone());
     metrics.config_last_reload_success.set(1);
     metrics.config_last_reload_success_time.set(unix_now());
     let process = Process {

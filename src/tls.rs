@@ -38,8 +38,9 @@ pub(crate) struct CertificateFiles {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TlsListener {
     pub(crate) listen: SocketAddr,
-    /// In order of preference; the first is the default (no SNI, unknown name).
-    pub(crate) certificates: Vec<CertificateFiles>,
+    /// In order of preference; the first is the default (no SNI, unknown name). Read
+    /// and parsed when the configuration is checked; the store reloads them in place.
+    pub(crate) certificates: Arc<CertStore>,
     /// Offer HTTP/2 by ALPN (`h2`, then `http/1.1`).
     pub(crate) http2: bool,
     /// How often the certificate files are checked for a change; `None`: only on reload.
@@ -52,6 +53,8 @@ pub(crate) struct TlsListener {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClientCertificates {
     pub(crate) ca_file: PathBuf,
+    /// The CA file's certificates (DER), read when the configuration is checked.
+    pub(crate) roots: Vec<Vec<u8>>,
     /// A handshake without a certificate fails (else it is allowed, and routes that read
     /// `client_certificate` refuse the request).
     pub(crate) required: bool,
@@ -168,9 +171,9 @@ fn client_verifier(
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
     let mut roots = rustls::RootCertStore::empty();
-    for der in read_ca_file(&c.ca_file)? {
+    for der in &c.roots {
         roots
-            .add(CertificateDer::from(der))
+            .add(CertificateDer::from(der.as_slice()))
             .map_err(|e| format!("{}: {e}", c.ca_file.display()))?;
     }
     let builder =
@@ -196,12 +199,23 @@ pub(crate) struct Loaded {
 }
 
 /// Reads one certificate pair, checking that the key belongs to the leaf.
+#[cfg(test)]
 pub(crate) fn load_pair(files: &CertificateFiles) -> Result<Loaded, String> {
+    load_pair_and_key(files).map(|(loaded, _)| loaded)
+}
+
+/// The same, with the private key's DER (Pingora's client certificates take it): each
+/// file read once.
+pub(crate) fn load_pair_and_key(files: &CertificateFiles) -> Result<(Loaded, Vec<u8>), String> {
     let chain_pem = std::fs::read(&files.chain)
         .map_err(|e| format!("cannot read {}: {e}", files.chain.display()))?;
     let key_pem = std::fs::read(&files.key)
         .map_err(|e| format!("cannot read {}: {e}", files.key.display()))?;
-    pair_from_pem(&chain_pem, &key_pem, files)
+    let loaded = pair_from_pem(&chain_pem, &key_pem, files)?;
+    let der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map(|k| k.secret_der().to_vec())
+        .map_err(|_| format!("{}: no PEM private key in the file", files.key.display()))?;
+    Ok((loaded, der))
 }
 
 fn pair_from_pem(
@@ -279,14 +293,6 @@ pub(crate) fn certificates_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> 
     Ok(ders.into_iter().map(|d| d.as_ref().to_vec()).collect())
 }
 
-/// The DER of the private key in a PEM file (for Pingora's client certificates).
-pub(crate) fn private_key_der(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    PrivateKeyDer::from_pem_slice(&pem)
-        .map(|k| k.secret_der().to_vec())
-        .map_err(|_| format!("{}: no PEM private key in the file", path.display()))
-}
-
 fn describe(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
     use x509_parser::extensions::GeneralName;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| e.to_string())?;
@@ -354,9 +360,20 @@ impl std::fmt::Debug for CertStore {
     }
 }
 
+/// Two stores are the same configuration when they serve the same files (what the files
+/// hold is reloaded live).
+impl PartialEq for CertStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files
+    }
+}
+
+impl Eq for CertStore {}
+
 impl CertStore {
-    /// Loads every pair; the first problem is the error (naming the file).
-    pub fn load(files: Vec<CertificateFiles>) -> Result<Self, String> {
+    /// Loads every pair; the first problem is the error: the pair's index and a message
+    /// naming the file.
+    pub(crate) fn load(files: Vec<CertificateFiles>) -> Result<Self, (usize, String)> {
         let (contents, hash) = read_all(&files)?;
         let set = parse_all(&files, &contents)?;
         Ok(CertStore {
@@ -392,7 +409,7 @@ impl CertStore {
         // so the same problem is reported once.
         let hash = match &read {
             Ok((_, hash)) => *hash,
-            Err(why) => {
+            Err((_, why)) => {
                 let mut h = DefaultHasher::new();
                 why.hash(&mut h);
                 h.finish()
@@ -413,6 +430,7 @@ impl CertStore {
             }
         }
         let result = read.and_then(|(contents, _)| parse_all(&self.files, &contents));
+        let result = result.map_err(|(_, why)| why);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(set) => {
@@ -469,15 +487,17 @@ impl ResolvesServerCert for CertStore {
 /// Each pair's (chain, key) file contents.
 type Contents = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Reads every file; the contents and one hash of them all.
-fn read_all(files: &[CertificateFiles]) -> Result<(Contents, u64), String> {
+/// Reads every file; the contents and one hash of them all (an error: the pair's index
+/// and a message naming the file).
+fn read_all(files: &[CertificateFiles]) -> Result<(Contents, u64), (usize, String)> {
     let mut hasher = DefaultHasher::new();
     let mut out = Vec::with_capacity(files.len());
-    for f in files {
-        let chain = std::fs::read(&f.chain)
-            .map_err(|e| format!("cannot read {}: {e}", f.chain.display()))?;
-        let key =
-            std::fs::read(&f.key).map_err(|e| format!("cannot read {}: {e}", f.key.display()))?;
+    for (i, f) in files.iter().enumerate() {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| (i, format!("cannot read {}: {e}", path.display())))
+        };
+        let chain = read(&f.chain)?;
+        let key = read(&f.key)?;
         chain.hash(&mut hasher);
         key.hash(&mut hasher);
         out.push((chain, key));
@@ -488,11 +508,12 @@ fn read_all(files: &[CertificateFiles]) -> Result<(Contents, u64), String> {
 fn parse_all(
     files: &[CertificateFiles],
     contents: &[(Vec<u8>, Vec<u8>)],
-) -> Result<Vec<Loaded>, String> {
+) -> Result<Vec<Loaded>, (usize, String)> {
     files
         .iter()
         .zip(contents)
-        .map(|(f, (chain, key))| pair_from_pem(chain, key, f))
+        .enumerate()
+        .map(|(i, (f, (chain, key)))| pair_from_pem(chain, key, f).map_err(|e| (i, e)))
         .collect()
 }
 

@@ -77,8 +77,9 @@ pub(crate) struct UpstreamSpec {
     /// Server name for TLS and the default `Host`.
     pub(crate) host: String,
     pub(crate) protocol: UpstreamProtocol,
-    /// `https://` options beyond the defaults (system store, the URL's host).
-    pub(crate) tls_options: Option<UpstreamTlsFiles>,
+    /// `https://` options beyond the defaults (system store, the URL's host), their files
+    /// read and parsed when the configuration was checked.
+    pub(crate) tls_options: Option<UpstreamTls>,
     /// Requests in flight to it at once.
     pub(crate) max_in_flight: usize,
 }
@@ -168,13 +169,21 @@ impl PartialEq for UpstreamTls {
 
 impl Eq for UpstreamTls {}
 
+/// Which file of an upstream's TLS options failed to load.
+#[derive(Debug)]
+pub(crate) enum TlsFileError {
+    Ca(String),
+    ClientCertificate(String),
+}
+
 impl UpstreamTlsFiles {
-    /// Reads the CA file and the client certificate; errors name the file.
-    pub fn load(&self) -> Result<UpstreamTls, String> {
+    /// Reads and parses the CA file and the client certificate, each file once; errors
+    /// name the file.
+    pub(crate) fn load(&self) -> Result<UpstreamTls, TlsFileError> {
         let ca = match &self.ca_file {
             None => None,
             Some(path) => {
-                let ders = crate::tls::read_ca_file(path)?;
+                let ders = crate::tls::read_ca_file(path).map_err(TlsFileError::Ca)?;
                 let list: Vec<pingora::utils::tls::WrappedX509> = ders
                     .into_iter()
                     .map(|der| {
@@ -187,14 +196,14 @@ impl UpstreamTlsFiles {
         let client_cert = match &self.client_certificate {
             None => None,
             Some(files) => {
-                let loaded = crate::tls::load_pair(files)?;
+                let (loaded, key) = crate::tls::load_pair_and_key(files)
+                    .map_err(TlsFileError::ClientCertificate)?;
                 let chain: Vec<Vec<u8>> = loaded
                     .key
                     .cert
                     .iter()
                     .map(|c| c.as_ref().to_vec())
                     .collect();
-                let key = crate::tls::private_key_der(&files.key)?;
                 Some(Arc::new(pingora::utils::tls::CertKey::new(chain, key)))
             }
         };
@@ -245,8 +254,6 @@ pub struct Upstream {
 pub enum ResolveError {
     #[error("cannot resolve `{authority}`: {reason}")]
     Lookup { authority: String, reason: String },
-    #[error("{0}")]
-    Tls(String),
     #[error("`{0}` resolves to no address")]
     NoAddress(String),
     #[error("no provider named `{0}`")]
@@ -268,11 +275,7 @@ impl UpstreamSpec {
             })?
             .next()
             .ok_or_else(|| ResolveError::NoAddress(self.authority.clone()))?;
-        let tls_options = self
-            .tls_options
-            .as_ref()
-            .map(|o| o.load().map_err(ResolveError::Tls))
-            .transpose()?;
+        let tls_options = self.tls_options.clone();
         let pool_key = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();

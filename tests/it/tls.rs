@@ -1416,3 +1416,71 @@ async fn client_certificates_identify_workloads_on_routes_that_read_them() {
     .await;
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
 }
+
+/// Every TLS file (listener pairs, the client-certificate CA, an upstream's CA and client
+/// certificate) is read and parsed once, when the configuration is checked: the gateway
+/// is built and serves from what was read, even with the files gone by then.
+#[tokio::test]
+async fn tls_files_are_read_once_when_the_configuration_is_checked() {
+    let pki = Pki::new();
+    let dir = temp_dir("tls-read-once");
+    let (chain, key, _) = pki.leaf(&["localhost"]);
+    let (client_chain, client_key, _) = pki.leaf(&["client.test"]);
+    for (name, text) in [
+        ("ca.pem", &pki.ca_pem),
+        ("server.crt", &chain),
+        ("server.key", &key),
+        ("client.crt", &client_chain),
+        ("client.key", &client_key),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let yaml = r#"
+listen: "127.0.0.1:{listen}"
+admin_listen: "127.0.0.1:{admin}"
+shutdown_grace_period: 0s
+tls:
+  listen: "127.0.0.1:{tls}"
+  watch: 0s
+  certificates: [{ chain: server.crt, key: server.key }]
+  client_certificates: { ca_file: ca.pem, required: false }
+upstreams:
+  private: { url: "https://localhost:1", ca_file: ca.pem, client_certificate: { chain: client.crt, key: client.key } }
+routes:
+  - { path_prefix: /, auth: none, upstream: echo }
+  - { path_prefix: /private, auth: none, upstream: private }
+"#
+    .replace("{listen}", &free_port().to_string())
+    .replace("{admin}", &free_port().to_string())
+    .replace("{tls}", &free_port().to_string());
+    let settings = sessiongate::config::from_str(&yaml, &dir).expect("valid config");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let gateway = sessiongate::Gateway::new(settings).expect("built from what was read");
+    let handle = gateway.spawn();
+    assert!(handle.wait_ready(Duration::from_secs(10)));
+    let tls = handle_tls_addr(&yaml);
+    let ca = reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap();
+    let client = client_builder()
+        .add_root_certificate(ca)
+        .resolve("localhost", tls)
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://localhost:{}/hello", tls.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "the listener serves the certificate read at check"
+    );
+}
+
+fn handle_tls_addr(yaml: &str) -> SocketAddr {
+    let line = yaml
+        .lines()
+        .find(|l| l.trim_start().starts_with("listen:") && l.starts_with("  "))
+        .unwrap();
+    line.split('"').nth(1).unwrap().parse().unwrap()
+}

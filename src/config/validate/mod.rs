@@ -521,17 +521,18 @@ fn tls(
             "at least one certificate is needed (chain: …, key: …)",
         ));
     }
-    let mut certificates = Vec::with_capacity(t.certificates.len());
-    for (i, c) in t.certificates.iter().enumerate() {
-        let files = crate::tls::CertificateFiles {
+    let files = t
+        .certificates
+        .iter()
+        .map(|c| crate::tls::CertificateFiles {
             chain: base_dir.join(&c.chain),
             key: base_dir.join(&c.key),
-        };
-        // Loaded now so that a bad pair stops the start (or the reload) with its key named.
-        crate::tls::load_pair(&files)
-            .map_err(|e| ConfigError::at(format!("tls.certificates[{i}]"), e))?;
-        certificates.push(files);
-    }
+        })
+        .collect();
+    // Loaded now, once, so that a bad pair stops the start (or the reload) with its key
+    // named; the gateway serves what was read here.
+    let certificates = crate::tls::CertStore::load(files)
+        .map_err(|(i, e)| ConfigError::at(format!("tls.certificates[{i}]"), e))?;
     let watch = t.watch.map_or(DEFAULT_TLS_WATCH, |d| d.0);
     if !watch.is_zero() && watch < Duration::from_secs(1) {
         return Err(ConfigError::at(
@@ -543,17 +544,18 @@ fn tls(
         None => None,
         Some(c) => {
             let ca_file = base_dir.join(&c.ca_file);
-            crate::tls::read_ca_file(&ca_file)
+            let roots = crate::tls::read_ca_file(&ca_file)
                 .map_err(|e| ConfigError::at("tls.client_certificates.ca_file", e))?;
             Some(crate::tls::ClientCertificates {
                 ca_file,
+                roots,
                 required: c.required.unwrap_or(true),
             })
         }
     };
     Ok(crate::tls::TlsListener {
         listen,
-        certificates,
+        certificates: Arc::new(certificates),
         http2: t.http2.unwrap_or(true),
         watch: (!watch.is_zero()).then_some(watch),
         client_certificates,

@@ -104,14 +104,14 @@ pub(super) fn upstream(
     })
 }
 
-/// An `https://` upstream's options; the files are loaded here too, so that a bad one
-/// stops `--check` with its key named.
+/// An `https://` upstream's options, their files read and parsed here, once (a bad one
+/// stops `--check` with its key named; the build uses what was read).
 pub(super) fn upstream_tls(
     path: &str,
     o: &crate::config::file::UpstreamOptionsFile,
     tls: bool,
     base_dir: &Path,
-) -> Result<Option<crate::decision::route::UpstreamTlsFiles>> {
+) -> Result<Option<crate::decision::route::UpstreamTls>> {
     let given = [
         ("ca_file", o.ca_file.is_some()),
         ("server_name", o.server_name.is_some()),
@@ -156,14 +156,14 @@ pub(super) fn upstream_tls(
             "`false` needs `ca_file`: the name check is skipped only against a private CA you name",
         ));
     }
-    if let Some(ca) = &files.ca_file {
-        crate::tls::read_ca_file(ca).map_err(|e| ConfigError::at(format!("{path}.ca_file"), e))?;
-    }
-    if let Some(cert) = &files.client_certificate {
-        crate::tls::load_pair(cert)
-            .map_err(|e| ConfigError::at(format!("{path}.client_certificate"), e))?;
-    }
-    Ok(Some(files))
+    use crate::decision::route::TlsFileError;
+    let loaded = files.load().map_err(|e| match e {
+        TlsFileError::Ca(e) => ConfigError::at(format!("{path}.ca_file"), e),
+        TlsFileError::ClientCertificate(e) => {
+            ConfigError::at(format!("{path}.client_certificate"), e)
+        }
+    })?;
+    Ok(Some(loaded))
 }
 
 #[cfg(test)]
