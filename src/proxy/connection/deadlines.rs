@@ -88,6 +88,22 @@ impl std::fmt::Debug for Deadlines {
 }
 
 impl Deadlines {
+    /// The connection's own stream back from Pingora, which keeps every stream as a
+    /// `Box<dyn IO>` (an HTTP/1 session's `into_inner`, a kept-alive `ReusedHttpStream`).
+    ///
+    /// The one place the type is recovered at run time: Pingora 0.9 has no typed way —
+    /// its sessions are not generic over the stream, and reading a request already parsed
+    /// (`HttpProxy::process_request`) is private. Every stream the connection loop gives
+    /// Pingora is a `Deadlines` (it wraps each one before the first read), so `None` means
+    /// a Pingora change; callers close the connection and log it rather than guess.
+    pub(crate) fn recover(stream: Stream) -> Option<Box<Deadlines>> {
+        let recovered = stream.into_any().downcast::<Deadlines>().ok();
+        if recovered.is_none() {
+            tracing::error!("a client connection's stream is not the gateway's own; closing it");
+        }
+        recovered
+    }
+
     pub fn new(
         inner: Stream,
         limits: &crate::proxy::shared::ConnectionLimits,

@@ -253,11 +253,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
             };
             let (stream, settings) = reused.consume();
             persistent = settings;
-            conn = match stream.into_any().downcast::<Deadlines>() {
-                Ok(conn) => conn,
-                // Not ours back (never happens): close rather than guess.
-                Err(_) => break,
+            let Some(ours) = Deadlines::recover(stream) else {
+                break;
             };
+            conn = ours;
             if *shutdown.borrow() {
                 break;
             }

@@ -350,3 +350,25 @@ fn finds_the_blank_line_in_any_split() {
         assert!(mixed.feed(b), "split {split}");
     }
 }
+
+/// What Pingora hands back is recovered as the connection's own stream, its kept request
+/// head intact, through a real HTTP/1 session; anything else is refused, not guessed at.
+#[tokio::test]
+async fn the_stream_comes_back_from_pingora_with_its_request_head() {
+    use pingora::protocols::http::ServerSession;
+    use tokio::io::AsyncWriteExt;
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let stream = Deadlines::new(Box::new(server), &limits(5, 5), Box::new(|_| {}));
+    let mut session = ServerSession::new_http1(Box::new(stream));
+    let request = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+    client.write_all(request).await.unwrap();
+    assert!(session.read_request().await.unwrap());
+    let ServerSession::H1(h1) = session else {
+        unreachable!("an HTTP/1 session")
+    };
+    let mut back = Deadlines::recover(h1.into_inner()).expect("the connection's own stream");
+    assert!(back.replay_request(), "its request head was kept");
+
+    let (_other, foreign) = tokio::io::duplex(64);
+    assert!(Deadlines::recover(Box::new(foreign)).is_none());
+}

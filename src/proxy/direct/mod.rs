@@ -266,13 +266,7 @@ impl Direct {
         let ServerSession::H1(h1) = session else {
             return None;
         };
-        let mut stream = match h1.into_inner().into_any().downcast::<Deadlines>() {
-            Ok(stream) => stream,
-            Err(_) => {
-                tracing::error!("direct path: a connection without its request bytes; closing it");
-                return None;
-            }
-        };
+        let mut stream = Deadlines::recover(h1.into_inner())?;
         if !stream.replay_request() {
             tracing::warn!("direct path: a request head that was not kept; closing the connection");
             return None;
