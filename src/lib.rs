@@ -86,9 +86,11 @@
 //!
 //! Where things go:
 //! - a new **provider kind** (3 files): a [`identity::provider::ProviderKind`] variant
-//!   (its name in `as_str`) in `identity/provider/mod.rs`, its keys in `config/file/provider.rs`
-//!   (`kind_keys`), and for an HTTP kind a preset in `identity/provider/presets.rs`
-//!   (`Preset::for_kind` is an exhaustive match, so the compiler lists what is missing);
+//!   (its name in `as_str`) in `identity/provider/mod.rs`; in `config/file/provider.rs`,
+//!   the struct of its keys (or an existing one: an HTTP kind takes `EndpointFile`) and
+//!   its arm in `ProviderFile`'s `Deserialize`; for an HTTP kind a preset in
+//!   `identity/provider/presets.rs` (`Deserialize` and `Preset::for_kind` are exhaustive
+//!   matches, so the compiler lists what is missing);
 //! - a new **policy rule** (3 files): its field in `RoutePolicy`, its check, `Denial`
 //!   variant and `DenialKind` (label, status, client text) in `policy/mod.rs`; its key in
 //!   `config/file/mod.rs`; its validation in `config/validate/route.rs`. The decision, metrics and

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::file::{
-    CredentialFile, ExpiresFile, ExpiryFormatFile, IfMissing, OneOrMany, PredicateFile,
-    ProviderFile, ProviderKind, ResponseFile, RuleFile, TokenIn,
+    CredentialFile, EndpointFile, ExpiresFile, ExpiryFormatFile, IfMissing, OneOrMany,
+    PredicateFile, ProviderKind, ResponseFile, RuleFile, TokenIn,
 };
 use super::{secret, ConfigError};
 use crate::identity::provider::http::{Credential, HttpProviderSpec, TokenPlacement};
@@ -33,9 +33,14 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// Builds the HTTP provider at `path` from its preset and the config's overrides.
-pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSpec> {
-    let kind = p.kind.as_str();
-    let preset = Preset::for_kind(p.kind)
+pub fn build(
+    path: &str,
+    provider_kind: ProviderKind,
+    p: &EndpointFile,
+    base_dir: &Path,
+) -> Result<ProviderSpec> {
+    let kind = provider_kind.as_str();
+    let preset = Preset::for_kind(provider_kind)
         .ok_or_else(|| ConfigError::at(format!("{path}.kind"), "not an HTTP provider kind"))?;
 
     let url = p
@@ -85,9 +90,11 @@ pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSp
         }
     }
 
-    let credential = credential(path, p, base_dir)?;
-    if matches!(p.kind, ProviderKind::Krystal | ProviderKind::Prefactor)
-        && matches!(credential, Credential::None)
+    let credential = credential(path, provider_kind, p, base_dir)?;
+    if matches!(
+        provider_kind,
+        ProviderKind::Krystal | ProviderKind::Prefactor
+    ) && matches!(credential, Credential::None)
     {
         return Err(ConfigError::at(
             format!("{path}.credential"),
@@ -233,23 +240,27 @@ fn header(path: &str, name: &str, value: &str) -> Result<(http::HeaderName, http
     Ok((n, v))
 }
 
-fn credential(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Credential> {
-    let shorthand =
-        p.client_id.is_some() || p.client_secret.is_some() || p.client_secret_file.is_some();
-    match (&p.credential, shorthand) {
+fn credential(
+    path: &str,
+    kind: ProviderKind,
+    p: &EndpointFile,
+    base_dir: &Path,
+) -> Result<Credential> {
+    let client = &p.client_auth;
+    match (&p.credential, client.given()) {
         (Some(_), true) => Err(ConfigError::at(
             format!("{path}.credential"),
             "give either `credential` or `client_id`/`client_secret`, not both",
         )),
         (Some(c), false) => credential_block(&format!("{path}.credential"), c, base_dir),
         (None, true) => {
-            let user = p.client_id.clone().ok_or_else(|| {
+            let user = client.client_id.clone().ok_or_else(|| {
                 ConfigError::at(format!("{path}.client_id"), "required with client_secret")
             })?;
             let password = secret::resolve(
                 &format!("{path}.client_secret"),
-                p.client_secret.as_deref(),
-                p.client_secret_file.as_deref(),
+                client.client_secret.as_deref(),
+                client.client_secret_file.as_deref(),
                 base_dir,
             )?
             .ok_or_else(|| {
@@ -260,7 +271,7 @@ fn credential(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Credentia
             })?;
             Ok(Credential::Basic { user, password })
         }
-        (None, false) if p.kind == ProviderKind::Rfc7662 => Err(ConfigError::at(
+        (None, false) if kind == ProviderKind::Rfc7662 => Err(ConfigError::at(
             format!("{path}.client_id"),
             "required: introspection endpoints authenticate the gateway (HTTP Basic), or give `credential`",
         )),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use super::file::ProviderFile;
+use super::file::JwtFile;
 use super::http_provider::{apply_response, ca_roots};
 use super::ConfigError;
 use crate::identity::provider::jwt::{JwtSpec, KeySource};
@@ -31,7 +31,7 @@ fn default_mapping() -> ResponseMapping {
 }
 
 /// Builds the JWT provider at `path`.
-pub fn build(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSpec> {
+pub fn build(path: &str, p: &JwtFile, base_dir: &Path) -> Result<ProviderSpec> {
     let issuer =
         p.issuer.clone().filter(|i| !i.is_empty()).ok_or_else(|| {
             ConfigError::at(format!("{path}.issuer"), "required: the tokens' `iss`")

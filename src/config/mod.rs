@@ -161,9 +161,9 @@ impl Settings {
 pub(crate) fn parse(text: &str) -> Result<file::FileConfig, ConfigError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        let mut path = e.path().to_string();
         let inner = e.into_inner();
-        let location = inner.location().map(|l| (l.line(), l.column()));
+        let mut location = inner.location().map(|l| (l.line(), l.column()));
         // serde_yaml_ng writes "<its path>: <message> at line L column C"; the location is
         // shown once, up front, and the path once, from serde_path_to_error (which also
         // names the unknown key itself).
@@ -180,12 +180,81 @@ pub(crate) fn parse(text: &str) -> Result<file::FileConfig, ConfigError> {
                 message = rest.to_string();
             }
         }
+        // An error inside a provider entry carries the key it is about (see `file::NESTED`).
+        if let Some((key, rest)) = message
+            .split_once(file::NESTED)
+            .and_then(|(_, m)| m.split_once(file::NESTED))
+        {
+            if !key.is_empty() && key != "." {
+                path = format!("{path}.{key}");
+                // The entry was read as a whole: point at the key's own line.
+                location = location.map(|at| key_location(text, at, key).unwrap_or(at));
+            }
+            message = rest.to_string();
+        }
         ConfigError {
             path,
             location,
             message: in_config_words(&message),
         }
     })
+}
+
+/// Where `key` (a path within a mapping, `token.in`) is written, for a mapping the
+/// parser placed at `entry` (line, column; 1-based) — at its name (`idp:`), its `{`, or
+/// its first key: the line of the key's first segment among the mapping's own keys,
+/// block style (`key:` at the mapping's indentation, before the mapping ends) or flow
+/// style (`{ …, key: … }` on one line). `None` when not found (the entry's position
+/// stands).
+fn key_location(text: &str, entry: (usize, usize), key: &str) -> Option<(usize, usize)> {
+    let first = key.split(['.', '[']).next().filter(|k| !k.is_empty())?;
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut line, mut column) = (entry.0.checked_sub(1)?, entry.1.checked_sub(1)?);
+    let here = lines.get(line)?.get(column..)?;
+    let value = here.split_once(':').map(|(_, v)| v.trim_start());
+    if let Some(v) = value.filter(|v| v.starts_with('{')) {
+        column += here.len() - v.len(); // `idp: { … }`
+    } else if value.is_some_and(|v| v.is_empty() || v.starts_with('#')) && !here.starts_with('{') {
+        // `idp:` then the mapping on the lines below.
+        let (next, l) = lines
+            .iter()
+            .enumerate()
+            .skip(line + 1)
+            .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+        line = next;
+        column = l.len() - l.trim_start().len();
+    }
+    let is_key = |s: &str| {
+        let name = s.trim_start_matches(['"', '\'']);
+        name.starts_with(first)
+            && name[first.len()..]
+                .trim_start_matches(['"', '\''])
+                .trim_start()
+                .starts_with(':')
+    };
+    let opening = lines[line];
+    if opening.get(column..)?.starts_with('{') {
+        let rest = &opening[column..];
+        return rest.match_indices(first).find_map(|(at, _)| {
+            let before = rest[..at].trim_end().chars().last();
+            (matches!(before, Some('{' | ',')) && is_key(&rest[at..]))
+                .then_some((line + 1, column + at + 1))
+        });
+    }
+    for (i, l) in lines.iter().enumerate().skip(line) {
+        let content = l.trim_start();
+        let indent = l.len() - content.len();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if i > line && indent < column {
+            return None; // the mapping ended
+        }
+        if indent == column && is_key(content) {
+            return Some((i + 1, indent + 1));
+        }
+    }
+    None
 }
 
 /// A parser message in the config's own words: the names of the structs and enums the

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::file::{ProviderFile, ProviderKind, StaticTokenFile};
+use super::file::{ClientCertificateFile, ProviderFile, StaticFile, StaticTokenFile};
 use super::{secret, ConfigError};
 use crate::identity::provider::static_tokens::token_digest;
 use crate::identity::provider::ProviderSpec;
@@ -14,77 +14,18 @@ use crate::policy::net::IpNet;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-/// Builds the provider at `path` (e.g. `providers.idp`), after refusing, by name, any key
-/// its kind does not take ([`super::file::kind_keys`]).
+/// Builds the provider at `path` (e.g. `providers.idp`); which keys its kind takes was
+/// settled when the entry was read (each kind's struct refuses the others).
 pub fn provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSpec> {
-    check_keys(path, p)?;
-    match p.kind {
-        ProviderKind::Static => static_provider(path, p, base_dir),
-        ProviderKind::ClientCertificate => client_certificate_provider(path, p),
-        ProviderKind::Jwt => super::jwt_provider::build(path, p, base_dir),
-        // Exhaustive: a new kind must say which builder it takes.
-        ProviderKind::Http
-        | ProviderKind::Rfc7662
-        | ProviderKind::Bitgo
-        | ProviderKind::Krystal
-        | ProviderKind::Prefactor
-        | ProviderKind::Enos
-        | ProviderKind::Userinfo => super::http_provider::build(path, p, base_dir),
+    match p {
+        ProviderFile::Static(s) => static_provider(path, s, base_dir),
+        ProviderFile::ClientCertificate(c) => client_certificate_provider(path, c),
+        ProviderFile::Jwt(j) => super::jwt_provider::build(path, j, base_dir),
+        ProviderFile::Endpoint(kind, e) => super::http_provider::build(path, *kind, e, base_dir),
     }
 }
 
-/// Every optional key of a `providers.<name>` entry and whether the file gives it: the one
-/// list of provider keys (`kind` is required and always allowed).
-fn given_keys(p: &ProviderFile) -> [(&'static str, bool); 26] {
-    [
-        ("clients", p.clients.is_some()),
-        ("allow_unlisted", p.allow_unlisted.is_some()),
-        ("url", p.url.is_some()),
-        ("timeout", p.timeout.is_some()),
-        ("max_response_bytes", p.max_response_bytes.is_some()),
-        ("ca_file", p.ca_file.is_some()),
-        ("method", p.method.is_some()),
-        ("token", p.token.is_some()),
-        ("headers", p.headers.is_some()),
-        ("body", p.body.is_some()),
-        ("credential", p.credential.is_some()),
-        ("response", p.response.is_some()),
-        ("client_id", p.client_id.is_some()),
-        ("client_secret", p.client_secret.is_some()),
-        ("client_secret_file", p.client_secret_file.is_some()),
-        ("tokens", p.tokens.is_some()),
-        ("issuer", p.issuer.is_some()),
-        ("audiences", p.audiences.is_some()),
-        ("algorithms", p.algorithms.is_some()),
-        ("jwks_url", p.jwks_url.is_some()),
-        ("jwks_file", p.jwks_file.is_some()),
-        ("jwks_refresh", p.jwks_refresh.is_some()),
-        (
-            "jwks_min_refresh_interval",
-            p.jwks_min_refresh_interval.is_some(),
-        ),
-        ("leeway", p.leeway.is_some()),
-        ("protection", p.protection.is_some()),
-        ("token_format", p.token_format.is_some()),
-    ]
-}
-
-/// Refuses the first key given that the provider's kind does not take, naming it.
-fn check_keys(path: &str, p: &ProviderFile) -> Result<()> {
-    let allowed = super::file::kind_keys(p.kind);
-    match given_keys(p)
-        .iter()
-        .find(|(key, given)| *given && !allowed.iter().any(|group| group.contains(key)))
-    {
-        Some((key, _)) => Err(ConfigError::at(
-            format!("{path}.{key}"),
-            format!("not used by kind `{}`", p.kind.as_str()),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn static_provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<ProviderSpec> {
+fn static_provider(path: &str, p: &StaticFile, base_dir: &Path) -> Result<ProviderSpec> {
     let tokens = p
         .tokens
         .as_ref()
@@ -108,7 +49,7 @@ fn static_provider(path: &str, p: &ProviderFile, base_dir: &Path) -> Result<Prov
     Ok(ProviderSpec::Static(entries))
 }
 
-fn client_certificate_provider(path: &str, p: &ProviderFile) -> Result<ProviderSpec> {
+fn client_certificate_provider(path: &str, p: &ClientCertificateFile) -> Result<ProviderSpec> {
     let allow_unlisted = p.allow_unlisted.unwrap_or(false);
     let list = p.clients.as_deref().unwrap_or_default();
     if list.is_empty() && !allow_unlisted {
@@ -220,60 +161,4 @@ fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
         );
     }
     Ok(identity)
-}
-
-#[cfg(test)]
-mod key_table_tests {
-    use super::*;
-    use crate::config::file::{kind_keys, ProviderKind};
-
-    /// The key list cannot fall behind the file struct: serde names every field of
-    /// `ProviderFile` when it refuses an unknown one, and each (but `kind`) must be in
-    /// `given_keys` — else a new key would be accepted for every kind unchecked.
-    #[test]
-    fn the_key_list_names_every_field_of_a_provider_entry() {
-        let err = serde_yaml_ng::from_str::<ProviderFile>("kind: static\nnot_a_key: 1\n")
-            .unwrap_err()
-            .to_string();
-        let listed = err
-            .split_once("expected one of ")
-            .unwrap_or_else(|| panic!("serde's message changed: {err}"))
-            .1;
-        let fields: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
-        assert!(fields.len() > 20, "{err}");
-        let p: ProviderFile = serde_yaml_ng::from_str("kind: static").unwrap();
-        let known: Vec<&str> = given_keys(&p).iter().map(|(k, _)| *k).collect();
-        for field in fields.iter().filter(|f| **f != "kind") {
-            assert!(known.contains(field), "`{field}` is not in given_keys");
-        }
-        assert_eq!(known.len() + 1, fields.len(), "{known:?} vs {fields:?}");
-    }
-
-    #[test]
-    fn every_allowed_key_is_a_real_key() {
-        let p: ProviderFile = serde_yaml_ng::from_str("kind: static").unwrap();
-        let known: Vec<&str> = given_keys(&p).iter().map(|(k, _)| *k).collect();
-        for kind in ProviderKind::ALL {
-            for key in kind_keys(kind).iter().flat_map(|g| g.iter()) {
-                assert!(known.contains(key), "{}: {key}", kind.as_str());
-            }
-        }
-    }
-
-    #[test]
-    fn static_refuses_jwt_and_http_keys() {
-        for key in [
-            "leeway: 5s",
-            "jwks_refresh: 1m",
-            "jwks_min_refresh_interval: 1s",
-            "url: http://x",
-            "protection: {}",
-        ] {
-            let p: ProviderFile = serde_yaml_ng::from_str(&format!("kind: static\n{key}")).unwrap();
-            let err = check_keys("providers.s", &p).unwrap_err();
-            let name = key.split(':').next().unwrap();
-            assert_eq!(err.path, format!("providers.s.{name}"));
-            assert!(err.message.contains("not used by kind `static`"), "{err}");
-        }
-    }
 }

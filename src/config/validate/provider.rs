@@ -12,21 +12,16 @@ pub(super) fn fingerprint(p: &ProviderFile) -> u64 {
 
 pub(super) fn protection(path: &str, p: &ProviderFile) -> Result<Option<Protection>> {
     let mut d = Protection::default();
-    if p.kind == ProviderKind::Jwt {
+    let kind = p.kind();
+    if kind == ProviderKind::Jwt {
         // A JWT provider calls nothing per token; its only failures are JWKS fetches,
         // which have their own rate limit. A breaker would only keep refusing tokens
         // for `open_for` after the JWKS is back.
         d.failures = 0;
     }
-    let Some(f) = &p.protection else {
-        return Ok((p.kind != ProviderKind::Static).then_some(d));
+    let Some(f) = p.protection() else {
+        return Ok((kind != ProviderKind::Static).then_some(d));
     };
-    if p.kind == ProviderKind::Static {
-        return Err(ConfigError::at(
-            format!("{path}.protection"),
-            "not used by kind `static` (it calls nothing)",
-        ));
-    }
     let positive = |key: &str, v: Option<ConfigDuration>, default: Duration| match v {
         Some(d) if d.0.is_zero() => Err(ConfigError::at(
             format!("{path}.protection.{key}"),
@@ -54,12 +49,13 @@ pub(super) fn protection(path: &str, p: &ProviderFile) -> Result<Option<Protecti
 }
 
 pub(super) fn token_format(path: &str, p: &ProviderFile) -> Result<TokenFormat> {
-    let d = if p.kind == ProviderKind::Jwt {
+    let kind = p.kind();
+    let d = if kind == ProviderKind::Jwt {
         TokenFormat::jwt()
     } else {
         TokenFormat::opaque()
     };
-    let Some(f) = &p.token_format else {
+    let Some(f) = p.token_format() else {
         return Ok(d);
     };
     let key = |k: &str| format!("{path}.token_format.{k}");
@@ -72,7 +68,7 @@ pub(super) fn token_format(path: &str, p: &ProviderFile) -> Result<TokenFormat> 
         })?,
         None => d.charset,
     };
-    if p.kind == ProviderKind::Jwt && charset != Charset::Jwt {
+    if kind == ProviderKind::Jwt && charset != Charset::Jwt {
         return Err(ConfigError::at(
             key("charset"),
             "a `jwt` provider only takes JWT-shaped tokens: use `jwt` or leave it out",

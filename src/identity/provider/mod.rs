@@ -26,8 +26,8 @@ use crate::identity::Identity;
 pub use crate::identity::ProviderId;
 
 /// What kind of identity provider a `providers.<name>` entry is: the one list of kinds
-/// (config keys per kind: `config::file::kind_keys`; HTTP presets: `presets::Preset::for_kind`,
-/// an exhaustive match).
+/// (config keys per kind: the structs `config::file::ProviderFile` reads each kind into;
+/// HTTP presets: `presets::Preset::for_kind`; both exhaustive matches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
