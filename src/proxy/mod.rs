@@ -4,9 +4,7 @@
 //!
 //! ```text
 //! filter ─ request id (client's if well-formed, else new)
-//!   │     ─ normalize path (400 if ambiguous) ─ pick route (404 if none)
-//!   │     ─ [auth route] bearer token ─ keyed hash ─ identity cache ─ provider
-//!   │           valid → continue · invalid → 401 · malformed → 401/400 · provider down → 503
+//!   │     ─ the decision ([`crate::decision::decide`]): allowed, or the refusal's answer
 //!   │     ─ strip client identity headers, hop-by-hop tricks, h2c upgrades (every route)
 //!   │     ─ [echo upstream] answer with what the upstream would have received
 //! peer ─ the route's upstream
@@ -43,9 +41,12 @@ use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::decision::canonical::{self, Rejection};
 use crate::decision::refused::{Outcome, Refused};
 use crate::decision::respond::Refusal;
-use crate::decision::route::{Route, UpstreamProtocol, UpstreamTarget};
+use crate::decision::route::{
+    Route, Upstream, UpstreamProtocol, UpstreamTarget, UPSTREAM_SLOT_WAIT,
+};
 use crate::decision::{decide, Decision, DecisionInput, Verdict};
 use crate::identity::cache::CacheStatus;
 use crate::identity::token::{without_cookie, TokenSource};
@@ -206,7 +207,7 @@ impl Proxy {
         &self,
         session: &mut ServerSession,
         ctx: &mut RequestCtx,
-        rejection: crate::decision::canonical::Rejection,
+        rejection: Rejection,
     ) -> Result<bool> {
         self.count_rejection(&rejection);
         ctx.rejection = Some(rejection.clone());
@@ -214,7 +215,7 @@ impl Proxy {
             .await
     }
 
-    fn count_rejection(&self, rejection: &crate::decision::canonical::Rejection) {
+    fn count_rejection(&self, rejection: &Rejection) {
         self.state
             .metrics
             .rejected_requests
@@ -370,11 +371,11 @@ fn request_id(req: &RequestHeader) -> String {
 fn canonicalize_headers(
     req: &mut RequestHeader,
     snap: &Snapshot,
-) -> std::result::Result<(), crate::decision::canonical::Rejection> {
-    for name in crate::decision::canonical::unwanted_headers(&req.headers, &snap.hygiene)? {
+) -> std::result::Result<(), Rejection> {
+    for name in canonical::unwanted_headers(&req.headers, &snap.hygiene)? {
         req.remove_header(&name);
     }
-    crate::decision::canonical::check_host_count(&req.headers, req.version)
+    canonical::check_host_count(&req.headers, req.version)
 }
 
 /// Sets `Host` to the canonical host the route was chosen for, when the client spelled it
@@ -530,15 +531,10 @@ impl Proxy {
         &self,
         session: &mut ServerSession,
         ctx: &mut RequestCtx,
-        up: Arc<crate::decision::route::Upstream>,
+        up: Arc<Upstream>,
     ) -> Result<bool> {
         let free = up.slots.free.clone();
-        if let Ok(Ok(slot)) = tokio::time::timeout(
-            crate::decision::route::UPSTREAM_SLOT_WAIT,
-            free.acquire_owned(),
-        )
-        .await
-        {
+        if let Ok(Ok(slot)) = tokio::time::timeout(UPSTREAM_SLOT_WAIT, free.acquire_owned()).await {
             ctx.upstream_slot = Some(slot);
             return Ok(false);
         }
