@@ -5,7 +5,8 @@ comments and test modules ignored).
 Prints the graph at two levels — files (each .rs file a room) and stages (the top-level
 modules: folders and single files) — with their circles and floors (the longest chain
 of imports below a room, plus one). Exits non-zero when either level has a circle or
-more than MAX_FLOORS floors. Run from the repository root: python3 tools/import_graph.py
+more than MAX_FLOORS floors, when lib.rs's layout numbers are not the tree's, or when a
+file or a function outgrows MAX_FILE_LINES / MAX_FN_LINES (declarative tables listed). Run from the repository root: python3 tools/import_graph.py
 """
 import os
 import re
@@ -14,6 +15,14 @@ from functools import lru_cache
 
 MAX_FLOORS = 8
 SRC = "src"
+# Sizes a reader can hold: no source file (tests included) over MAX_FILE_LINES, no
+# function over MAX_FN_LINES but the declarative tables listed here.
+MAX_FILE_LINES = 800
+MAX_FN_LINES = 120
+TABLES = {
+    ("src/telemetry/metrics.rs", "new"),  # one registration per metric
+    ("src/decision/refused.rs", "each_refusal_knows_its_outcome_status_code_and_challenge"),
+}
 
 
 def module_of(path):
@@ -104,6 +113,34 @@ def report(name, edges):
     return len(nodes), floors, out
 
 
+def sizes():
+    """Files over MAX_FILE_LINES and functions over MAX_FN_LINES (rustfmt layout: a
+    function ends at the first `}` at its own indentation)."""
+    out = []
+    for p in sorted(files()):
+        lines = open(p).read().split("\n")
+        if len(lines) - 1 > MAX_FILE_LINES:
+            out.append(f"{p}: {len(lines) - 1} lines (at most {MAX_FILE_LINES})")
+        for i, l in enumerate(lines):
+            m = re.match(r"^(\s*)(?:pub(?:\([a-z]+\))? )?(?:async )?(?:const )?fn (\w+)", l)
+            if not m:
+                continue
+            indent, name = len(m.group(1)), m.group(2)
+            j = i
+            while j < len(lines) and not lines[j].rstrip().endswith(("{", ";")):
+                j += 1
+            if j == len(lines) or lines[j].rstrip().endswith(";"):
+                continue
+            k = j + 1
+            while k < len(lines) and not (
+                lines[k].startswith(" " * indent + "}") and lines[k][indent] == "}"
+            ):
+                k += 1
+            if k - i + 1 > MAX_FN_LINES and (p, name) not in TABLES:
+                out.append(f"{p}:{i + 1}: fn {name} is {k - i + 1} lines (at most {MAX_FN_LINES})")
+    return out
+
+
 def main():
     edges = graph()
     stages = {}
@@ -129,6 +166,9 @@ def main():
     if not said or [int(x) for x in said.groups()] != counted:
         print(f"src/lib.rs: the layout should say 'today: {counted[0]} files on {counted[1]} floors, "
               f"{counted[2]} stages on {counted[3]}' (it says {said.group(0) if said else 'nothing'})")
+        ok = False
+    for problem in sizes():
+        print(problem)
         ok = False
     sys.exit(0 if ok else 1)
 
