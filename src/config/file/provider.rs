@@ -78,9 +78,9 @@ pub(crate) struct JwtFile {
     pub(crate) jwks_min_refresh_interval: Option<ConfigDuration>,
     /// Clock skew allowed on `nbf` / `iat` (default 30s).
     pub(crate) leeway: Option<ConfigDuration>,
-    /// Per JWKS fetch. Default 2s.
+    /// Per JWKS fetch. Default 5s.
     pub(crate) timeout: Option<ConfigDuration>,
-    /// Largest JWKS accepted. Default 65536 bytes.
+    /// Largest JWKS accepted. Default 262144 bytes (256 KiB).
     pub(crate) max_response_bytes: Option<usize>,
     /// Extra PEM CA bundle trusted for the JWKS URL, on top of the system store.
     pub(crate) ca_file: Option<String>,
