@@ -6,7 +6,8 @@ Prints the graph at two levels — files (each .rs file a room) and stages (the 
 modules: folders and single files) — with their circles and floors (the longest chain
 of imports below a room, plus one). Exits non-zero when either level has a circle or
 more than MAX_FLOORS floors, when lib.rs's layout numbers are not the tree's, or when a
-file or a function outgrows MAX_FILE_LINES / MAX_FN_LINES (declarative tables listed). Run from the repository root: python3 tools/import_graph.py
+file or a function outgrows MAX_FILE_LINES / MAX_FN_LINES (declarative tables listed), or
+when two module-level types share a name. Run from the repository root: python3 tools/import_graph.py
 """
 import os
 import re
@@ -141,6 +142,18 @@ def sizes():
     return out
 
 
+def duplicate_names():
+    """Module-level types (struct, enum, trait, type alias) that share a name: each
+    name is one thing in src/ (tests and function-local types aside)."""
+    seen = {}
+    for p in sorted(files()):
+        for m in re.finditer(r"(?m)^(?:pub(?:\([a-z]+\))? )?(?:struct|enum|trait|type) (\w+)",
+                             strip(open(p).read())):
+            seen.setdefault(m.group(1), []).append(p)
+    return [f"type {n} is defined in {', '.join(ps)}" for n, ps in sorted(seen.items())
+            if len(ps) > 1 and n != "Result"]
+
+
 def main():
     edges = graph()
     stages = {}
@@ -167,7 +180,7 @@ def main():
         print(f"src/lib.rs: the layout should say 'today: {counted[0]} files on {counted[1]} floors, "
               f"{counted[2]} stages on {counted[3]}' (it says {said.group(0) if said else 'nothing'})")
         ok = False
-    for problem in sizes():
+    for problem in sizes() + duplicate_names():
         print(problem)
         ok = False
     sys.exit(0 if ok else 1)

@@ -30,12 +30,12 @@ pub(crate) struct Link {
     response_timeout: Duration,
     conn: Mutex<Option<MultiplexedConnection>>,
     connecting: AtomicBool,
-    breaker: Mutex<Breaker>,
+    breaker: Mutex<LinkBreaker>,
     metrics: ClusterMetrics,
 }
 
 #[derive(Default)]
-struct Breaker {
+struct LinkBreaker {
     failures: u32,
     open_until: Option<Instant>,
     open_for: Duration,
@@ -58,7 +58,7 @@ impl Link {
             response_timeout,
             conn: Mutex::new(None),
             connecting: AtomicBool::new(false),
-            breaker: Mutex::new(Breaker::default()),
+            breaker: Mutex::new(LinkBreaker::default()),
             metrics,
         }
     }
@@ -176,7 +176,7 @@ impl Link {
     fn succeeded(&self) {
         let mut b = clock::lock(&self.breaker);
         if b.failures > 0 || b.open_until.is_some() {
-            *b = Breaker::default();
+            *b = LinkBreaker::default();
             self.metrics.breaker_open.set(0);
         }
     }
