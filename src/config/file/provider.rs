@@ -230,7 +230,14 @@ fn part<T: serde::de::DeserializeOwned, E: serde::de::Error>(
             // serde lists the kind's keys; the message says whose they are.
             Some(rest) => {
                 let keys = rest.split_once(", expected ").map_or("", |(_, k)| k);
-                let keys = keys.trim_start_matches("one of ").replace('`', "");
+                let mut keys = keys.trim_start_matches("one of ").replace('`', "");
+                if kind == ProviderKind::Rfc7662 {
+                    // Its client keys are read apart (`ClientAuthFile`), yet are its keys.
+                    for key in serde_fields::<ClientAuthFile>() {
+                        keys.push_str(", ");
+                        keys.push_str(key);
+                    }
+                }
                 format!("not used by kind `{}` (its keys: {keys})", kind.as_str())
             }
             None => inner,
@@ -481,6 +488,11 @@ mod tests {
             // `kind` may come last: the entry is judged by it all the same.
             ("    leeway: 5s\n    kind: static\n", "leeway", "static"),
         ];
+        let (_, message, _) = entry_error("    kind: rfc7662\n    jwks_url: http://x\n");
+        assert!(
+            message.ends_with(", client_id, client_secret, client_secret_file)"),
+            "{message}"
+        );
         for (entry, key, kind) in table {
             let (path, message, location) = entry_error(entry);
             assert_eq!(path, format!("providers.idp.{key}"), "{entry}");
