@@ -211,11 +211,8 @@ pub(crate) fn load_pair_and_key(files: &CertificateFiles) -> Result<(Loaded, Vec
         .map_err(|e| format!("cannot read {}: {e}", files.chain.display()))?;
     let key_pem = std::fs::read(&files.key)
         .map_err(|e| format!("cannot read {}: {e}", files.key.display()))?;
-    let loaded = pair_from_pem(&chain_pem, &key_pem, files)?;
-    let der = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map(|k| k.secret_der().to_vec())
-        .map_err(|_| format!("{}: no PEM private key in the file", files.key.display()))?;
-    Ok((loaded, der))
+    let (loaded, key) = pair_and_key_from_pem(&chain_pem, &key_pem, files)?;
+    Ok((loaded, key.secret_der().to_vec()))
 }
 
 fn pair_from_pem(
@@ -223,6 +220,15 @@ fn pair_from_pem(
     key_pem: &[u8],
     files: &CertificateFiles,
 ) -> Result<Loaded, String> {
+    pair_and_key_from_pem(chain_pem, key_pem, files).map(|(loaded, _)| loaded)
+}
+
+/// The pair, checked, and the private key it was made from (parsed once).
+fn pair_and_key_from_pem(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+    files: &CertificateFiles,
+) -> Result<(Loaded, PrivateKeyDer<'static>), String> {
     let chain = CertificateDer::pem_slice_iter(chain_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
@@ -244,13 +250,13 @@ fn pair_from_pem(
         )
     })?;
     // Never echo key material: the error names the file and the kind of problem only.
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
         format!(
             "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in the file",
             files.key.display()
         )
     })?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|_| {
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|_| {
         format!(
             "{}: a key type rustls cannot sign with (RSA, ECDSA P-256/P-384, Ed25519 are supported)",
             files.key.display()
@@ -264,11 +270,12 @@ fn pair_from_pem(
             files.chain.display()
         )
     })?;
-    Ok(Loaded {
+    let loaded = Loaded {
         key: Arc::new(key),
         names,
         not_after,
-    })
+    };
+    Ok((loaded, key_der))
 }
 
 /// The certificates (DER) of a CA bundle file: at least one; errors name the file.
