@@ -28,10 +28,12 @@ use std::net::IpAddr;
 use http::Method;
 use sessiongate::decision::canonical::normalize_path;
 use sessiongate::decision::route::{Route, RouteSpec, RouteTable, ECHO_UPSTREAM};
+use sessiongate::decision::template::{PathTemplate, RoutePath};
 use sessiongate::identity::cache::{CacheSettings, IdentityCache, Lookup, LookupRequest};
 use sessiongate::identity::provider::{presets, Provider, ProviderError, ProviderId, Resolution};
 use sessiongate::identity::token::{extract_bearer, TokenHasher, DEFAULT_MAX_TOKEN_BYTES};
 use sessiongate::identity::{Identity, IdentityParts};
+use sessiongate::policy::rules::{Expr, Facts, RouteRule, RouteRules, RuleVerdict};
 use sessiongate::policy::{check_identity, MethodScopes, RoutePolicy, ScopeRule};
 use sessiongate::proxy::headers::{sanitize_request, IdentityHeaders};
 use sessiongate::proxy::outgoing::{Outgoing, WireRequest};
@@ -188,7 +190,7 @@ fn routing(c: &mut Criterion) {
     let route = |prefix: &str| {
         let spec = RouteSpec {
             name: prefix.into(),
-            path_prefix: prefix.into(),
+            path: RoutePath::Prefix(prefix.into()),
             host: None,
             providers: Vec::new(),
             upstream: ECHO_UPSTREAM.into(),
@@ -199,6 +201,7 @@ fn routing(c: &mut Criterion) {
             allow_encoded_slashes: false,
             credentials: Default::default(),
             require_client_certificate: Vec::new(),
+            rules: Default::default(),
         };
         let series = RouteSeries::new(&Metrics::new(), &spec.name, 0);
         Route::resolve(spec, &HashMap::new(), &HashMap::new(), series).expect("no names to resolve")
@@ -218,7 +221,7 @@ fn routing(c: &mut Criterion) {
             let path = normalize_path(black_box("/api/v2/wallets/abc/transfers")).unwrap();
             black_box(
                 table
-                    .find(Some("api.example.com"), path.routing())
+                    .find(Some("api.example.com"), path.routing(), &path.forward)
                     .is_some(),
             )
         })
@@ -529,8 +532,68 @@ log: {{ level: error }}
     );
 }
 
+/// Issue #36's cost: a cache hit on a route with a path template and three rules pays the
+/// template match (parameters decoded and kept) and the rules (the CEL context built once
+/// per request, each rule evaluated). Compared with the prefix match alone.
+fn rules(c: &mut Criterion) {
+    let identity: Identity = IdentityParts {
+        claims: vec![("two-factor".into(), "true".into())],
+        ..identity()
+    }
+    .into();
+    let template = PathTemplate::parse("/orgs/{org}/wallets/{walletId}/{rest*}").unwrap();
+    let rules = RouteRules::new(
+        [
+            ("tenant", "request.params.org in identity.organizations"),
+            ("two-factor", "identity.claims['two-factor'] == 'true'"),
+            ("not-expired-soon", "identity.expires_at > now + 60"),
+        ]
+        .into_iter()
+        .map(|(name, expr)| RouteRule::new(name, Expr::parse(expr).unwrap(), None, 403))
+        .collect(),
+    );
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in [
+        ("host", "api.example.com"),
+        ("accept", "application/json"),
+        ("user-agent", "bench/1.0"),
+    ] {
+        headers.insert(k, v.parse().unwrap());
+    }
+    let path = "/orgs/org1/wallets/abc123/transfers";
+    c.bench_function("rules: prefix match", |b| {
+        b.iter(|| black_box(black_box(path).starts_with("/orgs/")))
+    });
+    c.bench_function("rules: template match", |b| {
+        b.iter(|| black_box(template.matches(black_box(path), false)))
+    });
+    c.bench_function("rules: template match + 3 rules", |b| {
+        b.iter(|| {
+            let params = template.matches(black_box(path), false).unwrap();
+            let facts = Facts {
+                identity: &identity,
+                provider: "idp",
+                method: "GET",
+                path,
+                params: &params,
+                host: Some("api.example.com"),
+                headers: &headers,
+                token_header: &|_| false,
+                client: None,
+                client_certificate: None,
+                token_source: "authorization",
+                now: SystemTime::now(),
+            };
+            let verdicts = rules.judge(&facts);
+            assert!(verdicts.iter().all(|v| *v == RuleVerdict::Pass));
+            black_box(verdicts)
+        })
+    });
+}
+
 criterion_group!(
     benches,
+    rules,
     token_and_hash,
     cache_hit,
     routing,

@@ -390,6 +390,10 @@ pub fn build(
         if r.auth_duration_applies() {
             metrics.auth_duration.with_label_values(&[name]);
         }
+        for rule in &r.spec.rules.list {
+            metrics.rule_denials.with_label_values(&[name, &*rule.name]);
+            metrics.rule_errors.with_label_values(&[name, &*rule.name]);
+        }
         if r.spec.policy.mode == Mode::Report {
             for kind in DenialKind::ALL.into_iter().filter(|k| !k.always_enforced()) {
                 metrics.would_deny.with_label_values(&[name, kind.as_str()]);

@@ -5,14 +5,17 @@
 //! from the [`Decision`] alone: every policy finding it shows was recorded while deciding,
 //! so `explain` cannot disagree with the proxy by evaluating the policy a second time.
 
+use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
 use http::Method;
 use serde::Serialize;
 
 use crate::decision::route::{Route, RouteAuth};
+use crate::decision::template::{Params, RoutePath};
 use crate::decision::{Decision, Verdict};
 use crate::identity::cache::CacheStatus;
+use crate::policy::rules::RuleVerdict;
 use crate::policy::{self, Denial, DenialKind, Mode};
 
 /// The request as `explain` was asked about it.
@@ -49,7 +52,14 @@ pub(crate) struct Trace<'a> {
 #[derive(Debug, Serialize)]
 pub(crate) struct RouteTrace<'a> {
     pub(crate) name: &'a str,
-    pub(crate) path_prefix: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) path_prefix: Option<&'a str>,
+    /// The route's path template, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) path: Option<&'a str>,
+    /// What the template took from the request's path.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) params: BTreeMap<&'a str, &'a str>,
     pub(crate) host: Option<&'a str>,
     pub(crate) mode: &'static str,
     pub(crate) providers: Vec<&'a str>,
@@ -97,8 +107,28 @@ pub(crate) struct PolicyTrace<'a> {
     pub(crate) scopes_present: Vec<&'a str>,
     pub(crate) scopes_ok: bool,
     pub(crate) ip_restrict_ok: bool,
+    /// `require_organization` as the request fills it, and whether the identity is in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) organization_required: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) organization_ok: Option<bool>,
     /// Every finding of the identity policy, not only the one that decided.
     pub(crate) findings: Vec<Finding>,
+    /// Each of the route's `rules:`, in order, with its verdict (absent when the decision
+    /// ended before them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) rules: Vec<RuleTrace<'a>>,
+}
+
+/// One `rules:` entry and what it said.
+#[derive(Debug, Serialize)]
+pub(crate) struct RuleTrace<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) expr: &'a str,
+    /// `pass`, `false` or `error` (an error denies).
+    pub(crate) result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<&'a str>,
 }
 
 /// One policy denial: its reason label and a sentence.
@@ -127,11 +157,19 @@ impl Finding {
 }
 
 impl<'a> RouteTrace<'a> {
-    fn of(r: &'a Route) -> Self {
+    fn of(r: &'a Route, params: &'a Params) -> Self {
         let spec = &r.spec;
         RouteTrace {
             name: &spec.name,
-            path_prefix: &spec.path_prefix,
+            path_prefix: match &spec.path {
+                RoutePath::Prefix(p) => Some(p),
+                RoutePath::Template(_) => None,
+            },
+            path: match &spec.path {
+                RoutePath::Template(t) => Some(t.as_str()),
+                RoutePath::Prefix(_) => None,
+            },
+            params: params.iter().map(|(k, v)| (&**k, v.as_str())).collect(),
             host: spec.host.as_deref(),
             mode: match spec.policy.mode {
                 Mode::Report => "report",
@@ -184,7 +222,38 @@ impl<'a> Trace<'a> {
                     .identity_denials
                     .iter()
                     .any(|x| x.kind() == DenialKind::IpNotAllowed),
+                organization_required: r
+                    .spec
+                    .policy
+                    .organization
+                    .as_deref()
+                    .map(|o| policy::fill_for_display(o, &d.params)),
+                organization_ok: r.spec.policy.organization.as_ref().map(|_| {
+                    !d.identity_denials
+                        .iter()
+                        .any(|x| x.kind() == DenialKind::OrganizationNotAllowed)
+                }),
                 findings: d.identity_denials.iter().map(Finding::of).collect(),
+                rules: r
+                    .spec
+                    .rules
+                    .list
+                    .iter()
+                    .zip(&d.rules)
+                    .map(|(rule, verdict)| RuleTrace {
+                        name: &rule.name,
+                        expr: rule.source(),
+                        result: match verdict {
+                            RuleVerdict::Pass => "pass",
+                            RuleVerdict::False => "false",
+                            RuleVerdict::Failed(_) => "error",
+                        },
+                        error: match verdict {
+                            RuleVerdict::Failed(e) => Some(e),
+                            _ => None,
+                        },
+                    })
+                    .collect(),
             }),
             _ => None,
         };
@@ -211,7 +280,7 @@ impl<'a> Trace<'a> {
             steps_passed: d.steps_passed().iter().map(|s| s.as_str()).collect(),
             request,
             normalized_path: d.path.as_deref(),
-            route: d.route.as_deref().map(RouteTrace::of),
+            route: d.route.as_deref().map(|r| RouteTrace::of(r, &d.params)),
             client: d.client.map(|c| c.to_string()),
             network_ok: d.route.as_ref().map(|_| d.network_denial.is_none()),
             token: d.provider.as_ref().map(|p| TokenTrace {

@@ -499,10 +499,7 @@ pub(super) fn apply_response(
             .iter()
             .map(|(name, p)| {
                 let key = format!("{path}.claims.{name}");
-                let ok = !name.is_empty()
-                    && name.len() <= 64
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-                if !ok {
+                if !claim_name_ok(name) {
                     return Err(ConfigError::at(
                         key,
                         "claim names may use only letters, digits and `-` (they become header names)",
@@ -551,4 +548,11 @@ pub(super) fn ca_roots(
         ));
     }
     Ok(certs)
+}
+
+/// A claim name: it becomes a header name (`<prefix>Claim-<name>`).
+pub(crate) fn claim_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }

@@ -189,6 +189,14 @@ pub(crate) fn parse(text: &str) -> Result<file::FileConfig, ConfigError> {
                 path = format!("{path}.{key}");
                 // The entry was read as a whole: point at the key's own line.
                 location = location.map(|at| key_location(text, at, key).unwrap_or(at));
+            } else if key.is_empty() {
+                // About the value of the path's last key (a rule's `expr`): the parser
+                // placed it at the enclosing mapping; point at the key's own line.
+                let last = path.rsplit('.').next().unwrap_or("");
+                if !last.is_empty() && last.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                {
+                    location = location.map(|at| key_location(text, at, last).unwrap_or(at));
+                }
             }
             message = rest.to_string();
         }

@@ -144,6 +144,34 @@ fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
         IpNet::parse(entry)
             .map_err(|e| ConfigError::at(format!("{path}.ip_restrict[{i}]"), e.to_string()))?;
     }
+    for (name, value) in &id.claims {
+        if !crate::config::http_provider::claim_name_ok(name) {
+            return Err(ConfigError::at(
+                format!("{path}.claims.{name}"),
+                "claim names may use only letters, digits and `-` (they become header names)",
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(ConfigError::at(
+                format!("{path}.claims.{name}"),
+                "one line of text (it is forwarded as a header)",
+            ));
+        }
+    }
+    for (name, value) in &id.claims {
+        if !crate::config::http_provider::claim_name_ok(name) {
+            return Err(ConfigError::at(
+                format!("{path}.claims.{name}"),
+                "claim names may use only letters, digits and `-` (they become header names)",
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(ConfigError::at(
+                format!("{path}.claims.{name}"),
+                "one line of text (it is forwarded as a header)",
+            ));
+        }
+    }
     let identity: Identity = IdentityParts {
         subject: id.subject.clone(),
         session_id: id.session_id.clone(),
@@ -151,7 +179,7 @@ fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
         expires_at,
         ip_restrict: id.ip_restrict.clone(),
         organizations: id.organizations.clone(),
-        claims: Vec::new(),
+        claims: id.claims.clone().into_iter().collect(),
     }
     .into();
     if identity.is_expired_at(SystemTime::now()) {

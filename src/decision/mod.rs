@@ -13,6 +13,7 @@ pub(crate) mod client;
 pub(crate) mod refused;
 pub(crate) mod respond;
 pub mod route;
+pub mod template;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,12 +30,14 @@ use crate::decision::client::TrustedProxies;
 use crate::decision::refused::Refused;
 use crate::decision::route::RouteTable;
 use crate::decision::route::{ProviderEntry, Route, RouteAuth};
+use crate::decision::template::Params;
 use crate::identity::cache::IdentityCache;
 use crate::identity::cache::{Lookup, LookupOutcome, LookupRequest};
 use crate::identity::provider::InvalidReason;
 use crate::identity::token::TokenHasher;
 use crate::identity::token::{extract_token, TokenKey, TokenSource, DEFAULT_MAX_TOKEN_BYTES};
 use crate::identity::{Identity, IdentityParts};
+use crate::policy::rules::{Facts, RuleVerdict};
 use crate::policy::{self, Denial, Mode};
 
 /// What a decision reads besides the request: the routes and trusted proxies of the
@@ -83,6 +86,8 @@ pub(crate) struct Decision {
     pub(crate) host: Option<CanonicalHost>,
 
     pub(crate) route: Option<Arc<Route>>,
+    /// What the route's path template took from the path (empty for a prefix route).
+    pub(crate) params: Params,
     /// The client address (the peer, or read through trusted proxies).
     pub(crate) client: Option<IpAddr>,
     /// The provider that judged the token.
@@ -100,6 +105,9 @@ pub(crate) struct Decision {
     pub(crate) identity_denials: Vec<Denial>,
     /// On a report-only route: the denials that were let through.
     pub(crate) would_deny: Vec<Denial>,
+    /// Each of the route's `rules:` verdicts, in order (empty on routes without rules, or
+    /// when the decision ended before them).
+    pub(crate) rules: Vec<RuleVerdict>,
     /// How many of [`Step::ALL`] the request passed, in order (the refusing one is not
     /// among them); see [`Decision::steps_passed`].
     passed: usize,
@@ -113,6 +121,7 @@ impl Decision {
             rejection: None,
             host: None,
             route: None,
+            params: Params::new(),
             client: None,
             provider: None,
             token_key: None,
@@ -122,6 +131,7 @@ impl Decision {
             network_denial: None,
             identity_denials: Vec::new(),
             would_deny: Vec::new(),
+            rules: Vec::new(),
             passed: 0,
             verdict: Verdict::Allow,
         }
@@ -151,11 +161,12 @@ pub(crate) enum Step {
     Provider,
     Identity,
     Policy,
+    Rules,
 }
 
 impl Step {
     /// Every step, in the order [`decide`] takes them.
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 11] = [
         Step::CanonicalForm,
         Step::Route,
         Step::Network,
@@ -166,6 +177,7 @@ impl Step {
         Step::Provider,
         Step::Identity,
         Step::Policy,
+        Step::Rules,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -180,6 +192,7 @@ impl Step {
             Step::Provider => "provider",
             Step::Identity => "identity",
             Step::Policy => "policy",
+            Step::Rules => "rules",
         }
     }
 }
@@ -261,6 +274,7 @@ async fn run(at: Decider<'_>, input: &DecisionInput<'_>, d: &mut Decision) -> Re
         Step::Policy,
         judge_identity(at, &route, input, identity, d)
     );
+    step!(d, Step::Rules, judge_rules(at, &route, input, entry, d));
     Ok(())
 }
 
@@ -295,22 +309,33 @@ fn canonical_form(input: &DecisionInput<'_>, d: &mut Decision) -> Result<Canonic
     normalize_path(input.path).map_err(|e| Refused::Unreadable(e.into()))
 }
 
-/// The longest matching route (404 without one). A `;` parameter must not move the
-/// request to another route (Tomcat and Spring route `/admin;x/users` as `/admin/users`),
-/// and encoded slashes pass only on routes that allow them.
+/// The most specific matching route (404 without one), and its template's parameters. A
+/// `;` parameter must not move the request to another route or change a template
+/// parameter (Tomcat and Spring route `/admin;x/users` as `/admin/users`), and encoded
+/// slashes pass only on routes that allow them.
 fn route(at: Decider<'_>, path: CanonicalPath, d: &mut Decision) -> Result<Arc<Route>, Refused> {
     let host = d.host.as_ref().map(|h| h.name.as_str());
-    let route = at.routes.find(host, path.routing()).cloned();
+    let found = at.routes.find(host, path.routing(), &path.forward);
     if let Some(bare) = without_parameters(path.routing()) {
-        let other = at.routes.find(host, &bare);
-        if other.map(Arc::as_ptr) != route.as_ref().map(Arc::as_ptr) {
+        let bare_forward = without_parameters(&path.forward);
+        let bare_forward = bare_forward.as_deref().unwrap_or(&path.forward);
+        let other = at.routes.find(host, &bare, bare_forward);
+        // Nor change what a template parameter is (`/orgs/acme;x/` is `acme` to them).
+        let same = match (&other, &found) {
+            (Some((a, pa)), Some((b, pb))) => Arc::ptr_eq(a, b) && pa == pb,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
             return Err(Refused::Unreadable(PathError::Parameter.into()));
         }
     }
+    let found = found.map(|(r, params)| (r.clone(), params));
     let encoded_slash = path.encoded_slash;
     d.path = Some(path.forward);
-    let route = route.ok_or(Refused::NoRoute)?;
+    let (route, params) = found.ok_or(Refused::NoRoute)?;
     d.route = Some(route.clone());
+    d.params = params;
     if encoded_slash && !route.spec.allow_encoded_slashes {
         return Err(Refused::Unreadable(PathError::EncodedSlash.into()));
     }
@@ -456,12 +481,76 @@ fn judge_identity(
 ) -> Result<(), Refused> {
     let now = at.clock.now();
     let policy = &route.spec.policy;
-    d.identity_denials = policy::identity_denials(policy, &identity, d.client, input.method, now);
+    d.identity_denials =
+        policy::identity_denials(policy, &identity, d.client, input.method, now, &d.params);
     d.identity = Some(identity);
     for denial in d.identity_denials.clone() {
         enforce(d, route, denial).map_err(Refused::Policy)?;
     }
     Ok(())
+}
+
+/// The route's `rules:`, each evaluated (so `explain` shows every verdict); a false or
+/// failed rule denies, in report-only mode too only as `would_deny`.
+fn judge_rules(
+    at: Decider<'_>,
+    route: &Route,
+    input: &DecisionInput<'_>,
+    entry: &ProviderEntry,
+    d: &mut Decision,
+) -> Result<(), Refused> {
+    let rules = &route.spec.rules;
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let Some(identity) = d.identity.clone() else {
+        return Ok(());
+    };
+    let credentials = &route.spec.credentials;
+    let facts = Facts {
+        identity: &identity,
+        provider: entry.name(),
+        method: input.method.as_str(),
+        path: d.path.as_deref().unwrap_or(input.path),
+        params: &d.params,
+        host: d.host.as_ref().map(|h| h.name.as_str()),
+        headers: input.headers,
+        token_header: &|name| {
+            credentials
+                .sources
+                .iter()
+                .any(|s| matches!(s, TokenSource::Header(h) if h.eq_ignore_ascii_case(name)))
+        },
+        client: d.client,
+        client_certificate: input.client_cert,
+        token_source: match d.token_source.map(|i| &credentials.sources[i]) {
+            Some(TokenSource::Cookie(_)) => "cookie",
+            Some(TokenSource::Header(_)) => "header",
+            Some(TokenSource::ClientCertificate) => "client_certificate",
+            Some(TokenSource::Authorization) | None => "authorization",
+        },
+        now: at.clock.now(),
+    };
+    let verdicts = rules.judge(&facts);
+    let mut first = None;
+    for (rule, verdict) in rules.list.iter().zip(&verdicts) {
+        let error = match verdict {
+            RuleVerdict::Pass => continue,
+            RuleVerdict::False => None,
+            RuleVerdict::Failed(e) => Some(e.clone()),
+        };
+        let denial = Denial::Rule {
+            name: rule.name.clone(),
+            message: rule.message.clone(),
+            status: rule.status,
+            error,
+        };
+        if let Err(denial) = enforce(d, route, denial) {
+            first.get_or_insert(denial);
+        }
+    }
+    d.rules = verdicts;
+    first.map_or(Ok(()), |denial| Err(Refused::Policy(denial)))
 }
 
 /// A browser sends the cookie with requests other sites make it send (CSRF): a request

@@ -37,6 +37,8 @@ pub(crate) struct Refusal {
     pub(crate) scope: Option<String>,
     /// The `Allow` header of a 405: the methods the route takes.
     pub(crate) allow: Option<String>,
+    /// The `rules:` entry that denied (named in the JSON body as `rule`).
+    pub(crate) rule: Option<std::sync::Arc<str>>,
 }
 
 impl Refusal {
@@ -54,6 +56,7 @@ impl Refusal {
             retry_after: false,
             scope: None,
             allow: None,
+            rule: None,
         }
     }
 
@@ -78,6 +81,28 @@ impl Refusal {
             retry_after: false,
             scope: Some(required.join(" ")),
             allow: None,
+            rule: None,
+        }
+    }
+
+    /// A `rules:` entry denied: its status (403, or 404 where the route says so), the
+    /// rule's name and its message — never a value the expression read. A 404 does not
+    /// name the rule (it does not say that the resource exists).
+    pub(crate) fn rule(name: &std::sync::Arc<str>, message: Option<&str>, status: u16) -> Self {
+        let hidden = status == 404;
+        Refusal {
+            status,
+            error: if hidden { "not_found" } else { "rule_denied" },
+            description: match message {
+                Some(m) => m.to_string(),
+                None if hidden => "no such resource".into(),
+                None => format!("denied by rule `{name}`"),
+            },
+            challenge: None,
+            retry_after: false,
+            scope: None,
+            allow: None,
+            rule: (!hidden).then(|| name.clone()),
         }
     }
 
@@ -91,6 +116,7 @@ impl Refusal {
             retry_after: false,
             scope: None,
             allow: None,
+            rule: None,
         }
     }
 
@@ -105,6 +131,7 @@ impl Refusal {
             retry_after: true,
             scope: None,
             allow: None,
+            rule: None,
         }
     }
 
@@ -118,6 +145,7 @@ impl Refusal {
             retry_after: true,
             scope: None,
             allow: None,
+            rule: None,
         }
     }
 
@@ -130,6 +158,7 @@ impl Refusal {
             .join(", ");
         Refusal {
             allow: Some(allow),
+            rule: None,
             ..Refusal::plain(
                 405,
                 "method_not_allowed",
@@ -148,16 +177,20 @@ impl Refusal {
             retry_after: false,
             scope: None,
             allow: None,
+            rule: None,
         }
     }
 
     /// The JSON body.
     pub(crate) fn body(&self, request_id: &str) -> Bytes {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "error": self.error,
             "error_description": self.description,
             "request_id": request_id,
         });
+        if let Some(rule) = &self.rule {
+            body["rule"] = serde_json::Value::from(&**rule);
+        }
         Bytes::from(body.to_string())
     }
 

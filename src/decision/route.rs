@@ -1,6 +1,7 @@
-//! Routes: which rule applies to a request. Longest matching path prefix wins (on segment
-//! boundaries: `/api` matches `/api` and `/api/x`, not `/apix`); a route with a `host`
-//! beats one without at the same prefix length.
+//! Routes: which rule applies to a request. The most specific matching route wins (see
+//! [`crate::decision::template`]: a literal segment beats a parameter, a parameter beats a
+//! tail; among path prefixes, on segment boundaries, the longest: `/api` matches `/api`
+//! and `/api/x`, not `/apix`); a route with a `host` beats one without at the same shape.
 //!
 //! The route is chosen on the canonical path ([`crate::decision::canonical`]), and that same path is
 //! what the upstream receives, so `/public/../admin`, `/public/%2e%2e/admin` or `//admin`
@@ -10,7 +11,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::decision::template::{Params, RoutePath};
 use crate::identity::provider::{Provider, ProviderId};
+use crate::policy::rules::RouteRules;
 use crate::policy::RoutePolicy;
 use crate::telemetry::metrics::RouteSeries;
 
@@ -308,9 +311,10 @@ impl UpstreamSpec {
 /// A route as the config file defines it: plain data, providers and upstream by name.
 #[derive(Debug, Clone)]
 pub struct RouteSpec {
-    /// Label used in metrics and logs (the config `name`, or host + prefix).
+    /// Label used in metrics and logs (the config `name`, or host + path).
     pub name: Arc<str>,
-    pub path_prefix: String,
+    /// What the route matches: `path_prefix` or a `path` template.
+    pub path: RoutePath,
     /// Lower-case host without port.
     pub host: Option<String>,
     /// Provider names, tried in order by token shape; empty for `auth: none`.
@@ -332,6 +336,8 @@ pub struct RouteSpec {
     /// Client certificate ids the connection must also present (`"*"`: any verified);
     /// empty: none required.
     pub require_client_certificate: Vec<String>,
+    /// `rules:` — CEL conditions over the identity and the request, all of which must hold.
+    pub rules: RouteRules,
 }
 
 /// Where a route reads its token, and what a cookie credential obliges.
@@ -429,31 +435,40 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Orders the routes for matching: longest prefix first, host-specific first on ties.
+    /// Orders the routes for matching: most specific first, host-specific first on ties.
     pub fn new(mut routes: Vec<Route>, fold_case: bool) -> Self {
-        routes.sort_by(|a, b| {
-            b.spec
-                .path_prefix
-                .len()
-                .cmp(&a.spec.path_prefix.len())
-                .then(b.spec.host.is_some().cmp(&a.spec.host.is_some()))
-        });
+        routes.sort_by_cached_key(|r| (r.spec.path.key(fold_case), r.spec.host.is_none()));
         RouteTable {
             routes: routes.into_iter().map(Arc::new).collect(),
             fold_case,
         }
     }
 
-    /// The route for a canonical `path` on a canonical host name (no port: see
-    /// [`crate::decision::canonical::canonical_host`]).
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| {
-            prefix_matches(&r.spec.path_prefix, path, self.fold_case)
-                && match (&r.spec.host, host) {
-                    (None, _) => true,
-                    (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
-                    (Some(_), None) => false,
+    /// The route for a canonical path on a canonical host name (no port: see
+    /// [`crate::decision::canonical::canonical_host`]), with the parameters its template
+    /// took. Prefixes match `routing` (encoded slashes decoded), templates `forward` (the
+    /// path as forwarded, so that an encoded slash is never a segment boundary).
+    pub fn find(
+        &self,
+        host: Option<&str>,
+        routing: &str,
+        forward: &str,
+    ) -> Option<(&Arc<Route>, Params)> {
+        self.routes.iter().find_map(|r| {
+            let host_matches = match (&r.spec.host, host) {
+                (None, _) => true,
+                (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
+                (Some(_), None) => false,
+            };
+            if !host_matches {
+                return None;
+            }
+            match &r.spec.path {
+                RoutePath::Prefix(prefix) => {
+                    prefix_matches(prefix, routing, self.fold_case).then(|| (r, Params::new()))
                 }
+                RoutePath::Template(t) => t.matches(forward, self.fold_case).map(|p| (r, p)),
+            }
         })
     }
 
@@ -471,7 +486,7 @@ mod tests {
     fn route(prefix: &str, host: Option<&str>) -> Route {
         let spec = RouteSpec {
             name: format!("{}{prefix}", host.unwrap_or("")).into(),
-            path_prefix: prefix.into(),
+            path: RoutePath::Prefix(prefix.into()),
             host: host.map(str::to_string),
             providers: Vec::new(),
             upstream: ECHO_UPSTREAM.into(),
@@ -482,6 +497,7 @@ mod tests {
             allow_encoded_slashes: false,
             credentials: Credentials::default(),
             require_client_certificate: Vec::new(),
+            rules: RouteRules::default(),
         };
         let series = RouteSeries::new(&Metrics::new(), &spec.name, 0);
         Route::resolve(spec, &HashMap::new(), &HashMap::new(), series).unwrap()
@@ -499,8 +515,9 @@ mod tests {
             ],
             false,
         );
-        let find =
-            |host: Option<&str>, path: &str| t.find(host, path).map(|r| r.name().to_string());
+        let find = |host: Option<&str>, path: &str| {
+            t.find(host, path, path).map(|(r, _)| r.name().to_string())
+        };
         assert_eq!(find(None, "/healthz").as_deref(), Some("/healthz"));
         assert_eq!(find(None, "/healthzfoo").as_deref(), Some("/"));
         assert_eq!(find(None, "/healthz/x").as_deref(), Some("/healthz"));
@@ -514,7 +531,7 @@ mod tests {
         assert_eq!(find(Some("other"), "/api/x").as_deref(), Some("/api"));
         assert_eq!(find(None, "/x").as_deref(), Some("/"));
         let no_root = RouteTable::new(vec![route("/api", None)], false);
-        assert!(no_root.find(None, "/x").is_none());
+        assert!(no_root.find(None, "/x", "/x").is_none());
     }
 
     #[test]
@@ -539,7 +556,7 @@ mod tests {
     #[test]
     fn case_folding_is_a_table_wide_switch() {
         let t = RouteTable::new(vec![route("/", None), route("/Admin", None)], true);
-        let find = |path: &str| t.find(None, path).map(|r| r.name().to_string());
+        let find = |path: &str| t.find(None, path, path).map(|(r, _)| r.name().to_string());
         assert_eq!(find("/ADMIN/x").as_deref(), Some("/Admin"));
         assert_eq!(find("/admin").as_deref(), Some("/Admin"));
         assert_eq!(find("/adminx").as_deref(), Some("/"));

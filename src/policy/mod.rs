@@ -5,6 +5,7 @@
 //! (identity, client address, route policy, method, clock) → decision, with no I/O.
 
 pub(crate) mod net;
+pub mod rules;
 
 use std::net::IpAddr;
 use std::time::SystemTime;
@@ -13,6 +14,9 @@ use http::Method;
 
 use crate::identity::Identity;
 use crate::policy::net::IpNet;
+
+/// A path template's parameters as the policy reads them: name, decoded value.
+pub(crate) type PathParams = [(std::sync::Arc<str>, String)];
 
 /// Scopes a request needs: every `all_of` entry and at least one `any_of` entry (each
 /// part optional). An entry ending in `*` matches any scope with that prefix
@@ -24,8 +28,20 @@ pub struct ScopeRule {
 }
 
 impl ScopeRule {
-    fn satisfied_by<'a>(&self, scopes: impl Iterator<Item = &'a str> + Clone) -> bool {
-        let has = |want: &String| scopes.clone().any(|s| scope_matches(want, s));
+    fn satisfied_by<'a>(
+        &self,
+        scopes: impl Iterator<Item = &'a str> + Clone,
+        params: &PathParams,
+    ) -> bool {
+        let has = |want: &String| {
+            if want.contains('{') {
+                scopes
+                    .clone()
+                    .any(|s| filled_matches(want, s, params, true))
+            } else {
+                scopes.clone().any(|s| scope_matches(want, s))
+            }
+        };
         self.all_of.iter().all(has) && (self.any_of.is_empty() || self.any_of.iter().any(has))
     }
 
@@ -40,6 +56,72 @@ pub(crate) fn scope_matches(want: &str, have: &str) -> bool {
         Some(prefix) => have.starts_with(prefix),
         None => want == have,
     }
+}
+
+/// True when `have` is `want` with its `{name}` placeholders filled from the path's
+/// parameters. A value from the path is always compared literally — a `*` in it is no
+/// wildcard; only a `*` the template itself ends with is (when `wildcard`). A placeholder
+/// without a parameter never matches (the configuration check prevents it).
+pub(crate) fn filled_matches(want: &str, have: &str, params: &PathParams, wildcard: bool) -> bool {
+    let (mut rest_want, prefix) = match want.strip_suffix('*') {
+        Some(body) if wildcard => (body, true),
+        _ => (want, false),
+    };
+    let mut rest = have;
+    while !rest_want.is_empty() {
+        let piece: &str = if let Some(after) = rest_want.strip_prefix('{') {
+            let Some(close) = after.find('}') else {
+                return false;
+            };
+            let name = &after[..close];
+            rest_want = &after[close + 1..];
+            match params.iter().find(|(k, _)| &**k == name) {
+                Some((_, value)) => value,
+                None => return false,
+            }
+        } else {
+            let end = rest_want.find('{').unwrap_or(rest_want.len());
+            let literal = &rest_want[..end];
+            rest_want = &rest_want[end..];
+            literal
+        };
+        match rest.strip_prefix(piece) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    prefix || rest.is_empty()
+}
+
+/// `template` with its placeholders filled, for messages and challenges: a value that is
+/// not a plain scope token (RFC 6750 `scope-token` characters, and no `*`, which would
+/// read as a wildcard) leaves its placeholder as written, so nothing the client put in
+/// the path reaches a header unchecked.
+pub(crate) fn fill_for_display(template: &str, params: &PathParams) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let Some(close) = after.find('}') else {
+            break;
+        };
+        let name = &after[1..close];
+        match params.iter().find(|(k, _)| &**k == name) {
+            Some((_, v))
+                if !v.is_empty()
+                    && v.bytes().all(|b| {
+                        b == 0x21 || ((0x23..=0x7e).contains(&b) && !b"\\*".contains(&b))
+                    }) =>
+            {
+                out.push_str(v)
+            }
+            _ => out.push_str(&after[..=close]),
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Extra scopes for some HTTP methods, required on top of the route's own rule.
@@ -71,6 +153,9 @@ pub struct RoutePolicy {
     /// The client address must be inside none of these.
     pub deny_cidrs: Vec<IpNet>,
     pub mode: Mode,
+    /// `require_organization`: the identity's organizations must contain this (with the
+    /// path's parameters filled in: `"{org}"`).
+    pub organization: Option<String>,
 }
 
 /// Why a request is refused by policy (403).
@@ -86,6 +171,17 @@ pub enum Denial {
     IpRestrictMalformed { detail: String },
     /// The identity's own expiry has passed.
     Expired,
+    /// `require_organization`: the identity is not in the organization the request is for.
+    Organization { required: String },
+    /// A `rules:` entry is false, or could not be evaluated (`error`, for logs only).
+    Rule {
+        name: std::sync::Arc<str>,
+        /// What the client is told (its own sentence by default).
+        message: Option<std::sync::Arc<str>>,
+        /// 403, or 404 to not say that the resource exists.
+        status: u16,
+        error: Option<String>,
+    },
 }
 
 /// The kinds of policy refusal, each a label of `sessiongate_requests_total{outcome}` and
@@ -96,13 +192,17 @@ pub(crate) enum DenialKind {
     InsufficientScope,
     IpNotAllowed,
     Expired,
+    OrganizationNotAllowed,
+    RuleDenied,
 }
 
 impl DenialKind {
-    pub const ALL: [DenialKind; 3] = [
+    pub const ALL: [DenialKind; 5] = [
         DenialKind::InsufficientScope,
         DenialKind::IpNotAllowed,
         DenialKind::Expired,
+        DenialKind::OrganizationNotAllowed,
+        DenialKind::RuleDenied,
     ];
 
     /// Its position in [`DenialKind::ALL`].
@@ -116,6 +216,8 @@ impl DenialKind {
             DenialKind::InsufficientScope => "insufficient_scope",
             DenialKind::IpNotAllowed => "ip_not_allowed",
             DenialKind::Expired => "expired",
+            DenialKind::OrganizationNotAllowed => "organization_not_allowed",
+            DenialKind::RuleDenied => "rule_denied",
         }
     }
 
@@ -129,7 +231,10 @@ impl DenialKind {
     pub(crate) fn status(self) -> u16 {
         match self {
             DenialKind::Expired => 401,
-            DenialKind::InsufficientScope | DenialKind::IpNotAllowed => 403,
+            DenialKind::InsufficientScope
+            | DenialKind::IpNotAllowed
+            | DenialKind::OrganizationNotAllowed
+            | DenialKind::RuleDenied => 403,
         }
     }
 
@@ -139,6 +244,10 @@ impl DenialKind {
             DenialKind::InsufficientScope => "the token lacks the scopes this request requires",
             DenialKind::IpNotAllowed => "requests from this client address are not allowed here",
             DenialKind::Expired => "the token has expired",
+            DenialKind::OrganizationNotAllowed => {
+                "the identity is not a member of the organization this request is for"
+            }
+            DenialKind::RuleDenied => "a rule of this route denies the request",
         }
     }
 }
@@ -151,6 +260,8 @@ impl Denial {
                 DenialKind::IpNotAllowed
             }
             Denial::Expired => DenialKind::Expired,
+            Denial::Organization { .. } => DenialKind::OrganizationNotAllowed,
+            Denial::Rule { .. } => DenialKind::RuleDenied,
         }
     }
 
@@ -167,6 +278,17 @@ impl Denial {
                 detail.clone()
             }
             Denial::Expired => "the identity has expired".into(),
+            Denial::Organization { required } => {
+                format!("the identity's organizations do not include {required:?}")
+            }
+            Denial::Rule {
+                name, error: None, ..
+            } => format!("rule `{name}` is false"),
+            Denial::Rule {
+                name,
+                error: Some(e),
+                ..
+            } => format!("rule `{name}` could not be evaluated (denied): {e}"),
         }
     }
 }
@@ -204,7 +326,7 @@ pub fn check_identity(
     method: &Method,
     now: SystemTime,
 ) -> Result<(), Denial> {
-    match identity_denials(policy, identity, client, method, now)
+    match identity_denials(policy, identity, client, method, now, &[])
         .into_iter()
         .next()
     {
@@ -221,6 +343,7 @@ pub(crate) fn identity_denials(
     client: Option<IpAddr>,
     method: &Method,
     now: SystemTime,
+    params: &PathParams,
 ) -> Vec<Denial> {
     let mut out = Vec::new();
     if identity.is_expired_at(now) {
@@ -229,14 +352,25 @@ pub(crate) fn identity_denials(
     if let Err(denial) = check_ip_restrict(identity, client) {
         out.push(denial);
     }
-    if !applicable(policy, method).all(|r| r.satisfied_by(identity.scopes())) {
+    if !applicable(policy, method).all(|r| r.satisfied_by(identity.scopes(), params)) {
         let mut required: Vec<String> = Vec::new();
         for entry in applicable(policy, method).flat_map(|r| r.required()) {
-            if !required.contains(entry) {
-                required.push(entry.clone());
+            let entry = fill_for_display(entry, params);
+            if !required.contains(&entry) {
+                required.push(entry);
             }
         }
         out.push(Denial::InsufficientScope { required });
+    }
+    if let Some(org) = &policy.organization {
+        if !identity
+            .organizations()
+            .any(|o| filled_matches(org, o, params, false))
+        {
+            out.push(Denial::Organization {
+                required: fill_for_display(org, params),
+            });
+        }
     }
     out
 }
@@ -463,10 +597,11 @@ mod tests {
             ..Default::default()
         };
         let id = identity(&["openid"], &["203.0.113.0/24"]);
-        let reasons: Vec<&str> = identity_denials(&p, &id, ip("127.0.0.1"), &Method::GET, now())
-            .iter()
-            .map(Denial::reason)
-            .collect();
+        let reasons: Vec<&str> =
+            identity_denials(&p, &id, ip("127.0.0.1"), &Method::GET, now(), &[])
+                .iter()
+                .map(Denial::reason)
+                .collect();
         assert_eq!(reasons, ["ip_not_allowed", "insufficient_scope"]);
         assert_eq!(
             check_identity(&p, &id, ip("127.0.0.1"), &Method::GET, now()).map_err(|d| d.reason()),

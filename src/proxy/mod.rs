@@ -18,6 +18,7 @@
 //! reach an upstream.
 
 mod context;
+mod denials;
 pub(crate) use context::{BodyProgress, RequestCtx, HTTP2_BODY};
 pub mod connection;
 pub(crate) mod direct;
@@ -96,39 +97,6 @@ impl Proxy {
         }
         refusal.send(session, &ctx.request_id, keep_alive).await?;
         Ok(true)
-    }
-
-    /// Logs and counts a denial: a refused one, or one a report-only route let through.
-    fn record_denial(&self, ctx: &RequestCtx, route: &Route, denial: &Denial, enforced: bool) {
-        let reason = denial.reason();
-        match denial {
-            Denial::IpRestrictMalformed { detail } => tracing::warn!(
-                request_id = %ctx.request_id,
-                route = %route.spec.name,
-                provider = ctx.provider(),
-                subject = ctx.identity().map(|i| i.subject()),
-                detail,
-                "identity refused: its IP restriction list is malformed"
-            ),
-            Denial::IpNotAllowed { detail } if enforced => {
-                tracing::info!(request_id = %ctx.request_id, route = %route.spec.name, detail, "client address not allowed")
-            }
-            _ => {}
-        }
-        if !enforced {
-            tracing::info!(
-                request_id = %ctx.request_id,
-                route = %route.spec.name,
-                would_deny = reason,
-                detail = ?denial,
-                "report-only route: request would have been denied"
-            );
-            self.state
-                .metrics
-                .would_deny
-                .with_label_values(&[&*route.spec.name, reason])
-                .inc();
-        }
     }
 
     /// What the upstream receives, applied to `req` (the upstream request, or a copy of the

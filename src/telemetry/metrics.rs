@@ -75,6 +75,12 @@ pub struct Metrics {
     pub(crate) requests: IntCounterVec,
     /// `sessiongate_policy_would_deny_total{route, reason}`: report-only routes.
     pub(crate) would_deny: IntCounterVec,
+    /// `sessiongate_policy_rule_denials_total{route, rule}`: each time a `rules:` entry
+    /// said no (report-only routes included: what enforcing it would refuse).
+    pub(crate) rule_denials: IntCounterVec,
+    /// `sessiongate_policy_rule_errors_total{route, rule}`: of those, the ones that could
+    /// not be evaluated (a missing key, a wrong type): each is a deny.
+    pub(crate) rule_errors: IntCounterVec,
     /// `sessiongate_request_duration_seconds{route}`: whole request, as the gateway saw it.
     pub(crate) request_duration: HistogramVec,
     /// `sessiongate_auth_duration_seconds{route}`: token → identity, cache included.
@@ -392,6 +398,16 @@ impl Metrics {
                 "sessiongate_policy_would_deny_total",
                 "Requests a report-only route let through that its policy would have denied, by reason.",
                 &["route", "reason"],
+            ),
+            rule_denials: counter(
+                "sessiongate_policy_rule_denials_total",
+                "Requests a route's rule denied (or would have, on a report-only route), by rule.",
+                &["route", "rule"],
+            ),
+            rule_errors: counter(
+                "sessiongate_policy_rule_errors_total",
+                "Rule evaluations that failed (missing key, wrong type) and so denied, by rule.",
+                &["route", "rule"],
             ),
             request_duration: histogram(
                 "sessiongate_request_duration_seconds",

@@ -17,6 +17,7 @@
 //! | `direct` | the lean request path and the hand-over to the full proxy on one connection |
 //! | `dashboard` | the Grafana dashboard's queries name real metrics |
 //! | `tls` | the TLS listener (SNI, versions, rotation, handshake limits), HTTP/2 by ALPN and h2c, hostile requests over HTTP/1.1 and HTTP/2 alike |
+//! | `rules` | path templates, scopes from the path, `require_organization`, CEL `rules:` |
 //! | `token_sources` | tokens from cookies and named headers, one credential, CSRF on cookies |
 
 mod support;
@@ -34,5 +35,6 @@ mod presets;
 mod process;
 mod providers;
 mod resilience;
+mod rules;
 mod tls;
 mod token_sources;

@@ -433,7 +433,8 @@ async fn explain_traces_each_decision_without_forwarding() {
             "same_origin",
             "provider",
             "identity",
-            "policy"
+            "policy",
+            "rules"
         ]),
         "{t}"
     );

@@ -349,9 +349,12 @@ pub(crate) enum AuthMode {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RouteFile {
-    /// Label for metrics and logs; defaults to `host` + `path_prefix`.
+    /// Label for metrics and logs; defaults to `host` + the path.
     pub(crate) name: Option<String>,
-    pub(crate) path_prefix: String,
+    /// The path and everything below it (`/api` matches `/api`, `/api/x`, not `/apix`).
+    pub(crate) path_prefix: Option<String>,
+    /// A path template instead: `/orgs/{org}/wallets/{walletId}`, `/files/{rest*}`.
+    pub(crate) path: Option<String>,
     /// Match only requests for this host (the `Host` header, port ignored).
     pub(crate) host: Option<String>,
     pub(crate) auth: Option<AuthMode>,
@@ -390,6 +393,40 @@ pub(crate) struct RouteFile {
     /// Besides the token, the TLS connection must have presented one of these verified
     /// client certificates (ids: URI SAN, DNS SAN or CN; `"*"`: any verified one).
     pub(crate) require_client_certificate: Option<Vec<String>>,
+    /// The identity's organizations must contain this: `"{org}"` (a `path` parameter),
+    /// or a fixed organization.
+    pub(crate) require_organization: Option<String>,
+    /// CEL conditions over `identity`, `request` and `now`, all of which must hold.
+    pub(crate) rules: Option<Vec<RouteRuleFile>>,
+}
+
+/// A rule's `expr`, compiled and checked as the file is read, so that its errors carry
+/// the line of the `expr` key (see `config::parse`).
+#[derive(Debug)]
+pub(crate) struct RuleExpr(pub(crate) crate::policy::rules::Expr);
+
+impl<'de> Deserialize<'de> for RuleExpr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::policy::rules::Expr::parse(&text)
+            .map(RuleExpr)
+            .map_err(|e| serde::de::Error::custom(format!("{NESTED}{NESTED}{e}")))
+    }
+}
+
+/// One `rules:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteRuleFile {
+    /// Names the rule in the 403 body, logs, metrics and `explain`.
+    pub(crate) name: String,
+    /// A CEL expression that is true when the request may pass; compiled and checked as
+    /// the file is read (errors carry the line).
+    pub(crate) expr: RuleExpr,
+    /// What the client is told when it denies (default: "denied by rule `<name>`").
+    pub(crate) error: Option<String>,
+    /// 403 (default) or 404.
+    pub(crate) status: Option<u16>,
 }
 
 /// One `token_sources` entry: `authorization`, `cookie: <name>` or `header: <name>`.

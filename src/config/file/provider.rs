@@ -427,6 +427,10 @@ pub(crate) struct StaticIdentityFile {
     /// Client addresses or CIDR blocks allowed to use the token (empty: any).
     #[serde(default)]
     pub(crate) ip_restrict: Vec<String>,
+    /// Claims, name → value, as a provider's `response.claims` maps them: forwarded as
+    /// `<prefix>Claim-<name>` and read by rules as `identity.claims`.
+    #[serde(default)]
+    pub(crate) claims: BTreeMap<String, String>,
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! From the file as written to the [`Settings`] the gateway runs with: defaults applied,
 //! references checked, secrets resolved, URLs and addresses parsed. Each error names its key.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,11 +16,13 @@ use super::{ConfigError, ConnectionLimits, ProviderSettings, RequestSettings, Se
 use crate::decision::canonical::{canonical_host, normalize_path, HeaderHygiene, OVERRIDE_HEADERS};
 use crate::decision::client::TrustedProxies;
 use crate::decision::route::{RouteSpec, UpstreamProtocol, UpstreamSpec, ECHO_UPSTREAM};
+use crate::decision::template::{PathTemplate, RoutePath};
 use crate::identity::assertion::{AssertionSpec, SigningKey};
 use crate::identity::cache::CacheSettings;
 use crate::identity::provider::format::{Charset, TokenFormat};
 use crate::identity::provider::guard::Protection;
 use crate::policy::net::IpNet;
+use crate::policy::rules::{RouteRule, RouteRules};
 use crate::policy::{MethodScopes, Mode, RoutePolicy, ScopeRule};
 use crate::proxy::headers::{IdentityHeaders, DEFAULT_PREFIX};
 use crate::telemetry::logging::LogSettings;
@@ -313,8 +315,9 @@ fn routes(
         errs.add("routes", "at least one route is needed");
     }
     let mut routes = Vec::with_capacity(file.routes.len());
-    let mut seen = HashSet::new();
+    let mut seen = HashMap::new();
     let mut names = HashSet::new();
+    let fold_case = file.requests.case_insensitive_paths.unwrap_or(false);
     for (i, r) in file.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
         let named_providers = match &r.provider {
@@ -340,13 +343,30 @@ fn routes(
                 authenticated,
             ));
         }
-        let same_match = !seen.insert((route.host.clone(), route.path_prefix.clone()));
-        if same_match {
-            errs.add(
-                format!("{path}.path_prefix"),
-                "another route already has this path_prefix and host",
-            );
-        }
+        // Routes with the same shape on the same host match the same requests: the
+        // second could never be chosen (see `decision::template` for the order).
+        let shape = (route.host.clone(), route.path.key(fold_case));
+        let same_match = match seen.get(&shape) {
+            Some(first) => {
+                errs.add(
+                    format!("{path}.{}", route.path.key_name()),
+                    format!(
+                        "{first} already matches the same requests as `{}`: this route could never be chosen; remove one or make it more specific",
+                        route.path.as_str()
+                    ),
+                );
+                true
+            }
+            None => {
+                let first = if *route.name == *route.path.as_str() {
+                    format!("routes[{i}] (`{}`)", route.name)
+                } else {
+                    format!("routes[{i}] (`{}`: `{}`)", route.name, route.path.as_str())
+                };
+                seen.insert(shape, first);
+                false
+            }
+        };
         // A default name (host + path_prefix) repeats exactly when the match does: said once.
         let said_already = same_match && r.name.is_none();
         let name_taken = !names.insert(route.name.clone());

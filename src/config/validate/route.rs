@@ -9,20 +9,7 @@ pub(super) fn route(
     providers: &BTreeMap<String, ProviderSettings>,
     upstreams: &BTreeMap<String, UpstreamSpec>,
 ) -> Result<RouteSpec> {
-    let prefix = &r.path_prefix;
-    let normalized = normalize_path(prefix)
-        .ok()
-        .filter(|n| !n.encoded_slash)
-        .map(|n| n.forward);
-    let is_normal = normalized
-        .as_deref()
-        .is_some_and(|n| n == prefix || format!("{n}/") == *prefix);
-    if !is_normal {
-        return Err(ConfigError::at(
-            format!("{path}.path_prefix"),
-            format!("{prefix:?} must be a normalized absolute path such as /api (no //, . or .. segments)"),
-        ));
-    }
+    let route_path = route_path(path, r)?;
     let host = match &r.host {
         // Compared with the request's canonical host name: lower-case, no trailing dot.
         Some(h) => match canonical_host(h.as_bytes()) {
@@ -49,7 +36,7 @@ pub(super) fn route(
     }
     let authenticated = !providers.is_empty();
     let providers_named = providers.clone();
-    let policy = route_policy(path, r, authenticated)?;
+    let policy = route_policy(path, r, authenticated, &route_path.param_names())?;
     let forward_authorization = r.forward_authorization.unwrap_or(true);
     let stale_if_error = r.stale_if_error.map_or(Duration::ZERO, |d| d.0);
     if !authenticated && !stale_if_error.is_zero() {
@@ -63,11 +50,11 @@ pub(super) fn route(
             check_name(&format!("{path}.name"), n)?;
             n.clone()
         }
-        None => format!("{}{}", host.as_deref().unwrap_or(""), prefix),
+        None => format!("{}{}", host.as_deref().unwrap_or(""), route_path.as_str()),
     };
     Ok(RouteSpec {
         name: name.into(),
-        path_prefix: prefix.clone(),
+        path: route_path,
         host,
         providers,
         upstream: r.upstream.clone(),
@@ -77,12 +64,47 @@ pub(super) fn route(
         stale_if_error,
         allow_encoded_slashes: r.allow_encoded_slashes.unwrap_or(false),
         require_client_certificate: certificate_ids(path, r)?,
+        rules: rules(path, r, authenticated)?,
         credentials: {
             let credentials = credentials(path, r, authenticated)?;
             pair_certificates(path, &credentials, &providers_named, all_providers)?;
             credentials
         },
     })
+}
+
+/// What the route matches: `path_prefix` (a normalized path) or `path` (a template),
+/// exactly one of them.
+pub(super) fn route_path(path: &str, r: &RouteFile) -> Result<RoutePath> {
+    match (&r.path_prefix, &r.path) {
+        (Some(_), Some(_)) => Err(ConfigError::at(
+            format!("{path}.path"),
+            "give `path_prefix` (a path and everything below it) or `path` (a template), not both",
+        )),
+        (None, None) => Err(ConfigError::at(
+            format!("{path}.path_prefix"),
+            "required: `path_prefix: /api` (the path and everything below it) or `path: /orgs/{org}` (a template)",
+        )),
+        (None, Some(template)) => PathTemplate::parse(template)
+            .map(|t| RoutePath::Template(Arc::new(t)))
+            .map_err(|e| ConfigError::at(format!("{path}.path"), format!("{template:?}: {e}"))),
+        (Some(prefix), None) => {
+            let normalized = normalize_path(prefix)
+                .ok()
+                .filter(|n| !n.encoded_slash)
+                .map(|n| n.forward);
+            let is_normal = normalized
+                .as_deref()
+                .is_some_and(|n| n == prefix || format!("{n}/") == *prefix);
+            if !is_normal {
+                return Err(ConfigError::at(
+                    format!("{path}.path_prefix"),
+                    format!("{prefix:?} must be a normalized absolute path such as /api (no //, . or .. segments)"),
+                ));
+            }
+            Ok(RoutePath::Prefix(prefix.clone()))
+        }
+    }
 }
 
 /// The providers a route names (none with `auth: none`), each defined under `providers`.
@@ -392,9 +414,15 @@ pub(super) fn assertion(
     }))
 }
 
-pub(super) fn scope_rule(path: &str, all_of: &[String], any_of: &[String]) -> Result<ScopeRule> {
+pub(super) fn scope_rule(
+    path: &str,
+    all_of: &[String],
+    any_of: &[String],
+    params: &[&str],
+) -> Result<ScopeRule> {
     for (key, list) in [("all_of", all_of), ("any_of", any_of)] {
         for (i, scope) in list.iter().enumerate() {
+            placeholders(&format!("{path}.{key}[{i}]"), scope, params)?;
             let bad = scope.is_empty()
                 || scope
                     .bytes()
@@ -412,6 +440,98 @@ pub(super) fn scope_rule(path: &str, all_of: &[String], any_of: &[String]) -> Re
         all_of: all_of.to_vec(),
         any_of: any_of.to_vec(),
     })
+}
+
+/// The `{name}` placeholders of a scope or organization: each one a parameter of the
+/// route's `path` template, and no other braces.
+pub(super) fn placeholders(path: &str, text: &str, params: &[&str]) -> Result<()> {
+    let mut rest = text;
+    while let Some(open) = rest.find(['{', '}']) {
+        let after = &rest[open..];
+        let close = after.find('}').filter(|_| after.starts_with('{'));
+        let Some(close) = close else {
+            return Err(ConfigError::at(
+                path,
+                format!("{text:?}: braces only around a path parameter, `{{name}}`"),
+            ));
+        };
+        let name = &after[1..close];
+        if !params.contains(&name) {
+            let known = if params.is_empty() {
+                "this route has none: give it a `path` template such as /orgs/{org}".to_string()
+            } else {
+                format!(
+                    "its `path` has {}",
+                    params
+                        .iter()
+                        .map(|p| format!("`{{{p}}}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            return Err(ConfigError::at(
+                path,
+                format!("`{{{name}}}` is not a parameter of the route's path ({known})"),
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}
+
+/// `rules:` — each compiled and checked as the file was read; names and statuses here.
+pub(super) fn rules(path: &str, r: &RouteFile, authenticated: bool) -> Result<RouteRules> {
+    let list = match &r.rules {
+        None => return Ok(RouteRules::default()),
+        Some(_) if !authenticated => {
+            return Err(ConfigError::at(
+                format!("{path}.rules"),
+                "a route with `auth: none` has no identity to check",
+            ))
+        }
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::at(
+                format!("{path}.rules"),
+                "list at least one rule (or leave `rules` out)",
+            ))
+        }
+        Some(list) => list,
+    };
+    let mut compiled = Vec::with_capacity(list.len());
+    let mut names: Vec<&str> = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        let rpath = format!("{path}.rules[{i}]");
+        check_name(&format!("{rpath}.name"), &r.name)?;
+        if names.contains(&r.name.as_str()) {
+            return Err(ConfigError::at(
+                format!("{rpath}.name"),
+                format!("rule name `{}` is used twice on this route", r.name),
+            ));
+        }
+        names.push(&r.name);
+        let status = r.status.unwrap_or(403);
+        if status != 403 && status != 404 {
+            return Err(ConfigError::at(
+                format!("{rpath}.status"),
+                "403 (the default: refused) or 404 (to not say that the resource exists)",
+            ));
+        }
+        if let Some(e) = &r.error {
+            if e.len() > 200 || e.chars().any(char::is_control) {
+                return Err(ConfigError::at(
+                    format!("{rpath}.error"),
+                    "one line of at most 200 bytes",
+                ));
+            }
+        }
+        compiled.push(RouteRule::new(
+            &r.name,
+            r.expr.0.clone(),
+            r.error.clone(),
+            status,
+        ));
+    }
+    Ok(RouteRules::new(compiled))
 }
 
 /// HTTP methods as a rule lists them (upper-cased); `GET` brings `HEAD` (RFC 9110 §9.3.2:
@@ -432,20 +552,39 @@ pub(super) fn method_list(path: &str, names: &[String]) -> Result<Vec<http::Meth
     Ok(methods)
 }
 
-pub(super) fn route_policy(path: &str, r: &RouteFile, authenticated: bool) -> Result<RoutePolicy> {
+pub(super) fn route_policy(
+    path: &str,
+    r: &RouteFile,
+    authenticated: bool,
+    params: &[&str],
+) -> Result<RoutePolicy> {
     if !authenticated {
         for (key, given) in [
             ("require_scopes", r.require_scopes.is_some()),
             ("method_scopes", r.method_scopes.is_some()),
+            ("require_organization", r.require_organization.is_some()),
         ] {
             if given {
                 return Err(ConfigError::at(
                     format!("{path}.{key}"),
-                    "a route with `auth: none` has no identity to check scopes on",
+                    "a route with `auth: none` has no identity to check",
                 ));
             }
         }
     }
+    let organization = match &r.require_organization {
+        Some(org) if org.trim().is_empty() => {
+            return Err(ConfigError::at(
+                format!("{path}.require_organization"),
+                "an organization id, or `\"{org}\"` for a path parameter",
+            ))
+        }
+        Some(org) => {
+            placeholders(&format!("{path}.require_organization"), org, params)?;
+            Some(org.clone())
+        }
+        None => None,
+    };
     let scopes = match &r.require_scopes {
         Some(ScopeRuleFile { all_of, any_of }) => {
             if all_of.is_empty() && any_of.is_empty() {
@@ -454,7 +593,7 @@ pub(super) fn route_policy(path: &str, r: &RouteFile, authenticated: bool) -> Re
                     "give `all_of` and/or `any_of`",
                 ));
             }
-            scope_rule(&format!("{path}.require_scopes"), all_of, any_of)?
+            scope_rule(&format!("{path}.require_scopes"), all_of, any_of, params)?
         }
         None => ScopeRule::default(),
     };
@@ -478,7 +617,7 @@ pub(super) fn route_policy(path: &str, r: &RouteFile, authenticated: bool) -> Re
         let methods = method_list(&format!("{mpath}.methods"), methods)?;
         method_scopes.push(MethodScopes {
             methods,
-            rule: scope_rule(&mpath, all_of, any_of)?,
+            rule: scope_rule(&mpath, all_of, any_of, params)?,
         });
     }
     let methods = match &r.methods {
@@ -528,6 +667,7 @@ pub(super) fn route_policy(path: &str, r: &RouteFile, authenticated: bool) -> Re
             Some(ModeFile::Report) => Mode::Report,
             Some(ModeFile::Enforce) | None => Mode::Enforce,
         },
+        organization,
     })
 }
 
@@ -558,5 +698,62 @@ mod tests {
         // The provider's own error is reported; the route naming it is not judged.
         let broken = "providers:\n  p: { kind: bitgo, url: nope }\nroutes:\n  - { path_prefix: /, provider: p, upstream: nowhere }\n";
         assert_eq!(error_paths(broken), ["providers.p.url"]);
+    }
+
+    /// `path` templates, scope and organization placeholders and `rules:` are checked when
+    /// the file is loaded: each error names its key, a rule's also its line.
+    #[test]
+    fn templates_placeholders_and_rules_are_checked_at_load() {
+        let r = |extra: &str| {
+            format!("{PROVIDER}routes:\n  - {{ path: \"/orgs/{{org}}/w/{{walletId}}\", provider: p, upstream: echo{extra} }}\n")
+        };
+        let table: &[(String, &[&str])] = &[
+            (r(""), &[]),
+            (r(", require_organization: \"{org}\""), &[]),
+            (r(", require_scopes: { any_of: [\"wallet_spend:{walletId}\", wallet_spend_all] }"), &[]),
+            (r(", require_scopes: { all_of: [\"spend:{wallet}\"] }"), &["routes[0].require_scopes.all_of[0]"]),
+            (r(", require_organization: \"{tenant}\""), &["routes[0].require_organization"]),
+            (r(", require_organization: \"{org\""), &["routes[0].require_organization"]),
+            (r(", path_prefix: /x"), &["routes[0].path"]),
+            (r(", rules: [{ name: a, expr: \"true\" }, { name: a, expr: \"true\" }]"), &["routes[0].rules[1].name"]),
+            (r(", rules: [{ name: a, expr: \"true\", status: 401 }]"), &["routes[0].rules[0].status"]),
+            (r(", rules: []"), &["routes[0].rules"]),
+            (format!("{PROVIDER}routes:\n  - {{ path: \"/orgs/{{org\", provider: p, upstream: echo }}\n"), &["routes[0].path"]),
+            (format!("{PROVIDER}routes:\n  - {{ provider: p, upstream: echo }}\n"), &["routes[0].path_prefix"]),
+            (format!("{PROVIDER}routes:\n  - {{ path_prefix: /, auth: none, upstream: echo, require_organization: x }}\n"), &["routes[0].require_organization"]),
+            // Shadowed: the same shape on the same host, whatever the parameters are called.
+            (format!("{PROVIDER}routes:\n  - {{ path: \"/o/{{a}}\", provider: p, upstream: echo }}\n  - {{ path: \"/o/{{b}}\", provider: p, upstream: echo }}\n"), &["routes[1].path"]),
+            (format!("{PROVIDER}routes:\n  - {{ path_prefix: /files, provider: p, upstream: echo }}\n  - {{ path: \"/files/{{rest*}}\", provider: p, upstream: echo }}\n"), &["routes[1].path"]),
+            (format!("{PROVIDER}routes:\n  - {{ path_prefix: /files, provider: p, upstream: echo }}\n  - {{ path: \"/files/{{rest*}}\", host: a.example, provider: p, upstream: echo }}\n"), &[]),
+        ];
+        for (config, want) in table {
+            assert_error_paths(config, want);
+        }
+        let shadowed = crate::config::from_str(
+            &format!("listen: 127.0.0.1:1\n{PROVIDER}routes:\n  - {{ name: first, path: \"/o/{{a}}\", provider: p, upstream: echo }}\n  - {{ name: second, path: \"/o/{{b}}\", provider: p, upstream: echo }}\n"),
+            std::path::Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            shadowed.contains("routes[0] (`first`") && shadowed.contains("/o/{b}"),
+            "{shadowed}"
+        );
+        for (expr, why) in [
+            ("user.admin", "unknown variable `user`"),
+            ("identity.scopes + 1 == 2", "type error"),
+            ("identity.subject ==", "does not parse"),
+            ("lower(identity.subject) == 'x'", "unknown function `lower`"),
+        ] {
+            let text = format!("listen: 127.0.0.1:1\n{PROVIDER}routes:\n  - path_prefix: /\n    provider: p\n    upstream: echo\n    rules:\n      - name: r\n        expr: \"{expr}\"\n");
+            let e = crate::config::from_str(&text, std::path::Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("line 10 column 9: routes[0].rules[0].expr: "),
+                "{e}"
+            );
+            assert!(e.contains(why), "{e}");
+        }
     }
 }

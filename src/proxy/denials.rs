@@ -1,0 +1,63 @@
+//! Denials as operators see them: the log line and the counters of each policy refusal,
+//! enforced or let through by a report-only route.
+
+use crate::decision::route::Route;
+use crate::policy::Denial;
+use crate::proxy::{Proxy, RequestCtx};
+
+impl Proxy {
+    /// Logs and counts a denial: a refused one, or one a report-only route let through.
+    pub(super) fn record_denial(
+        &self,
+        ctx: &RequestCtx,
+        route: &Route,
+        denial: &Denial,
+        enforced: bool,
+    ) {
+        let reason = denial.reason();
+        match denial {
+            Denial::IpRestrictMalformed { detail } => tracing::warn!(
+                request_id = %ctx.request_id,
+                route = %route.spec.name,
+                provider = ctx.provider(),
+                subject = ctx.identity().map(|i| i.subject()),
+                detail,
+                "identity refused: its IP restriction list is malformed"
+            ),
+            Denial::Rule { name, error, .. } => {
+                let labels = [&*route.spec.name, &**name];
+                self.state
+                    .metrics
+                    .rule_denials
+                    .with_label_values(&labels)
+                    .inc();
+                if let Some(error) = error {
+                    self.state
+                        .metrics
+                        .rule_errors
+                        .with_label_values(&labels)
+                        .inc();
+                    tracing::warn!(request_id = %ctx.request_id, route = %route.spec.name, rule = %name, error, "rule could not be evaluated: denied");
+                }
+            }
+            Denial::IpNotAllowed { detail } if enforced => {
+                tracing::info!(request_id = %ctx.request_id, route = %route.spec.name, detail, "client address not allowed")
+            }
+            _ => {}
+        }
+        if !enforced {
+            tracing::info!(
+                request_id = %ctx.request_id,
+                route = %route.spec.name,
+                would_deny = reason,
+                detail = ?denial,
+                "report-only route: request would have been denied"
+            );
+            self.state
+                .metrics
+                .would_deny
+                .with_label_values(&[&*route.spec.name, reason])
+                .inc();
+        }
+    }
+}
