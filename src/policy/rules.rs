@@ -26,7 +26,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cel::objects::Key;
+use cel::common::traits::{Container, Indexer};
+use cel::common::types::{CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, Type};
+use cel::common::value::{CowVal, Val};
 use cel::{Context, Env, ExecutionError, Program, Value};
 use http::HeaderMap;
 
@@ -135,7 +137,8 @@ impl Expr {
     /// request.)
     fn trial(&self) -> Result<(), String> {
         let sample = Facts::sample();
-        let ctx = sample.context(&Uses::ALL);
+        let mut ctx = Context::with_env(ENV.clone());
+        ctx.set_variable_resolver(&sample);
         match self.program.execute(&ctx) {
             Ok(Value::Bool(_)) => Ok(()),
             Ok(other) => Err(format!(
@@ -176,7 +179,7 @@ impl RouteRule {
         &self.source
     }
 
-    /// Evaluates the rule in `ctx` (built by [`Facts::context`]).
+    /// Evaluates the rule in `ctx` (its variables resolved by [`Facts`]).
     pub(crate) fn judge(&self, ctx: &Context<'_, '_>) -> RuleVerdict {
         match self.program.execute(ctx) {
             Ok(Value::Bool(true)) => RuleVerdict::Pass,
@@ -185,18 +188,6 @@ impl RouteRule {
                 RuleVerdict::Failed(format!("gave a {:?}, not true or false", other.type_of()))
             }
             Err(e) => RuleVerdict::Failed(describe(&e)),
-        }
-    }
-
-    /// Which variables (and parts of `request`) the expression may read.
-    fn uses(&self) -> Uses {
-        let refs = self.program.references();
-        Uses {
-            identity: refs.has_variable("identity"),
-            request: refs.has_variable("request"),
-            // Conservative: any mention builds the map.
-            headers: refs.has_variable("request") && self.source.contains("headers"),
-            now: refs.has_variable("now"),
         }
     }
 }
@@ -327,45 +318,16 @@ fn bound_names(expr: &str) -> Vec<&str> {
     out
 }
 
-/// Which values the rules of a route read (the others are not built).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Uses {
-    identity: bool,
-    request: bool,
-    headers: bool,
-    now: bool,
-}
-
-impl Uses {
-    const ALL: Uses = Uses {
-        identity: true,
-        request: true,
-        headers: true,
-        now: true,
-    };
-}
-
 /// A route's rules, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteRules {
     pub(crate) list: Vec<Arc<RouteRule>>,
-    uses: Uses,
 }
 
 impl RouteRules {
     pub fn new(list: Vec<RouteRule>) -> RouteRules {
-        let uses = list
-            .iter()
-            .map(RouteRule::uses)
-            .fold(Uses::default(), |a, b| Uses {
-                identity: a.identity || b.identity,
-                request: a.request || b.request,
-                headers: a.headers || b.headers,
-                now: a.now || b.now,
-            });
         RouteRules {
             list: list.into_iter().map(Arc::new).collect(),
-            uses,
         }
     }
 
@@ -375,7 +337,8 @@ impl RouteRules {
 
     /// Every rule's verdict, in order.
     pub fn judge(&self, facts: &Facts<'_>) -> Vec<RuleVerdict> {
-        let ctx = facts.context(&self.uses);
+        let mut ctx = Context::with_env(ENV.clone());
+        ctx.set_variable_resolver(facts);
         self.list.iter().map(|r| r.judge(&ctx)).collect()
     }
 }
@@ -397,108 +360,224 @@ pub struct Facts<'a> {
     pub now: SystemTime,
 }
 
-fn string(s: &str) -> Value {
-    Value::String(Arc::new(s.to_string()))
-}
-
-fn list<'a>(items: impl Iterator<Item = &'a str>) -> Value {
-    Value::List(Arc::new(items.map(string).collect()))
-}
-
-fn map(entries: Vec<(&str, Value)>) -> Value {
-    let m: HashMap<Key, Value> = entries
-        .into_iter()
-        .map(|(k, v)| (Key::from(k), v))
-        .collect();
-    Value::Map(m.into())
-}
-
-fn optional(s: Option<&str>) -> Value {
-    s.map_or(Value::Null, string)
-}
-
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Facts<'_> {
-    /// The CEL context: the variables `uses` says some rule reads.
-    fn context(&self, uses: &Uses) -> Context<'static, 'static> {
-        let mut ctx = Context::with_env(ENV.clone());
-        if uses.identity {
-            ctx.add_variable_from_value("identity", self.identity_value());
+    /// `identity`, `request` and `now` as CEL sees them: `identity` and `request` are
+    /// views of these facts, each field made when a rule reads it, its strings borrowed —
+    /// a rule pays for what it reads, not for the whole identity.
+    fn variable<'v>(&'v self, name: &str) -> Option<CowVal<'v, 'v>> {
+        match name {
+            "identity" => Some(CowVal::owned(View::new(self, Part::Identity))),
+            "request" => Some(CowVal::owned(View::new(self, Part::Request))),
+            "now" => Some(CowVal::owned(CelInt::from(unix(self.now)))),
+            _ => None,
         }
-        if uses.request {
-            ctx.add_variable_from_value("request", self.request_value(uses.headers));
-        }
-        if uses.now {
-            ctx.add_variable_from_value("now", Value::Int(unix(self.now)));
-        }
-        ctx
     }
 
-    fn identity_value(&self) -> Value {
-        let i = self.identity;
-        let claims: HashMap<Key, Value> =
-            i.claims().map(|(k, v)| (Key::from(k), string(v))).collect();
-        map(vec![
-            ("subject", string(i.subject())),
-            ("session_id", optional(i.session_id())),
-            ("scopes", list(i.scopes())),
-            ("organizations", list(i.organizations())),
-            ("ip_restrict", list(i.ip_restrict())),
-            (
-                "expires_at",
-                i.expires_at().map_or(Value::Null, |t| Value::Int(unix(t))),
-            ),
-            ("provider", string(self.provider)),
-            ("claims", Value::Map(claims.into())),
-        ])
-    }
-
-    fn request_value(&self, with_headers: bool) -> Value {
-        let params: HashMap<Key, Value> = self
-            .params
-            .iter()
-            .map(|(k, v)| (Key::from(&**k), string(v)))
-            .collect();
-        let mut entries = vec![
-            ("method", string(self.method)),
-            ("path", string(self.path)),
-            ("params", Value::Map(params.into())),
-            ("host", optional(self.host)),
-            (
-                "client",
-                self.client.map_or(Value::Null, |c| string(&c.to_string())),
-            ),
-            ("client_certificate", optional(self.client_certificate)),
-            ("token_source", string(self.token_source)),
-        ];
-        if with_headers {
-            entries.push(("headers", self.headers_value()));
-        }
-        map(entries)
-    }
-
-    fn headers_value(&self) -> Value {
-        let mut out: HashMap<Key, Value> = HashMap::new();
+    /// `request.headers`: every header but the credential ones; repeated ones joined.
+    fn headers_map<'v>(&'v self) -> CelMap<'v> {
+        let mut out: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = HashMap::new();
         for name in self.headers.keys() {
             let n = name.as_str();
             if CREDENTIAL_HEADERS.contains(&n) || (self.token_header)(n) {
                 continue;
             }
-            let values: Vec<&str> = self
+            let mut values = self
                 .headers
                 .get_all(name)
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            if !values.is_empty() {
-                out.insert(Key::from(n), string(&values.join(", ")));
-            }
+                .filter_map(|v| v.to_str().ok());
+            let value: Box<dyn Val + 'v> = match (values.next(), values.next()) {
+                (None, _) => continue,
+                (Some(one), None) => Box::new(CelString::from(one)),
+                (Some(a), Some(b)) => {
+                    let mut joined = format!("{a}, {b}");
+                    for v in values {
+                        joined.push_str(", ");
+                        joined.push_str(v);
+                    }
+                    Box::new(CelString::from(joined))
+                }
+            };
+            out.insert(CelMapKey::String(CelString::from(n)), value);
         }
-        Value::Map(out.into())
+        out.into()
+    }
+}
+
+impl cel::context::VariableResolver for Facts<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        self.variable(variable)
+    }
+}
+
+/// Which part of the facts a [`View`] shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Identity,
+    Request,
+}
+
+/// `identity` or `request`: a CEL map whose fields are made when they are read.
+#[derive(Clone, Copy)]
+struct View<'v> {
+    facts: &'v Facts<'v>,
+    part: Part,
+}
+
+impl<'v> View<'v> {
+    fn new(facts: &'v Facts<'v>, part: Part) -> Self {
+        View { facts, part }
+    }
+
+    const IDENTITY_FIELDS: [&'static str; 8] = [
+        "subject",
+        "session_id",
+        "scopes",
+        "organizations",
+        "ip_restrict",
+        "expires_at",
+        "provider",
+        "claims",
+    ];
+    const REQUEST_FIELDS: [&'static str; 8] = [
+        "method",
+        "path",
+        "params",
+        "host",
+        "headers",
+        "client",
+        "client_certificate",
+        "token_source",
+    ];
+
+    fn fields(&self) -> &'static [&'static str] {
+        match self.part {
+            Part::Identity => &Self::IDENTITY_FIELDS,
+            Part::Request => &Self::REQUEST_FIELDS,
+        }
+    }
+
+    /// The field `name`, made now (`None`: no such field).
+    fn field(&self, name: &str) -> Option<Box<dyn Val + 'v>> {
+        let f = self.facts;
+        let i = f.identity;
+        let text = |s: &'v str| -> Box<dyn Val + 'v> { Box::new(CelString::from(s)) };
+        let maybe = |s: Option<&'v str>| -> Box<dyn Val + 'v> {
+            match s {
+                Some(s) => Box::new(CelString::from(s)),
+                None => Box::new(CelNull),
+            }
+        };
+        let list = |items: &mut dyn Iterator<Item = &'v str>| -> Box<dyn Val + 'v> {
+            let items: Vec<Box<dyn Val + 'v>> = items.map(|s| text(s)).collect();
+            Box::new(CelList::from(items))
+        };
+        let map = |pairs: &mut dyn Iterator<Item = (&'v str, &'v str)>| -> Box<dyn Val + 'v> {
+            let m: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = pairs
+                .map(|(k, v)| (CelMapKey::String(CelString::from(k)), text(v)))
+                .collect();
+            Box::new(CelMap::from(m))
+        };
+        Some(match (self.part, name) {
+            (Part::Identity, "subject") => text(i.subject()),
+            (Part::Identity, "session_id") => maybe(i.session_id()),
+            (Part::Identity, "scopes") => list(&mut i.scopes()),
+            (Part::Identity, "organizations") => list(&mut i.organizations()),
+            (Part::Identity, "ip_restrict") => list(&mut i.ip_restrict()),
+            (Part::Identity, "expires_at") => match i.expires_at() {
+                Some(t) => Box::new(CelInt::from(unix(t))),
+                None => Box::new(CelNull),
+            },
+            (Part::Identity, "provider") => text(f.provider),
+            (Part::Identity, "claims") => map(&mut i.claims()),
+            (Part::Request, "method") => text(f.method),
+            (Part::Request, "path") => text(f.path),
+            (Part::Request, "params") => map(&mut f.params.iter().map(|(k, v)| (&**k, v.as_str()))),
+            (Part::Request, "host") => maybe(f.host),
+            (Part::Request, "headers") => Box::new(f.headers_map()),
+            (Part::Request, "client") => match f.client {
+                Some(ip) => Box::new(CelString::from(ip.to_string())),
+                None => Box::new(CelNull),
+            },
+            (Part::Request, "client_certificate") => maybe(f.client_certificate),
+            (Part::Request, "token_source") => text(f.token_source),
+            _ => return None,
+        })
+    }
+
+    /// The field named by `key` (a string), or the error CEL gives for a missing key.
+    fn lookup(&self, key: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError> {
+        let Some(name) = key.downcast_ref::<CelString>() else {
+            return Err(ExecutionError::UnexpectedType {
+                got: format!("{:?}", key.get_type()),
+                want: "string".into(),
+            });
+        };
+        self.field(name.inner())
+            .ok_or_else(|| ExecutionError::NoSuchKey(Arc::new(name.inner().to_string())))
+    }
+}
+
+impl std::fmt::Debug for View<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.part)
+    }
+}
+
+impl Val for View<'_> {
+    fn get_type(&self) -> &Type {
+        &cel::common::types::MAP_TYPE
+    }
+
+    fn cel_type() -> &'static Type {
+        &cel::common::types::MAP_TYPE
+    }
+
+    fn as_indexer<'b, 'w>(&'b self) -> Option<&'b (dyn Indexer + 'w)>
+    where
+        Self: 'w,
+    {
+        Some(self)
+    }
+
+    fn as_container(&self) -> Option<&dyn Container> {
+        Some(self)
+    }
+
+    fn clone_as_boxed<'w>(&self) -> Box<dyn Val + 'w>
+    where
+        Self: 'w,
+    {
+        Box::new(*self)
+    }
+}
+
+impl Container for View<'_> {
+    fn contains(&self, key: &dyn Val) -> Result<bool, ExecutionError> {
+        Ok(key
+            .downcast_ref::<CelString>()
+            .is_some_and(|k| self.fields().contains(&k.inner())))
+    }
+}
+
+impl<'v> Indexer for View<'v> {
+    fn get<'b, 'w>(&'b self, key: &dyn Val) -> Result<CowVal<'b, 'w>, ExecutionError>
+    where
+        Self: 'w,
+    {
+        self.lookup(key).map(CowVal::Owned)
+    }
+
+    fn steal<'w>(self: Box<Self>, key: &dyn Val) -> Result<Box<dyn Val + 'w>, ExecutionError>
+    where
+        Self: 'w,
+    {
+        self.lookup(key)
     }
 }
 
