@@ -474,7 +474,7 @@ impl<'v> View<'v> {
             }
         };
         let list = |items: &mut dyn Iterator<Item = &'v str>| -> Box<dyn Val + 'v> {
-            let items: Vec<Box<dyn Val + 'v>> = items.map(|s| text(s)).collect();
+            let items: Vec<Box<dyn Val + 'v>> = items.map(&text).collect();
             Box::new(CelList::from(items))
         };
         let map = |pairs: &mut dyn Iterator<Item = (&'v str, &'v str)>| -> Box<dyn Val + 'v> {
