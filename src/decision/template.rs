@@ -130,7 +130,7 @@ impl PathTemplate {
     }
 
     /// The parameter names, in order (the tail's last).
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+    pub fn names(&self) -> impl Iterator<Item = &str> {
         self.segments
             .iter()
             .filter_map(|s| match s {

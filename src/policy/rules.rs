@@ -331,6 +331,13 @@ impl RouteRules {
         }
     }
 
+    /// Every rule's verdict on the sample identity and request the load-time check uses
+    /// (for the fuzz target).
+    #[doc(hidden)]
+    pub fn judge_sample(&self) -> Vec<RuleVerdict> {
+        self.judge(&Facts::sample())
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }

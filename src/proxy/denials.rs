@@ -38,6 +38,8 @@ impl Proxy {
                         .with_label_values(&labels)
                         .inc();
                     tracing::warn!(request_id = %ctx.request_id, route = %route.spec.name, rule = %name, error, "rule could not be evaluated: denied");
+                } else if enforced {
+                    tracing::info!(request_id = %ctx.request_id, route = %route.spec.name, rule = %name, "denied by rule");
                 }
             }
             Denial::IpNotAllowed { detail } if enforced => {
@@ -50,7 +52,7 @@ impl Proxy {
                 request_id = %ctx.request_id,
                 route = %route.spec.name,
                 would_deny = reason,
-                detail = ?denial,
+                detail = %denial.detail(),
                 "report-only route: request would have been denied"
             );
             self.state

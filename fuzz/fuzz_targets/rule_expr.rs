@@ -1,0 +1,18 @@
+//! Rule expressions as a configuration file gives them: any text is compiled and checked
+//! (size, nesting, variables, functions, a trial run) or refused with a message; it never
+//! panics or overflows the stack, and an accepted rule evaluates to pass, false or a
+//! failure (which denies) without panicking.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sessiongate::policy::rules::{Expr, RouteRule, RouteRules};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(expr) = Expr::parse(text) {
+        let rules = RouteRules::new(vec![RouteRule::new("r", expr, None, 403)]);
+        let _ = rules.judge_sample();
+    }
+});
