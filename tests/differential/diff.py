@@ -12,7 +12,9 @@ case that reached a handler:
      write for POST/PUT/PATCH/DELETE; admin and the admin.internal host: admin);
   2. the identity the backend read is the token's or none (never a spoofed copy), and a
      handler that needs an identity got one from the gateway (the gateway authenticated
-     the request rather than routing it to an open route).
+     the request rather than routing it to an open route);
+  3. tenant isolation (issue #36): the org a backend's /orgs/<org>/ handler served is one
+     of the token's organizations, and the X-Auth-Organizations it read are the token's.
 Rows of issue #13 are named cases; the rest are generated from a fixed seed.
 """
 import json
@@ -28,6 +30,13 @@ TOKENS = {
     "admin": ["read", "write", "admin"],
 }
 WRITE = {"POST", "PUT", "PATCH", "DELETE"}
+# Each token's organizations (gateway.yaml): /orgs/<org>/ is for the org's members only.
+ORGS = {
+    None: None,
+    "reader": ["acme"],
+    "writer": ["globex"],
+    "admin": ["acme", "globex"],
+}
 
 
 def required(route, method):
@@ -40,6 +49,8 @@ def required(route, method):
         return ["read", "write"] if method.upper() in WRITE else ["read"]
     if route in ("admin", "vhost-admin"):
         return ["admin"]
+    if route == "orgs":
+        return []
     raise ValueError(f"unknown route {route!r}")
 
 
@@ -85,7 +96,17 @@ def named_cases():
 
 PATHS = [
     "/admin/users", "/admin", "/wallets/w1", "/wallets", "/public/x", "/public", "/", "/other",
+    "/orgs/acme/projects", "/orgs/globex/projects", "/orgs/acme",
 ]
+# Variants of the org segment: the org a backend reads must be one the gateway checked.
+ORG_SEGMENTS = [
+    "globex", "GLOBEX", "Globex", "%67lobex", "%2567lobex", "glob%65x", "globex;x=acme",
+    "acme;globex", "globex%3Bacme", "acme%2Fglobex", "acme%2F..%2Fglobex", "acme%5Cglobex",
+    "acme%252Fglobex", "acme/../globex", "acme/./../globex", "./globex", "globex/.",
+    "acme%2E%2E", "globex.", "globex%20", "globex%00", "globex%09", "acme%2Fx", "%20globex",
+    "globex%23x", "globex?org=acme", "globex#acme", "acme%3F/../globex", "%61cme", "ACME",
+]
+ORG_TAILS = ["", "/", "/projects", "//projects", "/./projects", "/%2e%2e/x"]
 PATH_MUTATIONS = [
     lambda p: p,
     lambda p: "/public/.." + p,
@@ -147,6 +168,17 @@ def path_grid():
             for token in TOKENS:
                 name = f"grid p{pi}m{mi} GET {path} token={token}"
                 yield name, request("GET", path, token=token), token
+
+
+def org_grid():
+    """Every org-segment variant under /orgs/ (and //orgs/, /public/../orgs/), each tail,
+    each token."""
+    for si, seg in enumerate(ORG_SEGMENTS):
+        for ti, tail in enumerate(ORG_TAILS):
+            for prefix in ["/orgs/", "//orgs//", "/public/../orgs/"]:
+                path = prefix + seg + tail
+                for token in TOKENS:
+                    yield f"org s{si}t{ti} GET {path} token={token}", request("GET", path, token=token), token
 
 
 def generated_cases(count, seed=1313):
@@ -214,6 +246,14 @@ def dechunk(body):
     return "".join(out)
 
 
+def header(head, name):
+    for line in head.split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        if k.strip().lower() == name:
+            return v.strip()
+    return None
+
+
 def check(name, token, response):
     """(None, status) when the case is fine; else (a description of the violation,
     status). A 200 whose body is not a handler report is itself a failure: the checker
@@ -238,6 +278,17 @@ def check(name, token, response):
         missing = [s for s in need if s not in have]
         if missing:
             return f"{seen['route']} ran {seen['method']} for {token}, lacking {missing}", status
+    if seen["route"] == "orgs":
+        org = seen.get("org")
+        if org is None:
+            org = header(head, "x-backend-org")
+        if org is None:
+            return "the orgs handler did not say which org it served", status
+        if org not in (ORGS[token] or []):
+            return f"served org {org!r} to {token} (organizations {ORGS[token]})", status
+        told = seen.get("orgs")
+        if told is not None and told.split(",") != ORGS[token]:
+            return f"backend read organizations {told!r}, token {token} has {ORGS[token]}", status
     observed = seen.get("scopes")
     expected = None if have is None else " ".join(have)
     if observed is not None and observed != expected:
@@ -268,8 +319,9 @@ def main():
     min_cases = 500
     if "--min-cases" in sys.argv:
         min_cases = int(sys.argv[sys.argv.index("--min-cases") + 1])
-    cases = list(named_cases()) + list(path_grid()) + list(generated_cases(max(min_cases, 600)))
-    violations, statuses, reached = [], {}, 0
+    cases = (list(named_cases()) + list(path_grid()) + list(org_grid())
+             + list(generated_cases(max(min_cases, 600))))
+    violations, statuses, reached, tenants = [], {}, 0, 0
     for name, raw, token in cases:
         response = send(port, raw)
         if raw.startswith(b"HEAD "):
@@ -279,12 +331,15 @@ def main():
         statuses[status] = statuses.get(status, 0) + 1
         if status == "200":
             reached += 1
+            if '"route": "orgs"' in response or '"route":"orgs"' in response:
+                tenants += 1
         if problem:
             violations.append(f"{name}: {problem}")
     summary = {
         "backend": backend,
         "cases": len(cases),
         "reached_a_handler": reached,
+        "reached_a_tenant": tenants,
         "statuses": dict(sorted(statuses.items())),
         "violations": len(violations),
     }
@@ -297,6 +352,8 @@ def main():
         sys.exit(f"only {len(cases)} cases")
     if reached < len(cases) // 10:
         sys.exit(f"only {reached} cases reached {backend}: the suite is not exercising it")
+    if tenants < 100:
+        sys.exit(f"only {tenants} cases reached {backend}'s /orgs/ handler: tenant isolation is not exercised")
     if expect_violations:
         sys.exit(0 if violations else f"{backend}: expected violations (a mismatched setup) but found none")
     sys.exit(1 if violations else 0)

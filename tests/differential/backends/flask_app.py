@@ -34,10 +34,12 @@ app.wsgi_app = Overrides(app.wsgi_app)
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "FOO"]
 
 
-def report(route):
+def report(route, org=None):
     body = {
         "backend": "flask",
         "route": route,
+        "org": org,
+        "orgs": request.headers.get("X-Auth-Organizations"),
         "method": request.method,
         "host": request.host,
         "scopes": request.headers.get("X-Auth-Scopes"),
@@ -57,6 +59,9 @@ for name in ["public", "admin", "wallets"]:
     app.add_url_rule(f"/{name}", f"{name}_exact", lambda name=name: report(name), methods=METHODS)
     app.add_url_rule(f"/{name}/", f"{name}_slash", lambda name=name: report(name), methods=METHODS)
     app.add_url_rule(f"/{name}/<path:rest>", f"{name}_rest", lambda rest, name=name: report(name), methods=METHODS)
+app.add_url_rule("/orgs/<org>", "orgs_exact", lambda org: report("orgs", org), methods=METHODS)
+app.add_url_rule("/orgs/<org>/", "orgs_slash", lambda org: report("orgs", org), methods=METHODS)
+app.add_url_rule("/orgs/<org>/<path:rest>", "orgs_rest", lambda org, rest: report("orgs", org), methods=METHODS)
 app.add_url_rule("/", "root_exact", lambda: report("root"), methods=METHODS)
 app.add_url_rule("/<path:rest>", "root_rest", lambda rest: report("root"), methods=METHODS)
 

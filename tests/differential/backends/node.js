@@ -2,7 +2,8 @@
 // (and Express-style prefix routers) do: on `new URL(req.url).pathname` (WHATWG: dot
 // segments and %2e removed), prefix match, virtual host from the Host header with the port
 // and a trailing dot removed. Honours X-Original-URL / X-Rewrite-URL and
-// X-HTTP-Method-Override like common middlewares. With CASE_INSENSITIVE=1 it routes
+// X-HTTP-Method-Override like common middlewares. `/orgs/:org/…` is a tenant's route:
+// it reports the org it served and the X-Auth-Organizations it was told. With CASE_INSENSITIVE=1 it routes
 // regardless of case, like IIS or Spring with case-insensitive matching.
 const http = require('http');
 
@@ -12,6 +13,8 @@ function route(host, path) {
   const name = (host || '').split(':')[0].toLowerCase().replace(/\.$/, '');
   if (name === 'admin.internal') return 'vhost-admin';
   const p = fold ? path.toLowerCase() : path;
+  // An Express-style `/orgs/:org` parameter: one segment, percent-decoded.
+  if (/^\/orgs\/[^/]+(\/|$)/.test(p)) return 'orgs';
   for (const r of ['public', 'admin', 'wallets']) {
     if (p === '/' + r || p.startsWith('/' + r + '/')) return r;
   }
@@ -28,9 +31,21 @@ http.createServer((req, res) => {
     res.writeHead(400).end();
     return;
   }
+  const served = route(req.headers.host, path);
+  let org = null;
+  if (served === 'orgs') {
+    try {
+      org = decodeURIComponent(path.split('/')[2]);
+    } catch (e) {
+      res.writeHead(400).end();
+      return;
+    }
+  }
   const body = JSON.stringify({
     backend: fold ? 'node-ci' : 'node',
-    route: route(req.headers.host, path),
+    route: served,
+    org,
+    orgs: req.headers['x-auth-organizations'] ?? null,
     method,
     host: req.headers.host || null,
     scopes: req.headers['x-auth-scopes'] ?? null,

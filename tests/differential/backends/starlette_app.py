@@ -19,6 +19,8 @@ def handler(route):
         return JSONResponse({
             "backend": "starlette",
             "route": route,
+            "org": request.path_params.get("org") if route == "orgs" else None,
+            "orgs": request.headers.get("x-auth-organizations"),
             "method": request.method,
             "host": request.headers.get("host"),
             "scopes": request.headers.get("x-auth-scopes"),
@@ -33,6 +35,9 @@ def routes(override=None):
         h = handler(override or name)
         out.append(Route(f"/{name}", h, methods=METHODS))
         out.append(Route(f"/{name}/{{rest:path}}", h, methods=METHODS))
+    orgs = handler(override or "orgs")
+    out.append(Route("/orgs/{org}", orgs, methods=METHODS))
+    out.append(Route("/orgs/{org}/{rest:path}", orgs, methods=METHODS))
     out.append(Route("/", handler(override or "root"), methods=METHODS))
     out.append(Route("/{rest:path}", handler(override or "root"), methods=METHODS))
     return out

@@ -14,10 +14,22 @@ import (
 
 func report(route string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		served, org := route, interface{}(nil)
+		if route == "orgs" {
+			// The tenant is the first segment under /orgs/ of the (decoded) path.
+			seg := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/orgs/"), "/", 2)[0]
+			if seg == "" {
+				served = "root"
+			} else {
+				org = seg
+			}
+		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]interface{}{
 			"backend": "go",
-			"route":   route,
+			"route":   served,
+			"org":     org,
+			"orgs":    nullable(r.Header.Values("X-Auth-Organizations")),
 			"method":  r.Method,
 			"host":    r.Host,
 			"scopes":  nullable(r.Header.Values("X-Auth-Scopes")),
@@ -39,6 +51,7 @@ func main() {
 		mux.HandleFunc("/"+name, report(name))
 		mux.HandleFunc("/"+name+"/", report(name))
 	}
+	mux.HandleFunc("/orgs/", report("orgs"))
 	mux.HandleFunc("/", report("root"))
 	mux.HandleFunc("admin.internal/", report("vhost-admin"))
 	overrides := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
