@@ -10,6 +10,9 @@
 #                                # both alike, and each round's B ÷ A is the figure to read
 #   OVERHEAD=1 A=X B=X …         # the auth step alone: one gateway serving hits while the
 #                                # other serves `auth: none`, at once, then swapped
+#   RULES=1 A=X B=X …            # issue #36: hits on a route with a path template and three
+#                                # rules against hits on a plain route, at once, then
+#                                # swapped (builds with `path:`/`rules:` only)
 #   PERF=/tmp/b.txt …            # also: perf profile of B's first cache-hit run (top symbols;
 #                                # the raw data beside it as /tmp/b.txt.data for perf report -i)
 #   A=target/release/sessiongate CONFIG_A="work_stealing: true" CONFIG_B="work_stealing: false" \
@@ -56,6 +59,21 @@ pids+=($!)
 wait_http "http://127.0.0.1:$UP/" 10
 
 export CPU_AB_TOKEN="cpu-ab-token-0123456789abcdef"
+# RULES=1: the token's identity has what the rules read, and a templated route with three
+# rules sits beside the plain one (older builds cannot read either).
+IDENTITY_EXTRA= RULES_ROUTE=
+if [ -n "${RULES:-}" ]; then
+    IDENTITY_EXTRA=', organizations: [acme], claims: { two-factor: "true" }'
+    RULES_ROUTE='  - name: ruled
+    path: "/orgs/{org}/{rest*}"
+    provider: idp
+    upstream: app
+    require_scopes: { all_of: [read] }
+    rules:
+      - { name: tenant, expr: "request.params.org in identity.organizations" }
+      - { name: two-factor, expr: "identity.claims['"'"'two-factor'"'"'] == '"'"'true'"'"'" }
+      - { name: fresh, expr: "identity.expires_at == null || identity.expires_at > now + 60" }'
+fi
 start_gateway() { # binary [extra top-level YAML] [log level] → prints "pid port"
     local bin=$1 extra=${2:-} level=${3:-warn} port admin dir
     port=$(free_port); admin=$(free_port)
@@ -71,9 +89,10 @@ providers:
   idp:
     kind: static
     tokens:
-      - { token: "\${CPU_AB_TOKEN}", identity: { subject: bench, scopes: [read, write], ip_restrict: [127.0.0.0/8] } }
+      - { token: "\${CPU_AB_TOKEN}", identity: { subject: bench, scopes: [read, write], ip_restrict: [127.0.0.0/8]$IDENTITY_EXTRA } }
 upstreams: { app: "http://127.0.0.1:$UP" }
 routes:
+$RULES_ROUTE
   - { name: open, path_prefix: /open, auth: none, upstream: app }
   - { name: api, path_prefix: /, provider: idp, upstream: app, require_scopes: { all_of: [read] } }
 CONF
@@ -152,6 +171,15 @@ if [ -n "${OVERHEAD:-}" ]; then
     for round in $(seq 1 "$ROUNDS"); do
         together "hit-A/none-B" /x "$AUTH" /open/x ""
         together "none-A/hit-B" /open/x "" /x "$AUTH"
+    done
+    exit 0
+fi
+if [ -n "${RULES:-}" ]; then
+    # RULES=1 A=<build> B=<same build>: a hit on the templated route with three rules
+    # against a hit on the plain route, measured at once, then swapped.
+    for round in $(seq 1 "$ROUNDS"); do
+        together "plain-A/rules-B" /x "$AUTH" /orgs/acme/projects/1 "$AUTH"
+        together "rules-A/plain-B" /orgs/acme/projects/1 "$AUTH" /x "$AUTH"
     done
     exit 0
 fi

@@ -578,6 +578,28 @@ async fn reload_applies_routes_keeps_identities_and_rejects_bad_files() {
     );
     assert_eq!(s.get("/extra", "t-alice").await.status(), 200);
 
+    // Rules reload with the routes; a rule that does not compile is rejected with its key
+    // and line, and the rules in force stay in force.
+    let ruled = "  - { name: extra, path_prefix: /extra, provider: idp, upstream: echo, rules: [{ name: closed, expr: \"now < 0\" }] }";
+    s.rewrite(&[("extra_routes", ruled)], "");
+    let (status, body) = s.admin_post("/admin/reload", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.get("/extra", "t-alice").await.status(), 403);
+    s.rewrite(
+        &[("extra_routes", &ruled.replace("now < 0", "user.admin"))],
+        "",
+    );
+    let (status, body) = s.admin_post("/admin/reload", "").await;
+    assert_eq!(status, 422, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("rules[0].expr")
+            && error.contains("unknown variable `user`")
+            && error.contains("line "),
+        "{body}"
+    );
+    assert_eq!(s.get("/extra", "t-alice").await.status(), 403);
+
     // A changed provider definition starts its cache afresh.
     s.rewrite(&[("timeout", "3s")], "");
     let (status, body) = s.admin_post("/admin/reload", "").await;
