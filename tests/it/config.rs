@@ -555,6 +555,35 @@ fn check_rejects_bad_configs_naming_the_key() {
             concat!("routes:\n  - { path_prefix: /, auth: none, upstream: echo }\ncluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n  key_secret_file: ", env!("CARGO_MANIFEST_DIR"), "/config/demo-cluster-secret\n  shared_cache: sometimes\n"),
             &["cluster.shared_cache", "true, false, or a mapping"],
         ),
+        // Authorization rules (#36): the CEL expression is judged as the file is read.
+        (
+            "routes:\n  - path_prefix: /\n    provider: p\n    upstream: echo\n    rules:\n      - name: r\n        expr: \"user.admin\"\nproviders:\n  p: { kind: static, tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }] }\n",
+            &["routes[0].rules[0].expr", "unknown variable `user`", "line 9"],
+        ),
+        (
+            "routes:\n  - path_prefix: /\n    provider: p\n    upstream: echo\n    rules:\n      - name: r\n        expr: \"identity.scopes + 1 > 0\"\nproviders:\n  p: { kind: static, tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }] }\n",
+            &["routes[0].rules[0].expr", "type error", "line 9"],
+        ),
+        (
+            "routes:\n  - path_prefix: /\n    provider: p\n    upstream: echo\n    rules:\n      - name: r\n        expr: \"identity.subject ==\"\nproviders:\n  p: { kind: static, tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }] }\n",
+            &["routes[0].rules[0].expr", "does not parse", "line 9"],
+        ),
+        (
+            "routes:\n  - path_prefix: /\n    provider: p\n    upstream: echo\n    rules:\n      - name: r\n        expr: \"hash(identity.subject) == 1\"\nproviders:\n  p: { kind: static, tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }] }\n",
+            &["routes[0].rules[0].expr", "unknown function `hash`"],
+        ),
+        (
+            "routes:\n  - { name: a, path: \"/orgs/{org}\", provider: p, upstream: echo }\n  - { name: b, path: \"/orgs/{id}\", provider: p, upstream: echo }\nproviders:\n  p: { kind: static, tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }] }\n",
+            &["routes[1].path", "routes[0] (`a`: `/orgs/{org}`)", "could never be chosen"],
+        ),
+        (
+            "routes:\n  - { path: \"/wallets/{walletId}\", provider: p, upstream: echo, require_scopes: { all_of: [\"spend:{wallet}\"] } }\nproviders:\n  p: { kind: static, tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }] }\n",
+            &["routes[0].require_scopes.all_of[0]", "`{wallet}` is not a parameter", "`{walletId}`"],
+        ),
+        (
+            "routes:\n  - { path: \"/orgs/v{org}\", provider: p, upstream: echo }\nproviders:\n  p: { kind: static, tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }] }\n",
+            &["routes[0].path", "one whole `{name}`"],
+        ),
     ];
     // Judged in process (`config::from_str_all`, what `--check` runs); the binary's exit
     // code and message shape are checked on the first row.

@@ -497,9 +497,10 @@ async fn templates_scopes_organizations_and_rules_decide_end_to_end() {
     assert_eq!(t["would_deny"][0]["detail"], "rule `never` is false", "{t}");
 }
 
-/// The recipes against the documented answers of two seed providers: BitGo's session
-/// (wallet-bound scopes, organizations) and Krystal's authorization (organizations,
-/// two-factor session state mapped as a claim).
+/// The recipes against the documented answers of three seed providers: BitGo's session
+/// (wallet-bound scopes, organizations), Krystal's authorization (organizations,
+/// two-factor session state mapped as claims) and EnOS's session info (the working and
+/// resident organization).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipes_hold_for_the_seed_providers_documented_answers() {
     fn fixture(preset: &str, name: &str) -> Value {
@@ -539,6 +540,12 @@ async fn recipes_hold_for_the_seed_providers_documented_answers() {
         Reply::json(200, v)
     })
     .await;
+    let enos = Fake::start(move |_| {
+        let mut v = fixture("enos", "session-info-documented.json");
+        v["session"]["refreshTime"] = json!(in_an_hour - 3600);
+        Reply::json(200, v)
+    })
+    .await;
     let upstream = Fake::upstream().await;
     let g = start_gateway(
         r#"
@@ -547,6 +554,7 @@ admin_listen: {admin}
 shutdown_grace_period: 0s
 trusted_proxies: [127.0.0.1/32]
 providers:
+  enos: { kind: enos, url: "{enos}/enos-iam-service/v2.0/session/info" }
   bitgo: { kind: bitgo, url: "{bitgo}/api/v2/user/session" }
   krystal:
     kind: krystal
@@ -562,6 +570,7 @@ routes:
     provider: bitgo
     upstream: app
     require_scopes: { any_of: ["wallet_spend:{walletId}", wallet_spend_all] }
+  - { name: e-tenant, host: enos.test, path: "/orgs/{org}/{rest*}", provider: enos, upstream: app, require_organization: "{org}" }
   - { name: k-tenant, host: krystal.test, path: "/orgs/{org}/{rest*}", provider: krystal, upstream: app, require_organization: "{org}" }
   - name: k-admin
     host: krystal.test
@@ -575,6 +584,7 @@ routes:
         &[
             ("bitgo", bitgo.url()),
             ("krystal", krystal.url()),
+            ("enos", enos.url()),
             ("upstream", upstream.url()),
         ],
     );
@@ -582,6 +592,7 @@ routes:
     let bitgo_wallet = "5f1e2d3c4b5a69788796a5b4c3d2e1f0";
     let two_fa = "seed-token-0123456789";
     let no_2fa = "no-2fa-token-0123456789";
+    let enos_token = "IAM_S_0123456789abcdefghijklmnopqrstuvwxyz";
     let rows: &[(&str, &str, &str, &str, u16)] = &[
         (
             "bitgo.test",
@@ -616,6 +627,20 @@ routes:
         ("krystal.test", "GET", "/orgs/org_zzzz/servers", two_fa, 403),
         ("krystal.test", "GET", "/admin/servers", two_fa, 200),
         ("krystal.test", "GET", "/admin/servers", no_2fa, 403),
+        (
+            "enos.test",
+            "GET",
+            "/orgs/o15578227985571/assets",
+            enos_token,
+            200,
+        ),
+        (
+            "enos.test",
+            "GET",
+            "/orgs/o15578227985572/assets",
+            enos_token,
+            403,
+        ),
     ];
     for (host, method, path, token, want) in rows {
         let resp = c
