@@ -104,8 +104,9 @@ impl Expr {
     /// Compiles and checks `expr`; the error says what is wrong.
     pub fn parse(expr: &str) -> Result<Expr, String> {
         check_size(expr)?;
-        let program = ENV
-            .compile(expr)
+        let compiled = std::panic::catch_unwind(|| ENV.compile(expr))
+            .map_err(|_| "the CEL parser crashes on it; write it another way".to_string())?;
+        let program = compiled
             .map_err(|e| format!("does not parse: {}", e.to_string().replace('\n', " ")))?;
         let refs = program.references();
         let bound = bound_names(expr);
@@ -139,7 +140,10 @@ impl Expr {
         let sample = Facts::sample();
         let mut ctx = Context::with_env(ENV.clone());
         ctx.set_variable_resolver(&sample);
-        match self.program.execute(&ctx) {
+        let Some(result) = execute(&self.program, &ctx) else {
+            return Err("the expression crashes the CEL interpreter; write it another way".into());
+        };
+        match result {
             Ok(Value::Bool(_)) => Ok(()),
             Ok(other) => Err(format!(
                 "a rule must be true or false; this one gives a {:?}",
@@ -181,7 +185,10 @@ impl RouteRule {
 
     /// Evaluates the rule in `ctx` (its variables resolved by [`Facts`]).
     pub(crate) fn judge(&self, ctx: &Context<'_, '_>) -> RuleVerdict {
-        match self.program.execute(ctx) {
+        let Some(result) = execute(&self.program, ctx) else {
+            return RuleVerdict::Failed("the CEL interpreter crashed on it".into());
+        };
+        match result {
             Ok(Value::Bool(true)) => RuleVerdict::Pass,
             Ok(Value::Bool(false)) => RuleVerdict::False,
             Ok(other) => {
@@ -190,6 +197,12 @@ impl RouteRule {
             Err(e) => RuleVerdict::Failed(describe(&e)),
         }
     }
+}
+
+/// Runs the interpreter. A panic inside it — a bug of the third-party crate, on some
+/// input — is `None`, never a crashed worker: the rule then denies (fail closed).
+fn execute(program: &Program, ctx: &Context<'_, '_>) -> Option<cel::ResolveResult> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(ctx))).ok()
 }
 
 /// A request-time error in words that carry no value the expression read: values come
@@ -293,10 +306,8 @@ fn is_function(name: &str) -> bool {
     .iter()
     .filter_map(|receiver| ENV.compile(&format!("{receiver}{name}()")).ok())
     .any(|probe| {
-        !matches!(
-            probe.execute(&ctx),
-            Err(ExecutionError::UndeclaredReference(_))
-        )
+        execute(&probe, &ctx)
+            .is_some_and(|r| !matches!(r, Err(ExecutionError::UndeclaredReference(_))))
     })
 }
 
