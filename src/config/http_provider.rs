@@ -499,12 +499,7 @@ pub(super) fn apply_response(
             .iter()
             .map(|(name, p)| {
                 let key = format!("{path}.claims.{name}");
-                if !claim_name_ok(name) {
-                    return Err(ConfigError::at(
-                        key,
-                        "claim names may use only letters, digits and `-` (they become header names)",
-                    ));
-                }
+                check_claim_name(&key, name)?;
                 Ok((name.clone(), pointer(&key, p)?))
             })
             .collect::<Result<_>>()?;
@@ -550,9 +545,17 @@ pub(super) fn ca_roots(
     Ok(certs)
 }
 
-/// A claim name: it becomes a header name (`<prefix>Claim-<name>`).
-pub(crate) fn claim_name_ok(name: &str) -> bool {
-    !name.is_empty()
+/// A claim name at `key`: it becomes a header name (`<prefix>Claim-<name>`).
+pub(crate) fn check_claim_name(key: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::at(
+            key,
+            "claim names may use only letters, digits and `-` (they become header names)",
+        ))
+    }
 }

@@ -145,29 +145,11 @@ fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
             .map_err(|e| ConfigError::at(format!("{path}.ip_restrict[{i}]"), e.to_string()))?;
     }
     for (name, value) in &id.claims {
-        if !crate::config::http_provider::claim_name_ok(name) {
-            return Err(ConfigError::at(
-                format!("{path}.claims.{name}"),
-                "claim names may use only letters, digits and `-` (they become header names)",
-            ));
-        }
+        let key = format!("{path}.claims.{name}");
+        crate::config::http_provider::check_claim_name(&key, name)?;
         if value.chars().any(char::is_control) {
             return Err(ConfigError::at(
-                format!("{path}.claims.{name}"),
-                "one line of text (it is forwarded as a header)",
-            ));
-        }
-    }
-    for (name, value) in &id.claims {
-        if !crate::config::http_provider::claim_name_ok(name) {
-            return Err(ConfigError::at(
-                format!("{path}.claims.{name}"),
-                "claim names may use only letters, digits and `-` (they become header names)",
-            ));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(ConfigError::at(
-                format!("{path}.claims.{name}"),
+                key,
                 "one line of text (it is forwarded as a header)",
             ));
         }

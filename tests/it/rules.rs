@@ -158,209 +158,34 @@ async fn templates_scopes_organizations_and_rules_decide_end_to_end() {
         Option<&'a str>,
         Option<&'a str>,
     );
+    #[rustfmt::skip]
     let rows: &[Row] = &[
         // Tenant isolation, and the path variants that must not move the org.
-        (
-            "GET",
-            "/orgs/acme/projects",
-            ALICE,
-            &[],
-            200,
-            None,
-            Some("/orgs/acme/projects"),
-        ),
-        (
-            "GET",
-            "/orgs/acme",
-            ALICE,
-            &[],
-            200,
-            None,
-            Some("/orgs/acme"),
-        ),
-        (
-            "GET",
-            "/orgs/globex/projects",
-            ALICE,
-            &[],
-            403,
-            Some("organization_not_allowed"),
-            None,
-        ),
-        (
-            "GET",
-            "/orgs/globex/projects",
-            BOB,
-            &[],
-            200,
-            None,
-            Some("/orgs/globex/projects"),
-        ),
-        (
-            "GET",
-            "/orgs/%61cme/projects",
-            ALICE,
-            &[],
-            200,
-            None,
-            Some("/orgs/acme/projects"),
-        ),
-        (
-            "GET",
-            "/orgs/ACME/projects",
-            ALICE,
-            &[],
-            403,
-            Some("organization_not_allowed"),
-            None,
-        ),
-        (
-            "GET",
-            "/orgs/globex/../acme/x",
-            ALICE,
-            &[],
-            200,
-            None,
-            Some("/orgs/acme/x"),
-        ),
-        (
-            "GET",
-            "/orgs/acme/../globex/x",
-            ALICE,
-            &[],
-            403,
-            Some("organization_not_allowed"),
-            None,
-        ),
-        (
-            "GET",
-            "//orgs//globex/x",
-            ALICE,
-            &[],
-            403,
-            Some("organization_not_allowed"),
-            None,
-        ),
-        (
-            "GET",
-            "/orgs/acme%2F..%2Fglobex/x",
-            ALICE,
-            &[],
-            400,
-            None,
-            None,
-        ),
+        ("GET", "/orgs/acme/projects", ALICE, &[], 200, None, Some("/orgs/acme/projects")),
+        ("GET", "/orgs/acme", ALICE, &[], 200, None, Some("/orgs/acme")),
+        ("GET", "/orgs/globex/projects", ALICE, &[], 403, Some("organization_not_allowed"), None),
+        ("GET", "/orgs/globex/projects", BOB, &[], 200, None, Some("/orgs/globex/projects")),
+        ("GET", "/orgs/%61cme/projects", ALICE, &[], 200, None, Some("/orgs/acme/projects")),
+        ("GET", "/orgs/ACME/projects", ALICE, &[], 403, Some("organization_not_allowed"), None),
+        ("GET", "/orgs/globex/../acme/x", ALICE, &[], 200, None, Some("/orgs/acme/x")),
+        ("GET", "/orgs/acme/../globex/x", ALICE, &[], 403, Some("organization_not_allowed"), None),
+        ("GET", "//orgs//globex/x", ALICE, &[], 403, Some("organization_not_allowed"), None),
+        ("GET", "/orgs/acme%2F..%2Fglobex/x", ALICE, &[], 400, None, None),
         ("GET", "/orgs/acme;x/projects", ALICE, &[], 400, None, None),
-        (
-            "GET",
-            "/orgs/globex;acme/projects",
-            ALICE,
-            &[],
-            400,
-            None,
-            None,
-        ),
+        ("GET", "/orgs/globex;acme/projects", ALICE, &[], 400, None, None),
         // Resource-bound scopes: the wallet in the path, never a wildcard from it.
-        (
-            "POST",
-            "/api/v2/btc/wallet/w1/sendcoins",
-            ALICE,
-            &[],
-            200,
-            None,
-            Some("/api/v2/btc/wallet/w1/sendcoins"),
-        ),
-        (
-            "POST",
-            "/api/v2/btc/wallet/w2/sendcoins",
-            ALICE,
-            &[],
-            403,
-            Some("insufficient_scope"),
-            None,
-        ),
-        (
-            "POST",
-            "/api/v2/btc/wallet/w*/sendcoins",
-            ALICE,
-            &[],
-            403,
-            Some("insufficient_scope"),
-            None,
-        ),
-        (
-            "POST",
-            "/api/v2/btc/wallet/w2/sendcoins",
-            BOB,
-            &[],
-            200,
-            None,
-            Some("/api/v2/btc/wallet/w2/sendcoins"),
-        ),
-        (
-            "GET",
-            "/api/v2/btc/wallet/w1/sendcoins",
-            ALICE,
-            &[],
-            405,
-            None,
-            None,
-        ),
+        ("POST", "/api/v2/btc/wallet/w1/sendcoins", ALICE, &[], 200, None, Some("/api/v2/btc/wallet/w1/sendcoins")),
+        ("POST", "/api/v2/btc/wallet/w2/sendcoins", ALICE, &[], 403, Some("insufficient_scope"), None),
+        ("POST", "/api/v2/btc/wallet/w*/sendcoins", ALICE, &[], 403, Some("insufficient_scope"), None),
+        ("POST", "/api/v2/btc/wallet/w2/sendcoins", BOB, &[], 200, None, Some("/api/v2/btc/wallet/w2/sendcoins")),
+        ("GET", "/api/v2/btc/wallet/w1/sendcoins", ALICE, &[], 405, None, None),
         // CEL rules.
-        (
-            "GET",
-            "/admin/users",
-            ALICE,
-            &[],
-            200,
-            None,
-            Some("/admin/users"),
-        ),
-        (
-            "GET",
-            "/admin/users",
-            BOB,
-            &[],
-            403,
-            Some("rule_denied"),
-            None,
-        ),
-        (
-            "GET",
-            "/by-header/x",
-            ALICE,
-            &[("x-org-id", "acme")],
-            200,
-            None,
-            Some("/by-header/x"),
-        ),
-        (
-            "GET",
-            "/by-header/x",
-            ALICE,
-            &[("x-org-id", "globex")],
-            403,
-            Some("rule_denied"),
-            None,
-        ),
-        (
-            "GET",
-            "/by-header/x",
-            ALICE,
-            &[],
-            403,
-            Some("rule_denied"),
-            None,
-        ),
-        (
-            "GET",
-            "/until/x",
-            ALICE,
-            &[],
-            403,
-            Some("rule_denied"),
-            None,
-        ),
+        ("GET", "/admin/users", ALICE, &[], 200, None, Some("/admin/users")),
+        ("GET", "/admin/users", BOB, &[], 403, Some("rule_denied"), None),
+        ("GET", "/by-header/x", ALICE, &[("x-org-id", "acme")], 200, None, Some("/by-header/x")),
+        ("GET", "/by-header/x", ALICE, &[("x-org-id", "globex")], 403, Some("rule_denied"), None),
+        ("GET", "/by-header/x", ALICE, &[], 403, Some("rule_denied"), None),
+        ("GET", "/until/x", ALICE, &[], 403, Some("rule_denied"), None),
         ("GET", "/hidden/x", ALICE, &[], 404, Some("not_found"), None),
         ("GET", "/shadow/x", ALICE, &[], 200, None, Some("/shadow/x")),
     ];
@@ -424,36 +249,34 @@ async fn templates_scopes_organizations_and_rules_decide_end_to_end() {
     assert_eq!(headers["grpc-status"], "7");
 
     // Metrics: per rule, report-only routes included; failures counted apart.
-    let text = metrics_text(&g).await;
-    let value = |sample: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
-    };
-    assert_eq!(
-        value("sessiongate_policy_rule_denials_total{route=\"admin\",rule=\"two-factor\"}"),
-        3.0
-    );
-    assert_eq!(
-        value("sessiongate_policy_rule_denials_total{route=\"by-header\",rule=\"org-header\"}"),
-        2.0
-    );
-    assert_eq!(
-        value("sessiongate_policy_rule_errors_total{route=\"by-header\",rule=\"org-header\"}"),
-        1.0
-    );
-    assert_eq!(
-        value("sessiongate_policy_rule_denials_total{route=\"shadow\",rule=\"never\"}"),
-        1.0
-    );
-    assert_eq!(
-        value("sessiongate_policy_would_deny_total{reason=\"rule_denied\",route=\"shadow\"}"),
-        1.0
-    );
-    assert_eq!(
-        value("sessiongate_requests_total{outcome=\"organization_not_allowed\",route=\"tenant\"}"),
-        4.0
-    );
+    for (sample, want) in [
+        (
+            "sessiongate_policy_rule_denials_total{route=\"admin\",rule=\"two-factor\"}",
+            3.0,
+        ),
+        (
+            "sessiongate_policy_rule_denials_total{route=\"by-header\",rule=\"org-header\"}",
+            2.0,
+        ),
+        (
+            "sessiongate_policy_rule_errors_total{route=\"by-header\",rule=\"org-header\"}",
+            1.0,
+        ),
+        (
+            "sessiongate_policy_rule_denials_total{route=\"shadow\",rule=\"never\"}",
+            1.0,
+        ),
+        (
+            "sessiongate_policy_would_deny_total{reason=\"rule_denied\",route=\"shadow\"}",
+            1.0,
+        ),
+        (
+            "sessiongate_requests_total{outcome=\"organization_not_allowed\",route=\"tenant\"}",
+            4.0,
+        ),
+    ] {
+        assert_eq!(metric(&g, sample).await, want, "{sample}");
+    }
 
     // `explain` shows the parameters and each rule's verdict.
     let explain = |body: Value| {
