@@ -58,34 +58,67 @@ pub(crate) fn scope_matches(want: &str, have: &str) -> bool {
     }
 }
 
+/// A piece of a text with `{name}` placeholders (a scope or `require_organization`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Piece<'a> {
+    /// Text between placeholders (a stray `}` stays in it).
+    Text(&'a str),
+    /// A placeholder: the name between the braces.
+    Param(&'a str),
+    /// A `{` without its `}`, and all that follows it.
+    Unclosed(&'a str),
+}
+
+/// The pieces of `template`, in order — the one reading of the placeholder syntax that
+/// the configuration check, the policy and the messages share.
+pub(crate) fn pieces(template: &str) -> impl Iterator<Item = Piece<'_>> {
+    let mut rest = template;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let Some(after) = rest.strip_prefix('{') else {
+            let (text, more) = rest.split_at(rest.find('{').unwrap_or(rest.len()));
+            rest = more;
+            return Some(Piece::Text(text));
+        };
+        Some(match after.find('}') {
+            Some(close) => {
+                rest = &after[close + 1..];
+                Piece::Param(&after[..close])
+            }
+            None => Piece::Unclosed(std::mem::take(&mut rest)),
+        })
+    })
+}
+
+fn param<'p>(params: &'p PathParams, name: &str) -> Option<&'p str> {
+    params
+        .iter()
+        .find(|(k, _)| &**k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// True when `have` is `want` with its `{name}` placeholders filled from the path's
 /// parameters. A value from the path is always compared literally — a `*` in it is no
 /// wildcard; only a `*` the template itself ends with is (when `wildcard`). A placeholder
 /// without a parameter never matches (the configuration check prevents it).
 pub(crate) fn filled_matches(want: &str, have: &str, params: &PathParams, wildcard: bool) -> bool {
-    let (mut rest_want, prefix) = match want.strip_suffix('*') {
+    let (body, prefix) = match want.strip_suffix('*') {
         Some(body) if wildcard => (body, true),
         _ => (want, false),
     };
     let mut rest = have;
-    while !rest_want.is_empty() {
-        let piece: &str = if let Some(after) = rest_want.strip_prefix('{') {
-            let Some(close) = after.find('}') else {
-                return false;
-            };
-            let name = &after[..close];
-            rest_want = &after[close + 1..];
-            match params.iter().find(|(k, _)| &**k == name) {
-                Some((_, value)) => value,
+    for piece in pieces(body) {
+        let expected = match piece {
+            Piece::Text(text) => text,
+            Piece::Param(name) => match param(params, name) {
+                Some(value) => value,
                 None => return false,
-            }
-        } else {
-            let end = rest_want.find('{').unwrap_or(rest_want.len());
-            let literal = &rest_want[..end];
-            rest_want = &rest_want[end..];
-            literal
+            },
+            Piece::Unclosed(_) => return false,
         };
-        match rest.strip_prefix(piece) {
+        match rest.strip_prefix(expected) {
             Some(r) => rest = r,
             None => return false,
         }
@@ -98,29 +131,25 @@ pub(crate) fn filled_matches(want: &str, have: &str, params: &PathParams, wildca
 /// read as a wildcard) leaves its placeholder as written, so nothing the client put in
 /// the path reaches a header unchecked.
 pub(crate) fn fill_for_display(template: &str, params: &PathParams) -> String {
+    let plain = |v: &str| {
+        !v.is_empty()
+            && v.bytes()
+                .all(|b| b == 0x21 || ((0x23..=0x7e).contains(&b) && !b"\\*".contains(&b)))
+    };
     let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open..];
-        let Some(close) = after.find('}') else {
-            break;
-        };
-        let name = &after[1..close];
-        match params.iter().find(|(k, _)| &**k == name) {
-            Some((_, v))
-                if !v.is_empty()
-                    && v.bytes().all(|b| {
-                        b == 0x21 || ((0x23..=0x7e).contains(&b) && !b"\\*".contains(&b))
-                    }) =>
-            {
-                out.push_str(v)
-            }
-            _ => out.push_str(&after[..=close]),
+    for piece in pieces(template) {
+        match piece {
+            Piece::Param(name) => match param(params, name).filter(|v| plain(v)) {
+                Some(value) => out.push_str(value),
+                None => {
+                    out.push('{');
+                    out.push_str(name);
+                    out.push('}');
+                }
+            },
+            Piece::Text(text) | Piece::Unclosed(text) => out.push_str(text),
         }
-        rest = &after[close + 1..];
     }
-    out.push_str(rest);
     out
 }
 
@@ -432,6 +461,27 @@ mod tests {
     use super::*;
     use crate::identity::IdentityParts;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn placeholders_read_one_way_everywhere() {
+        use Piece::*;
+        let read = |t| pieces(t).collect::<Vec<_>>();
+        assert_eq!(read("spend:{w}*"), [Text("spend:"), Param("w"), Text("*")]);
+        assert_eq!(read("{a}{b}"), [Param("a"), Param("b")]);
+        assert_eq!(read("x}y{z"), [Text("x}y"), Unclosed("{z")]);
+        assert_eq!(read(""), []);
+        let params = [(std::sync::Arc::from("w"), "a*b".to_string())];
+        assert!(filled_matches("spend:{w}", "spend:a*b", &params, true));
+        assert!(!filled_matches("spend:{w}", "spend:aXb", &params, true));
+        assert!(filled_matches("spend:{w}*", "spend:a*bc", &params, true));
+        assert!(!filled_matches("spend:{w", "spend:{w", &params, true));
+        assert_eq!(fill_for_display("spend:{w}", &params), "spend:{w}");
+        let params = [(std::sync::Arc::from("w"), "w1".to_string())];
+        assert_eq!(
+            fill_for_display("spend:{w} {x} {y", &params),
+            "spend:w1 {x} {y"
+        );
+    }
 
     fn ip(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())

@@ -23,7 +23,7 @@ use crate::identity::provider::format::{Charset, TokenFormat};
 use crate::identity::provider::guard::Protection;
 use crate::policy::net::IpNet;
 use crate::policy::rules::{RouteRule, RouteRules};
-use crate::policy::{MethodScopes, Mode, RoutePolicy, ScopeRule};
+use crate::policy::{pieces, MethodScopes, Mode, Piece, RoutePolicy, ScopeRule};
 use crate::proxy::headers::{IdentityHeaders, DEFAULT_PREFIX};
 use crate::telemetry::logging::LogSettings;
 

@@ -445,17 +445,17 @@ pub(super) fn scope_rule(
 /// The `{name}` placeholders of a scope or organization: each one a parameter of the
 /// route's `path` template, and no other braces.
 pub(super) fn placeholders(path: &str, text: &str, params: &[&str]) -> Result<()> {
-    let mut rest = text;
-    while let Some(open) = rest.find(['{', '}']) {
-        let after = &rest[open..];
-        let close = after.find('}').filter(|_| after.starts_with('{'));
-        let Some(close) = close else {
-            return Err(ConfigError::at(
-                path,
-                format!("{text:?}: braces only around a path parameter, `{{name}}`"),
-            ));
+    for piece in pieces(text) {
+        let name = match piece {
+            Piece::Param(name) => name,
+            Piece::Text(t) if !t.contains('}') => continue,
+            Piece::Text(_) | Piece::Unclosed(_) => {
+                return Err(ConfigError::at(
+                    path,
+                    format!("{text:?}: braces only around a path parameter, `{{name}}`"),
+                ))
+            }
         };
-        let name = &after[1..close];
         if !params.contains(&name) {
             let known = if params.is_empty() {
                 "this route has none: give it a `path` template such as /orgs/{org}".to_string()
@@ -474,7 +474,6 @@ pub(super) fn placeholders(path: &str, text: &str, params: &[&str]) -> Result<()
                 format!("`{{{name}}}` is not a parameter of the route's path ({known})"),
             ));
         }
-        rest = &after[close + 1..];
     }
     Ok(())
 }
