@@ -537,7 +537,7 @@ log: {{ level: error }}
 /// per request, each rule evaluated). Compared with the prefix match alone.
 fn rules(c: &mut Criterion) {
     let identity: Identity = IdentityParts {
-        claims: vec![("two-factor".into(), "true".into())],
+        claims: vec![sessiongate::identity::Claim::text("two-factor", "true")],
         ..identity()
     }
     .into();

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::identity::provider::{InvalidReason, ProviderId};
-use crate::identity::{Identity, IdentityParts};
+use crate::identity::{Claim, Identity, IdentityParts};
 
 const VERSION: u8 = 1;
 
@@ -34,6 +34,45 @@ pub(crate) enum Opened {
         epoch: Option<String>,
     },
     Invalid(InvalidReason),
+}
+
+/// A claim as stored: `[name, text]` for a forwarded string (what every version wrote),
+/// `[name, value, flags]` otherwise (flags: 1 JSON, 2 forwarded). A replica of a version
+/// before typed claims does not read the second form, so it takes the value as a miss and
+/// asks the provider: never a claim of the wrong type.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredClaim {
+    Typed(String, String, u8),
+    Text(String, String),
+}
+
+impl From<Claim> for StoredClaim {
+    fn from(c: Claim) -> Self {
+        if !c.json && c.forward {
+            StoredClaim::Text(c.name, c.value)
+        } else {
+            StoredClaim::Typed(
+                c.name,
+                c.value,
+                u8::from(c.json) | (2 * u8::from(c.forward)),
+            )
+        }
+    }
+}
+
+impl From<StoredClaim> for Claim {
+    fn from(c: StoredClaim) -> Self {
+        match c {
+            StoredClaim::Text(name, value) => Claim::text(name, value),
+            StoredClaim::Typed(name, value, flags) => Claim {
+                name,
+                value,
+                json: flags & 1 != 0,
+                forward: flags & 2 != 0,
+            },
+        }
+    }
 }
 
 /// Seals and opens shared values with keys derived from the token.
@@ -60,7 +99,7 @@ struct Stored {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     o: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    c: Vec<(String, String)>,
+    c: Vec<StoredClaim>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     g: Option<String>,
 }
@@ -131,7 +170,7 @@ impl Sealer {
             e: p.expires_at.map(unix_ms),
             ip: p.ip_restrict,
             o: p.organizations,
-            c: p.claims,
+            c: p.claims.into_iter().map(StoredClaim::from).collect(),
             g: epoch.map(str::to_string),
         };
         self.seal(provider, token, redis_key, &stored)
@@ -214,7 +253,7 @@ impl Sealer {
             expires_at: stored.e.map(from_unix_ms),
             ip_restrict: stored.ip,
             organizations: stored.o,
-            claims: stored.c,
+            claims: stored.c.into_iter().map(Claim::from).collect(),
         }
         .into();
         Some(Opened::Valid {
@@ -237,7 +276,14 @@ mod tests {
             expires_at: Some(from_unix_ms(4_000_000_000_000)),
             ip_restrict: vec!["10.0.0.0/8".into()],
             organizations: vec!["org-1".into()],
-            claims: vec![("email".into(), "a@example.com".into())],
+            claims: vec![
+                Claim::text("email", "a@example.com"),
+                Claim {
+                    json: true,
+                    forward: false,
+                    ..Claim::text("until", "1893456000")
+                },
+            ],
         }
         .into()
     }

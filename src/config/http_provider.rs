@@ -1,6 +1,7 @@
 //! The HTTP provider kinds (`http`, `bitgo`, `rfc7662`, `krystal`, `prefactor`, `enos`,
 //! `userinfo`): the kind's preset, with every key the config gives replacing the preset's
-//! value for that key, checked and turned into an [`HttpProviderSpec`].
+//! value for that key (`response.claims` adds to the preset's claims, replacing those of
+//! the same name), checked and turned into an [`HttpProviderSpec`].
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,12 +9,14 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::file::{
-    CredentialFile, EndpointFile, ExpiresFile, ExpiryFormatFile, IfMissing, OneOrMany,
+    ClaimFile, CredentialFile, EndpointFile, ExpiresFile, ExpiryFormatFile, IfMissing, OneOrMany,
     PredicateFile, ProviderKind, ResponseFile, RuleFile, TokenIn,
 };
 use super::{secret, ConfigError};
 use crate::identity::provider::http::{Credential, HttpProviderSpec, TokenPlacement};
-use crate::identity::provider::mapping::{ExpiryFormat, ExpiryMapping, Predicate, Rule, Test};
+use crate::identity::provider::mapping::{
+    ClaimMapping, ExpiryFormat, ExpiryMapping, Predicate, Rule, Test,
+};
 use crate::identity::provider::presets::Preset;
 use crate::identity::provider::ProviderSpec;
 
@@ -495,27 +498,27 @@ pub(super) fn apply_response(
             .collect::<Result<_>>()?;
     }
     if let Some(claims) = &r.claims {
-        mapping.claims = claims
-            .iter()
-            .map(|(name, p)| {
-                let key = format!("{path}.claims.{name}");
-                check_claim_name(&key, name)?;
-                Ok((name.clone(), pointer(&key, p)?))
-            })
-            .collect::<Result<_>>()?;
-        // Header names ignore case: two claims spelled alike would make one header.
-        for (i, (name, _)) in mapping.claims.iter().enumerate() {
-            if let Some((other, _)) = mapping.claims[..i]
+        for (name, c) in claims {
+            let key = format!("{path}.claims.{name}");
+            let claim = claim(&key, name, c)?;
+            // One written with a preset's name replaces the preset's.
+            mapping.claims.retain(|m| m.name != *name);
+            // Header names ignore case: two forwarded claims spelled alike would make one
+            // header.
+            if let Some(other) = mapping
+                .claims
                 .iter()
-                .find(|(other, _)| other.eq_ignore_ascii_case(name))
+                .find(|m| m.forward && claim.forward && m.name.eq_ignore_ascii_case(name))
             {
                 return Err(ConfigError::at(
-                    format!("{path}.claims.{name}"),
+                    key,
                     format!(
-                        "claims `{other}` and `{name}` would both be sent as one header (header names ignore case); rename one"
+                        "claims `{}` and `{name}` would both be sent as one header (header names ignore case); rename one",
+                        other.name
                     ),
                 ));
             }
+            mapping.claims.push(claim);
         }
     }
     Ok(())
@@ -545,17 +548,57 @@ pub(super) fn ca_roots(
     Ok(certs)
 }
 
-/// A claim name at `key`: it becomes a header name (`<prefix>Claim-<name>`).
-pub(crate) fn check_claim_name(key: &str, name: &str) -> Result<()> {
+/// One `response.claims` entry, checked.
+fn claim(key: &str, name: &str, c: &ClaimFile) -> Result<ClaimMapping> {
+    let (pointer_text, forward, time) = match c {
+        ClaimFile::Pointer(p) => (p, true, None),
+        ClaimFile::Full(f) => (&f.pointer, f.forward.unwrap_or(true), f.time),
+    };
+    check_claim_name(key, name, forward)?;
+    let time = match time {
+        None => None,
+        Some(ExpiryFormatFile::Rfc3339) => Some(ExpiryFormat::Rfc3339),
+        Some(ExpiryFormatFile::UnixSeconds) => Some(ExpiryFormat::UnixSeconds),
+        Some(ExpiryFormatFile::UnixMillis) => Some(ExpiryFormat::UnixMillis),
+        Some(ExpiryFormatFile::LifetimeSeconds) => {
+            return Err(ConfigError::at(
+                format!("{key}.time"),
+                "a claim's time is `rfc3339`, `unix_seconds` or `unix_millis`",
+            ))
+        }
+    };
+    let pointer_key = match c {
+        ClaimFile::Pointer(_) => key.to_string(),
+        ClaimFile::Full(_) => format!("{key}.pointer"),
+    };
+    Ok(ClaimMapping {
+        name: name.to_string(),
+        pointer: pointer(&pointer_key, pointer_text)?,
+        time,
+        forward,
+    })
+}
+
+/// A claim name at `key`. Rules read it (`identity.claims.<name>`); a forwarded one is
+/// also a header name (`<prefix>Claim-<name>`), and proxies such as nginx drop header
+/// names with `_` by default, so a forwarded name has none.
+pub(crate) fn check_claim_name(key: &str, name: &str, forward: bool) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::at(
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(ConfigError::at(
             key,
-            "claim names may use only letters, digits and `-` (they become header names)",
-        ))
+            "claim names may use only letters, digits, `-` and `_`, at most 64",
+        ));
     }
+    if forward && name.contains('_') {
+        return Err(ConfigError::at(
+            key,
+            "a forwarded claim's name becomes a header name, and proxies drop header names with `_` (nginx: underscores_in_headers off): use `-`, or `forward: false` for a claim only rules read",
+        ));
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use super::http_provider::{apply_response, ca_roots};
 use super::ConfigError;
 use crate::identity::provider::jwt::{JwtSpec, KeySource};
 use crate::identity::provider::mapping::{
-    AnswerRules, ExpiryFormat, ExpiryMapping, ResponseMapping,
+    AnswerRules, ClaimMapping, ExpiryFormat, ExpiryMapping, ResponseMapping,
 };
 use crate::identity::provider::ProviderSpec;
 
@@ -26,6 +26,16 @@ fn default_mapping() -> ResponseMapping {
             pointer: "/exp".into(),
             format: ExpiryFormat::UnixSeconds,
         }),
+        // RFC 9068 §2.2 and OIDC claims rules ask about; kept only when a rule reads them.
+        claims: vec![
+            ClaimMapping::for_rules("client_id", "/client_id"),
+            ClaimMapping::for_rules("roles", "/roles"),
+            ClaimMapping::for_rules("groups", "/groups"),
+            ClaimMapping::for_rules("entitlements", "/entitlements"),
+            ClaimMapping::for_rules("acr", "/acr"),
+            ClaimMapping::for_rules("amr", "/amr"),
+            ClaimMapping::time_for_rules("auth_time", "/auth_time", ExpiryFormat::UnixSeconds),
+        ],
         ..Default::default()
     }
 }

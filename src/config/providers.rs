@@ -9,7 +9,7 @@ use super::file::{ClientCertificateFile, ProviderFile, StaticFile, StaticTokenFi
 use super::{secret, ConfigError};
 use crate::identity::provider::static_tokens::token_digest;
 use crate::identity::provider::ProviderSpec;
-use crate::identity::{Identity, IdentityParts};
+use crate::identity::{Claim, Identity, IdentityParts};
 use crate::policy::net::IpNet;
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -144,15 +144,30 @@ fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
         IpNet::parse(entry)
             .map_err(|e| ConfigError::at(format!("{path}.ip_restrict[{i}]"), e.to_string()))?;
     }
+    let mut claims = Vec::with_capacity(id.claims.len());
     for (name, value) in &id.claims {
         let key = format!("{path}.claims.{name}");
-        crate::config::http_provider::check_claim_name(&key, name)?;
-        if value.chars().any(char::is_control) {
+        // A name with `_` cannot be a header name: such a claim is for rules only.
+        let forward = !name.contains('_');
+        crate::config::http_provider::check_claim_name(&key, name, forward)?;
+        let claim = match value {
+            serde_json::Value::String(s) => Claim::text(name.as_str(), s.as_str()),
+            serde_json::Value::Null => {
+                return Err(ConfigError::at(key, "a claim needs a value (not null)"))
+            }
+            other => Claim {
+                json: true,
+                ..Claim::text(name.as_str(), other.to_string())
+            },
+        };
+        let claim = Claim { forward, ..claim };
+        if forward && claim.value.chars().any(char::is_control) {
             return Err(ConfigError::at(
                 key,
                 "one line of text (it is forwarded as a header)",
             ));
         }
+        claims.push(claim);
     }
     let identity: Identity = IdentityParts {
         subject: id.subject.clone(),
@@ -161,7 +176,7 @@ fn static_identity(path: &str, t: &StaticTokenFile) -> Result<Identity> {
         expires_at,
         ip_restrict: id.ip_restrict.clone(),
         organizations: id.organizations.clone(),
-        claims: id.claims.clone().into_iter().collect(),
+        claims,
     }
     .into();
     if identity.is_expired_at(SystemTime::now()) {

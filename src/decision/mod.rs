@@ -36,7 +36,7 @@ use crate::identity::cache::{Lookup, LookupOutcome, LookupRequest};
 use crate::identity::provider::InvalidReason;
 use crate::identity::token::TokenHasher;
 use crate::identity::token::{extract_token, TokenKey, TokenSource, DEFAULT_MAX_TOKEN_BYTES};
-use crate::identity::{Identity, IdentityParts};
+use crate::identity::{Claim, Identity, IdentityParts};
 use crate::policy::rules::{Facts, RuleVerdict};
 use crate::policy::{self, Denial, Mode};
 
@@ -201,7 +201,7 @@ impl Step {
 fn carries_token(identity: &Identity, token: &str) -> bool {
     identity.subject().contains(token)
         || identity.session_id().is_some_and(|s| s.contains(token))
-        || identity.claims().any(|(_, v)| v.contains(token))
+        || identity.claims().any(|c| c.value.contains(token))
 }
 
 /// `identity` with every forwarded value that contains `token` replaced by `stand_in` (a
@@ -221,7 +221,18 @@ fn hide_token(identity: &Identity, token: &str, stand_in: &str) -> Identity {
         claims: parts
             .claims
             .iter()
-            .map(|(k, v)| (k.clone(), hide(v)))
+            .map(|c| {
+                if c.value.contains(token) {
+                    // Whatever its type was, it is now the stand-in's text.
+                    Claim {
+                        value: stand_in.to_string(),
+                        json: false,
+                        ..c.clone()
+                    }
+                } else {
+                    c.clone()
+                }
+            })
             .collect(),
         ..parts
     }

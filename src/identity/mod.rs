@@ -70,8 +70,79 @@ pub struct IdentityParts {
     pub ip_restrict: Vec<String>,
     /// Organizations / enterprises the subject belongs to.
     pub organizations: Vec<String>,
-    /// Extra provider values the config asked to forward: (claim name, text).
-    pub claims: Vec<(String, String)>,
+    /// Provider values the config maps by name (`response.claims`): for rules, and
+    /// forwarded as headers when the claim says so.
+    pub claims: Vec<Claim>,
+}
+
+/// One claim: a provider value the config maps by name, typed as the provider wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Letters, digits, `-` and `_` (a forwarded one: no `_`; it becomes a header name).
+    pub name: String,
+    /// A string value's text; the compact JSON of any other value (number, `true`/`false`,
+    /// list, object).
+    pub value: String,
+    /// True when `value` is JSON rather than a string's text.
+    pub json: bool,
+    /// Sent to the upstream as `<prefix>Claim-<name>`.
+    pub forward: bool,
+}
+
+impl Claim {
+    /// A forwarded string claim (static tokens' and tests' usual kind).
+    pub fn text(name: impl Into<String>, value: impl Into<String>) -> Claim {
+        Claim {
+            name: name.into(),
+            value: value.into(),
+            json: false,
+            forward: true,
+        }
+    }
+}
+
+/// A claim as an [`Identity`] holds it (borrowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClaimRef<'a> {
+    pub(crate) name: &'a str,
+    /// The text of a string; the compact JSON of anything else.
+    pub(crate) value: &'a str,
+    pub(crate) json: bool,
+    pub(crate) forward: bool,
+}
+
+impl<'a> ClaimRef<'a> {
+    /// The header value: a string as it is, a list of plain values joined with `,`
+    /// (`a,b`), anything else as its JSON (`42`, `true`, `{"a":1}`).
+    pub(crate) fn header_text(&self) -> std::borrow::Cow<'a, str> {
+        if !self.json || !self.value.starts_with('[') {
+            return self.value.into();
+        }
+        match serde_json::from_str::<serde_json::Value>(self.value) {
+            Ok(v) => claim_header_text(&v).into(),
+            Err(_) => self.value.into(),
+        }
+    }
+}
+
+/// How a provider value is written as a header (see [`ClaimRef::header_text`]).
+pub(crate) fn claim_header_text(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
+}
+
+/// A claim's name piece in [`Packed`] starts with one byte of flags: `'0'` plus 1 for
+/// JSON, plus 2 for forwarded.
+fn claim_flags(json: bool, forward: bool) -> char {
+    char::from(b'0' + u8::from(json) + 2 * u8::from(forward))
 }
 
 impl IdentityParts {
@@ -138,39 +209,40 @@ impl From<IdentityParts> for Identity {
                     .sum::<usize>()
                 + p.claims
                     .iter()
-                    .map(|(k, v)| k.len() + v.len())
+                    .map(|c| 1 + c.name.len() + c.value.len())
                     .sum::<usize>(),
         );
         let mut ends: Vec<usize> = Vec::new();
-        let mut push = |s: &str| {
+        let mut push = |flag: Option<char>, s: &str| {
+            text.extend(flag);
             text.push_str(s);
             ends.push(text.len());
         };
-        push(&p.subject);
+        push(None, &p.subject);
         if let Some(sid) = &p.session_id {
-            push(sid);
+            push(None, sid);
         }
         let mut starts = [0u32; 5];
         let mut mark = |i: usize, n: usize| starts[i] = u32::try_from(n).unwrap_or(u32::MAX);
         let first_scope = 1 + usize::from(p.session_id.is_some());
         mark(0, first_scope);
         for s in &p.scopes {
-            push(s);
+            push(None, s);
         }
         mark(1, first_scope + p.scopes.len());
         for s in &p.ip_restrict {
-            push(s);
+            push(None, s);
         }
         mark(2, first_scope + p.scopes.len() + p.ip_restrict.len());
         for s in &p.organizations {
-            push(s);
+            push(None, s);
         }
         let before_claims =
             first_scope + p.scopes.len() + p.ip_restrict.len() + p.organizations.len();
         mark(3, before_claims);
-        for (k, v) in &p.claims {
-            push(k);
-            push(v);
+        for c in &p.claims {
+            push(Some(claim_flags(c.json, c.forward)), &c.name);
+            push(None, &c.value);
         }
         mark(4, before_claims + 2 * p.claims.len());
         let ends = if ends.len() <= INLINE_ENDS && text.len() <= usize::from(u16::MAX) {
@@ -260,11 +332,25 @@ impl Identity {
         self.0.pieces(2)
     }
 
-    /// Extra provider values the config asked to forward: (claim name, text).
-    pub(crate) fn claims(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+    /// The mapped claims, in the provider mapping's order.
+    pub(crate) fn claims(&self) -> impl ExactSizeIterator<Item = ClaimRef<'_>> + Clone + '_ {
         let first = self.0.starts[3] as usize;
         let n = (self.0.starts[4] as usize - first) / 2;
-        (0..n).map(move |i| (self.0.piece(first + 2 * i), self.0.piece(first + 2 * i + 1)))
+        (0..n).map(move |i| {
+            let named = self.0.piece(first + 2 * i);
+            let flags = named.as_bytes().first().map_or(0, |b| b.wrapping_sub(b'0'));
+            ClaimRef {
+                name: named.get(1..).unwrap_or_default(),
+                value: self.0.piece(first + 2 * i + 1),
+                json: flags & 1 != 0,
+                forward: flags & 2 != 0,
+            }
+        })
+    }
+
+    /// The claim called `name`, if the identity has it.
+    pub(crate) fn claim(&self, name: &str) -> Option<ClaimRef<'_>> {
+        self.claims().find(|c| c.name == name)
     }
 
     /// When the token stops being valid, if the provider says.
@@ -304,7 +390,12 @@ impl Identity {
             organizations: owned(self.organizations()),
             claims: self
                 .claims()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|c| Claim {
+                    name: c.name.to_string(),
+                    value: c.value.to_string(),
+                    json: c.json,
+                    forward: c.forward,
+                })
                 .collect(),
         }
     }
@@ -374,7 +465,12 @@ mod tests {
             ip_restrict: list("10.0.0.", ips),
             organizations: list("org", orgs),
             claims: (0..claims)
-                .map(|i| (format!("c{i}"), format!("v{i}")))
+                .map(|i| Claim {
+                    name: format!("c{i}"),
+                    value: format!("v{i}"),
+                    json: i % 2 == 1,
+                    forward: i % 3 != 1,
+                })
                 .collect(),
         }
     }
@@ -392,7 +488,7 @@ mod tests {
         let mut empties = parts(2, 1, 1, 1, true);
         empties.scopes[0].clear();
         empties.session_id = Some(String::new());
-        empties.claims[0].1.clear();
+        empties.claims[0].value.clear();
         shapes.push(empties);
         let mut long = parts(3, 1, 1, 1, true);
         long.subject = "x".repeat(70_000);

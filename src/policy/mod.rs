@@ -4,6 +4,9 @@
 //! request, so one cached identity is judged afresh against each route. They are pure
 //! (identity, client address, route policy, method, clock) → decision, with no I/O.
 
+pub(crate) mod cel_view;
+pub(crate) mod facts;
+pub(crate) mod fast_rules;
 pub(crate) mod net;
 pub mod rules;
 

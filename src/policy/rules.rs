@@ -12,7 +12,8 @@
 //! What a rule sees (the names are the contract; see the README's authorization section):
 //! - `identity`: `subject`, `session_id`, `scopes` (list), `organizations` (list),
 //!   `ip_restrict` (list), `expires_at` (Unix seconds, or `null`), `provider`, `claims`
-//!   (the provider's mapped claims, name → string);
+//!   (the provider's mapped claims, name → value, typed as the provider wrote it: string,
+//!   int/uint/double, bool, list or map; a time claim is Unix seconds);
 //! - `request`: `method`, `path` (canonical), `params` (the path template's), `host`,
 //!   `headers` (lower-case names; values of repeated headers joined with `, `; never the
 //!   credential headers `authorization`, `proxy-authorization`, `cookie` or the route's
@@ -21,18 +22,13 @@
 //!   `header` or `client_certificate`);
 //! - `now`: Unix seconds (an int).
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use cel::common::traits::{Container, Indexer};
-use cel::common::types::{CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, Type};
-use cel::common::value::{CowVal, Val};
 use cel::{Context, Env, ExecutionError, Program, Value};
-use http::HeaderMap;
 
-use crate::identity::Identity;
+pub use super::facts::Facts;
+pub use super::fast_rules::ClaimsRead;
+use super::fast_rules::{claims_read, Fast};
 
 /// The longest expression a rule may have, in bytes.
 pub const MAX_EXPR_BYTES: usize = 2048;
@@ -40,9 +36,6 @@ pub const MAX_EXPR_BYTES: usize = 2048;
 pub const MAX_NESTING: usize = 24;
 /// The variables a rule may use.
 pub const VARIABLES: [&str; 3] = ["identity", "request", "now"];
-
-/// Headers a rule never sees: they carry credentials.
-const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
 
 /// CEL's standard environment, built once.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
@@ -52,6 +45,8 @@ pub struct RouteRule {
     pub(crate) name: Arc<str>,
     source: String,
     program: Arc<Program>,
+    /// The expression in a shape evaluated without the interpreter, if it has one.
+    fast: Option<Arc<Fast>>,
     /// What the client is told when it denies (default: a sentence naming the rule).
     pub(crate) message: Option<Arc<str>>,
     /// 403 (default) or 404 (to not say that the resource exists).
@@ -92,6 +87,7 @@ pub enum RuleVerdict {
 pub struct Expr {
     source: String,
     program: Arc<Program>,
+    fast: Option<Arc<Fast>>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -124,12 +120,34 @@ impl Expr {
                 "unknown function `{f}`: rules use CEL's standard functions"
             ));
         }
-        let expr = Expr {
+        let fast = Fast::compile(program.expression()).map(Arc::new);
+        let mut expr = Expr {
             source: expr.to_string(),
             program: Arc::new(program),
+            fast,
         };
         expr.trial()?;
+        // Belt and braces: a fast form that disagrees with the interpreter on the sample
+        // is not used (the differential test keeps this from happening).
+        let sample = Facts::sample();
+        if let Some(f) = &expr.fast {
+            let rules = RouteRules::new(vec![RouteRule::new("trial", expr.clone(), None, 403)]);
+            if f.eval(&sample).is_some() && rules.judge(&sample) != rules.judge_interpreted(&sample)
+            {
+                expr.fast = None;
+            }
+        }
         Ok(expr)
+    }
+
+    /// The claims the expression can read.
+    pub fn claims_read(&self) -> ClaimsRead {
+        claims_read(self.program.expression())
+    }
+
+    /// True when it has a shape evaluated without the interpreter.
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// Runs the expression against a sample identity and request: operations that do not
@@ -162,6 +180,7 @@ impl RouteRule {
             name: Arc::from(name),
             source: expr.source,
             program: expr.program,
+            fast: expr.fast,
             message: message.map(Arc::from),
             status,
         }
@@ -184,7 +203,7 @@ impl RouteRule {
     }
 
     /// Evaluates the rule in `ctx` (its variables resolved by [`Facts`]).
-    pub(crate) fn judge(&self, ctx: &Context<'_, '_>) -> RuleVerdict {
+    fn judge_in(&self, ctx: &Context<'_, '_>) -> RuleVerdict {
         let Some(result) = execute(&self.program, ctx) else {
             return RuleVerdict::Failed("the CEL interpreter crashed on it".into());
         };
@@ -342,297 +361,55 @@ impl RouteRules {
         }
     }
 
-    /// Every rule's verdict on the sample identity and request the load-time check uses
-    /// (for the fuzz target).
+    /// Every rule's verdict on the sample, as [`RouteRules::judge`] gives it and from the
+    /// interpreter alone (for the fuzz target: they must agree).
     #[doc(hidden)]
-    pub fn judge_sample(&self) -> Vec<RuleVerdict> {
-        self.judge(&Facts::sample())
+    pub fn judge_sample_both(&self) -> (Vec<RuleVerdict>, Vec<RuleVerdict>) {
+        let sample = Facts::sample();
+        (self.judge(&sample), self.judge_interpreted(&sample))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
-    /// Every rule's verdict, in order.
+    /// Every rule's verdict, in order: from its fast form when that gives one, else from
+    /// the interpreter (whose context is made once, when the first rule needs it).
     pub fn judge(&self, facts: &Facts<'_>) -> Vec<RuleVerdict> {
+        let mut ctx: Option<Context<'_, '_>> = None;
+        self.list
+            .iter()
+            .map(|r| {
+                match r.fast.as_deref().and_then(|f| f.eval(facts)) {
+                    Some(true) => return RuleVerdict::Pass,
+                    Some(false) => return RuleVerdict::False,
+                    None => {}
+                }
+                let ctx = ctx.get_or_insert_with(|| {
+                    let mut c = Context::with_env(ENV.clone());
+                    c.set_variable_resolver(facts);
+                    c
+                });
+                r.judge_in(ctx)
+            })
+            .collect()
+    }
+
+    /// Every rule's verdict from the interpreter alone (the differential test's reference).
+    #[doc(hidden)]
+    pub fn judge_interpreted(&self, facts: &Facts<'_>) -> Vec<RuleVerdict> {
         let mut ctx = Context::with_env(ENV.clone());
         ctx.set_variable_resolver(facts);
-        self.list.iter().map(|r| r.judge(&ctx)).collect()
+        self.list.iter().map(|r| r.judge_in(&ctx)).collect()
     }
-}
 
-/// What rules are evaluated over.
-pub struct Facts<'a> {
-    pub identity: &'a Identity,
-    pub provider: &'a str,
-    pub method: &'a str,
-    pub path: &'a str,
-    pub params: &'a [(Arc<str>, String)],
-    pub host: Option<&'a str>,
-    pub headers: &'a HeaderMap,
-    /// True for a header the route reads its token from (never shown to rules).
-    pub token_header: &'a (dyn Fn(&str) -> bool + Sync),
-    pub client: Option<IpAddr>,
-    pub client_certificate: Option<&'a str>,
-    pub token_source: &'static str,
-    pub now: SystemTime,
-}
-
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-impl Facts<'_> {
-    /// `identity`, `request` and `now` as CEL sees them: `identity` and `request` are
-    /// views of these facts, each field made when a rule reads it, its strings borrowed —
-    /// a rule pays for what it reads, not for the whole identity.
-    fn variable<'v>(&'v self, name: &str) -> Option<CowVal<'v, 'v>> {
-        match name {
-            "identity" => Some(CowVal::owned(View::new(self, Part::Identity))),
-            "request" => Some(CowVal::owned(View::new(self, Part::Request))),
-            "now" => Some(CowVal::owned(CelInt::from(unix(self.now)))),
-            _ => None,
+    /// The claims these rules can read.
+    pub fn claims_read(&self) -> ClaimsRead {
+        let mut read = ClaimsRead::None;
+        for r in &self.list {
+            read.add(claims_read(r.program.expression()));
         }
-    }
-
-    /// `request.headers`: every header but the credential ones; repeated ones joined.
-    fn headers_map<'v>(&'v self) -> CelMap<'v> {
-        let mut out: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = HashMap::new();
-        for name in self.headers.keys() {
-            let n = name.as_str();
-            if CREDENTIAL_HEADERS.contains(&n) || (self.token_header)(n) {
-                continue;
-            }
-            let mut values = self
-                .headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok());
-            let value: Box<dyn Val + 'v> = match (values.next(), values.next()) {
-                (None, _) => continue,
-                (Some(one), None) => Box::new(CelString::from(one)),
-                (Some(a), Some(b)) => {
-                    let mut joined = format!("{a}, {b}");
-                    for v in values {
-                        joined.push_str(", ");
-                        joined.push_str(v);
-                    }
-                    Box::new(CelString::from(joined))
-                }
-            };
-            out.insert(CelMapKey::String(CelString::from(n)), value);
-        }
-        out.into()
-    }
-}
-
-impl cel::context::VariableResolver for Facts<'_> {
-    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
-        self.variable(variable)
-    }
-}
-
-/// Which part of the facts a [`View`] shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Identity,
-    Request,
-}
-
-/// `identity` or `request`: a CEL map whose fields are made when they are read.
-#[derive(Clone, Copy)]
-struct View<'v> {
-    facts: &'v Facts<'v>,
-    part: Part,
-}
-
-impl<'v> View<'v> {
-    fn new(facts: &'v Facts<'v>, part: Part) -> Self {
-        View { facts, part }
-    }
-
-    const IDENTITY_FIELDS: [&'static str; 8] = [
-        "subject",
-        "session_id",
-        "scopes",
-        "organizations",
-        "ip_restrict",
-        "expires_at",
-        "provider",
-        "claims",
-    ];
-    const REQUEST_FIELDS: [&'static str; 8] = [
-        "method",
-        "path",
-        "params",
-        "host",
-        "headers",
-        "client",
-        "client_certificate",
-        "token_source",
-    ];
-
-    fn fields(&self) -> &'static [&'static str] {
-        match self.part {
-            Part::Identity => &Self::IDENTITY_FIELDS,
-            Part::Request => &Self::REQUEST_FIELDS,
-        }
-    }
-
-    /// The field `name`, made now (`None`: no such field).
-    fn field(&self, name: &str) -> Option<Box<dyn Val + 'v>> {
-        let f = self.facts;
-        let i = f.identity;
-        let text = |s: &'v str| -> Box<dyn Val + 'v> { Box::new(CelString::from(s)) };
-        let maybe = |s: Option<&'v str>| -> Box<dyn Val + 'v> {
-            match s {
-                Some(s) => Box::new(CelString::from(s)),
-                None => Box::new(CelNull),
-            }
-        };
-        let list = |items: &mut dyn Iterator<Item = &'v str>| -> Box<dyn Val + 'v> {
-            let items: Vec<Box<dyn Val + 'v>> = items.map(&text).collect();
-            Box::new(CelList::from(items))
-        };
-        let map = |pairs: &mut dyn Iterator<Item = (&'v str, &'v str)>| -> Box<dyn Val + 'v> {
-            let m: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = pairs
-                .map(|(k, v)| (CelMapKey::String(CelString::from(k)), text(v)))
-                .collect();
-            Box::new(CelMap::from(m))
-        };
-        Some(match (self.part, name) {
-            (Part::Identity, "subject") => text(i.subject()),
-            (Part::Identity, "session_id") => maybe(i.session_id()),
-            (Part::Identity, "scopes") => list(&mut i.scopes()),
-            (Part::Identity, "organizations") => list(&mut i.organizations()),
-            (Part::Identity, "ip_restrict") => list(&mut i.ip_restrict()),
-            (Part::Identity, "expires_at") => match i.expires_at() {
-                Some(t) => Box::new(CelInt::from(unix(t))),
-                None => Box::new(CelNull),
-            },
-            (Part::Identity, "provider") => text(f.provider),
-            (Part::Identity, "claims") => map(&mut i.claims()),
-            (Part::Request, "method") => text(f.method),
-            (Part::Request, "path") => text(f.path),
-            (Part::Request, "params") => map(&mut f.params.iter().map(|(k, v)| (&**k, v.as_str()))),
-            (Part::Request, "host") => maybe(f.host),
-            (Part::Request, "headers") => Box::new(f.headers_map()),
-            (Part::Request, "client") => match f.client {
-                Some(ip) => Box::new(CelString::from(ip.to_string())),
-                None => Box::new(CelNull),
-            },
-            (Part::Request, "client_certificate") => maybe(f.client_certificate),
-            (Part::Request, "token_source") => text(f.token_source),
-            _ => return None,
-        })
-    }
-
-    /// The field named by `key` (a string), or the error CEL gives for a missing key.
-    fn lookup(&self, key: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError> {
-        let Some(name) = key.downcast_ref::<CelString>() else {
-            return Err(ExecutionError::UnexpectedType {
-                got: format!("{:?}", key.get_type()),
-                want: "string".into(),
-            });
-        };
-        self.field(name.inner())
-            .ok_or_else(|| ExecutionError::NoSuchKey(Arc::new(name.inner().to_string())))
-    }
-}
-
-impl std::fmt::Debug for View<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.part)
-    }
-}
-
-impl Val for View<'_> {
-    fn get_type(&self) -> &Type {
-        &cel::common::types::MAP_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &cel::common::types::MAP_TYPE
-    }
-
-    fn as_indexer<'b, 'w>(&'b self) -> Option<&'b (dyn Indexer + 'w)>
-    where
-        Self: 'w,
-    {
-        Some(self)
-    }
-
-    fn as_container(&self) -> Option<&dyn Container> {
-        Some(self)
-    }
-
-    fn clone_as_boxed<'w>(&self) -> Box<dyn Val + 'w>
-    where
-        Self: 'w,
-    {
-        Box::new(*self)
-    }
-}
-
-impl Container for View<'_> {
-    fn contains(&self, key: &dyn Val) -> Result<bool, ExecutionError> {
-        Ok(key
-            .downcast_ref::<CelString>()
-            .is_some_and(|k| self.fields().contains(&k.inner())))
-    }
-}
-
-impl<'v> Indexer for View<'v> {
-    fn get<'b, 'w>(&'b self, key: &dyn Val) -> Result<CowVal<'b, 'w>, ExecutionError>
-    where
-        Self: 'w,
-    {
-        self.lookup(key).map(CowVal::Owned)
-    }
-
-    fn steal<'w>(self: Box<Self>, key: &dyn Val) -> Result<Box<dyn Val + 'w>, ExecutionError>
-    where
-        Self: 'w,
-    {
-        self.lookup(key)
-    }
-}
-
-impl Facts<'static> {
-    /// A full identity and request, for the trial run at load time.
-    fn sample() -> Facts<'static> {
-        static IDENTITY: LazyLock<Identity> = LazyLock::new(|| {
-            crate::identity::IdentityParts {
-                subject: "user-1".into(),
-                session_id: Some("session-1".into()),
-                scopes: vec!["read".into()],
-                expires_at: Some(UNIX_EPOCH + std::time::Duration::from_secs(4_000_000_000)),
-                ip_restrict: vec!["10.0.0.0/8".into()],
-                organizations: vec!["org-1".into()],
-                claims: vec![("role".into(), "admin".into())],
-            }
-            .into()
-        });
-        static HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
-            let mut h = HeaderMap::new();
-            h.insert("x-org-id", http::HeaderValue::from_static("org-1"));
-            h
-        });
-        Facts {
-            identity: &IDENTITY,
-            provider: "provider",
-            method: "GET",
-            path: "/orgs/org-1",
-            params: &[],
-            host: Some("api.example.com"),
-            headers: &HEADERS,
-            token_header: &|_| false,
-            client: Some(IpAddr::from([10, 0, 0, 1])),
-            client_certificate: None,
-            token_source: "authorization",
-            now: UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000),
-        }
+        read
     }
 }
 
@@ -697,7 +474,7 @@ mod tests {
         let rule = compile("has(identity.claims.level) && identity.claims.level > 3").unwrap();
         let verdicts = RouteRules::new(vec![rule]).judge(&Facts {
             identity: &IdentityParts {
-                claims: vec![("level".into(), "secret-value".into())],
+                claims: vec![crate::identity::Claim::text("level", "secret-value")],
                 ..IdentityParts::default()
             }
             .into(),
@@ -711,7 +488,7 @@ mod tests {
 
     #[test]
     fn credentials_never_reach_a_rule() {
-        let mut headers = HeaderMap::new();
+        let mut headers = http::HeaderMap::new();
         headers.insert("authorization", "Bearer secret".parse().unwrap());
         headers.insert("cookie", "sid=secret".parse().unwrap());
         headers.insert("x-api-key", "secret".parse().unwrap());

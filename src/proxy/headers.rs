@@ -99,7 +99,7 @@ impl IdentityHeaders {
         &'s self,
         identity: &'s Identity,
         provider: &'s str,
-        mut f: impl FnMut(IdentityName<'s>, IdentityValue<'s>),
+        mut f: impl for<'v> FnMut(IdentityName<'s>, IdentityValue<'v>),
     ) {
         use IdentityValue::{List, Number, Text};
         f(IdentityName::Fixed(&self.subject), Text(identity.subject()));
@@ -124,19 +124,21 @@ impl IdentityHeaders {
         f(IdentityName::Fixed(&self.provider), Text(provider));
         let claims = identity.claims();
         let n = claims.len();
-        for (i, (claim, value)) in claims.enumerate() {
-            // Claim names are checked at config time to make valid header names, distinct
-            // without regard to case; one that is not (an identity built elsewhere) is
-            // skipped, and of two that make the same header the last one is sent, as an
-            // insert of each would leave it.
-            let valid = !claim.is_empty() && claim.bytes().all(is_tchar);
+        for (i, claim) in claims.enumerate() {
+            // Only claims mapped with `forward` (the default) are sent. Their names are
+            // checked at config time to make valid header names, distinct without regard
+            // to case; one that is not (an identity built elsewhere) is skipped, and of two
+            // that make the same header the last one is sent, as an insert of each would
+            // leave it.
+            let name = claim.name;
+            let valid = claim.forward && !name.is_empty() && name.bytes().all(is_tchar);
             let replaced = n > 1
                 && identity
                     .claims()
                     .skip(i + 1)
-                    .any(|(later, _)| later.eq_ignore_ascii_case(claim));
+                    .any(|later| later.forward && later.name.eq_ignore_ascii_case(name));
             if valid && !replaced {
-                f(IdentityName::Claim(claim), Text(value));
+                f(IdentityName::Claim(name), Text(&claim.header_text()));
             }
         }
     }
@@ -417,7 +419,7 @@ pub(crate) fn new_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::IdentityParts;
+    use crate::identity::{Claim, IdentityParts};
     use crate::proxy::outgoing::{Outgoing, WireRequest};
 
     fn names() -> IdentityHeaders {
@@ -483,7 +485,13 @@ mod tests {
             scopes: vec!["read".into(), "wallet_spend:abc".into(), "odd scope".into()],
             organizations: vec!["o1".into(), "o,2".into(), "ö".into()],
             expires_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(42)),
-            claims: vec![("email".into(), "a@b.c\r\nX: y".into())],
+            claims: vec![
+                Claim::text("email", "a@b.c\r\nX: y"),
+                Claim {
+                    forward: false,
+                    ..Claim::text("internal", "never sent")
+                },
+            ],
             ..Default::default()
         }
         .into();

@@ -411,7 +411,7 @@ mod tests {
 
     use super::*;
     use crate::decision::client::TrustedProxies;
-    use crate::identity::{Identity, IdentityParts};
+    use crate::identity::{Claim, Identity, IdentityParts};
     use crate::policy::net::IpNet;
     use crate::proxy::direct::upstream_request;
     use crate::proxy::forwarded::set_forwarded;
@@ -497,10 +497,7 @@ mod tests {
                     organizations: vec!["acme".into()],
                     // Two claims that make one header: the last one is sent.
                     claims: if i == 2 {
-                        vec![
-                            ("Team".into(), "red".into()),
-                            ("team".into(), "blue".into()),
-                        ]
+                        vec![Claim::text("Team", "red"), Claim::text("team", "blue")]
                     } else {
                         Vec::new()
                     },

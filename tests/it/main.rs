@@ -35,6 +35,7 @@ mod presets;
 mod process;
 mod providers;
 mod resilience;
+mod rule_shapes;
 mod rules;
 mod tls;
 mod token_sources;

@@ -339,13 +339,29 @@ async fn recipes_hold_for_the_seed_providers_documented_answers() {
         .as_secs()
         + 3600;
     std::env::set_var("SG_RULES_KRYSTAL_KEY", "gateway-api-key");
-    let bitgo = Fake::start(move |_| {
+    let rfc3339 = |secs: u64| {
+        json!(time::OffsetDateTime::from_unix_timestamp(secs as i64)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap())
+    };
+    let bitgo = Fake::start(move |req| {
         let mut v = fixture("bitgo", "session.json");
-        v["session"]["expires"] =
-            json!(time::OffsetDateTime::from_unix_timestamp(in_an_hour as i64)
-                .unwrap()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap());
+        v["session"]["expires"] = rfc3339(in_an_hour);
+        // BitGo adds `unlock` while the session is unlocked for spending (the token says
+        // which case the fake plays: unlocked, unlocked but lapsed, or locked).
+        let bearer = req.header("authorization").unwrap_or_default();
+        let unlocked_until = if bearer.contains("unlocked-") {
+            Some(in_an_hour - 3000)
+        } else if bearer.contains("lapsed-") {
+            Some(in_an_hour - 7200)
+        } else {
+            None
+        };
+        if let Some(until) = unlocked_until {
+            v["session"]["unlock"] = json!({"time": rfc3339(until - 600), "expires": rfc3339(until),
+                "txCount": 0, "txValue": 0, "txValueLimit": 100000000});
+        }
         Reply::json(200, v)
     })
     .await;
@@ -383,7 +399,6 @@ providers:
     kind: krystal
     url: "{krystal}/api/v1/user/authorization"
     credential: { bearer: "${SG_RULES_KRYSTAL_KEY}" }
-    response: { claims: { two-factor: /session/two_factor_auth, trusted: /session/trusted } }
 upstreams: { app: "{upstream}" }
 routes:
   - { name: b-tenant, host: bitgo.test, path: "/orgs/{org}/{rest*}", provider: bitgo, upstream: app, require_organization: "{org}" }
@@ -401,8 +416,18 @@ routes:
     provider: krystal
     upstream: app
     rules:
-      - { name: two-factor, expr: "identity.claims['two-factor'] == 'true' && identity.claims.trusted == 'true'" }
-      - { name: admin-role, expr: "'servers.write' in identity.scopes" }
+      - { name: two-factor, expr: "identity.claims.two_factor_auth == true && identity.claims.trusted" }
+      - { name: admin-role, expr: "'admin' in identity.claims.roles && 'servers.write' in identity.scopes" }
+  - name: b-unlocked
+    host: bitgo.test
+    path: "/api/v2/{coin}/wallet/{walletId}/sendmany"
+    provider: bitgo
+    upstream: app
+    require_scopes: { any_of: ["wallet_spend:{walletId}", wallet_spend_all] }
+    rules:
+      - name: unlocked
+        expr: "has(identity.claims.unlocked_until) && identity.claims.unlocked_until > now"
+        error: unlock the session to spend
 "#,
         &[
             ("bitgo", bitgo.url()),
@@ -442,6 +467,28 @@ routes:
             "bitgo.test",
             "POST",
             "/api/v2/btc/wallet/ffffffffffffffffffffffffffffffff/sendcoins",
+            two_fa,
+            403,
+        ),
+        // Spending needs a session unlocked now (BitGo's `unlock.expires`, a typed claim).
+        (
+            "bitgo.test",
+            "POST",
+            &format!("/api/v2/btc/wallet/{bitgo_wallet}/sendmany"),
+            "unlocked-0123456789",
+            200,
+        ),
+        (
+            "bitgo.test",
+            "POST",
+            &format!("/api/v2/btc/wallet/{bitgo_wallet}/sendmany"),
+            "lapsed-0123456789",
+            403,
+        ),
+        (
+            "bitgo.test",
+            "POST",
+            &format!("/api/v2/btc/wallet/{bitgo_wallet}/sendmany"),
             two_fa,
             403,
         ),

@@ -383,8 +383,30 @@ pub(crate) struct ResponseFile {
     pub(crate) expires: Option<ExpiresFile>,
     pub(crate) ip_restrict: Option<String>,
     pub(crate) organizations: Option<Vec<String>>,
-    /// Claim name → pointer; forwarded as `<prefix>Claim-<Name>`.
-    pub(crate) claims: Option<BTreeMap<String, String>>,
+    /// Claim name → a pointer (forwarded as `<prefix>Claim-<Name>`), or the long form.
+    pub(crate) claims: Option<BTreeMap<String, ClaimFile>>,
+}
+
+/// One `response.claims` entry: `/pointer`, or `{ pointer, forward, time }`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a JSON pointer such as `/email`, or `{ pointer: /email, forward: false, time: rfc3339 }` (keys: pointer, forward, time)"
+)]
+pub(crate) enum ClaimFile {
+    Pointer(String),
+    Full(ClaimFullFile),
+}
+
+/// The long form of a claim.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClaimFullFile {
+    pub(crate) pointer: String,
+    /// Sent to the upstream as a header (default true).
+    pub(crate) forward: Option<bool>,
+    /// The value is a time in this format; rules see it as Unix seconds.
+    pub(crate) time: Option<ExpiryFormatFile>,
 }
 
 /// One token of a `static` provider. Exactly one of `token`, `token_file`, `token_sha256`.
@@ -427,10 +449,11 @@ pub(crate) struct StaticIdentityFile {
     /// Client addresses or CIDR blocks allowed to use the token (empty: any).
     #[serde(default)]
     pub(crate) ip_restrict: Vec<String>,
-    /// Claims, name → value, as a provider's `response.claims` maps them: forwarded as
-    /// `<prefix>Claim-<name>` and read by rules as `identity.claims`.
+    /// Claims, name → value (a string, number, boolean, list or map), as a provider's
+    /// `response.claims` maps them: forwarded as `<prefix>Claim-<name>` and read by rules
+    /// as `identity.claims`.
     #[serde(default)]
-    pub(crate) claims: BTreeMap<String, String>,
+    pub(crate) claims: BTreeMap<String, serde_json::Value>,
 }
 
 #[cfg(test)]

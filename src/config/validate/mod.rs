@@ -263,17 +263,28 @@ fn providers(
     errs: &mut Errors,
     broken: &mut Broken,
 ) -> BTreeMap<String, ProviderSettings> {
+    let mut read = crate::policy::rules::ClaimsRead::None;
+    for r in &file.routes {
+        for rule in r.rules.iter().flatten() {
+            read.add(rule.expr.0.claims_read());
+        }
+    }
     named(
         "providers",
         &file.providers,
         errs,
         &mut broken.providers,
         |path, _, p| {
+            let mut spec = super::providers::provider(path, p, base_dir)?;
+            // Claims are kept when forwarded or read by some route's rule; what is kept is
+            // part of the fingerprint, so a rule that starts reading a claim after a
+            // reload never meets cached identities made without it.
+            let kept = spec.keep_claims(|c| c.forward || read.reads(&c.name));
             Ok(ProviderSettings {
-                spec: super::providers::provider(path, p, base_dir)?,
+                spec,
                 protection: protection(path, p)?,
                 token_format: token_format(path, p)?,
-                fingerprint: fingerprint(p),
+                fingerprint: fingerprint(p, &kept),
             })
         },
     )
@@ -706,5 +717,40 @@ mod tests {
         for (body, want) in table {
             assert_eq!(error_paths(body), *want, "{body}");
         }
+    }
+
+    #[test]
+    fn claims_no_rule_reads_and_no_header_carries_are_not_kept() {
+        let settings = |rule: &str| {
+            let text = format!(
+                "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:1\nproviders:\n  bitgo:\n    kind: bitgo\n    url: http://127.0.0.1:1/s\n    response: {{ claims: {{ Label: /session/label, hidden: {{ pointer: /session/origin, forward: false }} }} }}\nroutes:\n  - {{ path_prefix: /, provider: bitgo, upstream: echo, rules: [{{ name: r, expr: \"{rule}\" }}] }}\n"
+            );
+            crate::config::from_str(&text, std::path::Path::new(".")).unwrap()
+        };
+        let kept = |s: &crate::config::Settings| -> Vec<String> {
+            match &s.providers["bitgo"].spec {
+                crate::identity::provider::ProviderSpec::Http(h) => {
+                    h.mapping.claims.iter().map(|c| c.name.clone()).collect()
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        // The preset's `enterprise`, `unlock`, and the unread `hidden` go; a forwarded
+        // claim and the one the rule reads stay.
+        let reads_one = settings("identity.claims.unlocked_until > now");
+        assert_eq!(kept(&reads_one), ["unlocked_until", "Label"]);
+        let reads_none = settings("identity.subject != ''");
+        assert_eq!(kept(&reads_none), ["Label"]);
+        // Read whole (iterated): every claim is kept.
+        let reads_all = settings("identity.claims.all(k, k != '')");
+        assert_eq!(
+            kept(&reads_all),
+            ["enterprise", "unlocked_until", "unlock", "Label", "hidden"]
+        );
+        // What is kept is part of the fingerprint: cached identities made without a claim
+        // are never read by a rule that needs it.
+        let fp = |s: &crate::config::Settings| s.providers["bitgo"].fingerprint;
+        assert_ne!(fp(&reads_one), fp(&reads_none));
+        assert_eq!(fp(&reads_none), fp(&settings("identity.subject == 'x'")));
     }
 }

@@ -3,10 +3,11 @@
 
 use super::*;
 
-/// A stable hash of a provider's definition as written (secret *references*, not values).
-pub(super) fn fingerprint(p: &ProviderFile) -> u64 {
+/// A stable hash of a provider's definition as written (secret *references*, not values)
+/// and of the claims its identities keep (`kept`: the mapping's claims, as text).
+pub(super) fn fingerprint(p: &ProviderFile, kept: &str) -> u64 {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{p:?}").as_bytes());
+    let digest = Sha256::digest(format!("{p:?}\0{kept}").as_bytes());
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 

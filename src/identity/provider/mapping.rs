@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use super::{InvalidReason, ProviderError, Resolution};
-use crate::identity::IdentityParts;
+use crate::identity::{Claim, IdentityParts};
 
 /// How a [`Predicate`] compares the value at its pointer.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,8 +203,41 @@ pub struct ResponseMapping {
     pub(crate) ip_restrict: Option<String>,
     /// Each pointer may hold a string or an array of strings; all are collected, in order.
     pub(crate) organizations: Vec<String>,
-    /// Extra values forwarded as `<prefix>Claim-<name>` headers: (name, pointer).
-    pub(crate) claims: Vec<(String, String)>,
+    /// Named values for rules and headers (`response.claims`, and the presets' own).
+    pub(crate) claims: Vec<ClaimMapping>,
+}
+
+/// One claim of a mapping: where its value is, whether it is a time, whether it is sent
+/// to the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimMapping {
+    pub(crate) name: String,
+    pub(crate) pointer: String,
+    /// The value is a time written this way; the claim holds it as Unix seconds (what a
+    /// rule compares with `now`). A value that does not read as one leaves the claim out.
+    pub(crate) time: Option<ExpiryFormat>,
+    /// Sent as `<prefix>Claim-<name>`.
+    pub(crate) forward: bool,
+}
+
+impl ClaimMapping {
+    /// A claim kept for rules only (the presets' kind).
+    pub(crate) fn for_rules(name: &str, pointer: &str) -> ClaimMapping {
+        ClaimMapping {
+            name: name.into(),
+            pointer: pointer.into(),
+            time: None,
+            forward: false,
+        }
+    }
+
+    /// The same, for a time.
+    pub(crate) fn time_for_rules(name: &str, pointer: &str, format: ExpiryFormat) -> ClaimMapping {
+        ClaimMapping {
+            time: Some(format),
+            ..ClaimMapping::for_rules(name, pointer)
+        }
+    }
 }
 
 impl ResponseMapping {
@@ -249,7 +282,7 @@ impl ResponseMapping {
             ip_restrict: optional(doc, self.ip_restrict.as_deref(), string_list)?
                 .unwrap_or_default(),
             organizations: self.organizations(doc)?,
-            claims: self.claims(doc)?,
+            claims: self.claims(doc, now),
         };
         if identity.is_expired_at(now) {
             return Ok(Resolution::Invalid(InvalidReason::Expired));
@@ -257,14 +290,30 @@ impl ResponseMapping {
         Ok(Resolution::Valid(identity.into()))
     }
 
-    fn claims(&self, doc: &Value) -> Result<Vec<(String, String)>, ProviderError> {
+    /// The claims the answer has, typed as it writes them: a string is text, anything
+    /// else is kept as its JSON; a time claim is Unix seconds.
+    fn claims(&self, doc: &Value, now: SystemTime) -> Vec<Claim> {
         let mut out = Vec::new();
-        for (name, pointer) in &self.claims {
-            if let Some(value) = present(doc, pointer) {
-                out.push((name.clone(), claim_text(value)));
-            }
+        for m in &self.claims {
+            let Some(v) = present(doc, &m.pointer) else {
+                continue;
+            };
+            let (value, json) = match (&m.time, v) {
+                (Some(format), v) => match expiry(doc, &m.pointer, v, format, now) {
+                    Ok(t) => (unix_seconds(t).to_string(), true),
+                    Err(_) => continue,
+                },
+                (None, Value::String(s)) => (s.clone(), false),
+                (None, other) => (other.to_string(), true),
+            };
+            out.push(Claim {
+                name: m.name.clone(),
+                value,
+                json,
+                forward: m.forward,
+            });
         }
-        Ok(out)
+        out
     }
 
     fn organizations(&self, doc: &Value) -> Result<Vec<String>, ProviderError> {
@@ -401,18 +450,10 @@ fn scopes(pointer: &str, v: &Value) -> Result<Vec<String>, ProviderError> {
     }
 }
 
-/// A claim as header text: strings as they are, other scalars as JSON, arrays of scalars
-/// comma-joined, objects as compact JSON.
-fn claim_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => items
-            .iter()
-            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
-            .collect::<Vec<_>>()
-            .join(","),
-        other => other.to_string(),
-    }
+/// Whole Unix seconds of `t` (before 1970: 0).
+fn unix_seconds(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn expiry(
@@ -693,29 +734,50 @@ mod rule_tests {
     }
 
     #[test]
-    fn claims_are_text() {
+    fn claims_keep_the_type_the_provider_wrote() {
         let m = ResponseMapping {
             subject: vec!["/sub".into()],
             claims: vec![
-                ("email".into(), "/email".into()),
-                ("roles".into(), "/roles".into()),
-                ("verified".into(), "/v".into()),
-                ("absent".into(), "/nope".into()),
+                ClaimMapping {
+                    forward: true,
+                    ..ClaimMapping::for_rules("email", "/email")
+                },
+                ClaimMapping::for_rules("roles", "/roles"),
+                ClaimMapping::for_rules("verified", "/v"),
+                ClaimMapping::for_rules("level", "/n"),
+                ClaimMapping::for_rules("absent", "/nope"),
+                ClaimMapping::time_for_rules("until", "/t", ExpiryFormat::Rfc3339),
+                ClaimMapping::time_for_rules("bad_time", "/email", ExpiryFormat::Rfc3339),
             ],
             ..Default::default()
         };
-        let doc = json!({"sub": "u", "email": "a@b.c", "roles": ["r1", "r2"], "v": true});
+        let doc = json!({"sub": "u", "email": "a@b.c", "roles": ["r1", "r2"], "v": true,
+            "n": 2.5, "t": "2030-01-01T00:00:00Z"});
         let Resolution::Valid(id) = m.apply(&doc, SystemTime::now()).unwrap() else {
             panic!()
         };
-        let id = id.to_parts();
+        let got: Vec<_> = id
+            .claims()
+            .map(|c| {
+                (
+                    c.name,
+                    c.value,
+                    c.json,
+                    c.forward,
+                    c.header_text().into_owned(),
+                )
+            })
+            .collect();
         assert_eq!(
-            id.claims,
+            got,
             [
-                ("email".to_string(), "a@b.c".to_string()),
-                ("roles".to_string(), "r1,r2".to_string()),
-                ("verified".to_string(), "true".to_string())
-            ]
+                ("email", "a@b.c", false, true, "a@b.c".to_string()),
+                ("roles", r#"["r1","r2"]"#, true, false, "r1,r2".to_string()),
+                ("verified", "true", true, false, "true".to_string()),
+                ("level", "2.5", true, false, "2.5".to_string()),
+                ("until", "1893456000", true, false, "1893456000".to_string()),
+            ],
+            "a missing value and a time that does not parse leave the claim out"
         );
     }
 }

@@ -112,6 +112,22 @@ pub enum ProviderSpec {
 }
 
 impl ProviderSpec {
+    /// Drops the mapped claims `keep` refuses (claims no rule reads and no header
+    /// carries need not be kept in the cache); what stays, for the fingerprint.
+    pub(crate) fn keep_claims(&mut self, keep: impl Fn(&mapping::ClaimMapping) -> bool) -> String {
+        let mapping = match self {
+            ProviderSpec::Http(h) => &mut h.mapping,
+            ProviderSpec::Jwt(j) => &mut j.mapping,
+            ProviderSpec::Static(_) | ProviderSpec::ClientCertificate { .. } => {
+                return String::new()
+            }
+        };
+        mapping.claims.retain(|c| keep(c));
+        format!("{:?}", mapping.claims)
+    }
+}
+
+impl ProviderSpec {
     /// The live provider (HTTP clients built here). Fails only when an HTTP client cannot
     /// be built (a CA bundle rustls refuses).
     /// `clock` is what identities' expiry is judged on.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::http::TokenPlacement;
 use super::mapping::{
-    AnswerRules, ExpiryFormat, ExpiryMapping, Predicate, ResponseMapping, Rule, Test,
+    AnswerRules, ClaimMapping, ExpiryFormat, ExpiryMapping, Predicate, ResponseMapping, Rule, Test,
 };
 use super::ProviderKind;
 
@@ -104,6 +104,16 @@ pub fn bitgo() -> Preset {
                 "/session/organizations".into(),
                 "/session/enterprise".into(),
             ],
+            // `unlock` is present only while the session is unlocked for spending.
+            claims: vec![
+                ClaimMapping::for_rules("enterprise", "/session/enterprise"),
+                ClaimMapping::time_for_rules(
+                    "unlocked_until",
+                    "/session/unlock/expires",
+                    ExpiryFormat::Rfc3339,
+                ),
+                ClaimMapping::for_rules("unlock", "/session/unlock"),
+            ],
             ..Default::default()
         },
     }
@@ -130,6 +140,11 @@ pub(crate) fn rfc7662() -> Preset {
             session_id: vec!["/jti".into()],
             scopes: vec!["/scope".into()],
             expires: expires("/exp", ExpiryFormat::UnixSeconds),
+            claims: vec![
+                ClaimMapping::for_rules("client_id", "/client_id"),
+                ClaimMapping::for_rules("username", "/username"),
+                ClaimMapping::for_rules("token_type", "/token_type"),
+            ],
             ..Default::default()
         },
     }
@@ -178,7 +193,13 @@ pub(crate) fn krystal() -> Preset {
             expires: expires("/expiry", ExpiryFormat::UnixSeconds),
             ip_restrict: None,
             organizations: vec!["/user/organizations/*/organization_id".into()],
-            ..Default::default()
+            claims: vec![
+                ClaimMapping::for_rules("trusted", "/session/trusted"),
+                ClaimMapping::for_rules("two_factor_auth", "/session/two_factor_auth"),
+                ClaimMapping::for_rules("two_factor_auth_enabled", "/user/two_factor_auth_enabled"),
+                ClaimMapping::for_rules("roles", "/user/roles"),
+                ClaimMapping::for_rules("client_id", "/client_id"),
+            ],
         },
     }
 }
@@ -261,6 +282,10 @@ pub(crate) fn enos() -> Preset {
                 "/session/workingOrganization/id".into(),
                 "/session/residentOrganization/id".into(),
             ],
+            claims: vec![
+                ClaimMapping::for_rules("mfa_type", "/session/user/mfaType"),
+                ClaimMapping::for_rules("email_verified", "/session/user/emailVerified"),
+            ],
             ..Default::default()
         },
     }
@@ -281,6 +306,11 @@ pub(crate) fn userinfo() -> Preset {
         },
         mapping: ResponseMapping {
             subject: vec!["/sub".into()],
+            claims: vec![
+                ClaimMapping::for_rules("email", "/email"),
+                ClaimMapping::for_rules("email_verified", "/email_verified"),
+                ClaimMapping::for_rules("groups", "/groups"),
+            ],
             ..Default::default()
         },
     }
