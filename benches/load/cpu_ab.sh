@@ -11,8 +11,9 @@
 #   OVERHEAD=1 A=X B=X …         # the auth step alone: one gateway serving hits while the
 #                                # other serves `auth: none`, at once, then swapped
 #   RULES=1 A=X B=X …            # issue #36: hits on a route with a path template and three
-#                                # rules against hits on a plain route, at once, then
-#                                # swapped (builds with `path:`/`rules:` only)
+#                                # rules against hits on the same template without rules,
+#                                # and against a plain route, at once, then swapped
+#                                # (builds with `path:`/`rules:` only)
 #   PERF=/tmp/b.txt …            # also: perf profile of B's first cache-hit run (top symbols;
 #                                # the raw data beside it as /tmp/b.txt.data for perf report -i)
 #   A=target/release/sessiongate CONFIG_A="work_stealing: true" CONFIG_B="work_stealing: false" \
@@ -72,7 +73,12 @@ if [ -n "${RULES:-}" ]; then
     rules:
       - { name: tenant, expr: "request.params.org in identity.organizations" }
       - { name: two-factor, expr: "identity.claims['"'"'two-factor'"'"'] == '"'"'true'"'"'" }
-      - { name: fresh, expr: "identity.expires_at == null || identity.expires_at > now + 60" }'
+      - { name: fresh, expr: "identity.expires_at == null || identity.expires_at > now + 60" }
+  - name: templated
+    path: "/orgz/{org}/{rest*}"
+    provider: idp
+    upstream: app
+    require_scopes: { all_of: [read] }'
 fi
 start_gateway() { # binary [extra top-level YAML] [log level] → prints "pid port"
     local bin=$1 extra=${2:-} level=${3:-warn} port admin dir
@@ -176,8 +182,12 @@ if [ -n "${OVERHEAD:-}" ]; then
 fi
 if [ -n "${RULES:-}" ]; then
     # RULES=1 A=<build> B=<same build>: a hit on the templated route with three rules
-    # against a hit on the plain route, measured at once, then swapped.
+    # against a hit on the same template without rules (the rules' cost alone), then
+    # against the plain prefix route (template and rules); each measured at once, then
+    # swapped.
     for round in $(seq 1 "$ROUNDS"); do
+        together "templ-A/rules-B" /orgz/acme/projects/1 "$AUTH" /orgs/acme/projects/1 "$AUTH"
+        together "rules-A/templ-B" /orgs/acme/projects/1 "$AUTH" /orgz/acme/projects/1 "$AUTH"
         together "plain-A/rules-B" /x "$AUTH" /orgs/acme/projects/1 "$AUTH"
         together "rules-A/plain-B" /orgs/acme/projects/1 "$AUTH" /x "$AUTH"
     done

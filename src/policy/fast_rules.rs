@@ -290,7 +290,7 @@ impl Fast {
     }
 
     /// The verdict, when it is plainly true or false; `None`: ask the interpreter.
-    pub fn eval(&self, f: &Facts<'_>) -> Option<bool> {
+    pub fn eval<'a, 'f: 'a>(&'a self, f: &'a Facts<'f>) -> Option<bool> {
         match self {
             Fast::Const(b) => Some(*b),
             // The interpreter: a true left side decides; otherwise the right side is
@@ -455,12 +455,12 @@ fn list(e: &IdedExpr) -> Option<List> {
     }
 }
 
-fn value<'a>(t: &Term, f: &Facts<'a>) -> Option<V<'a>> {
+fn value<'a, 'f: 'a>(t: &'a Term, f: &'a Facts<'f>) -> Option<V<'a>> {
     let text = |s: &'a str| V::Str(Cow::Borrowed(s));
     let maybe = |s: Option<&'a str>| s.map_or(V::Null, text);
     let i = f.identity;
     Some(match t {
-        Term::Str(s) => V::Str(Cow::Owned(s.clone())),
+        Term::Str(s) => text(s),
         Term::Int(n) => V::Int(*n),
         Term::Bool(b) => V::Bool(*b),
         Term::Null => V::Null,

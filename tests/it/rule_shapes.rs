@@ -236,9 +236,6 @@ fn fast_shapes_give_the_interpreters_verdicts() {
         };
         parsed += 1;
         fast += usize::from(e.is_fast());
-        if !e.is_fast() && std::env::var("SHOW").is_ok() && source.len() < 60 {
-            eprintln!("SLOW {source}");
-        }
         let rules = RouteRules::new(vec![RouteRule::new("r", e, None, 403)]);
         for identity in &identities {
             for r in &requests {

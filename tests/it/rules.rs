@@ -58,6 +58,14 @@ routes:
     upstream: app
     rules:
       - { name: staff-only, expr: "identity.subject.startsWith('staff-')", status: 404 }
+  # Typed claims: a number, a boolean, a list; `level` is forwarded, the others (names
+  # with `_`) are for rules only.
+  - name: typed
+    path_prefix: /typed
+    provider: p
+    upstream: app
+    rules:
+      - { name: typed, expr: "identity.claims.mfa_done && identity.claims.level >= 2 && 'ops' in identity.claims.team_roles" }
   # A rule being rolled out: reported, not enforced.
   - name: shadow
     path_prefix: /shadow
@@ -85,12 +93,13 @@ providers:
           subject: alice
           scopes: [read, "wallet_spend:w1"]
           organizations: [acme]
-          claims: {{ two-factor: "true" }}
+          claims: {{ two-factor: "true", level: 3, mfa_done: true, team_roles: [ops, dev] }}
       - token_sha256: {bob}
         identity:
           subject: bob
           scopes: [wallet_spend_all]
           organizations: [globex]
+          claims: {{ level: "3", mfa_done: "true", team_roles: [dev] }}
 upstreams: {{ app: "{{upstream}}" }}
 {ROUTES}"#,
         alice = sha("alice-token-0123456789"),
@@ -188,6 +197,10 @@ async fn templates_scopes_organizations_and_rules_decide_end_to_end() {
         ("GET", "/until/x", ALICE, &[], 403, Some("rule_denied"), None),
         ("GET", "/hidden/x", ALICE, &[], 404, Some("not_found"), None),
         ("GET", "/shadow/x", ALICE, &[], 200, None, Some("/shadow/x")),
+        // Typed claims: Bob's are strings where Alice's are a number and a boolean, and
+        // his roles lack `ops` — his request is denied either way.
+        ("GET", "/typed/x", ALICE, &[], 200, None, Some("/typed/x")),
+        ("GET", "/typed/x", BOB, &[], 403, Some("rule_denied"), None),
     ];
     for (method, path, token, headers, status, error, upstream_path) in rows {
         let before = upstream.calls();
@@ -223,6 +236,20 @@ async fn templates_scopes_organizations_and_rules_decide_end_to_end() {
             }
         }
     }
+    // Forwarded claims go upstream as text (a number as its digits); claims for rules only
+    // never do.
+    send(&g, "GET", "/typed/x", ALICE, &[]).await;
+    let seen = upstream.last();
+    assert_eq!(seen.header("x-auth-claim-level"), Some("3"));
+    assert_eq!(seen.header("x-auth-claim-two-factor"), Some("true"));
+    assert!(
+        !seen
+            .headers
+            .iter()
+            .any(|(k, _)| k.contains("mfa") || k.contains("roles")),
+        "{:?}",
+        seen.headers
+    );
 
     // The refusal names the rule and never a value the rule read.
     let (_, body, _) = send(&g, "GET", "/admin/users", BOB, &[]).await;
