@@ -394,6 +394,20 @@ fn check_rejects_bad_configs_naming_the_key() {
             "providers:\n  u: { kind: userinfo, url: \"http://127.0.0.1:1/a\", response: { claims: { Team: /team, team: /group } } }\nroutes:\n  - { path_prefix: /, provider: u, upstream: echo }\n",
             &["providers.u.response.claims.team", "one header"],
         ),
+        // Typed claims (issue #36): a forwarded name with `_`, a lifetime as a claim's time,
+        // a misspelt key of the long form.
+        (
+            "providers:\n  u: { kind: userinfo, url: \"http://127.0.0.1:1/a\", response: { claims: { two_factor: /tfa } } }\nroutes:\n  - { path_prefix: /, provider: u, upstream: echo }\n",
+            &["providers.u.response.claims.two_factor", "forward: false"],
+        ),
+        (
+            "providers:\n  u: { kind: userinfo, url: \"http://127.0.0.1:1/a\", response: { claims: { since: { pointer: /t, time: lifetime_seconds } } } }\nroutes:\n  - { path_prefix: /, provider: u, upstream: echo }\n",
+            &["providers.u.response.claims.since.time", "unix_seconds"],
+        ),
+        (
+            "providers:\n  u: { kind: userinfo, url: \"http://127.0.0.1:1/a\", response: { claims: { plan: { pointer: /p, foward: false } } } }\nroutes:\n  - { path_prefix: /, provider: u, upstream: echo }\n",
+            &["providers.u.response.claims.plan", "keys: pointer, forward, time"],
+        ),
         // token_sources (issue #17): each mistake names its entry.
         (
             "providers:\n  s: { kind: static, tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }] }\nroutes:\n  - { path_prefix: /, provider: s, upstream: echo, token_sources: [authorization, { cookie: \"my session\" }] }\n",
