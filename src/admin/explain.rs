@@ -93,6 +93,10 @@ pub(crate) struct IdentityTrace<'a> {
     pub(crate) expires_at: Option<u64>,
     pub(crate) ip_restrict: Vec<&'a str>,
     pub(crate) organizations: Vec<&'a str>,
+    /// Every claim the identity keeps, typed as rules read it (`identity.claims.<name>`).
+    pub(crate) claims: serde_json::Map<String, serde_json::Value>,
+    /// Those of them sent upstream as headers.
+    pub(crate) claims_forwarded: Vec<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -303,6 +307,19 @@ impl<'a> Trace<'a> {
                     .map(|d| d.as_secs()),
                 ip_restrict: i.ip_restrict().collect(),
                 organizations: i.organizations().collect(),
+                claims: i
+                    .claims()
+                    .map(|c| {
+                        let value = match c.json {
+                            true => {
+                                serde_json::from_str(c.value).unwrap_or(serde_json::Value::Null)
+                            }
+                            false => serde_json::Value::String(c.value.to_string()),
+                        };
+                        (c.name.to_string(), value)
+                    })
+                    .collect(),
+                claims_forwarded: i.claims().filter(|c| c.forward).map(|c| c.name).collect(),
             }),
             policy,
             would_deny: d.would_deny.iter().map(Finding::of).collect(),

@@ -345,6 +345,18 @@ async fn templates_scopes_organizations_and_rules_decide_end_to_end() {
     assert_eq!(t["decision"]["outcome"], "allowed", "{t}");
     assert_eq!(t["would_deny"][0]["reason"], "rule_denied", "{t}");
     assert_eq!(t["would_deny"][0]["detail"], "rule `never` is false", "{t}");
+    // …and the identity's claims as rules read them, typed, with the forwarded ones named.
+    let t = explain(json!({"method": "GET", "path": "/typed/x", "token": ALICE})).await;
+    let claims = &t["identity"]["claims"];
+    assert_eq!(claims["level"], json!(3), "{t}");
+    assert_eq!(claims["mfa_done"], json!(true), "{t}");
+    assert_eq!(claims["team_roles"], json!(["ops", "dev"]), "{t}");
+    assert_eq!(claims["two-factor"], json!("true"), "{t}");
+    assert_eq!(
+        t["identity"]["claims_forwarded"],
+        json!(["level", "two-factor"]),
+        "{t}"
+    );
 }
 
 /// The recipes against the documented answers of three seed providers: BitGo's session
