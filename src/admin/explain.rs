@@ -15,6 +15,7 @@ use crate::decision::route::{Route, RouteAuth};
 use crate::decision::template::{Params, RoutePath};
 use crate::decision::{Decision, Verdict};
 use crate::identity::cache::CacheStatus;
+use crate::identity::Identity;
 use crate::policy::rules::RuleVerdict;
 use crate::policy::{self, Denial, DenialKind, Mode};
 
@@ -97,6 +98,33 @@ pub(crate) struct IdentityTrace<'a> {
     pub(crate) claims: serde_json::Map<String, serde_json::Value>,
     /// Those of them sent upstream as headers.
     pub(crate) claims_forwarded: Vec<&'a str>,
+}
+
+impl<'a> IdentityTrace<'a> {
+    fn of(i: &'a Identity) -> Self {
+        IdentityTrace {
+            subject: i.subject(),
+            session_id: i.session_id(),
+            scopes: i.scopes().collect(),
+            expires_at: i
+                .expires_at()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            ip_restrict: i.ip_restrict().collect(),
+            organizations: i.organizations().collect(),
+            claims: i
+                .claims()
+                .map(|c| {
+                    let value = match c.json {
+                        true => serde_json::from_str(c.value).unwrap_or(serde_json::Value::Null),
+                        false => serde_json::Value::String(c.value.to_string()),
+                    };
+                    (c.name.to_string(), value)
+                })
+                .collect(),
+            claims_forwarded: i.claims().filter(|c| c.forward).map(|c| c.name).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -297,30 +325,7 @@ impl<'a> Trace<'a> {
                 provider_called: c.status == CacheStatus::Miss,
                 stale_age_s: c.stale_age.map(|a| a.as_secs()),
             }),
-            identity: identity.map(|i| IdentityTrace {
-                subject: i.subject(),
-                session_id: i.session_id(),
-                scopes: i.scopes().collect(),
-                expires_at: i
-                    .expires_at()
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs()),
-                ip_restrict: i.ip_restrict().collect(),
-                organizations: i.organizations().collect(),
-                claims: i
-                    .claims()
-                    .map(|c| {
-                        let value = match c.json {
-                            true => {
-                                serde_json::from_str(c.value).unwrap_or(serde_json::Value::Null)
-                            }
-                            false => serde_json::Value::String(c.value.to_string()),
-                        };
-                        (c.name.to_string(), value)
-                    })
-                    .collect(),
-                claims_forwarded: i.claims().filter(|c| c.forward).map(|c| c.name).collect(),
-            }),
+            identity: identity.map(IdentityTrace::of),
             policy,
             would_deny: d.would_deny.iter().map(Finding::of).collect(),
             decision: Conclusion {
