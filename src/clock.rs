@@ -9,6 +9,13 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+/// Whole Unix seconds of `t` (before 1970: 0): how rules see times (`now`, `expires_at`,
+/// time claims).
+pub(crate) fn unix_seconds(t: SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// A source of "now".
 pub trait Clock: Send + Sync + Debug {
     fn now(&self) -> SystemTime;

@@ -13,7 +13,8 @@ use cel::common::types::{
 use cel::common::value::{CowVal, Val};
 use cel::ExecutionError;
 
-use super::facts::{unix, Facts};
+use super::facts::Facts;
+use crate::clock::unix_seconds as unix;
 
 impl Facts<'_> {
     /// `identity`, `request` and `now` as CEL sees them: `identity` and `request` are

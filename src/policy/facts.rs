@@ -31,12 +31,6 @@ pub struct Facts<'a> {
     pub now: SystemTime,
 }
 
-/// Whole Unix seconds (before 1970: 0).
-pub(crate) fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 impl<'a> Facts<'a> {
     /// True for a header name a rule may read: not a credential header, not the route's
     /// token header.

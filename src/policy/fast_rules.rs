@@ -17,7 +17,8 @@ use std::borrow::Cow;
 use cel::common::ast::{operators, Expr, LiteralValue};
 use cel::IdedExpr;
 
-use super::facts::{unix, Facts};
+use super::facts::Facts;
+use crate::clock::unix_seconds as unix;
 
 /// The claims a set of rules can read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -293,31 +294,8 @@ impl Fast {
     pub fn eval<'a, 'f: 'a>(&'a self, f: &'a Facts<'f>) -> Option<bool> {
         match self {
             Fast::Const(b) => Some(*b),
-            // The interpreter: a true left side decides; otherwise the right side is
-            // evaluated (its error is the result), and a true right side absorbs an error
-            // on the left.
-            Fast::Or(a, b) => {
-                let left = a.eval(f);
-                if left == Some(true) {
-                    return Some(true);
-                }
-                match (left, b.eval(f)?) {
-                    (Some(false), right) => Some(right),
-                    (None, true) => Some(true),
-                    _ => None,
-                }
-            }
-            Fast::And(a, b) => {
-                let left = a.eval(f);
-                if left == Some(false) {
-                    return Some(false);
-                }
-                match (left, b.eval(f)?) {
-                    (Some(true), right) => Some(right),
-                    (None, false) => Some(false),
-                    _ => None,
-                }
-            }
+            Fast::Or(a, b) => junction(a, b, f, true),
+            Fast::And(a, b) => junction(a, b, f, false),
             Fast::Not(a) => a.eval(f).map(|b| !b),
             Fast::Eq(a, b, negated) => {
                 let equal = match (value(a, f)?, value(b, f)?) {
@@ -374,6 +352,26 @@ impl Fast {
                 Map::Headers => f.header(key).is_some(),
             }),
         }
+    }
+}
+
+/// `||` (`decisive` true) or `&&` (false) as the interpreter evaluates it: a decisive left
+/// side decides; otherwise the right side is evaluated (its error is the result), and a
+/// decisive right side absorbs an error on the left (`error || true` is true).
+fn junction<'a, 'f: 'a>(
+    a: &'a Fast,
+    b: &'a Fast,
+    f: &'a Facts<'f>,
+    decisive: bool,
+) -> Option<bool> {
+    let left = a.eval(f);
+    if left == Some(decisive) {
+        return Some(decisive);
+    }
+    match (left, b.eval(f)?) {
+        (Some(_), right) => Some(right),
+        (None, right) if right == decisive => Some(decisive),
+        (None, _) => None,
     }
 }
 

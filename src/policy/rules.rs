@@ -402,15 +402,6 @@ impl RouteRules {
         ctx.set_variable_resolver(facts);
         self.list.iter().map(|r| r.judge_in(&ctx)).collect()
     }
-
-    /// The claims these rules can read.
-    pub fn claims_read(&self) -> ClaimsRead {
-        let mut read = ClaimsRead::None;
-        for r in &self.list {
-            read.add(claims_read(r.program.expression()));
-        }
-        read
-    }
 }
 
 #[cfg(test)]

@@ -300,7 +300,7 @@ impl ResponseMapping {
             };
             let (value, json) = match (&m.time, v) {
                 (Some(format), v) => match expiry(doc, &m.pointer, v, format, now) {
-                    Ok(t) => (unix_seconds(t).to_string(), true),
+                    Ok(t) => (crate::clock::unix_seconds(t).to_string(), true),
                     Err(_) => continue,
                 },
                 (None, Value::String(s)) => (s.clone(), false),
@@ -448,12 +448,6 @@ fn scopes(pointer: &str, v: &Value) -> Result<Vec<String>, ProviderError> {
             ),
         )),
     }
-}
-
-/// Whole Unix seconds of `t` (before 1970: 0).
-fn unix_seconds(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn expiry(
