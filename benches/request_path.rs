@@ -290,16 +290,10 @@ fn whole_hit_path(c: &mut Criterion) {
     let hasher = TokenHasher::with_key(&[9; 32]);
     let names = IdentityHeaders::new("X-Auth-").unwrap();
     let policy = RoutePolicy {
-        scopes: ScopeRule {
-            all_of: vec![],
-            any_of: vec!["wallet_view_*".into()],
-        },
+        scopes: ScopeRule::new(vec![], vec!["wallet_view_*".into()]),
         method_scopes: vec![MethodScopes {
             methods: vec![Method::POST],
-            rule: ScopeRule {
-                all_of: vec!["wallet_spend_all".into()],
-                any_of: vec![],
-            },
+            rule: ScopeRule::new(vec!["wallet_spend_all".into()], vec![]),
         }],
         ..Default::default()
     };

@@ -112,6 +112,9 @@ CONF
 cpu_ticks() { # pid → utime+stime of all its threads, in clock ticks
     python3 benches/load/cpu_ticks.py "$1"
 }
+cpu_split() { # pid → "user,system" ticks of all its threads (a Python tuple's items)
+    python3 benches/load/cpu_ticks.py --split "$1" | tr ' ' ,
+}
 
 read -r PID_A PORT_A < <(start_gateway "$A" "${CONFIG_A:-}" "${LOG_A:-warn}")
 read -r PID_B PORT_B < <(start_gateway "$B" "${CONFIG_B:-}" "${LOG_B:-warn}")
@@ -151,22 +154,24 @@ together() { # label path [header] [path for B] [header for B] → two lines (A 
     local -a h=() hb=()
     [ -n "$header" ] && h=(-H "$header")
     [ -n "$header_b" ] && hb=(-H "$header_b")
-    a0=$(cpu_ticks "$PID_A"); b0=$(cpu_ticks "$PID_B")
+    a0=$(cpu_split "$PID_A"); b0=$(cpu_split "$PID_B")
     taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" "${h[@]}" "http://127.0.0.1:$PORT_A$path" > "$work/wrk-a" &
     local wa=$!
     taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" "${hb[@]}" "http://127.0.0.1:$PORT_B$path_b" > "$work/wrk-b"
     wait "$wa"
-    a1=$(cpu_ticks "$PID_A"); b1=$(cpu_ticks "$PID_B")
+    a1=$(cpu_split "$PID_A"); b1=$(cpu_split "$PID_B")
     for f in "$work/wrk-a" "$work/wrk-b"; do
         if grep -q "Non-2xx" "$f"; then echo "$label: non-2xx answers" >&2; exit 1; fi
     done
     out_a=$(awk '/requests in/ {print $1}' "$work/wrk-a")
     out_b=$(awk '/requests in/ {print $1}' "$work/wrk-b")
     python3 -c "
-a=($a1-$a0)/$HZ*1e6/$out_a; b=($b1-$b0)/$HZ*1e6/$out_b
-print(f'$label A {$out_a/$DURATION:.0f} {a:.1f}')
-print(f'$label B {$out_b/$DURATION:.0f} {b:.1f}')
-print(f'$label B/A {b/a:.3f}')"
+def per(t0, t1, n): return [(y - x) / $HZ * 1e6 / n for x, y in zip(t0, t1)]
+(au, asy), (bu, bsy) = per([$a0], [$a1], $out_a), per([$b0], [$b1], $out_b)
+a, b = au + asy, bu + bsy
+print(f'$label A {$out_a/$DURATION:.0f} {a:.1f} (user {au:.1f} sys {asy:.1f})')
+print(f'$label B {$out_b/$DURATION:.0f} {b:.1f} (user {bu:.1f} sys {bsy:.1f})')
+print(f'$label B/A {b/a:.3f} (user {bu/au:.3f} sys {bsy/asy:.3f})')"
 }
 
 AUTH="Authorization: Bearer $CPU_AB_TOKEN"

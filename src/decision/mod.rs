@@ -38,7 +38,7 @@ use crate::identity::token::TokenHasher;
 use crate::identity::token::{extract_token, TokenKey, TokenSource, DEFAULT_MAX_TOKEN_BYTES};
 use crate::identity::{Claim, Identity, IdentityParts};
 use crate::policy::rules::{Facts, RuleVerdict};
-use crate::policy::{self, Denial, Mode};
+use crate::policy::{self, Denial, Mode, RuleDenial};
 
 /// What a decision reads besides the request: the routes and trusted proxies of the
 /// configuration in force, and the process's identity cache, token hasher and clock.
@@ -550,12 +550,12 @@ fn judge_rules(
             RuleVerdict::False => None,
             RuleVerdict::Failed(e) => Some(e.clone()),
         };
-        let denial = Denial::Rule {
+        let denial = Denial::Rule(Box::new(RuleDenial {
             name: rule.name.clone(),
             message: rule.message.clone(),
             status: rule.status,
             error,
-        };
+        }));
         if let Err(denial) = enforce(d, route, denial) {
             first.get_or_insert(denial);
         }

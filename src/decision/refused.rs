@@ -95,12 +95,7 @@ impl Refused {
                 // and a scope refusal names the scopes in its challenge.
                 Denial::Expired => Refusal::bearer("invalid_token", d.kind().description()),
                 Denial::InsufficientScope { required } => Refusal::insufficient_scope(required),
-                Denial::Rule {
-                    name,
-                    message,
-                    status,
-                    ..
-                } => Refusal::rule(name, message.as_deref(), *status),
+                Denial::Rule(r) => Refusal::rule(&r.name, r.message.as_deref(), r.status),
                 _ => Refusal::plain(d.kind().status(), d.kind().as_str(), d.kind().description()),
             },
             Refused::ClientCertificateRequired | Refused::NoCertificateCredential => {

@@ -26,16 +26,33 @@ pub(crate) type PathParams = [(std::sync::Arc<str>, String)];
 /// (`wallet_view_*`); any other entry matches exactly (`wallet_spend:<walletId>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScopeRule {
-    pub all_of: Vec<String>,
-    pub any_of: Vec<String>,
+    pub(crate) all_of: Vec<String>,
+    pub(crate) any_of: Vec<String>,
+    /// Whether an entry has a `{name}` placeholder: decided once here, not by scanning
+    /// every entry of every request (routes without templates pay nothing for them).
+    templated: bool,
 }
 
 impl ScopeRule {
+    pub fn new(all_of: Vec<String>, any_of: Vec<String>) -> Self {
+        let templated = all_of.iter().chain(&any_of).any(|s| s.contains('{'));
+        ScopeRule {
+            all_of,
+            any_of,
+            templated,
+        }
+    }
+
     fn satisfied_by<'a>(
         &self,
         scopes: impl Iterator<Item = &'a str> + Clone,
         params: &PathParams,
     ) -> bool {
+        if !self.templated {
+            let has = |want: &String| scopes.clone().any(|s| scope_matches(want, s));
+            return self.all_of.iter().all(has)
+                && (self.any_of.is_empty() || self.any_of.iter().any(has));
+        }
         let has = |want: &String| {
             if want.contains('{') {
                 scopes
@@ -205,15 +222,21 @@ pub enum Denial {
     Expired,
     /// `require_organization`: the identity is not in the organization the request is for.
     Organization { required: String },
-    /// A `rules:` entry is false, or could not be evaluated (`error`, for logs only).
-    Rule {
-        name: std::sync::Arc<str>,
-        /// What the client is told (its own sentence by default).
-        message: Option<std::sync::Arc<str>>,
-        /// 403, or 404 to not say that the resource exists.
-        status: u16,
-        error: Option<String>,
-    },
+    /// A `rules:` entry is false, or could not be evaluated. Boxed: every decision carries
+    /// `Denial`s by value, and routes without rules should not move a rule's fields.
+    Rule(Box<RuleDenial>),
+}
+
+/// Which `rules:` entry denied, and how the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleDenial {
+    pub name: std::sync::Arc<str>,
+    /// What the client is told (its own sentence by default).
+    pub message: Option<std::sync::Arc<str>>,
+    /// 403, or 404 to not say that the resource exists.
+    pub status: u16,
+    /// Why it could not be evaluated (for logs only); `None`: the rule is false.
+    pub error: Option<String>,
 }
 
 /// The kinds of policy refusal, each a label of `sessiongate_requests_total{outcome}` and
@@ -293,7 +316,7 @@ impl Denial {
             }
             Denial::Expired => DenialKind::Expired,
             Denial::Organization { .. } => DenialKind::OrganizationNotAllowed,
-            Denial::Rule { .. } => DenialKind::RuleDenied,
+            Denial::Rule(_) => DenialKind::RuleDenied,
         }
     }
 
@@ -313,14 +336,10 @@ impl Denial {
             Denial::Organization { required } => {
                 format!("the identity's organizations do not include {required:?}")
             }
-            Denial::Rule {
-                name, error: None, ..
-            } => format!("rule `{name}` is false"),
-            Denial::Rule {
-                name,
-                error: Some(e),
-                ..
-            } => format!("rule `{name}` could not be evaluated (denied): {e}"),
+            Denial::Rule(r) => match &r.error {
+                None => format!("rule `{}` is false", r.name),
+                Some(e) => format!("rule `{}` could not be evaluated (denied): {e}", r.name),
+            },
         }
     }
 }
@@ -515,16 +534,10 @@ mod tests {
 
     fn wallets() -> RoutePolicy {
         RoutePolicy {
-            scopes: ScopeRule {
-                all_of: vec![],
-                any_of: strings(&["wallet_view_*", "admin"]),
-            },
+            scopes: ScopeRule::new(vec![], strings(&["wallet_view_*", "admin"])),
             method_scopes: vec![MethodScopes {
                 methods: vec![Method::POST, Method::PUT, Method::DELETE],
-                rule: ScopeRule {
-                    all_of: strings(&["wallet_spend_all"]),
-                    any_of: vec![],
-                },
+                rule: ScopeRule::new(strings(&["wallet_spend_all"]), vec![]),
             }],
             ..Default::default()
         }
@@ -577,10 +590,7 @@ mod tests {
     #[test]
     fn exact_and_wallet_bound_scopes() {
         let p = RoutePolicy {
-            scopes: ScopeRule {
-                all_of: strings(&["wallet_spend:abc123", "openid"]),
-                any_of: vec![],
-            },
+            scopes: ScopeRule::new(strings(&["wallet_spend:abc123", "openid"]), vec![]),
             ..Default::default()
         };
         let ok = identity(&["openid", "wallet_spend:abc123"], &[]);
@@ -643,10 +653,7 @@ mod tests {
     #[test]
     fn every_denial_is_listed_for_report_mode() {
         let p = RoutePolicy {
-            scopes: ScopeRule {
-                all_of: strings(&["admin"]),
-                any_of: vec![],
-            },
+            scopes: ScopeRule::new(strings(&["admin"]), vec![]),
             ..Default::default()
         };
         let id = identity(&["openid"], &["203.0.113.0/24"]);

@@ -24,7 +24,8 @@ impl Proxy {
                 detail,
                 "identity refused: its IP restriction list is malformed"
             ),
-            Denial::Rule { name, error, .. } => {
+            Denial::Rule(rule) => {
+                let (name, error) = (&rule.name, &rule.error);
                 let labels = [&*route.spec.name, &**name];
                 self.state
                     .metrics

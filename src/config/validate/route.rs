@@ -436,10 +436,7 @@ pub(super) fn scope_rule(
             }
         }
     }
-    Ok(ScopeRule {
-        all_of: all_of.to_vec(),
-        any_of: any_of.to_vec(),
-    })
+    Ok(ScopeRule::new(all_of.to_vec(), any_of.to_vec()))
 }
 
 /// The `{name}` placeholders of a scope or organization: each one a parameter of the
