@@ -202,6 +202,7 @@ fn routing(c: &mut Criterion) {
             credentials: Default::default(),
             require_client_certificate: Vec::new(),
             rules: Default::default(),
+            rate_limits: Vec::new(),
         };
         let series = RouteSeries::new(&Metrics::new(), &spec.name, 0);
         Route::resolve(spec, &HashMap::new(), &HashMap::new(), series).expect("no names to resolve")

@@ -48,7 +48,9 @@ pub(crate) fn start(
     let metrics = Metrics::new();
     let mut cache =
         IdentityCache::build(settings.cache.clone(), clock.clone(), Some(metrics.clone()));
-    let snapshot = build(&settings, &metrics, &clock)?;
+    let limiters = crate::limits::Limiters::default();
+    let (snapshot, live) = build(&settings, &metrics, &clock, &limiters)?;
+    limiters.commit(live);
     cache.set_stale_horizon(stale_horizon(&snapshot));
     // Replicas derive the same token keys and purge names from the shared secret, so a
     // purge can name them in the stream; alone, the keys are random per process.
@@ -78,6 +80,7 @@ pub(crate) fn start(
             metrics,
             clock,
             client_certs: Default::default(),
+            limiters,
         }),
         cluster,
         tls,
@@ -147,7 +150,7 @@ impl Process {
                 .collect(),
             needs_restart: restart_only_changes(&applied, &settings),
         };
-        let snapshot = build(&settings, &state.metrics, &state.clock)?;
+        let (snapshot, live) = build(&settings, &state.metrics, &state.clock, &state.limiters)?;
         // Every provider of the new snapshot is a new instance (secret files are read
         // again, so a rotated credential takes effect): each warms up before the swap.
         for p in &snapshot.providers {
@@ -165,6 +168,9 @@ impl Process {
             .cache
             .set_stale_horizon(stale_horizon(&snapshot).max(stale_horizon(&old)));
         state.current.store(Arc::new(snapshot));
+        // Unchanged policies kept their counters in the new routes; now they are the ones
+        // a later reload compares with.
+        state.limiters.commit(live);
         *applied = settings;
         // A reload (SIGHUP, the admin API, a changed file) also picks up rotated certificates.
         self.reload_certificates();
@@ -317,12 +323,15 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
 }
 
 /// Builds a snapshot: wraps providers (metrics, protection), resolves upstream host names
-/// once, creates metric series.
+/// once, creates metric series, gives routes their rate limits' counters (those of an
+/// unchanged policy are `limiters`' own; the live policies are returned for
+/// [`crate::limits::Limiters::commit`] once the snapshot is in force).
 pub fn build(
     settings: &Settings,
     metrics: &Metrics,
     clock: &SharedClock,
-) -> Result<Snapshot, ConfigError> {
+    limiters: &crate::limits::Limiters,
+) -> Result<(Snapshot, Vec<Arc<crate::limits::LivePolicy>>), ConfigError> {
     // Live providers (and their HTTP clients) are built here, from the config's specs.
     let mut providers: Vec<Arc<ProviderEntry>> = Vec::with_capacity(settings.providers.len());
     for (name, p) in &settings.providers {
@@ -359,16 +368,23 @@ pub fn build(
             .map_err(|e| ConfigError::at(format!("upstreams.{name}"), e.to_string()))?;
         upstreams.insert(name, Arc::new(up));
     }
+    let live = limiters.prepare(&settings.rate_limits);
     let routes: Vec<Route> = settings
         .routes
         .iter()
         .enumerate()
         .map(|(i, spec)| {
             let series = RouteSeries::new(metrics, &spec.name, Outcome::COUNT);
-            Route::resolve(spec.clone(), &by_name, &upstreams, series)
-                .map_err(|e| ConfigError::at(format!("routes[{i}]"), e.to_string()))
+            let mut route = Route::resolve(spec.clone(), &by_name, &upstreams, series)
+                .map_err(|e| ConfigError::at(format!("routes[{i}]"), e.to_string()))?;
+            route.limits = spec
+                .rate_limits
+                .iter()
+                .filter_map(|s| live.iter().find(|l| l.spec == *s).cloned())
+                .collect();
+            Ok(route)
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, ConfigError>>()?;
     let upstreams: Vec<&str> = routes
         .iter()
         .filter_map(|r| match &r.upstream {
@@ -390,6 +406,15 @@ pub fn build(
         if r.auth_duration_applies() {
             metrics.auth_duration.with_label_values(&[name]);
         }
+        for l in &r.limits {
+            let report = l.spec.mode == crate::limits::LimitMode::Report
+                || r.spec.policy.mode == Mode::Report;
+            let mode = if report { "report" } else { "enforce" };
+            metrics
+                .rate_limited
+                .with_label_values(&[name, &*l.spec.name, mode]);
+            metrics.rate_limit_keys.with_label_values(&[&*l.spec.name]);
+        }
         for rule in &r.spec.rules.list {
             metrics.rule_denials.with_label_values(&[name, &*rule.name]);
             metrics.rule_errors.with_label_values(&[name, &*rule.name]);
@@ -405,14 +430,17 @@ pub fn build(
             }
         }
     }
-    Ok(Snapshot {
-        routes: RouteTable::new(routes, settings.requests.case_insensitive_paths),
-        providers,
-        identity_headers: settings.identity_headers.clone(),
-        trusted_proxies: settings.trusted_proxies.clone(),
-        hygiene: settings.requests.hygiene.clone(),
-        connections: settings.connections,
-        jwks: crate::identity::assertion::jwks(&settings.assertion_keys),
-        admin_token: settings.admin_token.clone(),
-    })
+    Ok((
+        Snapshot {
+            routes: RouteTable::new(routes, settings.requests.case_insensitive_paths),
+            providers,
+            identity_headers: settings.identity_headers.clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
+            hygiene: settings.requests.hygiene.clone(),
+            connections: settings.connections,
+            jwks: crate::identity::assertion::jwks(&settings.assertion_keys),
+            admin_token: settings.admin_token.clone(),
+        },
+        live,
+    ))
 }

@@ -18,6 +18,11 @@
 //!   the request would.
 //! - `POST /admin/reload` — reads the config file again (like SIGHUP) and answers what
 //!   changed, or the error (the old configuration keeps serving).
+//! - `POST /admin/rate_limits/reset` — `{"policy": "<name>", "key": "<value>"}`: forgets
+//!   one key's counters in one rate-limit policy (every tier), so it starts again with a
+//!   full burst. The value is what the policy counts by (a subject, a header's value, a
+//!   token — hashed as the proxy hashes it, never stored or echoed); answers
+//!   `{"reset": true, "policy"}`. This replica only: counters are per process.
 
 // The admin API is a cold path: its helpers return the ready error response as `Err`.
 #![allow(clippy::result_large_err)]
@@ -31,7 +36,7 @@ use serde_json::{json, Value};
 
 use super::explain::{AskedRequest, Trace};
 use super::AdminApp;
-use crate::decision::{decide, DecisionInput};
+use crate::decision::{decide, Decider, DecisionInput};
 use crate::identity::cache::PurgeBy;
 use crate::identity::provider::static_tokens::token_digest;
 use crate::identity::token::extract_bearer;
@@ -192,12 +197,61 @@ impl AdminApp {
             "/admin/purge" => self.purge(&body).await.unwrap_or_else(|e| e),
             "/admin/explain" => self.explain(&body).await.unwrap_or_else(|e| e),
             "/admin/reload" => self.reload().await,
+            "/admin/rate_limits/reset" => self.reset_limit(&body).unwrap_or_else(|e| e),
             _ => error(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such admin endpoint (purge, explain, reload)",
+                "no such admin endpoint (purge, explain, reload, rate_limits/reset)",
             ),
         }
+    }
+
+    fn reset_limit(&self, body: &[u8]) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
+        let map = parse_object(body)?;
+        unknown_fields(&map, &["policy", "key"])?;
+        let (Some(policy), Some(value)) =
+            (string_field(&map, "policy")?, string_field(&map, "key")?)
+        else {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "give `policy` (a rate_limits name) and `key` (the value it counts by)",
+            ));
+        };
+        let state = self.state();
+        let Some(live) = state
+            .limiters
+            .policies()
+            .into_iter()
+            .find(|p| &*p.spec.name == policy)
+        else {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no rate limit named `{policy}` is in force"),
+            ));
+        };
+        let kind = &live.spec.key;
+        // A token is counted under its keyed hash, one per provider that could judge it.
+        let values: Vec<String> = match kind {
+            crate::limits::LimitKey::Token => state
+                .snapshot()
+                .providers
+                .iter()
+                .map(|e| state.hasher.key(&e.id, value).hex())
+                .collect(),
+            _ => vec![value.to_string()],
+        };
+        for v in &values {
+            state
+                .limiters
+                .reset(policy, state.limiters.key(kind, v.as_bytes()));
+        }
+        tracing::info!(policy, key_kind = %kind.describe(), "admin rate limit reset");
+        Ok(json_reply(
+            StatusCode::OK,
+            json!({"reset": true, "policy": policy}),
+        ))
     }
 
     async fn purge(&self, body: &[u8]) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
@@ -332,7 +386,12 @@ impl AdminApp {
         let state = self.state();
         let snap = state.snapshot();
         let d = decide(
-            state.decider(&snap),
+            // Explaining a request shows the rate limits it would be counted by, without
+            // spending its quota.
+            Decider {
+                count_limits: false,
+                ..state.decider(&snap)
+            },
             &DecisionInput {
                 method: &method,
                 host: host.map(str::as_bytes),

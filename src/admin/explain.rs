@@ -44,6 +44,10 @@ pub(crate) struct Trace<'a> {
     pub(crate) identity: Option<IdentityTrace<'a>>,
     pub(crate) policy: Option<PolicyTrace<'a>>,
     pub(crate) would_deny: Vec<Finding>,
+    /// The route's rate limits that would count the request — policy, key kind, tier —
+    /// without counting it (absent when the decision ended before them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) rate_limits: Vec<LimitTrace<'a>>,
     /// The decision's steps the request passed, in order; a refusal stopped it at the
     /// next one (`decision`).
     pub(crate) steps_passed: Vec<&'static str>,
@@ -150,6 +154,32 @@ pub(crate) struct PolicyTrace<'a> {
     /// ended before them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) rules: Vec<RuleTrace<'a>>,
+}
+
+/// One rate-limit policy a request would be counted by. The key's kind, never its value.
+#[derive(Debug, Serialize)]
+pub(crate) struct LimitTrace<'a> {
+    pub(crate) policy: &'a str,
+    pub(crate) key: String,
+    pub(crate) tier: &'a str,
+    pub(crate) rate: String,
+    pub(crate) burst: u32,
+    /// `enforce` or `report`.
+    pub(crate) mode: &'static str,
+}
+
+impl<'a> LimitTrace<'a> {
+    fn of(l: &'a crate::decision::limit::LimitCheck) -> Self {
+        let tier = l.tier();
+        LimitTrace {
+            policy: &l.policy.spec.name,
+            key: l.policy.spec.key.describe(),
+            tier: &tier.name,
+            rate: format!("{}/{}s", tier.rate.count, tier.rate.per.as_secs()),
+            burst: tier.burst,
+            mode: l.policy.spec.mode.as_str(),
+        }
+    }
 }
 
 /// One `rules:` entry and what it said.
@@ -328,6 +358,7 @@ impl<'a> Trace<'a> {
             identity: identity.map(IdentityTrace::of),
             policy,
             would_deny: d.would_deny.iter().map(Finding::of).collect(),
+            rate_limits: d.limits.iter().map(LimitTrace::of).collect(),
             decision: Conclusion {
                 stale: d.stale_age().map(|a| a.as_secs()),
                 ..decision

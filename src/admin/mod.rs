@@ -98,6 +98,11 @@ impl AdminApp {
         m.cache_entries
             .with_label_values(&["negative"])
             .set(self.state.cache.negative_entry_count() as i64);
+        for p in self.state.limiters.policies() {
+            m.rate_limit_keys
+                .with_label_values(&[&*p.spec.name])
+                .set(p.tracked_keys());
+        }
         m.render()
     }
 }

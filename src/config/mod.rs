@@ -113,6 +113,8 @@ pub struct Settings {
     /// Upstream servers by name (the built-in `echo` is not listed).
     pub(crate) upstreams: BTreeMap<String, UpstreamSpec>,
     pub routes: Vec<RouteSpec>,
+    /// `rate_limits:`: every policy defined (routes carry the ones they use).
+    pub(crate) rate_limits: Vec<crate::limits::LimitSpec>,
     pub(crate) trusted_proxies: TrustedProxies,
     /// Every assertion signing key (published on the admin JWKS).
     pub(crate) assertion_keys: Vec<Arc<SigningKey>>,

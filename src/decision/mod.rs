@@ -10,6 +10,7 @@
 
 pub mod canonical;
 pub(crate) mod client;
+pub(crate) mod limit;
 pub(crate) mod refused;
 pub(crate) mod respond;
 pub mod route;
@@ -50,6 +51,11 @@ pub(crate) struct Decider<'a> {
     pub(crate) cache: &'a IdentityCache,
     pub(crate) hasher: &'a TokenHasher,
     pub(crate) clock: &'a SharedClock,
+    /// The rate limits' key hasher.
+    pub(crate) limiters: &'a crate::limits::Limiters,
+    /// Count the request in the route's rate limits (`false`: `explain`, which only
+    /// shows which policies and tiers apply).
+    pub(crate) count_limits: bool,
 }
 
 /// What the decision looks at.
@@ -108,6 +114,8 @@ pub(crate) struct Decision {
     /// Each of the route's `rules:` verdicts, in order (empty on routes without rules, or
     /// when the decision ended before them).
     pub(crate) rules: Vec<RuleVerdict>,
+    /// The route's rate limits as they judged the request (empty on routes without).
+    pub(crate) limits: Vec<limit::LimitCheck>,
     /// How many of [`Step::ALL`] the request passed, in order (the refusing one is not
     /// among them); see [`Decision::steps_passed`].
     passed: usize,
@@ -132,6 +140,7 @@ impl Decision {
             identity_denials: Vec::new(),
             would_deny: Vec::new(),
             rules: Vec::new(),
+            limits: Vec::new(),
             passed: 0,
             verdict: Verdict::Allow,
         }
@@ -162,11 +171,12 @@ pub(crate) enum Step {
     Identity,
     Policy,
     Rules,
+    RateLimit,
 }
 
 impl Step {
     /// Every step, in the order [`decide`] takes them.
-    pub const ALL: [Step; 11] = [
+    pub const ALL: [Step; 12] = [
         Step::CanonicalForm,
         Step::Route,
         Step::Network,
@@ -178,6 +188,7 @@ impl Step {
         Step::Identity,
         Step::Policy,
         Step::Rules,
+        Step::RateLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -193,6 +204,7 @@ impl Step {
             Step::Identity => "identity",
             Step::Policy => "policy",
             Step::Rules => "rules",
+            Step::RateLimit => "rate_limit",
         }
     }
 }
@@ -270,7 +282,9 @@ async fn run(at: Decider<'_>, input: &DecisionInput<'_>, d: &mut Decision) -> Re
         client_certificate(&route, input)
     );
     let RouteAuth::Providers(providers) = &route.auth else {
-        return Ok(()); // auth: none
+        // auth: none — only rate limits keyed by the request apply (not a step passed
+        // in order: the identity's steps are skipped).
+        return limit::rate_limit(at, &route, input, d);
     };
     let token = step!(d, Step::Credential, credential(&route, input, d));
     step!(d, Step::SameOrigin, same_origin(&route, input, d));
@@ -286,6 +300,7 @@ async fn run(at: Decider<'_>, input: &DecisionInput<'_>, d: &mut Decision) -> Re
         judge_identity(at, &route, input, identity, d)
     );
     step!(d, Step::Rules, judge_rules(at, &route, input, entry, d));
+    step!(d, Step::RateLimit, limit::rate_limit(at, &route, input, d));
     Ok(())
 }
 

@@ -52,6 +52,16 @@ pub(crate) enum Refused {
     AssertionFailed,
     /// The upstream had `max_in_flight` requests running for the whole wait (503).
     UpstreamBusy,
+    /// A `rate_limits:` policy: the key is over its rate (429 with `Retry-After`).
+    RateLimited(Box<RateLimited>),
+}
+
+/// Which policy limited a request, and when its key may send again.
+#[derive(Debug, Clone)]
+pub(crate) struct RateLimited {
+    pub(crate) policy: std::sync::Arc<crate::limits::LivePolicy>,
+    pub(crate) tier: usize,
+    pub(crate) retry_after: std::time::Duration,
 }
 
 const CERTIFICATE_REQUIRED: &str =
@@ -81,6 +91,7 @@ impl Refused {
             Refused::Throttled => Outcome::ClientThrottled,
             Refused::AssertionFailed => Outcome::AssertionFailed,
             Refused::UpstreamBusy => Outcome::UpstreamBusy,
+            Refused::RateLimited(_) => Outcome::RateLimited,
         }
     }
 
@@ -129,6 +140,11 @@ impl Refused {
                 "upstream_busy",
                 "the upstream has too many requests in flight; retry shortly",
             ),
+            Refused::RateLimited(l) => {
+                let spec = &l.policy.spec;
+                let rate = spec.tiers[l.tier.min(spec.tiers.len() - 1)].rate;
+                Refusal::rate_limited(&spec.name, rate, l.retry_after)
+            }
         }
     }
 
@@ -169,12 +185,14 @@ pub(crate) enum Outcome {
     UpstreamBusy,
     /// The route's `methods` do not include the request's (405).
     MethodNotAllowed,
+    /// A `rate_limits:` policy refused it (429).
+    RateLimited,
 }
 
 impl Outcome {
     /// How many outcomes there are (indexes `0..COUNT`).
     pub(crate) const COUNT: usize = Outcome::FIXED + DenialKind::ALL.len();
-    const FIXED: usize = 14;
+    const FIXED: usize = 15;
 
     /// This outcome's position in [`Outcome::all`].
     pub(crate) fn index(self) -> usize {
@@ -193,6 +211,7 @@ impl Outcome {
             Outcome::ClientCertificateRefused => 11,
             Outcome::UpstreamBusy => 12,
             Outcome::MethodNotAllowed => 13,
+            Outcome::RateLimited => 14,
             Outcome::Denied(kind) => Outcome::FIXED + kind.index(),
         }
     }
@@ -215,6 +234,7 @@ impl Outcome {
             Outcome::ClientCertificateRefused,
             Outcome::UpstreamBusy,
             Outcome::MethodNotAllowed,
+            Outcome::RateLimited,
         ]
         .into_iter()
         .chain(DenialKind::ALL.into_iter().map(Outcome::Denied))
@@ -238,6 +258,7 @@ impl Outcome {
             Outcome::ClientCertificateRefused => "client_certificate_refused",
             Outcome::UpstreamBusy => "upstream_busy",
             Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::RateLimited => "rate_limited",
         }
     }
 }
@@ -259,6 +280,49 @@ mod tests {
         }
         let indexes: Vec<usize> = Outcome::all().map(Outcome::index).collect();
         assert_eq!(indexes, (0..Outcome::COUNT).collect::<Vec<_>>());
+    }
+
+    fn limited_policy() -> std::sync::Arc<crate::limits::LivePolicy> {
+        let rate = crate::limits::Rate::parse("10/min").unwrap();
+        let spec = crate::limits::LimitSpec {
+            name: "per-user".into(),
+            key: crate::limits::LimitKey::Subject,
+            tiers: vec![crate::limits::Tier {
+                name: "default".into(),
+                when: None,
+                rate,
+                burst: 10,
+            }],
+            mode: Default::default(),
+            headers_always: false,
+            max_keys: 10,
+        };
+        crate::limits::Limiters::default()
+            .prepare(&[spec])
+            .remove(0)
+    }
+
+    #[test]
+    fn a_rate_limit_refusal_carries_its_wait_and_fields_in_http_and_grpc() {
+        let refused = Refused::RateLimited(Box::new(RateLimited {
+            policy: limited_policy(),
+            tier: 0,
+            retry_after: std::time::Duration::from_millis(1_500),
+        }));
+        let r = refused.response();
+        let h = r.header("req-1", 10).unwrap();
+        let get = |n: &str| h.headers.get(n).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(get("retry-after").as_deref(), Some("2"));
+        assert_eq!(
+            get("ratelimit-policy").as_deref(),
+            Some("\"per-user\";q=10;w=60")
+        );
+        assert_eq!(get("ratelimit").as_deref(), Some("\"per-user\";r=0;t=2"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body("req-1")).unwrap();
+        assert_eq!(body["policy"], "per-user");
+        let g = r.grpc_header("req-1").unwrap();
+        assert_eq!(g.headers.get("grpc-status").unwrap(), "8");
+        assert_eq!(g.headers.get("retry-after").unwrap(), "2");
     }
 
     /// Every refusal: its outcome label, status, error code and RFC 6750 challenge (`""`:
@@ -410,6 +474,17 @@ mod tests {
                 "upstream_busy",
                 503,
                 "upstream_busy",
+                None,
+            ),
+            (
+                Refused::RateLimited(Box::new(RateLimited {
+                    policy: limited_policy(),
+                    tier: 0,
+                    retry_after: std::time::Duration::from_millis(1_500),
+                })),
+                "rate_limited",
+                429,
+                "rate_limited",
                 None,
             ),
         ];

@@ -39,6 +39,18 @@ pub(crate) struct Refusal {
     pub(crate) allow: Option<String>,
     /// The `rules:` entry that denied (named in the JSON body as `rule`).
     pub(crate) rule: Option<std::sync::Arc<str>>,
+    /// A rate limit's answer: the policy (named in the JSON body as `policy`), the
+    /// seconds of `Retry-After` and the RateLimit fields.
+    pub(crate) rate_limit: Option<Box<RateLimitAnswer>>,
+}
+
+/// What a 429 of a `rate_limits:` policy carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RateLimitAnswer {
+    pub(crate) policy: std::sync::Arc<str>,
+    pub(crate) retry_after: u64,
+    /// `RateLimit-Policy` and `RateLimit` values.
+    pub(crate) fields: (String, String),
 }
 
 impl Refusal {
@@ -57,6 +69,7 @@ impl Refusal {
             scope: None,
             allow: None,
             rule: None,
+            rate_limit: None,
         }
     }
 
@@ -82,6 +95,7 @@ impl Refusal {
             scope: Some(required.join(" ")),
             allow: None,
             rule: None,
+            rate_limit: None,
         }
     }
 
@@ -103,6 +117,7 @@ impl Refusal {
             scope: None,
             allow: None,
             rule: (!hidden).then(|| name.clone()),
+            rate_limit: None,
         }
     }
 
@@ -117,6 +132,7 @@ impl Refusal {
             scope: None,
             allow: None,
             rule: None,
+            rate_limit: None,
         }
     }
 
@@ -132,6 +148,7 @@ impl Refusal {
             scope: None,
             allow: None,
             rule: None,
+            rate_limit: None,
         }
     }
 
@@ -146,6 +163,29 @@ impl Refusal {
             scope: None,
             allow: None,
             rule: None,
+            rate_limit: None,
+        }
+    }
+
+    /// 429 `rate_limited`: a `rate_limits:` policy; names the policy, never the key.
+    pub(crate) fn rate_limited(
+        policy: &std::sync::Arc<str>,
+        rate: crate::limits::Rate,
+        wait: std::time::Duration,
+    ) -> Self {
+        let retry_after = crate::limits::retry_after_secs(wait);
+        Refusal {
+            retry_after: true,
+            rate_limit: Some(Box::new(RateLimitAnswer {
+                policy: policy.clone(),
+                retry_after,
+                fields: crate::limits::fields(policy, rate, 0, wait),
+            })),
+            ..Refusal::plain(
+                429,
+                "rate_limited",
+                format!("over the rate limit `{policy}`; retry after {retry_after} s"),
+            )
         }
     }
 
@@ -178,6 +218,7 @@ impl Refusal {
             scope: None,
             allow: None,
             rule: None,
+            rate_limit: None,
         }
     }
 
@@ -190,6 +231,9 @@ impl Refusal {
         });
         if let Some(rule) = &self.rule {
             body["rule"] = serde_json::Value::from(&**rule);
+        }
+        if let Some(limit) = &self.rate_limit {
+            body["policy"] = serde_json::Value::from(&*limit.policy);
         }
         Bytes::from(body.to_string())
     }
@@ -218,10 +262,25 @@ impl Refusal {
             }
             resp.insert_header("www-authenticate", value)?;
         }
-        if self.retry_after {
-            resp.insert_header("retry-after", RETRY_AFTER_SECS.to_string())?;
-        }
+        self.limit_headers(&mut resp)?;
         Ok(resp)
+    }
+
+    /// `Retry-After` (a rate limit's wait, or [`RETRY_AFTER_SECS`]) and a rate limit's
+    /// RateLimit fields.
+    fn limit_headers(&self, resp: &mut ResponseHeader) -> Result<()> {
+        match &self.rate_limit {
+            Some(l) => {
+                resp.insert_header("retry-after", l.retry_after.to_string())?;
+                resp.insert_header("ratelimit-policy", l.fields.0.as_str())?;
+                resp.insert_header("ratelimit", l.fields.1.as_str())?;
+            }
+            None if self.retry_after => {
+                resp.insert_header("retry-after", RETRY_AFTER_SECS.to_string())?;
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     /// The gRPC form of the refusal: a Trailers-Only response.
@@ -231,9 +290,7 @@ impl Refusal {
         resp.insert_header("grpc-status", grpc_status(self).to_string())?;
         resp.insert_header("grpc-message", grpc_message(&self.description))?;
         resp.insert_header("x-request-id", request_id)?;
-        if self.retry_after {
-            resp.insert_header("retry-after", RETRY_AFTER_SECS.to_string())?;
-        }
+        self.limit_headers(&mut resp)?;
         Ok(resp)
     }
 

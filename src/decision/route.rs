@@ -338,6 +338,8 @@ pub struct RouteSpec {
     pub require_client_certificate: Vec<String>,
     /// `rules:` — CEL conditions over the identity and the request, all of which must hold.
     pub rules: RouteRules,
+    /// `rate_limits:` — the policies that count this route's requests, in order.
+    pub rate_limits: Vec<crate::limits::LimitSpec>,
 }
 
 /// Where a route reads its token, and what a cookie credential obliges.
@@ -372,6 +374,9 @@ pub struct Route {
     pub(crate) upstream: UpstreamTarget,
     /// The route's metric series, resolved once.
     pub(crate) series: RouteSeries,
+    /// The live counters of `spec.rate_limits`, in the same order (set when the snapshot
+    /// is built: they outlive a reload that leaves a policy unchanged).
+    pub(crate) limits: Vec<Arc<crate::limits::LivePolicy>>,
 }
 
 impl Route {
@@ -412,6 +417,7 @@ impl Route {
             auth,
             upstream,
             series,
+            limits: Vec::new(),
         })
     }
 
@@ -498,6 +504,7 @@ mod tests {
             credentials: Credentials::default(),
             require_client_certificate: Vec::new(),
             rules: RouteRules::default(),
+            rate_limits: Vec::new(),
         };
         let series = RouteSeries::new(&Metrics::new(), &spec.name, 0);
         Route::resolve(spec, &HashMap::new(), &HashMap::new(), series).unwrap()

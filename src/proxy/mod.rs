@@ -201,6 +201,13 @@ impl Proxy {
             metrics.count_cache_lookup(outcome.status.index(), outcome.status.as_str());
         }
         let Some(route) = &d.route else { return };
+        for l in d.limits.iter().filter(|l| l.over()) {
+            let mode = if l.reported { "report" } else { "enforce" };
+            metrics
+                .rate_limited
+                .with_label_values(&[&*route.spec.name, &*l.policy.spec.name, mode])
+                .inc();
+        }
         // Requests refused by the route's network rules never reached the token.
         let network_refused = d.identity.is_none()
             && d.network_denial.is_some()
@@ -563,6 +570,13 @@ impl Proxy {
         }
         headers::strip_response_hop_by_hop(resp);
         resp.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(d) = ctx.decision.as_ref().filter(|d| !d.limits.is_empty()) {
+            if let Some((policy, now)) = crate::decision::limit::response_fields(&d.limits) {
+                // The gateway's count, not the upstream's: any it sent are replaced.
+                resp.insert_header("ratelimit-policy", policy)?;
+                resp.insert_header("ratelimit", now)?;
+            }
+        }
         Ok(())
     }
 

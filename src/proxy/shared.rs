@@ -89,6 +89,8 @@ pub struct GatewayState {
     pub(crate) assertions: AssertionCache,
     pub(crate) metrics: Metrics,
     pub(crate) clock: SharedClock,
+    /// The rate limits' counters, kept across reloads for unchanged policies.
+    pub(crate) limiters: crate::limits::Limiters,
 }
 
 impl GatewayState {
@@ -106,6 +108,8 @@ impl GatewayState {
             cache: &self.cache,
             hasher: &self.hasher,
             clock: &self.clock,
+            limiters: &self.limiters,
+            count_limits: true,
         }
     }
 }

@@ -81,6 +81,11 @@ pub struct Metrics {
     /// `sessiongate_policy_rule_errors_total{route, rule}`: of those, the ones that could
     /// not be evaluated (a missing key, a wrong type): each is a deny.
     pub(crate) rule_errors: IntCounterVec,
+    /// `sessiongate_rate_limited_total{route, policy, mode}`: requests over a rate limit,
+    /// refused (`enforce`) or let through (`report`).
+    pub(crate) rate_limited: IntCounterVec,
+    /// `sessiongate_rate_limit_keys{policy}`: keys a policy tracks now (set at scrape time).
+    pub(crate) rate_limit_keys: IntGaugeVec,
     /// `sessiongate_request_duration_seconds{route}`: whole request, as the gateway saw it.
     pub(crate) request_duration: HistogramVec,
     /// `sessiongate_auth_duration_seconds{route}`: token → identity, cache included.
@@ -408,6 +413,16 @@ impl Metrics {
                 "sessiongate_policy_rule_errors_total",
                 "Rule evaluations that failed (missing key, wrong type) and so denied, by rule.",
                 &["route", "rule"],
+            ),
+            rate_limited: counter(
+                "sessiongate_rate_limited_total",
+                "Requests over a rate limit: refused (mode=enforce) or let through (mode=report), by route and policy.",
+                &["route", "policy", "mode"],
+            ),
+            rate_limit_keys: gauge(
+                "sessiongate_rate_limit_keys",
+                "Keys a rate-limit policy tracks now (all tiers; bounded by its max_keys per tier).",
+                &["policy"],
             ),
             request_duration: histogram(
                 "sessiongate_request_duration_seconds",

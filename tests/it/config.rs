@@ -598,6 +598,59 @@ fn check_rejects_bad_configs_naming_the_key() {
             "routes:\n  - { path: \"/orgs/v{org}\", provider: p, upstream: echo }\nproviders:\n  p: { kind: static, tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }] }\n",
             &["routes[0].path", "one whole `{name}`"],
         ),
+        // Rate limits (#37): the key, line and a way out in each.
+        (
+            "rate_limits:\n  u: { rate: 100/fortnight }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["rate_limits.u.rate", "100/min"],
+        ),
+        (
+            "rate_limits:\n  u: { rate: 0/s }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["rate_limits.u.rate", "admits nothing"],
+        ),
+        (
+            "rate_limits:\n  u: { rate: 10/s, burst: 0 }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["rate_limits.u.burst", "at least 1"],
+        ),
+        (
+            "rate_limits:\n  u: { rate: 10/s, key: user }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["rate_limits.u.key", "\"user\" is not a key", "header:<name>"],
+        ),
+        (
+            "rate_limits:\n  u: { rate: 10/s, key: \"header:bad header\" }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["rate_limits.u.key", "not a header name"],
+        ),
+        (
+            "rate_limits:\n  u: { rate: 10/s, tiers: [{ rate: 100/s }] }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["rate_limits.u.tiers[0]", "one `scope: <scope>`"],
+        ),
+        (
+            "rate_limits:\n  u: { rate: 10/s, max_keys: 0 }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["rate_limits.u.max_keys", "at least 1"],
+        ),
+        (
+            "rate_limits:\n  \"a b\": { rate: 10/s }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n",
+            &["rate_limits.a b", "letters, digits"],
+        ),
+        (
+            "rate_limits:\n  u: { rate: 10/s }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo, rate_limits: [users] }\n",
+            &["routes[0].rate_limits[0]", "no rate limit named `users`", "defined under `rate_limits`: u"],
+        ),
+        (
+            "rate_limits:\n  u: { rate: 10/s }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo, rate_limits: [u] }\n",
+            &["routes[0].rate_limits[0]", "counts by subject", "auth: none", "client_address"],
+        ),
+        (
+            "rate_limits:\n  u: { rate: 10/s, key: organization }\nroutes:\n  - { path_prefix: /, provider: p, upstream: echo, rate_limits: [u] }\nproviders:\n  p: { kind: static, tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }] }\n",
+            &["routes[0].rate_limits[0]", "require_organization", "param:<name>"],
+        ),
+        (
+            "rate_limits:\n  u: { rate: 10/s, key: \"param:org\" }\nroutes:\n  - { path: \"/orgs/{id}\", provider: p, upstream: echo, rate_limits: [u] }\nproviders:\n  p: { kind: static, tokens: [{ token_sha256: 91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37, identity: { subject: a } }] }\n",
+            &["routes[0].rate_limits[0]", "param:org", "no `{org}`"],
+        ),
+        (
+            "rate_limits:\n  u: { rate: 10/s, key: client_address }\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo, rate_limits: [u, u] }\n",
+            &["routes[0].rate_limits[1]", "listed twice"],
+        ),
     ];
     // Judged in process (`config::from_str_all`, what `--check` runs); the binary's exit
     // code and message shape are checked on the first row.

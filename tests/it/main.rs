@@ -30,6 +30,7 @@ mod direct;
 mod docs;
 mod gateway;
 mod jwt;
+mod limits;
 mod policy;
 mod presets;
 mod process;

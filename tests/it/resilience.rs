@@ -434,7 +434,8 @@ async fn explain_traces_each_decision_without_forwarding() {
             "provider",
             "identity",
             "policy",
-            "rules"
+            "rules",
+            "rate_limit"
         ]),
         "{t}"
     );

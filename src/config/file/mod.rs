@@ -65,6 +65,9 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) routes: Vec<RouteFile>,
+    /// Named rate-limit policies routes attach by name.
+    #[serde(default)]
+    pub(crate) rate_limits: BTreeMap<String, RateLimitFile>,
     #[serde(default)]
     pub(crate) identity_headers: IdentityHeadersFile,
     #[serde(default)]
@@ -398,6 +401,50 @@ pub(crate) struct RouteFile {
     pub(crate) require_organization: Option<String>,
     /// CEL conditions over `identity`, `request` and `now`, all of which must hold.
     pub(crate) rules: Option<Vec<RouteRuleFile>>,
+    /// `rate_limits:` policies (by name) that count this route's requests.
+    pub(crate) rate_limits: Option<Vec<String>>,
+}
+
+/// A `rate_limits:` policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimitFile {
+    /// What requests are counted by (default `subject`).
+    pub(crate) key: Option<String>,
+    /// `100/min`, `10/s`, …
+    pub(crate) rate: String,
+    /// Requests admitted at once (default: the rate's count).
+    pub(crate) burst: Option<u32>,
+    /// Other rates for identities with a scope or a claim; the first that matches applies.
+    #[serde(default)]
+    pub(crate) tiers: Vec<RateLimitTierFile>,
+    /// `report`: over-limit requests are counted and let through.
+    pub(crate) mode: Option<ModeFile>,
+    /// `always`: the RateLimit fields on every response, not only on 429s.
+    pub(crate) headers: Option<RateLimitHeadersFile>,
+    /// Keys tracked at most (least recently used dropped first).
+    pub(crate) max_keys: Option<u64>,
+}
+
+/// One tier of a rate-limit policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimitTierFile {
+    pub(crate) name: Option<String>,
+    /// Identities with this scope.
+    pub(crate) scope: Option<String>,
+    /// Identities whose claim has this value: `{ plan: premium }`.
+    pub(crate) claim: Option<BTreeMap<String, String>>,
+    pub(crate) rate: String,
+    pub(crate) burst: Option<u32>,
+}
+
+/// When a policy's RateLimit fields are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RateLimitHeadersFile {
+    OnLimit,
+    Always,
 }
 
 /// A rule's `expr`, compiled and checked as the file is read, so that its errors carry

@@ -28,6 +28,7 @@ use crate::proxy::headers::{IdentityHeaders, DEFAULT_PREFIX};
 use crate::telemetry::logging::LogSettings;
 
 mod cluster;
+mod limits;
 mod provider;
 mod route;
 mod upstream;
@@ -78,12 +79,14 @@ pub(crate) fn validate_all(
     let providers = providers(&file, base_dir, &mut errs, &mut broken);
     let upstreams = upstreams(&file, base_dir, &mut errs, &mut broken);
     let assertion_keys = errs.keep(assertion_keys(&file, base_dir));
+    let rate_limits = limits::rate_limits(&file, &mut errs);
     let routes = routes(
         &file,
         &providers,
         &upstreams,
         assertion_keys.as_deref(),
         &broken,
+        &rate_limits,
         &mut errs,
     );
 
@@ -155,6 +158,7 @@ pub(crate) fn validate_all(
         requests,
         connections,
         routes,
+        rate_limits: rate_limits.into_values().collect(),
         trusted_proxies: TrustedProxies(trusted_proxies),
         assertion_keys,
         identity_headers,
@@ -269,6 +273,10 @@ fn providers(
             read.add(rule.expr.0.claims_read());
         }
     }
+    // A rate limit keyed by a claim, or with a tier chosen by one, reads it too.
+    read.add(crate::policy::rules::ClaimsRead::Names(
+        limits::claims_read(file),
+    ));
     named(
         "providers",
         &file.providers,
@@ -276,7 +284,7 @@ fn providers(
         &mut broken.providers,
         |path, _, p| {
             let mut spec = super::providers::provider(path, p, base_dir)?;
-            // Claims are kept when forwarded or read by some route's rule; what is kept is
+            // Claims are kept when forwarded or read by some route's rule or rate limit; what is kept is
             // part of the fingerprint, so a rule that starts reading a claim after a
             // reload never meets cached identities made without it.
             let kept = spec.keep_claims(|c| c.forward || read.reads(&c.name));
@@ -320,6 +328,7 @@ fn routes(
     upstreams: &BTreeMap<String, UpstreamSpec>,
     assertion_keys: Option<&[Arc<SigningKey>]>,
     broken: &Broken,
+    rate_limits: &BTreeMap<String, crate::limits::LimitSpec>,
     errs: &mut Errors,
 ) -> Vec<RouteSpec> {
     if file.routes.is_empty() {
@@ -344,6 +353,9 @@ fn routes(
         let Some(mut route) = errs.keep(route(&path, r, providers, upstreams)) else {
             continue;
         };
+        if let Some(limits) = errs.keep(limits::route_limits(&path, r, &route, rate_limits, file)) {
+            route.rate_limits = limits;
+        }
         if let (Some(a), Some(keys)) = (&r.assertion, assertion_keys) {
             let authenticated = !route.providers.is_empty();
             route.assertion = errs.keep(assertion(

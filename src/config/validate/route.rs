@@ -65,6 +65,7 @@ pub(super) fn route(
         allow_encoded_slashes: r.allow_encoded_slashes.unwrap_or(false),
         require_client_certificate: certificate_ids(path, r)?,
         rules: rules(path, r, authenticated)?,
+        rate_limits: Vec::new(),
         credentials: {
             let credentials = credentials(path, r, authenticated)?;
             pair_certificates(path, &credentials, &providers_named, all_providers)?;

@@ -1,0 +1,177 @@
+//! The decision's last step: the route's `rate_limits:`, in order. Each policy's key is
+//! read from the identity or the request (a missing header falls back to the client
+//! address, a missing claim to the subject), its tier chosen by the identity's scopes or
+//! claims, and one request counted. The first enforcing policy over its limit refuses
+//! (429) and the policies after it are not counted; a policy in `report` mode, or any
+//! policy on a report-only route, only records that it would have limited.
+
+use std::sync::Arc;
+
+use crate::decision::refused::{RateLimited, Refused};
+use crate::decision::route::Route;
+use crate::decision::{Decider, Decision, DecisionInput};
+use crate::identity::Identity;
+use crate::limits::{Admission, LimitKey, LimitMode, LivePolicy, Tier, TierWhen};
+use crate::policy::Mode;
+
+/// One policy's part in a decision.
+#[derive(Debug, Clone)]
+pub(crate) struct LimitCheck {
+    pub(crate) policy: Arc<LivePolicy>,
+    /// Index into the policy's tiers (the last is its own rate).
+    pub(crate) tier: usize,
+    /// `None` when the request was only explained (nothing counted).
+    pub(crate) verdict: Option<Admission>,
+    /// Over the limit but let through (report mode).
+    pub(crate) reported: bool,
+}
+
+impl LimitCheck {
+    pub(crate) fn tier(&self) -> &Tier {
+        &self.policy.spec.tiers[self.tier]
+    }
+
+    /// Over the limit (refused, or let through in report mode).
+    pub(crate) fn over(&self) -> bool {
+        matches!(self.verdict, Some(Admission::Limited(_)))
+    }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` values an admitted response carries: one list
+/// member per policy with `headers: always` that counted the request.
+pub(crate) fn response_fields(limits: &[LimitCheck]) -> Option<(String, String)> {
+    let mut out: Option<(String, String)> = None;
+    for l in limits.iter().filter(|l| l.policy.spec.headers_always) {
+        let (remaining, reset) = match l.verdict? {
+            Admission::Admitted { remaining, full_in } => (remaining, full_in),
+            Admission::Limited(x) => (0, x.retry_after),
+        };
+        let (p, r) = crate::limits::fields(&l.policy.spec.name, l.tier().rate, remaining, reset);
+        match &mut out {
+            Some((ps, rs)) => {
+                ps.push_str(", ");
+                ps.push_str(&p);
+                rs.push_str(", ");
+                rs.push_str(&r);
+            }
+            None => out = Some((p, r)),
+        }
+    }
+    out
+}
+
+pub(super) fn rate_limit(
+    at: Decider<'_>,
+    route: &Route,
+    input: &DecisionInput<'_>,
+    d: &mut Decision,
+) -> Result<(), Refused> {
+    if route.limits.is_empty() {
+        return Ok(());
+    }
+    let identity = d.identity.clone();
+    for policy in &route.limits {
+        let key = key_of(&policy.spec.key, identity.as_ref(), route, input, d);
+        let key = at.limiters.key(&key.0, key.1.as_bytes());
+        let tier = tier_of(&policy.spec.tiers, identity.as_ref());
+        let mut check = LimitCheck {
+            policy: policy.clone(),
+            tier,
+            verdict: None,
+            reported: false,
+        };
+        if !at.count_limits {
+            d.limits.push(check);
+            continue;
+        }
+        let verdict = policy.check(tier, key);
+        check.verdict = Some(verdict);
+        if let Admission::Limited(limited) = verdict {
+            let report =
+                policy.spec.mode == LimitMode::Report || route.spec.policy.mode == Mode::Report;
+            if !report {
+                d.limits.push(check);
+                return Err(Refused::RateLimited(Box::new(RateLimited {
+                    policy: policy.clone(),
+                    tier,
+                    retry_after: limited.retry_after,
+                })));
+            }
+            check.reported = true;
+        }
+        d.limits.push(check);
+    }
+    Ok(())
+}
+
+/// The key kind actually used (a fallback may replace the configured one) and its value.
+fn key_of(
+    key: &LimitKey,
+    identity: Option<&Identity>,
+    route: &Route,
+    input: &DecisionInput<'_>,
+    d: &Decision,
+) -> (LimitKey, String) {
+    let client = || {
+        (
+            LimitKey::ClientAddress,
+            d.client
+                .map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+        )
+    };
+    let subject = |i: &Identity| (LimitKey::Subject, i.subject().to_string());
+    match (key, identity) {
+        (LimitKey::Subject, Some(i)) => subject(i),
+        (LimitKey::Session, Some(i)) => match i.session_id() {
+            Some(s) => (LimitKey::Session, s.to_string()),
+            None => subject(i),
+        },
+        (LimitKey::Organization, Some(i)) => match &route.spec.policy.organization {
+            Some(org) => (
+                LimitKey::Organization,
+                crate::policy::fill_for_display(org, &d.params),
+            ),
+            None => subject(i),
+        },
+        (LimitKey::Token, Some(i)) => match &d.token_key {
+            Some(t) => (LimitKey::Token, t.hex()),
+            None => subject(i),
+        },
+        (LimitKey::Claim(name), Some(i)) => match i.claim(name) {
+            Some(c) => (key.clone(), c.header_text().into_owned()),
+            None => subject(i),
+        },
+        (LimitKey::Header(name), _) => match input.headers.get(name.as_str()) {
+            Some(v) => (
+                key.clone(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ),
+            None => client(),
+        },
+        (LimitKey::Param(name), _) => match d.params.iter().find(|(k, _)| &**k == name) {
+            Some((_, v)) => (key.clone(), v.clone()),
+            None => client(),
+        },
+        // The client address, and identity keys on a request without an identity (the
+        // config refuses them on `auth: none` routes; this is the fail-safe).
+        _ => client(),
+    }
+}
+
+/// The first tier whose condition the identity meets; the policy's own rate otherwise.
+fn tier_of(tiers: &[Tier], identity: Option<&Identity>) -> usize {
+    let last = tiers.len().saturating_sub(1);
+    let Some(identity) = identity else {
+        return last;
+    };
+    tiers
+        .iter()
+        .position(|t| match &t.when {
+            None => true,
+            Some(TierWhen::Scope(s)) => identity.scopes().any(|have| have == s),
+            Some(TierWhen::Claim { name, equals }) => identity
+                .claim(name)
+                .is_some_and(|c| c.header_text() == equals.as_str()),
+        })
+        .unwrap_or(last)
+}
