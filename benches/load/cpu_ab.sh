@@ -14,6 +14,10 @@
 #                                # rules against hits on the same template without rules,
 #                                # and against a plain route, at once, then swapped
 #                                # (builds with `path:`/`rules:` only)
+#   LIMITS=1 A=X B=X …           # issue #37: hits on a route with a local rate limit
+#                                # (per subject, never reached) against hits on the same
+#                                # route shape without one, at once, then swapped
+#                                # (builds with `rate_limits:` only)
 #   PERF=/tmp/b.txt …            # also: perf profile of B's first cache-hit run (top symbols;
 #                                # the raw data beside it as /tmp/b.txt.data for perf report -i)
 #   A=target/release/sessiongate CONFIG_A="work_stealing: true" CONFIG_B="work_stealing: false" \
@@ -80,6 +84,14 @@ if [ -n "${RULES:-}" ]; then
     upstream: app
     require_scopes: { all_of: [read] }'
 fi
+# LIMITS=1: a policy no request reaches (the cost of counting, not of refusing), on a
+# route beside the plain one.
+LIMITS_SECTION=
+if [ -n "${LIMITS:-}" ]; then
+    LIMITS_SECTION='rate_limits:
+  roomy: { rate: 1000000000/s, burst: 1000000 }'
+    RULES_ROUTE='  - { name: limited, path_prefix: /limited, provider: idp, upstream: app, require_scopes: { all_of: [read] }, rate_limits: [roomy] }'
+fi
 start_gateway() { # binary [extra top-level YAML] [log level] → prints "pid port"
     local bin=$1 extra=${2:-} level=${3:-warn} port admin dir
     port=$(free_port); admin=$(free_port)
@@ -97,6 +109,7 @@ providers:
     tokens:
       - { token: "\${CPU_AB_TOKEN}", identity: { subject: bench, scopes: [read, write], ip_restrict: [127.0.0.0/8]$IDENTITY_EXTRA } }
 upstreams: { app: "http://127.0.0.1:$UP" }
+$LIMITS_SECTION
 routes:
 $RULES_ROUTE
   - { name: open, path_prefix: /open, auth: none, upstream: app }
@@ -195,6 +208,15 @@ if [ -n "${RULES:-}" ]; then
         together "rules-A/templ-B" /orgs/acme/projects/1 "$AUTH" /orgz/acme/projects/1 "$AUTH"
         together "plain-A/rules-B" /x "$AUTH" /orgs/acme/projects/1 "$AUTH"
         together "rules-A/plain-B" /orgs/acme/projects/1 "$AUTH" /x "$AUTH"
+    done
+    exit 0
+fi
+if [ -n "${LIMITS:-}" ]; then
+    # LIMITS=1 A=<build> B=<same build>: a hit counted by a rate limit against a hit on
+    # the plain route (same prefix depth, same scopes), at once, then swapped.
+    for round in $(seq 1 "$ROUNDS"); do
+        together "plain-A/limited-B" /x "$AUTH" /limited/x "$AUTH"
+        together "limited-A/plain-B" /limited/x "$AUTH" /x "$AUTH"
     done
     exit 0
 fi

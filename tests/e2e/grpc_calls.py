@@ -8,7 +8,9 @@ handlers on raw bytes: no generated code. Checked:
 - the upstream's own status and trailing metadata reach the client;
 - refusals the gRPC way: no token -> UNAUTHENTICATED, missing scope -> PERMISSION_DENIED
   (per service, by the route on the method path), provider down -> UNAVAILABLE, no route
-  -> UNIMPLEMENTED; none of them reaches the server.
+  -> UNIMPLEMENTED, over a rate limit -> RESOURCE_EXHAUSTED (issue #37, with the
+  `retry-after` and RateLimit fields in the trailers-only metadata); none of them reaches
+  the server.
 
 Usage: python tests/e2e/grpc_calls.py (not grpc.py: it would shadow the grpc package) --bin target/debug/sessiongate
 """
@@ -81,6 +83,7 @@ def start_upstream(port):
         (
             grpc.method_handlers_generic_handler("orders.v1.Orders", handlers),
             grpc.method_handlers_generic_handler("admin.v1.Admin", handlers),
+            grpc.method_handlers_generic_handler("limited.v1.Limited", handlers),
         )
     )
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -136,7 +139,12 @@ providers:
     protection: {{ failures: 0 }}
 upstreams:
   orders: "h2c://127.0.0.1:{upstream_port}"
+rate_limits:
+  # Two calls a minute per subject and channel (the x-lane metadata: each channel of the
+  # test has its own count).
+  two-a-minute: {{ key: "header:x-lane", rate: 2/min, burst: 2 }}
 routes:
+  - {{ name: limited, path_prefix: /limited.v1.Limited/, provider: s, upstream: orders, rate_limits: [two-a-minute] }}
   - {{ name: orders, path_prefix: /orders.v1.Orders/, provider: s, upstream: orders, require_scopes: {{ all_of: [orders] }} }}
   - {{ name: admin, path_prefix: /admin.v1.Admin/, provider: s, upstream: orders, require_scopes: {{ all_of: [admin] }} }}
   - {{ name: down, path_prefix: /down.v1.Down/, provider: down, upstream: orders }}
@@ -174,6 +182,7 @@ def stubs(channel):
         "admin": m("unary_unary", "admin.v1.Admin", "Unary"),
         "down": m("unary_unary", "down.v1.Down", "Unary"),
         "none": m("unary_unary", "nothing.v1.Nothing", "Unary"),
+        "limited": m("unary_unary", "limited.v1.Limited", "Unary"),
     }
 
 
@@ -238,11 +247,30 @@ def exercise(name, channel):
         code, details = code_of(call)
         check(code == want, f"{name}: {what}: {code} ({details}), expected {want}")
     check(calls["n"] == before, f"{name}: a refused call reached the upstream")
+    # A rate limit: two calls admitted, the third RESOURCE_EXHAUSTED with when to retry,
+    # and it never reaches the server.
+    lane = auth + (("x-lane", name),)
+    for i in range(2):
+        out = s["limited"](b"l", metadata=lane, timeout=10)
+        check(out == b"subject=alice;spoofed=-|l", f"{name}: limited call {i + 1}: {out!r}")
+    before = calls["n"]
+    try:
+        s["limited"](b"l", metadata=lane, timeout=10)
+        raise Failure(f"{name}: the third call within a minute was admitted")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED,
+              f"{name}: over the limit: {e.code()} ({e.details()})")
+        md = dict(e.trailing_metadata() or ()) | dict(e.initial_metadata() or ())
+        retry = int(md.get("retry-after", "0"))
+        check(25 <= retry <= 31, f"{name}: retry-after {md.get('retry-after')!r}")
+        check(md.get("ratelimit") == f'"two-a-minute";r=0;t={retry}', f"{name}: ratelimit {md.get('ratelimit')!r}")
+        check("two-a-minute" in (e.details() or ""), f"{name}: details {e.details()!r}")
+    check(calls["n"] == before, f"{name}: a rate-limited call reached the upstream")
     # The reader may call the orders service (route by service path).
     out = s["unary"](b"r", metadata=reader, timeout=10)
     check(out == b"subject=bob;spoofed=-|r", f"{name}: reader {out!r}")
     print(f"grpc: {name}: unary, server/client streaming, 1,000-message ping-pong bidi (streamed both ways), upstream status + "
-          "trailers, refusals as UNAUTHENTICATED / PERMISSION_DENIED / UNAVAILABLE / UNIMPLEMENTED")
+          "trailers, refusals as UNAUTHENTICATED / PERMISSION_DENIED / UNAVAILABLE / UNIMPLEMENTED / RESOURCE_EXHAUSTED")
 
 
 def main():
