@@ -72,7 +72,7 @@
 //! IP addresses and CIDR blocks (IPv4-mapped rules read as IPv4).
 //!
 //! **[`limits`]** — rate-limit policies and their counters: GCRA per key (governor's),
-//! keys in a bounded moka cache (`local`), kept across reloads for unchanged policies
+//! 8-byte states in a bounded sharded map (`local`), kept across reloads for unchanged policies
 //! ([`limits::Limiters`]). Keys arrive as keyed hashes; the decision derives them.
 //!
 //! **Around the request path:** [`config`] (the YAML file strictly parsed and validated

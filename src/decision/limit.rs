@@ -5,6 +5,7 @@
 //! (429) and the policies after it are not counted; a policy in `report` mode, or any
 //! policy on a report-only route, only records that it would have limited.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::decision::refused::{RateLimited, Refused};
@@ -69,11 +70,15 @@ pub(super) fn rate_limit(
     if route.limits.is_empty() {
         return Ok(());
     }
-    let identity = d.identity.clone();
     for policy in &route.limits {
-        let key = key_of(&policy.spec.key, identity.as_ref(), route, input, d);
-        let key = at.limiters.key(&key.0, key.1.as_bytes());
-        let tier = tier_of(&policy.spec.tiers, identity.as_ref());
+        let (key, tier) = {
+            let identity = d.identity.as_ref();
+            let (kind, value) = key_of(&policy.spec.key, identity, route, input, d);
+            (
+                at.limiters.key(kind, value.as_bytes()),
+                tier_of(&policy.spec.tiers, identity),
+            )
+        };
         let mut check = LimitCheck {
             policy: policy.clone(),
             tier,
@@ -104,52 +109,54 @@ pub(super) fn rate_limit(
     Ok(())
 }
 
-/// The key kind actually used (a fallback may replace the configured one) and its value.
-fn key_of(
-    key: &LimitKey,
-    identity: Option<&Identity>,
-    route: &Route,
-    input: &DecisionInput<'_>,
-    d: &Decision,
-) -> (LimitKey, String) {
+/// The key kind actually used (a fallback may replace the configured one) and its value,
+/// borrowed where it can be (the common keys cost no allocation).
+fn key_of<'a>(
+    key: &'a LimitKey,
+    identity: Option<&'a Identity>,
+    route: &'a Route,
+    input: &'a DecisionInput<'_>,
+    d: &'a Decision,
+) -> (&'a LimitKey, Cow<'a, str>) {
+    const CLIENT: LimitKey = LimitKey::ClientAddress;
+    const SUBJECT: LimitKey = LimitKey::Subject;
     let client = || {
         (
-            LimitKey::ClientAddress,
-            d.client
-                .map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+            &CLIENT,
+            Cow::Owned(
+                d.client
+                    .map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+            ),
         )
     };
-    let subject = |i: &Identity| (LimitKey::Subject, i.subject().to_string());
+    let subject = |i: &'a Identity| (&SUBJECT, Cow::Borrowed(i.subject()));
     match (key, identity) {
         (LimitKey::Subject, Some(i)) => subject(i),
         (LimitKey::Session, Some(i)) => match i.session_id() {
-            Some(s) => (LimitKey::Session, s.to_string()),
+            Some(s) => (key, Cow::Borrowed(s)),
             None => subject(i),
         },
         (LimitKey::Organization, Some(i)) => match &route.spec.policy.organization {
             Some(org) => (
-                LimitKey::Organization,
-                crate::policy::fill_for_display(org, &d.params),
+                key,
+                Cow::Owned(crate::policy::fill_for_display(org, &d.params)),
             ),
             None => subject(i),
         },
         (LimitKey::Token, Some(i)) => match &d.token_key {
-            Some(t) => (LimitKey::Token, t.hex()),
+            Some(t) => (key, Cow::Owned(t.hex())),
             None => subject(i),
         },
         (LimitKey::Claim(name), Some(i)) => match i.claim(name) {
-            Some(c) => (key.clone(), c.header_text().into_owned()),
+            Some(c) => (key, c.header_text()),
             None => subject(i),
         },
         (LimitKey::Header(name), _) => match input.headers.get(name.as_str()) {
-            Some(v) => (
-                key.clone(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            ),
+            Some(v) => (key, String::from_utf8_lossy(v.as_bytes())),
             None => client(),
         },
         (LimitKey::Param(name), _) => match d.params.iter().find(|(k, _)| &**k == name) {
-            Some((_, v)) => (key.clone(), v.clone()),
+            Some((_, v)) => (key, Cow::Borrowed(v.as_str())),
             None => client(),
         },
         // The client address, and identity keys on a request without an identity (the

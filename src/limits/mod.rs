@@ -10,8 +10,8 @@
 //! now, and moves it one interval further. It is a token bucket without a refill task: a
 //! key idle for `burst × interval` is indistinguishable from a new one, so idle keys can be
 //! dropped without changing any answer. Locally the GCRA is `governor`'s (lock-free: one
-//! compare-and-swap on an `AtomicU64` per request); the keys live in a bounded moka cache
-//! ([`local`]) instead of governor's unbounded map.
+//! compare-and-swap on an `AtomicU64` per request); the keys live in a bounded, sharded
+//! map of our own ([`local`]) instead of governor's unbounded one.
 //!
 //! This module knows keys only as bytes: what a key's value is for a request is the
 //! decision's business ([`crate::decision`]), and no value is ever kept — only a keyed
@@ -179,7 +179,7 @@ pub struct LimitSpec {
     pub mode: LimitMode,
     /// `RateLimit-Policy` / `RateLimit` on every response of the route, not only on 429s.
     pub headers_always: bool,
-    /// Keys tracked at most (each tier apart); the least recently used go first.
+    /// Keys tracked at most (each tier apart); those closest to a full burst go first.
     pub max_keys: u64,
 }
 

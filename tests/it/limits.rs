@@ -122,11 +122,18 @@ async fn one_identity_at_five_times_its_rate_gets_its_rate_and_the_others_are_un
     let run = Duration::from_secs(10);
     // Alice: 20/s with a burst of 5, sent 100/s. Bob (premium tier, 100/s): 50/s, all
     // admitted though the default tier would limit him. Carol: 10/s, under her own limit.
-    let (alice, bob, carol) = tokio::join!(
+    // Halfway, the gauge counts the keys that are not full again: alice's surely.
+    let halfway = async {
+        tokio::time::sleep(run / 2).await;
+        metric(&g, r#"sessiongate_rate_limit_keys{policy="per-user"}"#).await
+    };
+    let (alice, bob, carol, keys) = tokio::join!(
         paced(&g, "/api/a", ALICE, Duration::from_millis(10), run),
         paced(&g, "/api/b", BOB, Duration::from_millis(20), run),
         paced(&g, "/api/c", CAROL, Duration::from_millis(100), run),
+        halfway,
     );
+    assert!((1.0..=3.0).contains(&keys), "{keys} keys tracked halfway");
     // GCRA admits the burst, then one request per interval of the time that passed
     // between the first request and the last.
     let expected = 5.0 + alice.2.as_secs_f64() * 20.0;
@@ -160,8 +167,10 @@ async fn one_identity_at_five_times_its_rate_gets_its_rate_and_the_others_are_un
         .await,
         f64::from(alice.1)
     );
+    // A second later every key is full again, and dropped.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let keys = metric(&g, r#"sessiongate_rate_limit_keys{policy="per-user"}"#).await;
-    assert_eq!(keys, 3.0, "alice, bob and carol are tracked");
+    assert_eq!(keys, 0.0, "keys full again are still tracked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -422,7 +422,7 @@ pub(crate) struct RateLimitFile {
     pub(crate) mode: Option<ModeFile>,
     /// `always`: the RateLimit fields on every response, not only on 429s.
     pub(crate) headers: Option<RateLimitHeadersFile>,
-    /// Keys tracked at most (least recently used dropped first).
+    /// Keys tracked at most (those closest to a full burst dropped first).
     pub(crate) max_keys: Option<u64>,
 }
 
