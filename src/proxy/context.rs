@@ -72,6 +72,15 @@ impl RequestCtx {
             .map(Denial::reason)
     }
 
+    /// The rate-limit policy the request was over, refused or reported.
+    pub(super) fn rate_limit(&self) -> Option<&str> {
+        let d = self.decision.as_ref()?;
+        d.limits
+            .iter()
+            .find(|l| l.over())
+            .map(|l| &*l.policy.spec.name)
+    }
+
     /// The path forwarded upstream when it differs from what the client sent.
     pub(super) fn rewritten_path(&self) -> Option<&str> {
         if !self.rewrite_path {

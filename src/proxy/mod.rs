@@ -696,6 +696,7 @@ impl Proxy {
                 .map(|k| k.short_into(&mut token)),
             client: ctx.client(),
             would_deny: ctx.would_deny(),
+            rate_limit: ctx.rate_limit(),
             auth: ctx.auth_time,
             total,
             error: e.map(|e| e as &dyn std::fmt::Display),

@@ -40,6 +40,9 @@ pub(crate) struct AccessRecord<'a> {
     pub(crate) token: Option<&'a str>,
     pub(crate) client: Option<IpAddr>,
     pub(crate) would_deny: Option<&'a str>,
+    /// The rate-limit policy the request was over (refused, or let through in report
+    /// mode).
+    pub(crate) rate_limit: Option<&'a str>,
     pub(crate) auth: Option<Duration>,
     pub(crate) total: Duration,
     pub(crate) error: Option<&'a dyn Display>,
@@ -87,6 +90,7 @@ fn log_through_tracing(r: &AccessRecord<'_>) {
         token = r.token,
         client = r.client.map(|c| c.to_string()),
         would_deny = r.would_deny,
+        rate_limit = r.rate_limit,
         auth_ms = r.auth.map(millis),
         total_ms = millis(r.total),
         error = r.error.map(|e| e.to_string()),
@@ -131,6 +135,9 @@ fn write_line(out: &mut Vec<u8>, r: &AccessRecord<'_>, now: SystemTime, format: 
     }
     if let Some(v) = r.would_deny {
         line.string("would_deny", v);
+    }
+    if let Some(v) = r.rate_limit {
+        line.string("rate_limit", v);
     }
     if let Some(d) = r.auth {
         line.millis("auth_ms", d);
@@ -355,6 +362,7 @@ mod tests {
             token: Some("c8bb30cd10a3"),
             client: Some("127.0.0.1".parse().unwrap()),
             would_deny: None,
+            rate_limit: None,
             auth: Some(Duration::from_nanos(20_600)),
             total: Duration::from_micros(220_207),
             error,
@@ -428,6 +436,7 @@ mod tests {
         r.total = Duration::from_micros(220_207);
         r.stale_age_s = Some(42);
         r.would_deny = Some("insufficient_scope");
+        r.rate_limit = Some("per-user");
         r.subject = Some("ünïcode \"quoted\"\n");
         let ours = text(&r);
         let theirs = through_tracing(&r, false);

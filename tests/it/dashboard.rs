@@ -47,12 +47,15 @@ providers:
     kind: static
     tokens: [{ token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: { subject: a } }]
 upstreams: { app: "{upstream}" }
+rate_limits:
+  per-user: { rate: 100/min }
 routes:
+  - { name: limited, path_prefix: /limited, provider: demo, upstream: app, rate_limits: [per-user] }
   - { name: shadow, path_prefix: /shadow, provider: demo, upstream: app, mode: report, require_scopes: { all_of: [x] } }
   - { name: api, path_prefix: /, provider: demo, upstream: app, stale_if_error: 1m }
 "#;
-    // Per-route series exist for what the route uses: report mode (would_deny) and an
-    // outage budget (stale_served) are both configured here so the dashboard's panels
+    // Per-route series exist for what the route uses: report mode (would_deny), an
+    // outage budget (stale_served) and a rate limit are all configured here so the dashboard's panels
     // for them have series to find.
     let g = start_gateway(config, &[("upstream", upstream.url())]);
     let text = metrics_text(&g).await;
