@@ -70,12 +70,13 @@ pub(super) fn rate_limit(
     if route.limits.is_empty() {
         return Ok(());
     }
+    d.limits.reserve_exact(route.limits.len());
     for policy in &route.limits {
         let (key, tier) = {
             let identity = d.identity.as_ref();
             let (kind, value) = key_of(&policy.spec.key, identity, route, input, d);
             (
-                at.limiters.key(kind, value.as_bytes()),
+                at.limiters.key(kind, &value),
                 tier_of(&policy.spec.tiers, identity),
             )
         };
@@ -109,15 +110,16 @@ pub(super) fn rate_limit(
     Ok(())
 }
 
-/// The key kind actually used (a fallback may replace the configured one) and its value,
-/// borrowed where it can be (the common keys cost no allocation).
+/// The key kind actually used (a fallback may replace the configured one) and its value's
+/// bytes, borrowed where they can be (the common keys cost no allocation). A header's
+/// value is taken as sent, byte for byte: two values never count as one.
 fn key_of<'a>(
     key: &'a LimitKey,
     identity: Option<&'a Identity>,
     route: &'a Route,
     input: &'a DecisionInput<'_>,
     d: &'a Decision,
-) -> (&'a LimitKey, Cow<'a, str>) {
+) -> (&'a LimitKey, Cow<'a, [u8]>) {
     const CLIENT: LimitKey = LimitKey::ClientAddress;
     const SUBJECT: LimitKey = LimitKey::Subject;
     let client = || {
@@ -125,43 +127,51 @@ fn key_of<'a>(
             &CLIENT,
             Cow::Owned(
                 d.client
-                    .map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+                    .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+                    .into_bytes(),
             ),
         )
     };
-    let subject = |i: &'a Identity| (&SUBJECT, Cow::Borrowed(i.subject()));
+    let subject = |i: &'a Identity| (&SUBJECT, Cow::Borrowed(i.subject().as_bytes()));
     match (key, identity) {
         (LimitKey::Subject, Some(i)) => subject(i),
         (LimitKey::Session, Some(i)) => match i.session_id() {
-            Some(s) => (key, Cow::Borrowed(s)),
+            Some(s) => (key, Cow::Borrowed(s.as_bytes())),
             None => subject(i),
         },
         (LimitKey::Organization, Some(i)) => match &route.spec.policy.organization {
             Some(org) => (
                 key,
-                Cow::Owned(crate::policy::fill_for_display(org, &d.params)),
+                Cow::Owned(crate::policy::fill_for_display(org, &d.params).into_bytes()),
             ),
             None => subject(i),
         },
         (LimitKey::Token, Some(i)) => match &d.token_key {
-            Some(t) => (key, Cow::Owned(t.hex())),
+            Some(t) => (key, Cow::Owned(t.hex().into_bytes())),
             None => subject(i),
         },
         (LimitKey::Claim(name), Some(i)) => match i.claim(name) {
-            Some(c) => (key, c.header_text()),
+            Some(c) => (key, text_bytes(c.header_text())),
             None => subject(i),
         },
         (LimitKey::Header(name), _) => match input.headers.get(name.as_str()) {
-            Some(v) => (key, String::from_utf8_lossy(v.as_bytes())),
+            Some(v) => (key, Cow::Borrowed(v.as_bytes())),
             None => client(),
         },
         (LimitKey::Param(name), _) => match d.params.iter().find(|(k, _)| &**k == name) {
-            Some((_, v)) => (key, Cow::Borrowed(v.as_str())),
+            Some((_, v)) => (key, Cow::Borrowed(v.as_bytes())),
             None => client(),
         },
         // The client address, and identity keys on a request without an identity (the
         // config refuses them on `auth: none` routes; this is the fail-safe).
         _ => client(),
+    }
+}
+
+fn text_bytes(text: Cow<'_, str>) -> Cow<'_, [u8]> {
+    match text {
+        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
     }
 }
 
