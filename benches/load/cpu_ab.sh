@@ -39,29 +39,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 require_tools cpu_ab nginx wrk python3 taskset curl
 
-UP=$(free_port)
-mkdir -p "$work/nginx"
-cat > "$work/up.conf" <<CONF
-user $(id -un) $(id -gn);
-worker_processes 1;
-daemon off;
-pid $work/up.pid;
-error_log $work/up-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 100000;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
-    server { listen 127.0.0.1:$UP; location / { return 200 "upstream ok\n"; } }
-}
-CONF
-taskset -c 1 nginx -c "$work/up.conf" -p "$work/nginx" &
-pids+=($!)
-wait_http "http://127.0.0.1:$UP/" 10
+read -r UP_PID UP < <(static_upstream 1)
+pids+=("$UP_PID")
 
 export CPU_AB_TOKEN="cpu-ab-token-0123456789abcdef"
 # RULES=1: the token's identity has what the rules read, and a templated route with three
@@ -90,7 +69,8 @@ LIMITS_SECTION=
 if [ -n "${LIMITS:-}" ]; then
     LIMITS_SECTION='rate_limits:
   roomy: { rate: 1000000000/s, burst: 1000000 }'
-    RULES_ROUTE='  - { name: limited, path_prefix: /limited, provider: idp, upstream: app, require_scopes: { all_of: [read] }, rate_limits: [roomy] }'
+    RULES_ROUTE="$RULES_ROUTE
+  - { name: limited, path_prefix: /limited, provider: idp, upstream: app, require_scopes: { all_of: [read] }, rate_limits: [roomy] }"
 fi
 start_gateway() { # binary [extra top-level YAML] [log level] → prints "pid port"
     local bin=$1 extra=${2:-} level=${3:-warn} port admin dir
@@ -189,34 +169,27 @@ print(f'$label B/A {b/a:.3f} (user {bu/au:.3f} sys {bsy/asy:.3f})')"
 
 AUTH="Authorization: Bearer $CPU_AB_TOKEN"
 echo "case build req/s cpu_us_per_request"
-if [ -n "${OVERHEAD:-}" ]; then
-    # OVERHEAD=1 A=<build> B=<same build>: the auth step's cost, measured at once — one
-    # gateway serving cache hits while the other serves `auth: none`, then swapped.
+both_ways() { # name_a path_a header_a name_b path_b header_b: the pair at once, then swapped
+    together "$1-A/$4-B" "$2" "$3" "$5" "$6"
+    together "$4-A/$1-B" "$5" "$6" "$2" "$3"
+}
+# OVERHEAD=1 A=<build> B=<same build>: the auth step's cost — one gateway serving cache
+# hits while the other serves `auth: none`. RULES=1: a hit on the templated route with
+# three rules against the same template without rules (the rules' cost alone), then
+# against the plain prefix route (template and rules). LIMITS=1: a hit counted by a rate
+# limit against a hit on the plain route (same scopes).
+if [ -n "${OVERHEAD:-}${RULES:-}${LIMITS:-}" ]; then
     for round in $(seq 1 "$ROUNDS"); do
-        together "hit-A/none-B" /x "$AUTH" /open/x ""
-        together "none-A/hit-B" /open/x "" /x "$AUTH"
-    done
-    exit 0
-fi
-if [ -n "${RULES:-}" ]; then
-    # RULES=1 A=<build> B=<same build>: a hit on the templated route with three rules
-    # against a hit on the same template without rules (the rules' cost alone), then
-    # against the plain prefix route (template and rules); each measured at once, then
-    # swapped.
-    for round in $(seq 1 "$ROUNDS"); do
-        together "templ-A/rules-B" /orgz/acme/projects/1 "$AUTH" /orgs/acme/projects/1 "$AUTH"
-        together "rules-A/templ-B" /orgs/acme/projects/1 "$AUTH" /orgz/acme/projects/1 "$AUTH"
-        together "plain-A/rules-B" /x "$AUTH" /orgs/acme/projects/1 "$AUTH"
-        together "rules-A/plain-B" /orgs/acme/projects/1 "$AUTH" /x "$AUTH"
-    done
-    exit 0
-fi
-if [ -n "${LIMITS:-}" ]; then
-    # LIMITS=1 A=<build> B=<same build>: a hit counted by a rate limit against a hit on
-    # the plain route (same prefix depth, same scopes), at once, then swapped.
-    for round in $(seq 1 "$ROUNDS"); do
-        together "plain-A/limited-B" /x "$AUTH" /limited/x "$AUTH"
-        together "limited-A/plain-B" /limited/x "$AUTH" /x "$AUTH"
+        if [ -n "${OVERHEAD:-}" ]; then
+            both_ways hit /x "$AUTH" none /open/x ""
+        fi
+        if [ -n "${RULES:-}" ]; then
+            both_ways templ /orgz/acme/projects/1 "$AUTH" rules /orgs/acme/projects/1 "$AUTH"
+            both_ways plain /x "$AUTH" rules /orgs/acme/projects/1 "$AUTH"
+        fi
+        if [ -n "${LIMITS:-}" ]; then
+            both_ways plain /x "$AUTH" limited /limited/x "$AUTH"
+        fi
     done
     exit 0
 fi

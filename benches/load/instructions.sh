@@ -22,29 +22,8 @@ cd "$(dirname "$0")/../.."
 N=${N:-10000}
 require_tools instructions valgrind nginx oha python3 curl
 
-UP=$(free_port)
-mkdir -p "$work/nginx"
-cat > "$work/up.conf" <<CONF
-user $(id -un) $(id -gn);
-worker_processes 1;
-daemon off;
-pid $work/up.pid;
-error_log $work/up-error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
-    server { listen 127.0.0.1:$UP; location / { return 200 "upstream ok\n"; } }
-}
-CONF
-nginx -c "$work/up.conf" -p "$work/nginx" &
-pids+=($!)
-wait_http "http://127.0.0.1:$UP/" 10
+read -r UP_PID UP < <(static_upstream)
+pids+=("$UP_PID")
 
 export INSTR_TOKEN="instructions-token-0123456789abcdef"
 

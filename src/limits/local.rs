@@ -12,7 +12,7 @@
 //! regardless of how much of its quota it has used.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -24,29 +24,13 @@ use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
 use super::LimitSpec;
+use crate::identity::cache::PassThroughHasher;
 
 /// Shards per tier: enough that two workers rarely meet on one lock.
 const SHARDS: usize = 64;
 
-/// Keys arrive as keyed SipHash outputs: hashing them again would be wasted work.
-#[derive(Default)]
-struct KeyIsHash(u64);
-
-impl Hasher for KeyIsHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Shard = RwLock<HashMap<u64, InMemoryState, BuildHasherDefault<KeyIsHash>>>;
+/// Keys arrive as keyed SipHash outputs: the maps use them as they are.
+type Shard = RwLock<HashMap<u64, InMemoryState, BuildHasherDefault<PassThroughHasher>>>;
 
 /// Per-key GCRA states, bounded by `cap` per shard.
 struct KeyStates {
@@ -80,7 +64,10 @@ impl KeyStates {
 
     /// Drops the keys that are full again; if that frees nothing, the eighth closest to
     /// full. Called with the shard's write lock.
-    fn make_room(&self, map: &mut HashMap<u64, InMemoryState, BuildHasherDefault<KeyIsHash>>) {
+    fn make_room(
+        &self,
+        map: &mut HashMap<u64, InMemoryState, BuildHasherDefault<PassThroughHasher>>,
+    ) {
         // A key whose next arrival time has passed (with a millisecond of slack for the
         // two clocks' origins) has its whole burst back.
         let now = self.now().saturating_sub(1_000_000);

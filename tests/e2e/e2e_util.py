@@ -3,6 +3,8 @@ grpc_calls.py, http2_stall.py, conn_memory.py), imported from their own folder."
 
 import socket
 import subprocess
+import time
+import urllib.request
 
 _TAKEN = set()
 
@@ -36,6 +38,20 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise Failure(f"no VmRSS for process {pid}")
+
+
+def wait_ready(admin_port, proc, timeout=20):
+    """Waits until the gateway's admin listener says /readyz 200; kills it and fails if it
+    does not within `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1).status == 200:
+                return
+        except Exception:
+            time.sleep(0.05)
+    proc.kill()
+    raise Failure("the gateway did not become ready")
 
 
 def stop(proc, timeout=10):

@@ -23,13 +23,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 from concurrent import futures
 
 import grpc
 
-from e2e_util import Failure, check, free_port
+from e2e_util import Failure, check, free_port, wait_ready
 
 TOKEN = "grpc-e2e-token-0123456789abcdef"
 READER = "grpc-e2e-reader-0123456789abcdef"
@@ -154,16 +152,7 @@ routes:
         f.write(config)
     log = open(os.path.join(work, "gateway.log"), "w")
     proc = subprocess.Popen([binary, "--config", path], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1).status == 200:
-                break
-        except Exception:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        raise Failure("the gateway did not become ready")
+    wait_ready(admin, proc)
     return proc, listen, tls
 
 

@@ -42,6 +42,42 @@ require_tools() {
     done
 }
 
+# static_upstream [taskset CPU list]: an nginx answering `200 upstream ok` to everything on
+# a free port (one worker, no access log, long keep-alive); prints "pid port" once it
+# answers (run in a subshell, so the caller adds the pid to `pids`). The upstream of the
+# CPU and instruction benchmarks.
+static_upstream() {
+    local cpus=${1:-} port
+    port=$(free_port)
+    mkdir -p "$work/nginx"
+    cat > "$work/up.conf" <<CONF
+user $(id -un) $(id -gn);
+worker_processes 1;
+daemon off;
+pid $work/up.pid;
+error_log $work/up-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    server { listen 127.0.0.1:$port; location / { return 200 "upstream ok\n"; } }
+}
+CONF
+    if [ -n "$cpus" ]; then
+        taskset -c "$cpus" nginx -c "$work/up.conf" -p "$work/nginx" > /dev/null 2>&1 &
+    else
+        nginx -c "$work/up.conf" -p "$work/nginx" > /dev/null 2>&1 &
+    fi
+    local pid=$!
+    wait_http "http://127.0.0.1:$port/" 10 >&2
+    echo "$pid $port"
+}
+
 # A work directory in $work; background processes whose PIDs are added to the array
 # `pids` are stopped, and the directory removed, when the script exits.
 work=$(mktemp -d)

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import http_sfv
 
-from e2e_util import Failure, check, free_port, stop
+from e2e_util import Failure, check, free_port, stop, wait_ready
 
 TOKEN = "ratelimit-e2e-token-0123456789abcdef"
 
@@ -70,15 +70,8 @@ routes:
         f.write(config)
     log = open(os.path.join(work, "gateway.log"), "w")
     proc = subprocess.Popen([binary, "--config", path], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1).status == 200:
-                return proc, listen
-        except Exception:
-            time.sleep(0.05)
-    stop(proc)
-    raise Failure("the gateway did not become ready")
+    wait_ready(admin, proc)
+    return proc, listen
 
 
 def get(port, path, headers):

@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::support::*;
 use sessiongate::GatewayHandle;
@@ -17,10 +16,6 @@ const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789";
 const CAROL: &str = "carol-token-0123456789";
 const DAVE: &str = "dave-token-0123456789";
-
-fn sha(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 fn config() -> String {
     format!(
@@ -80,6 +75,13 @@ routes:
 fn gateway(upstream: &Fake) -> GatewayHandle {
     std::env::set_var("SG_LIMITS_ADMIN", ADMIN_TOKEN);
     start_gateway(&config(), &[("upstream", upstream.url())])
+}
+
+/// `POST` to the admin API with the admin token (a JSON body unless `Null`).
+async fn admin_post(g: &GatewayHandle, path: &str, body: Value) -> reqwest::Response {
+    let req = client().post(admin(g, path)).bearer_auth(ADMIN_TOKEN);
+    let req = if body.is_null() { req } else { req.json(&body) };
+    req.send().await.unwrap()
 }
 
 /// Sends `GET path` as `token` every `every` for `run`; returns (admitted, refused, the
@@ -243,24 +245,20 @@ async fn a_refusal_names_the_policy_and_when_to_come_back_and_the_strictest_poli
     assert_eq!(get("/expensive/x", CAROL).await.unwrap().status(), 429);
 
     // The admin reset gives one key a full burst again (this replica).
-    let reset = c
-        .post(admin(&g, "/admin/rate_limits/reset"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"policy": "strict", "key": "alice"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reset.status(), 200);
+    let reset = admin_post(
+        &g,
+        "/admin/rate_limits/reset",
+        json!({"policy": "strict", "key": "alice"}),
+    );
+    assert_eq!(reset.await.status(), 200);
     assert_eq!(get("/expensive/x", ALICE).await.unwrap().status(), 200);
     assert_eq!(get("/expensive/x", CAROL).await.unwrap().status(), 429);
-    let unknown = c
-        .post(admin(&g, "/admin/rate_limits/reset"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"policy": "nope", "key": "alice"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
+    let unknown = admin_post(
+        &g,
+        "/admin/rate_limits/reset",
+        json!({"policy": "nope", "key": "alice"}),
+    );
+    assert_eq!(unknown.await.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,12 +331,7 @@ async fn a_reload_keeps_the_counters_of_unchanged_policies_and_resets_changed_on
         "    key: client_address\n    rate: 3/min",
     );
     std::fs::write(&path, text).unwrap();
-    let r = c
-        .post(admin(&g, "/admin/reload"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = admin_post(&g, "/admin/reload", Value::Null).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     assert_eq!(
         get_bearer(&g, "/expensive/x", ALICE).await.status(),
@@ -355,12 +348,7 @@ async fn a_reload_keeps_the_counters_of_unchanged_policies_and_resets_changed_on
         .unwrap()
         .replace("rate: 3/min", "rate: 3/fortnight");
     std::fs::write(&path, text).unwrap();
-    let r = c
-        .post(admin(&g, "/admin/reload"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = admin_post(&g, "/admin/reload", Value::Null).await;
     assert_eq!(r.status(), 422);
     assert!(r
         .text()

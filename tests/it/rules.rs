@@ -3,16 +3,11 @@
 //! and with the BitGo and Krystal fakes answering their documented fixtures.
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::support::*;
 use sessiongate::GatewayHandle;
 
 const ADMIN_TOKEN: &str = "rules-admin-token-0123456789";
-
-fn sha(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 /// Each route is one recipe of the README's authorization section.
 const ROUTES: &str = r#"

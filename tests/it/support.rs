@@ -311,6 +311,12 @@ pub fn start_gateway(yaml: &str, vars: &[(&str, String)]) -> GatewayHandle {
     handle
 }
 
+/// The hex SHA-256 of a token: how static providers' `token_sha256` names it.
+pub fn sha(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 /// `127.0.0.1:<a port that was free a moment ago>`.
 pub fn free_address() -> String {
     format!("127.0.0.1:{}", free_port())

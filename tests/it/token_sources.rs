@@ -4,14 +4,9 @@
 
 use crate::support::*;
 use sessiongate::gateway::GatewayHandle;
-use sha2::{Digest, Sha256};
 
 const BROWSER: &str = "browser-session-token-0123456789";
 const PARTNER: &str = "partner-api-key-0123456789abcdef";
-
-fn sha(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 const CONFIG: &str = r#"
 listen: {listen}

@@ -44,6 +44,7 @@ use crate::telemetry::metrics::Metrics;
 mod entry;
 mod limiter;
 mod purge;
+pub(crate) use purge::PassThroughHasher;
 mod purged;
 mod settings;
 mod tier;

@@ -28,8 +28,10 @@ pub(super) struct PurgeIndex {
 /// The names are already keyed hashes: the tables use them as they are.
 type PassThrough = std::hash::BuildHasherDefault<PassThroughHasher>;
 
+/// A `Hasher` for keys that are already keyed hashes (purge names here, rate-limit keys in
+/// [`crate::limits`]): hashing them again would be wasted work.
 #[derive(Default)]
-pub(super) struct PassThroughHasher(u64);
+pub(crate) struct PassThroughHasher(u64);
 
 impl std::hash::Hasher for PassThroughHasher {
     fn finish(&self) -> u64 {
