@@ -16,6 +16,12 @@ pub(crate) fn unix_seconds(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Whole seconds of `d`, rounded up: a wait or a grace period said in seconds is never
+/// shorter than the real one.
+pub(crate) fn ceil_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 /// A source of "now".
 pub trait Clock: Send + Sync + Debug {
     fn now(&self) -> SystemTime;

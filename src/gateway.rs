@@ -136,7 +136,7 @@ impl Gateway {
             threads: self.settings.threads,
             work_stealing: self.settings.work_stealing,
             // Pingora counts whole seconds; round up so a grace period is never cut short.
-            grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
+            grace_period_seconds: Some(crate::clock::ceil_seconds(grace)),
             graceful_shutdown_timeout_seconds: Some(1),
             pid_file: self.settings.pid_file.clone(),
             upgrade_sock: self.settings.upgrade_sock.clone(),

@@ -407,9 +407,7 @@ pub fn build(
             metrics.auth_duration.with_label_values(&[name]);
         }
         for l in &r.limits {
-            let report = l.spec.mode == crate::limits::LimitMode::Report
-                || r.spec.policy.mode == Mode::Report;
-            let mode = if report { "report" } else { "enforce" };
+            let mode = crate::decision::limit::effective_mode(r, &l.spec).as_str();
             metrics
                 .rate_limited
                 .with_label_values(&[name, &*l.spec.name, mode]);

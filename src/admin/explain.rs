@@ -175,7 +175,7 @@ impl<'a> LimitTrace<'a> {
             policy: &l.policy.spec.name,
             key: l.policy.spec.key.describe(),
             tier: &tier.name,
-            rate: format!("{}/{}s", tier.rate.count, tier.rate.per.as_secs()),
+            rate: tier.rate.to_string(),
             burst: tier.burst,
             mode: l.policy.spec.mode.as_str(),
         }

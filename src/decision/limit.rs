@@ -12,7 +12,7 @@ use crate::decision::refused::{RateLimited, Refused};
 use crate::decision::route::Route;
 use crate::decision::{Decider, Decision, DecisionInput};
 use crate::identity::Identity;
-use crate::limits::{Admission, LimitKey, LimitMode, LivePolicy, Tier, TierWhen};
+use crate::limits::{Admission, LimitKey, LimitMode, LimitSpec, LivePolicy, Tier, TierWhen};
 use crate::policy::Mode;
 
 /// One policy's part in a decision.
@@ -23,18 +23,26 @@ pub(crate) struct LimitCheck {
     pub(crate) tier: usize,
     /// `None` when the request was only explained (nothing counted).
     pub(crate) verdict: Option<Admission>,
-    /// Over the limit but let through (report mode).
-    pub(crate) reported: bool,
 }
 
 impl LimitCheck {
     pub(crate) fn tier(&self) -> &Tier {
-        &self.policy.spec.tiers[self.tier]
+        self.policy.tier(self.tier)
     }
 
     /// Over the limit (refused, or let through in report mode).
     pub(crate) fn over(&self) -> bool {
         matches!(self.verdict, Some(Admission::Limited(_)))
+    }
+}
+
+/// How a policy acts on this route: `report` when the policy or the route says so (a
+/// report-only route reports its limits as it reports its other denials).
+pub(crate) fn effective_mode(route: &Route, spec: &LimitSpec) -> LimitMode {
+    if spec.mode == LimitMode::Report || route.spec.policy.mode == Mode::Report {
+        LimitMode::Report
+    } else {
+        LimitMode::Enforce
     }
 }
 
@@ -84,7 +92,6 @@ pub(super) fn rate_limit(
             policy: policy.clone(),
             tier,
             verdict: None,
-            reported: false,
         };
         if !at.count_limits {
             d.limits.push(check);
@@ -93,9 +100,7 @@ pub(super) fn rate_limit(
         let verdict = policy.check(tier, key);
         check.verdict = Some(verdict);
         if let Admission::Limited(limited) = verdict {
-            let report =
-                policy.spec.mode == LimitMode::Report || route.spec.policy.mode == Mode::Report;
-            if !report {
+            if effective_mode(route, &policy.spec) == LimitMode::Enforce {
                 d.limits.push(check);
                 return Err(Refused::RateLimited(Box::new(RateLimited {
                     policy: policy.clone(),
@@ -103,7 +108,6 @@ pub(super) fn rate_limit(
                     retry_after: limited.retry_after,
                 })));
             }
-            check.reported = true;
         }
         d.limits.push(check);
     }

@@ -141,9 +141,13 @@ impl Refused {
                 "the upstream has too many requests in flight; retry shortly",
             ),
             Refused::RateLimited(l) => {
-                let spec = &l.policy.spec;
-                let rate = spec.tiers[l.tier.min(spec.tiers.len() - 1)].rate;
-                Refusal::rate_limited(&spec.name, rate, l.retry_after)
+                let name = &l.policy.spec.name;
+                let rate = l.policy.tier(l.tier).rate;
+                Refusal::rate_limited(
+                    name,
+                    crate::limits::retry_after_secs(l.retry_after),
+                    crate::limits::fields(name, rate, 0, l.retry_after),
+                )
             }
         }
     }

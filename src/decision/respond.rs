@@ -170,16 +170,15 @@ impl Refusal {
     /// 429 `rate_limited`: a `rate_limits:` policy; names the policy, never the key.
     pub(crate) fn rate_limited(
         policy: &std::sync::Arc<str>,
-        rate: crate::limits::Rate,
-        wait: std::time::Duration,
+        retry_after: u64,
+        fields: (String, String),
     ) -> Self {
-        let retry_after = crate::limits::retry_after_secs(wait);
         Refusal {
             retry_after: true,
             rate_limit: Some(Box::new(RateLimitAnswer {
                 policy: policy.clone(),
                 retry_after,
-                fields: crate::limits::fields(policy, rate, 0, wait),
+                fields,
             })),
             ..Refusal::plain(
                 429,

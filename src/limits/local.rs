@@ -238,12 +238,10 @@ impl LivePolicy {
         i64::try_from(n).unwrap_or(i64::MAX)
     }
 
-    /// The quota (requests, window in seconds) `RateLimit-Policy` advertises for a tier.
-    pub fn advertised(&self, tier: usize) -> (u32, u64) {
-        self.spec
-            .tiers
-            .get(tier)
-            .map_or((0, 0), |t| (t.rate.count, t.rate.per.as_secs()))
+    /// Tier `i` (an index the policy gave; the policy's own rate, last, for any other).
+    pub fn tier(&self, i: usize) -> &super::Tier {
+        let tiers = &self.spec.tiers;
+        &tiers[i.min(tiers.len() - 1)]
     }
 }
 

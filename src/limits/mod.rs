@@ -24,6 +24,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::ceil_seconds;
 pub use local::{Admission, Limited, LivePolicy};
 
 /// A rate: `count` requests per `per`.
@@ -189,7 +190,7 @@ pub struct LimitSpec {
 /// the next request is admitted, as `Retry-After`). Policy names are checked tokens, so
 /// quoting them as Structured Field strings needs no escaping.
 pub fn fields(name: &str, rate: Rate, remaining: u32, reset: Duration) -> (String, String) {
-    let t = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
+    let t = ceil_seconds(reset);
     (
         format!("\"{name}\";q={};w={}", rate.count, rate.per.as_secs()),
         format!("\"{name}\";r={remaining};t={t}"),
@@ -199,7 +200,7 @@ pub fn fields(name: &str, rate: Rate, remaining: u32, reset: Duration) -> (Strin
 /// Whole seconds a client waits: rounded up, so that a client that waits exactly that
 /// long is admitted.
 pub fn retry_after_secs(wait: Duration) -> u64 {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+    ceil_seconds(wait).max(1)
 }
 
 /// Keys tracked per policy unless `max_keys` says otherwise.

@@ -202,7 +202,7 @@ impl Proxy {
         }
         let Some(route) = &d.route else { return };
         for l in d.limits.iter().filter(|l| l.over()) {
-            let mode = if l.reported { "report" } else { "enforce" };
+            let mode = crate::decision::limit::effective_mode(route, &l.policy.spec).as_str();
             metrics
                 .rate_limited
                 .with_label_values(&[&*route.spec.name, &*l.policy.spec.name, mode])
