@@ -295,6 +295,9 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
         let process = &self.process;
         if let Some(cluster) = &process.cluster {
             tokio::spawn(cluster.clone().run(shutdown.clone()));
+            if let Some(limits) = cluster.limits() {
+                tokio::spawn(limits.clone().run(shutdown.clone()));
+            }
         }
         for p in &process.shared.snapshot().providers {
             if let Err(e) = p.provider.warm_up().await {

@@ -48,25 +48,37 @@ pub(crate) fn start(
     let metrics = Metrics::new();
     let mut cache =
         IdentityCache::build(settings.cache.clone(), clock.clone(), Some(metrics.clone()));
-    let limiters = crate::limits::Limiters::default();
-    let (snapshot, live) = build(&settings, &metrics, &clock, &limiters)?;
-    limiters.commit(live);
-    cache.set_stale_horizon(stale_horizon(&snapshot));
-    // Replicas derive the same token keys and purge names from the shared secret, so a
-    // purge can name them in the stream; alone, the keys are random per process.
-    let (hasher, cluster) = match &settings.cluster {
+    // Replicas derive the same token keys, purge names and rate-limit keys from the
+    // shared secret, so a purge can name them in the stream and a limit counts one key
+    // alike everywhere; alone, the keys are random per process.
+    let (hasher, cluster, limiters) = match &settings.cluster {
         Some(c) => {
             cache.share_names(&c.derive_key("purge names"));
             let (cluster, shared) = Cluster::new(c.clone(), cache, metrics.cluster.clone())
                 .map_err(|e| ConfigError::at("cluster.redis.url", e))?;
             cache = shared;
+            let counter = cluster
+                .limits()
+                .map(|l| l.clone() as Arc<dyn crate::limits::SharedCounter>);
+            let limit_key = c.derive_key("rate limit keys");
             (
                 TokenHasher::with_key(&c.derive_key("token keys")),
                 Some(Arc::new(cluster)),
+                crate::limits::Limiters::new(
+                    limit_key[..16].try_into().unwrap_or_default(),
+                    counter,
+                ),
             )
         }
-        None => (TokenHasher::random(), None),
+        None => (
+            TokenHasher::random(),
+            None,
+            crate::limits::Limiters::default(),
+        ),
     };
+    let (snapshot, live) = build(&settings, &metrics, &clock, &limiters)?;
+    limiters.commit(live);
+    cache.set_stale_horizon(stale_horizon(&snapshot));
     // Read and parsed when the configuration was checked.
     let tls = settings.tls.as_ref().map(|t| t.certificates.clone());
     metrics.config_last_reload_success.set(1);

@@ -197,7 +197,7 @@ impl AdminApp {
             "/admin/purge" => self.purge(&body).await.unwrap_or_else(|e| e),
             "/admin/explain" => self.explain(&body).await.unwrap_or_else(|e| e),
             "/admin/reload" => self.reload().await,
-            "/admin/rate_limits/reset" => self.reset_limit(&body).unwrap_or_else(|e| e),
+            "/admin/rate_limits/reset" => self.reset_limit(&body).await.unwrap_or_else(|e| e),
             _ => error(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -206,7 +206,7 @@ impl AdminApp {
         }
     }
 
-    fn reset_limit(&self, body: &[u8]) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
+    async fn reset_limit(&self, body: &[u8]) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
         let map = parse_object(body)?;
         unknown_fields(&map, &["policy", "key"])?;
         let (Some(policy), Some(value)) =
@@ -242,10 +242,18 @@ impl AdminApp {
                 .collect(),
             _ => vec![value.to_string()],
         };
+        let mut everywhere = true;
         for v in &values {
-            state
-                .limiters
-                .reset(policy, state.limiters.key(kind, v.as_bytes()));
+            let key = state.limiters.key(kind, v.as_bytes());
+            everywhere &= state.limiters.reset(policy, key).await != Some(false);
+        }
+        if !everywhere {
+            tracing::warn!(policy, key_kind = %kind.describe(), "admin rate limit reset on this replica only: the cluster's counters in Redis could not be reached");
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster_unavailable",
+                "reset on this replica; the cluster's counters in Redis could not be reached: try again",
+            ));
         }
         tracing::info!(policy, key_kind = %kind.describe(), "admin rate limit reset");
         Ok(json_reply(

@@ -34,26 +34,26 @@
 //! Redis again.
 
 mod identities;
+mod limits;
 mod link;
 mod seal;
+mod settings;
 mod stream;
 
 use stream::*;
 
 pub(crate) use identities::{SharedCacheSettings, SharedIdentities};
+pub(crate) use limits::{RateLimitSettings, SharedLimits};
+pub(crate) use settings::ClusterSettings;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 use crate::clock;
 use crate::identity::cache::{IdentityCache, Mark, NameHash, NameKind, PurgeBy, PURGE_SKEW};
 use crate::identity::token::TokenKey;
-use crate::secret::Secret;
 use crate::telemetry::metrics::ClusterMetrics;
 use link::Link;
 
@@ -75,64 +75,6 @@ const READ_COUNT: usize = 100;
 
 /// Behind the stream's end by more than this many entries is reported as this many.
 const LAG_COUNT_LIMIT: usize = 1000;
-
-/// The `cluster:` section, resolved.
-#[derive(Clone)]
-pub(crate) struct ClusterSettings {
-    /// `redis://` or `rediss://` (TLS), without a password.
-    pub(crate) url: String,
-    pub(crate) password: Option<Secret>,
-    /// Longest wait for a connection.
-    pub(crate) connect_timeout: Duration,
-    /// Longest wait for one command (a purge waits at most this for its publication).
-    pub(crate) command_timeout: Duration,
-    /// The secret every replica shares; keys token keys and purge names.
-    pub(crate) key_secret: Secret,
-    /// The stream's key.
-    pub(crate) stream: String,
-    /// The stream is trimmed (approximately) to this many entries.
-    pub(crate) max_entries: u64,
-    /// The shared identity cache; `None`: replicas share revocations only.
-    pub(crate) shared_cache: Option<SharedCacheSettings>,
-}
-
-impl std::fmt::Debug for ClusterSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterSettings")
-            .field("url", &self.url)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("command_timeout", &self.command_timeout)
-            .field("stream", &self.stream)
-            .field("max_entries", &self.max_entries)
-            .field("shared_cache", &self.shared_cache)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PartialEq for ClusterSettings {
-    fn eq(&self, other: &Self) -> bool {
-        self.url == other.url
-            && self.password.as_ref().map(Secret::expose)
-                == other.password.as_ref().map(Secret::expose)
-            && self.connect_timeout == other.connect_timeout
-            && self.command_timeout == other.command_timeout
-            && self.key_secret.expose() == other.key_secret.expose()
-            && self.stream == other.stream
-            && self.max_entries == other.max_entries
-            && self.shared_cache == other.shared_cache
-    }
-}
-
-impl ClusterSettings {
-    /// A 32-byte key for one use (`label`), derived from the shared secret.
-    pub(crate) fn derive_key(&self, label: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key_secret.expose().as_bytes())
-            .expect("HMAC accepts any key length");
-        mac.update(b"sessiongate cluster key: ");
-        mac.update(label.as_bytes());
-        mac.finalize().into_bytes().into()
-    }
-}
 
 /// What a purge became for the other replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +105,8 @@ pub(crate) struct Cluster {
     /// Commands other than the blocking stream read (publishing, the shared cache).
     link: Arc<Link>,
     shared: Option<Arc<SharedIdentities>>,
+    /// The cluster's rate-limit counters, when limits are cluster-wide.
+    limits: Option<Arc<SharedLimits>>,
     /// Serializes publications (stream order is purge order).
     publishing: tokio::sync::Mutex<()>,
     pending: Mutex<VecDeque<Message>>,
@@ -213,6 +157,14 @@ impl Cluster {
             Some(tier) => cache.with_shared(tier.clone()),
             None => cache,
         };
+        let limits = settings.rate_limits.clone().map(|s| {
+            Arc::new(SharedLimits::new(
+                link.clone(),
+                s,
+                origin.clone(),
+                metrics.clone(),
+            ))
+        });
         Ok((
             Cluster {
                 client,
@@ -221,6 +173,7 @@ impl Cluster {
                 metrics,
                 link,
                 shared,
+                limits,
                 publishing: tokio::sync::Mutex::new(()),
                 pending: Mutex::new(VecDeque::new()),
                 overflowed: AtomicBool::new(false),
@@ -236,22 +189,34 @@ impl Cluster {
         ))
     }
 
-    /// One line for `/readyz`: whether the stream is being read, and what waits.
+    /// The cluster's rate-limit counters, when limits are cluster-wide.
+    pub(crate) fn limits(&self) -> Option<&Arc<SharedLimits>> {
+        self.limits.as_ref()
+    }
+
+    /// Lines for `/readyz`: whether the stream is being read, what waits, and where rate
+    /// limits are counted.
     pub(crate) fn status_line(&self) -> String {
-        format!(
-            "cluster: redis {}, purges pending {}, shared cache {}\n",
-            if self.metrics.redis_up.get() == 1 {
-                "up"
-            } else {
-                "down (revocations from other replicas resume on reconnect)"
-            },
-            self.metrics.pending.get(),
-            match (&self.shared, self.metrics.breaker_open.get()) {
-                (None, _) => "off",
-                (Some(_), 0) => "on",
-                (Some(_), _) => "paused (Redis failing; local cache and provider serve)",
-            }
-        )
+        let limits = self
+            .limits
+            .as_ref()
+            .map(|l| l.status_line())
+            .unwrap_or_default();
+        limits
+            + &format!(
+                "cluster: redis {}, purges pending {}, shared cache {}\n",
+                if self.metrics.redis_up.get() == 1 {
+                    "up"
+                } else {
+                    "down (revocations from other replicas resume on reconnect)"
+                },
+                self.metrics.pending.get(),
+                match (&self.shared, self.metrics.breaker_open.get()) {
+                    (None, _) => "off",
+                    (Some(_), 0) => "on",
+                    (Some(_), _) => "paused (Redis failing; local cache and provider serve)",
+                }
+            )
     }
 
     /// Sends a purge just applied locally to the other replicas: published if Redis

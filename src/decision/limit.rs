@@ -7,12 +7,16 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::decision::refused::{RateLimited, Refused};
 use crate::decision::route::Route;
 use crate::decision::{Decider, Decision, DecisionInput};
 use crate::identity::Identity;
-use crate::limits::{Admission, LimitKey, LimitMode, LimitSpec, LivePolicy, Tier, TierWhen};
+use crate::limits::{
+    Admission, LimitKey, LimitMode, LimitSpec, LivePolicy, SharedCount, SharedCounter, Tier,
+    TierWhen,
+};
 use crate::policy::Mode;
 
 /// One policy's part in a decision.
@@ -21,6 +25,8 @@ pub(crate) struct LimitCheck {
     pub(crate) policy: Arc<LivePolicy>,
     /// Index into the policy's tiers (the last is its own rate).
     pub(crate) tier: usize,
+    /// The keyed hash of the key's value.
+    pub(crate) key: u64,
     /// `None` when the request was only explained (nothing counted).
     pub(crate) verdict: Option<Admission>,
 }
@@ -69,7 +75,7 @@ pub(crate) fn response_fields(limits: &[LimitCheck]) -> Option<(String, String)>
     out
 }
 
-pub(super) fn rate_limit(
+pub(super) async fn rate_limit(
     at: Decider<'_>,
     route: &Route,
     input: &DecisionInput<'_>,
@@ -88,30 +94,89 @@ pub(super) fn rate_limit(
                 tier_of(&policy.spec.tiers, identity),
             )
         };
-        let mut check = LimitCheck {
+        d.limits.push(LimitCheck {
             policy: policy.clone(),
             tier,
+            key,
             verdict: None,
-        };
-        if !at.count_limits {
-            d.limits.push(check);
-            continue;
+        });
+    }
+    if !at.count_limits {
+        return Ok(());
+    }
+    match at.limiters.shared() {
+        // Boxed: the decision's future stays as small for routes without cluster limits.
+        Some(shared) => Box::pin(count_shared(&**shared, route, &mut d.limits)).await,
+        None => count_here(route, &mut d.limits, |c| c.policy.check(c.tier, c.key)),
+    }
+}
+
+/// Counts the checks in order with `count`, until an enforcing policy refuses (the
+/// checks after it are dropped: not counted).
+fn count_here(
+    route: &Route,
+    checks: &mut Vec<LimitCheck>,
+    count: impl Fn(&LimitCheck) -> Admission,
+) -> Result<(), Refused> {
+    for i in 0..checks.len() {
+        let verdict = count(&checks[i]);
+        checks[i].verdict = Some(verdict);
+        if refuses(route, &checks[i]) {
+            checks.truncate(i + 1);
+            return Err(refusal(&checks[i]));
         }
-        let verdict = policy.check(tier, key);
-        check.verdict = Some(verdict);
-        if let Admission::Limited(limited) = verdict {
-            if effective_mode(route, &policy.spec) == LimitMode::Enforce {
-                d.limits.push(check);
-                return Err(Refused::RateLimited(Box::new(RateLimited {
-                    policy: policy.clone(),
-                    tier,
-                    retry_after: limited.retry_after,
-                })));
-            }
-        }
-        d.limits.push(check);
     }
     Ok(())
+}
+
+/// Counts the checks in the counters every replica shares, in one round trip; at this
+/// replica's share of each rate when they cannot answer.
+async fn count_shared(
+    shared: &dyn SharedCounter,
+    route: &Route,
+    checks: &mut Vec<LimitCheck>,
+) -> Result<(), Refused> {
+    let counts: Vec<SharedCount<'_>> = checks
+        .iter()
+        .map(|c| SharedCount {
+            policy: &c.policy,
+            tier: c.tier,
+            key: c.key,
+            enforce: effective_mode(route, &c.policy.spec) == LimitMode::Enforce,
+        })
+        .collect();
+    let Some(verdicts) = shared.count(&counts).await else {
+        shared.fell_back();
+        let replicas = shared.replicas();
+        return count_here(route, checks, |c| {
+            c.policy.check_share(c.tier, c.key, replicas)
+        });
+    };
+    checks.truncate(verdicts.len());
+    for (check, verdict) in checks.iter_mut().zip(verdicts) {
+        check.verdict = Some(verdict);
+    }
+    match checks.last() {
+        Some(last) if refuses(route, last) => Err(refusal(last)),
+        _ => Ok(()),
+    }
+}
+
+/// Whether this check, counted, refuses the request.
+fn refuses(route: &Route, check: &LimitCheck) -> bool {
+    check.over() && effective_mode(route, &check.policy.spec) == LimitMode::Enforce
+}
+
+fn refusal(check: &LimitCheck) -> Refused {
+    let retry_after = match check.verdict {
+        Some(Admission::Limited(l)) => l.retry_after,
+        _ => Duration::ZERO,
+    };
+    Refused::RateLimited(Box::new(RateLimited {
+        policy: check.policy.clone(),
+        tier: check.tier,
+        retry_after,
+    }))
 }
 
 /// The key kind actually used (a fallback may replace the configured one) and its value's

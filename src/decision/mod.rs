@@ -284,7 +284,10 @@ async fn run(at: Decider<'_>, input: &DecisionInput<'_>, d: &mut Decision) -> Re
     let RouteAuth::Providers(providers) = &route.auth else {
         // auth: none — only rate limits keyed by the request apply (not a step passed
         // in order: the identity's steps are skipped).
-        return limit::rate_limit(at, &route, input, d);
+        if route.limits.is_empty() {
+            return Ok(());
+        }
+        return limit::rate_limit(at, &route, input, d).await;
     };
     let token = step!(d, Step::Credential, credential(&route, input, d));
     step!(d, Step::SameOrigin, same_origin(&route, input, d));
@@ -300,7 +303,16 @@ async fn run(at: Decider<'_>, input: &DecisionInput<'_>, d: &mut Decision) -> Re
         judge_identity(at, &route, input, identity, d)
     );
     step!(d, Step::Rules, judge_rules(at, &route, input, entry, d));
-    step!(d, Step::RateLimit, limit::rate_limit(at, &route, input, d));
+    // Checked here, not in the step: a route without limits does not make its future.
+    step!(
+        d,
+        Step::RateLimit,
+        if route.limits.is_empty() {
+            Ok(())
+        } else {
+            limit::rate_limit(at, &route, input, d).await
+        }
+    );
     Ok(())
 }
 

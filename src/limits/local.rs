@@ -152,6 +152,19 @@ struct Bucket {
 pub struct LivePolicy {
     pub spec: LimitSpec,
     buckets: Vec<Bucket>,
+    /// Per tier, the name its counters have in the shared counters: a digest of what
+    /// the counting depends on, so a tier whose rate, burst or key changes starts again
+    /// on every replica, as a changed policy does locally.
+    tags: Vec<String>,
+    /// The local fallback of cluster-wide limits: the tiers at `1/replicas` of their rate
+    /// and burst, built when first needed (and again when the replica count changes).
+    share: RwLock<Option<Arc<Share>>>,
+}
+
+/// The tiers at a replica's share.
+struct Share {
+    replicas: u32,
+    buckets: Vec<Bucket>,
 }
 
 /// What one policy said about one request.
@@ -172,67 +185,92 @@ pub struct Limited {
 
 impl LivePolicy {
     pub(super) fn new(spec: LimitSpec) -> LivePolicy {
-        let buckets = spec
+        let tags = spec
             .tiers
             .iter()
             .map(|tier| {
-                let burst = NonZeroU32::new(tier.burst.max(1)).unwrap_or(NonZeroU32::MIN);
-                // A rate's interval is at least 1 ns: Rate::parse caps counts and periods.
-                let quota = Quota::with_period(tier.rate.interval().max(Duration::from_nanos(1)))
-                    .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
-                    .allow_burst(burst);
-                let states = Arc::new(KeyStates::new(spec.max_keys));
-                let limiter: Limiter = RateLimiter::<u64, Store, MonotonicClock>::new(
-                    quota,
-                    Store(states.clone()),
-                    MonotonicClock,
-                )
-                .with_middleware();
-                Bucket {
-                    limiter,
-                    states,
-                    quota,
-                }
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(format!(
+                    "{}|{}|{}|{}|{}|{}",
+                    spec.name,
+                    spec.key.describe(),
+                    tier.name,
+                    tier.rate.count,
+                    tier.rate.per.as_nanos(),
+                    tier.burst
+                ));
+                hex::encode(&digest[..4])
             })
             .collect();
-        LivePolicy { spec, buckets }
+        LivePolicy {
+            buckets: buckets(&spec, 1),
+            tags,
+            share: RwLock::new(None),
+            spec,
+        }
     }
 
     /// Counts one request under `key` in tier `tier` (an index into the spec's tiers).
     pub fn check(&self, tier: usize, key: u64) -> Admission {
-        let Some(bucket) = self.buckets.get(tier) else {
-            return Admission::Admitted {
-                remaining: 0,
-                full_in: Duration::ZERO,
-            };
-        };
-        match bucket.limiter.check_key(&key) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                let used = bucket.quota.burst_size().get().saturating_sub(remaining);
-                Admission::Admitted {
-                    remaining,
-                    full_in: bucket.quota.replenish_interval() * used,
-                }
-            }
-            Err(not_until) => Admission::Limited(Limited {
-                retry_after: not_until.wait_time_from(MonotonicClock.now()),
-            }),
-        }
+        check(&self.buckets, tier, key)
     }
 
-    /// Forgets `key` in every tier.
+    /// Counts one request at this replica's share of the tier (`1/replicas` of its rate
+    /// and burst): the fallback while the shared counters cannot answer.
+    pub fn check_share(&self, tier: usize, key: u64, replicas: u32) -> Admission {
+        let replicas = replicas.max(1);
+        if replicas == 1 {
+            return self.check(tier, key);
+        }
+        let current = self.share.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let share = match current {
+            Some(s) if s.replicas == replicas => s,
+            _ => {
+                let mut slot = self.share.write().unwrap_or_else(|e| e.into_inner());
+                match &*slot {
+                    Some(s) if s.replicas == replicas => s.clone(),
+                    _ => {
+                        let s = Arc::new(Share {
+                            replicas,
+                            buckets: buckets(&self.spec, replicas),
+                        });
+                        *slot = Some(s.clone());
+                        s
+                    }
+                }
+            }
+        };
+        check(&share.buckets, tier, key)
+    }
+
+    /// The name tier `tier`'s counters have in the shared counters.
+    pub fn tag(&self, tier: usize) -> &str {
+        &self.tags[tier.min(self.tags.len() - 1)]
+    }
+
+    /// The fallback's tiers, when it has been needed.
+    fn share(&self) -> Option<Arc<Share>> {
+        self.share.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Forgets `key` in every tier (and in the fallback's).
     pub(super) fn forget(&self, key: u64) {
-        for b in &self.buckets {
+        let share = self.share();
+        let fallback = share.iter().flat_map(|s| &s.buckets);
+        for b in self.buckets.iter().chain(fallback) {
             b.states.forget(key);
         }
     }
 
-    /// Keys tracked now, all tiers (keys that are full again are dropped first).
+    /// Keys tracked here now, all tiers and the fallback's (keys that are full again are
+    /// dropped first). Keys counted in the shared counters are not here.
     pub fn tracked_keys(&self) -> i64 {
+        let share = self.share();
+        let fallback = share.iter().flat_map(|s| &s.buckets);
         let n: usize = self
             .buckets
             .iter()
+            .chain(fallback)
             .map(|b| b.states.sweep_and_count())
             .sum();
         i64::try_from(n).unwrap_or(i64::MAX)
@@ -242,6 +280,57 @@ impl LivePolicy {
     pub fn tier(&self, i: usize) -> &super::Tier {
         let tiers = &self.spec.tiers;
         &tiers[i.min(tiers.len() - 1)]
+    }
+}
+
+/// A limiter per tier, at `1/divide` of the tier's rate and burst (the burst at least 1).
+fn buckets(spec: &LimitSpec, divide: u32) -> Vec<Bucket> {
+    spec.tiers
+        .iter()
+        .map(|tier| {
+            let burst =
+                NonZeroU32::new(tier.burst.div_ceil(divide).max(1)).unwrap_or(NonZeroU32::MIN);
+            // A rate's interval is at least 1 ns: Rate::parse caps counts and periods.
+            let interval = tier.rate.interval().saturating_mul(divide);
+            let quota = Quota::with_period(interval.max(Duration::from_nanos(1)))
+                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+                .allow_burst(burst);
+            let states = Arc::new(KeyStates::new(spec.max_keys));
+            let limiter: Limiter = RateLimiter::<u64, Store, MonotonicClock>::new(
+                quota,
+                Store(states.clone()),
+                MonotonicClock,
+            )
+            .with_middleware();
+            Bucket {
+                limiter,
+                states,
+                quota,
+            }
+        })
+        .collect()
+}
+
+/// Counts one request under `key` in `buckets[tier]`.
+fn check(buckets: &[Bucket], tier: usize, key: u64) -> Admission {
+    let Some(bucket) = buckets.get(tier) else {
+        return Admission::Admitted {
+            remaining: 0,
+            full_in: Duration::ZERO,
+        };
+    };
+    match bucket.limiter.check_key(&key) {
+        Ok(snapshot) => {
+            let remaining = snapshot.remaining_burst_capacity();
+            let used = bucket.quota.burst_size().get().saturating_sub(remaining);
+            Admission::Admitted {
+                remaining,
+                full_in: bucket.quota.replenish_interval() * used,
+            }
+        }
+        Err(not_until) => Admission::Limited(Limited {
+            retry_after: not_until.wait_time_from(MonotonicClock.now()),
+        }),
     }
 }
 
@@ -301,6 +390,60 @@ mod tests {
             p.check(0, 7),
             Admission::Admitted { remaining: 2, .. }
         ));
+    }
+
+    #[test]
+    fn the_fallback_counts_a_share_of_rate_and_burst() {
+        // 60/min, burst 6, three replicas: each admits 2 at once, then one per 3 s.
+        let p = policy("60/min", 6, 10);
+        for left in [1, 0] {
+            match p.check_share(0, 7, 3) {
+                Admission::Admitted { remaining, .. } => assert_eq!(remaining, left),
+                other => panic!("{other:?}"),
+            }
+        }
+        match p.check_share(0, 7, 3) {
+            Admission::Limited(l) => {
+                assert!(l.retry_after > Duration::from_millis(2_900), "{l:?}");
+                assert!(l.retry_after <= Duration::from_secs(3), "{l:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The whole rate is untouched by the fallback's counting; a new replica count
+        // starts the share again, and a reset reaches it.
+        assert!(matches!(
+            p.check(0, 7),
+            Admission::Admitted { remaining: 5, .. }
+        ));
+        assert!(matches!(
+            p.check_share(0, 7, 2),
+            Admission::Admitted { remaining: 2, .. }
+        ));
+        p.forget(7);
+        assert!(matches!(
+            p.check_share(0, 7, 2),
+            Admission::Admitted { remaining: 2, .. }
+        ));
+        assert_eq!(
+            p.tracked_keys(),
+            1,
+            "the reset cleared both; the share counted again"
+        );
+        // A share never rounds the burst to nothing.
+        assert!(matches!(
+            p.check_share(0, 9, 100),
+            Admission::Admitted { remaining: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn tiers_have_stable_tags_that_change_with_their_counting() {
+        let a = policy("60/min", 6, 10);
+        let b = policy("60/min", 6, 10);
+        let c = policy("60/min", 7, 10);
+        assert_eq!(a.tag(0), b.tag(0));
+        assert_ne!(a.tag(0), c.tag(0));
+        assert_eq!(a.tag(0).len(), 8);
     }
 
     /// Keys as the policy gets them: keyed hashes, spread over every bit.

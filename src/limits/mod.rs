@@ -13,6 +13,12 @@
 //! compare-and-swap on an `AtomicU64` per request); the keys live in a bounded, sharded
 //! map of our own ([`local`]) instead of governor's unbounded one.
 //!
+//! With `cluster:`, replicas count together ([`SharedCounter`], implemented in Redis by
+//! [`crate::cluster`]): one round trip per request for all of a route's policies. When
+//! Redis cannot answer in time, each replica counts alone at its share of every rate
+//! (the rate ÷ the replicas it knows of), so a Redis fault never fails a request and never
+//! lets the cluster admit much more than its limit.
+//!
 //! This module knows keys only as bytes: what a key's value is for a request is the
 //! decision's business ([`crate::decision`]), and no value is ever kept — only a keyed
 //! hash of it.
@@ -20,9 +26,11 @@
 pub mod local;
 
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::Hasher;
 use std::sync::Arc;
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use crate::clock::ceil_seconds;
 pub use local::{Admission, Limited, LivePolicy};
@@ -206,15 +214,71 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 /// Keys tracked per policy unless `max_keys` says otherwise.
 pub const DEFAULT_MAX_KEYS: u64 = 100_000;
 
+/// One request to count in the cluster: a policy's tier under a key.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedCount<'a> {
+    pub policy: &'a LivePolicy,
+    pub tier: usize,
+    pub key: u64,
+    /// An enforcing policy that refuses ends the count (the policies after it are not
+    /// counted), as locally.
+    pub enforce: bool,
+}
+
+/// Counters every replica shares (Redis, with `cluster:`).
+#[async_trait]
+pub trait SharedCounter: Send + Sync {
+    /// Counts one request under each of `counts` in order, stopping after the first
+    /// enforcing refusal (the answers are then fewer than the counts). `None`: the shared
+    /// counters cannot answer now (the caller counts locally, at its share).
+    async fn count(&self, counts: &[SharedCount<'_>]) -> Option<Vec<Admission>>;
+
+    /// Forgets one key of `policy` (every tier); false when the counters cannot be
+    /// reached.
+    async fn forget(&self, policy: &LivePolicy, key: u64) -> bool;
+
+    /// Replicas sharing the limits, as far as this one knows (at least 1): each counts at
+    /// this share of every rate while the shared counters cannot answer.
+    fn replicas(&self) -> u32;
+
+    /// Called when the local fallback counted a request (for metrics).
+    fn fell_back(&self);
+}
+
 /// The live policies of a process, kept across reloads: a policy whose definition did
 /// not change keeps its counters; a changed or removed one starts again (or goes).
-#[derive(Default)]
 pub struct Limiters {
     live: std::sync::Mutex<Vec<Arc<LivePolicy>>>,
-    hasher: std::hash::RandomState,
+    /// SipHash keys of the key hash: random per process, or derived from the cluster's
+    /// secret so that every replica names a key alike.
+    hash_keys: (u64, u64),
+    shared: Option<Arc<dyn SharedCounter>>,
+}
+
+impl Default for Limiters {
+    fn default() -> Self {
+        Limiters::new(rand::random(), None)
+    }
 }
 
 impl Limiters {
+    /// Limiters hashing keys under `hash_key` (16 bytes of it used), counting in `shared`
+    /// when there is one.
+    pub fn new(hash_key: [u8; 16], shared: Option<Arc<dyn SharedCounter>>) -> Self {
+        let (a, b) = hash_key.split_at(8);
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        Limiters {
+            live: Default::default(),
+            hash_keys: (word(a), word(b)),
+            shared,
+        }
+    }
+
+    /// The counters shared with other replicas, when limits are cluster-wide.
+    pub fn shared(&self) -> Option<&Arc<dyn SharedCounter>> {
+        self.shared.as_ref()
+    }
+
     /// The live policies for `specs`: those whose definition is unchanged keep their
     /// counters, the others start empty. Nothing changes until [`Limiters::commit`] (a
     /// reload that fails after this leaves the policies in force as they were).
@@ -238,21 +302,41 @@ impl Limiters {
     }
 
     /// The keyed hash a key's value is tracked under (the value itself is never kept).
-    /// The key's kind is part of it, so `subject` alice and `header` alice differ.
+    /// The key's kind is part of it, so `subject` alice and `header` alice differ. The
+    /// input is spelled byte for byte (no `Hash` derive), so replicas of any build and
+    /// platform that share the secret agree.
     pub fn key(&self, key: &LimitKey, value: &[u8]) -> u64 {
-        self.hasher.hash_one((key, value))
+        #[allow(deprecated)] // SipHash-2-4, keyed: the std type is the only keyed one.
+        let mut h = std::hash::SipHasher::new_with_keys(self.hash_keys.0, self.hash_keys.1);
+        let (kind, name): (u8, &str) = match key {
+            LimitKey::Subject => (1, ""),
+            LimitKey::Session => (2, ""),
+            LimitKey::Organization => (3, ""),
+            LimitKey::Token => (4, ""),
+            LimitKey::ClientAddress => (5, ""),
+            LimitKey::Header(n) => (6, n),
+            LimitKey::Claim(n) => (7, n),
+            LimitKey::Param(n) => (8, n),
+        };
+        h.write_u8(kind);
+        h.write(&(name.len() as u64).to_le_bytes());
+        h.write(name.as_bytes());
+        h.write(value);
+        h.finish()
     }
 
-    /// Forgets one key's counters in one policy (every tier): the admin API's reset.
-    /// Returns whether the policy exists.
-    pub fn reset(&self, policy: &str, key: u64) -> bool {
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        match live.iter().find(|p| &*p.spec.name == policy) {
-            Some(p) => {
-                p.forget(key);
-                true
-            }
-            None => false,
+    /// Forgets one key's counters in one policy (every tier, here and in the shared
+    /// counters): the admin API's reset. `None`: no such policy; `Some(false)`: forgotten
+    /// here, but the shared counters could not be reached.
+    pub async fn reset(&self, policy: &str, key: u64) -> Option<bool> {
+        let found = {
+            let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            live.iter().find(|p| &*p.spec.name == policy).cloned()
+        }?;
+        found.forget(key);
+        match &self.shared {
+            Some(shared) => Some(shared.forget(&found, key).await),
+            None => Some(true),
         }
     }
 
@@ -265,6 +349,11 @@ impl Limiters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key of claim `tenant` = `acme` under keys `0123456789abcdef`, as a reference
+    /// SipHash-2-4 written apart (in Python, from the paper) computes it over the bytes
+    /// `07`, `06 00 00 00 00 00 00 00`, `tenant`, `acme`.
+    const KNOWN_KEY: u64 = 9_344_306_505_252_441_591;
 
     #[test]
     fn rates_read_as_people_write_them() {
@@ -306,5 +395,22 @@ mod tests {
             l.key(&LimitKey::Subject, b"a"),
             l.key(&LimitKey::Subject, b"a")
         );
+        // A header's name is delimited: `ab` + `c` is not `a` + `bc`.
+        assert_ne!(
+            l.key(&LimitKey::Header("ab".into()), b"c"),
+            l.key(&LimitKey::Header("a".into()), b"bc")
+        );
+    }
+
+    #[test]
+    fn replicas_sharing_a_secret_name_keys_alike_and_only_they() {
+        let a = Limiters::new([7; 16], None);
+        let b = Limiters::new([7; 16], None);
+        let other = Limiters::new([8; 16], None);
+        let k = |l: &Limiters| l.key(&LimitKey::Claim("tenant".into()), b"acme");
+        assert_eq!(k(&a), k(&b));
+        assert_ne!(k(&a), k(&other));
+        // SipHash-2-4 under fixed keys: the same number on every build and platform.
+        assert_eq!(k(&Limiters::new(*b"0123456789abcdef", None)), KNOWN_KEY);
     }
 }

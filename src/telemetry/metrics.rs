@@ -190,6 +190,13 @@ pub(crate) struct ClusterMetrics {
     pub(crate) claim_wait_seconds: Histogram,
     /// `sessiongate_cluster_redis_breaker_open`: 1 while Redis is not asked (failing).
     pub(crate) breaker_open: IntGauge,
+    /// `sessiongate_cluster_rate_limit_checks_total{counted}`: requests whose rate limits
+    /// were counted in Redis (`redis`) or, Redis unavailable, locally at this replica's
+    /// share (`fallback`).
+    pub(crate) rate_limit_checks: IntCounterVec,
+    /// `sessiongate_cluster_rate_limit_replicas`: what the local fallback divides every
+    /// rate by (the replicas seen in Redis, at least `cluster.rate_limits.replicas`).
+    pub(crate) rate_limit_replicas: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -258,7 +265,7 @@ impl Metrics {
             ),
             redis_errors: counter(
                 "sessiongate_cluster_redis_errors_total",
-                "Failed Redis commands of the cluster, by operation (connect, read, publish, check).",
+                "Failed Redis commands of the cluster, by operation (connect, read, publish, check, shared_find, shared_store, shared_purge, rate_limit, rate_limit_heartbeat, rate_limit_reset).",
                 &["op"],
             ),
             published: plain_counter(
@@ -322,7 +329,19 @@ impl Metrics {
                 "sessiongate_cluster_redis_breaker_open",
                 "1 while this replica does not ask Redis because its commands keep failing (or half-open after that, until one succeeds).",
             ),
+            rate_limit_checks: counter(
+                "sessiongate_cluster_rate_limit_checks_total",
+                "Requests whose rate limits were counted across replicas in Redis (counted=redis) or, Redis unavailable or slower than cluster.rate_limits.timeout, by this replica alone at its share of each rate (counted=fallback).",
+                &["counted"],
+            ),
+            rate_limit_replicas: plain_gauge(
+                "sessiongate_cluster_rate_limit_replicas",
+                "Replicas sharing the cluster's rate limits as this one last saw them in Redis (at least cluster.rate_limits.replicas): the local fallback counts 1/this of each rate.",
+            ),
         };
+        for counted in ["redis", "fallback"] {
+            cluster.rate_limit_checks.with_label_values(&[counted]);
+        }
         for result in [
             "hit",
             "invalid",
@@ -348,6 +367,9 @@ impl Metrics {
             "shared_find",
             "shared_store",
             "shared_purge",
+            "rate_limit",
+            "rate_limit_heartbeat",
+            "rate_limit_reset",
         ] {
             cluster.redis_errors.with_label_values(&[op]);
         }

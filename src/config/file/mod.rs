@@ -185,6 +185,8 @@ pub(crate) struct ClusterFile {
     pub(crate) revocations: ClusterRevocationsFile,
     /// The shared identity cache: on unless `false`.
     pub(crate) shared_cache: Option<Toggle<ClusterSharedCacheFile>>,
+    /// Rate limits counted across replicas: on unless `false`.
+    pub(crate) rate_limits: Option<Toggle<ClusterRateLimitsFile>>,
 }
 
 /// One of `upstreams`: `"http://host:port"` (also `https://`, and `h2c://` for cleartext
@@ -285,6 +287,21 @@ pub(crate) struct ClusterSharedCacheFile {
     pub(crate) timeout: Option<ConfigDuration>,
     /// Longest wait for another replica's provider call for the same token (default 1s).
     pub(crate) lock_wait: Option<ConfigDuration>,
+}
+
+/// `cluster.rate_limits`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClusterRateLimitsFile {
+    /// `false`: each replica counts alone (same as `rate_limits: false`).
+    pub(crate) enabled: Option<bool>,
+    /// Prefix of its Redis keys (default `sessiongate:ratelimit`).
+    pub(crate) key_prefix: Option<String>,
+    /// Longest wait for Redis per request before counting locally (default 50ms).
+    pub(crate) timeout: Option<ConfigDuration>,
+    /// The local fallback divides every rate by at least this many replicas (default:
+    /// by the replicas seen in Redis lately).
+    pub(crate) replicas: Option<u32>,
 }
 
 /// `cluster.redis`.

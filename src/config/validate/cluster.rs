@@ -82,6 +82,14 @@ pub(super) fn cluster(
         Some(crate::config::file::Toggle::Settings(s)) if s.enabled == Some(false) => None,
         Some(crate::config::file::Toggle::Settings(s)) => Some(shared_cache(s)?),
     };
+    let rate_limits = match &c.rate_limits {
+        Some(crate::config::file::Toggle::Switch(false)) => None,
+        Some(crate::config::file::Toggle::Switch(true)) | None => Some(rate_limits(
+            &crate::config::file::ClusterRateLimitsFile::default(),
+        )?),
+        Some(crate::config::file::Toggle::Settings(s)) if s.enabled == Some(false) => None,
+        Some(crate::config::file::Toggle::Settings(s)) => Some(rate_limits(s)?),
+    };
     Ok(crate::cluster::ClusterSettings {
         url: c.redis.url.clone(),
         password,
@@ -99,6 +107,55 @@ pub(super) fn cluster(
         stream,
         max_entries,
         shared_cache,
+        rate_limits,
+    })
+}
+
+/// A Redis key prefix: not empty, no spaces.
+fn key_prefix(key: &str, given: Option<&String>, default: &str) -> Result<String> {
+    let prefix = given.cloned().unwrap_or_else(|| default.into());
+    if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+        return Err(ConfigError::at(
+            key,
+            "must be a non-empty Redis key prefix without spaces",
+        ));
+    }
+    Ok(prefix)
+}
+
+pub(super) fn rate_limits(
+    s: &crate::config::file::ClusterRateLimitsFile,
+) -> Result<crate::cluster::RateLimitSettings> {
+    let key_prefix = key_prefix(
+        "cluster.rate_limits.key_prefix",
+        s.key_prefix.as_ref(),
+        "sessiongate:ratelimit",
+    )?;
+    let timeout = nonzero(
+        "cluster.rate_limits.timeout",
+        s.timeout.as_ref(),
+        Duration::from_millis(50),
+    )?;
+    if timeout > Duration::from_secs(1) {
+        return Err(ConfigError::at(
+            "cluster.rate_limits.timeout",
+            "at most 1s: every request on a limited route waits this long at worst while Redis hangs",
+        ));
+    }
+    let replicas = match s.replicas {
+        Some(0) => {
+            return Err(ConfigError::at(
+                "cluster.rate_limits.replicas",
+                "must be at least 1 (the fallback divides every rate by it)",
+            ))
+        }
+        Some(n) => n,
+        None => 1,
+    };
+    Ok(crate::cluster::RateLimitSettings {
+        key_prefix,
+        timeout,
+        replicas,
     })
 }
 
@@ -106,16 +163,11 @@ pub(super) fn shared_cache(
     s: &crate::config::file::ClusterSharedCacheFile,
 ) -> Result<crate::cluster::SharedCacheSettings> {
     let positive = nonzero;
-    let key_prefix = s
-        .key_prefix
-        .clone()
-        .unwrap_or_else(|| "sessiongate:identities".into());
-    if key_prefix.is_empty() || key_prefix.contains(char::is_whitespace) {
-        return Err(ConfigError::at(
-            "cluster.shared_cache.key_prefix",
-            "must be a non-empty Redis key prefix without spaces",
-        ));
-    }
+    let key_prefix = key_prefix(
+        "cluster.shared_cache.key_prefix",
+        s.key_prefix.as_ref(),
+        "sessiongate:identities",
+    )?;
     let timeout = positive(
         "cluster.shared_cache.timeout",
         s.timeout.as_ref(),
@@ -152,6 +204,12 @@ mod tests {
             (format!("cluster:\n  redis: {{ url: \"http://127.0.0.1:6379\" }}\n  key_secret_file: {secret}\n"), &["cluster.redis.url"]),
             ("cluster:\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n  key_secret_file: /nonexistent/secret\n".into(), &["cluster.key_secret"]),
             (format!("cluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n  shared_cache: {{ lock_wait: 5m }}\n"), &["cluster.shared_cache.lock_wait"]),
+            (format!("cluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n  rate_limits: {{ timeout: 20ms, replicas: 3, key_prefix: \"rl\" }}\n"), &[]),
+            (format!("cluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n  rate_limits: false\n"), &[]),
+            (format!("cluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n  rate_limits: {{ timeout: 5s }}\n"), &["cluster.rate_limits.timeout"]),
+            (format!("cluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n  rate_limits: {{ replicas: 0 }}\n"), &["cluster.rate_limits.replicas"]),
+            (format!("cluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n  rate_limits: {{ key_prefix: \"a b\" }}\n"), &["cluster.rate_limits.key_prefix"]),
+            (format!("cluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n  rate_limits: {{ replica: 3 }}\n"), &["cluster.rate_limits"]),
         ];
         for (body, want) in &table {
             assert_error_paths(&format!("{body}{route}"), want);
