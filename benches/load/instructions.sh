@@ -10,6 +10,9 @@
 #
 #   benches/load/instructions.sh OLD_BUILD NEW_BUILD …   # one line per build and path
 #   N=20000 …                                              # requests per count (default 10000)
+#   LIMITS=1 …                                             # also hits on a route with a local
+#                                                          # rate limit no request reaches
+#                                                          # (builds with `rate_limits:` only)
 #
 # Each build serves N requests and then 2·N requests through a static provider and an
 # nginx upstream, in two processes started the same way; the difference ÷ N leaves the
@@ -26,6 +29,12 @@ read -r UP_PID UP < <(static_upstream)
 pids+=("$UP_PID")
 
 export INSTR_TOKEN="instructions-token-0123456789abcdef"
+LIMITS_SECTION= LIMITS_ROUTE=
+if [ -n "${LIMITS:-}" ]; then
+    LIMITS_SECTION='rate_limits:
+  roomy: { rate: 1000000000/s, burst: 1000000 }'
+    LIMITS_ROUTE='  - { name: limited, path_prefix: /limited, provider: idp, upstream: app, require_scopes: { all_of: [read] }, rate_limits: [roomy] }'
+fi
 
 count() { # build requests path [header] → instructions the gateway ran, start to exit
     local bin=$1 n=$2 path=$3 header=${4:-} port admin dir pid
@@ -44,7 +53,9 @@ providers:
     tokens:
       - { token: "\${INSTR_TOKEN}", identity: { subject: bench, scopes: [read, write], ip_restrict: [127.0.0.0/8] } }
 upstreams: { app: "http://127.0.0.1:$UP" }
+$LIMITS_SECTION
 routes:
+$LIMITS_ROUTE
   - { name: open, path_prefix: /open, auth: none, upstream: app }
   - { name: api, path_prefix: /, provider: idp, upstream: app, require_scopes: { all_of: [read] } }
 CONF
@@ -67,12 +78,16 @@ CONF
 }
 
 AUTH="Authorization: Bearer $INSTR_TOKEN"
+CASES=("hit /x" "none /open/x")
+if [ -n "${LIMITS:-}" ]; then
+    CASES+=("limited /limited/x")
+fi
 echo "build path instructions_per_request"
 for bin in "$@"; do
-    for case in "hit /x" "none /open/x"; do
+    for case in "${CASES[@]}"; do
         read -r label path <<<"$case"
         header=
-        [ "$label" = hit ] && header=$AUTH
+        [ "$label" != none ] && header=$AUTH
         one=$(count "$bin" "$N" "$path" "$header")
         two=$(count "$bin" $((2 * N)) "$path" "$header")
         python3 -c "print(f'$bin $label {($two - $one) / $N:.0f}')"
