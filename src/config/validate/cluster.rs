@@ -210,6 +210,10 @@ mod tests {
             (format!("cluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n  rate_limits: {{ replicas: 0 }}\n"), &["cluster.rate_limits.replicas"]),
             (format!("cluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n  rate_limits: {{ key_prefix: \"a b\" }}\n"), &["cluster.rate_limits.key_prefix"]),
             (format!("cluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n  rate_limits: {{ replica: 3 }}\n"), &["cluster.rate_limits"]),
+            // Redis counts to the microsecond: a faster rate per key is refused there only.
+            (format!("rate_limits:\n  fast: {{ rate: 2000000/s, key: client_address }}\ncluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n"), &["rate_limits.fast.rate"]),
+            (format!("rate_limits:\n  fast: {{ rate: 2000000/s, key: client_address }}\ncluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n  rate_limits: false\n"), &[]),
+            (format!("rate_limits:\n  fast: {{ rate: 1000000/s, key: client_address }}\ncluster:\n  redis: {{ url: \"redis://127.0.0.1:6379/0\" }}\n  key_secret_file: {secret}\n"), &[]),
         ];
         for (body, want) in &table {
             assert_error_paths(&format!("{body}{route}"), want);

@@ -20,6 +20,33 @@ pub(super) fn rate_limits(file: &FileConfig, errs: &mut Errors) -> BTreeMap<Stri
     out
 }
 
+/// With cluster-wide limits, every tier's interval is at least a microsecond: Redis
+/// counts on its microsecond clock (a faster rate per key would never be limited there).
+pub(super) fn fit_cluster(
+    cluster: &Option<Option<crate::cluster::ClusterSettings>>,
+    specs: &BTreeMap<String, LimitSpec>,
+    errs: &mut Errors,
+) {
+    if !matches!(cluster, Some(Some(c)) if c.rate_limits.is_some()) {
+        return;
+    }
+    for (name, spec) in specs {
+        for (i, tier) in spec.tiers.iter().enumerate() {
+            if tier.rate.interval() >= std::time::Duration::from_micros(1) {
+                continue;
+            }
+            let path = match tier.when {
+                Some(_) => format!("rate_limits.{name}.tiers[{i}].rate"),
+                None => format!("rate_limits.{name}.rate"),
+            };
+            errs.add(
+                path,
+                "faster than 1,000,000 requests a second per key: cluster-wide limits count on Redis' microsecond clock (set cluster.rate_limits: false to count per replica)",
+            );
+        }
+    }
+}
+
 fn policy(path: &str, name: &str, p: &RateLimitFile) -> Result<LimitSpec> {
     // The name is a metric label and a quoted string in the RateLimit fields.
     if name.is_empty()
