@@ -18,6 +18,7 @@ use crate::clock::{self, SharedClock};
 use crate::config::{ConfigError, Settings};
 use crate::proxy::connection::Limited;
 use crate::proxy::direct::Direct;
+use crate::proxy::front::FrontDoor;
 use crate::proxy::Proxy;
 use crate::reload::{ReloadQueue, Reloads};
 use crate::state::{GatewayState, Process};
@@ -104,7 +105,17 @@ impl Gateway {
     /// (see `proxy::direct`); both run the same `Proxy` steps. Public so a benchmark can
     /// drive the whole request path over an in-memory connection.
     pub fn proxy_app(&self, conf: &Arc<ServerConf>) -> Limited<Direct> {
-        let mut full_proxy = pingora::proxy::http_proxy(conf, Proxy::new(self.state.clone()));
+        self.app_for(conf, FrontDoor::Proxy)
+    }
+
+    /// The proxy listener's application, or the decision listener's: the same steps and
+    /// limits, answering front proxies instead of forwarding.
+    fn app_for(&self, conf: &Arc<ServerConf>, front: FrontDoor) -> Limited<Direct> {
+        let make = || match front {
+            FrontDoor::Proxy => Proxy::new(self.state.clone()),
+            FrontDoor::Decision => Proxy::deciding(self.state.clone()),
+        };
+        let mut full_proxy = pingora::proxy::http_proxy(conf, make());
         let mut options = pingora::apps::HttpServerOptions::default();
         // HTTP/2 with prior knowledge on the plain listener, when asked for (on TLS,
         // ALPN decides); never by `Upgrade: h2c`.
@@ -120,12 +131,7 @@ impl Gateway {
         let upstreams = pingora::connectors::http::Connector::new(Some(
             pingora::connectors::ConnectorOptions::from_server_conf(conf),
         ));
-        let direct = Direct::new(
-            Proxy::new(self.state.clone()),
-            full_proxy,
-            upstreams,
-            self.settings.direct_path,
-        );
+        let direct = Direct::new(make(), full_proxy, upstreams, self.settings.direct_path);
         Limited::new(direct, self.state.clone()).h2c(self.settings.h2c)
     }
 
@@ -166,6 +172,12 @@ impl Gateway {
                 });
         let mut proxy = Service::new("sessiongate proxy".to_string(), app);
         proxy.add_listener(proxy_listener(self.settings.listen));
+        let decision = self.settings.decision_listen.map(|addr| {
+            let app = self.app_for(&server.configuration, FrontDoor::Decision);
+            let mut service = Service::new("sessiongate decision".to_string(), app);
+            service.add_listener(proxy_listener(addr));
+            service
+        });
 
         let proxy_addr: SocketAddr = self.settings.listen;
         let api_listen = self.settings.admin_api_listen;
@@ -206,6 +218,9 @@ impl Gateway {
         server.add_service(proxy);
         if let Some(tls) = tls_proxy {
             server.add_service(tls);
+        }
+        if let Some(decision) = decision {
+            server.add_service(decision);
         }
         server.add_service(admin);
         server.add_service(warm_up);

@@ -124,6 +124,8 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     /// `admin.listen`: the admin API's own listener; `None` serves it on `admin_listen`.
     pub(crate) admin_api_listen: Option<SocketAddr>,
+    /// `decision.listen`: where front proxies ask for decisions; `None`: no decision mode.
+    pub(crate) decision_listen: Option<SocketAddr>,
     pub(crate) pid_file: String,
     pub(crate) upgrade_sock: String,
     /// `cluster:`: revocations shared with the other replicas through Redis.

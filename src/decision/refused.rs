@@ -54,6 +54,10 @@ pub(crate) enum Refused {
     UpstreamBusy,
     /// A `rate_limits:` policy: the key is over its rate (429 with `Retry-After`).
     RateLimited(Box<RateLimited>),
+    /// Decision mode: the request asking for a decision came from a peer that is not a
+    /// configured front proxy (`trusted_proxies`), so the request it describes is not
+    /// believed (403).
+    UntrustedFrontProxy,
 }
 
 /// Which policy limited a request, and when its key may send again.
@@ -92,6 +96,7 @@ impl Refused {
             Refused::AssertionFailed => Outcome::AssertionFailed,
             Refused::UpstreamBusy => Outcome::UpstreamBusy,
             Refused::RateLimited(_) => Outcome::RateLimited,
+            Refused::UntrustedFrontProxy => Outcome::UntrustedFrontProxy,
         }
     }
 
@@ -149,6 +154,11 @@ impl Refused {
                     crate::limits::fields(name, rate, 0, l.retry_after),
                 )
             }
+            Refused::UntrustedFrontProxy => Refusal::plain(
+                403,
+                "untrusted_front_proxy",
+                "decisions are given to the front proxies in trusted_proxies only",
+            ),
         }
     }
 
@@ -191,12 +201,14 @@ pub(crate) enum Outcome {
     MethodNotAllowed,
     /// A `rate_limits:` policy refused it (429).
     RateLimited,
+    /// Decision mode: asked by a peer that is not a front proxy (403).
+    UntrustedFrontProxy,
 }
 
 impl Outcome {
     /// How many outcomes there are (indexes `0..COUNT`).
     pub(crate) const COUNT: usize = Outcome::FIXED + DenialKind::ALL.len();
-    const FIXED: usize = 15;
+    const FIXED: usize = 16;
 
     /// This outcome's position in [`Outcome::all`].
     pub(crate) fn index(self) -> usize {
@@ -216,6 +228,7 @@ impl Outcome {
             Outcome::UpstreamBusy => 12,
             Outcome::MethodNotAllowed => 13,
             Outcome::RateLimited => 14,
+            Outcome::UntrustedFrontProxy => 15,
             Outcome::Denied(kind) => Outcome::FIXED + kind.index(),
         }
     }
@@ -239,6 +252,7 @@ impl Outcome {
             Outcome::UpstreamBusy,
             Outcome::MethodNotAllowed,
             Outcome::RateLimited,
+            Outcome::UntrustedFrontProxy,
         ]
         .into_iter()
         .chain(DenialKind::ALL.into_iter().map(Outcome::Denied))
@@ -263,6 +277,7 @@ impl Outcome {
             Outcome::UpstreamBusy => "upstream_busy",
             Outcome::MethodNotAllowed => "method_not_allowed",
             Outcome::RateLimited => "rate_limited",
+            Outcome::UntrustedFrontProxy => "untrusted_front_proxy",
         }
     }
 }

@@ -4,9 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use pingora::http::RequestHeader;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
+
+use super::{headers, Proxy, RequestCtx};
 
 /// Most request-body bytes the echo upstream reads before giving up on the connection.
 const MAX_DRAIN: usize = 1 << 20;
@@ -51,4 +54,26 @@ pub(crate) fn render(forwarded: &RequestHeader, body_bytes: usize) -> Vec<u8> {
     });
     // `{:#}` is serde_json's pretty printer through `Display`, which cannot fail.
     format!("{answer:#}\n").into_bytes()
+}
+
+impl Proxy {
+    /// The built-in echo upstream: answers with the request an upstream would receive.
+    pub(super) async fn answer_echo(
+        &self,
+        session: &mut ServerSession,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let mut forwarded = session.req_header().clone();
+        self.prepare_upstream_request(&mut forwarded, ctx)?;
+        let body_bytes = drain_body(session).await?;
+        let body = Bytes::from(render(&forwarded, body_bytes));
+        let mut resp = ResponseHeader::build(200, Some(4))?;
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        resp.insert_header("cache-control", "no-store")?;
+        resp.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        session.write_response_header(Box::new(resp)).await?;
+        session.write_response_body(body, true).await?;
+        Ok(true)
+    }
 }

@@ -26,6 +26,9 @@ pub(crate) const DEFAULT_PREFIX: &str = "X-Auth-";
 
 /// The request id header, kept from the client when well-formed, else generated.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
+/// Decision mode: the target (path and query) the decision judged, as the proxy would
+/// have forwarded it, for a front proxy to forward in place of the client's.
+pub(crate) const CANONICAL_URI: &str = "x-sessiongate-canonical-uri";
 
 /// The request id header, kept from the client when well-formed, else generated.
 pub(crate) const REQUEST_ID_HEADER: WireName = WireName::constant(REQUEST_ID, "X-Request-Id");
@@ -73,6 +76,20 @@ impl IdentityHeaders {
             stale: name("Stale")?,
             client_certificate: name("Client-Certificate")?,
         })
+    }
+
+    /// The headers every identity may carry (claims aside), in a fixed order.
+    pub(crate) fn fixed(&self) -> [&WireName; 8] {
+        [
+            &self.subject,
+            &self.session_id,
+            &self.scopes,
+            &self.organizations,
+            &self.expires,
+            &self.provider,
+            &self.stale,
+            &self.client_certificate,
+        ]
     }
 
     /// True when a client-sent header `name` must be stripped (no allocation: this runs
@@ -414,6 +431,29 @@ pub(crate) fn new_request_id() -> String {
     let mut id = [0u8; 32];
     hex::encode_to_slice(rand::random::<[u8; 16]>(), &mut id).expect("32 bytes for 16");
     String::from_utf8(id.to_vec()).expect("hex is ASCII")
+}
+
+/// HTTP/2 clients may split cookies over several `cookie` fields (RFC 9113 §8.2.3, what
+/// browsers do for compression); an HTTP/1.1 upstream expects one `Cookie` header, so
+/// they are joined with `; ` — before the token is read, so every reading of the
+/// request sees the same cookies.
+pub(crate) fn join_cookie_fields(req: &mut pingora::http::RequestHeader) -> pingora::Result<()> {
+    use pingora::prelude::{ErrorType, OrErr};
+    let mut fields = req.headers.get_all(http::header::COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return Ok(());
+    }
+    let mut joined = Vec::new();
+    for v in req.headers.get_all(http::header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    let value = HeaderValue::try_from(joined)
+        .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid cookie value")?;
+    req.insert_header(http::header::COOKIE, value)?;
+    Ok(())
 }
 
 #[cfg(test)]

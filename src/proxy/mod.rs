@@ -24,6 +24,7 @@ pub mod connection;
 pub(crate) mod direct;
 pub(crate) mod echo;
 pub(crate) mod forwarded;
+pub(crate) mod front;
 pub mod headers;
 pub mod outgoing;
 mod phases;
@@ -68,6 +69,7 @@ const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The Pingora proxy application.
 pub struct Proxy {
     state: Arc<GatewayState>,
+    front: front::FrontDoor,
 }
 
 impl Proxy {
@@ -77,7 +79,18 @@ impl Proxy {
     }
 
     pub fn new(state: Arc<GatewayState>) -> Self {
-        Proxy { state }
+        Proxy {
+            state,
+            front: front::FrontDoor::Proxy,
+        }
+    }
+
+    /// The decision listener's application: front proxies ask, nothing is forwarded.
+    pub(crate) fn deciding(state: Arc<GatewayState>) -> Self {
+        Proxy {
+            state,
+            front: front::FrontDoor::Decision,
+        }
     }
 
     /// Writes `refusal`, records `outcome`, and tells Pingora the request is answered.
@@ -99,6 +112,33 @@ impl Proxy {
         Ok(true)
     }
 
+    /// The identity headers (with the stale age and client certificate id when there are)
+    /// and the identity assertion: what the upstream may trust, and what a decision's
+    /// answer carries.
+    fn add_identity<'id>(
+        &self,
+        req: &mut impl Outgoing<'id>,
+        ctx: &'id RequestCtx,
+        snap: &'id Snapshot,
+    ) -> Result<()> {
+        if let (Some(identity), Some(provider)) = (ctx.identity(), ctx.provider()) {
+            req.set_identity(&snap.identity_headers, identity, provider);
+            if let Some(age) = ctx.stale_age() {
+                snap.identity_headers.stale.insert(req, age.to_string())?;
+            }
+            if let Some(cert) = &ctx.client_cert {
+                // The id is printable ASCII (checked when the certificate was read).
+                snap.identity_headers
+                    .client_certificate
+                    .insert(req, cert.id.as_str())?;
+            }
+        }
+        if let Some((name, value)) = &ctx.assertion {
+            req.insert(name, value.clone())?;
+        }
+        Ok(())
+    }
+
     /// What the upstream receives, applied to `req` (the upstream request, or a copy of the
     /// client request for the echo upstream).
     fn prepare_upstream_request<'id>(
@@ -116,21 +156,7 @@ impl Proxy {
             };
             req.set_target(target.as_bytes())?;
         }
-        if let (Some(identity), Some(provider)) = (ctx.identity(), ctx.provider()) {
-            req.set_identity(&snap.identity_headers, identity, provider);
-            if let Some(age) = ctx.stale_age() {
-                snap.identity_headers.stale.insert(req, age.to_string())?;
-            }
-            if let Some(cert) = &ctx.client_cert {
-                // The id is printable ASCII (checked when the certificate was read).
-                snap.identity_headers
-                    .client_certificate
-                    .insert(req, cert.id.as_str())?;
-            }
-        }
-        if let Some((name, value)) = &ctx.assertion {
-            req.insert(name, value.clone())?;
-        }
+        self.add_identity(req, ctx, snap)?;
         if let Some(route) = ctx.route() {
             let credentials = &route.spec.credentials;
             if !route.spec.forward_authorization {
@@ -284,7 +310,7 @@ impl Proxy {
             if !session.is_body_done() {
                 let _ = HTTP2_BODY.try_with(|p| p.progressed());
             }
-            join_cookie_fields(session.req_header_mut())?;
+            headers::join_cookie_fields(session.req_header_mut())?;
             // An HTTP/2 client that stops reading (a zero flow-control window) would hold
             // this stream's response buffers and its upstream connection for ever: a write
             // that makes no progress for `body_idle_timeout` resets the stream. (HTTP/1's
@@ -308,22 +334,6 @@ impl Proxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_canonical());
         Ok(snap)
-    }
-
-    /// The built-in echo upstream: answers with the request an upstream would receive.
-    async fn answer_echo(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<bool> {
-        let mut forwarded = session.req_header().clone();
-        self.prepare_upstream_request(&mut forwarded, ctx)?;
-        let body_bytes = echo::drain_body(session).await?;
-        let body = Bytes::from(echo::render(&forwarded, body_bytes));
-        let mut resp = ResponseHeader::build(200, Some(4))?;
-        resp.insert_header("content-type", "application/json")?;
-        resp.insert_header("content-length", body.len().to_string())?;
-        resp.insert_header("cache-control", "no-store")?;
-        resp.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
-        session.write_response_header(Box::new(resp)).await?;
-        session.write_response_body(body, true).await?;
-        Ok(true)
     }
 
     fn route_label(ctx: &RequestCtx) -> &str {
@@ -414,6 +424,15 @@ impl Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
         let snap = self.begin(session, ctx)?;
+        if self.front == front::FrontDoor::Decision {
+            // Only a front proxy may say which request is judged.
+            if !ctx.peer.is_some_and(|p| snap.trusted_proxies.contains(p)) {
+                return Box::pin(self.refuse(session, ctx, Refused::UntrustedFrontProxy)).await;
+            }
+            if let Err(rejection) = front::original_request(session.req_header_mut()) {
+                return Box::pin(self.reject(session, ctx, rejection)).await;
+            }
+        }
         if let Err(rejection) = canonicalize_headers(session.req_header_mut(), &snap) {
             return Box::pin(self.reject(session, ctx, rejection)).await;
         }
@@ -486,6 +505,9 @@ impl Proxy {
             }
         }
 
+        if self.front == front::FrontDoor::Decision {
+            return Box::pin(self.answer_decision(session, ctx, &snap)).await;
+        }
         headers::sanitize_request(session.req_header_mut(), &snap.identity_headers);
 
         match &route.upstream {
@@ -697,33 +719,12 @@ impl Proxy {
             client: ctx.client(),
             would_deny: ctx.would_deny(),
             rate_limit: ctx.rate_limit(),
+            mode: (self.front == front::FrontDoor::Decision).then_some("decision"),
             auth: ctx.auth_time,
             total,
             error: e.map(|e| e as &dyn std::fmt::Display),
         });
     }
-}
-
-/// HTTP/2 clients may split cookies over several `cookie` fields (RFC 9113 §8.2.3, what
-/// browsers do for compression); an HTTP/1.1 upstream expects one `Cookie` header, so
-/// they are joined with `; ` — before the token is read, so every reading of the
-/// request sees the same cookies.
-fn join_cookie_fields(req: &mut RequestHeader) -> Result<()> {
-    let mut fields = req.headers.get_all(http::header::COOKIE).iter();
-    if fields.next().is_none() || fields.next().is_none() {
-        return Ok(());
-    }
-    let mut joined = Vec::new();
-    for v in req.headers.get_all(http::header::COOKIE) {
-        if !joined.is_empty() {
-            joined.extend_from_slice(b"; ");
-        }
-        joined.extend_from_slice(v.as_bytes());
-    }
-    let value = HeaderValue::try_from(joined)
-        .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid cookie value")?;
-    req.insert_header(http::header::COOKIE, value)?;
-    Ok(())
 }
 
 /// Removes cookie `name` (the credential) from every `Cookie` header of the upstream

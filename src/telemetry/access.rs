@@ -43,6 +43,9 @@ pub(crate) struct AccessRecord<'a> {
     /// The rate-limit policy the request was over (refused, or let through in report
     /// mode).
     pub(crate) rate_limit: Option<&'a str>,
+    /// `decision` for a front proxy's question (decision mode); absent for a proxied
+    /// request.
+    pub(crate) mode: Option<&'static str>,
     pub(crate) auth: Option<Duration>,
     pub(crate) total: Duration,
     pub(crate) error: Option<&'a dyn Display>,
@@ -91,6 +94,7 @@ fn log_through_tracing(r: &AccessRecord<'_>) {
         client = r.client.map(|c| c.to_string()),
         would_deny = r.would_deny,
         rate_limit = r.rate_limit,
+        mode = r.mode,
         auth_ms = r.auth.map(millis),
         total_ms = millis(r.total),
         error = r.error.map(|e| e.to_string()),
@@ -138,6 +142,9 @@ fn write_line(out: &mut Vec<u8>, r: &AccessRecord<'_>, now: SystemTime, format: 
     }
     if let Some(v) = r.rate_limit {
         line.string("rate_limit", v);
+    }
+    if let Some(v) = r.mode {
+        line.string("mode", v);
     }
     if let Some(d) = r.auth {
         line.millis("auth_ms", d);
@@ -363,6 +370,7 @@ mod tests {
             client: Some("127.0.0.1".parse().unwrap()),
             would_deny: None,
             rate_limit: None,
+            mode: None,
             auth: Some(Duration::from_nanos(20_600)),
             total: Duration::from_micros(220_207),
             error,
@@ -437,6 +445,7 @@ mod tests {
         r.stale_age_s = Some(42);
         r.would_deny = Some("insufficient_scope");
         r.rate_limit = Some("per-user");
+        r.mode = Some("decision");
         r.subject = Some("ünïcode \"quoted\"\n");
         let ours = text(&r);
         let theirs = through_tracing(&r, false);

@@ -42,7 +42,7 @@ import threading
 import time
 import urllib.request
 
-from e2e_util import Failure, check, free_port, stop, wait_ready
+from e2e_util import Failure, check, free_port, print_tails, stop, wait_ready
 from cluster import Upstream, UpstreamHandler, metric, redis_cli, request, wait_port
 
 RATE, BURST, OFFERED = 100, 10, 130
@@ -329,12 +329,7 @@ log: {{ level: warn, format: json }}
         return 0
     except Failure as e:
         print(f"FAILED: {e}", file=sys.stderr)
-        for name in ("A", "B", "C", "redis"):
-            try:
-                with open(f"{work}/{name}.log") as f:
-                    print(f"--- {name}.log (tail)\n" + "".join(f.readlines()[-15:]), file=sys.stderr)
-            except OSError:
-                pass
+        print_tails(work, ("A.log", "B.log", "C.log", "redis.log"), 15)
         return 1
     finally:
         for p in procs:

@@ -1,8 +1,9 @@
-"""Helpers shared by the Python end-to-end scripts (cluster.py, websocket.py,
+"""Helpers shared by the Python end-to-end scripts (cluster.py, cluster_limits.py, decision.py, websocket.py,
 grpc_calls.py, http2_stall.py, conn_memory.py), imported from their own folder."""
 
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -63,3 +64,13 @@ def stop(proc, timeout=10):
         except subprocess.TimeoutExpired:
             proc.kill()
 
+
+def print_tails(work, files, lines=20):
+    """Prints the last `lines` lines of each of `files` (names in `work`) to stderr: what a
+    failed script shows of its processes' logs."""
+    for name in files:
+        try:
+            with open(f"{work}/{name}") as f:
+                print(f"--- {name} (tail)\n" + "".join(f.readlines()[-lines:]), file=sys.stderr)
+        except OSError:
+            pass

@@ -19,6 +19,7 @@
 //! | `tls` | the TLS listener (SNI, versions, rotation, handshake limits), HTTP/2 by ALPN and h2c, hostile requests over HTTP/1.1 and HTTP/2 alike |
 //! | `rules` | path templates, scopes from the path, `require_organization`, CEL `rules:` |
 //! | `token_sources` | tokens from cookies and named headers, one credential, CSRF on cookies |
+//! | `decision` | decision mode's HTTP front door: front proxies' headers, refusals, spoofing |
 
 mod support;
 
@@ -26,6 +27,7 @@ mod assertion;
 mod canonical;
 mod config;
 mod dashboard;
+mod decision;
 mod direct;
 mod docs;
 mod gateway;

@@ -77,6 +77,10 @@ pub(crate) struct FileConfig {
     /// Replicas sharing revocations through Redis; absent: this process alone.
     #[serde(default)]
     pub(crate) cluster: Option<ClusterFile>,
+    /// Decision mode: a listener that answers front proxies (forward-auth) instead of
+    /// forwarding.
+    #[serde(default)]
+    pub(crate) decision: Option<DecisionFile>,
     /// Where the process id is written (default `/tmp/sessiongate.pid`).
     pub(crate) pid_file: Option<String>,
     /// The Unix socket listeners are handed over on for a zero-downtime upgrade (default
@@ -170,6 +174,15 @@ pub(crate) struct AdminFile {
     pub(crate) token: Option<String>,
     /// A file holding the admin token.
     pub(crate) token_file: Option<String>,
+}
+
+/// `decision:` — decisions for front proxies (nginx `auth_request`, Traefik
+/// `forwardAuth`, Caddy `forward_auth`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecisionFile {
+    /// The listener front proxies ask, e.g. `127.0.0.1:9000`.
+    pub(crate) listen: String,
 }
 
 /// `cluster:` — replicas sharing revocations through a Redis Stream.

@@ -28,6 +28,7 @@ use crate::proxy::headers::{IdentityHeaders, DEFAULT_PREFIX};
 use crate::telemetry::logging::LogSettings;
 
 mod cluster;
+mod decision;
 mod limits;
 mod provider;
 mod route;
@@ -97,20 +98,21 @@ pub(crate) fn validate_all(
             .map_err(|e| ConfigError::at("log.level", format!("not a valid log filter: {e}"))),
     );
     let admin_token = admin_token(&file, base_dir, &mut errs);
-    let cluster = match &file.cluster {
-        Some(c) => errs.keep(cluster(c, base_dir)).map(Some),
-        None => Some(None),
-    };
+    let cluster =
+        (file.cluster.as_ref()).map_or(Some(None), |c| errs.keep(cluster(c, base_dir)).map(Some));
     let cache = errs.keep(cache(&file));
     let requests = errs.keep(requests(&file));
     let connections = errs.keep(connections(&file));
     let trusted_proxies = errs.keep(cidrs("trusted_proxies", &file.trusted_proxies));
+    limits::fit_cluster(&cluster, &rate_limits, &mut errs);
+    decision::needs_front_proxies(&file, trusted_proxies.as_deref(), &mut errs);
 
     let (
         Some(Listeners {
             listen,
             admin_listen,
             admin_api_listen,
+            decision_listen,
             tls,
         }),
         Some(assertion_keys),
@@ -168,6 +170,7 @@ pub(crate) fn validate_all(
         },
         admin_token,
         admin_api_listen,
+        decision_listen,
         pid_file: file
             .pid_file
             .clone()
@@ -194,6 +197,7 @@ struct Listeners {
     listen: SocketAddr,
     admin_listen: SocketAddr,
     admin_api_listen: Option<SocketAddr>,
+    decision_listen: Option<SocketAddr>,
     tls: Option<crate::tls::TlsListener>,
 }
 
@@ -221,10 +225,18 @@ fn listeners(file: &FileConfig, base_dir: &Path, errs: &mut Errors) -> Option<Li
         Some(t) => Some(errs.keep(tls(t, base_dir, &[listen, admin_listen], admin_api_listen))?),
         None => None,
     };
+    let taken = [
+        Some(listen),
+        Some(admin_listen),
+        admin_api_listen,
+        tls.as_ref().map(|t| t.listen),
+    ];
+    let decision_listen = decision::listen(file, &taken, errs)?;
     Some(Listeners {
         listen,
         admin_listen,
         admin_api_listen,
+        decision_listen,
         tls,
     })
 }

@@ -33,6 +33,10 @@ pub enum Rejection {
     UnderscoreHeader(String),
     #[error("Content-Length must be one number")]
     ContentLengthList,
+    /// Decision mode: the front proxy's description of the request it asks about is
+    /// missing, ambiguous or unreadable.
+    #[error("{0}")]
+    OriginalRequest(String),
 }
 
 impl Rejection {
@@ -45,6 +49,7 @@ impl Rejection {
             }
             Rejection::Path(_) => "invalid_path",
             Rejection::UnderscoreHeader(_) | Rejection::ContentLengthList => "invalid_header",
+            Rejection::OriginalRequest(_) => "invalid_original_request",
         }
     }
 
@@ -58,6 +63,7 @@ impl Rejection {
             Rejection::Path(p) => p.reason(),
             Rejection::UnderscoreHeader(_) => "underscore_header",
             Rejection::ContentLengthList => "content_length_list",
+            Rejection::OriginalRequest(_) => "original_request",
         }
     }
 
@@ -77,6 +83,7 @@ impl Rejection {
         "raw_byte",
         "underscore_header",
         "content_length_list",
+        "original_request",
     ];
 }
 

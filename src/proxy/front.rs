@@ -1,0 +1,381 @@
+//! Decision mode's front door: a front proxy (nginx `auth_request`, ingress-nginx
+//! `auth-url`, Traefik `forwardAuth`, Caddy `forward_auth`) asks whether a request may
+//! go on, describing it in headers. The description is believed only from a peer in
+//! `trusted_proxies` (checked by the caller), and only when it is complete and says one
+//! thing: the request asking is rewritten into the request it describes, and the decision
+//! that follows is the proxy's own, step for step.
+//!
+//! | what | read from (all that are present must agree) |
+//! |---|---|
+//! | method | `X-Original-Method` (nginx), `X-Forwarded-Method` (Traefik, Caddy) |
+//! | target | `X-Original-URI` (nginx `$request_uri`), `X-Forwarded-Uri` (Traefik, Caddy), the path of `X-Original-URL` (ingress-nginx) |
+//! | host | `X-Forwarded-Host`, the authority of `X-Original-URL` |
+//!
+//! The client address is read as in proxy mode: `X-Forwarded-For` through
+//! `trusted_proxies`. Nothing is guessed: a missing method, target or host, a header sent
+//! twice, or two headers that disagree refuse the request (400), since a default (`GET`,
+//! the asking request's own `Host`) could judge another request than the one the front
+//! proxy forwards.
+
+use http::header::HOST;
+use http::{HeaderName, Method, Uri};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
+
+use super::{headers, Proxy, RequestCtx, Snapshot};
+use crate::decision::canonical::Rejection;
+
+/// Which requests a proxy listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrontDoor {
+    /// Requests to forward (the proxy listener).
+    Proxy,
+    /// Front proxies asking for decisions (`decision.listen`): answered 200 with the
+    /// identity headers, or refused as the proxy would refuse, never forwarded.
+    Decision,
+}
+
+const ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The headers describing the original request, removed once read.
+const DESCRIPTION: [HeaderName; 6] = [
+    ORIGINAL_METHOD,
+    FORWARDED_METHOD,
+    ORIGINAL_URI,
+    FORWARDED_URI,
+    ORIGINAL_URL,
+    FORWARDED_HOST,
+];
+
+fn refuse(why: String) -> Rejection {
+    Rejection::OriginalRequest(why)
+}
+
+/// The one value of `name`, if sent (twice is refused).
+fn one<'a>(req: &'a RequestHeader, name: &HeaderName) -> Result<Option<&'a [u8]>, Rejection> {
+    let mut values = req.headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(refuse(format!("the front proxy sent {name} twice")));
+    }
+    Ok(first.map(|v| v.as_bytes()))
+}
+
+/// The value every present source gives; refused when two differ or none is present.
+fn agreed<'a>(
+    what: &str,
+    sources: &[(&str, Option<&'a [u8]>)],
+    compare: impl Fn(&[u8], &[u8]) -> bool,
+) -> Result<&'a [u8], Rejection> {
+    let mut found: Option<(&str, &'a [u8])> = None;
+    for (name, value) in sources {
+        let Some(value) = value else { continue };
+        match found {
+            Some((first, v)) if !compare(v, value) => {
+                return Err(refuse(format!(
+                    "the front proxy's {first} and {name} describe different requests"
+                )))
+            }
+            Some(_) => {}
+            None => found = Some((name, value)),
+        }
+    }
+    found.map(|(_, v)| v).ok_or_else(|| {
+        let names: Vec<&str> = sources.iter().map(|(n, _)| *n).collect();
+        refuse(format!(
+            "the front proxy did not say the request's {what}: send {}",
+            names.join(" or ")
+        ))
+    })
+}
+
+/// Rewrites `req`, a front proxy's request for a decision, into the request it describes
+/// (method, target and `Host`), removing the describing headers.
+pub(crate) fn original_request(req: &mut RequestHeader) -> Result<(), Rejection> {
+    let url = match one(req, &ORIGINAL_URL)? {
+        Some(v) => {
+            let uri = Uri::try_from(v).map_err(|_| {
+                refuse("the front proxy's X-Original-URL is not an absolute URL".into())
+            })?;
+            if uri.scheme().is_none() || uri.authority().is_none() {
+                return Err(refuse(
+                    "the front proxy's X-Original-URL is not an absolute URL".into(),
+                ));
+            }
+            Some(uri)
+        }
+        None => None,
+    };
+    let url_target = url
+        .as_ref()
+        .and_then(|u| u.path_and_query())
+        .map(|pq| pq.as_str().as_bytes());
+    let url_host = url
+        .as_ref()
+        .and_then(|u| u.authority())
+        .map(|a| a.as_str().as_bytes());
+    let method = agreed(
+        "method",
+        &[
+            ("X-Original-Method", one(req, &ORIGINAL_METHOD)?),
+            ("X-Forwarded-Method", one(req, &FORWARDED_METHOD)?),
+        ],
+        |a, b| a == b,
+    )?;
+    let target = agreed(
+        "target",
+        &[
+            ("X-Original-URI", one(req, &ORIGINAL_URI)?),
+            ("X-Forwarded-Uri", one(req, &FORWARDED_URI)?),
+            ("X-Original-URL", url_target),
+        ],
+        |a, b| a == b,
+    )?;
+    let host = agreed(
+        "host",
+        &[
+            ("X-Forwarded-Host", one(req, &FORWARDED_HOST)?),
+            ("X-Original-URL", url_host),
+        ],
+        |a, b| a.eq_ignore_ascii_case(b),
+    )?;
+    if host.contains(&b',') {
+        return Err(refuse(
+            "the front proxy's X-Forwarded-Host is a list: the host of the request is ambiguous"
+                .into(),
+        ));
+    }
+    if !target.starts_with(b"/") {
+        return Err(refuse(
+            "the front proxy's target is not a path (it must start with /)".into(),
+        ));
+    }
+    let method = Method::from_bytes(method)
+        .map_err(|_| refuse("the front proxy's method is not an HTTP method".into()))?;
+    let (target, host) = (target.to_vec(), host.to_vec());
+    req.set_method(method);
+    req.set_raw_path(&target)
+        .map_err(|_| refuse("the front proxy's target is not a request target".into()))?;
+    req.insert_header(HOST, host)
+        .map_err(|_| refuse("the front proxy's host is not a header value".into()))?;
+    for name in &DESCRIPTION {
+        if req.headers.contains_key(name) {
+            req.remove_header(name);
+        }
+    }
+    Ok(())
+}
+
+impl Proxy {
+    /// Decision mode's "yes": 200 with the identity headers (every one the upstream would
+    /// get from the gateway, those it lacks empty, and nothing the client sent), the
+    /// request id, and the target
+    /// as the decision read it (`X-Sessiongate-Canonical-Uri`), for the front proxy to copy
+    /// onto the request it forwards.
+    pub(super) async fn answer_decision(
+        &self,
+        session: &mut ServerSession,
+        ctx: &mut RequestCtx,
+        snap: &Snapshot,
+    ) -> Result<bool> {
+        let mut granted = RequestHeader::build(http::Method::GET, b"/", Some(8))?;
+        self.add_identity(&mut granted, ctx, snap)?;
+        // Every identity header the identity lacks is sent empty: a front proxy that
+        // copies a header only when the answer has it would otherwise let a client's own
+        // copy through to the upstream.
+        for name in snap.identity_headers.fixed() {
+            if !granted.headers.contains_key(name.name()) {
+                granted.insert_header(name.wire().clone(), "")?;
+            }
+        }
+        let mut resp = ResponseHeader::build(200, Some(granted.headers.len() + 4))?;
+        for (name, value) in granted.headers.iter() {
+            resp.append_header(name.clone(), value.clone())?;
+        }
+        let req = session.req_header();
+        let path = ctx
+            .rewritten_path()
+            .map_or_else(|| req.uri.path().as_bytes(), str::as_bytes);
+        let mut target = path.to_vec();
+        if let Some(q) = req.uri.query() {
+            target.push(b'?');
+            target.extend_from_slice(q.as_bytes());
+        }
+        resp.insert_header(headers::CANONICAL_URI, target)?;
+        resp.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        resp.insert_header("cache-control", "no-store")?;
+        resp.insert_header("content-length", "0")?;
+        if !session.is_body_empty() && session.drain_request_body().await.is_err() {
+            session.set_keepalive(None);
+        }
+        session.write_response_header(Box::new(resp)).await?;
+        session.finish_body().await?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asking(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/auth", None).unwrap();
+        req.insert_header("host", "sessiongate:9000").unwrap();
+        for (n, v) in headers {
+            req.append_header(n.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    fn described(headers: &[(&str, &str)]) -> Result<(String, String, String), String> {
+        let mut req = asking(headers);
+        original_request(&mut req).map_err(|e| e.to_string())?;
+        for name in &DESCRIPTION {
+            assert!(!req.headers.contains_key(name), "{name} left in");
+        }
+        Ok((
+            req.method.to_string(),
+            String::from_utf8_lossy(req.raw_path()).into_owned(),
+            req.headers["host"].to_str().unwrap().to_string(),
+        ))
+    }
+
+    #[test]
+    fn each_front_proxy_s_description_reads_as_the_same_request() {
+        let want = Ok((
+            "POST".to_string(),
+            "/api/v1/items?x=1".to_string(),
+            "api.example.com".to_string(),
+        ));
+        // nginx auth_request, with the headers the docs set.
+        assert_eq!(
+            described(&[
+                ("x-original-method", "POST"),
+                ("x-original-uri", "/api/v1/items?x=1"),
+                ("x-forwarded-host", "api.example.com"),
+            ]),
+            want
+        );
+        // Traefik forwardAuth and Caddy forward_auth.
+        assert_eq!(
+            described(&[
+                ("x-forwarded-method", "POST"),
+                ("x-forwarded-uri", "/api/v1/items?x=1"),
+                ("x-forwarded-host", "api.example.com"),
+                ("x-forwarded-proto", "https"),
+            ]),
+            want
+        );
+        // ingress-nginx auth-url.
+        assert_eq!(
+            described(&[
+                ("x-original-method", "POST"),
+                ("x-original-url", "https://api.example.com/api/v1/items?x=1"),
+            ]),
+            want
+        );
+    }
+
+    #[test]
+    fn nothing_is_guessed_and_nothing_may_disagree() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("x-forwarded-uri", "/a"), ("x-forwarded-host", "h")],
+                "method",
+            ),
+            (
+                &[("x-forwarded-method", "GET"), ("x-forwarded-host", "h")],
+                "target",
+            ),
+            (
+                &[("x-forwarded-method", "GET"), ("x-forwarded-uri", "/a")],
+                "host",
+            ),
+            (
+                &[
+                    ("x-original-method", "GET"),
+                    ("x-forwarded-method", "DELETE"),
+                    ("x-forwarded-uri", "/a"),
+                    ("x-forwarded-host", "h"),
+                ],
+                "different requests",
+            ),
+            (
+                &[
+                    ("x-forwarded-method", "GET"),
+                    ("x-original-uri", "/a"),
+                    ("x-forwarded-uri", "/admin"),
+                    ("x-forwarded-host", "h"),
+                ],
+                "different requests",
+            ),
+            (
+                &[
+                    ("x-forwarded-method", "GET"),
+                    ("x-original-url", "https://other.example.com/a"),
+                    ("x-forwarded-host", "h"),
+                ],
+                "different requests",
+            ),
+            (
+                &[
+                    ("x-forwarded-method", "GET"),
+                    ("x-forwarded-method", "GET"),
+                    ("x-forwarded-uri", "/a"),
+                    ("x-forwarded-host", "h"),
+                ],
+                "twice",
+            ),
+            (
+                &[
+                    ("x-forwarded-method", "GET"),
+                    ("x-forwarded-uri", "/a"),
+                    ("x-forwarded-host", "h, evil"),
+                ],
+                "list",
+            ),
+            (
+                &[
+                    ("x-forwarded-method", "GET"),
+                    ("x-forwarded-uri", "http://h/a"),
+                    ("x-forwarded-host", "h"),
+                ],
+                "start with /",
+            ),
+            (
+                &[
+                    ("x-forwarded-method", "G T"),
+                    ("x-forwarded-uri", "/a"),
+                    ("x-forwarded-host", "h"),
+                ],
+                "not an HTTP method",
+            ),
+            (
+                &[("x-original-method", "GET"), ("x-original-url", "/a")],
+                "absolute URL",
+            ),
+        ];
+        for (headers, want) in cases {
+            match described(headers) {
+                Err(e) => assert!(e.contains(want), "{headers:?}: {e}"),
+                Ok(r) => panic!("{headers:?} was read as {r:?}"),
+            }
+        }
+        // Hosts compare without case; the method as sent (the decision refuses `get`).
+        assert_eq!(
+            described(&[
+                ("x-forwarded-method", "get"),
+                ("x-original-url", "http://API.example.com/a"),
+                ("x-forwarded-host", "api.example.com"),
+            ])
+            .map(|r| r.0),
+            Ok("get".to_string())
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! Decision mode (issue #38), the HTTP front door: a front proxy describes a request in
+//! headers (nginx `X-Original-*`, Traefik and Caddy `X-Forwarded-*`, ingress-nginx
+//! `X-Original-URL`) on `decision.listen`, and gets the proxy's own decision — 200 with the
+//! identity headers, or the same refusal a client would get — with nothing forwarded.
+//! Only peers in `trusted_proxies` are believed; a description that is incomplete or
+//! disagrees with itself is refused, never guessed.
+
+use serde_json::Value;
+
+use crate::support::*;
+use sessiongate::GatewayHandle;
+
+const ALICE: &str = "decision-alice-token-0123456789";
+const BOB: &str = "decision-bob-token-0123456789";
+
+fn start(trusted: &str, decision: &str, upstream: &Fake) -> GatewayHandle {
+    start_gateway(
+        &format!(
+            r#"
+listen: {{listen}}
+admin_listen: {{admin}}
+shutdown_grace_period: 0s
+trusted_proxies: [{trusted}]
+decision: {{ listen: "{decision}" }}
+providers:
+  p:
+    kind: static
+    tokens:
+      - {{ token_sha256: {alice}, identity: {{ subject: alice, session_id: s-1, scopes: [read, write] }} }}
+      - {{ token_sha256: {bob}, identity: {{ subject: bob, scopes: [read] }} }}
+upstreams: {{ app: "{{upstream}}" }}
+rate_limits:
+  tight: {{ rate: 2/min, burst: 2 }}
+routes:
+  - {{ name: limited, path_prefix: /limited, provider: p, upstream: app, rate_limits: [tight] }}
+  - {{ name: writes, path_prefix: /items, provider: p, upstream: app, methods: [GET, POST], method_scopes: [ {{ methods: [POST], all_of: [write] }} ] }}
+  - {{ name: admin, path_prefix: /admin, provider: p, upstream: app, require_scopes: {{ all_of: [admin] }} }}
+  - {{ name: open, path_prefix: /public, auth: none, upstream: app }}
+  - {{ name: api, path_prefix: /, provider: p, upstream: app }}
+"#,
+            alice = sha(ALICE),
+            bob = sha(BOB),
+        ),
+        &[("upstream", upstream.url())],
+    )
+}
+
+/// Asks the decision listener as Traefik would: the method, target and host in
+/// `X-Forwarded-*`, the client's headers as sent.
+async fn ask(
+    decision: &str,
+    method: &str,
+    target: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = client()
+        .get(format!("http://{decision}/"))
+        .header("x-forwarded-method", method)
+        .header("x-forwarded-uri", target)
+        .header("x-forwarded-host", "api.example.com")
+        .header("x-forwarded-proto", "https");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    for (n, v) in extra {
+        req = req.header(*n, *v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_proxy_gets_the_proxy_s_own_decision_and_nothing_is_forwarded() {
+    let upstream = Fake::upstream().await;
+    let decision = free_address();
+    let g = start("127.0.0.1/32", &decision, &upstream);
+
+    // Allowed: 200, the identity headers, the canonical target, no body.
+    let r = ask(&decision, "GET", "/items/./7/../8?x=1", Some(ALICE), &[]).await;
+    assert_eq!(r.status(), 200);
+    let h = header_map(&r);
+    assert_eq!(h["x-auth-subject"], "alice");
+    assert_eq!(h["x-auth-session-id"], "s-1");
+    assert_eq!(h["x-auth-scopes"], "read write");
+    assert_eq!(h["x-sessiongate-canonical-uri"], "/items/8?x=1");
+    assert!(h.contains_key("x-request-id"));
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(r.text().await.unwrap().is_empty());
+
+    // A client's own identity headers are never echoed as trusted.
+    let r = ask(
+        &decision,
+        "GET",
+        "/x",
+        Some(BOB),
+        &[("x-auth-subject", "root"), ("x-auth-scopes", "admin")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let h = header_map(&r);
+    assert_eq!(h["x-auth-subject"], "bob");
+    assert_eq!(h["x-auth-scopes"], "read");
+    assert_eq!(
+        h["x-auth-session-id"], "",
+        "bob has no session id: sent empty"
+    );
+
+    // Refusals are the proxy's: 401 with the Bearer challenge, 403 naming the scope, 405
+    // with Allow, the method judged being the original one.
+    let r = ask(&decision, "GET", "/x", None, &[]).await;
+    assert_eq!(r.status(), 401);
+    assert!(header_map(&r)["www-authenticate"].starts_with("Bearer"));
+    let r = ask(&decision, "POST", "/items", Some(BOB), &[]).await;
+    assert_eq!(r.status(), 403);
+    assert!(header_map(&r)["www-authenticate"].contains("insufficient_scope"));
+    let r = ask(&decision, "POST", "/items", Some(ALICE), &[]).await;
+    assert_eq!(r.status(), 200);
+    let r = ask(&decision, "DELETE", "/items", Some(ALICE), &[]).await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(header_map(&r)["allow"], "GET, POST, HEAD");
+    let r = ask(&decision, "GET", "/admin/users", Some(ALICE), &[]).await;
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_scope");
+
+    // A path that reads two ways is refused, not guessed; traversal is judged where it
+    // lands (the admin route), as on the proxy listener.
+    let r = ask(&decision, "GET", "/items/..%2fadmin", Some(ALICE), &[]).await;
+    assert_eq!(r.status(), 400);
+    let r = ask(&decision, "GET", "/items/../admin/users", Some(ALICE), &[]).await;
+    assert_eq!(r.status(), 403);
+
+    // Public routes are allowed without a token: every identity header is there, empty,
+    // so that a front proxy copying them replaces a client's own copies.
+    let r = ask(
+        &decision,
+        "GET",
+        "/public/a",
+        Some("x"),
+        &[("x-auth-subject", "root")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let h = header_map(&r);
+    for name in [
+        "subject",
+        "session-id",
+        "scopes",
+        "organizations",
+        "expires",
+        "provider",
+    ] {
+        assert_eq!(h[&format!("x-auth-{name}")], "", "{name}");
+    }
+
+    // Rate limits count decisions: the third within the minute is 429 with Retry-After.
+    for _ in 0..2 {
+        assert_eq!(
+            ask(&decision, "GET", "/limited", Some(ALICE), &[])
+                .await
+                .status(),
+            200
+        );
+    }
+    let r = ask(&decision, "GET", "/limited", Some(ALICE), &[]).await;
+    assert_eq!(r.status(), 429);
+    assert!(header_map(&r).contains_key("retry-after"));
+
+    // Nothing reached the upstream; the decisions are counted per route like requests.
+    assert_eq!(upstream.calls(), 0);
+    assert_eq!(
+        metric(
+            &g,
+            r#"sessiongate_requests_total{outcome="allowed",route="writes"}"#
+        )
+        .await,
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &g,
+            r#"sessiongate_requests_total{outcome="rate_limited",route="limited"}"#
+        )
+        .await,
+        1.0
+    );
+
+    // The proxy listener still proxies.
+    let r = get_bearer(&g, "/x", ALICE).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_front_proxy_s_headers_are_read_and_an_incomplete_description_is_refused() {
+    let upstream = Fake::upstream().await;
+    let decision = free_address();
+    let _g = start("127.0.0.1/32", &decision, &upstream);
+    let bearer = format!("Bearer {BOB}");
+    let send = |headers: Vec<(&'static str, String)>| {
+        let decision = decision.clone();
+        async move {
+            let mut req = client().get(format!("http://{decision}/auth"));
+            for (n, v) in headers {
+                req = req.header(n, v);
+            }
+            req.send().await.unwrap()
+        }
+    };
+    // nginx auth_request (the docs' proxy_set_header lines).
+    let r = send(vec![
+        ("x-original-method", "GET".into()),
+        ("x-original-uri", "/items/1".into()),
+        ("x-forwarded-host", "api.example.com".into()),
+        ("authorization", bearer.clone()),
+    ])
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header_map(&r)["x-auth-subject"], "bob");
+    // ingress-nginx auth-url.
+    let r = send(vec![
+        ("x-original-method", "GET".into()),
+        ("x-original-url", "https://api.example.com/items/1".into()),
+        ("authorization", bearer.clone()),
+    ])
+    .await;
+    assert_eq!(r.status(), 200);
+
+    // No method: the asking request's own (GET) is not assumed.
+    let r = send(vec![
+        ("x-original-uri", "/items/1".into()),
+        ("x-forwarded-host", "api.example.com".into()),
+        ("authorization", bearer.clone()),
+    ])
+    .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_original_request");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("X-Original-Method or X-Forwarded-Method"));
+    // Two targets that disagree.
+    let r = send(vec![
+        ("x-original-method", "GET".into()),
+        ("x-original-uri", "/items/1".into()),
+        ("x-forwarded-uri", "/admin".into()),
+        ("x-forwarded-host", "api.example.com".into()),
+        ("authorization", bearer.clone()),
+    ])
+    .await;
+    assert_eq!(r.status(), 400);
+    // No host: the asking request's Host (the gateway's own address) is not assumed.
+    let r = send(vec![
+        ("x-original-method", "GET".into()),
+        ("x-original-uri", "/items/1".into()),
+        ("authorization", bearer),
+    ])
+    .await;
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_is_not_a_front_proxy_cannot_choose_the_request_judged() {
+    let upstream = Fake::upstream().await;
+    let decision = free_address();
+    // The front proxies are elsewhere: 127.0.0.1 is just a client.
+    let g = start("10.1.2.0/24", &decision, &upstream);
+    let r = ask(&decision, "GET", "/x", Some(ALICE), &[]).await;
+    assert_eq!(r.status(), 403);
+    let h = header_map(&r);
+    assert!(!h.contains_key("x-auth-subject"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "untrusted_front_proxy");
+    assert_eq!(
+        metric(
+            &g,
+            r#"sessiongate_requests_total{outcome="untrusted_front_proxy",route="_unmatched"}"#
+        )
+        .await,
+        1.0
+    );
+}
+
+#[test]
+fn decision_mode_needs_front_proxies_and_its_own_address() {
+    let base =
+        "listen: 127.0.0.1:18001\nroutes:\n  - { path_prefix: /, auth: none, upstream: echo }\n";
+    let check = |extra: &str| {
+        sessiongate::config::from_str(&format!("{base}{extra}"), std::path::Path::new("."))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let err = check("decision: { listen: 127.0.0.1:18002 }\n").unwrap_err();
+    assert!(err.contains("trusted_proxies"), "{err}");
+    let err = check("decision: { listen: 127.0.0.1:18001 }\ntrusted_proxies: [127.0.0.1/32]\n")
+        .unwrap_err();
+    assert!(err.contains("decision.listen"), "{err}");
+    check("decision: { listen: 127.0.0.1:18002 }\ntrusted_proxies: [127.0.0.1/32]\n").unwrap();
+}
