@@ -404,7 +404,7 @@ pub fn build(
         .iter()
         .filter_map(|r| match &r.upstream {
             UpstreamTarget::Http(u) => Some(u.name.as_str()),
-            UpstreamTarget::Echo => None,
+            UpstreamTarget::Echo | UpstreamTarget::FrontProxyOnly => None,
         })
         .collect();
     metrics.init_series(

@@ -30,7 +30,7 @@ use crate::decision::canonical::{
 use crate::decision::client::TrustedProxies;
 use crate::decision::refused::Refused;
 use crate::decision::route::RouteTable;
-use crate::decision::route::{ProviderEntry, Route, RouteAuth};
+use crate::decision::route::{ProviderEntry, Route, RouteAuth, UpstreamTarget};
 use crate::decision::template::Params;
 use crate::identity::cache::IdentityCache;
 use crate::identity::cache::{Lookup, LookupOutcome, LookupRequest};
@@ -56,6 +56,8 @@ pub(crate) struct Decider<'a> {
     /// Count the request in the route's rate limits (`false`: `explain`, which only
     /// shows which policies and tiers apply).
     pub(crate) count_limits: bool,
+    /// Judging for a front proxy (decision mode): routes without an upstream match.
+    pub(crate) deciding: bool,
 }
 
 /// What the decision looks at.
@@ -372,6 +374,10 @@ fn route(at: Decider<'_>, path: CanonicalPath, d: &mut Decision) -> Result<Arc<R
     let encoded_slash = path.encoded_slash;
     d.path = Some(path.forward);
     let (route, params) = found.ok_or(Refused::NoRoute)?;
+    // A route judged for front proxies only is no route for a client of the proxy.
+    if !at.deciding && matches!(route.upstream, UpstreamTarget::FrontProxyOnly) {
+        return Err(Refused::NoRoute);
+    }
     d.route = Some(route.clone());
     d.params = params;
     if encoded_slash && !route.spec.allow_encoded_slashes {

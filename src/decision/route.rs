@@ -20,6 +20,9 @@ use crate::telemetry::metrics::RouteSeries;
 /// The name of the built-in echo upstream.
 pub const ECHO_UPSTREAM: &str = "echo";
 
+/// A route's `upstream` when the file gives none: judged only for front proxies.
+pub const NO_UPSTREAM: &str = "";
+
 /// True when `prefix` matches `path` on a segment boundary (ASCII case ignored when
 /// `fold_case`).
 pub(crate) fn prefix_matches(prefix: &str, path: &str, fold_case: bool) -> bool {
@@ -67,6 +70,9 @@ pub(crate) enum UpstreamTarget {
     Echo,
     /// A real HTTP(S) server.
     Http(Arc<Upstream>),
+    /// None: the route is judged for front proxies only (decision mode); on the proxy
+    /// listener it matches nothing.
+    FrontProxyOnly,
 }
 
 /// An upstream as configured: its host name is not resolved yet, so that `--check` works
@@ -404,6 +410,8 @@ impl Route {
         };
         let upstream = if spec.upstream == ECHO_UPSTREAM {
             UpstreamTarget::Echo
+        } else if spec.upstream == NO_UPSTREAM {
+            UpstreamTarget::FrontProxyOnly
         } else {
             UpstreamTarget::Http(
                 upstreams

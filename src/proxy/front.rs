@@ -95,6 +95,31 @@ fn agreed<'a>(
     })
 }
 
+/// A header the proxy listener would remove before the upstream (an override header such
+/// as `X-HTTP-Method-Override`, or an `_` spelling of a header the gateway owns): behind a
+/// front proxy it reaches the backend, which may obey it, so the request is refused.
+pub(crate) fn unremovable(name: &HeaderName) -> Rejection {
+    refuse(format!(
+        "the request carries {name}, which a backend may obey and which the front proxy forwards: refused (requests.keep_override_headers lists those your backends need)"
+    ))
+}
+
+/// An identity header spelled with `_` (`X_Auth_Subject`): the proxy listener strips it,
+/// but a front proxy forwards it under a name its copies of the answer do not replace, and
+/// a CGI- or WSGI-style backend reads it as the real one. Refused.
+pub(crate) fn no_disguised_identity(
+    headers: &http::HeaderMap,
+    identity: &super::headers::IdentityHeaders,
+) -> Result<(), Rejection> {
+    match headers
+        .keys()
+        .find(|n| n.as_str().contains('_') && identity.has_prefix(n.as_str().as_bytes()))
+    {
+        Some(name) => Err(unremovable(name)),
+        None => Ok(()),
+    }
+}
+
 /// Rewrites `req`, a front proxy's request for a decision, into the request it describes
 /// (method, target and `Host`), removing the describing headers.
 pub(crate) fn original_request(req: &mut RequestHeader) -> Result<(), Rejection> {

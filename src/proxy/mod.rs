@@ -356,8 +356,17 @@ fn request_id(req: &RequestHeader) -> String {
 fn canonicalize_headers(
     req: &mut RequestHeader,
     snap: &Snapshot,
+    front: front::FrontDoor,
 ) -> std::result::Result<(), Rejection> {
+    if front == front::FrontDoor::Decision {
+        front::no_disguised_identity(&req.headers, &snap.identity_headers)?;
+    }
     for name in canonical::unwanted_headers(&req.headers, &snap.hygiene)? {
+        if front == front::FrontDoor::Decision {
+            // The front proxy forwards the client's headers itself: what the proxy would
+            // remove cannot be removed, so the request is refused instead.
+            return Err(front::unremovable(&name));
+        }
         req.remove_header(&name);
     }
     canonical::check_host_count(&req.headers, req.version)
@@ -433,13 +442,16 @@ impl Proxy {
                 return Box::pin(self.reject(session, ctx, rejection)).await;
             }
         }
-        if let Err(rejection) = canonicalize_headers(session.req_header_mut(), &snap) {
+        if let Err(rejection) = canonicalize_headers(session.req_header_mut(), &snap, self.front) {
             return Box::pin(self.reject(session, ctx, rejection)).await;
         }
         let auth_started = Instant::now();
         let req = session.req_header();
         let mut decision = decide(
-            self.state.decider(&snap),
+            crate::decision::Decider {
+                deciding: self.front == front::FrontDoor::Decision,
+                ..self.state.decider(&snap)
+            },
             &DecisionInput {
                 method: &req.method,
                 host: req.headers.get(http::header::HOST).map(|h| h.as_bytes()),
@@ -519,6 +531,10 @@ impl Proxy {
                 }
                 Err(_) => Box::pin(self.wait_for_slot(session, ctx, up.clone())).await,
             },
+            // The decision's route step refuses these on the proxy listener; never forwarded.
+            UpstreamTarget::FrontProxyOnly => {
+                Box::pin(self.refuse(session, ctx, Refused::NoRoute)).await
+            }
         }
     }
 

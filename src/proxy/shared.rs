@@ -110,6 +110,7 @@ impl GatewayState {
             clock: &self.clock,
             limiters: &self.limiters,
             count_limits: true,
+            deciding: false,
         }
     }
 }

@@ -8,7 +8,10 @@
 # net/http (Debian golang-go), Node http. Plus one deliberately mismatched pair (a
 # case-insensitive backend behind a case-sensitive gateway) that must show violations,
 # so the checker is known to catch them, and the same backend behind a gateway with
-# `requests.case_insensitive_paths: true`, which must show none.
+# `requests.case_insensitive_paths: true`, which must show none. Then decision mode
+# (issue #38): the same backends behind a front nginx that asks the gateway's decision
+# listener (tests/differential/front-nginx.conf, as docs/decision-mode.md configures it),
+# and the mismatched pair again there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/e2e/lib.sh
@@ -58,23 +61,38 @@ start_backend() { # name port → starts it in the background
 }
 
 run_pair() { # backend, gateway `requests:` line, extra diff.py flags
+    # FRONT=nginx: the requests go to a front nginx that asks the gateway's decision
+    # listener (decision mode, issue #38) and forwards to the backend itself.
     local name=$1 requests=$2; shift 2
-    local bport gport aport
-    bport=$(free_port); gport=$(free_port); aport=$(free_port)
+    local bport gport aport dport decision="" target
+    bport=$(free_port); gport=$(free_port); aport=$(free_port); dport=$(free_port)
     start_backend "$name" "$bport"
     wait_port "$bport"
     local dir="$work/gw-$name-$gport"
-    mkdir -p "$dir"
+    mkdir -p "$dir/tmp"
+    if [ -n "${FRONT:-}" ]; then
+        decision="decision: { listen: 127.0.0.1:$dport }\ntrusted_proxies: [127.0.0.1/32]"
+    fi
     sed -e "s#{listen}#$gport#" -e "s#{admin}#$aport#" -e "s#{backend}#$bport#" \
-        -e "s#{dir}#$dir#g" -e "s#{requests}#$requests#" \
+        -e "s#{dir}#$dir#g" -e "s#{requests}#$requests#" -e "s#{decision}#$decision#" \
         tests/differential/gateway.yaml > "$dir/config.yaml"
     "$BIN" --config "$dir/config.yaml" > "$dir/log" 2>&1 &
-    local gw=$!
+    local gw=$! front=""
     pids+=($gw)
     wait_http "http://127.0.0.1:$aport/readyz" 20
+    target=$gport
+    if [ -n "${FRONT:-}" ]; then
+        target=$(free_port)
+        sed -e "s#FRONT#$target#" -e "s#DECISION#$dport#" -e "s#BACKEND#$bport#" \
+            -e "s#PREFIX#$dir#g" tests/differential/front-nginx.conf > "$dir/front.conf"
+        nginx -c "$dir/front.conf" -p "$dir" &
+        front=$!
+        pids+=($front)
+        wait_port "$target"
+    fi
     local ok=0
-    python3 tests/differential/diff.py "$gport" "$name" --min-cases "$MIN_CASES" "$@" || ok=$?
-    kill "$gw"
+    python3 tests/differential/diff.py "$target" "$name" --min-cases "$MIN_CASES" "$@" || ok=$?
+    kill "$gw" $front
     if [ "$ok" -ne 0 ]; then
         failed+=("$name")
         # DIFF_KEEP_GOING=1 runs every pair before failing (to compare two builds).
@@ -90,6 +108,12 @@ echo "== mismatched on purpose: a case-insensitive backend behind a case-sensiti
 run_pair node-ci "" --expect-violations
 echo "== the same backend with requests.case_insensitive_paths: true"
 run_pair node-ci "requests: { case_insensitive_paths: true }"
+echo "== decision mode: a front nginx (auth_request) asks the gateway, the backends behind it"
+for backend in nginx flask starlette go node; do
+    FRONT=nginx run_pair "$backend" ""
+done
+echo "== decision mode, mismatched on purpose: the case-insensitive backend behind the front nginx"
+FRONT=nginx run_pair node-ci "" --expect-violations
 if [ ${#failed[@]} -gt 0 ]; then
     echo "differential: FAILED for ${failed[*]}" >&2
     exit 1

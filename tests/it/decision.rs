@@ -36,6 +36,7 @@ routes:
   - {{ name: writes, path_prefix: /items, provider: p, upstream: app, methods: [GET, POST], method_scopes: [ {{ methods: [POST], all_of: [write] }} ] }}
   - {{ name: admin, path_prefix: /admin, provider: p, upstream: app, require_scopes: {{ all_of: [admin] }} }}
   - {{ name: open, path_prefix: /public, auth: none, upstream: app }}
+  - {{ name: front-only, path_prefix: /front-only, provider: p }}
   - {{ name: api, path_prefix: /, provider: p, upstream: app }}
 "#,
             alice = sha(ALICE),
@@ -185,9 +186,16 @@ async fn a_front_proxy_gets_the_proxy_s_own_decision_and_nothing_is_forwarded() 
         1.0
     );
 
-    // The proxy listener still proxies.
+    // The proxy listener still proxies; a route without an upstream is judged for front
+    // proxies only, and is no route for the proxy's clients.
     let r = get_bearer(&g, "/x", ALICE).await;
     assert_eq!(r.status(), 200);
+    assert_eq!(upstream.calls(), 1);
+    let r = ask(&decision, "GET", "/front-only/a", Some(ALICE), &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header_map(&r)["x-auth-subject"], "alice");
+    let r = get_bearer(&g, "/front-only/a", ALICE).await;
+    assert_eq!(r.status(), 404);
     assert_eq!(upstream.calls(), 1);
 }
 
@@ -250,6 +258,29 @@ async fn each_front_proxy_s_headers_are_read_and_an_incomplete_description_is_re
     ])
     .await;
     assert_eq!(r.status(), 400);
+    // Headers the proxy listener would strip before the upstream reach the backend
+    // through the front proxy: a method override, or an `_` spelling of an identity
+    // header a CGI-style backend reads as the real one. Refused, not judged.
+    for (name, value) in [
+        ("x-http-method-override", "DELETE"),
+        ("x-forwarded-prefix", "/admin"),
+        ("x_auth_subject", "root"),
+    ] {
+        let r = send(vec![
+            ("x-original-method", "GET".into()),
+            ("x-original-uri", "/items/1".into()),
+            ("x-forwarded-host", "api.example.com".into()),
+            ("authorization", bearer.clone()),
+            (name, value.into()),
+        ])
+        .await;
+        assert_eq!(r.status(), 400, "{name}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error_description"].as_str().unwrap().contains(name),
+            "{body}"
+        );
+    }
     // No host: the asking request's Host (the gateway's own address) is not assumed.
     let r = send(vec![
         ("x-original-method", "GET".into()),
@@ -297,4 +328,15 @@ fn decision_mode_needs_front_proxies_and_its_own_address() {
         .unwrap_err();
     assert!(err.contains("decision.listen"), "{err}");
     check("decision: { listen: 127.0.0.1:18002 }\ntrusted_proxies: [127.0.0.1/32]\n").unwrap();
+    // A route without an upstream needs decision mode.
+    let front_only = "  - { path_prefix: /only, auth: none }\n";
+    let err = check(front_only).unwrap_err();
+    assert!(
+        err.contains("routes[1].upstream") && err.contains("decision.listen"),
+        "{err}"
+    );
+    check(&format!(
+        "{front_only}decision: {{ listen: 127.0.0.1:18002 }}\ntrusted_proxies: [127.0.0.1/32]\n"
+    ))
+    .unwrap();
 }

@@ -393,7 +393,9 @@ pub(crate) struct RouteFile {
     pub(crate) auth: Option<AuthMode>,
     /// A provider name, or a list tried in order by token shape (`[jwt, introspection]`).
     pub(crate) provider: Option<OneOrMany>,
-    pub(crate) upstream: String,
+    /// Where allowed requests go: an `upstreams` name or the built-in `echo`. Absent: the
+    /// route is judged only for front proxies (decision mode).
+    pub(crate) upstream: Option<String>,
     /// The methods the route takes (others: 405 with `Allow`); `GET` brings `HEAD`.
     /// Absent: any method.
     pub(crate) methods: Option<Vec<String>>,

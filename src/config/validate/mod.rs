@@ -15,7 +15,9 @@ use super::file::{
 use super::{ConfigError, ConnectionLimits, ProviderSettings, RequestSettings, Settings};
 use crate::decision::canonical::{canonical_host, normalize_path, HeaderHygiene, OVERRIDE_HEADERS};
 use crate::decision::client::TrustedProxies;
-use crate::decision::route::{RouteSpec, UpstreamProtocol, UpstreamSpec, ECHO_UPSTREAM};
+use crate::decision::route::{
+    RouteSpec, UpstreamProtocol, UpstreamSpec, ECHO_UPSTREAM, NO_UPSTREAM,
+};
 use crate::decision::template::{PathTemplate, RoutePath};
 use crate::identity::assertion::{AssertionSpec, SigningKey};
 use crate::identity::cache::CacheSettings;
@@ -358,11 +360,14 @@ fn routes(
             None => &[],
         };
         if named_providers.iter().any(|n| broken.providers.contains(n))
-            || broken.upstreams.contains(&r.upstream)
+            || r.upstream
+                .as_ref()
+                .is_some_and(|u| broken.upstreams.contains(u))
         {
             continue;
         }
-        let Some(mut route) = errs.keep(route(&path, r, providers, upstreams)) else {
+        let deciding = file.decision.is_some();
+        let Some(mut route) = errs.keep(route(&path, r, providers, upstreams, deciding)) else {
             continue;
         };
         if let Some(limits) = errs.keep(limits::route_limits(&path, r, &route, rate_limits, file)) {

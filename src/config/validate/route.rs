@@ -8,6 +8,7 @@ pub(super) fn route(
     r: &RouteFile,
     providers: &BTreeMap<String, ProviderSettings>,
     upstreams: &BTreeMap<String, UpstreamSpec>,
+    deciding: bool,
 ) -> Result<RouteSpec> {
     let route_path = route_path(path, r)?;
     let host = match &r.host {
@@ -25,15 +26,24 @@ pub(super) fn route(
     };
     let all_providers = providers;
     let providers = route_providers(path, r, providers)?;
-    if r.upstream != ECHO_UPSTREAM && !upstreams.contains_key(&r.upstream) {
-        return Err(ConfigError::at(
-            format!("{path}.upstream"),
-            format!(
-                "no upstream named `{}` (define it under `upstreams`, or use the built-in `echo`)",
-                r.upstream
-            ),
-        ));
-    }
+    let upstream = match &r.upstream {
+        Some(u) if u != ECHO_UPSTREAM && !upstreams.contains_key(u) => {
+            return Err(ConfigError::at(
+                format!("{path}.upstream"),
+                format!(
+                    "no upstream named `{u}` (define it under `upstreams`, or use the built-in `echo`)"
+                ),
+            ))
+        }
+        Some(u) => u.clone(),
+        None if deciding => NO_UPSTREAM.to_string(),
+        None => {
+            return Err(ConfigError::at(
+                format!("{path}.upstream"),
+                "is required: where allowed requests go (an `upstreams` name, or `echo`); a route without one is judged only for front proxies, which needs `decision.listen`",
+            ))
+        }
+    };
     let authenticated = !providers.is_empty();
     let providers_named = providers.clone();
     let policy = route_policy(path, r, authenticated, &route_path.param_names())?;
@@ -57,7 +67,7 @@ pub(super) fn route(
         path: route_path,
         host,
         providers,
-        upstream: r.upstream.clone(),
+        upstream,
         policy,
         forward_authorization,
         assertion: None,

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Decision mode's cost (issue #38): CPU per request of sessiongate and of a front nginx, for
+# a cached identity, three ways —
+#   proxy      wrk → sessiongate (proxy listener) → upstream
+#   decision   wrk → nginx auth_request → sessiongate (decision listener); nginx → upstream
+#   static     wrk → nginx auth_request → a trivial auth service (nginx `return 200`);
+#              nginx → upstream: the front proxy's own share, with an auth service that
+#              does no work
+#
+#   benches/load/decision.sh                     # target/release/sessiongate
+#   BIN=… DURATION=10 ROUNDS=3 benches/load/decision.sh
+#
+# sessiongate (one worker) on CPU 0; the front nginx (one worker), the upstream nginx, the
+# trivial auth service and wrk (-t1 -c64) on CPU 1. Keep-alive everywhere: nginx keeps 32
+# connections to sessiongate's decision listener and to the upstream. CPU is read from /proc
+# before and after each run (nginx: master and workers). Compare within a run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. tests/e2e/lib.sh
+
+BIN=${BIN:-target/release/sessiongate}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+require_tools decision nginx wrk python3 taskset curl
+
+read -r UP_PID UP < <(static_upstream 1)
+pids+=("$UP_PID")
+export DECISION_TOKEN="decision-bench-token-0123456789"
+
+PORT=$(free_port); ADMIN=$(free_port); DEC=$(free_port)
+cat > "$work/sg.yaml" <<CONF
+listen: 127.0.0.1:$PORT
+admin_listen: 127.0.0.1:$ADMIN
+pid_file: $work/sg.pid
+upgrade_sock: $work/sg.sock
+threads: 1
+log: { level: warn }
+trusted_proxies: [127.0.0.1/32]
+decision: { listen: "127.0.0.1:$DEC" }
+providers:
+  idp:
+    kind: static
+    tokens:
+      - { token: "\${DECISION_TOKEN}", identity: { subject: bench, scopes: [read, write] } }
+upstreams: { app: "http://127.0.0.1:$UP" }
+routes:
+  - { name: api, path_prefix: /, provider: idp, upstream: app, require_scopes: { all_of: [read] } }
+CONF
+taskset -c 0 "$BIN" --config "$work/sg.yaml" > "$work/sg.log" 2>&1 &
+SG_PID=$!
+pids+=("$SG_PID")
+wait_http "http://127.0.0.1:$ADMIN/readyz" 20
+
+FRONT=$(free_port); STATIC_FRONT=$(free_port); STATIC_AUTH=$(free_port)
+mkdir -p "$work/front"
+cat > "$work/front.conf" <<CONF
+user $(id -un) $(id -gn);
+worker_processes 1;
+daemon off;
+pid $work/front.pid;
+error_log $work/front-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $work/front/body;
+    proxy_temp_path $work/front/proxy;
+    fastcgi_temp_path $work/front/fastcgi;
+    uwsgi_temp_path $work/front/uwsgi;
+    scgi_temp_path $work/front/scgi;
+    upstream decision { server 127.0.0.1:$DEC; keepalive 32; keepalive_requests 1000000; }
+    upstream trivial { server 127.0.0.1:$STATIC_AUTH; keepalive 32; keepalive_requests 1000000; }
+    upstream app { server 127.0.0.1:$UP; keepalive 32; keepalive_requests 1000000; }
+    # docs/decision-mode.md's nginx, with keep-alive to the upstream.
+    server {
+        listen 127.0.0.1:$FRONT;
+        location / {
+            auth_request /_sessiongate;
+            auth_request_set \$sg_subject \$upstream_http_x_auth_subject;
+            auth_request_set \$sg_scopes \$upstream_http_x_auth_scopes;
+            auth_request_set \$sg_uri \$upstream_http_x_sessiongate_canonical_uri;
+            proxy_set_header X-Auth-Subject \$sg_subject;
+            proxy_set_header X-Auth-Scopes \$sg_scopes;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://app\$sg_uri;
+        }
+        location = /_sessiongate {
+            internal;
+            proxy_pass http://decision;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Method \$request_method;
+            proxy_set_header X-Original-URI \$request_uri;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        }
+    }
+    # The same front proxy asking an auth service that answers 200 and does nothing else.
+    server {
+        listen 127.0.0.1:$STATIC_FRONT;
+        location / {
+            auth_request /_trivial;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://app;
+        }
+        location = /_trivial {
+            internal;
+            proxy_pass http://trivial;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }
+    }
+    server { listen 127.0.0.1:$STATIC_AUTH; location / { return 200; } }
+}
+CONF
+taskset -c 1 nginx -c "$work/front.conf" -p "$work/front" > /dev/null 2>&1 &
+FRONT_PID=$!
+pids+=("$FRONT_PID")
+wait_http "http://127.0.0.1:$STATIC_FRONT/" 10
+AUTH="Authorization: Bearer $DECISION_TOKEN"
+curl -fs -o /dev/null -H "$AUTH" "http://127.0.0.1:$FRONT/x" || {
+    echo "decision: the front nginx does not get 200 through sessiongate" >&2
+    cat "$work/front-error.log" >&2
+    exit 1
+}
+HZ=$(getconf CLK_TCK)
+
+nginx_pids() { echo "$FRONT_PID $(pgrep -P "$FRONT_PID" | tr '\n' ' ')"; }
+
+run() { # label port → one line: label req/s sessiongate-µs/req front-nginx-µs/req
+    local label=$1 port=$2 s0 s1 n0 n1 out reqs
+    s0=$(python3 benches/load/cpu_ticks.py "$SG_PID"); n0=$(python3 benches/load/cpu_ticks.py $(nginx_pids))
+    out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" -H "$AUTH" "http://127.0.0.1:$port/x")
+    s1=$(python3 benches/load/cpu_ticks.py "$SG_PID"); n1=$(python3 benches/load/cpu_ticks.py $(nginx_pids))
+    if echo "$out" | grep -q "Non-2xx"; then echo "$label: non-2xx answers" >&2; echo "$out" >&2; exit 1; fi
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    python3 -c "r=$reqs; print(f'$label {r/$DURATION:.0f} {($s1-$s0)/$HZ*1e6/r:.1f} {($n1-$n0)/$HZ*1e6/r:.1f}')"
+}
+
+echo "case req/s sessiongate_cpu_us_per_request front_nginx_cpu_us_per_request"
+for round in $(seq 1 "$ROUNDS"); do
+    run proxy "$PORT"
+    run decision "$FRONT"
+    run static "$STATIC_FRONT"
+done
