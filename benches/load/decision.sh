@@ -8,20 +8,24 @@
 #              does no work
 #
 #   benches/load/decision.sh                     # target/release/sessiongate
-#   BIN=… DURATION=10 ROUNDS=3 benches/load/decision.sh
+#   BIN=… RATE=4000 DURATION=10 ROUNDS=3 benches/load/decision.sh
 #
 # sessiongate (one worker) on CPU 0; the front nginx (one worker), the upstream nginx, the
-# trivial auth service and wrk (-t1 -c64) on CPU 1. Keep-alive everywhere: nginx keeps 32
-# connections to sessiongate's decision listener and to the upstream. CPU is read from /proc
-# before and after each run (nginx: master and workers). Compare within a run.
+# trivial auth service and oha on CPU 1. Every case runs at the same fixed rate (oha -q,
+# 32 connections): CPU per request falls as load rises (more work per wake-up), so cases
+# are compared at one rate, below what the slowest path sustains on these 2 cores.
+# Keep-alive everywhere: nginx keeps 32 connections to sessiongate's decision listener and
+# to the upstream. CPU is read from /proc before and after each run (nginx: master and
+# workers). Compare within a run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/e2e/lib.sh
 
 BIN=${BIN:-target/release/sessiongate}
 DURATION=${DURATION:-10}
+RATE=${RATE:-4000}
 ROUNDS=${ROUNDS:-3}
-require_tools decision nginx wrk python3 taskset curl
+require_tools decision nginx oha python3 taskset curl
 
 read -r UP_PID UP < <(static_upstream 1)
 pids+=("$UP_PID")
@@ -136,14 +140,24 @@ nginx_pids() { echo "$FRONT_PID $(pgrep -P "$FRONT_PID" | tr '\n' ' ')"; }
 run() { # label port → one line: label req/s sessiongate-µs/req front-nginx-µs/req
     local label=$1 port=$2 s0 s1 n0 n1 out reqs
     s0=$(python3 benches/load/cpu_ticks.py "$SG_PID"); n0=$(python3 benches/load/cpu_ticks.py $(nginx_pids))
-    out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" -H "$AUTH" "http://127.0.0.1:$port/x")
+    taskset -c 1 oha --no-tui --output-format json -z "${DURATION}s" -q "$RATE" -c 32 \
+        -H "$AUTH" "http://127.0.0.1:$port/x" > "$work/oha.json"
     s1=$(python3 benches/load/cpu_ticks.py "$SG_PID"); n1=$(python3 benches/load/cpu_ticks.py $(nginx_pids))
-    if echo "$out" | grep -q "Non-2xx"; then echo "$label: non-2xx answers" >&2; echo "$out" >&2; exit 1; fi
-    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-    python3 -c "r=$reqs; print(f'$label {r/$DURATION:.0f} {($s1-$s0)/$HZ*1e6/r:.1f} {($n1-$n0)/$HZ*1e6/r:.1f}')"
+    python3 - "$work/oha.json" "$label" "$s0" "$s1" "$n0" "$n1" "$HZ" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+label, s0, s1, n0, n1, hz = sys.argv[2], *map(int, sys.argv[3:8])
+codes = r.get("statusCodeDistribution", {})
+if set(codes) != {"200"}:
+    sys.exit(f"{label}: answers other than 200: {codes}")
+n = sum(int(v) for v in codes.values())
+p = r["latencyPercentiles"]
+print(f"{label:<9} {n / r['summary']['total']:>6.0f} {(s1 - s0) / hz * 1e6 / n:>8.1f} "
+      f"{(n1 - n0) / hz * 1e6 / n:>8.1f} {p['p50'] * 1e3:>7.3f} {p['p99'] * 1e3:>7.3f}")
+PY
 }
 
-echo "case req/s sessiongate_cpu_us_per_request front_nginx_cpu_us_per_request"
+echo "case      req/s  sg_us/req nginx_us/req p50_ms  p99_ms"
 for round in $(seq 1 "$ROUNDS"); do
     run proxy "$PORT"
     run decision "$FRONT"
