@@ -200,9 +200,8 @@ pub(crate) fn original_request(req: &mut RequestHeader) -> Result<(), Rejection>
 impl Proxy {
     /// Decision mode's "yes": 200 with the identity headers (every one the upstream would
     /// get from the gateway, those it lacks empty, and nothing the client sent), the
-    /// request id, and the target
-    /// as the decision read it (`X-Sessiongate-Canonical-Uri`), for the front proxy to copy
-    /// onto the request it forwards.
+    /// request id, and the target as the decision read it (`X-Sessiongate-Canonical-Uri`),
+    /// for the front proxy to copy onto the request it forwards.
     pub(super) async fn answer_decision(
         &self,
         session: &mut ServerSession,
