@@ -56,22 +56,9 @@ pids+=("$SG_PID")
 wait_http "http://127.0.0.1:$ADMIN/readyz" 20
 
 FRONT=$(free_port); STATIC_FRONT=$(free_port); STATIC_AUTH=$(free_port)
-mkdir -p "$work/front"
-cat > "$work/front.conf" <<CONF
-user $(id -un) $(id -gn);
-worker_processes 1;
-daemon off;
-pid $work/front.pid;
-error_log $work/front-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $work/front/body;
-    proxy_temp_path $work/front/proxy;
-    fastcgi_temp_path $work/front/fastcgi;
-    uwsgi_temp_path $work/front/uwsgi;
-    scgi_temp_path $work/front/scgi;
+{
+nginx_head front front
+cat <<CONF
     upstream decision { server 127.0.0.1:$DEC; keepalive 32; keepalive_requests 1000000; }
     upstream trivial { server 127.0.0.1:$STATIC_AUTH; keepalive 32; keepalive_requests 1000000; }
     upstream app { server 127.0.0.1:$UP; keepalive 32; keepalive_requests 1000000; }
@@ -123,6 +110,7 @@ http {
     server { listen 127.0.0.1:$STATIC_AUTH; location / { return 200; } }
 }
 CONF
+} > "$work/front.conf"
 taskset -c 1 nginx -c "$work/front.conf" -p "$work/front" > /dev/null 2>&1 &
 FRONT_PID=$!
 pids+=("$FRONT_PID")

@@ -42,6 +42,29 @@ require_tools() {
     done
 }
 
+# nginx_head NAME DIR: the opening of an nginx config for the benchmarks (one worker, in
+# the foreground, pid and error log as $work/NAME.*, no access log, long keep-alive, temp
+# paths under $work/DIR), up to the open `http {` block the caller fills and closes.
+nginx_head() {
+    mkdir -p "$work/$2"
+    cat <<CONF
+user $(id -un) $(id -gn);
+worker_processes 1;
+daemon off;
+pid $work/$1.pid;
+error_log $work/$1-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $work/$2/body;
+    proxy_temp_path $work/$2/proxy;
+    fastcgi_temp_path $work/$2/fastcgi;
+    uwsgi_temp_path $work/$2/uwsgi;
+    scgi_temp_path $work/$2/scgi;
+CONF
+}
+
 # static_upstream [taskset CPU list]: an nginx answering `200 upstream ok` to everything on
 # a free port (one worker, no access log, long keep-alive); prints "pid port" once it
 # answers (run in a subshell, so the caller adds the pid to `pids`). The upstream of the
@@ -49,25 +72,13 @@ require_tools() {
 static_upstream() {
     local cpus=${1:-} port
     port=$(free_port)
-    mkdir -p "$work/nginx"
-    cat > "$work/up.conf" <<CONF
-user $(id -un) $(id -gn);
-worker_processes 1;
-daemon off;
-pid $work/up.pid;
-error_log $work/up-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
+    {
+        nginx_head up nginx
+        cat <<CONF
     server { listen 127.0.0.1:$port; location / { return 200 "upstream ok\n"; } }
 }
 CONF
+    } > "$work/up.conf"
     if [ -n "$cpus" ]; then
         taskset -c "$cpus" nginx -c "$work/up.conf" -p "$work/nginx" > /dev/null 2>&1 &
     else
