@@ -119,10 +119,12 @@ impl Gateway {
         let mut options = pingora::apps::HttpServerOptions::default();
         // HTTP/2 with prior knowledge on the plain listener, when asked for (on TLS,
         // ALPN decides); never by `Upgrade: h2c`.
-        options.h2c = self.settings.h2c;
+        // The decision listener always takes it: Envoy's ext_authz calls are gRPC.
+        options.h2c = self.settings.h2c || front == FrontDoor::Decision;
         // An HTTP/2 connection with no stream open is idle (the stream wrapper bounds its
         // opening: the preface and the client's SETTINGS).
         options.h2_idle_timeout = Some(self.settings.connections.idle_timeout);
+        let options_h2c = options.h2c;
         full_proxy.server_options = Some(options);
         // Pingora's bounded defaults (header list size), with our stream limit.
         let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
@@ -132,7 +134,7 @@ impl Gateway {
             pingora::connectors::ConnectorOptions::from_server_conf(conf),
         ));
         let direct = Direct::new(make(), full_proxy, upstreams, self.settings.direct_path);
-        Limited::new(direct, self.state.clone()).h2c(self.settings.h2c)
+        Limited::new(direct, self.state.clone()).h2c(options_h2c)
     }
 
     /// The Pingora server with both services added.

@@ -29,6 +29,8 @@ pub struct RequestCtx {
     pub(super) client_cert: Option<Arc<crate::tls::ClientCert>>,
     /// This request's slot at its upstream (`max_in_flight`), held until it ends.
     pub(super) upstream_slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// An Envoy ext_authz Check call (decision mode): answered with a `CheckResponse`.
+    pub(super) envoy_check: bool,
 }
 
 impl RequestCtx {

@@ -64,3 +64,22 @@ impl Proxy {
         }
     }
 }
+
+/// True when a denial can leave the connection open: the request has no body, or a small
+/// one that is drained before the answer. A large or unframed body
+/// would have to be read just to throw it away: close instead.
+pub(super) fn body_is_safe_to_skip(session: &mut pingora::protocols::http::ServerSession) -> bool {
+    const DRAIN_LIMIT: u64 = 64 * 1024;
+    let req = session.req_header();
+    if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return false;
+    }
+    let small = match req.headers.get(http::header::CONTENT_LENGTH) {
+        None => true,
+        Some(v) => std::str::from_utf8(v.as_bytes())
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|n| n <= DRAIN_LIMIT),
+    };
+    small && session.get_keepalive().is_some()
+}

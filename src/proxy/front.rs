@@ -23,8 +23,9 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 
-use super::{headers, Proxy, RequestCtx, Snapshot};
+use super::{ext_authz, headers, Proxy, RequestCtx, Snapshot};
 use crate::decision::canonical::Rejection;
+use crate::decision::refused::Refused;
 
 /// Which requests a proxy listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +199,44 @@ pub(crate) fn original_request(req: &mut RequestHeader) -> Result<(), Rejection>
 }
 
 impl Proxy {
+    /// Decision mode's first step: only a front proxy may say which request is judged;
+    /// its description (headers, or Envoy's `CheckRequest`) becomes the request.
+    /// `Ok(true)`: refused, answered.
+    pub(super) async fn read_description(
+        &self,
+        session: &mut ServerSession,
+        ctx: &mut RequestCtx,
+        snap: &Snapshot,
+    ) -> Result<bool> {
+        if !ctx.peer.is_some_and(|p| snap.trusted_proxies.contains(p)) {
+            return self
+                .refuse(session, ctx, Refused::UntrustedFrontProxy)
+                .await;
+        }
+        let described = if ext_authz::is_check(session) {
+            ctx.envoy_check = true;
+            ext_authz::read_check(session).await
+        } else {
+            original_request(session.req_header_mut())
+        };
+        if let Err(rejection) = described {
+            return self.reject(session, ctx, rejection).await;
+        }
+        if ctx.envoy_check {
+            // Envoy's request id (its `x-request-id`), when it sent one.
+            ctx.request_id = super::request_id(session.req_header());
+        }
+        Ok(false)
+    }
+
+    /// The headers a decision's "yes" grants: the identity headers, the stale age, the
+    /// client certificate id and the identity assertion, as the upstream would get them.
+    pub(super) fn granted(&self, ctx: &RequestCtx, snap: &Snapshot) -> Result<RequestHeader> {
+        let mut granted = RequestHeader::build(http::Method::GET, b"/", Some(8))?;
+        self.add_identity(&mut granted, ctx, snap)?;
+        Ok(granted)
+    }
+
     /// Decision mode's "yes": 200 with the identity headers (every one the upstream would
     /// get from the gateway, those it lacks empty, and nothing the client sent), the
     /// request id, and the target as the decision read it (`X-Sessiongate-Canonical-Uri`),
@@ -208,8 +247,10 @@ impl Proxy {
         ctx: &mut RequestCtx,
         snap: &Snapshot,
     ) -> Result<bool> {
-        let mut granted = RequestHeader::build(http::Method::GET, b"/", Some(8))?;
-        self.add_identity(&mut granted, ctx, snap)?;
+        if ctx.envoy_check {
+            return self.envoy_allow(session, ctx, snap).await;
+        }
+        let mut granted = self.granted(ctx, snap)?;
         // Every identity header the identity lacks is sent empty: a front proxy that
         // copies a header only when the answer has it would otherwise let a client's own
         // copy through to the upstream.

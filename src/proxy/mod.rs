@@ -23,6 +23,7 @@ pub(crate) use context::{BodyProgress, RequestCtx, HTTP2_BODY};
 pub mod connection;
 pub(crate) mod direct;
 pub(crate) mod echo;
+pub(crate) mod ext_authz;
 pub(crate) mod forwarded;
 pub(crate) mod front;
 pub mod headers;
@@ -102,7 +103,11 @@ impl Proxy {
     ) -> Result<bool> {
         ctx.outcome = refused.outcome();
         let refusal = refused.response();
-        let mut keep_alive = ctx.rejection.is_none() && body_is_safe_to_skip(session);
+        if ctx.envoy_check {
+            ext_authz::deny(session, &refusal, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        let mut keep_alive = ctx.rejection.is_none() && denials::body_is_safe_to_skip(session);
         // Pingora closes a connection whose response goes out before the request body was
         // read: drain the (small, bounded) body first.
         if keep_alive && !session.is_body_empty() {
@@ -341,7 +346,7 @@ impl Proxy {
     }
 }
 
-fn request_id(req: &RequestHeader) -> String {
+pub(super) fn request_id(req: &RequestHeader) -> String {
     match req.headers.get(headers::REQUEST_ID) {
         Some(v) if headers::well_formed_request_id(v.as_bytes()) => {
             // Well-formed ids are ASCII.
@@ -383,25 +388,6 @@ fn forward_canonical_host(req: &mut RequestHeader, decision: &Decision) {
     }
 }
 
-/// True when a denial can leave the connection open: the request has no body, or a small
-/// one that is drained before the answer. A large or unframed body
-/// would have to be read just to throw it away: close instead.
-fn body_is_safe_to_skip(session: &mut ServerSession) -> bool {
-    const DRAIN_LIMIT: u64 = 64 * 1024;
-    let req = session.req_header();
-    if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return false;
-    }
-    let small = match req.headers.get(http::header::CONTENT_LENGTH) {
-        None => true,
-        Some(v) => std::str::from_utf8(v.as_bytes())
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .is_some_and(|n| n <= DRAIN_LIMIT),
-    };
-    small && session.get_keepalive().is_some()
-}
-
 /// The steps both ways of serving a request share — the Pingora proxy phases above and
 /// the direct path ([`direct`]) — on the downstream session.
 impl Proxy {
@@ -422,6 +408,7 @@ impl Proxy {
             https: false,
             client_cert: None,
             upstream_slot: None,
+            envoy_check: false,
         }
     }
 
@@ -433,14 +420,10 @@ impl Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
         let snap = self.begin(session, ctx)?;
-        if self.front == front::FrontDoor::Decision {
-            // Only a front proxy may say which request is judged.
-            if !ctx.peer.is_some_and(|p| snap.trusted_proxies.contains(p)) {
-                return Box::pin(self.refuse(session, ctx, Refused::UntrustedFrontProxy)).await;
-            }
-            if let Err(rejection) = front::original_request(session.req_header_mut()) {
-                return Box::pin(self.reject(session, ctx, rejection)).await;
-            }
+        if self.front == front::FrontDoor::Decision
+            && Box::pin(self.read_description(session, ctx, &snap)).await?
+        {
+            return Ok(true);
         }
         if let Err(rejection) = canonicalize_headers(session.req_header_mut(), &snap, self.front) {
             return Box::pin(self.reject(session, ctx, rejection)).await;
