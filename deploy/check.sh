@@ -93,7 +93,8 @@ PY
 
 for overlay in deploy/kubernetes/sidecar deploy/kubernetes/standalone \
     deploy/kubernetes/cluster/sidecar deploy/kubernetes/cluster/standalone \
-    deploy/kubernetes/examples/bitgo-sidecar-redis deploy/kubernetes/examples/rfc7662-sidecar; do
+    deploy/kubernetes/examples/bitgo-sidecar-redis deploy/kubernetes/examples/rfc7662-sidecar \
+    deploy/kubernetes/examples/decision-envoy; do
     name=$(echo "${overlay#deploy/kubernetes/}" | tr / -)
     echo "== $overlay"
     build "$overlay" > "$work/$name.yaml"
@@ -110,6 +111,27 @@ for d in docs:
         eps = spec.get("podMetricsEndpoints") or []
         assert eps and all(e.get("port") == "metrics" for e in eps), "PodMonitor scrapes the metrics port"
         print(f"ok: PodMonitor/{d['metadata']['name']} (required fields; no bundled CRD schema)")
+    elif d["kind"] == "AuthorizationPolicy":
+        # Istio's CUSTOM action names an extension provider and says which requests go to it.
+        spec = d["spec"]
+        assert d["apiVersion"] in ("security.istio.io/v1", "security.istio.io/v1beta1"), d["apiVersion"]
+        assert spec.get("action") == "CUSTOM" and spec.get("provider", {}).get("name"), spec
+        assert spec.get("rules") and spec.get("selector", {}).get("matchLabels"), \
+            "a CUSTOM policy without rules or selector judges nothing (or everything)"
+        print(f"ok: AuthorizationPolicy/{d['metadata']['name']} (required fields; no bundled CRD schema)")
+    elif d["kind"] == "SecurityPolicy":
+        spec = d["spec"]
+        assert d["apiVersion"] == "gateway.envoyproxy.io/v1alpha1", d["apiVersion"]
+        ext = spec["extAuth"]
+        assert spec.get("targetRefs") and ext.get("failOpen") is False, spec
+        refs = ext["grpc"]["backendRefs"]
+        assert refs and all(r.get("port") == 9000 for r in refs), refs
+        print(f"ok: SecurityPolicy/{d['metadata']['name']} (required fields; no bundled CRD schema)")
+    elif d["kind"] == "ReferenceGrant":
+        spec = d["spec"]
+        assert d["apiVersion"].startswith("gateway.networking.k8s.io/"), d["apiVersion"]
+        assert spec.get("from") and spec.get("to"), spec
+        print(f"ok: ReferenceGrant/{d['metadata']['name']} (required fields; no bundled CRD schema)")
     else:
         core.append(d)
 # Issue #13 row 12: no Service publishes the metrics/probe port or the admin API.
