@@ -256,3 +256,75 @@ impl Proxy {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::wire::Described;
+    use super::*;
+
+    fn envoy(headers: &[(&str, &str)]) -> Described {
+        Described {
+            method: "GET".into(),
+            path: "/items/1?x=1".into(),
+            host: "api.example.com".into(),
+            scheme: "https".into(),
+            protocol: "HTTP/1.1".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            source: Some("203.0.113.9".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_described_request_is_the_one_judged() {
+        let req = described_request(envoy(&[
+            (":path", "/items/1?x=1"),
+            (":authority", "api.example.com"),
+            ("authorization", "Bearer t"),
+            ("x-forwarded-for", "10.1.2.3"),
+            ("host", "evil.example"),
+        ]))
+        .unwrap();
+        assert_eq!(req.method, Method::GET);
+        assert_eq!(req.raw_path(), b"/items/1?x=1");
+        assert_eq!(req.headers["host"], "api.example.com");
+        assert_eq!(req.headers["authorization"], "Bearer t");
+        // The client is Envoy's source address, whatever the client put in X-Forwarded-For.
+        let xff: Vec<_> = req.headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(xff, ["203.0.113.9"]);
+        assert!(!req.headers.keys().any(|n| n.as_str().starts_with(':')));
+    }
+
+    #[test]
+    fn nothing_is_guessed_and_nothing_may_disagree() {
+        let why = |d: Described| described_request(d).unwrap_err().to_string();
+        assert!(why(envoy(&[(":path", "/admin")])).contains("different requests"));
+        assert!(why(envoy(&[(":method", "DELETE")])).contains("different requests"));
+        assert!(why(Described {
+            source: None,
+            ..envoy(&[])
+        })
+        .contains("client's address"));
+        assert!(why(Described {
+            method: String::new(),
+            ..envoy(&[])
+        })
+        .contains("method"));
+        assert!(why(Described {
+            path: "items".into(),
+            ..envoy(&[])
+        })
+        .contains("start with /"));
+        assert!(why(envoy(&[("bad name", "v")])).contains("header named"));
+        assert!(why(envoy(&[("x-a", "line\nbreak")])).contains("not a header value"));
+        // The pseudo-header stands in for an empty field.
+        let req = described_request(Described {
+            method: String::new(),
+            ..envoy(&[(":method", "POST")])
+        })
+        .unwrap();
+        assert_eq!(req.method, Method::POST);
+    }
+}
