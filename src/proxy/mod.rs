@@ -59,6 +59,7 @@ use crate::proxy::outgoing::Outgoing;
 pub(crate) use crate::proxy::shared::GatewayState;
 use crate::proxy::shared::Snapshot;
 use crate::telemetry::access::{self, AccessRecord};
+use crate::telemetry::metrics::Mode;
 use crate::wire_name::WireName;
 
 /// Route label for requests that matched no route.
@@ -675,9 +676,13 @@ impl Proxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let total = ctx.started.elapsed();
         let outcome = ctx.outcome;
+        let mode = match self.front {
+            front::FrontDoor::Proxy => Mode::Proxy,
+            front::FrontDoor::Decision => Mode::Decision,
+        };
         match ctx.route().map(|r| &r.series) {
             Some(series) => {
-                if let Some(c) = series.requests(outcome.index(), outcome.as_str()) {
+                if let Some(c) = series.requests(outcome.index(), outcome.as_str(), mode) {
                     c.inc();
                 }
                 series.request_duration().observe(total.as_secs_f64());
@@ -686,7 +691,7 @@ impl Proxy {
                 let metrics = &self.state.metrics;
                 metrics
                     .requests
-                    .with_label_values(&[route, outcome.as_str()])
+                    .with_label_values(&[route, outcome.as_str(), mode.as_str()])
                     .inc();
                 metrics
                     .request_duration

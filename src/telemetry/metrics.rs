@@ -17,7 +17,8 @@ use prometheus::{
 pub struct RouteSeries {
     route: Arc<str>,
     requests: IntCounterVec,
-    /// `requests_total{route, outcome}`, by outcome index (see [`RouteSeries::requests`]).
+    /// `requests_total{route, outcome, mode}`, by outcome index, proxy mode's first (see
+    /// [`RouteSeries::requests`]).
     by_outcome: Box<[OnceLock<IntCounter>]>,
     request_duration: Histogram,
     auth_duration_vec: HistogramVec,
@@ -30,17 +31,25 @@ impl RouteSeries {
         RouteSeries {
             route: route.clone(),
             requests: metrics.requests.clone(),
-            by_outcome: (0..outcomes).map(|_| OnceLock::new()).collect(),
+            by_outcome: (0..2 * outcomes).map(|_| OnceLock::new()).collect(),
             request_duration: metrics.request_duration.with_label_values(&[route]),
             auth_duration_vec: metrics.auth_duration.clone(),
             auth_duration: OnceLock::new(),
         }
     }
 
-    /// `requests_total{route, outcome}` for the outcome with this index and label.
-    pub(crate) fn requests(&self, index: usize, outcome: &str) -> Option<&IntCounter> {
-        let slot = self.by_outcome.get(index)?;
-        Some(slot.get_or_init(|| self.requests.with_label_values(&[&self.route, outcome])))
+    /// `requests_total{route, outcome, mode}` for the outcome with this index and label,
+    /// in `mode` (`proxy` or `decision`).
+    pub(crate) fn requests(&self, index: usize, outcome: &str, mode: Mode) -> Option<&IntCounter> {
+        let half = self.by_outcome.len() / 2;
+        if index >= half {
+            return None;
+        }
+        let slot = self.by_outcome.get(index + half * mode as usize)?;
+        Some(slot.get_or_init(|| {
+            self.requests
+                .with_label_values(&[&self.route, outcome, mode.as_str()])
+        }))
     }
 
     pub(crate) fn request_duration(&self) -> &Histogram {
@@ -50,6 +59,24 @@ impl RouteSeries {
     pub(crate) fn auth_duration(&self) -> &Histogram {
         self.auth_duration
             .get_or_init(|| self.auth_duration_vec.with_label_values(&[&self.route]))
+    }
+}
+
+/// Which front door a request came through: the `mode` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The proxy listener: forwarded by sessiongate.
+    Proxy = 0,
+    /// The decision listener: a front proxy's question.
+    Decision = 1,
+}
+
+impl Mode {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Mode::Proxy => "proxy",
+            Mode::Decision => "decision",
+        }
     }
 }
 
@@ -418,8 +445,8 @@ impl Metrics {
             ),
             requests: counter(
                 "sessiongate_requests_total",
-                "Requests by route and outcome (allowed or the deny/failure reason).",
-                &["route", "outcome"],
+                "Requests by route, outcome (allowed or the deny/failure reason) and mode (proxy: forwarded by sessiongate; decision: a front proxy's question).",
+                &["route", "outcome", "mode"],
             ),
             would_deny: counter(
                 "sessiongate_policy_would_deny_total",
@@ -541,7 +568,8 @@ impl Metrics {
         labels: &FixedLabels,
     ) {
         for route in routes {
-            self.requests.with_label_values(&[route, "allowed"]);
+            self.requests
+                .with_label_values(&[route, "allowed", "proxy"]);
             self.request_duration.with_label_values(&[route]);
         }
         for provider in providers {
@@ -647,9 +675,13 @@ mod tests {
     fn two_instances_do_not_collide_and_render() {
         let a = Metrics::new();
         let b = Metrics::new();
-        a.requests.with_label_values(&["r", "allowed"]).inc();
+        a.requests
+            .with_label_values(&["r", "allowed", "proxy"])
+            .inc();
         let text = String::from_utf8(a.render()).unwrap();
-        assert!(text.contains("sessiongate_requests_total{outcome=\"allowed\",route=\"r\"} 1"));
+        assert!(text.contains(
+            "sessiongate_requests_total{mode=\"proxy\",outcome=\"allowed\",route=\"r\"} 1"
+        ));
         assert!(text.contains("sessiongate_build_info{version="));
         let text_b = String::from_utf8(b.render()).unwrap();
         assert!(!text_b.contains("sessiongate_requests_total{"));

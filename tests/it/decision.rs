@@ -172,7 +172,7 @@ async fn a_front_proxy_gets_the_proxy_s_own_decision_and_nothing_is_forwarded() 
     assert_eq!(
         metric(
             &g,
-            r#"sessiongate_requests_total{outcome="allowed",route="writes"}"#
+            r#"sessiongate_requests_total{mode="decision",outcome="allowed",route="writes"}"#
         )
         .await,
         2.0
@@ -180,7 +180,7 @@ async fn a_front_proxy_gets_the_proxy_s_own_decision_and_nothing_is_forwarded() 
     assert_eq!(
         metric(
             &g,
-            r#"sessiongate_requests_total{outcome="rate_limited",route="limited"}"#
+            r#"sessiongate_requests_total{mode="decision",outcome="rate_limited",route="limited"}"#
         )
         .await,
         1.0
@@ -197,6 +197,16 @@ async fn a_front_proxy_gets_the_proxy_s_own_decision_and_nothing_is_forwarded() 
     let r = get_bearer(&g, "/front-only/a", ALICE).await;
     assert_eq!(r.status(), 404);
     assert_eq!(upstream.calls(), 1);
+    // The same route counts each front door under its own `mode`: the one request proxied
+    // on `api`, and the front proxies' questions that landed there.
+    let on_api = |mode: &str| {
+        format!(r#"sessiongate_requests_total{{mode="{mode}",outcome="allowed",route="api"}}"#)
+    };
+    assert_eq!(metric(&g, &on_api("proxy")).await, 1.0);
+    assert!(metric(&g, &on_api("decision")).await >= 1.0);
+    let sample =
+        r#"sessiongate_requests_total{mode="decision",outcome="allowed",route="front-only"}"#;
+    assert_eq!(metric(&g, sample).await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,7 +316,7 @@ async fn a_peer_that_is_not_a_front_proxy_cannot_choose_the_request_judged() {
     assert_eq!(
         metric(
             &g,
-            r#"sessiongate_requests_total{outcome="untrusted_front_proxy",route="_unmatched"}"#
+            r#"sessiongate_requests_total{mode="decision",outcome="untrusted_front_proxy",route="_unmatched"}"#
         )
         .await,
         1.0

@@ -318,7 +318,7 @@ async fn cache_hit_makes_no_provider_call_and_negative_answers_are_cached() {
     assert_eq!(
         metric(
             g,
-            "sessiongate_requests_total{outcome=\"allowed\",route=\"api\"}"
+            "sessiongate_requests_total{mode=\"proxy\",outcome=\"allowed\",route=\"api\"}"
         )
         .await,
         5.0
@@ -326,7 +326,7 @@ async fn cache_hit_makes_no_provider_call_and_negative_answers_are_cached() {
     assert_eq!(
         metric(
             g,
-            "sessiongate_requests_total{outcome=\"invalid_token\",route=\"api\"}"
+            "sessiongate_requests_total{mode=\"proxy\",outcome=\"invalid_token\",route=\"api\"}"
         )
         .await,
         5.0
@@ -438,7 +438,7 @@ async fn assert_fails_closed(provider: Fake, calls_expected: usize) {
     assert_eq!(s.provider.calls(), calls_expected);
     let failed = metric(
         &s.gateway,
-        "sessiongate_requests_total{outcome=\"provider_unavailable\",route=\"api\"}",
+        "sessiongate_requests_total{mode=\"proxy\",outcome=\"provider_unavailable\",route=\"api\"}",
     )
     .await;
     assert_eq!(failed, 2.0);

@@ -164,7 +164,7 @@ async fn one_identity_at_five_times_its_rate_gets_its_rate_and_the_others_are_un
     assert_eq!(
         metric(
             &g,
-            r#"sessiongate_requests_total{outcome="rate_limited",route="api"}"#
+            r#"sessiongate_requests_total{mode="proxy",outcome="rate_limited",route="api"}"#
         )
         .await,
         f64::from(alice.1)

@@ -168,7 +168,7 @@ async fn scopes_per_route_and_method() {
     );
     let denied = metric(
         &s.gateway,
-        "sessiongate_requests_total{outcome=\"insufficient_scope\",route=\"wallets\"}",
+        "sessiongate_requests_total{mode=\"proxy\",outcome=\"insufficient_scope\",route=\"wallets\"}",
     )
     .await;
     assert_eq!(denied, 4.0);
@@ -209,7 +209,7 @@ async fn no_method_is_open_by_accident() {
     );
     let refused = metric(
         &s.gateway,
-        "sessiongate_requests_total{outcome=\"method_not_allowed\",route=\"vault\"}",
+        "sessiongate_requests_total{mode=\"proxy\",outcome=\"method_not_allowed\",route=\"vault\"}",
     )
     .await;
     assert_eq!(refused, 5.0);

@@ -289,7 +289,7 @@ async fn malformed_tokens_and_miss_floods_never_reach_the_provider() {
     assert_eq!(
         metric(
             &s.gw,
-            "sessiongate_requests_total{outcome=\"malformed_token\",route=\"strict\"}"
+            "sessiongate_requests_total{mode=\"proxy\",outcome=\"malformed_token\",route=\"strict\"}"
         )
         .await,
         5.0
@@ -732,7 +732,7 @@ routes:
     assert_eq!(
         metric(
             &g,
-            r#"sessiongate_requests_total{outcome="upstream_busy",route="/"}"#
+            r#"sessiongate_requests_total{mode="proxy",outcome="upstream_busy",route="/"}"#
         )
         .await,
         1.0

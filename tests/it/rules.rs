@@ -293,7 +293,7 @@ async fn templates_scopes_organizations_and_rules_decide_end_to_end() {
             1.0,
         ),
         (
-            "sessiongate_requests_total{outcome=\"organization_not_allowed\",route=\"tenant\"}",
+            "sessiongate_requests_total{mode=\"proxy\",outcome=\"organization_not_allowed\",route=\"tenant\"}",
             4.0,
         ),
     ] {

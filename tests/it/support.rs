@@ -437,7 +437,7 @@ pub async fn get_bearer(g: &GatewayHandle, path: &str, token: &str) -> reqwest::
 }
 
 /// Reads one counter/gauge sample from the gateway's `/metrics`, e.g.
-/// `sessiongate_requests_total{outcome="allowed",route="api"}`; 0 when absent.
+/// `sessiongate_requests_total{mode="proxy",outcome="allowed",route="api"}`; 0 when absent.
 pub async fn metric(g: &GatewayHandle, sample: &str) -> f64 {
     metrics_text(g)
         .await

@@ -313,7 +313,7 @@ async fn unsafe_methods_authenticated_by_cookie_must_come_from_the_same_site() {
     assert_eq!(
         metric(
             &g,
-            r#"sessiongate_requests_total{outcome="cross_site",route="console"}"#
+            r#"sessiongate_requests_total{mode="proxy",outcome="cross_site",route="console"}"#
         )
         .await,
         7.0
