@@ -295,14 +295,18 @@ impl Refusal {
 
     /// Writes the response. With `keep_alive` the connection stays open for the next
     /// request (the caller checked that the request body is absent or small enough to be
-    /// drained); otherwise it is closed afterwards.
+    /// drained); otherwise it is closed afterwards. With `grpc_form` a gRPC request gets
+    /// the gRPC form (HTTP 200 with `grpc-status`); never in decision mode, where the
+    /// HTTP status *is* the answer and a 200 would let the request through.
     pub(crate) async fn send(
         &self,
         downstream: &mut ServerSession,
         request_id: &str,
         keep_alive: bool,
+        grpc_form: bool,
     ) -> Result<()> {
-        if is_grpc(downstream.req_header()) && downstream.response_written().is_none() {
+        if grpc_form && is_grpc(downstream.req_header()) && downstream.response_written().is_none()
+        {
             let header = Box::new(self.grpc_header(request_id)?);
             return match downstream {
                 // One HEADERS frame with END_STREAM: gRPC's Trailers-Only.

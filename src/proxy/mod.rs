@@ -114,7 +114,10 @@ impl Proxy {
         if keep_alive && !session.is_body_empty() {
             keep_alive = session.drain_request_body().await.is_ok();
         }
-        refusal.send(session, &ctx.request_id, keep_alive).await?;
+        let grpc_form = self.front == front::FrontDoor::Proxy;
+        refusal
+            .send(session, &ctx.request_id, keep_alive, grpc_form)
+            .await?;
         Ok(true)
     }
 
@@ -662,7 +665,11 @@ impl Proxy {
                 ),
             };
             if session.response_written().is_none() {
-                if let Err(write_err) = refusal.send(session, &ctx.request_id, false).await {
+                let grpc_form = self.front == front::FrontDoor::Proxy;
+                if let Err(write_err) = refusal
+                    .send(session, &ctx.request_id, false, grpc_form)
+                    .await
+                {
                     tracing::debug!(error = %write_err, "could not write the error response");
                 }
             }

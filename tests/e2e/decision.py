@@ -9,8 +9,9 @@ failure names itself; exit 1; a peer outside `trusted_proxies` is tests/it/decis
    the target the decision judged (X-Sessiongate-Canonical-Uri);
 2. identity headers the client sends itself never reach the upstream, also for a header
    the identity lacks (bob has no session id);
-3. no token: 401 with the Bearer challenge; a scope the identity lacks: 403; a path that
-   climbs out of its prefix is judged, and forwarded, where it lands;
+3. no token: 401 with the Bearer challenge (also with gRPC's content type); a scope the
+   identity lacks: 403; a path that climbs out of its prefix is judged, and forwarded,
+   where it lands;
 4. rate limits: Caddy passes the 429 and its Retry-After through; nginx turns any answer
    but 2xx, 401 and 403 into 500 (documented), and the upstream is not reached.
 And the checks can fail: an nginx configured without the identity headers'
@@ -242,6 +243,12 @@ log: {{ level: "warn,sessiongate::access=info", format: json }}
                   f"{name}: no Bearer challenge on 401: {hdrs}")
             status, _, _ = request(port, "POST", "/items/1", bearer(BOB))
             check(status == 403, f"{name}: bob POST (no write scope): {status}")
+            # gRPC's content type does not turn a refusal into a yes (the gRPC form of a
+            # refusal is an HTTP 200, which a front proxy reads as allowed).
+            before = len(Echo.seen)
+            status, _, _ = request(port, "POST", "/items/1", {"Content-Type": "application/grpc"})
+            check(status == 401, f"{name}: no token, gRPC content type: {status}")
+            check(len(Echo.seen) == before, f"{name}: an unauthenticated gRPC-typed request reached the upstream")
             before = len(Echo.seen)
             status, _, _ = request(port, "GET", "/items/../admin/users", bearer(ALICE))
             check(status in (403, 400), f"{name}: /items/../admin/users: {status}")

@@ -124,6 +124,28 @@ async fn a_front_proxy_gets_the_proxy_s_own_decision_and_nothing_is_forwarded() 
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "insufficient_scope");
 
+    // A client calling the front proxy with gRPC's content type still gets its refusal
+    // as an HTTP status: the gRPC form (HTTP 200 + grpc-status) would read as a yes to
+    // nginx or Traefik, and the request would go through with no identity.
+    for content_type in [
+        "application/grpc",
+        "application/grpc+proto",
+        "application/grpc-web",
+    ] {
+        for (token, want) in [(None, 401), (Some(BOB), 403)] {
+            let r = ask(
+                &decision,
+                "POST",
+                "/admin/users",
+                token,
+                &[("content-type", content_type), ("te", "trailers")],
+            )
+            .await;
+            assert_eq!(r.status(), want, "{content_type}, {token:?}");
+            assert!(!header_map(&r).contains_key("grpc-status"));
+        }
+    }
+
     // A path that reads two ways is refused, not guessed; traversal is judged where it
     // lands (the admin route), as on the proxy listener.
     let r = ask(&decision, "GET", "/items/..%2fadmin", Some(ALICE), &[]).await;
