@@ -113,7 +113,13 @@ impl Gateway {
     fn app_for(&self, conf: &Arc<ServerConf>, front: FrontDoor) -> Limited<Direct> {
         let make = || match front {
             FrontDoor::Proxy => Proxy::new(self.state.clone()),
-            FrontDoor::Decision => Proxy::deciding(self.state.clone()),
+            FrontDoor::Decision => Proxy::deciding(
+                self.state.clone(),
+                self.settings
+                    .decision
+                    .as_ref()
+                    .and_then(|d| d.envoy_http_prefix.clone()),
+            ),
         };
         let mut full_proxy = pingora::proxy::http_proxy(conf, make());
         let mut options = pingora::apps::HttpServerOptions::default();
@@ -174,10 +180,10 @@ impl Gateway {
                 });
         let mut proxy = Service::new("sessiongate proxy".to_string(), app);
         proxy.add_listener(proxy_listener(self.settings.listen));
-        let decision = self.settings.decision_listen.map(|addr| {
+        let decision = self.settings.decision.as_ref().map(|d| {
             let app = self.app_for(&server.configuration, FrontDoor::Decision);
             let mut service = Service::new("sessiongate decision".to_string(), app);
-            service.add_listener(proxy_listener(addr));
+            service.add_listener(proxy_listener(d.listen));
             service
         });
 

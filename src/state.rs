@@ -289,8 +289,8 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if old.admin_listen != new.admin_listen {
         out.push("admin_listen");
     }
-    if old.decision_listen != new.decision_listen {
-        out.push("decision.listen");
+    if old.decision != new.decision {
+        out.push("decision");
     }
     if old.admin_api_listen != new.admin_api_listen {
         out.push("admin.listen");

@@ -124,8 +124,8 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     /// `admin.listen`: the admin API's own listener; `None` serves it on `admin_listen`.
     pub(crate) admin_api_listen: Option<SocketAddr>,
-    /// `decision.listen`: where front proxies ask for decisions; `None`: no decision mode.
-    pub(crate) decision_listen: Option<SocketAddr>,
+    /// `decision:`: where front proxies ask for decisions; `None`: no decision mode.
+    pub(crate) decision: Option<DecisionListener>,
     pub(crate) pid_file: String,
     pub(crate) upgrade_sock: String,
     /// `cluster:`: revocations shared with the other replicas through Redis.
@@ -330,4 +330,12 @@ pub fn load_all(path: &Path) -> Result<Settings, Vec<ConfigError>> {
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     from_str_all(&text, base)
+}
+
+/// `decision:` — the listener front proxies ask (decision mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DecisionListener {
+    pub(crate) listen: SocketAddr,
+    /// `envoy_http_prefix`: requests under it are Envoy ext_authz HTTP checks.
+    pub(crate) envoy_http_prefix: Option<Arc<str>>,
 }

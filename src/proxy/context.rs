@@ -29,8 +29,9 @@ pub struct RequestCtx {
     pub(super) client_cert: Option<Arc<crate::tls::ClientCert>>,
     /// This request's slot at its upstream (`max_in_flight`), held until it ends.
     pub(super) upstream_slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// An Envoy ext_authz Check call (decision mode): answered with a `CheckResponse`.
-    pub(super) envoy_check: bool,
+    /// An Envoy ext_authz check (decision mode): a gRPC `Check` call, answered with a
+    /// `CheckResponse`, or an HTTP check under `decision.envoy_http_prefix`.
+    pub(super) envoy: Option<super::ext_authz::Flavour>,
 }
 
 impl RequestCtx {

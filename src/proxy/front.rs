@@ -213,16 +213,23 @@ impl Proxy {
                 .refuse(session, ctx, Refused::UntrustedFrontProxy)
                 .await;
         }
+        let envoy_http = self
+            .envoy_http_prefix
+            .as_deref()
+            .filter(|p| ext_authz::is_http_check(session.req_header(), p));
         let described = if ext_authz::is_check(session) {
-            ctx.envoy_check = true;
+            ctx.envoy = Some(ext_authz::Flavour::Grpc);
             ext_authz::read_check(session).await
+        } else if let Some(prefix) = envoy_http {
+            ctx.envoy = Some(ext_authz::Flavour::Http);
+            ext_authz::http_check(session.req_header_mut(), prefix)
         } else {
             original_request(session.req_header_mut())
         };
         if let Err(rejection) = described {
             return self.reject(session, ctx, rejection).await;
         }
-        if ctx.envoy_check {
+        if ctx.envoy.is_some() {
             // Envoy's request id (its `x-request-id`), when it sent one.
             ctx.request_id = super::request_id(session.req_header());
         }
@@ -247,10 +254,19 @@ impl Proxy {
         ctx: &mut RequestCtx,
         snap: &Snapshot,
     ) -> Result<bool> {
-        if ctx.envoy_check {
+        if ctx.envoy.is_some() && ctx.rewrite_path {
+            let rejection = ext_authz::not_normalised();
+            return Box::pin(self.reject(session, ctx, rejection)).await;
+        }
+        if ctx.envoy == Some(ext_authz::Flavour::Grpc) {
             return self.envoy_allow(session, ctx, snap).await;
         }
         let mut granted = self.granted(ctx, snap)?;
+        // Envoy's HTTP check: what Envoy is to remove from the request it forwards.
+        let remove = (ctx.envoy == Some(ext_authz::Flavour::Http)).then(|| {
+            let sent = &session.req_header().headers;
+            ext_authz::to_remove(ctx, snap, sent, &granted.headers).join(", ")
+        });
         // Every identity header the identity lacks is sent empty: a front proxy that
         // copies a header only when the answer has it would otherwise let a client's own
         // copy through to the upstream.
@@ -273,6 +289,9 @@ impl Proxy {
             target.extend_from_slice(q.as_bytes());
         }
         resp.insert_header(headers::CANONICAL_URI, target)?;
+        if let Some(remove) = remove.filter(|r| !r.is_empty()) {
+            resp.insert_header(ext_authz::HEADERS_TO_REMOVE, remove)?;
+        }
         resp.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
         resp.insert_header("cache-control", "no-store")?;
         resp.insert_header("content-length", "0")?;

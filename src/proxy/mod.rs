@@ -59,7 +59,7 @@ use crate::proxy::outgoing::Outgoing;
 pub(crate) use crate::proxy::shared::GatewayState;
 use crate::proxy::shared::Snapshot;
 use crate::telemetry::access::{self, AccessRecord};
-use crate::telemetry::metrics::Mode;
+use crate::telemetry::metrics::RequestMode;
 use crate::wire_name::WireName;
 
 /// Route label for requests that matched no route.
@@ -72,6 +72,8 @@ const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Proxy {
     state: Arc<GatewayState>,
     front: front::FrontDoor,
+    /// `decision.envoy_http_prefix`: requests under it are Envoy's HTTP checks.
+    envoy_http_prefix: Option<Arc<str>>,
 }
 
 impl Proxy {
@@ -84,14 +86,16 @@ impl Proxy {
         Proxy {
             state,
             front: front::FrontDoor::Proxy,
+            envoy_http_prefix: None,
         }
     }
 
     /// The decision listener's application: front proxies ask, nothing is forwarded.
-    pub(crate) fn deciding(state: Arc<GatewayState>) -> Self {
+    pub(crate) fn deciding(state: Arc<GatewayState>, envoy_http_prefix: Option<Arc<str>>) -> Self {
         Proxy {
             state,
             front: front::FrontDoor::Decision,
+            envoy_http_prefix,
         }
     }
 
@@ -104,7 +108,7 @@ impl Proxy {
     ) -> Result<bool> {
         ctx.outcome = refused.outcome();
         let refusal = refused.response();
-        if ctx.envoy_check {
+        if ctx.envoy == Some(ext_authz::Flavour::Grpc) {
             ext_authz::deny(session, &refusal, &ctx.request_id).await?;
             return Ok(true);
         }
@@ -412,7 +416,7 @@ impl Proxy {
             https: false,
             client_cert: None,
             upstream_slot: None,
-            envoy_check: false,
+            envoy: None,
         }
     }
 
@@ -684,8 +688,8 @@ impl Proxy {
         let total = ctx.started.elapsed();
         let outcome = ctx.outcome;
         let mode = match self.front {
-            front::FrontDoor::Proxy => Mode::Proxy,
-            front::FrontDoor::Decision => Mode::Decision,
+            front::FrontDoor::Proxy => RequestMode::Proxy,
+            front::FrontDoor::Decision => RequestMode::Decision,
         };
         match ctx.route().map(|r| &r.series) {
             Some(series) => {

@@ -40,7 +40,12 @@ impl RouteSeries {
 
     /// `requests_total{route, outcome, mode}` for the outcome with this index and label,
     /// in `mode` (`proxy` or `decision`).
-    pub(crate) fn requests(&self, index: usize, outcome: &str, mode: Mode) -> Option<&IntCounter> {
+    pub(crate) fn requests(
+        &self,
+        index: usize,
+        outcome: &str,
+        mode: RequestMode,
+    ) -> Option<&IntCounter> {
         let half = self.by_outcome.len() / 2;
         if index >= half {
             return None;
@@ -64,18 +69,18 @@ impl RouteSeries {
 
 /// Which front door a request came through: the `mode` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub(crate) enum RequestMode {
     /// The proxy listener: forwarded by sessiongate.
     Proxy = 0,
     /// The decision listener: a front proxy's question.
     Decision = 1,
 }
 
-impl Mode {
+impl RequestMode {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Mode::Proxy => "proxy",
-            Mode::Decision => "decision",
+            RequestMode::Proxy => "proxy",
+            RequestMode::Decision => "decision",
         }
     }
 }

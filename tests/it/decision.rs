@@ -21,7 +21,7 @@ listen: {{listen}}
 admin_listen: {{admin}}
 shutdown_grace_period: 0s
 trusted_proxies: [{trusted}]
-decision: {{ listen: "{decision}" }}
+decision: {{ listen: "{decision}", envoy_http_prefix: /ext_authz }}
 providers:
   p:
     kind: static
@@ -371,4 +371,123 @@ fn decision_mode_needs_front_proxies_and_its_own_address() {
         "{front_only}decision: {{ listen: 127.0.0.1:18002 }}\ntrusted_proxies: [127.0.0.1/32]\n"
     ))
     .unwrap();
+    // Envoy's HTTP prefix is a plain path.
+    for bad in ["ext_authz", "/", "/ext_authz/", "/a//b", "/a?b", "/a b"] {
+        let err = check(&format!(
+            "decision: {{ listen: 127.0.0.1:18002, envoy_http_prefix: \"{bad}\" }}\ntrusted_proxies: [127.0.0.1/32]\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("decision.envoy_http_prefix"), "{bad}: {err}");
+    }
+    check("decision: { listen: 127.0.0.1:18002, envoy_http_prefix: /ext_authz }\ntrusted_proxies: [127.0.0.1/32]\n")
+        .unwrap();
+}
+
+/// Asks as Envoy's `http_service` does: the original method, the original path under
+/// `path_prefix`, the original `:authority`, the headers `allowed_headers` lets through.
+async fn envoy_http(
+    decision: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client()
+        .request(method, format!("http://{decision}/ext_authz{path}"))
+        .header("host", "api.example.com")
+        .header("content-length", "0");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    for (n, v) in extra {
+        req = req.header(*n, *v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_s_http_checks_are_the_original_request_under_the_prefix() {
+    let upstream = Fake::upstream().await;
+    let decision = free_address();
+    let g = start("127.0.0.1/32", &decision, &upstream);
+
+    // Allowed: the identity headers, and the headers Envoy must remove — those the
+    // identity lacks and the client's own under the identity prefix.
+    let r = envoy_http(
+        &decision,
+        "GET",
+        "/items/1?x=1",
+        Some(BOB),
+        &[("x-auth-subject", "root"), ("x-auth-claim-role", "admin")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let h = header_map(&r);
+    assert_eq!(h["x-auth-subject"], "bob");
+    assert_eq!(h["x-auth-scopes"], "read");
+    let remove: Vec<&str> = h["x-envoy-auth-headers-to-remove"].split(", ").collect();
+    for name in ["x-auth-session-id", "x-auth-claim-role"] {
+        assert!(remove.contains(&name), "{name} not in {remove:?}");
+    }
+    assert!(!remove.contains(&"x-auth-subject"), "{remove:?}");
+    assert_eq!(h["x-sessiongate-canonical-uri"], "/items/1?x=1");
+
+    // Refusals are the proxy's, as HTTP statuses (a gRPC content type changes nothing).
+    let r = envoy_http(&decision, "POST", "/items/1", Some(BOB), &[]).await;
+    assert_eq!(r.status(), 403);
+    assert!(header_map(&r)["www-authenticate"].contains("insufficient_scope"));
+    let r = envoy_http(
+        &decision,
+        "POST",
+        "/items/1",
+        None,
+        &[("content-type", "application/grpc")],
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    assert!(header_map(&r)["www-authenticate"].starts_with("Bearer"));
+
+    // A path Envoy did not normalise is refused: Envoy forwards what it sent.
+    let r = envoy_http(&decision, "GET", "/items//1", Some(ALICE), &[]).await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("normalize_path"),
+        "{body}"
+    );
+    // (sent raw: an HTTP client library resolves dot segments itself)
+    let answer = raw_http(
+        decision.parse().unwrap(),
+        &format!(
+            "GET /ext_authz/items/./1 HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer {ALICE}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("normalize_path"),
+        "{answer}"
+    );
+
+    // Only the prefix followed by a path is Envoy's: anything else is a forward-auth
+    // question, and without its description it is refused.
+    let r = client()
+        .get(format!("http://{decision}/ext_authzitems/1"))
+        .header("authorization", format!("Bearer {ALICE}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(upstream.calls(), 0);
+    assert!(
+        metric(
+            &g,
+            r#"sessiongate_requests_total{mode="decision",outcome="allowed",route="writes"}"#
+        )
+        .await
+            >= 1.0
+    );
 }

@@ -183,6 +183,9 @@ pub(crate) struct AdminFile {
 pub(crate) struct DecisionFile {
     /// The listener front proxies ask, e.g. `127.0.0.1:9000`.
     pub(crate) listen: String,
+    /// Envoy ext_authz's HTTP flavour: its `http_service.path_prefix`. Requests on the
+    /// listener under it are Envoy's checks (the original request, path prefixed).
+    pub(crate) envoy_http_prefix: Option<String>,
 }
 
 /// `cluster:` — replicas sharing revocations through a Redis Stream.

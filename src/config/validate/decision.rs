@@ -2,15 +2,19 @@
 
 use super::*;
 
-/// `decision.listen`: its own address. `None` when it is wrong (reported); `Some(None)`
-/// without a `decision:` section.
-pub(super) fn listen(
+/// `decision:`: its own address, and Envoy's HTTP path prefix. `None` when it is wrong
+/// (reported); `Some(None)` without a `decision:` section.
+pub(super) fn listener(
     file: &FileConfig,
     taken: &[Option<SocketAddr>],
     errs: &mut Errors,
-) -> Option<Option<SocketAddr>> {
+) -> Option<Option<DecisionListener>> {
     let Some(d) = &file.decision else {
         return Some(None);
+    };
+    let prefix = match d.envoy_http_prefix.as_deref() {
+        None => Some(None),
+        Some(p) => envoy_http_prefix(p, errs).map(Some),
     };
     let addr = errs.keep(socket_addr("decision.listen", &d.listen))?;
     if taken.iter().flatten().any(|a| *a == addr) {
@@ -20,7 +24,26 @@ pub(super) fn listen(
         );
         return None;
     }
-    Some(Some(addr))
+    Some(Some(DecisionListener {
+        listen: addr,
+        envoy_http_prefix: prefix?,
+    }))
+}
+
+/// `decision.envoy_http_prefix`: a plain path (Envoy prepends it to the request's path as
+/// is), not `/` alone, not ending in `/`.
+fn envoy_http_prefix(p: &str, errs: &mut Errors) -> Option<Arc<str>> {
+    let plain = p
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+    if !p.starts_with('/') || p.len() < 2 || p.ends_with('/') || !plain || p.contains("//") {
+        errs.add(
+            "decision.envoy_http_prefix",
+            "must be a path like /ext_authz (starting with /, not ending in /, letters, digits and - . _ ~ only): Envoy's http_service.path_prefix",
+        );
+        return None;
+    }
+    Some(p.into())
 }
 
 /// Decision mode believes front proxies only: `trusted_proxies` must name them.

@@ -12,7 +12,9 @@ use super::file::{
     AssertionFile, AuthMode, FileConfig, MethodScopesFile, ModeFile, OneOrMany, ProviderFile,
     ProviderKind, RouteFile, ScopeRuleFile,
 };
-use super::{ConfigError, ConnectionLimits, ProviderSettings, RequestSettings, Settings};
+use super::{
+    ConfigError, ConnectionLimits, DecisionListener, ProviderSettings, RequestSettings, Settings,
+};
 use crate::decision::canonical::{canonical_host, normalize_path, HeaderHygiene, OVERRIDE_HEADERS};
 use crate::decision::client::TrustedProxies;
 use crate::decision::route::{
@@ -114,7 +116,7 @@ pub(crate) fn validate_all(
             listen,
             admin_listen,
             admin_api_listen,
-            decision_listen,
+            decision,
             tls,
         }),
         Some(assertion_keys),
@@ -172,7 +174,7 @@ pub(crate) fn validate_all(
         },
         admin_token,
         admin_api_listen,
-        decision_listen,
+        decision,
         pid_file: file
             .pid_file
             .clone()
@@ -199,7 +201,7 @@ struct Listeners {
     listen: SocketAddr,
     admin_listen: SocketAddr,
     admin_api_listen: Option<SocketAddr>,
-    decision_listen: Option<SocketAddr>,
+    decision: Option<DecisionListener>,
     tls: Option<crate::tls::TlsListener>,
 }
 
@@ -233,12 +235,12 @@ fn listeners(file: &FileConfig, base_dir: &Path, errs: &mut Errors) -> Option<Li
         admin_api_listen,
         tls.as_ref().map(|t| t.listen),
     ];
-    let decision_listen = decision::listen(file, &taken, errs)?;
+    let decision = decision::listener(file, &taken, errs)?;
     Some(Listeners {
         listen,
         admin_listen,
         admin_api_listen,
-        decision_listen,
+        decision,
         tls,
     })
 }

@@ -1,6 +1,8 @@
 //! Decision mode for Envoy: the gRPC `envoy.service.auth.v3.Authorization/Check` call
 //! (Envoy's `ext_authz` filter, Istio's `CUSTOM` action, Envoy Gateway's
-//! `SecurityPolicy.extAuth`), served on `decision.listen` over HTTP/2 (h2c or TLS).
+//! `SecurityPolicy.extAuth`), served on `decision.listen` over HTTP/2 (h2c or TLS); and
+//! Envoy's HTTP flavour, the original request under `decision.envoy_http_prefix`, answered
+//! as forward-auth is, with `x-envoy-auth-headers-to-remove` (see [`to_remove`]).
 //!
 //! The `CheckRequest` is rewritten into the request it describes — method, `:path`,
 //! `:authority`, the headers Envoy lists, and `X-Forwarded-For` set to Envoy's source
@@ -34,6 +36,18 @@ use crate::identity::token::TokenSource;
 /// The gRPC method Envoy calls.
 pub(crate) const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
+/// The header of an HTTP check's "yes" naming the request headers Envoy removes.
+pub(crate) const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+
+/// Which of Envoy's two ways of asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavour {
+    /// `grpc_service`: a `Check` call.
+    Grpc,
+    /// `http_service`: the original request, its path under `path_prefix`.
+    Http,
+}
+
 /// The largest `CheckRequest` read (Envoy's request headers, and the body when
 /// `with_request_body` is set; the body itself is not judged).
 const MAX_CHECK_BYTES: usize = 1024 * 1024;
@@ -49,6 +63,66 @@ pub(crate) fn is_check(session: &ServerSession) -> bool {
         && req.method == Method::POST
         && req.uri.path() == CHECK_PATH
         && is_grpc(req)
+}
+
+/// An Envoy HTTP check: a request whose target is `prefix` followed by the original
+/// request's path (Envoy's `http_service.path_prefix` + `:path`).
+pub(crate) fn is_http_check(req: &RequestHeader, prefix: &str) -> bool {
+    req.raw_path()
+        .strip_prefix(prefix.as_bytes())
+        .is_some_and(|rest| rest.starts_with(b"/"))
+}
+
+/// Rewrites an HTTP check into the request it is: Envoy sends the original method,
+/// `:authority` and the headers its `allowed_headers` let through; only the prefix goes.
+pub(crate) fn http_check(req: &mut RequestHeader, prefix: &str) -> Result<(), Rejection> {
+    let target = req.raw_path()[prefix.len()..].to_vec();
+    req.set_raw_path(&target)
+        .map_err(|_| refuse("Envoy's path is not a request target"))
+}
+
+/// Envoy forwards the path it sent: a path sessiongate would have rewritten is refused.
+pub(crate) fn not_normalised() -> Rejection {
+    refuse(
+        "the path is not in canonical form and Envoy forwards it as sent: turn on Envoy's normalize_path and merge_slashes (docs/decision-mode.md)",
+    )
+}
+
+/// The request headers a "yes" asks Envoy to remove: the identity headers the identity
+/// lacks, every other header the client sent under the identity prefix, and the
+/// credential when the route does not forward it (lower case, each once).
+pub(crate) fn to_remove(
+    ctx: &RequestCtx,
+    snap: &Snapshot,
+    sent: &http::HeaderMap,
+    granted: &http::HeaderMap,
+) -> Vec<String> {
+    let mut remove: Vec<String> = Vec::new();
+    let mut drop = |name: &str| {
+        if !remove.iter().any(|r| r == name) {
+            remove.push(name.to_string());
+        }
+    };
+    for name in snap.identity_headers.fixed() {
+        if !granted.contains_key(name.name()) {
+            drop(name.name().as_str());
+        }
+    }
+    for name in sent.keys() {
+        if snap.identity_headers.has_prefix(name.as_str().as_bytes()) && !granted.contains_key(name)
+        {
+            drop(name.as_str());
+        }
+    }
+    if let Some(route) = ctx.route().filter(|r| !r.spec.forward_authorization) {
+        drop("authorization");
+        for source in &route.spec.credentials.sources {
+            if let TokenSource::Header(name) = source {
+                drop(&name.to_ascii_lowercase());
+            }
+        }
+    }
+    remove
 }
 
 /// Reads the call's one gRPC message.
@@ -206,41 +280,8 @@ impl Proxy {
         ctx: &mut RequestCtx,
         snap: &Snapshot,
     ) -> Result<bool> {
-        if ctx.rewrite_path {
-            let rejection = refuse(
-                "the path is not in canonical form and Envoy forwards it as sent: turn on Envoy's normalize_path and merge_slashes (docs/decision-mode.md)",
-            );
-            return Box::pin(self.reject(session, ctx, rejection)).await;
-        }
         let granted = self.granted(ctx, snap)?;
-        let req = session.req_header();
-        // Header names are lower case here (HTTP/2, and `HeaderName`).
-        let mut remove: Vec<String> = Vec::new();
-        let mut drop = |name: &str| {
-            if !remove.iter().any(|r| r == name) {
-                remove.push(name.to_string());
-            }
-        };
-        for name in snap.identity_headers.fixed() {
-            if !granted.headers.contains_key(name.name()) {
-                drop(name.name().as_str());
-            }
-        }
-        for name in req.headers.keys() {
-            if snap.identity_headers.has_prefix(name.as_str().as_bytes())
-                && !granted.headers.contains_key(name)
-            {
-                drop(name.as_str());
-            }
-        }
-        if let Some(route) = ctx.route().filter(|r| !r.spec.forward_authorization) {
-            drop("authorization");
-            for source in &route.spec.credentials.sources {
-                if let TokenSource::Header(name) = source {
-                    drop(&name.to_ascii_lowercase());
-                }
-            }
-        }
+        let remove = to_remove(ctx, snap, &session.req_header().headers, &granted.headers);
         let mut w = wire::Writer::default();
         wire::rpc_status(&mut w, 0, "");
         // ok_response (3): headers (2), headers_to_remove (5).
