@@ -213,6 +213,7 @@ impl Proxy {
                 .refuse(session, ctx, Refused::UntrustedFrontProxy)
                 .await;
         }
+        ctx.asked_head = session.req_header().method == Method::HEAD;
         let envoy_http = self
             .envoy_http_prefix
             .as_deref()
@@ -231,7 +232,7 @@ impl Proxy {
         }
         if ctx.envoy.is_some() {
             // Envoy's request id (its `x-request-id`), when it sent one.
-            ctx.request_id = super::request_id(session.req_header());
+            ctx.request_id = headers::request_id(session.req_header());
         }
         Ok(false)
     }
@@ -298,9 +299,47 @@ impl Proxy {
         if !session.is_body_empty() && session.drain_request_body().await.is_err() {
             session.set_keepalive(None);
         }
-        session.write_response_header(Box::new(resp)).await?;
+        let described = framed_for_asker(self.front, session, ctx);
+        let written = session.write_response_header(Box::new(resp)).await;
+        unframe(session, described);
+        written?;
         session.finish_body().await?;
         Ok(true)
+    }
+}
+
+/// Decision mode writes its answer to the front proxy's own request, not to the one it
+/// describes: Pingora leaves out the body of an answer to a `HEAD`, reading the method of
+/// the (rewritten) request. A proxy asking with `GET` about a `HEAD` (Caddy, Traefik)
+/// would otherwise wait for a body its `Content-Length` announces; one asking with `HEAD`
+/// about a `GET` would get a body it does not expect, desynchronising the connection.
+/// Sets the method the answer is framed for; returns the described method to put back
+/// (for the access log), when it changed.
+pub(crate) fn framed_for_asker(
+    front: FrontDoor,
+    session: &mut ServerSession,
+    ctx: &RequestCtx,
+) -> Option<Method> {
+    if front != FrontDoor::Decision || ctx.envoy == Some(ext_authz::Flavour::Grpc) {
+        return None;
+    }
+    let req = session.req_header_mut();
+    if (req.method == Method::HEAD) == ctx.asked_head {
+        return None;
+    }
+    let described = req.method.clone();
+    req.set_method(if ctx.asked_head {
+        Method::HEAD
+    } else {
+        Method::GET
+    });
+    Some(described)
+}
+
+/// Puts back the described method [`framed_for_asker`] replaced.
+pub(crate) fn unframe(session: &mut ServerSession, described: Option<Method>) {
+    if let Some(method) = described {
+        session.req_header_mut().set_method(method);
     }
 }
 

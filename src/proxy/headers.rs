@@ -416,6 +416,17 @@ pub(crate) fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
     }
 }
 
+/// The request's id: the client's `X-Request-Id` when well formed, else a new one.
+pub(crate) fn request_id(req: &pingora::http::RequestHeader) -> String {
+    match req.headers.get(REQUEST_ID) {
+        Some(v) if well_formed_request_id(v.as_bytes()) => {
+            // Well-formed ids are ASCII.
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        }
+        _ => new_request_id(),
+    }
+}
+
 /// A client's `X-Request-Id` is kept when it is 1..=128 characters of `[A-Za-z0-9._:-]`.
 pub(crate) fn well_formed_request_id(value: &[u8]) -> bool {
     (1..=128).contains(&value.len())

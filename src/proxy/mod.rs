@@ -119,9 +119,12 @@ impl Proxy {
             keep_alive = session.drain_request_body().await.is_ok();
         }
         let grpc_form = self.front == front::FrontDoor::Proxy;
-        refusal
+        let described = front::framed_for_asker(self.front, session, ctx);
+        let sent = refusal
             .send(session, &ctx.request_id, keep_alive, grpc_form)
-            .await?;
+            .await;
+        front::unframe(session, described);
+        sent?;
         Ok(true)
     }
 
@@ -297,7 +300,7 @@ impl Proxy {
     /// The first step of every request: its id, the configuration snapshot it runs under,
     /// connection settings, `Host` from an absolute-form target, and the peer address.
     fn begin(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<Arc<Snapshot>> {
-        ctx.request_id = request_id(session.req_header());
+        ctx.request_id = headers::request_id(session.req_header());
         ctx.upgrade_requested = session.is_upgrade_req();
         let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
         ctx.https = tls.is_some();
@@ -354,16 +357,6 @@ impl Proxy {
     }
 }
 
-pub(super) fn request_id(req: &RequestHeader) -> String {
-    match req.headers.get(headers::REQUEST_ID) {
-        Some(v) if headers::well_formed_request_id(v.as_bytes()) => {
-            // Well-formed ids are ASCII.
-            String::from_utf8_lossy(v.as_bytes()).into_owned()
-        }
-        _ => headers::new_request_id(),
-    }
-}
-
 /// The header rules of the canonical request, applied in place (the `Host` value itself
 /// is read by the decision, and rewritten from it: see [`forward_canonical_host`]).
 fn canonicalize_headers(
@@ -417,6 +410,7 @@ impl Proxy {
             client_cert: None,
             upstream_slot: None,
             envoy: None,
+            asked_head: false,
         }
     }
 
@@ -670,6 +664,7 @@ impl Proxy {
             };
             if session.response_written().is_none() {
                 let grpc_form = self.front == front::FrontDoor::Proxy;
+                front::framed_for_asker(self.front, session, ctx);
                 if let Err(write_err) = refusal
                     .send(session, &ctx.request_id, false, grpc_form)
                     .await

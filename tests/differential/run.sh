@@ -9,9 +9,10 @@
 # case-insensitive backend behind a case-sensitive gateway) that must show violations,
 # so the checker is known to catch them, and the same backend behind a gateway with
 # `requests.case_insensitive_paths: true`, which must show none. Then decision mode
-# (issue #38): the same backends behind a front nginx that asks the gateway's decision
-# listener (tests/differential/front-nginx.conf, as docs/decision-mode.md configures it),
-# and the mismatched pair again there.
+# (issue #38): the same backends behind a front nginx, then a front Caddy, that ask the
+# gateway's decision listener (tests/differential/front-nginx.conf,
+# front-caddy.Caddyfile, as docs/decision-mode.md configures them), and the mismatched
+# pair again behind each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/e2e/lib.sh
@@ -24,7 +25,7 @@ if [ ! -x "$VENV/bin/flask" ] || [ ! -x "$VENV/bin/uvicorn" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q 'flask==3.1.*' 'starlette==0.*' 'uvicorn==0.*'
 fi
-require_tools differential nginx go node python3 curl
+require_tools differential nginx caddy go node python3 curl
 
 # wait_port PORT: until something accepts connections on 127.0.0.1:PORT (20 s).
 wait_port() {
@@ -61,8 +62,8 @@ start_backend() { # name port → starts it in the background
 }
 
 run_pair() { # backend, gateway `requests:` line, extra diff.py flags
-    # FRONT=nginx: the requests go to a front nginx that asks the gateway's decision
-    # listener (decision mode, issue #38) and forwards to the backend itself.
+    # FRONT=nginx or FRONT=caddy: the requests go to a front proxy that asks the gateway's
+    # decision listener (decision mode, issue #38) and forwards to the backend itself.
     local name=$1 requests=$2; shift 2
     local bport gport aport dport decision="" target
     bport=$(free_port); gport=$(free_port); aport=$(free_port); dport=$(free_port)
@@ -83,9 +84,16 @@ run_pair() { # backend, gateway `requests:` line, extra diff.py flags
     target=$gport
     if [ -n "${FRONT:-}" ]; then
         target=$(free_port)
+        local template=tests/differential/front-nginx.conf
+        [ "$FRONT" = caddy ] && template=tests/differential/front-caddy.Caddyfile
         sed -e "s#FRONT#$target#" -e "s#DECISION#$dport#" -e "s#BACKEND#$bport#" \
-            -e "s#PREFIX#$dir#g" tests/differential/front-nginx.conf > "$dir/front.conf"
-        nginx -c "$dir/front.conf" -p "$dir" &
+            -e "s#PREFIX#$dir#g" "$template" > "$dir/front.conf"
+        if [ "$FRONT" = caddy ]; then
+            HOME=$dir XDG_DATA_HOME=$dir XDG_CONFIG_HOME=$dir \
+                caddy run --config "$dir/front.conf" --adapter caddyfile > "$dir/front.log" 2>&1 &
+        else
+            nginx -c "$dir/front.conf" -p "$dir" &
+        fi
         front=$!
         pids+=($front)
         wait_port "$target"
@@ -114,6 +122,12 @@ for backend in nginx flask starlette go node; do
 done
 echo "== decision mode, mismatched on purpose: the case-insensitive backend behind the front nginx"
 FRONT=nginx run_pair node-ci "" --expect-violations
+echo "== decision mode: a front Caddy (forward_auth) asks the gateway, the backends behind it"
+for backend in nginx flask starlette go node; do
+    FRONT=caddy run_pair "$backend" ""
+done
+echo "== decision mode, mismatched on purpose: the case-insensitive backend behind the front Caddy"
+FRONT=caddy run_pair node-ci "" --expect-violations
 if [ ${#failed[@]} -gt 0 ]; then
     echo "differential: FAILED for ${failed[*]}" >&2
     exit 1

@@ -124,6 +124,29 @@ async fn a_front_proxy_gets_the_proxy_s_own_decision_and_nothing_is_forwarded() 
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "insufficient_scope");
 
+    // The answer is framed for the request that asked: a GET asking about a HEAD gets the
+    // refusal's body (Caddy and Traefik ask with GET; without it they wait for the bytes
+    // Content-Length announces), a HEAD asking about a GET gets none.
+    let r = ask(&decision, "HEAD", "/items/1", None, &[]).await;
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "missing_token");
+    let r = ask(&decision, "HEAD", "/items/1", Some(BOB), &[]).await;
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .head(format!("http://{decision}/"))
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-uri", "/items/1")
+        .header("x-forwarded-host", "api.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.bytes().await.unwrap().is_empty());
+    // The same connection still works (a stray body would have been read as a response).
+    let r = ask(&decision, "GET", "/items/1", Some(BOB), &[]).await;
+    assert_eq!(r.status(), 200);
+
     // A client calling the front proxy with gRPC's content type still gets its refusal
     // as an HTTP status: the gRPC form (HTTP 200 + grpc-status) would read as a yes to
     // nginx or Traefik, and the request would go through with no identity.
@@ -197,7 +220,7 @@ async fn a_front_proxy_gets_the_proxy_s_own_decision_and_nothing_is_forwarded() 
             r#"sessiongate_requests_total{mode="decision",outcome="allowed",route="writes"}"#
         )
         .await,
-        2.0
+        4.0
     );
     assert_eq!(
         metric(
