@@ -11,7 +11,9 @@
 //!   Redis is unreachable (applied here, published once it is back); `none` without a
 //!   cluster.
 //! - `POST /admin/explain` — `{"method", "path", "host"?, "client_ip"?, "token"?,
-//!   "headers"?}`: runs the proxy's own decision for that request without forwarding it
+//!   "headers"?, "mode"?}`: runs the proxy's own decision for that request without
+//!   forwarding it (`mode: decision`: as the decision listener judges a front proxy's
+//!   question about it)
 //!   and answers the trace (route, client address, token provider, cache state before
 //!   and after, whether the provider was called, the identity, scopes required and
 //!   present, IP checks, outcome). A miss calls the provider and caches the answer, as
@@ -36,10 +38,12 @@ use serde_json::{json, Value};
 
 use super::explain::{AskedRequest, Trace};
 use super::AdminApp;
-use crate::decision::{decide, Decider, DecisionInput};
+use crate::decision::refused::Refused;
+use crate::decision::{decide, Decider, DecisionInput, Verdict};
 use crate::identity::cache::PurgeBy;
 use crate::identity::provider::static_tokens::token_digest;
 use crate::identity::token::extract_bearer;
+use crate::proxy::front;
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -346,7 +350,15 @@ impl AdminApp {
         let map = parse_object(body)?;
         unknown_fields(
             &map,
-            &["method", "path", "host", "client_ip", "token", "headers"],
+            &[
+                "method",
+                "path",
+                "host",
+                "client_ip",
+                "token",
+                "headers",
+                "mode",
+            ],
         )?;
         let bad = |m: String| error(StatusCode::BAD_REQUEST, "bad_request", m);
         let method = string_field(&map, "method")?.unwrap_or("GET");
@@ -391,13 +403,22 @@ impl AdminApp {
                 .map_err(|_| bad("`token` contains characters a header cannot carry".into()))?;
             headers.append(http::header::AUTHORIZATION, value);
         }
+        // `decision`: judged as decision.listen judges a front proxy's question (routes
+        // without an upstream exist, headers a backend may obey are refused).
+        let mode = string_field(&map, "mode")?.unwrap_or("proxy");
+        let deciding = match mode {
+            "proxy" => false,
+            "decision" => true,
+            _ => return Err(bad("`mode` is `proxy` or `decision`".into())),
+        };
         let state = self.state();
         let snap = state.snapshot();
-        let d = decide(
+        let mut d = decide(
             // Explaining a request shows the rate limits it would be counted by, without
             // spending its quota.
             Decider {
                 count_limits: false,
+                deciding,
                 ..state.decider(&snap)
             },
             &DecisionInput {
@@ -412,12 +433,19 @@ impl AdminApp {
             },
         )
         .await;
+        if deciding {
+            if let Err(rejection) = front::no_header_a_backend_may_obey(&headers, &snap) {
+                d.rejection = Some(rejection.clone());
+                d.verdict = Verdict::Refuse(Refused::Unreadable(rejection));
+            }
+        }
 
         let asked = AskedRequest {
             method: method.as_str(),
             path,
             host,
             client_ip: peer.map(|p| p.to_string()),
+            mode,
         };
         let trace = serde_json::to_value(Trace::of(&d, asked, &method))
             .unwrap_or_else(|e| json!({"error": format!("cannot serialize the trace: {e}")}));

@@ -26,6 +26,8 @@ pub(crate) struct AskedRequest<'a> {
     pub(crate) path: &'a str,
     pub(crate) host: Option<&'a str>,
     pub(crate) client_ip: Option<String>,
+    /// `proxy` (the proxy listener) or `decision` (a front proxy's question).
+    pub(crate) mode: &'a str,
 }
 
 /// What one decision saw and concluded (the `explain` answer).

@@ -104,6 +104,10 @@ enum AdminAction {
         /// The request's token, read from standard input.
         #[arg(long)]
         token_stdin: bool,
+        /// `proxy` (default): as the proxy listener judges it; `decision`: as the decision
+        /// listener judges a front proxy's question about it.
+        #[arg(long, default_value = "proxy")]
+        mode: String,
     },
     /// Reload the configuration file (as SIGHUP does).
     Reload,
@@ -160,8 +164,9 @@ fn admin_command(settings: &sessiongate::config::Settings, action: AdminAction) 
             host,
             client_ip,
             token_stdin,
+            mode,
         } => {
-            let mut body = serde_json::json!({ "path": path, "method": method });
+            let mut body = serde_json::json!({ "path": path, "method": method, "mode": mode });
             if let Some(h) = host {
                 body["host"] = h.into();
             }

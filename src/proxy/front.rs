@@ -121,6 +121,20 @@ pub(crate) fn no_disguised_identity(
     }
 }
 
+/// Decision mode's header rule: the front proxy forwards the client's headers itself, so
+/// what the proxy listener would remove (override headers, `_` spellings of the gateway's
+/// and the identity's headers) cannot be removed, and the request is refused instead.
+pub(crate) fn no_header_a_backend_may_obey(
+    headers: &http::HeaderMap,
+    snap: &Snapshot,
+) -> Result<(), Rejection> {
+    no_disguised_identity(headers, &snap.identity_headers)?;
+    match crate::decision::canonical::unwanted_headers(headers, &snap.hygiene)?.first() {
+        Some(name) => Err(unremovable(name)),
+        None => Ok(()),
+    }
+}
+
 /// Rewrites `req`, a front proxy's request for a decision, into the request it describes
 /// (method, target and `Host`), removing the describing headers.
 pub(crate) fn original_request(req: &mut RequestHeader) -> Result<(), Rejection> {

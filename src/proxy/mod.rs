@@ -365,14 +365,9 @@ fn canonicalize_headers(
     front: front::FrontDoor,
 ) -> std::result::Result<(), Rejection> {
     if front == front::FrontDoor::Decision {
-        front::no_disguised_identity(&req.headers, &snap.identity_headers)?;
+        front::no_header_a_backend_may_obey(&req.headers, snap)?;
     }
     for name in canonical::unwanted_headers(&req.headers, &snap.hygiene)? {
-        if front == front::FrontDoor::Decision {
-            // The front proxy forwards the client's headers itself: what the proxy would
-            // remove cannot be removed, so the request is refused instead.
-            return Err(front::unremovable(&name));
-        }
         req.remove_header(&name);
     }
     canonical::check_host_count(&req.headers, req.version)

@@ -5,15 +5,17 @@
 //! Only peers in `trusted_proxies` are believed; a description that is incomplete or
 //! disagrees with itself is refused, never guessed.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::*;
 use sessiongate::GatewayHandle;
 
 const ALICE: &str = "decision-alice-token-0123456789";
 const BOB: &str = "decision-bob-token-0123456789";
+const ADMIN_TOKEN: &str = "decision-admin-token-0123456789";
 
 fn start(trusted: &str, decision: &str, upstream: &Fake) -> GatewayHandle {
+    std::env::set_var("SG_DECISION_ADMIN", ADMIN_TOKEN);
     start_gateway(
         &format!(
             r#"
@@ -22,6 +24,7 @@ admin_listen: {{admin}}
 shutdown_grace_period: 0s
 trusted_proxies: [{trusted}]
 decision: {{ listen: "{decision}", envoy_http_prefix: /ext_authz }}
+admin: {{ token: "${{SG_DECISION_ADMIN}}" }}
 providers:
   p:
     kind: static
@@ -513,4 +516,49 @@ async fn envoy_s_http_checks_are_the_original_request_under_the_prefix() {
         .await
             >= 1.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_answers_for_either_front_door() {
+    let upstream = Fake::upstream().await;
+    let decision = free_address();
+    let g = start("127.0.0.1/32", &decision, &upstream);
+    let explain = |body: Value| {
+        let g = &g;
+        async move {
+            let resp = client()
+                .post(admin(g, "/admin/explain"))
+                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    // A route judged for front proxies only: no route on the proxy listener, allowed for
+    // a front proxy's question.
+    let asked = json!({"method": "GET", "path": "/front-only/a", "token": ALICE});
+    let (_, t) = explain(asked.clone()).await;
+    assert_eq!(t["request"]["mode"], "proxy", "{t}");
+    assert_eq!(t["decision"]["outcome"], "no_route", "{t}");
+    let mut as_decision = asked.clone();
+    as_decision["mode"] = json!("decision");
+    let (_, t) = explain(as_decision).await;
+    assert_eq!(t["request"]["mode"], "decision", "{t}");
+    assert_eq!(t["decision"]["outcome"], "allowed", "{t}");
+    // A header a backend may obey: stripped by the proxy, refused for a front proxy.
+    let with_override = |mode: &str| {
+        json!({"method": "GET", "path": "/items/1", "token": ALICE, "mode": mode,
+               "headers": {"x-http-method-override": "DELETE"}})
+    };
+    let (_, t) = explain(with_override("proxy")).await;
+    assert_eq!(t["decision"]["outcome"], "allowed", "{t}");
+    let (_, t) = explain(with_override("decision")).await;
+    assert_eq!(t["decision"]["outcome"], "bad_request", "{t}");
+    assert_eq!(t["decision"]["error"], "invalid_original_request", "{t}");
+    assert_eq!(t["decision"]["status"], 400, "{t}");
+    let (status, _) = explain(json!({"method": "GET", "path": "/", "mode": "sidecar"})).await;
+    assert_eq!(status, 400);
 }

@@ -354,7 +354,12 @@ routes:
     assert!(ok, "{out} {err}");
     let trace: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(trace["decision"]["outcome"], "allowed", "{out}");
+    assert_eq!(trace["request"]["mode"], "proxy", "{out}");
     assert!(!out.contains("cli-user-token-42"), "{out}");
+    let (ok, out, err) = admin(&["explain", "--path", "/x", "--mode", "decision"], "");
+    assert!(ok, "{out} {err}");
+    let trace: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(trace["request"]["mode"], "decision", "{out}");
     let (ok, out, err) = admin(&["reload"], "");
     assert!(ok, "{out} {err}");
     // Nothing to purge by: refused before any call; an empty stdin likewise.
