@@ -234,7 +234,9 @@ impl Proxy {
             .filter(|p| ext_authz::is_http_check(session.req_header(), p));
         let described = if ext_authz::is_check(session) {
             ctx.envoy = Some(ext_authz::Flavour::Grpc);
-            ext_authz::read_check(session).await
+            ext_authz::read_check(session)
+                .await
+                .map(|cert| ctx.client_cert = cert)
         } else if let Some(prefix) = envoy_http {
             ctx.envoy = Some(ext_authz::Flavour::Http);
             ext_authz::http_check(session.req_header_mut(), prefix)

@@ -14,7 +14,9 @@ CheckResponse as Envoy would (each failure names itself; exit 1):
 5. rate limited: the third call denied 429 with Retry-After and RateLimit fields,
    RESOURCE_EXHAUSTED;
 6. the client address is Envoy's source address (a route open to 10.0.0.0/8 only: allowed
-   from 10.1.2.3, refused from 203.0.113.9 whatever X-Forwarded-For the client sent);
+   from 10.1.2.3, refused from 203.0.113.9 whatever X-Forwarded-For the client sent); the
+   client certificate is Envoy's source.principal (require_client_certificate: the listed
+   workload allowed, another refused, none — or only an XFCC header — unauthenticated);
 7. a path Envoy did not normalise (`/items/../admin`) is refused 400, since Envoy would
    forward it as sent; a CheckRequest without the source address is refused 400;
 8. raw headers (Envoy's encode_raw_headers: header_map instead of the map) read the same;
@@ -73,17 +75,20 @@ routes:
   - {{ name: admin, path_prefix: /admin, provider: p, require_scopes: {{ all_of: [admin] }} }}
   - {{ name: down, path_prefix: /down, provider: down }}
   - {{ name: office, path_prefix: /office, provider: p, allow_cidrs: [10.0.0.0/8] }}
+  - {{ name: mesh, path_prefix: /mesh, provider: p, require_client_certificate: ["spiffe://cluster.local/ns/web/sa/frontend"] }}
   - {{ name: items, path_prefix: /items, provider: p, forward_authorization: false, methods: [GET, POST], method_scopes: [ {{ methods: [POST], all_of: [write] }} ] }}
 log: {{ level: "warn,sessiongate::access=info", format: json }}
 """
 
 
-def check_request(method, path, headers, source="203.0.113.9", raw=False):
+def check_request(method, path, headers, source="203.0.113.9", raw=False, principal=None):
     r = external_auth_pb2.CheckRequest()
     a = r.attributes
     if source:
         a.source.address.socket_address.address = source
         a.source.address.socket_address.port_value = 40000
+    if principal:
+        a.source.principal = principal
     a.destination.address.socket_address.address = "10.9.9.9"
     h = a.request.http
     h.id = "envoy-request-1"
@@ -197,6 +202,19 @@ def main():
                     source="203.0.113.9")
         check(v["code"] == 7 and v.get("status") == 403, f"office from 203.0.113.9 with a forged XFF: {v}")
         results["source_address"] = "used"
+
+        # 6b. the calling workload's mTLS identity (Istio's source.principal) is the
+        # client certificate: require_client_certificate and X-Auth-Client-Certificate.
+        frontend = "spiffe://cluster.local/ns/web/sa/frontend"
+        v = verdict(stub, "GET", "/mesh/a", bearer(ALICE), principal=frontend)
+        check(v["code"] == 0 and v["set"].get("x-auth-client-certificate") == frontend,
+              f"mesh from the frontend workload: {v}")
+        v = verdict(stub, "GET", "/mesh/a", bearer(ALICE),
+                    principal="spiffe://cluster.local/ns/web/sa/other")
+        check(v["code"] == 7 and v.get("status") == 403, f"mesh from another workload: {v}")
+        v = verdict(stub, "GET", "/mesh/a", {**bearer(ALICE), "x-forwarded-client-cert": f"URI={frontend}"})
+        check(v["code"] == 16 and v.get("status") == 401, f"mesh without mTLS (an XFCC header is not one): {v}")
+        results["client_certificate"] = "source.principal"
 
         # 7. not normalised, no source: refused.
         v = verdict(stub, "GET", "/items/../admin/users", bearer(ALICE))

@@ -32,6 +32,8 @@ use super::{Proxy, RequestCtx, Snapshot};
 use crate::decision::canonical::Rejection;
 use crate::decision::respond::{grpc_status, is_grpc, Refusal};
 use crate::identity::token::TokenSource;
+use crate::tls::ClientCert;
+use std::sync::Arc;
 
 /// The gRPC method Envoy calls.
 pub(crate) const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
@@ -220,13 +222,70 @@ pub(crate) fn described_request(d: wire::Described) -> Result<RequestHeader, Rej
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// Reads the Check call and rewrites the session's request into the described one.
-pub(crate) async fn read_check(session: &mut ServerSession) -> Result<(), Rejection> {
+/// Reads the Check call and rewrites the session's request into the described one;
+/// answers the client's certificate as Envoy verified it, when Envoy says.
+pub(crate) async fn read_check(
+    session: &mut ServerSession,
+) -> Result<Option<Arc<ClientCert>>, Rejection> {
     let message = read_message(session).await?;
-    let described = wire::check_request(&message)
+    let mut described = wire::check_request(&message)
         .map_err(|e| refuse(format!("the CheckRequest is malformed: {e}")))?;
+    let cert = client_certificate(described.principal.take(), described.certificate.take())?;
     *session.req_header_mut() = described_request(described)?;
-    Ok(())
+    Ok(cert.map(Arc::new))
+}
+
+/// The client certificate Envoy verified: read from the certificate itself when Envoy
+/// sends it (`include_peer_certificate`), else its identity alone (`source.principal`:
+/// Istio's mTLS peer identity). Envoy is a trusted proxy (checked before), so its word on
+/// the certificate is believed as the TLS listener's own verification would be; what
+/// cannot be read is refused, not ignored.
+fn client_certificate(
+    principal: Option<String>,
+    certificate: Option<String>,
+) -> Result<Option<ClientCert>, Rejection> {
+    if let Some(encoded) = certificate {
+        let pem = percent_decoded(&encoded)
+            .ok_or_else(|| refuse("Envoy's source certificate is not URL-encoded PEM"))?;
+        let (_, block) = x509_parser::pem::parse_x509_pem(&pem)
+            .map_err(|_| refuse("Envoy's source certificate is not a PEM certificate"))?;
+        let cert = crate::tls::client_cert(&block.contents)
+            .ok_or_else(|| refuse("Envoy's source certificate names no identity"))?;
+        return Ok(Some(cert));
+    }
+    match principal {
+        Some(id) if id.len() <= 1024 && id.bytes().all(|b| (0x21..0x7f).contains(&b)) => {
+            Ok(Some(ClientCert {
+                id,
+                subject: String::new(),
+            }))
+        }
+        Some(_) => Err(refuse(
+            "Envoy's source principal is not a certificate id (printable ASCII)",
+        )),
+        None => Ok(None),
+    }
+}
+
+/// `%XX` escapes decoded (Envoy's URL encoding of the PEM); `None` for a broken escape.
+fn percent_decoded(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let pair = bytes.get(i + 1..i + 3)?;
+            if !pair.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
 }
 
 /// Writes a `CheckResponse`: HTTP 200, the message, `grpc-status: 0`.
@@ -315,6 +374,8 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
                 .collect(),
             source: Some("203.0.113.9".parse().unwrap()),
+            principal: None,
+            certificate: None,
         }
     }
 
@@ -367,5 +428,49 @@ mod tests {
         })
         .unwrap();
         assert_eq!(req.method, Method::POST);
+    }
+
+    #[test]
+    fn the_client_certificate_is_envoy_s_verified_one() {
+        // The certificate itself, URL-encoded PEM as Envoy sends it.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            "spiffe://cluster.local/ns/web/sa/frontend"
+                .try_into()
+                .unwrap(),
+        )];
+        let pem = params.self_signed(&key).unwrap().pem();
+        let encoded: String = pem
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let cert = client_certificate(Some("ignored".into()), Some(encoded))
+            .unwrap()
+            .unwrap();
+        assert_eq!(cert.id, "spiffe://cluster.local/ns/web/sa/frontend");
+        // The principal alone (Istio's mTLS peer identity).
+        let cert = client_certificate(Some("spiffe://cluster.local/ns/a/sa/b".into()), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cert.id, "spiffe://cluster.local/ns/a/sa/b");
+        assert!(client_certificate(None, None).unwrap().is_none());
+        // What cannot be read is refused, not ignored.
+        for (principal, certificate) in [
+            (Some("a b"), None),
+            (None, Some("%ZZ")),
+            (None, Some("not%20a%20certificate")),
+        ] {
+            assert!(
+                client_certificate(principal.map(String::from), certificate.map(String::from))
+                    .is_err(),
+                "{principal:?} {certificate:?}"
+            );
+        }
     }
 }

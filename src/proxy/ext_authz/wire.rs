@@ -125,6 +125,12 @@ pub(crate) struct Described {
     pub(crate) headers: Vec<(String, Vec<u8>)>,
     /// The downstream client's address (`source.address.socket_address.address`).
     pub(crate) source: Option<IpAddr>,
+    /// `source.principal`: the identity of the client's verified certificate (URI SAN,
+    /// DNS SAN or subject, Envoy's order), e.g. an Istio workload's SPIFFE id.
+    pub(crate) principal: Option<String>,
+    /// `source.certificate`: the client's certificate, URL-encoded PEM
+    /// (`include_peer_certificate`).
+    pub(crate) certificate: Option<String>,
 }
 
 /// Reads an `envoy.service.auth.v3.CheckRequest`.
@@ -134,6 +140,14 @@ pub(crate) fn check_request(msg: &[u8]) -> Result<Described, WireError> {
     // AttributeContext.source (1) → Peer.address (1) → Address.socket_address (1) →
     // SocketAddress.address (2).
     if let Some(peer) = last_bytes(attributes, 1)? {
+        let nonempty = |b: Option<&[u8]>, what| -> Result<Option<String>, WireError> {
+            match b {
+                Some(b) if !b.is_empty() => Ok(Some(text(what, b)?.to_string())),
+                _ => Ok(None),
+            }
+        };
+        d.principal = nonempty(last_bytes(peer, 4)?, "the source principal")?;
+        d.certificate = nonempty(last_bytes(peer, 5)?, "the source certificate")?;
         let address = last_bytes(peer, 1)?.unwrap_or_default();
         let socket = last_bytes(address, 1)?.unwrap_or_default();
         if let Some(ip) = last_bytes(socket, 2)? {
