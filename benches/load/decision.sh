@@ -6,6 +6,9 @@
 #   static     wrk → nginx auth_request → a trivial auth service (nginx `return 200`);
 #              nginx → upstream: the front proxy's own share, with an auth service that
 #              does no work
+#   ext_authz  oha (HTTP/2, h2c) → sessiongate's decision listener: Envoy's gRPC Check
+#              call for the same request, as an Envoy sidecar would send it (no Envoy
+#              installs here; the front-proxy column is then 0)
 #
 #   benches/load/decision.sh                     # target/release/sessiongate
 #   BIN=… RATE=4000 DURATION=10 ROUNDS=3 benches/load/decision.sh
@@ -123,15 +126,52 @@ curl -fs -o /dev/null -H "$AUTH" "http://127.0.0.1:$FRONT/x" || {
 }
 HZ=$(getconf CLK_TCK)
 
+# The CheckRequest Envoy would send for `GET /x` with the token, as one gRPC message
+# (protobuf written by hand here; tests/e2e/ext_authz_calls.py checks the gateway's
+# reading against Envoy's own generated classes).
+python3 - "$work/check.bin" <<'PY'
+import os, sys
+def varint(n):
+    out = b""
+    while n >= 0x80:
+        out += bytes([n & 0x7F | 0x80]); n >>= 7
+    return out + bytes([n])
+def field(number, payload):
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+def text(number, value):
+    return field(number, value.encode())
+http = (text(2, "GET") + text(4, "/x") + text(5, "api.example.com") + text(6, "http")
+        + text(10, "HTTP/1.1")
+        + field(3, text(1, "authorization") + text(2, "Bearer " + os.environ["DECISION_TOKEN"])))
+source = field(1, field(1, field(1, text(2, "127.0.0.1"))))   # Peer.address.socket_address
+message = field(1, source + field(4, field(2, http)))         # attributes: source, request.http
+open(sys.argv[1], "wb").write(b"\0" + len(message).to_bytes(4, "big") + message)
+PY
+CHECK_URL="http://127.0.0.1:$DEC/envoy.service.auth.v3.Authorization/Check"
+allowed_checks() { # the decisions counted allowed on the api route, in decision mode
+    curl -fs "http://127.0.0.1:$ADMIN/metrics" | python3 -c '
+import sys
+print(sum(float(l.split()[-1]) for l in sys.stdin if l.startswith("sessiongate_requests_total{")
+          and "mode=\"decision\"" in l and "outcome=\"allowed\"" in l and "route=\"api\"" in l))'
+}
+
 nginx_pids() { echo "$FRONT_PID $(pgrep -P "$FRONT_PID" | tr '\n' ' ')"; }
 
 run() { # label port → one line: label req/s sessiongate-µs/req front-nginx-µs/req
-    local label=$1 port=$2 s0 s1 n0 n1 out reqs
+    local label=$1 port=$2 s0 s1 n0 n1 out reqs a0=0 a1=0
     s0=$(python3 benches/load/cpu_ticks.py "$SG_PID"); n0=$(python3 benches/load/cpu_ticks.py $(nginx_pids))
-    taskset -c 1 oha --no-tui --output-format json -z "${DURATION}s" -q "$RATE" -c 32 \
-        -H "$AUTH" "http://127.0.0.1:$port/x" > "$work/oha.json"
+    if [ "$label" = ext_authz ]; then
+        a0=$(allowed_checks)
+        taskset -c 1 oha --no-tui --output-format json -z "${DURATION}s" -q "$RATE" -c 32 \
+            --http2 -p 1 -m POST -D "$work/check.bin" -T application/grpc -H "te: trailers" \
+            "$CHECK_URL" > "$work/oha.json"
+        a1=$(allowed_checks)
+    else
+        taskset -c 1 oha --no-tui --output-format json -z "${DURATION}s" -q "$RATE" -c 32 \
+            -H "$AUTH" "http://127.0.0.1:$port/x" > "$work/oha.json"
+    fi
     s1=$(python3 benches/load/cpu_ticks.py "$SG_PID"); n1=$(python3 benches/load/cpu_ticks.py $(nginx_pids))
-    python3 - "$work/oha.json" "$label" "$s0" "$s1" "$n0" "$n1" "$HZ" <<'PY'
+    python3 - "$work/oha.json" "$label" "$s0" "$s1" "$n0" "$n1" "$HZ" "$a0" "$a1" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 label, s0, s1, n0, n1, hz = sys.argv[2], *map(int, sys.argv[3:8])
@@ -139,6 +179,12 @@ codes = r.get("statusCodeDistribution", {})
 if set(codes) != {"200"}:
     sys.exit(f"{label}: answers other than 200: {codes}")
 n = sum(int(v) for v in codes.values())
+if label == "ext_authz":
+    # A Check call answers HTTP 200 whatever it decides: every one must be counted allowed.
+    allowed = float(sys.argv[9]) - float(sys.argv[8])
+    if allowed != n:
+        sys.exit(f"ext_authz: {n} calls, {allowed:.0f} decisions counted allowed")
+    n1 = n0
 p = r["latencyPercentiles"]
 print(f"{label:<9} {n / r['summary']['total']:>6.0f} {(s1 - s0) / hz * 1e6 / n:>8.1f} "
       f"{(n1 - n0) / hz * 1e6 / n:>8.1f} {p['p50'] * 1e3:>7.3f} {p['p99'] * 1e3:>7.3f}")
@@ -150,4 +196,5 @@ for round in $(seq 1 "$ROUNDS"); do
     run proxy "$PORT"
     run decision "$FRONT"
     run static "$STATIC_FRONT"
+    run ext_authz "$DEC"
 done

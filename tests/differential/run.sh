@@ -86,8 +86,12 @@ run_pair() { # backend, gateway `requests:` line, extra diff.py flags
         target=$(free_port)
         local template=tests/differential/front-nginx.conf
         [ "$FRONT" = caddy ] && template=tests/differential/front-caddy.Caddyfile
-        sed -e "s#FRONT#$target#" -e "s#DECISION#$dport#" -e "s#BACKEND#$bport#" \
-            -e "s#PREFIX#$dir#g" "$template" > "$dir/front.conf"
+        # FRONT=nginx-raw: the configuration docs/decision-mode.md marks unsafe — nginx
+        # forwards the client's target as sent instead of the one judged.
+        local raw=""
+        [ "$FRONT" = nginx-raw ] && raw='s#BACKEND\$sg_uri;#BACKEND;#'
+        sed -e "${raw:-s#^##}" -e "s#FRONT#$target#" -e "s#DECISION#$dport#" \
+            -e "s#BACKEND#$bport#" -e "s#PREFIX#$dir#g" "$template" > "$dir/front.conf"
         if [ "$FRONT" = caddy ]; then
             HOME=$dir XDG_DATA_HOME=$dir XDG_CONFIG_HOME=$dir \
                 caddy run --config "$dir/front.conf" --adapter caddyfile > "$dir/front.log" 2>&1 &
@@ -122,6 +126,8 @@ for backend in nginx flask starlette go node; do
 done
 echo "== decision mode, mismatched on purpose: the case-insensitive backend behind the front nginx"
 FRONT=nginx run_pair node-ci "" --expect-violations
+echo "== decision mode, unsafe on purpose: nginx forwarding the client's target (not the judged one) to Node"
+FRONT=nginx-raw run_pair node "" --expect-violations
 echo "== decision mode: a front Caddy (forward_auth) asks the gateway, the backends behind it"
 for backend in nginx flask starlette go node; do
     FRONT=caddy run_pair "$backend" ""
