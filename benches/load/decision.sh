@@ -9,6 +9,8 @@
 #   ext_authz  oha (HTTP/2, h2c) → sessiongate's decision listener: Envoy's gRPC Check
 #              call for the same request, as an Envoy sidecar would send it (no Envoy
 #              installs here; the front-proxy column is then 0)
+#   proxy_h2   oha (HTTP/2, h2c) → sessiongate (proxy listener) → upstream: proxying the
+#              same request over the protocol Envoy asks in, beside ext_authz
 #
 #   benches/load/decision.sh                     # target/release/sessiongate
 #   BIN=… RATE=4000 DURATION=10 ROUNDS=3 benches/load/decision.sh
@@ -41,6 +43,7 @@ admin_listen: 127.0.0.1:$ADMIN
 pid_file: $work/sg.pid
 upgrade_sock: $work/sg.sock
 threads: 1
+h2c: true
 log: { level: warn }
 trusted_proxies: [127.0.0.1/32]
 decision: { listen: "127.0.0.1:$DEC" }
@@ -166,6 +169,9 @@ run() { # label port → one line: label req/s sessiongate-µs/req front-nginx-�
             --http2 -p 1 -m POST -D "$work/check.bin" -T application/grpc -H "te: trailers" \
             "$CHECK_URL" > "$work/oha.json"
         a1=$(allowed_checks)
+    elif [ "$label" = proxy_h2 ]; then
+        taskset -c 1 oha --no-tui --output-format json -z "${DURATION}s" -q "$RATE" -c 32 \
+            --http2 -p 1 -H "$AUTH" "http://127.0.0.1:$port/x" > "$work/oha.json"
     else
         taskset -c 1 oha --no-tui --output-format json -z "${DURATION}s" -q "$RATE" -c 32 \
             -H "$AUTH" "http://127.0.0.1:$port/x" > "$work/oha.json"
@@ -197,4 +203,5 @@ for round in $(seq 1 "$ROUNDS"); do
     run decision "$FRONT"
     run static "$STATIC_FRONT"
     run ext_authz "$DEC"
+    run proxy_h2 "$PORT"
 done
