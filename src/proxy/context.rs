@@ -32,9 +32,10 @@ pub struct RequestCtx {
     /// An Envoy ext_authz check (decision mode): a gRPC `Check` call, answered with a
     /// `CheckResponse`, or an HTTP check under `decision.envoy_http_prefix`.
     pub(super) envoy: Option<super::ext_authz::Flavour>,
-    /// Decision mode: the front proxy asked with `HEAD` (its answer has no body, whatever
-    /// method the request it describes has). See [`super::front::framed_for_asker`].
-    pub(super) asked_head: bool,
+    /// Decision mode, once the request is read as the one it describes: whether the front
+    /// proxy asked with `HEAD` (then its answer has no body, whatever method the described
+    /// request has). See [`super::front::framed_for_asker`].
+    pub(super) asked_head: Option<bool>,
 }
 
 impl RequestCtx {

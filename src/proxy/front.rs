@@ -227,7 +227,9 @@ impl Proxy {
                 .refuse(session, ctx, Refused::UntrustedFrontProxy)
                 .await;
         }
-        ctx.asked_head = session.req_header().method == Method::HEAD;
+        // From here the request may be rewritten into another: its answer is framed for
+        // this one.
+        ctx.asked_head = Some(session.req_header().method == Method::HEAD);
         let envoy_http = self
             .envoy_http_prefix
             .as_deref()
@@ -336,15 +338,21 @@ pub(crate) fn framed_for_asker(
     session: &mut ServerSession,
     ctx: &RequestCtx,
 ) -> Option<Method> {
-    if front != FrontDoor::Decision || ctx.envoy == Some(ext_authz::Flavour::Grpc) {
-        return None;
-    }
+    let asked_head = match ctx.asked_head {
+        Some(head)
+            if front == FrontDoor::Decision && ctx.envoy != Some(ext_authz::Flavour::Grpc) =>
+        {
+            head
+        }
+        // Not rewritten (yet), or answered in a CheckResponse.
+        _ => return None,
+    };
     let req = session.req_header_mut();
-    if (req.method == Method::HEAD) == ctx.asked_head {
+    if (req.method == Method::HEAD) == asked_head {
         return None;
     }
     let described = req.method.clone();
-    req.set_method(if ctx.asked_head {
+    req.set_method(if asked_head {
         Method::HEAD
     } else {
         Method::GET

@@ -405,7 +405,7 @@ impl Proxy {
             client_cert: None,
             upstream_slot: None,
             envoy: None,
-            asked_head: false,
+            asked_head: None,
         }
     }
 

@@ -369,6 +369,13 @@ async fn a_peer_that_is_not_a_front_proxy_cannot_choose_the_request_judged() {
         .await,
         1.0
     );
+    // A HEAD from such a peer gets its refusal without a body, and the connection goes on.
+    let c = client();
+    let r = c.head(format!("http://{decision}/")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = c.get(format!("http://{decision}/")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
 }
 
 #[test]
