@@ -365,10 +365,12 @@ fn canonicalize_headers(
     front: front::FrontDoor,
 ) -> std::result::Result<(), Rejection> {
     if front == front::FrontDoor::Decision {
+        // Refused rather than removed: see the function.
         front::no_header_a_backend_may_obey(&req.headers, snap)?;
-    }
-    for name in canonical::unwanted_headers(&req.headers, &snap.hygiene)? {
-        req.remove_header(&name);
+    } else {
+        for name in canonical::unwanted_headers(&req.headers, &snap.hygiene)? {
+            req.remove_header(&name);
+        }
     }
     canonical::check_host_count(&req.headers, req.version)
 }

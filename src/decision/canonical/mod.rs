@@ -350,7 +350,8 @@ fn remove_dot_segments(decoded: &str) -> Result<String, PathError> {
     Ok(path)
 }
 
-fn hex_value(pair: &[u8]) -> Option<u8> {
+/// The byte a `%XX` escape's two hex digits stand for.
+pub(crate) fn hex_value(pair: &[u8]) -> Option<u8> {
     let hex = std::str::from_utf8(pair).ok()?;
     if hex.len() != 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;

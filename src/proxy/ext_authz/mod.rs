@@ -29,7 +29,7 @@ use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 
 use super::{Proxy, RequestCtx, Snapshot};
-use crate::decision::canonical::Rejection;
+use crate::decision::canonical::{hex_value, Rejection};
 use crate::decision::respond::{grpc_status, is_grpc, Refusal};
 use crate::identity::token::TokenSource;
 use crate::tls::ClientCert;
@@ -274,11 +274,7 @@ fn percent_decoded(text: &str) -> Option<Vec<u8>> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let pair = bytes.get(i + 1..i + 3)?;
-            if !pair.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?);
+            out.push(hex_value(bytes.get(i + 1..i + 3)?)?);
             i += 3;
         } else {
             out.push(bytes[i]);
