@@ -661,13 +661,14 @@ impl Proxy {
             };
             if session.response_written().is_none() {
                 let grpc_form = self.front == front::FrontDoor::Proxy;
-                front::framed_for_asker(self.front, session, ctx);
+                let described = front::framed_for_asker(self.front, session, ctx);
                 if let Err(write_err) = refusal
                     .send(session, &ctx.request_id, false, grpc_form)
                     .await
                 {
                     tracing::debug!(error = %write_err, "could not write the error response");
                 }
+                front::unframe(session, described);
             }
         }
         code
