@@ -316,6 +316,17 @@ impl pingora::services::background::BackgroundService for WarmUpAndReload {
             }
         };
         let process = &self.process;
+        let exporter = process
+            .trace_exporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(exporter) = exporter {
+            let mut stop = shutdown.clone();
+            tokio::spawn(exporter.run(async move {
+                let _ = stop.changed().await;
+            }));
+        }
         if let Some(cluster) = &process.cluster {
             tokio::spawn(cluster.clone().run(shutdown.clone()));
             if let Some(limits) = cluster.limits() {

@@ -10,7 +10,7 @@
 //! imports upward, there are no circles, and `python3 tools/import_graph.py` — run by
 //! `.ci/run` — fails when either changes, when a file passes 800 lines or a function 120
 //! (declarative tables listed there), when two types share a name, or when these numbers
-//! are not the tree's; today: 92 files on 8 floors, 16 stages on 8):
+//! are not the tree's; today: 99 files on 8 floors, 16 stages on 8):
 //!
 //! ```text
 //! gateway ─▶ state ─▶ config ─▶ proxy ─▶ decision ─▶ policy ─▶ identity ─▶ telemetry, clock, secret, wire_name

@@ -81,6 +81,13 @@ pub(crate) fn start(
     cache.set_stale_horizon(stale_horizon(&snapshot));
     // Read and parsed when the configuration was checked.
     let tls = settings.tls.as_ref().map(|t| t.certificates.clone());
+    let (tracer, trace_exporter) = match &settings.tracing {
+        Some(t) => {
+            let (tracer, exporter) = trace_pipeline(t, &metrics)?;
+            (Some(tracer), Some(exporter))
+        }
+        None => (None, None),
+    };
     metrics.config_last_reload_success.set(1);
     metrics.config_last_reload_success_time.set(unix_now());
     let process = Process {
@@ -93,7 +100,9 @@ pub(crate) fn start(
             clock,
             client_certs: Default::default(),
             limiters,
+            tracer,
         }),
+        trace_exporter: std::sync::Mutex::new(trace_exporter),
         cluster,
         tls,
         config_path,
@@ -112,6 +121,8 @@ pub(crate) struct Process {
     pub(crate) cluster: Option<Arc<Cluster>>,
     /// The TLS listener's certificates (`tls:`), reloaded in place.
     pub(crate) tls: Option<Arc<crate::tls::CertStore>>,
+    /// The OTLP exporter (`tracing:`), taken and run by the background service.
+    pub(crate) trace_exporter: std::sync::Mutex<Option<crate::telemetry::trace::export::Exporter>>,
     config_path: Option<PathBuf>,
     /// The settings applied last; the lock also serializes reloads.
     applied: tokio::sync::Mutex<Settings>,
@@ -280,6 +291,36 @@ fn stale_horizon(s: &Snapshot) -> Duration {
         .unwrap_or_default()
 }
 
+/// The tracer and its exporter: an HTTP client like the providers' (system CAs plus
+/// `ca_file`, no redirects: a collector's key must not follow one).
+fn trace_pipeline(
+    t: &crate::telemetry::trace::TraceSettings,
+    metrics: &Metrics,
+) -> Result<
+    (
+        Arc<crate::telemetry::trace::Tracer>,
+        crate::telemetry::trace::export::Exporter,
+    ),
+    ConfigError,
+> {
+    let roots = match &t.ca_pem {
+        Some(pem) => reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ConfigError::at("tracing.ca_file", e.to_string()))?,
+        None => Vec::new(),
+    };
+    let client = crate::identity::provider::http::client(
+        t.timeout,
+        roots,
+        reqwest::redirect::Policy::none(),
+    )
+    .map_err(|e| ConfigError::at("tracing.endpoint", e.to_string()))?;
+    Ok(crate::telemetry::trace::Tracer::new(
+        t,
+        client,
+        metrics.trace.clone(),
+    ))
+}
+
 /// Keys a running process cannot change (listeners, runtimes, cache sizing, logging).
 fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -330,6 +371,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.cluster != new.cluster {
         out.push("cluster");
+    }
+    if old.tracing != new.tracing {
+        out.push("tracing");
     }
     if old.log.level != new.log.level || old.log.format != new.log.format {
         out.push("log");

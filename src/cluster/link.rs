@@ -8,6 +8,7 @@
 //!   for a while (1 s, doubling up to 30 s while it keeps failing); the first success
 //!   closes it.
 
+use crate::telemetry::trace;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -139,7 +140,22 @@ impl Link {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(timeout, f(conn)).await {
+        // A request's shared-cache lookup or rate-limit count: a child span of its trace.
+        let mut span = trace::child(format!("redis {op}"), trace::SpanKind::Client);
+        if let Some(s) = &mut span {
+            s.attr("db.system.name", "redis");
+            s.attr("db.operation.name", op);
+        }
+        let result = tokio::time::timeout(timeout, f(conn)).await;
+        if let (Some(s), Err(_) | Ok(Err(_))) = (&mut span, &result) {
+            s.fail(if result.is_err() {
+                "timeout"
+            } else {
+                "redis error"
+            });
+        }
+        drop(span);
+        match result {
             Ok(Ok(v)) => {
                 self.succeeded();
                 Ok(v)

@@ -130,6 +130,8 @@ pub struct Settings {
     pub(crate) upgrade_sock: String,
     /// `cluster:`: revocations shared with the other replicas through Redis.
     pub(crate) cluster: Option<crate::cluster::ClusterSettings>,
+    /// `tracing:`: OpenTelemetry traces; `None`: none.
+    pub(crate) tracing: Option<crate::telemetry::trace::TraceSettings>,
 }
 
 impl Settings {

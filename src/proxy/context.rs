@@ -36,6 +36,8 @@ pub struct RequestCtx {
     /// proxy asked with `HEAD` (then its answer has no body, whatever method the described
     /// request has). See [`super::front::framed_for_asker`].
     pub(super) asked_head: Option<bool>,
+    /// `tracing:`: this request's trace (ids, sampled or not); `None` with traces off.
+    pub(super) trace: Option<crate::telemetry::trace::RequestTrace>,
 }
 
 impl RequestCtx {
@@ -166,5 +168,43 @@ impl BodyProgress {
             };
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The HTTP/2 body watch: quiet while nothing is expected or the body is complete;
+    /// fires `limit` after the last progress, not after the first.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_stalls_only_after_its_last_progress() {
+        let p = BodyProgress::default();
+        let limit = Duration::from_secs(5);
+        // Not watching: never fires.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), p.stalled(limit))
+                .await
+                .is_err()
+        );
+        p.progressed();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        p.progressed();
+        let started = tokio::time::Instant::now();
+        p.stalled(limit).await;
+        let took = started.elapsed();
+        assert!(
+            took >= limit && took < limit + Duration::from_millis(10),
+            "{took:?}"
+        );
+        // Once the upstream answered (or the body ended), body progress no longer arms
+        // it: a gRPC stream sends messages at its own pace.
+        p.done();
+        p.progressed();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), p.stalled(limit))
+                .await
+                .is_err()
+        );
     }
 }

@@ -30,6 +30,7 @@ pub mod headers;
 pub mod outgoing;
 mod phases;
 pub(crate) mod shared;
+mod spans;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -208,7 +209,7 @@ impl Proxy {
             &snap.trusted_proxies,
         )?;
         headers::REQUEST_ID_HEADER.insert(req, ctx.request_id.as_str())?;
-        Ok(())
+        spans::propagate(req, ctx)
     }
 
     /// Refuses a request that has no canonical form (400, closing the connection: a
@@ -349,6 +350,7 @@ impl Proxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_canonical());
+        self.start_trace(session, ctx, &snap);
         Ok(snap)
     }
 
@@ -408,6 +410,7 @@ impl Proxy {
             upstream_slot: None,
             envoy: None,
             asked_head: None,
+            trace: None,
         }
     }
 
@@ -429,20 +432,25 @@ impl Proxy {
         }
         let auth_started = Instant::now();
         let req = session.req_header();
-        let mut decision = decide(
-            crate::decision::Decider {
-                deciding: self.front == front::FrontDoor::Decision,
-                ..self.state.decider(&snap)
-            },
-            &DecisionInput {
-                method: &req.method,
-                host: req.headers.get(http::header::HOST).map(|h| h.as_bytes()),
-                path: req.uri.path(),
-                query: req.uri.query(),
-                peer: ctx.peer,
-                headers: &req.headers,
-                client_cert: ctx.client_cert.as_deref().map(|c| c.id.as_str()),
-            },
+        // Provider calls, JWKS fetches and Redis become child spans of a sampled request.
+        let trace_parent = self.trace_parent(ctx);
+        let mut decision = crate::telemetry::trace::within(
+            trace_parent,
+            decide(
+                crate::decision::Decider {
+                    deciding: self.front == front::FrontDoor::Decision,
+                    ..self.state.decider(&snap)
+                },
+                &DecisionInput {
+                    method: &req.method,
+                    host: req.headers.get(http::header::HOST).map(|h| h.as_bytes()),
+                    path: req.uri.path(),
+                    query: req.uri.query(),
+                    peer: ctx.peer,
+                    headers: &req.headers,
+                    client_cert: ctx.client_cert.as_deref().map(|c| c.id.as_str()),
+                },
+            ),
         )
         .await;
         if let Some(path) = &decision.path {
@@ -542,8 +550,11 @@ impl Proxy {
         self.refuse(session, ctx, Refused::UpstreamBusy).await
     }
 
-    /// The upstream the request goes to.
-    pub(crate) fn peer(&self, ctx: &RequestCtx) -> Result<HttpPeer> {
+    /// The upstream the request goes to (from here, the upstream span of a traced request).
+    pub(crate) fn peer(&self, ctx: &mut RequestCtx) -> Result<HttpPeer> {
+        if let Some(t) = ctx.trace.as_mut().filter(|t| t.sampled) {
+            t.upstream_started = Some(Instant::now());
+        }
         match ctx.route().map(|r| &r.upstream) {
             Some(UpstreamTarget::Http(up)) => {
                 let mut peer = HttpPeer::new(up.address, up.tls, up.host.clone());
@@ -703,11 +714,13 @@ impl Proxy {
                     .observe(total.as_secs_f64());
             }
         }
+        spans::finish(self, session, e, ctx, status, total);
         if !access::enabled() {
             return;
         }
         let req = session.req_header();
         let mut token = [0u8; 12];
+        let trace = ctx.trace.as_ref().map(|t| t.ids_hex());
         access::log(&AccessRecord {
             request_id: &ctx.request_id,
             route,
@@ -728,6 +741,7 @@ impl Proxy {
             would_deny: ctx.would_deny(),
             rate_limit: ctx.rate_limit(),
             mode: (self.front == front::FrontDoor::Decision).then_some("decision"),
+            trace: trace.as_ref(),
             auth: ctx.auth_time,
             total,
             error: e.map(|e| e as &dyn std::fmt::Display),
@@ -750,42 +764,4 @@ fn strip_cookie<'id>(req: &mut impl Outgoing<'id>, name: &str) -> Result<()> {
         req.append(&COOKIE, value)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The HTTP/2 body watch: quiet while nothing is expected or the body is complete;
-    /// fires `limit` after the last progress, not after the first.
-    #[tokio::test(start_paused = true)]
-    async fn a_request_body_stalls_only_after_its_last_progress() {
-        let p = BodyProgress::default();
-        let limit = Duration::from_secs(5);
-        // Not watching: never fires.
-        assert!(
-            tokio::time::timeout(Duration::from_secs(60), p.stalled(limit))
-                .await
-                .is_err()
-        );
-        p.progressed();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        p.progressed();
-        let started = tokio::time::Instant::now();
-        p.stalled(limit).await;
-        let took = started.elapsed();
-        assert!(
-            took >= limit && took < limit + Duration::from_millis(10),
-            "{took:?}"
-        );
-        // Once the upstream answered (or the body ended), body progress no longer arms
-        // it: a gRPC stream sends messages at its own pace.
-        p.done();
-        p.progressed();
-        assert!(
-            tokio::time::timeout(Duration::from_secs(60), p.stalled(limit))
-                .await
-                .is_err()
-        );
-    }
 }

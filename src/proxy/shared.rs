@@ -91,6 +91,8 @@ pub struct GatewayState {
     pub(crate) clock: SharedClock,
     /// The rate limits' counters, kept across reloads for unchanged policies.
     pub(crate) limiters: crate::limits::Limiters,
+    /// `tracing:`: sampling and the span queue; `None`: no traces (restart-only).
+    pub(crate) tracer: Option<Arc<crate::telemetry::trace::Tracer>>,
 }
 
 impl GatewayState {

@@ -46,6 +46,8 @@ pub(crate) struct AccessRecord<'a> {
     /// `decision` for a front proxy's question (decision mode); absent for a proxied
     /// request.
     pub(crate) mode: Option<&'static str>,
+    /// With `tracing:`: the trace id and the gateway's server span id, lower-case hex.
+    pub(crate) trace: Option<&'a crate::telemetry::trace::HexIds>,
     pub(crate) auth: Option<Duration>,
     pub(crate) total: Duration,
     pub(crate) error: Option<&'a dyn Display>,
@@ -95,6 +97,8 @@ fn log_through_tracing(r: &AccessRecord<'_>) {
         would_deny = r.would_deny,
         rate_limit = r.rate_limit,
         mode = r.mode,
+        trace_id = r.trace.map(|t| t.trace_id()),
+        span_id = r.trace.map(|t| t.span_id()),
         auth_ms = r.auth.map(millis),
         total_ms = millis(r.total),
         error = r.error.map(|e| e.to_string()),
@@ -145,6 +149,10 @@ fn write_line(out: &mut Vec<u8>, r: &AccessRecord<'_>, now: SystemTime, format: 
     }
     if let Some(v) = r.mode {
         line.string("mode", v);
+    }
+    if let Some(t) = r.trace {
+        line.token("trace_id", t.trace_id());
+        line.token("span_id", t.span_id());
     }
     if let Some(d) = r.auth {
         line.millis("auth_ms", d);
@@ -371,6 +379,7 @@ mod tests {
             would_deny: None,
             rate_limit: None,
             mode: None,
+            trace: None,
             auth: Some(Duration::from_nanos(20_600)),
             total: Duration::from_micros(220_207),
             error,

@@ -183,6 +183,20 @@ pub struct Metrics {
     /// `sessiongate_cluster_*`: the replicas' shared revocation stream (all zero without
     /// a `cluster:` section).
     pub(crate) cluster: ClusterMetrics,
+    /// `sessiongate_trace_*`: the OTLP exporter (all zero without a `tracing:` section).
+    pub(crate) trace: TraceMetrics,
+}
+
+/// The `tracing:` series: spans exported and dropped.
+#[derive(Clone)]
+pub(crate) struct TraceMetrics {
+    /// `sessiongate_trace_spans_exported_total`: spans the collector took.
+    pub(crate) exported: IntCounter,
+    /// `sessiongate_trace_spans_dropped_total{reason="queue_full"}`: spans dropped
+    /// because the export queue was full (the collector slower than the spans).
+    pub(crate) dropped_queue_full: IntCounter,
+    /// `…{reason="export_failed"}`: spans of batches the collector did not take.
+    pub(crate) dropped_export_failed: IntCounter,
 }
 
 /// The `cluster:` series (see `cluster`).
@@ -408,7 +422,21 @@ impl Metrics {
         for reason in ["trimmed", "stream_lost", "overflow", "remote"] {
             cluster.flushes.with_label_values(&[reason]);
         }
+        let dropped = counter(
+            "sessiongate_trace_spans_dropped_total",
+            "Trace spans not exported, by reason: queue_full (the export queue was full), export_failed (the collector did not take the batch).",
+            &["reason"],
+        );
+        let trace = TraceMetrics {
+            exported: plain_counter(
+                "sessiongate_trace_spans_exported_total",
+                "Trace spans the OTLP collector took.",
+            ),
+            dropped_queue_full: dropped.with_label_values(&["queue_full"]),
+            dropped_export_failed: dropped.with_label_values(&["export_failed"]),
+        };
         Metrics {
+            trace,
             cluster,
             cache_refreshes: counter(
                 "sessiongate_cache_refreshes_total",

@@ -81,6 +81,9 @@ pub(crate) struct FileConfig {
     /// forwarding.
     #[serde(default)]
     pub(crate) decision: Option<DecisionFile>,
+    /// OpenTelemetry traces over OTLP/HTTP; absent: no traces (docs/traces.md).
+    #[serde(default)]
+    pub(crate) tracing: Option<TracingFile>,
     /// Where the process id is written (default `/tmp/sessiongate.pid`).
     pub(crate) pid_file: Option<String>,
     /// The Unix socket listeners are handed over on for a zero-downtime upgrade (default
@@ -186,6 +189,53 @@ pub(crate) struct DecisionFile {
     /// Envoy ext_authz's HTTP flavour: its `http_service.path_prefix`. Requests on the
     /// listener under it are Envoy's checks (the original request, path prefixed).
     pub(crate) envoy_http_prefix: Option<String>,
+}
+
+/// `tracing:` — OpenTelemetry traces exported over OTLP/HTTP (docs/traces.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TracingFile {
+    /// The collector: `http://otel-collector:4318` (`/v1/traces` is added) or the whole
+    /// traces URL. Absent: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub(crate) endpoint: Option<String>,
+    /// Headers each export carries (a SaaS collector's key): a value `${ENV_VAR}` is read
+    /// from the environment.
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, String>,
+    /// One export's deadline (default 10s).
+    pub(crate) timeout: Option<ConfigDuration>,
+    /// PEM bundle of the CAs that sign an `https` collector's certificate (added to the
+    /// system's).
+    pub(crate) ca_file: Option<String>,
+    /// Share of requests that start a trace here, 0 to 1 (default 1).
+    pub(crate) sample_ratio: Option<f64>,
+    /// Whose `sampled` flag in `traceparent` is followed: `trusted_proxies` (default),
+    /// `everyone` or `nobody`.
+    pub(crate) parent_sampling: Option<ParentSamplingFile>,
+    /// Put the identity's subject on spans (`enduser.id`; personal data). Default false.
+    pub(crate) include_subject: Option<bool>,
+    /// `service.name` (default `OTEL_SERVICE_NAME`, else `sessiongate`).
+    pub(crate) service_name: Option<String>,
+    /// More resource attributes (added to `OTEL_RESOURCE_ATTRIBUTES`', which
+    /// deploy/ fills with the pod's name and namespace).
+    #[serde(default)]
+    pub(crate) resource: BTreeMap<String, String>,
+    /// Spans waiting for export at most (default 2048); more are dropped and counted.
+    pub(crate) queue_size: Option<usize>,
+    /// Spans per export at most (default 512).
+    pub(crate) batch_size: Option<usize>,
+    /// Longest a span waits for its batch to fill (default 5s).
+    pub(crate) export_interval: Option<ConfigDuration>,
+}
+
+/// `tracing.parent_sampling`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ParentSamplingFile {
+    TrustedProxies,
+    Everyone,
+    Nobody,
 }
 
 /// `cluster:` — replicas sharing revocations through a Redis Stream.

@@ -36,6 +36,7 @@ mod decision;
 mod limits;
 mod provider;
 mod route;
+mod traces;
 mod upstream;
 
 use cluster::cluster;
@@ -96,11 +97,7 @@ pub(crate) fn validate_all(
     );
 
     let identity_headers = errs.keep(identity_headers(&file));
-    let level = file.log.level.clone().unwrap_or_else(|| "info".into());
-    errs.keep(
-        tracing_subscriber::EnvFilter::try_new(&level)
-            .map_err(|e| ConfigError::at("log.level", format!("not a valid log filter: {e}"))),
-    );
+    let level = log_level(&file, &mut errs);
     let admin_token = admin_token(&file, base_dir, &mut errs);
     let cluster =
         (file.cluster.as_ref()).map_or(Some(None), |c| errs.keep(cluster(c, base_dir)).map(Some));
@@ -110,6 +107,7 @@ pub(crate) fn validate_all(
     let trusted_proxies = errs.keep(cidrs("trusted_proxies", &file.trusted_proxies));
     limits::fit_cluster(&cluster, &rate_limits, &mut errs);
     decision::needs_front_proxies(&file, trusted_proxies.as_deref(), &mut errs);
+    let tracing = traces::settings(&file, base_dir, &mut errs);
 
     let (
         Some(Listeners {
@@ -175,6 +173,7 @@ pub(crate) fn validate_all(
         admin_token,
         admin_api_listen,
         decision,
+        tracing,
         pid_file: file
             .pid_file
             .clone()
@@ -184,6 +183,16 @@ pub(crate) fn validate_all(
             .clone()
             .unwrap_or_else(|| "/tmp/sessiongate_upgrade.sock".into()),
     })
+}
+
+/// `log.level` (default `info`), checked as the filter it becomes.
+fn log_level(file: &FileConfig, errs: &mut Errors) -> String {
+    let level = file.log.level.clone().unwrap_or_else(|| "info".into());
+    errs.keep(
+        tracing_subscriber::EnvFilter::try_new(&level)
+            .map_err(|e| ConfigError::at("log.level", format!("not a valid log filter: {e}"))),
+    );
+    level
 }
 
 /// `identity_headers.prefix`: the names of the headers the upstream trusts.

@@ -2,6 +2,7 @@
 //! token goes, how the gateway authenticates itself) plus a [`ResponseMapping`] and a status
 //! mapping. The built-in provider kinds are instances of it (see [`super::presets`]).
 
+use crate::telemetry::trace;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -216,6 +217,29 @@ impl HttpProvider {
         }
     }
 
+    /// The provider call's client span, when the request is traced: the URL as
+    /// configured, without its query (`{token}` stays a placeholder; a query-placed token
+    /// is added after), never the URL as sent.
+    fn span(&self) -> Option<trace::ChildSpan> {
+        let path = self.spec.url.split(['?', '#']).next().unwrap_or_default();
+        let template = path
+            .find("://")
+            .and_then(|i| path[i + 3..].find('/').map(|j| &path[i + 3 + j..]))
+            .unwrap_or("/");
+        let method = self.spec.method.as_str();
+        let mut s = trace::child(format!("{method} {template}"), trace::SpanKind::Client)?;
+        s.attr("http.request.method", method.to_string());
+        s.attr("url.template", template.to_string());
+        if let Some(host) = self.url.host_str() {
+            s.attr("server.address", host.to_string());
+        }
+        if let Some(port) = self.url.port_or_known_default() {
+            s.attr("server.port", i64::from(port));
+        }
+        s.attr("sessiongate.provider.kind", self.spec.kind);
+        Some(s)
+    }
+
     fn transport_error(&self, e: reqwest::Error) -> ProviderError {
         if e.is_timeout() {
             ProviderError::Timeout(self.spec.timeout)
@@ -271,12 +295,25 @@ impl Provider for HttpProvider {
         if !self.accepts(token) {
             return Ok(Resolution::Invalid(InvalidReason::RejectedStatus(404)));
         }
-        let resp = self
-            .request(token)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let mut span = self.span();
+        let mut req = self.request(token);
+        if let Some(s) = &span {
+            req = req.header("traceparent", &s.traceparent()[..]);
+        }
+        let resp = req.send().await.map_err(|e| {
+            let e = self.transport_error(e);
+            if let Some(s) = &mut span {
+                s.fail(e.kind());
+            }
+            e
+        })?;
         let status = resp.status();
+        if let Some(s) = &mut span {
+            s.attr("http.response.status_code", status.as_u16());
+            if status.is_server_error() {
+                s.fail(status.as_str().to_string());
+            }
+        }
         let limit = self.spec.max_response_bytes;
         let body = match read_limited(resp, limit, |e| self.transport_error(e)).await {
             Ok(body) => body,

@@ -20,6 +20,7 @@
 //! - The claims map to the identity like an HTTP provider's answer ([`ResponseMapping`]);
 //!   the identity is cached until `exp`, so a signature is verified once per token.
 
+use crate::telemetry::trace;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -249,12 +250,36 @@ impl KeyStore {
                 "JWKS: no URL to fetch keys from".into(),
             ));
         };
-        let resp = client
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unreachable(format!("JWKS: {}", e.without_url())))?;
+        // Fetched for a request (a key it names is not known yet): a child span of its
+        // trace. The refresh loop's fetches belong to no request.
+        let mut span = trace::child(format!("GET {}", url.path()), trace::SpanKind::Client);
+        let mut get = client.get(url.clone());
+        if let Some(s) = &mut span {
+            s.attr("http.request.method", "GET");
+            s.attr("url.path", url.path().to_string());
+            s.attr(
+                "server.address",
+                url.host_str().unwrap_or_default().to_string(),
+            );
+            if let Some(port) = url.port_or_known_default() {
+                s.attr("server.port", i64::from(port));
+            }
+            s.attr("sessiongate.jwks", true);
+            get = get.header("traceparent", &s.traceparent()[..]);
+        }
+        let resp = get.send().await.map_err(|e| {
+            if let Some(s) = &mut span {
+                s.fail("unreachable");
+            }
+            ProviderError::Unreachable(format!("JWKS: {}", e.without_url()))
+        })?;
+        if let Some(s) = &mut span {
+            s.attr("http.response.status_code", resp.status().as_u16());
+        }
         if !resp.status().is_success() {
+            if let Some(s) = &mut span {
+                s.fail(resp.status().as_str().to_string());
+            }
             return Err(ProviderError::Status(resp.status().as_u16()));
         }
         let body = super::http::read_limited(resp, *max_bytes, |e| {

@@ -6,6 +6,8 @@
 
 use std::net::IpAddr;
 
+pub(crate) use crate::telemetry::protobuf::Writer;
+
 /// A malformed message: what was wrong, for the refusal.
 pub(crate) type WireError = String;
 
@@ -200,40 +202,6 @@ pub(crate) fn check_request(msg: &[u8]) -> Result<Described, WireError> {
         })?;
     }
     Ok(d)
-}
-
-/// Protobuf output.
-#[derive(Default)]
-pub(crate) struct Writer {
-    pub(crate) buf: Vec<u8>,
-}
-
-impl Writer {
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.buf.push(v as u8);
-    }
-
-    /// A varint field (written even when zero: callers skip defaults themselves).
-    pub(crate) fn uint(&mut self, number: u64, v: u64) {
-        self.varint(number << 3);
-        self.varint(v);
-    }
-
-    pub(crate) fn bytes(&mut self, number: u64, b: &[u8]) {
-        self.varint((number << 3) | 2);
-        self.varint(b.len() as u64);
-        self.buf.extend_from_slice(b);
-    }
-
-    pub(crate) fn message(&mut self, number: u64, build: impl FnOnce(&mut Writer)) {
-        let mut inner = Writer::default();
-        build(&mut inner);
-        self.bytes(number, &inner.buf);
-    }
 }
 
 /// An `envoy.config.core.v3.HeaderValueOption` replacing the header (`append: false`,

@@ -1,0 +1,383 @@
+//! OpenTelemetry traces (docs/traces.md): W3C Trace Context read from each request and
+//! written to its upstream, a server span per request and client spans for what it waited
+//! on (provider calls, JWKS fetches, Redis, the upstream), exported over OTLP/HTTP by
+//! [`export`]. A leaf like the rest of `telemetry`: the request path hands it ids, names
+//! and attribute values.
+//!
+//! What a request costs: with no `tracing:` section, nothing (no [`Tracer`] exists). Not
+//! sampled: its `traceparent` read, one or two random ids, the header written upstream.
+//! Sampled: its spans' attributes and a slot each in the bounded export queue; a full
+//! queue drops the span and counts it, a request never waits for the exporter.
+//!
+//! Sampling is parent-based with a ratio for roots: a caller's `sampled` flag is believed
+//! only from the peers [`ParentSampling`] names (by default `trusted_proxies`), so a
+//! client cannot have every request it sends traced; from anyone else the trace id is
+//! continued and the gateway draws at `sample_ratio` itself (a fresh draw, not a function
+//! of the trace id, which the client chose).
+
+mod context;
+pub(crate) mod export;
+
+pub use context::{format_traceparent, parse_traceparent, TraceParent};
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+
+use crate::telemetry::metrics::TraceMetrics;
+
+/// Whose `sampled` flag (in `traceparent`) decides whether a request is traced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParentSampling {
+    /// Peers in `trusted_proxies` (the default): what a mesh sidecar or an ingress with
+    /// tracing decided is followed; a client's own flag is not.
+    TrustedProxies,
+    /// Every caller (a private network where every client's decision is wanted).
+    Everyone,
+    /// Nobody: every request is sampled at `sample_ratio`.
+    Nobody,
+}
+
+/// `tracing:`, validated (plain data; the exporter is built from it at start).
+#[derive(Clone, PartialEq)]
+pub struct TraceSettings {
+    /// The OTLP/HTTP traces URL (`…/v1/traces`).
+    pub endpoint: String,
+    /// Headers sent with each export (a SaaS collector's key): name, value.
+    pub headers: Vec<(String, String)>,
+    /// One export's deadline.
+    pub timeout: Duration,
+    /// PEM bundle of extra CAs for an `https` endpoint.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Share of root requests traced, 0 to 1.
+    pub sample_ratio: f64,
+    pub parent_sampling: ParentSampling,
+    /// Put the identity's subject (personal data) on server spans as `enduser.id`.
+    pub include_subject: bool,
+    /// Resource attributes, `service.name` first.
+    pub resource: Vec<(String, String)>,
+    /// Spans waiting for export at most; beyond, new spans are dropped (and counted).
+    pub queue_size: usize,
+    /// Spans per export at most.
+    pub batch_size: usize,
+    /// How long a span waits for a batch to fill before it is exported anyway.
+    pub export_interval: Duration,
+}
+
+impl fmt::Debug for TraceSettings {
+    /// Header values may be keys: names only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceSettings")
+            .field("endpoint", &self.endpoint)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("sample_ratio", &self.sample_ratio)
+            .field("parent_sampling", &self.parent_sampling)
+            .field("include_subject", &self.include_subject)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+/// OTLP `SpanKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpanKind {
+    #[default]
+    Internal = 1,
+    Server = 2,
+    Client = 3,
+}
+
+/// An attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Str(Cow<'static, str>),
+    Int(i64),
+    Bool(bool),
+}
+
+impl From<&'static str> for AttrValue {
+    fn from(v: &'static str) -> Self {
+        AttrValue::Str(Cow::Borrowed(v))
+    }
+}
+
+impl From<String> for AttrValue {
+    fn from(v: String) -> Self {
+        AttrValue::Str(Cow::Owned(v))
+    }
+}
+
+impl From<i64> for AttrValue {
+    fn from(v: i64) -> Self {
+        AttrValue::Int(v)
+    }
+}
+
+impl From<u16> for AttrValue {
+    fn from(v: u16) -> Self {
+        AttrValue::Int(i64::from(v))
+    }
+}
+
+impl From<bool> for AttrValue {
+    fn from(v: bool) -> Self {
+        AttrValue::Bool(v)
+    }
+}
+
+/// A finished span, waiting for export.
+#[derive(Debug, Clone, Default)]
+pub struct SpanData {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent: Option<[u8; 8]>,
+    pub name: Cow<'static, str>,
+    pub kind: SpanKind,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    pub attributes: Vec<(&'static str, AttrValue)>,
+    /// `Some`: the span failed (OTLP status ERROR), with this description.
+    pub error: Option<Cow<'static, str>>,
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// One request's trace, decided when the request begins.
+#[derive(Debug)]
+pub struct RequestTrace {
+    pub trace_id: [u8; 16],
+    /// The gateway's server span.
+    pub span_id: [u8; 8],
+    /// The upstream request's client span: the parent the upstream is told of.
+    pub upstream_span_id: [u8; 8],
+    /// The caller's span, when the request continued a trace.
+    pub parent: Option<[u8; 8]>,
+    pub sampled: bool,
+    /// The caller sent a `traceparent` that could not be read: its `tracestate` belongs
+    /// to no trace the upstream will see, and is not passed on.
+    pub unreadable_parent: bool,
+    /// When the request was let through to its upstream (the upstream span's start).
+    pub upstream_started: Option<Instant>,
+}
+
+impl RequestTrace {
+    /// The `traceparent` the upstream receives: this trace, the upstream span as parent.
+    pub fn upstream_traceparent(&self) -> [u8; 55] {
+        format_traceparent(&self.trace_id, &self.upstream_span_id, self.sampled)
+    }
+
+    /// The trace id and the server span's, as lower-case hex (for the access log).
+    pub fn ids_hex(&self) -> HexIds {
+        let mut out = [0u8; 48];
+        context::write_hex(&mut out[..32], &self.trace_id);
+        context::write_hex(&mut out[32..], &self.span_id);
+        HexIds(out)
+    }
+}
+
+/// A trace id and a span id in lower-case hex.
+pub struct HexIds([u8; 48]);
+
+impl HexIds {
+    pub fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.0[..32]).unwrap_or_default()
+    }
+
+    pub fn span_id(&self) -> &str {
+        std::str::from_utf8(&self.0[32..]).unwrap_or_default()
+    }
+}
+
+/// The process's tracer: sampling, and the queue spans wait in for [`export`].
+pub struct Tracer {
+    /// A request is a sampled root when a random `u64` is below this (`None`: never;
+    /// `Some(u64::MAX)` with `always`: every one).
+    threshold: u64,
+    always: bool,
+    parent_sampling: ParentSampling,
+    include_subject: bool,
+    queue: tokio::sync::mpsc::Sender<SpanData>,
+    metrics: TraceMetrics,
+}
+
+impl fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracer").finish_non_exhaustive()
+    }
+}
+
+fn random_id<const N: usize>() -> [u8; N] {
+    let mut rng = rand::rng();
+    loop {
+        let mut id = [0u8; N];
+        rng.fill_bytes(&mut id);
+        if id != [0; N] {
+            return id;
+        }
+    }
+}
+
+impl Tracer {
+    /// The tracer and its exporter (run it with [`export::Exporter::run`]).
+    pub(crate) fn new(
+        settings: &TraceSettings,
+        client: reqwest::Client,
+        metrics: TraceMetrics,
+    ) -> (Arc<Tracer>, export::Exporter) {
+        let (tx, rx) = tokio::sync::mpsc::channel(settings.queue_size.max(1));
+        let ratio = settings.sample_ratio.clamp(0.0, 1.0);
+        let tracer = Arc::new(Tracer {
+            // 2^64 · ratio (`as` saturates); ratio 1 is `always`.
+            threshold: (ratio * 18_446_744_073_709_551_616.0) as u64,
+            always: ratio >= 1.0,
+            parent_sampling: settings.parent_sampling,
+            include_subject: settings.include_subject,
+            queue: tx,
+            metrics: metrics.clone(),
+        });
+        (tracer, export::Exporter::new(settings, client, rx, metrics))
+    }
+
+    /// Whether server spans carry the subject (`tracing.include_subject`).
+    pub fn include_subject(&self) -> bool {
+        self.include_subject
+    }
+
+    fn draw(&self) -> bool {
+        self.always || (self.threshold > 0 && rand::rng().next_u64() < self.threshold)
+    }
+
+    /// Starts a request's trace from the `traceparent` values it carried (`values`: each
+    /// header field, in order; more than one is unreadable). `trusted_peer`: the TCP peer
+    /// is in `trusted_proxies`.
+    pub fn start<'a>(
+        &self,
+        mut values: impl Iterator<Item = &'a [u8]>,
+        trusted_peer: bool,
+    ) -> RequestTrace {
+        let first = values.next();
+        let parent = match (first, values.next()) {
+            (Some(v), None) => parse_traceparent(v),
+            _ => None,
+        };
+        let believed = match self.parent_sampling {
+            ParentSampling::TrustedProxies => trusted_peer,
+            ParentSampling::Everyone => true,
+            ParentSampling::Nobody => false,
+        };
+        let (trace_id, sampled) = match parent {
+            Some(p) if believed => (p.trace_id, p.sampled),
+            Some(p) => (p.trace_id, self.draw()),
+            None => (random_id(), self.draw()),
+        };
+        RequestTrace {
+            trace_id,
+            span_id: random_id(),
+            upstream_span_id: random_id(),
+            parent: parent.map(|p| p.span_id),
+            sampled,
+            unreadable_parent: first.is_some() && parent.is_none(),
+            upstream_started: None,
+        }
+    }
+
+    /// Queues a finished span for export; a full queue drops it (counted).
+    pub fn submit(&self, span: SpanData) {
+        if self.queue.try_send(span).is_err() {
+            self.metrics.dropped_queue_full.inc();
+        }
+    }
+
+    /// What child spans of this request's server span need (sampled requests only).
+    pub fn parent_of(self: &Arc<Self>, t: &RequestTrace) -> Option<Parent> {
+        t.sampled.then(|| Parent {
+            tracer: self.clone(),
+            trace_id: t.trace_id,
+            span_id: t.span_id,
+        })
+    }
+}
+
+/// The span child spans are recorded under, for the task that runs [`within`].
+#[derive(Clone)]
+pub struct Parent {
+    tracer: Arc<Tracer>,
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+}
+
+tokio::task_local! {
+    static PARENT: Parent;
+}
+
+/// Runs `fut` with [`child`] spans recorded under `parent` (nothing when `None`).
+pub async fn within<F: std::future::Future>(parent: Option<Parent>, fut: F) -> F::Output {
+    match parent {
+        Some(p) => PARENT.scope(p, fut).await,
+        None => fut.await,
+    }
+}
+
+/// A child span in progress, recorded when dropped (a call cancelled with its request
+/// is recorded as far as it got).
+pub struct ChildSpan {
+    tracer: Arc<Tracer>,
+    data: SpanData,
+}
+
+/// Starts a child span of the running request's server span, when the request is
+/// sampled (`None` otherwise, or outside a request: background refreshes).
+pub fn child(name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Option<ChildSpan> {
+    PARENT
+        .try_with(|p| ChildSpan {
+            tracer: p.tracer.clone(),
+            data: SpanData {
+                trace_id: p.trace_id,
+                span_id: random_id(),
+                parent: Some(p.span_id),
+                name: name.into(),
+                kind,
+                start_unix_ns: unix_ns(SystemTime::now()),
+                end_unix_ns: 0,
+                attributes: Vec::new(),
+                error: None,
+            },
+        })
+        .ok()
+}
+
+impl ChildSpan {
+    pub fn attr(&mut self, key: &'static str, value: impl Into<AttrValue>) {
+        self.data.attributes.push((key, value.into()));
+    }
+
+    /// Marks the span failed, with a description that carries no secret.
+    pub fn fail(&mut self, description: impl Into<Cow<'static, str>>) {
+        self.data.error = Some(description.into());
+    }
+
+    /// The `traceparent` a callee is told of: this span as its parent.
+    pub fn traceparent(&self) -> [u8; 55] {
+        format_traceparent(&self.data.trace_id, &self.data.span_id, true)
+    }
+}
+
+impl Drop for ChildSpan {
+    fn drop(&mut self) {
+        self.data.end_unix_ns = unix_ns(SystemTime::now());
+        self.tracer.submit(std::mem::take(&mut self.data));
+    }
+}
+
+#[cfg(test)]
+mod tests;
