@@ -5,7 +5,8 @@
 #     PodMonitor CRD has no bundled schema, so its required fields are checked here;
 #   - no Service publishes the metrics port or the admin API, and the admin API listens
 #     on loopback in every ConfigMap config (`--check` prints no warning);
-#   - the sessiongate config inside each ConfigMap passes `sessiongate --check`;
+#   - the sessiongate config inside each ConfigMap passes `sessiongate --check`, and so
+#     does it with its commented `tracing:` block turned on;
 #   - the alert rules pass `promtool check rules` and their unit tests `promtool test rules`;
 #     the scrape config's structure is checked (Debian's promtool has no kubernetes_sd);
 #   - the Dockerfile passes hadolint (from PyPI). The image itself is not built here: these
@@ -168,6 +169,18 @@ PY
         # The admin API must listen on loopback: `--check` warns otherwise.
         if [ -s "$work/check-warnings" ]; then cat "$work/check-warnings" >&2; exit 1; fi
         grep -Eq '^  listen: 127\.0\.0\.1:' "$cfg" || { echo "$cfg: admin.listen is not on loopback" >&2; exit 1; }
+        # Its commented `tracing:` block, uncommented, passes too, with the collector the
+        # Deployment names (docs/traces.md).
+        if grep -q '^# tracing:' "$cfg"; then
+            sed -E 's/^# (tracing:)/\1/; s/^#   (sample_ratio:)/  \1/' "$cfg" > "$cfg.traced"
+            grep -q '^  sample_ratio:' "$cfg.traced" || { echo "$cfg: the tracing block did not uncomment" >&2; exit 1; }
+            INTROSPECTION_CLIENT_SECRET=check-only REDIS_PASSWORD=check-only \
+                SESSIONGATE_CLUSTER_SECRET=check-only-cluster-secret-of-40-characters \
+                SESSIONGATE_ADMIN_TOKEN=check-only-admin-token \
+                OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.observability:4318 \
+                "$BIN" --config "$cfg.traced" --check 2> "$work/check-warnings"
+            echo "ok: $(basename "$cfg") with tracing: on passes --check"
+        fi
     done < "$work/$name-configs.txt"
 done
 

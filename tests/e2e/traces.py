@@ -4,7 +4,7 @@ gateway's exports with the OpenTelemetry project's own protobuf classes (PyPI
 opentelemetry-proto) — nothing of sessiongate's own wire code.
 
 Gateway A (trusted_proxies: 127.0.0.1, every request sampled, a decision listener too):
-1. a client's sampled `traceparent` is continued: the server span (SERVER) has the client's
+1. a client's sampled `traceparent` is continued (HTTP/1.1 and HTTP/2): the server span (SERVER) has the client's
    trace id and span as parent, HTTP semantic-convention attributes and the gateway's own;
    the provider call (path-placed token) and the upstream request are CLIENT children;
    the upstream's received `traceparent` names the gateway's upstream span, the provider's
@@ -18,6 +18,8 @@ Gateway A (trusted_proxies: 127.0.0.1, every request sampled, a decision listene
 Gateway B (trusted_proxies elsewhere, sample_ratio 0.1): 10,000 requests whose client
    sends sampled=1: the server spans are 10 % of them within ±5 σ — the client's flag
    forced nothing.
+Gateway D (cluster: a real redis-server): a cache miss has `redis shared_find` and
+   `redis rate_limit` client spans (db.system.name redis) beside the provider call.
 Gateway C (small queue, short timeout, include_subject on): the collector healthy, then
    answering after 2 s, then gone: requests answer as fast (medians compared), spans are
    dropped and counted (queue_full, export_failed), memory stays bounded.
@@ -209,6 +211,7 @@ def gateway_a(args, work, results):
     col, idp, up = Collector(), Recorder(provider=True), Recorder()
     decision = free_port()
     proc, port, admin = start(args, work, "a", f"""
+h2c: true
 trusted_proxies: [127.0.0.1/32]
 decision: {{ listen: "127.0.0.1:{decision}" }}
 providers:
@@ -285,6 +288,17 @@ tracing:
         get(port, "/api/items", {"Authorization": f"Bearer {PATH_TOKEN}",
                                  "traceparent": "00-XYZ-bad", "tracestate": "stale=1"})
         check("tracestate" not in up.seen[-1][1], "tracestate of an unreadable traceparent dropped")
+
+        # Over HTTP/2 (h2c, curl): the same spans, protocol version 2.
+        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
+                              "--http2-prior-knowledge", "-H", f"Authorization: Bearer {PATH_TOKEN}",
+                              "-H", "traceparent: 00-77777777777777777777777777777777-8888888888888888-01",
+                              f"http://127.0.0.1:{port}/api/h2"], capture_output=True, text=True, timeout=10).stdout
+        check(out == "200 2", f"h2c request: {out}")
+        h2 = col.wait_spans(lambda s: s.kind == SERVER and s.trace_id.hex() == "7" * 32)[0]
+        check(attrs(h2).get("network.protocol.version") == "2", f"h2 span {attrs(h2)}")
+        col.wait_spans(lambda s: s.kind == CLIENT and s.parent_span_id == h2.span_id)
+        check(up.seen[-1][1].get("traceparent", "").startswith("00-" + "7" * 32), "h2 request propagated")
 
         # 3. The access log links to the trace.
         time.sleep(0.3)
@@ -449,6 +463,58 @@ tracing:
         stop(proc)
 
 
+def gateway_d(args, work, results):
+    col, idp = Collector(), Recorder(provider=True)
+    redis_port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    with open(f"{work}/cluster-secret", "w") as f:
+        f.write("traces-e2e-cluster-secret-0123456789abcdef")
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket_ok = http.client.HTTPConnection("127.0.0.1", redis_port, timeout=1)
+                socket_ok.connect()
+                socket_ok.close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        proc, port, admin = start(args, work, "d", f"""
+providers:
+  idp: {{ kind: http, url: "http://127.0.0.1:{idp.port}/sessions/{{token}}", method: GET, token: {{ in: path }}, timeout: 2s, response: {{ subject: /sub, scopes: /scopes }} }}
+rate_limits:
+  per-user: {{ rate: 1000/s, burst: 100 }}
+routes:
+  - {{ name: api, path_prefix: /api, provider: idp, upstream: echo, rate_limits: [per-user] }}
+cluster:
+  redis: {{ url: "redis://127.0.0.1:{redis_port}/0" }}
+  key_secret_file: {work}/cluster-secret
+tracing:
+  endpoint: http://127.0.0.1:{col.port}
+  export_interval: 100ms
+""")
+        try:
+            status, _, _ = get(port, "/api/x", {"Authorization": f"Bearer {PATH_TOKEN}"})
+            check(status == 200, f"clustered request: {status}")
+            server = col.wait_spans(lambda s: s.kind == SERVER)[0]
+            kids = col.wait_spans(lambda s: s.parent_span_id == server.span_id, n=3)
+            names = sorted(k.name for k in kids)
+            for want in ("redis shared_find", "redis rate_limit", "GET /sessions/{token}"):
+                check(want in names, f"no {want!r} child: {names}")
+            for k in kids:
+                if k.name.startswith("redis"):
+                    check(attrs(k).get("db.system.name") == "redis" and k.kind == CLIENT, f"redis span {attrs(k)}")
+            for _, body, _, _ in col.exports:
+                check(PATH_TOKEN.encode() not in body and PATH_TOKEN[:12].encode() not in body, "token in an export")
+            results["redis_children"] = names
+        finally:
+            stop(proc)
+    finally:
+        redis.kill()
+        col.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/debug/sessiongate")
@@ -457,12 +523,13 @@ def main():
     results = {}
     try:
         gateway_a(args, work, results)
+        gateway_d(args, work, results)
         gateway_b(args, work, results)
         gateway_c(args, work, results)
     except Failure as e:
         print(json.dumps(results, indent=1))
         print(f"traces: FAILED: {e}", file=sys.stderr)
-        print_tails(work, ["a.log", "b.log", "c.log"])
+        print_tails(work, ["a.log", "b.log", "c.log", "d.log"])
         sys.exit(1)
     print(json.dumps(results, indent=1))
     print("traces: ok")
