@@ -22,6 +22,9 @@
 #                                # the raw data beside it as /tmp/b.txt.data for perf report -i)
 #   A=target/release/sessiongate CONFIG_A="work_stealing: true" CONFIG_B="work_stealing: false" \
 #       benches/load/cpu_ab.sh     # one build, two settings (top-level YAML per gateway)
+#   A=X B=X CONFIG_A="" CONFIG_B="tracing: { endpoint: http://@UPSTREAM@, sample_ratio: 0 }" \
+#       benches/load/cpu_ab.sh     # issue #39: @UPSTREAM@ is the static nginx, which
+#                                  # answers an OTLP export 200 like any request
 #   LOG_A=info LOG_B=info …      # log levels (default warn: no access log); each gateway
 #                                # writes its log to a file of its own
 #
@@ -74,6 +77,7 @@ if [ -n "${LIMITS:-}" ]; then
 fi
 start_gateway() { # binary [extra top-level YAML] [log level] → prints "pid port"
     local bin=$1 extra=${2:-} level=${3:-warn} port admin dir
+    extra=${extra//@UPSTREAM@/127.0.0.1:$UP}
     port=$(free_port); admin=$(free_port)
     dir="$work/gw-$port"; mkdir -p "$dir"
     cat > "$dir/config.yaml" <<CONF

@@ -13,6 +13,11 @@
 #   LIMITS=1 …                                             # also hits on a route with a local
 #                                                          # rate limit no request reaches
 #                                                          # (builds with `rate_limits:` only)
+#   TRACING=1 …                                            # also hits with `tracing:` on at
+#                                                          # sample_ratio 0 (hit+ratio0) and 1
+#                                                          # (hit+ratio1: spans exported to the
+#                                                          # static nginx, which answers 200)
+#                                                          # (builds with `tracing:` only)
 #
 # Each build serves N requests and then 2·N requests through a static provider and an
 # nginx upstream, in two processes started the same way; the difference ÷ N leaves the
@@ -36,8 +41,8 @@ if [ -n "${LIMITS:-}" ]; then
     LIMITS_ROUTE='  - { name: limited, path_prefix: /limited, provider: idp, upstream: app, require_scopes: { all_of: [read] }, rate_limits: [roomy] }'
 fi
 
-count() { # build requests path [header] → instructions the gateway ran, start to exit
-    local bin=$1 n=$2 path=$3 header=${4:-} port admin dir pid
+count() { # build requests path [header] [extra YAML] → instructions the gateway ran, start to exit
+    local bin=$1 n=$2 path=$3 header=${4:-} extra=${5:-} port admin dir pid
     port=$(free_port); admin=$(free_port)
     dir=$(mktemp -d "$work/gw.XXXX")
     cat > "$dir/config.yaml" <<CONF
@@ -47,6 +52,7 @@ pid_file: $dir/pid
 upgrade_sock: $dir/sock
 shutdown_grace_period: 0s
 log: { level: warn }
+$extra
 providers:
   idp:
     kind: static
@@ -82,14 +88,20 @@ CASES=("hit /x" "none /open/x")
 if [ -n "${LIMITS:-}" ]; then
     CASES+=("limited /limited/x")
 fi
+if [ -n "${TRACING:-}" ]; then
+    CASES+=("hit+ratio0 /x" "hit+ratio1 /x")
+fi
 echo "build path instructions_per_request"
 for bin in "$@"; do
     for case in "${CASES[@]}"; do
         read -r label path <<<"$case"
-        header=
+        header= extra=
         [ "$label" != none ] && header=$AUTH
-        one=$(count "$bin" "$N" "$path" "$header")
-        two=$(count "$bin" $((2 * N)) "$path" "$header")
+        case $label in
+            hit+ratio*) extra="tracing: { endpoint: \"http://127.0.0.1:$UP\", sample_ratio: ${label#hit+ratio}, export_interval: 100ms }" ;;
+        esac
+        one=$(count "$bin" "$N" "$path" "$header" "$extra")
+        two=$(count "$bin" $((2 * N)) "$path" "$header" "$extra")
         python3 -c "print(f'$bin $label {($two - $one) / $N:.0f}')"
     done
 done

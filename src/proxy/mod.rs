@@ -432,27 +432,25 @@ impl Proxy {
         }
         let auth_started = Instant::now();
         let req = session.req_header();
-        // Provider calls, JWKS fetches and Redis become child spans of a sampled request.
-        let trace_parent = self.trace_parent(ctx);
-        let mut decision = crate::telemetry::trace::within(
-            trace_parent,
-            decide(
-                crate::decision::Decider {
-                    deciding: self.front == front::FrontDoor::Decision,
-                    ..self.state.decider(&snap)
-                },
-                &DecisionInput {
-                    method: &req.method,
-                    host: req.headers.get(http::header::HOST).map(|h| h.as_bytes()),
-                    path: req.uri.path(),
-                    query: req.uri.query(),
-                    peer: ctx.peer,
-                    headers: &req.headers,
-                    client_cert: ctx.client_cert.as_deref().map(|c| c.id.as_str()),
-                },
-            ),
-        )
-        .await;
+        let decider = crate::decision::Decider {
+            deciding: self.front == front::FrontDoor::Decision,
+            ..self.state.decider(&snap)
+        };
+        let input = DecisionInput {
+            method: &req.method,
+            host: req.headers.get(http::header::HOST).map(|h| h.as_bytes()),
+            path: req.uri.path(),
+            query: req.uri.query(),
+            peer: ctx.peer,
+            headers: &req.headers,
+            client_cert: ctx.client_cert.as_deref().map(|c| c.id.as_str()),
+        };
+        // A sampled request's provider calls, JWKS fetches and Redis commands become child
+        // spans (boxed: an untraced request's future stays as it was).
+        let mut decision = match self.trace_parent(ctx) {
+            None => decide(decider, &input).await,
+            Some(p) => Box::pin(crate::telemetry::trace::within(p, decide(decider, &input))).await,
+        };
         if let Some(path) = &decision.path {
             // Compared with the bytes the client sent (what Pingora would forward), not the
             // parsed URI, which may have dropped a fragment or an authority.

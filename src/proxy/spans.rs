@@ -6,6 +6,7 @@
 //! credential header, the query string (which may carry `access_token`), the subject
 //! unless `tracing.include_subject`.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use pingora::protocols::http::ServerSession;
@@ -28,14 +29,16 @@ impl Proxy {
         let Some(tracer) = &self.state.tracer else {
             return;
         };
-        let trusted = ctx.peer.is_some_and(|p| snap.trusted_proxies.contains(p));
+        let peer = ctx.peer;
         let values = session
             .req_header()
             .headers
-            .get_all("traceparent")
+            .get_all(TRACEPARENT.name())
             .iter()
             .map(|v| v.as_bytes());
-        ctx.trace = Some(tracer.start(values, trusted));
+        ctx.trace = Some(tracer.start(values, || {
+            peer.is_some_and(|p| snap.trusted_proxies.contains(p))
+        }));
     }
 
     /// What child spans of the decision are recorded under (sampled requests only).
@@ -51,7 +54,12 @@ pub(super) fn propagate<'id>(req: &mut impl Outgoing<'id>, ctx: &RequestCtx) -> 
     let Some(t) = &ctx.trace else { return Ok(()) };
     let value = HeaderValue::from_bytes(&t.upstream_traceparent())
         .explain_err(ErrorType::InternalError, |_| "traceparent")?;
-    req.insert(&TRACEPARENT, value)?;
+    if t.caller_sent {
+        req.insert(&TRACEPARENT, value)?;
+    } else {
+        // Nothing to replace: no lookup of the client's headers.
+        req.append(&TRACEPARENT, value)?;
+    }
     if t.unreadable_parent {
         req.remove(&TRACESTATE);
     }
@@ -76,10 +84,10 @@ pub(super) fn finish(
     }
     let end = unix_ns(SystemTime::now());
     let req = session.req_header();
-    let method = req.method.as_str().to_string();
+    let method = method_name(&req.method);
     let route = ctx.route();
     let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(20);
-    attrs.push(("http.request.method", method.clone().into()));
+    attrs.push(("http.request.method", AttrValue::Str(method.clone())));
     let path = ctx.rewritten_path().unwrap_or(req.uri.path());
     attrs.push(("url.path", path.to_string().into()));
     attrs.push((
@@ -97,14 +105,17 @@ pub(super) fn finish(
         attrs.push(("http.route", r.spec.path.as_str().to_string().into()));
     }
     if let Some(c) = ctx.client() {
-        attrs.push(("client.address", c.to_string().into()));
+        attrs.push(("client.address", c.into()));
     }
     if let Some(p) = ctx.peer {
-        attrs.push(("network.peer.address", p.to_string().into()));
+        attrs.push(("network.peer.address", p.into()));
     }
     attrs.push((
         "sessiongate.route",
-        Proxy::route_label(ctx).to_string().into(),
+        match route {
+            Some(r) => (&r.spec.name).into(),
+            None => UNMATCHED.into(),
+        },
     ));
     attrs.push(("sessiongate.outcome", ctx.outcome.as_str().into()));
     let mode = match proxy.front {
@@ -138,20 +149,28 @@ pub(super) fn finish(
         attrs.push(("error.type", why.clone().into()));
     }
     let name = match route {
-        Some(r) => format!("{method} {}", r.spec.path.as_str()),
+        Some(r) => format!("{method} {}", r.spec.path.as_str()).into(),
         None => method.clone(),
     };
     let start = end.saturating_sub(total.as_nanos() as u64);
     if let (Some(up_started), Some(UpstreamTarget::Http(up))) =
         (t.upstream_started, route.map(|r| &r.upstream))
     {
-        tracer.submit(upstream_span(t, up, &method, status, e, end, up_started));
+        tracer.submit(upstream_span(
+            t,
+            up,
+            method.clone(),
+            status,
+            e,
+            end,
+            up_started,
+        ));
     }
     tracer.submit(SpanData {
         trace_id: t.trace_id,
         span_id: t.span_id,
         parent: t.parent,
-        name: name.into(),
+        name,
         kind: SpanKind::Server,
         start_unix_ns: start,
         end_unix_ns: end,
@@ -165,17 +184,17 @@ pub(super) fn finish(
 fn upstream_span(
     t: &RequestTrace,
     up: &Upstream,
-    method: &str,
+    method: Cow<'static, str>,
     status: u16,
     e: Option<&Error>,
     end: u64,
     started: Instant,
 ) -> SpanData {
     let mut attrs: Vec<(&'static str, AttrValue)> = vec![
-        ("http.request.method", method.to_string().into()),
+        ("http.request.method", AttrValue::Str(method.clone())),
         ("server.address", up.host.clone().into()),
         ("server.port", i64::from(up.address.port()).into()),
-        ("network.peer.address", up.address.ip().to_string().into()),
+        ("network.peer.address", up.address.ip().into()),
         ("sessiongate.upstream", up.name.clone().into()),
     ];
     // The status the client got is the upstream's unless the gateway failed the request.
@@ -195,7 +214,7 @@ fn upstream_span(
         trace_id: t.trace_id,
         span_id: t.upstream_span_id,
         parent: Some(t.span_id),
-        name: method.to_string().into(),
+        name: method,
         kind: SpanKind::Client,
         start_unix_ns: end.saturating_sub(started.elapsed().as_nanos() as u64),
         end_unix_ns: end,
@@ -238,4 +257,23 @@ fn token_source(ctx: &RequestCtx) -> Option<&'static str> {
         TokenSource::Header(_) => "header",
         TokenSource::ClientCertificate => "client_certificate",
     })
+}
+
+/// The method's name, without an allocation for the standard ones.
+fn method_name(m: &http::Method) -> Cow<'static, str> {
+    const STANDARD: [(http::Method, &str); 9] = [
+        (http::Method::GET, "GET"),
+        (http::Method::POST, "POST"),
+        (http::Method::PUT, "PUT"),
+        (http::Method::DELETE, "DELETE"),
+        (http::Method::HEAD, "HEAD"),
+        (http::Method::OPTIONS, "OPTIONS"),
+        (http::Method::PATCH, "PATCH"),
+        (http::Method::CONNECT, "CONNECT"),
+        (http::Method::TRACE, "TRACE"),
+    ];
+    match STANDARD.iter().find(|(s, _)| s == m) {
+        Some((_, name)) => Cow::Borrowed(*name),
+        None => Cow::Owned(m.as_str().to_string()),
+    }
 }

@@ -236,3 +236,18 @@ impl Write for SinkWriter {
         Ok(())
     }
 }
+
+/// A transport error with its causes, e.g. "error sending request: connection refused".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

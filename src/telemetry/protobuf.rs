@@ -38,11 +38,33 @@ impl Writer {
         self.buf.extend_from_slice(b);
     }
 
-    /// An embedded message, written by `build`.
+    /// An embedded message, written by `build` in place. Its length, known only then, goes
+    /// in a byte kept in front of it; a message of 128 bytes or more moves by the 1–2
+    /// bytes more its length needs. (A buffer per message cost an allocation and a copy
+    /// each, and OTLP exports nest thousands of small ones.)
     pub(crate) fn message(&mut self, number: u64, build: impl FnOnce(&mut Writer)) {
-        let mut inner = Writer::default();
-        build(&mut inner);
-        self.bytes(number, &inner.buf);
+        self.varint((number << 3) | 2);
+        let at = self.buf.len();
+        self.buf.push(0);
+        build(self);
+        let end = self.buf.len();
+        let mut len = (end - at - 1) as u64;
+        if len < 0x80 {
+            self.buf[at] = len as u8;
+            return;
+        }
+        let mut prefix = [0u8; 10];
+        let mut n = 0;
+        while len >= 0x80 {
+            prefix[n] = (len as u8) | 0x80;
+            len >>= 7;
+            n += 1;
+        }
+        prefix[n] = len as u8;
+        let extra = n;
+        self.buf.resize(end + extra, 0);
+        self.buf.copy_within(at + 1..end, at + 1 + extra);
+        self.buf[at..=at + n].copy_from_slice(&prefix[..=n]);
     }
 }
 
@@ -56,6 +78,16 @@ mod tests {
         w.uint(1, 300);
         w.fixed64(7, 1);
         w.bytes(5, b"ab");
+        w.message(2, |m| m.bytes(1, &[7; 200]));
+        assert_eq!(
+            &w.buf[w.buf.len() - 206..w.buf.len() - 200],
+            [0x12, 0xcb, 0x01, 0x0a, 0xc8, 0x01]
+        );
+        w.buf.truncate(w.buf.len() - 206);
+        let mut big = Writer::default();
+        big.message(1, |m| m.bytes(2, &[1; 20_000]));
+        assert_eq!(big.buf[..7], [0x0a, 0xa4, 0x9c, 0x01, 0x12, 0xa0, 0x9c]);
+        assert_eq!(big.buf.len(), 1 + 3 + 20_004);
         assert_eq!(
             w.buf,
             [

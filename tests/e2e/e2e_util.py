@@ -1,5 +1,5 @@
 """Helpers shared by the Python end-to-end scripts (cluster.py, cluster_limits.py, decision.py, websocket.py,
-grpc_calls.py, http2_stall.py, conn_memory.py), imported from their own folder."""
+grpc_calls.py, http2_stall.py, conn_memory.py, traces.py), imported from their own folder."""
 
 import socket
 import subprocess

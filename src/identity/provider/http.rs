@@ -2,6 +2,7 @@
 //! token goes, how the gateway authenticates itself) plus a [`ResponseMapping`] and a status
 //! mapping. The built-in provider kinds are instances of it (see [`super::presets`]).
 
+use crate::telemetry::logging::error_chain;
 use crate::telemetry::trace;
 use std::time::{Duration, SystemTime};
 
@@ -259,21 +260,6 @@ fn encode_path_segment(token: &str) -> String {
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
-    }
-    out
-}
-
-/// A transport error with its causes, e.g. "error sending request: connection refused".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
     }
     out
 }

@@ -1,8 +1,7 @@
 //! OTLP/HTTP export (protobuf, `POST <endpoint>` with `Content-Type:
 //! application/x-protobuf`): spans taken from the queue in batches of at most
-//! `batch_size`, each batch sent once `batch_size` spans wait or the first of them has
-//! waited `export_interval`. One export at a time, each bounded by `timeout`; a batch the
-//! collector did not take (an error status, no answer in time, no connection) is dropped
+//! `batch_size`, sent once `batch_size` spans wait, else every `export_interval`. One
+//! export at a time, each bounded by `timeout`; a batch the collector did not take (an error status, no answer in time, no connection) is dropped
 //! and counted, never retried: spans queue behind a slow collector only up to
 //! `queue_size`, so memory stays bounded whatever the collector does. Message layout:
 //! `opentelemetry/proto/collector/trace/v1/trace_service.proto` and
@@ -15,12 +14,15 @@ use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 
 use super::{AttrValue, SpanData, TraceSettings};
+use crate::telemetry::logging::error_chain;
 use crate::telemetry::metrics::TraceMetrics;
 use crate::telemetry::protobuf::Writer;
 
 /// Sends queued spans to the collector (run by the process's background service).
 pub(crate) struct Exporter {
     rx: Receiver<SpanData>,
+    /// Signalled when the queue holds a batch.
+    full: std::sync::Arc<tokio::sync::Notify>,
     client: reqwest::Client,
     endpoint: String,
     headers: reqwest::header::HeaderMap,
@@ -39,6 +41,7 @@ impl Exporter {
         settings: &TraceSettings,
         client: reqwest::Client,
         rx: Receiver<SpanData>,
+        full: std::sync::Arc<tokio::sync::Notify>,
         metrics: TraceMetrics,
     ) -> Self {
         let mut headers = reqwest::header::HeaderMap::new();
@@ -58,6 +61,7 @@ impl Exporter {
         }
         Exporter {
             rx,
+            full,
             client,
             endpoint: settings.endpoint.clone(),
             headers,
@@ -70,35 +74,29 @@ impl Exporter {
         }
     }
 
-    /// Exports until `shutdown` resolves, then sends what is queued once more.
+    /// Exports until `shutdown` resolves, then sends what is queued once more. Wakes each
+    /// `export_interval`, or when the queue holds a batch ([`super::Tracer::submit`]
+    /// signals that once, when it gets there): never once per span — a wake-up per span
+    /// is a futex call per request for a sampled request path.
     pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut batch = Vec::with_capacity(self.batch_size);
         loop {
-            let first = tokio::select! {
-                s = self.rx.recv() => s,
-                () = &mut shutdown => break,
+            let stopping = tokio::select! {
+                () = tokio::time::sleep(self.interval) => false,
+                () = self.full.notified() => false,
+                () = &mut shutdown => true,
             };
-            let Some(first) = first else { return };
-            batch.push(first);
-            let deadline = tokio::time::Instant::now() + self.interval;
-            let mut stopping = false;
-            while batch.len() < self.batch_size {
-                tokio::select! {
-                    s = self.rx.recv() => match s {
-                        Some(s) => batch.push(s),
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(deadline) => break,
-                    () = &mut shutdown => { stopping = true; break }
-                }
-            }
-            self.export(&mut batch).await;
+            self.drain().await;
             if stopping {
-                break;
+                return;
             }
         }
-        // Shutting down: what is queued now, in batches, each bounded by the timeout.
+    }
+
+    /// Exports what is queued, in batches of at most `batch_size`, until the queue is
+    /// empty (spans queued meanwhile included).
+    async fn drain(&mut self) {
+        let mut batch = Vec::with_capacity(self.batch_size);
         while let Ok(s) = self.rx.try_recv() {
             batch.push(s);
             if batch.len() == self.batch_size {
@@ -151,26 +149,14 @@ impl Exporter {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 /// `key_value` field `number`: an OTLP `KeyValue` (`AnyValue` string, bool or int).
 fn key_value(w: &mut Writer, number: u64, key: &str, value: &AttrValue) {
     w.message(number, |kv| {
         kv.bytes(1, key.as_bytes());
         kv.message(2, |v| match value {
             AttrValue::Str(s) => v.bytes(1, s.as_bytes()),
+            AttrValue::Shared(s) => v.bytes(1, s.as_bytes()),
+            AttrValue::Ip(ip) => v.bytes(1, ip.to_string().as_bytes()),
             AttrValue::Bool(b) => v.uint(2, u64::from(*b)),
             // int64 as a varint: two's complement.
             AttrValue::Int(i) => v.uint(3, *i as u64),

@@ -93,12 +93,27 @@ pub enum SpanKind {
     Client = 3,
 }
 
-/// An attribute value.
+/// An attribute value. Shared strings and addresses are kept as they are and spelled out
+/// by the exporter, off the request path.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {
     Str(Cow<'static, str>),
+    Shared(Arc<str>),
+    Ip(std::net::IpAddr),
     Int(i64),
     Bool(bool),
+}
+
+impl From<&Arc<str>> for AttrValue {
+    fn from(v: &Arc<str>) -> Self {
+        AttrValue::Shared(v.clone())
+    }
+}
+
+impl From<std::net::IpAddr> for AttrValue {
+    fn from(v: std::net::IpAddr) -> Self {
+        AttrValue::Ip(v)
+    }
 }
 
 impl From<&'static str> for AttrValue {
@@ -163,6 +178,8 @@ pub struct RequestTrace {
     /// The caller's span, when the request continued a trace.
     pub parent: Option<[u8; 8]>,
     pub sampled: bool,
+    /// The caller sent a `traceparent` (the gateway's replaces it).
+    pub caller_sent: bool,
     /// The caller sent a `traceparent` that could not be read: its `tracestate` belongs
     /// to no trace the upstream will see, and is not passed on.
     pub unreadable_parent: bool,
@@ -207,6 +224,9 @@ pub struct Tracer {
     parent_sampling: ParentSampling,
     include_subject: bool,
     queue: tokio::sync::mpsc::Sender<SpanData>,
+    /// Wakes the exporter when the queue holds `batch_size` spans.
+    full: Arc<tokio::sync::Notify>,
+    batch_size: usize,
     metrics: TraceMetrics,
 }
 
@@ -216,15 +236,31 @@ impl fmt::Debug for Tracer {
     }
 }
 
-fn random_id<const N: usize>() -> [u8; N] {
-    let mut rng = rand::rng();
-    loop {
-        let mut id = [0u8; N];
-        rng.fill_bytes(&mut id);
-        if id != [0; N] {
-            return id;
+thread_local! {
+    /// Ids and sampling draws: a small generator per thread, seeded from the system's.
+    /// Not secret — an id is no credential, and knowing the draws would only decide *which*
+    /// requests are sampled, never how many — but fast: a request that is not sampled
+    /// still draws two ids.
+    static RNG: std::cell::RefCell<rand::rngs::SmallRng> =
+        std::cell::RefCell::new(rand::SeedableRng::from_os_rng());
+}
+
+/// A random `u64`, never 0.
+fn random_u64() -> u64 {
+    RNG.with(|r| loop {
+        let v = r.borrow_mut().next_u64();
+        if v != 0 {
+            return v;
         }
+    })
+}
+
+fn random_id<const N: usize>() -> [u8; N] {
+    let mut id = [0u8; N];
+    for chunk in id.chunks_mut(8) {
+        chunk.copy_from_slice(&random_u64().to_le_bytes()[..chunk.len()]);
     }
+    id
 }
 
 impl Tracer {
@@ -235,6 +271,7 @@ impl Tracer {
         metrics: TraceMetrics,
     ) -> (Arc<Tracer>, export::Exporter) {
         let (tx, rx) = tokio::sync::mpsc::channel(settings.queue_size.max(1));
+        let full = Arc::new(tokio::sync::Notify::new());
         let ratio = settings.sample_ratio.clamp(0.0, 1.0);
         let tracer = Arc::new(Tracer {
             // 2^64 · ratio (`as` saturates); ratio 1 is `always`.
@@ -243,9 +280,14 @@ impl Tracer {
             parent_sampling: settings.parent_sampling,
             include_subject: settings.include_subject,
             queue: tx,
+            full: full.clone(),
+            batch_size: settings.batch_size.max(1),
             metrics: metrics.clone(),
         });
-        (tracer, export::Exporter::new(settings, client, rx, metrics))
+        (
+            tracer,
+            export::Exporter::new(settings, client, rx, full, metrics),
+        )
     }
 
     /// Whether server spans carry the subject (`tracing.include_subject`).
@@ -254,29 +296,29 @@ impl Tracer {
     }
 
     fn draw(&self) -> bool {
-        self.always || (self.threshold > 0 && rand::rng().next_u64() < self.threshold)
+        self.always || (self.threshold > 0 && random_u64() < self.threshold)
     }
 
     /// Starts a request's trace from the `traceparent` values it carried (`values`: each
     /// header field, in order; more than one is unreadable). `trusted_peer`: the TCP peer
-    /// is in `trusted_proxies`.
+    /// is in `trusted_proxies` (asked only when a readable `traceparent` came).
     pub fn start<'a>(
         &self,
         mut values: impl Iterator<Item = &'a [u8]>,
-        trusted_peer: bool,
+        trusted_peer: impl FnOnce() -> bool,
     ) -> RequestTrace {
         let first = values.next();
         let parent = match (first, values.next()) {
             (Some(v), None) => parse_traceparent(v),
             _ => None,
         };
-        let believed = match self.parent_sampling {
-            ParentSampling::TrustedProxies => trusted_peer,
+        let believed = || match self.parent_sampling {
+            ParentSampling::TrustedProxies => trusted_peer(),
             ParentSampling::Everyone => true,
             ParentSampling::Nobody => false,
         };
         let (trace_id, sampled) = match parent {
-            Some(p) if believed => (p.trace_id, p.sampled),
+            Some(p) if believed() => (p.trace_id, p.sampled),
             Some(p) => (p.trace_id, self.draw()),
             None => (random_id(), self.draw()),
         };
@@ -286,6 +328,7 @@ impl Tracer {
             upstream_span_id: random_id(),
             parent: parent.map(|p| p.span_id),
             sampled,
+            caller_sent: first.is_some(),
             unreadable_parent: first.is_some() && parent.is_none(),
             upstream_started: None,
         }
@@ -295,6 +338,9 @@ impl Tracer {
     pub fn submit(&self, span: SpanData) {
         if self.queue.try_send(span).is_err() {
             self.metrics.dropped_queue_full.inc();
+        } else if self.queue.max_capacity() - self.queue.capacity() == self.batch_size {
+            // Once, as the queue reaches a batch (the exporter's timer covers a miss).
+            self.full.notify_one();
         }
     }
 
@@ -320,12 +366,9 @@ tokio::task_local! {
     static PARENT: Parent;
 }
 
-/// Runs `fut` with [`child`] spans recorded under `parent` (nothing when `None`).
-pub async fn within<F: std::future::Future>(parent: Option<Parent>, fut: F) -> F::Output {
-    match parent {
-        Some(p) => PARENT.scope(p, fut).await,
-        None => fut.await,
-    }
+/// Runs `fut` with [`child`] spans recorded under `parent`.
+pub async fn within<F: std::future::Future>(parent: Parent, fut: F) -> F::Output {
+    PARENT.scope(parent, fut).await
 }
 
 /// A child span in progress, recorded when dropped (a call cancelled with its request

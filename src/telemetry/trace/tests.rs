@@ -36,21 +36,21 @@ const NOT_SAMPLED: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b
 #[test]
 fn a_sampled_flag_is_believed_only_from_whom_the_setting_names() {
     let (t, _e) = tracer(0.0, ParentSampling::TrustedProxies);
-    let trusted = t.start([SAMPLED].into_iter(), true);
+    let trusted = t.start([SAMPLED].into_iter(), || true);
     assert!(trusted.sampled);
     assert_eq!(
         trusted.parent,
         Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
     );
-    assert!(!t.start([NOT_SAMPLED].into_iter(), true).sampled);
+    assert!(!t.start([NOT_SAMPLED].into_iter(), || true).sampled);
     // An untrusted client's trace is continued, its flag not followed (ratio 0: never).
-    let client = t.start([SAMPLED].into_iter(), false);
+    let client = t.start([SAMPLED].into_iter(), || false);
     assert!(!client.sampled);
     assert_eq!(client.trace_id, trusted.trace_id);
     let (everyone, _e) = tracer(0.0, ParentSampling::Everyone);
-    assert!(everyone.start([SAMPLED].into_iter(), false).sampled);
+    assert!(everyone.start([SAMPLED].into_iter(), || false).sampled);
     let (nobody, _e) = tracer(1.0, ParentSampling::Nobody);
-    assert!(nobody.start([NOT_SAMPLED].into_iter(), true).sampled);
+    assert!(nobody.start([NOT_SAMPLED].into_iter(), || true).sampled);
 }
 
 #[test]
@@ -58,12 +58,12 @@ fn an_unreadable_or_repeated_traceparent_starts_a_new_trace() {
     let (t, _e) = tracer(1.0, ParentSampling::Everyone);
     let upper = b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01";
     for values in [vec![&upper[..]], vec![SAMPLED, SAMPLED]] {
-        let r = t.start(values.into_iter(), true);
+        let r = t.start(values.into_iter(), || true);
         assert_eq!(r.parent, None);
         assert!(r.unreadable_parent);
         assert_ne!(r.trace_id[..], hex_id(SAMPLED)[..]);
     }
-    let none = t.start(std::iter::empty(), true);
+    let none = t.start(std::iter::empty(), || true);
     assert!(!none.unreadable_parent && none.parent.is_none());
     assert_ne!(none.span_id, none.upstream_span_id);
 }
@@ -77,17 +77,17 @@ fn the_ratio_holds_over_ten_thousand_roots() {
     let (t, _e) = tracer(0.1, ParentSampling::TrustedProxies);
     let n = 10_000;
     let sampled = (0..n)
-        .filter(|_| t.start(std::iter::empty(), false).sampled)
+        .filter(|_| t.start(std::iter::empty(), || false).sampled)
         .count();
     // Binomial(10000, 0.1): mean 1000, standard deviation 30; ±5 σ.
     assert!((850..=1150).contains(&sampled), "{sampled} of {n}");
     // A client that always sends sampled=1 is drawn for at the same ratio.
     let forced = (0..n)
-        .filter(|_| t.start([SAMPLED].into_iter(), false).sampled)
+        .filter(|_| t.start([SAMPLED].into_iter(), || false).sampled)
         .count();
     assert!((850..=1150).contains(&forced), "{forced} of {n}");
     let (never, _e) = tracer(0.0, ParentSampling::TrustedProxies);
-    assert!(!(0..n).any(|_| never.start(std::iter::empty(), false).sampled));
+    assert!(!(0..n).any(|_| never.start(std::iter::empty(), || false).sampled));
 }
 
 #[test]
@@ -108,8 +108,8 @@ fn a_full_queue_drops_and_counts() {
 async fn child_spans_exist_only_within_a_sampled_request() {
     let (t, mut exporter) = tracer(1.0, ParentSampling::Everyone);
     assert!(child("outside", SpanKind::Client).is_none());
-    let r = t.start([SAMPLED].into_iter(), true);
-    within(t.parent_of(&r), async {
+    let r = t.start([SAMPLED].into_iter(), || true);
+    within(t.parent_of(&r).unwrap(), async {
         let mut s = child("GET", SpanKind::Client).unwrap();
         s.attr("http.response.status_code", 200u16);
     })
@@ -119,7 +119,7 @@ async fn child_spans_exist_only_within_a_sampled_request() {
     assert_eq!(got.trace_id, r.trace_id);
     assert!(got.end_unix_ns >= got.start_unix_ns && got.start_unix_ns > 0);
     let (off, _e) = tracer(0.0, ParentSampling::Nobody);
-    let r = off.start(std::iter::empty(), true);
+    let r = off.start(std::iter::empty(), || true);
     assert!(off.parent_of(&r).is_none());
 }
 
