@@ -20,6 +20,8 @@ Gateway B (trusted_proxies elsewhere, sample_ratio 0.1): 10,000 requests whose c
    forced nothing.
 Gateway D (cluster: a real redis-server): a cache miss has `redis shared_find` and
    `redis rate_limit` client spans (db.system.name redis) beside the provider call.
+Gateway E: a collector over TLS signed by a private CA: exports arrive with `ca_file`;
+   without it the export fails and is counted (never sent in clear).
 Gateway C (small queue, short timeout, include_subject on): the collector healthy, then
    answering after 2 s, then gone: requests answer as fast (medians compared), spans are
    dropped and counted (queue_full, export_failed), memory stays bounded.
@@ -34,6 +36,7 @@ import http.server
 import json
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -61,9 +64,10 @@ def sha(t):
 
 
 class Collector:
-    """An OTLP/HTTP receiver: each export decoded as an ExportTraceServiceRequest."""
+    """An OTLP/HTTP receiver: each export decoded as an ExportTraceServiceRequest (over TLS
+    with `tls=(cert, key)`)."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.exports = []  # (headers, raw body, decoded)
         self.delay = 0.0
         self.lock = threading.Lock()
@@ -95,6 +99,10 @@ class Collector:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -515,6 +523,47 @@ tracing:
         col.close()
 
 
+def gateway_e(args, work, results):
+    """A collector over TLS with a private CA: `ca_file` trusted, the system's alone not."""
+    def run(*a):
+        subprocess.run(a, check=True, capture_output=True)
+
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-days", "2", "-subj", "/CN=traces e2e CA", "-keyout", f"{work}/ca.key", "-out", f"{work}/ca.crt")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-subj", "/CN=collector", "-keyout", f"{work}/col.key", "-out", f"{work}/col.csr")
+    with open(f"{work}/ext", "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run("openssl", "x509", "-req", "-in", f"{work}/col.csr", "-CA", f"{work}/ca.crt", "-CAkey", f"{work}/ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", f"{work}/ext", "-out", f"{work}/col.crt")
+    col = Collector(tls=(f"{work}/col.crt", f"{work}/col.key"))
+    try:
+        for name, ca in (("e", f"\n  ca_file: {work}/ca.crt"), ("e-untrusted", "")):
+            proc, port, admin = start(args, work, name, f"""
+routes:
+  - {{ name: open, path_prefix: /open, auth: none, upstream: echo }}
+tracing:
+  endpoint: https://127.0.0.1:{col.port}
+  export_interval: 100ms{ca}
+""")
+            try:
+                get(port, "/open/x")
+                if ca:
+                    col.wait_spans(lambda s: s.kind == SERVER)
+                else:
+                    deadline = time.time() + 10
+                    while time.time() < deadline and metric(admin, 'sessiongate_trace_spans_dropped_total{reason="export_failed"}') == 0:
+                        time.sleep(0.1)
+                    check(metric(admin, 'sessiongate_trace_spans_dropped_total{reason="export_failed"}') >= 1,
+                          "a collector whose CA is not trusted: the export fails and is counted")
+            finally:
+                stop(proc)
+        check(len(col.spans()) >= 1, "spans over TLS")
+        results["tls_collector"] = "ca_file trusted; without it the export fails, counted"
+    finally:
+        col.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/debug/sessiongate")
@@ -524,12 +573,13 @@ def main():
     try:
         gateway_a(args, work, results)
         gateway_d(args, work, results)
+        gateway_e(args, work, results)
         gateway_b(args, work, results)
         gateway_c(args, work, results)
     except Failure as e:
         print(json.dumps(results, indent=1))
         print(f"traces: FAILED: {e}", file=sys.stderr)
-        print_tails(work, ["a.log", "b.log", "c.log", "d.log"])
+        print_tails(work, ["a.log", "b.log", "c.log", "d.log", "e.log", "e-untrusted.log"])
         sys.exit(1)
     print(json.dumps(results, indent=1))
     print("traces: ok")
