@@ -217,9 +217,10 @@ impl HexIds {
 
 /// The process's tracer: sampling, and the queue spans wait in for [`export`].
 pub struct Tracer {
-    /// A request is a sampled root when a random `u64` is below this (`None`: never;
-    /// `Some(u64::MAX)` with `always`: every one).
+    /// A request the gateway draws for is sampled when a random `u64` is below this
+    /// (2^64 · `sample_ratio`; 0: never).
     threshold: u64,
+    /// `sample_ratio: 1`: every request drawn for is sampled.
     always: bool,
     parent_sampling: ParentSampling,
     include_subject: bool,
