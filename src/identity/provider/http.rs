@@ -124,6 +124,45 @@ pub(crate) fn client(
         .map_err(|e| BuildError::HttpClient(error_chain(&e)))
 }
 
+/// An outbound call made for a traced request (a provider call, a JWKS fetch): its
+/// client span, named `{method} {path}` from `path` — a template or a path that carries
+/// no token, never the URL as sent — with the callee's address, and `req` carrying a
+/// `traceparent` that names it. `None` (and `req` as it was) for a request not sampled.
+pub(crate) fn traced_call(
+    mut req: reqwest::RequestBuilder,
+    method: &str,
+    (path_key, path): (&'static str, &str),
+    url: &url::Url,
+) -> (reqwest::RequestBuilder, Option<trace::ChildSpan>) {
+    let Some(mut s) = trace::child(format!("{method} {path}"), trace::SpanKind::Client) else {
+        return (req, None);
+    };
+    s.attr("http.request.method", method.to_string());
+    s.attr(path_key, path.to_string());
+    if let Some(host) = url.host_str() {
+        s.attr("server.address", host.to_string());
+    }
+    if let Some(port) = url.port_or_known_default() {
+        s.attr("server.port", i64::from(port));
+    }
+    req = req.header("traceparent", &s.traceparent()[..]);
+    (req, Some(s))
+}
+
+/// The callee's answer on its span: the status, and whether the call failed by it.
+pub(crate) fn answered(
+    span: &mut Option<trace::ChildSpan>,
+    status: reqwest::StatusCode,
+    failed: bool,
+) {
+    if let Some(s) = span {
+        s.attr("http.response.status_code", status.as_u16());
+        if failed {
+            s.fail(status.as_str().to_string());
+        }
+    }
+}
+
 /// Reads a response body of at most `limit` bytes, refusing a larger one as soon as its
 /// `Content-Length` or its running size says so (never buffering it whole).
 pub(crate) async fn read_limited(
@@ -218,27 +257,14 @@ impl HttpProvider {
         }
     }
 
-    /// The provider call's client span, when the request is traced: the URL as
-    /// configured, without its query (`{token}` stays a placeholder; a query-placed token
-    /// is added after), never the URL as sent.
-    fn span(&self) -> Option<trace::ChildSpan> {
+    /// The URL as configured, for the provider call's span: its path, without the query
+    /// (`{token}` stays a placeholder; a query-placed token is added after), never the
+    /// URL as sent.
+    fn url_template(&self) -> &str {
         let path = self.spec.url.split(['?', '#']).next().unwrap_or_default();
-        let template = path
-            .find("://")
+        path.find("://")
             .and_then(|i| path[i + 3..].find('/').map(|j| &path[i + 3 + j..]))
-            .unwrap_or("/");
-        let method = self.spec.method.as_str();
-        let mut s = trace::child(format!("{method} {template}"), trace::SpanKind::Client)?;
-        s.attr("http.request.method", method.to_string());
-        s.attr("url.template", template.to_string());
-        if let Some(host) = self.url.host_str() {
-            s.attr("server.address", host.to_string());
-        }
-        if let Some(port) = self.url.port_or_known_default() {
-            s.attr("server.port", i64::from(port));
-        }
-        s.attr("sessiongate.provider.kind", self.spec.kind);
-        Some(s)
+            .unwrap_or("/")
     }
 
     fn transport_error(&self, e: reqwest::Error) -> ProviderError {
@@ -281,10 +307,14 @@ impl Provider for HttpProvider {
         if !self.accepts(token) {
             return Ok(Resolution::Invalid(InvalidReason::RejectedStatus(404)));
         }
-        let mut span = self.span();
-        let mut req = self.request(token);
-        if let Some(s) = &span {
-            req = req.header("traceparent", &s.traceparent()[..]);
+        let (req, mut span) = traced_call(
+            self.request(token),
+            self.spec.method.as_str(),
+            ("url.template", self.url_template()),
+            &self.url,
+        );
+        if let Some(s) = &mut span {
+            s.attr("sessiongate.provider.kind", self.spec.kind);
         }
         let resp = req.send().await.map_err(|e| {
             let e = self.transport_error(e);
@@ -294,12 +324,7 @@ impl Provider for HttpProvider {
             e
         })?;
         let status = resp.status();
-        if let Some(s) = &mut span {
-            s.attr("http.response.status_code", status.as_u16());
-            if status.is_server_error() {
-                s.fail(status.as_str().to_string());
-            }
-        }
+        answered(&mut span, status, status.is_server_error());
         let limit = self.spec.max_response_bytes;
         let body = match read_limited(resp, limit, |e| self.transport_error(e)).await {
             Ok(body) => body,

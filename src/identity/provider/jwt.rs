@@ -20,7 +20,6 @@
 //! - The claims map to the identity like an HTTP provider's answer ([`ResponseMapping`]);
 //!   the identity is cached until `exp`, so a signature is verified once per token.
 
-use crate::telemetry::trace;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -252,20 +251,14 @@ impl KeyStore {
         };
         // Fetched for a request (a key it names is not known yet): a child span of its
         // trace. The refresh loop's fetches belong to no request.
-        let mut span = trace::child(format!("GET {}", url.path()), trace::SpanKind::Client);
-        let mut get = client.get(url.clone());
+        let (get, mut span) = super::http::traced_call(
+            client.get(url.clone()),
+            "GET",
+            ("url.path", url.path()),
+            url,
+        );
         if let Some(s) = &mut span {
-            s.attr("http.request.method", "GET");
-            s.attr("url.path", url.path().to_string());
-            s.attr(
-                "server.address",
-                url.host_str().unwrap_or_default().to_string(),
-            );
-            if let Some(port) = url.port_or_known_default() {
-                s.attr("server.port", i64::from(port));
-            }
             s.attr("sessiongate.jwks", true);
-            get = get.header("traceparent", &s.traceparent()[..]);
         }
         let resp = get.send().await.map_err(|e| {
             if let Some(s) = &mut span {
@@ -273,13 +266,8 @@ impl KeyStore {
             }
             ProviderError::Unreachable(format!("JWKS: {}", e.without_url()))
         })?;
-        if let Some(s) = &mut span {
-            s.attr("http.response.status_code", resp.status().as_u16());
-        }
+        super::http::answered(&mut span, resp.status(), !resp.status().is_success());
         if !resp.status().is_success() {
-            if let Some(s) = &mut span {
-                s.fail(resp.status().as_str().to_string());
-            }
             return Err(ProviderError::Status(resp.status().as_u16()));
         }
         let body = super::http::read_limited(resp, *max_bytes, |e| {
