@@ -524,13 +524,24 @@ pub(super) fn apply_response(
     Ok(())
 }
 
+/// `<path>.ca_file`'s certificates (none without one).
 pub(super) fn ca_roots(
     path: &str,
     file: Option<&str>,
     base_dir: &Path,
 ) -> Result<Vec<reqwest::Certificate>> {
+    Ok(ca_bundle(path, file, base_dir)?.map_or_else(Vec::new, |(_, certs)| certs))
+}
+
+/// `<path>.ca_file` read and checked (a PEM bundle of at least one certificate): its bytes
+/// and its certificates; `None` without one.
+pub(super) fn ca_bundle(
+    path: &str,
+    file: Option<&str>,
+    base_dir: &Path,
+) -> Result<Option<(Vec<u8>, Vec<reqwest::Certificate>)>> {
     let Some(file) = file else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let key = format!("{path}.ca_file");
     let full = base_dir.join(file);
@@ -545,7 +556,7 @@ pub(super) fn ca_roots(
             format!("{} holds no certificate", full.display()),
         ));
     }
-    Ok(certs)
+    Ok(Some((pem, certs)))
 }
 
 /// One `response.claims` entry, checked.

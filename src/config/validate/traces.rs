@@ -25,10 +25,14 @@ pub(super) fn settings(
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let endpoint = endpoint(t, &env, errs);
     let headers = headers(t, base_dir, errs);
-    let ca_pem = t
-        .ca_file
-        .as_deref()
-        .and_then(|f| errs.keep(ca_pem(f, base_dir)));
+    let ca_pem = errs
+        .keep(crate::config::http_provider::ca_bundle(
+            "tracing",
+            t.ca_file.as_deref(),
+            base_dir,
+        ))
+        .flatten()
+        .map(|(pem, _)| pem);
     let sample_ratio = t.sample_ratio.unwrap_or(1.0);
     if !(0.0..=1.0).contains(&sample_ratio) {
         errs.add(
@@ -157,23 +161,6 @@ fn headers(t: &TracingFile, base_dir: &Path, errs: &mut Errors) -> Option<Vec<(S
         out.push((lower, value));
     }
     ok.then_some(out)
-}
-
-fn ca_pem(file: &str, base_dir: &Path) -> Result<Vec<u8>> {
-    let full = base_dir.join(file);
-    let pem = std::fs::read(&full).map_err(|e| {
-        ConfigError::at(
-            "tracing.ca_file",
-            format!("cannot read {}: {e}", full.display()),
-        )
-    })?;
-    match reqwest::Certificate::from_pem_bundle(&pem) {
-        Ok(certs) if !certs.is_empty() => Ok(pem),
-        _ => Err(ConfigError::at(
-            "tracing.ca_file",
-            format!("{} holds no PEM certificate", full.display()),
-        )),
-    }
 }
 
 /// `service.name`, `service.version`, then `OTEL_RESOURCE_ATTRIBUTES`' pairs and the
