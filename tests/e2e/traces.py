@@ -43,11 +43,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from cluster import metric, wait_port
 from e2e_util import Failure, check, free_port, print_tails, rss_kib, stop, wait_ready
 
 PATH_TOKEN = "pathtoken-e2e-0123456789abcdefXYZ"
@@ -61,6 +61,19 @@ SERVER, CLIENT = trace_pb2.Span.SPAN_KIND_SERVER, trace_pb2.Span.SPAN_KIND_CLIEN
 
 def sha(t):
     return hashlib.sha256(t.encode()).hexdigest()
+
+
+def serve(handler, tls=None):
+    """`handler` on a threaded server on a free loopback port (TLS with `tls=(cert, key)`),
+    in a daemon thread: the server and its port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
 
 
 class Collector:
@@ -97,14 +110,7 @@ class Collector:
             def log_message(self, *a):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        if tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(*tls)
-            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.port = serve(Handler, tls)
 
     def close(self):
         self.server.shutdown()
@@ -169,10 +175,7 @@ class Recorder:
             def log_message(self, *a):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.port = serve(Handler)
 
 
 def start(args, work, name, body, env_extra=None):
@@ -204,15 +207,6 @@ def get(port, path, headers=None, conn=None):
     if conn is None:
         c.close()
     return r.status, dict((k.lower(), v) for k, v in r.getheaders()), body
-
-
-def metric(admin, name):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def gateway_a(args, work, results):
@@ -479,15 +473,7 @@ def gateway_d(args, work, results):
     with open(f"{work}/cluster-secret", "w") as f:
         f.write("traces-e2e-cluster-secret-0123456789abcdef")
     try:
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket_ok = http.client.HTTPConnection("127.0.0.1", redis_port, timeout=1)
-                socket_ok.connect()
-                socket_ok.close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_port(redis_port, "redis-server")
         proc, port, admin = start(args, work, "d", f"""
 providers:
   idp: {{ kind: http, url: "http://127.0.0.1:{idp.port}/sessions/{{token}}", method: GET, token: {{ in: path }}, timeout: 2s, response: {{ subject: /sub, scopes: /scopes }} }}
