@@ -10,13 +10,23 @@ pub(crate) struct Writer {
     pub(crate) buf: Vec<u8>,
 }
 
+/// `v` as a varint: the bytes and how many of them are used.
+fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    let mut n = 0;
+    while v >= 0x80 {
+        out[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    out[n] = v as u8;
+    (out, n + 1)
+}
+
 impl Writer {
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.buf.push(v as u8);
+    fn varint(&mut self, v: u64) {
+        let (bytes, n) = varint_bytes(v);
+        self.buf.extend_from_slice(&bytes[..n]);
     }
 
     /// A varint field (written even when zero: callers skip defaults themselves).
@@ -48,23 +58,15 @@ impl Writer {
         self.buf.push(0);
         build(self);
         let end = self.buf.len();
-        let mut len = (end - at - 1) as u64;
+        let len = (end - at - 1) as u64;
         if len < 0x80 {
             self.buf[at] = len as u8;
             return;
         }
-        let mut prefix = [0u8; 10];
-        let mut n = 0;
-        while len >= 0x80 {
-            prefix[n] = (len as u8) | 0x80;
-            len >>= 7;
-            n += 1;
-        }
-        prefix[n] = len as u8;
-        let extra = n;
-        self.buf.resize(end + extra, 0);
-        self.buf.copy_within(at + 1..end, at + 1 + extra);
-        self.buf[at..=at + n].copy_from_slice(&prefix[..=n]);
+        let (prefix, n) = varint_bytes(len);
+        self.buf.resize(end + n - 1, 0);
+        self.buf.copy_within(at + 1..end, at + n);
+        self.buf[at..at + n].copy_from_slice(&prefix[..n]);
     }
 }
 
