@@ -60,7 +60,7 @@ pub(super) fn propagate<'id>(req: &mut impl Outgoing<'id>, ctx: &RequestCtx) -> 
         // Nothing to replace: no lookup of the client's headers.
         req.append(&TRACEPARENT, value)?;
     }
-    if t.unreadable_parent {
+    if t.unreadable_parent() {
         req.remove(&TRACESTATE);
     }
     Ok(())

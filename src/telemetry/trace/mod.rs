@@ -180,14 +180,17 @@ pub struct RequestTrace {
     pub sampled: bool,
     /// The caller sent a `traceparent` (the gateway's replaces it).
     pub caller_sent: bool,
-    /// The caller sent a `traceparent` that could not be read: its `tracestate` belongs
-    /// to no trace the upstream will see, and is not passed on.
-    pub unreadable_parent: bool,
     /// When the request was let through to its upstream (the upstream span's start).
     pub upstream_started: Option<Instant>,
 }
 
 impl RequestTrace {
+    /// The caller sent a `traceparent` that could not be read: its `tracestate` belongs
+    /// to no trace the upstream will see, and is not passed on.
+    pub fn unreadable_parent(&self) -> bool {
+        self.caller_sent && self.parent.is_none()
+    }
+
     /// The `traceparent` the upstream receives: this trace, the upstream span as parent.
     pub fn upstream_traceparent(&self) -> [u8; 55] {
         format_traceparent(&self.trace_id, &self.upstream_span_id, self.sampled)
@@ -330,7 +333,6 @@ impl Tracer {
             parent: parent.map(|p| p.span_id),
             sampled,
             caller_sent: first.is_some(),
-            unreadable_parent: first.is_some() && parent.is_none(),
             upstream_started: None,
         }
     }

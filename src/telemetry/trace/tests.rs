@@ -60,11 +60,11 @@ fn an_unreadable_or_repeated_traceparent_starts_a_new_trace() {
     for values in [vec![&upper[..]], vec![SAMPLED, SAMPLED]] {
         let r = t.start(values.into_iter(), || true);
         assert_eq!(r.parent, None);
-        assert!(r.unreadable_parent);
+        assert!(r.unreadable_parent());
         assert_ne!(r.trace_id[..], hex_id(SAMPLED)[..]);
     }
     let none = t.start(std::iter::empty(), || true);
-    assert!(!none.unreadable_parent && none.parent.is_none());
+    assert!(!none.unreadable_parent() && none.parent.is_none());
     assert_ne!(none.span_id, none.upstream_span_id);
 }
 
